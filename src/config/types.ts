@@ -1,0 +1,65 @@
+// The normalised configuration the rest of baton works with. Durations are in
+// milliseconds; defaults are filled in; names are resolved. The YAML shape and
+// its validation live in schema.ts.
+
+export type StopSignal = 'SIGTERM' | 'SIGINT' | 'SIGQUIT' | 'SIGWINCH' | 'SIGUSR1' | 'SIGUSR2' | 'SIGHUP' | 'SIGKILL';
+export type BalancePolicy = 'least_outstanding' | 'round_robin';
+
+export interface ListenerConfig {
+  host: string; // e.g. 127.0.0.1
+  port: number;
+}
+
+export interface HealthConfig {
+  path: string; // GET path, e.g. /healthz
+  intervalMs: number;
+  timeoutMs: number;
+  healthyThreshold: number; // consecutive successes before traffic
+  unhealthyThreshold: number; // consecutive failures before removal
+  startTimeoutMs: number; // max time from spawn to healthy
+}
+
+export interface UpstreamConfig {
+  /** Idle pooled connections to an instance are closed after this; keep it below the app's keep-alive timeout. */
+  keepAliveTimeoutMs: number;
+  connectTimeoutMs: number;
+  /** Max wait for the response headers from an instance (504 after). */
+  responseTimeoutMs: number;
+}
+
+export interface ServiceConfig {
+  name: string;
+  hosts: string[]; // Host header names (lowercase, no port); empty = only reachable as default
+  isDefault: boolean; // gets requests whose Host matches no service
+  command: string; // run with /bin/sh -c in the release directory
+  env: Record<string, string>;
+  instances: number;
+  health: HealthConfig;
+  drainTimeoutMs: number;
+  stopSignal: StopSignal;
+  stopTimeoutMs: number;
+  /** How long the previous release keeps running (not routed) for instant rollback. 0 = stop it after draining. */
+  standbyMs: number;
+  balance: BalancePolicy;
+  upstream: UpstreamConfig;
+  /** Releases kept on disk, beyond the current and the standby. */
+  keepReleases: number;
+}
+
+export interface ProxyConfig {
+  /** Idle keep-alive client connections are closed after this. */
+  clientIdleTimeoutMs: number;
+  /** Max time for a client to send the request headers. */
+  headersTimeoutMs: number;
+}
+
+export interface DaemonConfig {
+  /** Absolute path of the file this was read from. */
+  file: string;
+  listeners: ListenerConfig[];
+  stateDir: string; // absolute
+  controlSocket: string; // absolute path of the Unix socket
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  proxy: ProxyConfig;
+  services: ServiceConfig[];
+}
