@@ -15,7 +15,8 @@ export type ErrorCode =
   | 'DAEMON_UNREACHABLE'
   | 'BAD_REQUEST'
   | 'USAGE'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'STORE_UNAVAILABLE';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
