@@ -1,0 +1,346 @@
+// One app instance: a process group started (or re-adopted) by baton, its
+// liveness, its health, and stopping it.
+
+import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
+import { open } from 'node:fs/promises';
+import type { ServiceConfig } from '../config/types.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import { HealthMonitor } from './health-monitor.ts';
+import { tailLog } from './logs.ts';
+import { isDeadState, isGroupAlive, isSameProcessAlive, readProcStat, startTimeToEpochMs } from './proc.ts';
+import { KILL_WAIT_MS, signalGroup, toSignal, waitUntil } from './signals.ts';
+import type { ExitInfo, InstanceListener, InstanceRecord, InstanceState } from './types.ts';
+
+/** How often an adopted instance (not our child: no exit event) is checked in /proc. */
+const ADOPTED_POLL_MS = 250;
+/** Log lines attached to start failures. */
+const LOG_TAIL_LINES = 20;
+
+export interface SpawnOptions {
+  id: string;
+  service: ServiceConfig;
+  release: string;
+  releaseDir: string;
+  port: number;
+  logFile: string;
+  extraEnv?: Record<string, string>;
+}
+
+interface InstanceInit extends InstanceRecord {
+  service: string;
+  config: ServiceConfig;
+  listener: InstanceListener;
+  child: ChildProcess | null;
+  /** The process group to signal; null when pid does not lead its own group (then only pid is signalled). */
+  pgid: number | null;
+  startedAt: number;
+}
+
+export class Instance {
+  readonly id: string;
+  readonly service: string;
+  readonly release: string;
+  readonly releaseDir: string;
+  readonly port: number;
+  readonly pid: number;
+  readonly startTime: string;
+  readonly logFile: string;
+  readonly startedAt: number;
+
+  #config: ServiceConfig;
+  #listener: InstanceListener;
+  #child: ChildProcess | null;
+  #pgid: number | null;
+  #health: HealthMonitor;
+  #state: InstanceState = 'starting';
+  #exit: ExitInfo | null = null;
+  #poller: NodeJS.Timeout | null = null;
+  #stopping: Promise<{ forced: boolean; durationMs: number }> | null = null;
+  #detached = false;
+  /** Woken on every state change (waitHealthy, stop). */
+  #waiters = new Set<() => void>();
+  /** Resolves when the leader process is seen gone. */
+  #leaderGone: Promise<void>;
+  #resolveLeaderGone!: () => void;
+
+  private constructor(init: InstanceInit) {
+    this.id = init.id;
+    this.service = init.service;
+    this.release = init.release;
+    this.releaseDir = init.releaseDir;
+    this.port = init.port;
+    this.pid = init.pid;
+    this.startTime = init.startTime;
+    this.logFile = init.logFile;
+    this.startedAt = init.startedAt;
+    this.#config = init.config;
+    this.#listener = init.listener;
+    this.#child = init.child;
+    this.#pgid = init.pgid;
+    this.#leaderGone = new Promise((resolve) => (this.#resolveLeaderGone = resolve));
+    this.#health = new HealthMonitor(init.port, init.config.health, { changed: (healthy) => this.#healthChanged(healthy) });
+  }
+
+  get state(): InstanceState {
+    return this.#state;
+  }
+
+  get healthy(): boolean {
+    return this.#state === 'healthy';
+  }
+
+  get lastHealthError(): string | null {
+    return this.#health.lastError;
+  }
+
+  get exit(): ExitInfo | null {
+    return this.#state === 'exited' ? this.#exit : null;
+  }
+
+  /**
+   * Start `/bin/sh -c command` in releaseDir as the leader of a new session
+   * and process group, output appended to logFile through an inherited fd (no
+   * pipe to the daemon, so the instance outlives it). Health checks start at once.
+   */
+  static async spawn(opts: SpawnOptions, listener: InstanceListener): Promise<Instance> {
+    const { service } = opts;
+    const env: Record<string, string | undefined> = {
+      ...process.env,
+      ...service.env,
+      ...opts.extraEnv,
+      PORT: String(opts.port),
+      BATON_SERVICE: service.name,
+      BATON_RELEASE: opts.release,
+      BATON_INSTANCE: opts.id,
+    };
+    const log = await open(opts.logFile, 'a');
+    let child: ChildProcess;
+    try {
+      child = spawnChild('/bin/sh', ['-c', service.command], {
+        cwd: opts.releaseDir,
+        env,
+        detached: true, // setsid(): own session and process group, pgid = pid
+        stdio: ['ignore', log.fd, log.fd],
+      });
+    } finally {
+      // The child has its own copy of the fd now (spawn returns after exec).
+      await log.close();
+    }
+    const pid = child.pid;
+    if (pid === undefined) {
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: ${errorMessage(err)}`);
+    }
+    // Read synchronously, before the event loop can reap the child: the pid is
+    // guaranteed to still be ours (at worst a zombie) at this point.
+    const startTime = readProcStat(pid)?.startTime ?? '';
+    child.unref(); // the daemon may exit and leave it running
+    const inst = new Instance({
+      id: opts.id,
+      service: service.name,
+      release: opts.release,
+      releaseDir: opts.releaseDir,
+      port: opts.port,
+      pid,
+      startTime,
+      logFile: opts.logFile,
+      config: service,
+      listener,
+      child,
+      pgid: pid,
+      startedAt: Date.now(),
+    });
+    child.on('error', () => {}); // e.g. a kill() on an already reaped child; exits come from 'exit'
+    child.once('exit', (code, signal) => inst.#leaderExited({ code, signal, at: Date.now() }));
+    inst.#health.start();
+    return inst;
+  }
+
+  /**
+   * Re-adopt an instance recorded by a previous daemon. Null unless pid is
+   * still the same live process (same start time, not a zombie). Liveness is
+   * then polled from /proc; state is 'starting' until the health threshold is
+   * passed again.
+   */
+  static adopt(record: InstanceRecord, service: ServiceConfig, listener: InstanceListener): Instance | null {
+    const stat = readProcStat(record.pid);
+    if (stat === null || stat.startTime !== record.startTime || isDeadState(stat.state)) return null;
+    const inst = new Instance({
+      ...record,
+      config: service,
+      listener,
+      child: null,
+      pgid: stat.pgrp === record.pid ? record.pid : null,
+      startedAt: startTimeToEpochMs(record.startTime) ?? Date.now(),
+    });
+    inst.#poller = setInterval(() => {
+      if (!isSameProcessAlive(inst.pid, inst.startTime)) inst.#leaderExited({ code: null, signal: null, at: Date.now() });
+    }, ADOPTED_POLL_MS);
+    inst.#poller.unref();
+    inst.#health.start();
+    return inst;
+  }
+
+  toRecord(): InstanceRecord {
+    return {
+      id: this.id,
+      service: this.service,
+      release: this.release,
+      releaseDir: this.releaseDir,
+      pid: this.pid,
+      startTime: this.startTime,
+      port: this.port,
+      logFile: this.logFile,
+    };
+  }
+
+  /**
+   * Resolve once healthy. Reject with INSTANCE_CRASHED if it exits first, or
+   * INSTANCE_UNHEALTHY after timeoutMs; details carry the last health error
+   * and the tail of the log.
+   */
+  waitHealthy(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (): boolean => {
+        if (this.#state === 'healthy') {
+          resolve();
+        } else if (this.#state === 'exited') {
+          const exit = this.#exit;
+          const how = exit === null ? 'exited' : exit.signal !== null ? `was killed by ${exit.signal}` : exit.code !== null ? `exited with code ${exit.code}` : 'exited';
+          void this.#failure('INSTANCE_CRASHED', `instance ${this.id} ${how} before it became healthy`).then(reject);
+        } else {
+          return false;
+        }
+        clearTimeout(timer);
+        this.#waiters.delete(waiter);
+        return true;
+      };
+      const waiter = (): void => void settle();
+      if (settle()) return;
+      this.#waiters.add(waiter);
+      timer = setTimeout(() => {
+        this.#waiters.delete(waiter);
+        void this.#failure('INSTANCE_UNHEALTHY', `instance ${this.id} not healthy after ${timeoutMs} ms`).then(reject);
+      }, timeoutMs);
+    });
+  }
+
+  /**
+   * Stop: no more health checks, stopSignal to the process group, SIGKILL to
+   * the group after stopTimeoutMs; resolves when the leader and every other
+   * member of the group are gone (zombies count as gone). Idempotent.
+   */
+  stop(): Promise<{ forced: boolean; durationMs: number }> {
+    this.#stopping ??= this.#stop();
+    return this.#stopping;
+  }
+
+  /**
+   * Stop watching (health checks, liveness) and reporting, without stopping the
+   * process: the daemon is exiting and leaves it to its successor.
+   */
+  detach(): void {
+    this.#detached = true;
+    this.#health.stop();
+    this.#stopPolling();
+    this.#child?.removeAllListeners('exit');
+  }
+
+  async #stop(): Promise<{ forced: boolean; durationMs: number }> {
+    const started = Date.now();
+    this.#health.stop();
+    if (this.#state === 'exited') return { forced: false, durationMs: 0 };
+    this.#setState('stopping');
+    const gone = (): boolean => this.#isLeaderGone() && (this.#pgid === null || !isGroupAlive(this.#pgid));
+    let forced = false;
+    this.#signal(toSignal(this.#config.stopSignal));
+    if (!(await waitUntil(gone, this.#config.stopTimeoutMs, this.#leaderGone))) {
+      forced = true;
+      this.#signal('SIGKILL');
+      if (!(await waitUntil(gone, KILL_WAIT_MS, this.#leaderGone))) {
+        throw new BatonError('INTERNAL', `instance ${this.id} (pid ${this.pid}) still running ${KILL_WAIT_MS} ms after SIGKILL`);
+      }
+    }
+    // Our child may be a zombie a moment before its exit event brings the exit code.
+    if (this.#exit === null && this.#child !== null && !this.#detached) {
+      await waitUntil(() => this.#exit !== null, 1000);
+    }
+    this.#finish(this.#exit ?? { code: null, signal: null, at: Date.now() });
+    return { forced, durationMs: Date.now() - started };
+  }
+
+  #isLeaderGone(): boolean {
+    return this.#exit !== null || !isSameProcessAlive(this.pid, this.startTime);
+  }
+
+  /** Signal the group (or the lone process); a no-op once everything is gone, so a reused pid is never hit. */
+  #signal(sig: NodeJS.Signals): void {
+    if (this.#pgid !== null) {
+      if (this.#isLeaderGone() && !isGroupAlive(this.#pgid)) return;
+      signalGroup(this.#pgid, sig);
+      return;
+    }
+    if (this.#isLeaderGone()) return;
+    try {
+      process.kill(this.pid, sig);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+
+  #leaderExited(exit: ExitInfo): void {
+    if (this.#exit !== null || this.#detached) return;
+    this.#exit = exit;
+    this.#health.stop();
+    this.#stopPolling();
+    this.#resolveLeaderGone();
+    if (this.#state === 'stopping') return; // stop() finishes once the whole group is gone
+    // An unexpected exit: whatever else is left in the group (a wrapper's
+    // children) would keep the port and the resources; the instance is over.
+    if (this.#pgid !== null) {
+      try {
+        this.#signal('SIGKILL');
+      } catch {
+        // nothing left to kill
+      }
+    }
+    this.#finish(exit);
+  }
+
+  #finish(exit: ExitInfo): void {
+    if (this.#state === 'exited') return;
+    this.#exit = exit;
+    this.#stopPolling();
+    this.#setState('exited');
+    if (!this.#detached) this.#listener.instanceExited(this, exit);
+  }
+
+  #healthChanged(healthy: boolean): void {
+    if (this.#state === 'stopping' || this.#state === 'exited' || this.#detached) return;
+    this.#setState(healthy ? 'healthy' : 'unhealthy');
+    this.#listener.instanceHealthChanged(this, healthy);
+  }
+
+  #setState(state: InstanceState): void {
+    this.#state = state;
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  #stopPolling(): void {
+    if (this.#poller !== null) clearInterval(this.#poller);
+    this.#poller = null;
+  }
+
+  async #failure(code: 'INSTANCE_CRASHED' | 'INSTANCE_UNHEALTHY', message: string): Promise<BatonError> {
+    let lines: string[];
+    try {
+      lines = await tailLog(this.logFile, LOG_TAIL_LINES);
+    } catch (err) {
+      lines = [`(log ${this.logFile} unreadable: ${errorMessage(err)})`];
+    }
+    const health = this.#health.lastError;
+    const details = [`last health check: ${health ?? 'no failure'}`, `last ${lines.length} lines of ${this.logFile}:`, ...lines];
+    return new BatonError(code, message, details);
+  }
+}

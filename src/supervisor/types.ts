@@ -1,0 +1,34 @@
+// The plain types of the supervisor's public API.
+
+import type { Instance } from './instance.ts';
+
+export type InstanceState = 'starting' | 'healthy' | 'unhealthy' | 'stopping' | 'exited';
+
+export interface ExitInfo {
+  /** Exit code; null when killed by a signal, or when unknown (an adopted instance is not our child). */
+  code: number | null;
+  signal: string | null;
+  /** Epoch ms when the exit was seen. */
+  at: number;
+}
+
+/** How an Instance reports to its owner (the daemon). Called synchronously; keep handlers quick. */
+export interface InstanceListener {
+  /** After threshold crossings only: starting→healthy, healthy→unhealthy, unhealthy→healthy. */
+  instanceHealthChanged(inst: Instance, healthy: boolean): void;
+  /** Any exit, expected (after stop()) or not. Called once. */
+  instanceExited(inst: Instance, exit: ExitInfo): void;
+}
+
+/** What is persisted so a restarted daemon can re-adopt the instance. */
+export interface InstanceRecord {
+  id: string;
+  service: string;
+  release: string;
+  releaseDir: string;
+  pid: number;
+  /** /proc start time of pid (clock ticks since boot): tells a reused pid apart. */
+  startTime: string;
+  port: number;
+  logFile: string;
+}
