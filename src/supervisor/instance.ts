@@ -2,7 +2,7 @@
 // liveness, its health, and stopping it.
 
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import type { ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { HealthMonitor } from './health-monitor.ts';
@@ -113,8 +113,14 @@ export class Instance {
       BATON_RELEASE: opts.release,
       BATON_INSTANCE: opts.id,
     };
+    // Checked first: spawn reports a missing cwd as "spawn /bin/sh ENOENT".
+    const dir = await stat(opts.releaseDir).catch(() => null);
+    if (dir === null || !dir.isDirectory()) {
+      throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: ${opts.releaseDir} is not a directory`);
+    }
     const log = await open(opts.logFile, 'a');
     let child: ChildProcess;
+    let spawnError: Promise<Error> | null = null;
     try {
       child = spawnChild('/bin/sh', ['-c', service.command], {
         cwd: opts.releaseDir,
@@ -122,13 +128,15 @@ export class Instance {
         detached: true, // setsid(): own session and process group, pgid = pid
         stdio: ['ignore', log.fd, log.fd],
       });
+      // Listen before any await: an unheard 'error' event would crash the daemon.
+      spawnError = new Promise((resolve) => child.once('error', resolve));
     } finally {
       // The child has its own copy of the fd now (spawn returns after exec).
       await log.close();
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
+      const err = await spawnError;
       throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: ${errorMessage(err)}`);
     }
     // Read synchronously, before the event loop can reap the child: the pid is
