@@ -5,17 +5,8 @@
 //      └──────────┴───────────┴───────────┴─→ aborting → failed       (before the switch)
 //                                                      → rolled_back  (traffic moved back)
 
-export type DeploymentState =
-  | 'planned'
-  | 'preparing'
-  | 'starting'
-  | 'verifying'
-  | 'shifting'
-  | 'draining'
-  | 'done'
-  | 'aborting'
-  | 'failed'
-  | 'rolled_back';
+import type { DeploymentState } from '../store/types.ts';
+export type { DeploymentState };
 
 const next: Record<DeploymentState, readonly DeploymentState[]> = {
   planned: ['preparing', 'aborting'],

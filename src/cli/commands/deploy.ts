@@ -1,0 +1,45 @@
+// `baton deploy`, `baton rollback`, `baton restart`: stream the operation's
+// progress and exit non-zero unless it ended done.
+
+import { BatonError } from '../../core/errors.ts';
+import type { DeployOutcome } from '../../deploy/deployer.ts';
+import type { StreamLine } from '../../control/protocol.ts';
+import { actor, clientFor, type CliContext } from '../context.ts';
+import { outcomeSummary, progressPrinter } from '../output.ts';
+import path from 'node:path';
+
+async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>): Promise<number> {
+  const client = clientFor(ctx);
+  const print = progressPrinter(ctx.out);
+  let outcome: DeployOutcome | null = null;
+  let streamError: string | null = null;
+  await client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor() }, (line: StreamLine) => {
+    if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
+    else print(line);
+    if (line.type === 'result') outcome = line.outcome;
+    if (line.type === 'error') streamError = `${line.error.code}: ${line.error.message}`;
+  });
+  const o = outcome as DeployOutcome | null;
+  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${streamError ? ` (${streamError})` : ''}`);
+  if (!ctx.json) ctx.out(outcomeSummary(o) + '\n');
+  return o.state === 'done' ? 0 : 1;
+}
+
+export function deployCommand(ctx: CliContext): Promise<number> {
+  const [service, dir] = ctx.args;
+  if (!service || !dir) throw new BatonError('USAGE', 'usage: baton deploy SERVICE RELEASE_DIR');
+  return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir) });
+}
+
+export function rollbackCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton rollback SERVICE [--to RELEASE]');
+  const to = ctx.flags['to'];
+  return run(ctx, service, 'rollback', typeof to === 'string' ? { to } : {});
+}
+
+export function restartCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton restart SERVICE');
+  return run(ctx, service, 'restart', {});
+}

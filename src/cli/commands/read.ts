@@ -1,0 +1,80 @@
+// Read verbs: status, releases, history, logs. Each has --json.
+
+import { BatonError } from '../../core/errors.ts';
+import { formatDuration } from '../../core/time.ts';
+import type { DeploymentInfo, ReleaseInfo, StatusResponse } from '../../control/protocol.ts';
+import { clientFor, type CliContext } from '../context.ts';
+import { ago, table, when } from '../output.ts';
+
+export async function statusCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  const s = await clientFor(ctx).get<StatusResponse>(`/status${service ? `?service=${encodeURIComponent(service)}` : ''}`);
+  if (ctx.json) {
+    ctx.out(JSON.stringify(s, null, 2) + '\n');
+    return 0;
+  }
+  ctx.out(`baton ${s.daemon.version}, pid ${s.daemon.pid}, up ${formatDuration(Date.now() - s.daemon.startedAt)}, listening on ${s.daemon.listeners.join(', ')}\n`);
+  for (const svc of s.services) {
+    const standby = svc.standbyRelease
+      ? `${svc.standbyRelease}${svc.standbyWarmUntil ? ` (warm for ${formatDuration(Math.max(0, svc.standbyWarmUntil - Date.now()))})` : ' (cold)'}`
+      : '-';
+    ctx.out(`\nservice ${svc.name}${svc.isDefault ? ' (default)' : ''}${svc.hosts.length ? `  hosts: ${svc.hosts.join(', ')}` : ''}\n`);
+    ctx.out(`  current: ${svc.currentRelease ?? '- (deploy a release)'}\n  standby: ${standby}\n`);
+    if (svc.deploying !== null) ctx.out(`  deploying: deployment #${svc.deploying}\n`);
+    ctx.out(`  requests: ${svc.counters.requests}, failed: ${svc.counters.failed}, retried: ${svc.counters.retries}, websockets: ${svc.counters.websockets}\n`);
+    if (svc.instances.length) {
+      const rows = [['INSTANCE', 'RELEASE', 'ROLE', 'PID', 'PORT', 'HEALTH', 'INFLIGHT', 'WS', 'REQUESTS', 'UP']];
+      for (const i of svc.instances) {
+        rows.push([i.id, i.release, i.role, String(i.pid), String(i.port), i.state, String(i.inflight), String(i.websockets), String(i.requests), formatDuration(Date.now() - i.startedAt)]);
+      }
+      ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
+    }
+  }
+  return 0;
+}
+
+export async function releasesCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton releases SERVICE [--json]');
+  const rs = await clientFor(ctx).get<ReleaseInfo[]>(`/services/${encodeURIComponent(service)}/releases`);
+  if (ctx.json) {
+    ctx.out(JSON.stringify(rs, null, 2) + '\n');
+    return 0;
+  }
+  if (rs.length === 0) {
+    ctx.out(`no releases of ${service} yet; deploy one with \`baton deploy ${service} DIR\`\n`);
+    return 0;
+  }
+  const rows = [['', 'RELEASE', 'NAME', 'CREATED', 'LAST DEPLOYED', 'SOURCE']];
+  for (const r of rs) rows.push([r.current ? '*' : r.standby ? 's' : '', r.id, r.name, when(r.createdAt), ago(r.lastDeployedAt), r.sourcePath]);
+  ctx.out(table(rows) + '\n(* current, s standby: the rollback target)\n');
+  return 0;
+}
+
+export async function historyCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton history SERVICE [--json]');
+  const ds = await clientFor(ctx).get<DeploymentInfo[]>(`/services/${encodeURIComponent(service)}/history?events=1&limit=20`);
+  if (ctx.json) {
+    ctx.out(JSON.stringify(ds, null, 2) + '\n');
+    return 0;
+  }
+  const rows = [['#', 'KIND', 'STATE', 'STARTED', 'TOOK', 'FROM', 'TO', 'REQUESTS', 'FAILED', 'BY']];
+  for (const d of ds) {
+    rows.push([String(d.id), d.kind, d.state, when(d.startedAt), d.finishedAt ? formatDuration(d.finishedAt - d.startedAt) : '-', d.fromRelease ?? '-', d.toRelease, String(d.requests), String(d.failed), d.actor]);
+  }
+  ctx.out(table(rows) + '\n');
+  return 0;
+}
+
+export async function logsCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton logs SERVICE [--follow] [--lines N]');
+  const follow = ctx.flags['follow'] === true;
+  const lines = typeof ctx.flags['lines'] === 'string' ? ctx.flags['lines'] : '50';
+  if (!/^\d+$/.test(lines)) throw new BatonError('USAGE', `--lines must be a number, got "${lines}"`);
+  const ac = new AbortController();
+  if (follow) process.once('SIGINT', () => ac.abort());
+  await clientFor(ctx).text(`/services/${encodeURIComponent(service)}/logs?lines=${lines}${follow ? '&follow=1' : ''}`, ctx.out, ac.signal);
+  return 0;
+}

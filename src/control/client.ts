@@ -1,0 +1,112 @@
+// The CLI's client for the control API over the daemon's Unix socket.
+
+import http from 'node:http';
+import { BatonError } from '../core/errors.ts';
+import { API_PREFIX, type ApiError, type StreamLine } from './protocol.ts';
+
+export class ControlClient {
+  readonly socketPath: string;
+
+  constructor(socketPath: string) {
+    this.socketPath = socketPath;
+  }
+
+  async get<T>(path: string): Promise<T> {
+    return JSON.parse(await this.#call('GET', path)) as T;
+  }
+
+  async post<T>(path: string, body: unknown = {}): Promise<T> {
+    return JSON.parse(await this.#call('POST', path, body)) as T;
+  }
+
+  /** POST a long operation and hand each NDJSON line to onLine; resolves at the end of the stream. */
+  stream(path: string, body: unknown, onLine: (line: StreamLine) => void): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = this.#request('POST', path, (res) => {
+        if (res.statusCode !== 200) {
+          collect(res).then((text) => reject(toError(res.statusCode ?? 0, text)), reject);
+          return;
+        }
+        let buf = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          let nl: number;
+          while ((nl = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (line.trim()) onLine(JSON.parse(line) as StreamLine);
+          }
+        });
+        res.on('end', () => resolve());
+        res.on('error', reject);
+      }, reject);
+      req.end(JSON.stringify(body));
+    });
+  }
+
+  /** GET a text stream (logs), handing chunks to onText until it ends or the signal aborts. */
+  text(path: string, onText: (s: string) => void, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const req = this.#request('GET', path, (res) => {
+        if (res.statusCode !== 200) {
+          collect(res).then((t) => reject(toError(res.statusCode ?? 0, t)), reject);
+          return;
+        }
+        res.setEncoding('utf8');
+        res.on('data', onText);
+        res.on('end', () => resolve());
+        res.on('error', () => resolve());
+      }, reject);
+      signal?.addEventListener('abort', () => {
+        req.destroy();
+        resolve();
+      }, { once: true });
+      req.end();
+    });
+  }
+
+  #call(method: string, path: string, body?: unknown): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const req = this.#request(method, path, (res) => {
+        collect(res).then((text) => {
+          if ((res.statusCode ?? 0) >= 400) reject(toError(res.statusCode ?? 0, text));
+          else resolve(text);
+        }, reject);
+      }, reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+  }
+
+  #request(method: string, path: string, onResponse: (res: http.IncomingMessage) => void, onError: (e: Error) => void): http.ClientRequest {
+    const req = http.request({ socketPath: this.socketPath, method, path: API_PREFIX + path, headers: { 'content-type': 'application/json' } }, onResponse);
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
+        onError(new BatonError('DAEMON_UNREACHABLE', `cannot reach the baton daemon at ${this.socketPath} (${err.code}); start it with \`baton daemon --config baton.yaml\``));
+      } else if (err.code === 'EACCES') {
+        onError(new BatonError('DAEMON_UNREACHABLE', `no permission to use the control socket ${this.socketPath}; run as the daemon's user`));
+      } else {
+        onError(err);
+      }
+    });
+    return req;
+  }
+}
+
+function collect(res: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    res.on('error', reject);
+  });
+}
+
+function toError(status: number, text: string): BatonError {
+  try {
+    const e = (JSON.parse(text) as { error: ApiError }).error;
+    return new BatonError(e.code as BatonError['code'], e.message, e.details);
+  } catch {
+    return new BatonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);
+  }
+}

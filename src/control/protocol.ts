@@ -1,0 +1,93 @@
+// The control API's shapes, shared by the daemon's server and the CLI's client.
+// JSON over HTTP on a Unix socket. Long operations answer with NDJSON: one
+// event per line, the last line `{ "type": "result", ... }`.
+
+import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
+import type { ServiceCounters } from '../proxy/types.ts';
+
+export const API_PREFIX = '/v1';
+
+export interface InstanceStatus {
+  id: string;
+  release: string;
+  role: 'incoming' | 'current' | 'standby' | 'retiring';
+  pid: number;
+  port: number;
+  state: string; // starting | healthy | unhealthy | stopping | exited
+  healthy: boolean;
+  inflight: number;
+  websockets: number;
+  requests: number;
+  startedAt: number;
+  lastHealthError: string | null;
+}
+
+export interface ServiceStatus {
+  name: string;
+  hosts: string[];
+  isDefault: boolean;
+  currentRelease: string | null;
+  /** The rollback target (the previous release), warm or not. */
+  standbyRelease: string | null;
+  /** Until when the standby's processes keep running (null: not running). */
+  standbyWarmUntil: number | null;
+  deploying: number | null; // id of the running deployment
+  counters: ServiceCounters;
+  instances: InstanceStatus[];
+}
+
+export interface StatusResponse {
+  daemon: { pid: number; version: string; startedAt: number; config: string; listeners: string[]; stateDir: string };
+  services: ServiceStatus[];
+}
+
+export interface ReleaseInfo {
+  id: string;
+  name: string;
+  sourcePath: string;
+  dir: string;
+  createdAt: number;
+  lastDeployedAt: number | null;
+  current: boolean;
+  standby: boolean;
+}
+
+export interface DeploymentInfo {
+  id: number;
+  kind: string;
+  fromRelease: string | null;
+  toRelease: string;
+  actor: string;
+  state: string;
+  startedAt: number;
+  finishedAt: number | null;
+  error: string | null;
+  requests: number;
+  failed: number;
+  events?: { at: number; step: string; level: string; message: string; durationMs: number | null }[];
+}
+
+export interface ReloadResult {
+  config: string;
+  changes: string[];
+}
+
+export type StreamLine =
+  | { type: 'event'; event: DeployEvent }
+  | { type: 'result'; outcome: DeployOutcome }
+  | { type: 'error'; error: ApiError };
+
+export interface ApiError {
+  code: string;
+  message: string;
+  details: string[];
+}
+
+export interface DeployRequest {
+  releaseDir: string;
+  actor?: string;
+}
+export interface RollbackRequest {
+  to?: string;
+  actor?: string;
+}

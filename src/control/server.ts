@@ -1,0 +1,230 @@
+// The control API server: JSON over HTTP on a Unix socket (mode 0600), used by
+// the CLI. Long operations stream NDJSON events and end with a result line.
+
+import http from 'node:http';
+import net from 'node:net';
+import { chmod, mkdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { BatonError, errorMessage, isBatonError, type ErrorCode } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
+import { followLog, tailLog } from '../supervisor/index.ts';
+import { API_PREFIX, type ApiError, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
+
+/** What the control API needs from the daemon. */
+export interface ControlHandlers {
+  status(service?: string): StatusResponse;
+  releases(service: string): ReleaseInfo[];
+  history(service: string, limit: number, withEvents: boolean): DeploymentInfo[];
+  logFiles(service: string): string[];
+  deploy(service: string, releaseDir: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
+  rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
+  restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
+  reload(): Promise<ReloadResult>;
+  stop(stopInstances: boolean): Promise<void>;
+}
+
+const STATUS_OF: Partial<Record<ErrorCode, number>> = {
+  SERVICE_UNKNOWN: 404,
+  RELEASE_UNKNOWN: 404,
+  NO_PREVIOUS_RELEASE: 409,
+  DEPLOY_IN_PROGRESS: 409,
+  RELEASE_INVALID: 422,
+  CONFIG_INVALID: 422,
+  CONFIG_UNREADABLE: 422,
+  BAD_REQUEST: 400,
+};
+
+const MAX_BODY = 64 * 1024;
+
+export class ControlServer {
+  readonly #h: ControlHandlers;
+  readonly #log: Logger;
+  readonly #server: http.Server;
+  #socketPath: string | null = null;
+
+  constructor(handlers: ControlHandlers, logger: Logger) {
+    this.#h = handlers;
+    this.#log = logger;
+    this.#server = http.createServer((req, res) => {
+      this.#handle(req, res).catch((err) => this.#fail(res, err));
+    });
+  }
+
+  /** Refuse to start a second daemon on the same socket; remove a stale socket file. */
+  static async assertNoOtherDaemon(socketPath: string): Promise<void> {
+    const alive = await new Promise<boolean>((resolve) => {
+      const s = net.connect(socketPath);
+      s.once('connect', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (alive) {
+      throw new BatonError('USAGE', `another baton daemon is already running on ${socketPath}; stop it first (\`baton shutdown\`) or use another state directory`);
+    }
+    await unlink(socketPath).catch(() => {});
+  }
+
+  async listen(socketPath: string): Promise<void> {
+    await mkdir(path.dirname(socketPath), { recursive: true });
+    // Create the socket with no access for others from the first instant.
+    const oldMask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        this.#server.once('error', reject);
+        this.#server.listen(socketPath, () => {
+          this.#server.off('error', reject);
+          resolve();
+        });
+      });
+    } finally {
+      process.umask(oldMask);
+    }
+    await chmod(socketPath, 0o600);
+    this.#socketPath = socketPath;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeIdleConnections();
+      setTimeout(() => {
+        this.#server.closeAllConnections();
+        resolve();
+      }, 1000).unref();
+    });
+    if (this.#socketPath) await unlink(this.#socketPath).catch(() => {});
+  }
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://baton');
+    const parts = url.pathname.startsWith(API_PREFIX + '/') ? url.pathname.slice(API_PREFIX.length + 1).split('/') : [];
+    const method = req.method ?? 'GET';
+    const h = this.#h;
+
+    if (method === 'GET' && parts.length === 1 && parts[0] === 'status') {
+      return json(res, 200, h.status(url.searchParams.get('service') ?? undefined));
+    }
+    if (method === 'POST' && parts.length === 1 && parts[0] === 'reload') {
+      return json(res, 200, await h.reload());
+    }
+    if (method === 'POST' && parts.length === 1 && parts[0] === 'shutdown') {
+      const body = await readJson(req);
+      const stopInstances = body['stopInstances'] === true;
+      json(res, 202, { stopping: true, stopInstances });
+      // The daemon's entry point exits once stop() has finished.
+      setImmediate(() => void h.stop(stopInstances).catch((err) => this.#log.error('shutdown failed', { error: errorMessage(err) })));
+      return;
+    }
+    if (parts.length === 3 && parts[0] === 'services') {
+      const service = decodeURIComponent(parts[1]!);
+      const verb = parts[2];
+      if (method === 'GET' && verb === 'releases') return json(res, 200, h.releases(service));
+      if (method === 'GET' && verb === 'history') {
+        const limit = clampInt(url.searchParams.get('limit'), 20, 1, 1000);
+        return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1'));
+      }
+      if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
+      if (method === 'POST' && (verb === 'deploy' || verb === 'rollback' || verb === 'restart')) {
+        const body = await readJson(req);
+        const actor = typeof body['actor'] === 'string' ? body['actor'] : 'unknown';
+        return stream(res, (emit) => {
+          if (verb === 'deploy') {
+            const dir = body['releaseDir'];
+            if (typeof dir !== 'string' || dir === '') throw new BatonError('BAD_REQUEST', 'deploy needs "releaseDir": the directory of the release');
+            return h.deploy(service, dir, actor, emit);
+          }
+          if (verb === 'rollback') {
+            const to = body['to'];
+            if (to !== undefined && typeof to !== 'string') throw new BatonError('BAD_REQUEST', '"to" must be a release id');
+            return h.rollback(service, to, actor, emit);
+          }
+          return h.restart(service, actor, emit);
+        });
+      }
+    }
+    throw new BatonError('BAD_REQUEST', `no such control API route: ${method} ${url.pathname}`);
+  }
+
+  async #logs(req: http.IncomingMessage, res: http.ServerResponse, service: string, url: URL): Promise<void> {
+    const files = this.#h.logFiles(service);
+    const lines = clampInt(url.searchParams.get('lines'), 50, 0, 10_000);
+    res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
+    for (const f of files) {
+      const id = path.basename(f, '.log');
+      for (const l of await tailLog(f, lines).catch(() => [])) res.write(`${id} | ${l}\n`);
+    }
+    if (url.searchParams.get('follow') !== '1') {
+      res.end();
+      return;
+    }
+    const ac = new AbortController();
+    req.socket.once('close', () => ac.abort());
+    await Promise.all(files.map((f) => {
+      const id = path.basename(f, '.log');
+      return followLog(f, (ls) => {
+        for (const l of ls) res.write(`${id} | ${l}\n`);
+      }, ac.signal).catch(() => {});
+    }));
+    res.end();
+  }
+
+  #fail(res: http.ServerResponse, err: unknown): void {
+    const e: ApiError = isBatonError(err)
+      ? err.toJSON()
+      : { code: 'INTERNAL', message: errorMessage(err), details: [] };
+    if (!isBatonError(err)) this.#log.error('control API request failed', { error: errorMessage(err) });
+    if (res.headersSent) {
+      res.end(JSON.stringify({ type: 'error', error: e } satisfies StreamLine) + '\n');
+      return;
+    }
+    json(res, (isBatonError(err) && STATUS_OF[err.code]) || (isBatonError(err) ? 400 : 500), { error: e });
+  }
+}
+
+function json(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/**
+ * Run a long operation, streaming its events as NDJSON. The headers are sent
+ * with the first event, so an operation refused up front (unknown service, a
+ * deploy already running) still gets a plain JSON error with a 4xx status.
+ */
+async function stream(res: http.ServerResponse, op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome>): Promise<void> {
+  const write = (line: StreamLine): void => {
+    if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    if (!res.destroyed) res.write(JSON.stringify(line) + '\n');
+  };
+  // A CLI that goes away (Ctrl-C) does not stop the deployment: it runs to its end.
+  const outcome = await op((event) => write({ type: 'event', event }));
+  write({ type: 'result', outcome });
+  res.end();
+}
+
+async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_BODY) throw new BatonError('BAD_REQUEST', `request body over ${MAX_BODY} bytes`);
+    chunks.push(c);
+  }
+  if (size === 0) return {};
+  try {
+    const v: unknown = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    if (v && typeof v === 'object' && !Array.isArray(v)) return v as Record<string, unknown>;
+  } catch {
+    // fall through
+  }
+  throw new BatonError('BAD_REQUEST', 'request body must be a JSON object');
+}
+
+function clampInt(v: string | null, dflt: number, min: number, max: number): number {
+  const n = v === null ? dflt : Number.parseInt(v, 10);
+  return Number.isFinite(n) ? Math.min(max, Math.max(min, n)) : dflt;
+}

@@ -1,0 +1,382 @@
+// The composition root: the one place that wires config, store, proxy,
+// supervisor, deployer and control API together, recovers state after a
+// restart, and reloads the configuration.
+
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { loadConfig } from '../config/index.ts';
+import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import { createLogger, type Logger } from '../core/log.ts';
+import { VERSION } from '../core/version.ts';
+import { Deployer, type DeployEvent, type DeployOutcome } from '../deploy/deployer.ts';
+import { copyRelease, makeReleaseId, releasesDir } from '../deploy/releases.ts';
+import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
+import { resolveInterrupted } from '../deploy/states.ts';
+import { Proxy } from '../proxy/index.ts';
+import type { ProxySpec } from '../proxy/types.ts';
+import { Store } from '../store/index.ts';
+import { killStrayGroup } from '../supervisor/index.ts';
+import type { DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
+import { ControlServer } from '../control/server.ts';
+import { diffConfig } from './reload.ts';
+
+export interface DaemonOptions {
+  configFile: string;
+  logger?: Logger;
+}
+
+export class Daemon implements RuntimeHost {
+  config: DaemonConfig;
+  readonly store: Store;
+  readonly proxy: Proxy;
+  readonly logger: Logger;
+  readonly stateDir: string;
+  readonly runtimes = new Map<string, ServiceRuntime>();
+  readonly deployer: Deployer;
+  readonly startedAt = Date.now();
+  listeners: { host: string; port: number }[] = [];
+  #control: ControlServer | null = null;
+  #stopping: Promise<void> | null = null;
+  #resolveStopped!: () => void;
+  /** Settles once the daemon has stopped (by stop(), from a signal or the control API). */
+  readonly stopped: Promise<void> = new Promise((r) => (this.#resolveStopped = r));
+
+  private constructor(config: DaemonConfig, store: Store, logger: Logger) {
+    this.config = config;
+    this.store = store;
+    this.logger = logger;
+    this.stateDir = config.stateDir;
+    this.proxy = new Proxy({
+      logger: logger.child({ component: 'proxy' }),
+      clientIdleTimeoutMs: config.proxy.clientIdleTimeoutMs,
+      headersTimeoutMs: config.proxy.headersTimeoutMs,
+    });
+    this.deployer = new Deployer({ store, proxy: this.proxy, logger, routingChanged: () => this.routingChanged() });
+  }
+
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const config = await loadConfig(opts.configFile);
+    const logger = opts.logger ?? createLogger(config.logLevel);
+    await mkdir(config.stateDir, { recursive: true });
+    await ControlServer.assertNoOtherDaemon(config.controlSocket);
+    const store = Store.open(path.join(config.stateDir, 'baton.db'));
+    const d = new Daemon(config, store, logger);
+    try {
+      for (const svc of config.services) d.runtimes.set(svc.name, new ServiceRuntime(svc, d));
+      await d.#recover();
+      d.listeners = await d.proxy.listen(config.listeners);
+      d.#control = new ControlServer(d, logger.child({ component: 'control' }));
+      await d.#control.listen(config.controlSocket);
+    } catch (err) {
+      await d.#teardown(false).catch(() => {});
+      throw err;
+    }
+    logger.info('baton daemon ready', {
+      version: VERSION,
+      pid: process.pid,
+      config: config.file,
+      listen: d.listeners.map((l) => `${l.host}:${l.port}`),
+      control: config.controlSocket,
+    });
+    return d;
+  }
+
+  // ---- routing -----------------------------------------------------------
+
+  routingChanged(): void {
+    const spec: ProxySpec = {
+      services: [...this.runtimes.values()].map((rt) => ({
+        name: rt.name,
+        hosts: rt.config.hosts,
+        isDefault: rt.config.isDefault,
+        balance: rt.config.balance,
+        upstream: rt.config.upstream,
+        targets: rt.targets(),
+      })),
+    };
+    this.proxy.apply(spec);
+  }
+
+  runtime(name: string): ServiceRuntime {
+    const rt = this.runtimes.get(name);
+    if (!rt) {
+      const known = [...this.runtimes.keys()].join(', ') || '(none)';
+      throw new BatonError('SERVICE_UNKNOWN', `no service named "${name}" in ${this.config.file} (services: ${known})`);
+    }
+    return rt;
+  }
+
+  // ---- recovery after a restart -------------------------------------------
+
+  /**
+   * Rebuild the live state from the store: resolve interrupted deployments,
+   * re-adopt instances that are still the same processes, stop strays, start
+   * what is missing. See resolveInterrupted() for why each case ends as it does.
+   */
+  async #recover(): Promise<void> {
+    const { store, logger } = this;
+    for (const dep of store.activeDeployments()) {
+      const svc = store.getService(dep.service);
+      const outcome = resolveInterrupted(dep.state, svc?.currentRelease ?? null, dep.toRelease);
+      store.updateDeployment(dep.id, {
+        state: outcome,
+        finishedAt: Date.now(),
+        error: outcome === 'failed' ? `interrupted by a daemon restart while ${dep.state}; the switch had not happened` : null,
+      });
+      store.addDeploymentEvent({
+        deploymentId: dep.id,
+        step: outcome,
+        at: Date.now(),
+        level: outcome === 'failed' ? 'warn' : 'info',
+        message: outcome === 'done'
+          ? `daemon restarted while ${dep.state}: traffic had already moved to ${dep.toRelease}; completed`
+          : `daemon restarted while ${dep.state}: traffic had not moved; ${svc?.currentRelease ?? 'nothing'} keeps serving`,
+      });
+      logger.warn('resolved interrupted deployment', { deployment: dep.id, service: dep.service, was: dep.state, now: outcome });
+    }
+
+    const strays: Promise<void>[] = [];
+    const waits: Promise<void>[] = [];
+    for (const rec of store.listInstances()) {
+      const rt = this.runtimes.get(rec.service);
+      const svc = store.getService(rec.service);
+      let role: 'current' | 'standby' | null = null;
+      if (rt && svc?.currentRelease === rec.release) role = 'current';
+      else if (rt && svc?.standbyRelease === rec.release && rt.config.standbyMs > 0) role = 'standby';
+      if (!rt || !role) {
+        logger.info('stopping stray instance', { instance: rec.id, service: rec.service, release: rec.release, pid: rec.pid });
+        const signal = rt?.config.stopSignal ?? 'SIGTERM';
+        strays.push(
+          killStrayGroup(rec.pid, rec.startTime, signal, rt?.config.stopTimeoutMs ?? 10_000)
+            .catch((err) => logger.warn('stopping stray failed', { instance: rec.id, error: errorMessage(err) }))
+            .finally(() => store.deleteInstance(rec.id)),
+        );
+        continue;
+      }
+      const group = role === 'current' ? (rt.current ??= rt.newGroup(rec.release, rec.releaseDir, 'current')) : (rt.standby ?? rt.newGroup(rec.release, rec.releaseDir, 'standby'));
+      const inst = rt.adopt(group, rec);
+      if (!inst) {
+        logger.info('recorded instance is gone', { instance: rec.id, pid: rec.pid });
+        store.deleteInstance(rec.id);
+        continue;
+      }
+      if (role === 'standby' && rt.standby !== group) rt.keepAsStandby(group, rt.config.standbyMs);
+      if (role === 'current') waits.push(inst.waitHealthy(rt.config.health.startTimeoutMs).catch(() => {}));
+    }
+    await Promise.all(strays);
+
+    // Services whose current release has no (or too few) live instances: start them.
+    for (const rt of this.runtimes.values()) {
+      const svc = store.getService(rt.name);
+      if (!svc?.currentRelease) continue;
+      if (!rt.current) {
+        const rel = store.getRelease(svc.currentRelease);
+        if (!rel || !existsSync(rel.dir)) {
+          logger.error('current release is missing on disk; deploy again', { service: rt.name, release: svc.currentRelease });
+          continue;
+        }
+        rt.current = rt.newGroup(rel.id, rel.dir, 'current');
+      }
+      const group = rt.current;
+      const missing = rt.config.instances - group.instances.size;
+      if (missing !== 0) logger.info('restoring instance count', { service: rt.name, have: group.instances.size, want: rt.config.instances });
+      await rt.scale(group);
+      for (const i of group.list()) waits.push(i.waitHealthy(rt.config.health.startTimeoutMs).catch(() => {}));
+    }
+    // Re-check health before routing: listen only once the adopted instances
+    // answered (bounded: a slow one joins the snapshot when it turns healthy).
+    await Promise.race([Promise.all(waits), new Promise((r) => setTimeout(r, 5000).unref())]);
+    this.routingChanged();
+  }
+
+  // ---- operations called by the control API --------------------------------
+
+  async deploy(service: string, releaseDir: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    const rt = this.runtime(service);
+    this.deployer.assertIdle(rt);
+    const source = path.resolve(releaseDir);
+    const id = makeReleaseId(source, new Date(), (x) => this.store.getRelease(x) !== null);
+    const dir = path.join(releasesDir(this.stateDir, service), id);
+    await copyRelease(source, dir);
+    this.store.addRelease({ id, service, name: path.basename(source), sourcePath: source, dir, createdAt: Date.now() });
+    return this.deployer.run(rt, { kind: 'deploy', release: { id, dir }, actor }, emit);
+  }
+
+  async rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    const rt = this.runtime(service);
+    this.deployer.assertIdle(rt);
+    const svc = this.store.getService(service);
+    const target = to ?? svc?.standbyRelease ?? null;
+    if (!target) {
+      throw new BatonError('NO_PREVIOUS_RELEASE', `${service} has no previous release to roll back to; see \`baton releases ${service}\``);
+    }
+    if (target === svc?.currentRelease) {
+      throw new BatonError('BAD_REQUEST', `${target} is already the current release of ${service}`);
+    }
+    const rel = this.store.getRelease(target);
+    if (!rel || rel.service !== service) {
+      throw new BatonError('RELEASE_UNKNOWN', `${service} has no release "${target}"; see \`baton releases ${service}\``);
+    }
+    if (!existsSync(rel.dir)) {
+      throw new BatonError('RELEASE_INVALID', `release ${target} is missing on disk (${rel.dir})`);
+    }
+    return this.deployer.run(rt, { kind: 'rollback', release: { id: rel.id, dir: rel.dir }, actor }, emit);
+  }
+
+  async restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    const rt = this.runtime(service);
+    this.deployer.assertIdle(rt);
+    const current = rt.current;
+    if (!current) throw new BatonError('RELEASE_UNKNOWN', `${service} has no running release to restart; deploy one first`);
+    return this.deployer.run(rt, { kind: 'restart', release: { id: current.release, dir: current.dir }, actor }, emit);
+  }
+
+  status(service?: string): StatusResponse {
+    const names = service ? [this.runtime(service).name] : [...this.runtimes.keys()];
+    const stats = new Map(this.proxy.targets().map((t) => [t.id, t]));
+    const services: ServiceStatus[] = names.map((name) => {
+      const rt = this.runtime(name);
+      const svc = this.store.getService(name);
+      const instances: InstanceStatus[] = [];
+      for (const g of rt.groups) {
+        for (const i of g.list()) {
+          const s = stats.get(i.id);
+          instances.push({
+            id: i.id,
+            release: i.release,
+            role: g.role,
+            pid: i.pid,
+            port: i.port,
+            state: i.state,
+            healthy: i.healthy,
+            inflight: s?.inflight ?? 0,
+            websockets: s?.websockets ?? 0,
+            requests: s?.requests ?? 0,
+            startedAt: i.startedAt,
+            lastHealthError: i.lastHealthError,
+          });
+        }
+      }
+      return {
+        name,
+        hosts: rt.config.hosts,
+        isDefault: rt.config.isDefault,
+        currentRelease: svc?.currentRelease ?? null,
+        standbyRelease: svc?.standbyRelease ?? null,
+        standbyWarmUntil: rt.standby?.standbyUntil ?? null,
+        deploying: rt.activeDeployment,
+        counters: this.proxy.counters(name),
+        instances,
+      };
+    });
+    return {
+      daemon: {
+        pid: process.pid,
+        version: VERSION,
+        startedAt: this.startedAt,
+        config: this.config.file,
+        listeners: this.listeners.map((l) => `${l.host}:${l.port}`),
+        stateDir: this.stateDir,
+      },
+      services,
+    };
+  }
+
+  releases(service: string): ReleaseInfo[] {
+    this.runtime(service);
+    const svc = this.store.getService(service);
+    return this.store.listReleases(service).map((r) => ({
+      id: r.id,
+      name: r.name,
+      sourcePath: r.sourcePath,
+      dir: r.dir,
+      createdAt: r.createdAt,
+      lastDeployedAt: r.lastDeployedAt,
+      current: r.id === svc?.currentRelease,
+      standby: r.id === svc?.standbyRelease,
+    }));
+  }
+
+  history(service: string, limit: number, withEvents: boolean): DeploymentInfo[] {
+    this.runtime(service);
+    return this.store.listDeployments(service, limit).map((d) => ({
+      ...d,
+      ...(withEvents
+        ? { events: this.store.listDeploymentEvents(d.id).map((e) => ({ at: e.at, step: e.step, level: e.level, message: e.message, durationMs: e.durationMs })) }
+        : {}),
+    }));
+  }
+
+  logFiles(service: string): string[] {
+    const rt = this.runtime(service);
+    const files: string[] = [];
+    for (const g of rt.groups) for (const i of g.list()) files.push(i.logFile);
+    return files;
+  }
+
+  /**
+   * Re-read the config file. A bad file changes nothing (the error goes back to
+   * the caller); a good one is applied: service settings, hosts, instance counts,
+   * new services. Listener, state and socket changes need a daemon restart.
+   */
+  async reload(): Promise<ReloadResult> {
+    const next = await loadConfig(this.config.file);
+    const plan = diffConfig(this.config, next);
+    if (plan.refused.length) {
+      throw new BatonError('CONFIG_INVALID', `${this.config.file}: cannot apply without a restart`, plan.refused);
+    }
+    for (const name of plan.removedServices) {
+      const rt = this.runtimes.get(name);
+      if (rt?.activeDeployment !== null && rt?.activeDeployment !== undefined) {
+        throw new BatonError('DEPLOY_IN_PROGRESS', `service ${name} is being deployed; reload again when it is done`);
+      }
+    }
+    this.config = next;
+    const byName = new Map<string, ServiceConfig>(next.services.map((s) => [s.name, s]));
+    for (const [name, rt] of this.runtimes) {
+      const cfg = byName.get(name);
+      if (cfg) {
+        rt.config = cfg;
+      } else {
+        this.runtimes.delete(name);
+        void rt.shutdown().catch((err) => this.logger.error('stopping removed service failed', { service: name, error: errorMessage(err) }));
+      }
+    }
+    for (const cfg of next.services) {
+      if (!this.runtimes.has(cfg.name)) this.runtimes.set(cfg.name, new ServiceRuntime(cfg, this));
+    }
+    this.routingChanged();
+    for (const rt of this.runtimes.values()) {
+      if (rt.current && rt.activeDeployment === null) {
+        void rt.scale(rt.current).catch((err) => this.logger.error('scaling failed', { service: rt.name, error: errorMessage(err) }));
+      }
+    }
+    this.logger.info('configuration reloaded', { config: next.file, changes: plan.changes });
+    return { config: next.file, changes: plan.changes };
+  }
+
+  /**
+   * Stop the daemon. By default instances keep running for the next daemon to
+   * re-adopt (an upgrade or a crash must not take the site down); with
+   * stopInstances they are drained and stopped first.
+   */
+  stop(stopInstances: boolean): Promise<void> {
+    this.#stopping ??= this.#teardown(stopInstances).finally(() => this.#resolveStopped());
+    return this.#stopping;
+  }
+
+  async #teardown(stopInstances: boolean): Promise<void> {
+    this.logger.info('daemon stopping', { stopInstances });
+    await this.#control?.close().catch(() => {});
+    if (stopInstances) {
+      await Promise.all([...this.runtimes.values()].map((rt) => rt.shutdown()));
+    } else {
+      for (const rt of this.runtimes.values()) rt.detach();
+    }
+    await this.proxy.close().catch(() => {});
+    this.store.close();
+    this.logger.info('daemon stopped');
+  }
+}

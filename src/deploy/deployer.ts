@@ -1,0 +1,245 @@
+// Blue/green deployments, rollbacks and restarts of one service: start the new
+// instances beside the old, wait until they are healthy, switch traffic in one
+// step, drain the old, keep them as a warm standby. Every step is written to the
+// store before it is acted on and streamed to the caller as an event.
+//
+// The invariant: traffic only ever moves to a group whose every instance has
+// passed its health check, and an instance is only stopped once it is out of
+// the routing snapshot and drained (in-flight zero or drain deadline passed).
+
+import { rm } from 'node:fs/promises';
+import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import { formatDuration } from '../core/time.ts';
+import type { Proxy } from '../proxy/index.ts';
+import type { Store } from '../store/index.ts';
+import type { ReleaseGroup } from './release-group.ts';
+import { releasesToPrune } from './releases.ts';
+import type { ServiceRuntime } from './service-runtime.ts';
+import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
+
+export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
+
+export interface DeployEvent {
+  type: 'step' | 'info' | 'warn' | 'error';
+  deploymentId: number;
+  step: DeploymentState;
+  message: string;
+  at: number; // epoch ms
+  /** Time spent in the step that just ended (on 'step' events), or the measured duration the message is about. */
+  durationMs?: number;
+  details?: string[];
+}
+
+export interface DeployOutcome {
+  deploymentId: number;
+  service: string;
+  kind: DeploymentKind;
+  fromRelease: string | null;
+  toRelease: string;
+  state: 'done' | 'failed' | 'rolled_back';
+  durationMs: number;
+  /** Time from the start of the deployment to the traffic switch. */
+  switchAfterMs: number | null;
+  /** Requests the service answered during the deployment, and how many failed. */
+  requests: number;
+  failed: number;
+  retries: number;
+  error: { code: string; message: string; details: string[] } | null;
+}
+
+export interface DeployPlan {
+  kind: DeploymentKind;
+  release: { id: string; dir: string };
+  actor: string;
+}
+
+export interface DeployerDeps {
+  store: Store;
+  proxy: Proxy;
+  logger: Logger;
+  routingChanged(): void;
+}
+
+export class Deployer {
+  readonly #d: DeployerDeps;
+
+  constructor(deps: DeployerDeps) {
+    this.#d = deps;
+  }
+
+  /** Refuse early (before any work) when the service is already deploying. */
+  assertIdle(rt: ServiceRuntime): void {
+    if (rt.activeDeployment !== null) {
+      throw new BatonError(
+        'DEPLOY_IN_PROGRESS',
+        `a deployment of ${rt.name} is already running (#${rt.activeDeployment}); wait for it to finish, or watch it with \`baton status ${rt.name}\``,
+      );
+    }
+  }
+
+  async run(rt: ServiceRuntime, plan: DeployPlan, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    this.assertIdle(rt);
+    const { store, proxy } = this.#d;
+    const svc = rt.config;
+    const fromRelease = rt.current?.release ?? null;
+    const id = store.createDeployment({ service: rt.name, kind: plan.kind, fromRelease, toRelease: plan.release.id, actor: plan.actor });
+    rt.activeDeployment = id;
+    const log = this.#d.logger.child({ service: rt.name, deployment: id });
+    const started = Date.now();
+    const before = proxy.counters(rt.name);
+    let state: DeploymentState = 'planned';
+    let stepStarted = started;
+    let switchAt: number | null = null;
+    let group: ReleaseGroup | null = null;
+    let reusedStandby = false;
+
+    const say = (type: DeployEvent['type'], message: string, extra: Partial<DeployEvent> = {}): void => {
+      const ev: DeployEvent = { type, deploymentId: id, step: state, message, at: Date.now(), ...extra };
+      store.addDeploymentEvent({
+        deploymentId: id,
+        step: state,
+        message: ev.details?.length ? `${message}\n${ev.details.join('\n')}` : message,
+        at: ev.at,
+        durationMs: ev.durationMs ?? null,
+        level: type === 'step' ? 'info' : type,
+      });
+      log[type === 'step' ? 'info' : type](message, { step: state });
+      emit(ev);
+    };
+    const move = (to: DeploymentState, message: string): void => {
+      assertTransition(state, to);
+      const now = Date.now();
+      const spent = now - stepStarted;
+      state = to;
+      stepStarted = now;
+      store.updateDeployment(id, { state: to });
+      say('step', message, { durationMs: spent });
+    };
+
+    try {
+      move('preparing', `${plan.kind} ${rt.name}: ${fromRelease ?? '(nothing)'} → ${plan.release.id}`);
+
+      const standby = rt.standby;
+      if (plan.kind === 'rollback' && standby && standby.release === plan.release.id && standby.instances.size > 0) {
+        group = standby;
+        reusedStandby = true;
+        move('starting', `release ${plan.release.id} is a warm standby: reusing its ${standby.instances.size} running instance(s)`);
+      } else {
+        move('starting', `starting ${svc.instances} instance(s) of ${plan.release.id}`);
+        group = rt.newGroup(plan.release.id, plan.release.dir, 'incoming');
+        const insts = await rt.startGroup(group, svc.instances);
+        for (const i of insts) say('info', `instance ${i.id} started: pid ${i.pid}, port ${i.port}`);
+      }
+
+      move('verifying', `waiting for ${group.instances.size} instance(s) to pass health checks on ${svc.health.path}`);
+      await Promise.all(group.list().map((i) => i.waitHealthy(reusedStandby ? Math.max(svc.health.timeoutMs * 2, 2000) : svc.health.startTimeoutMs)));
+      if (group.instances.size === 0) throw new BatonError('DEPLOY_FAILED', `no instance of ${plan.release.id} is running`);
+      say('info', `all ${group.instances.size} instance(s) healthy`, { durationMs: Date.now() - stepStarted });
+
+      move('shifting', `switching traffic to ${plan.release.id}`);
+      const old = rt.current;
+      // Write before acting: a daemon that crashes after this line routes to the new release.
+      const previous = old && old.release !== group.release ? old.release : (rt.standby?.release ?? store.getService(rt.name)?.standbyRelease ?? null);
+      store.setServiceReleases(rt.name, group.release, previous === group.release ? null : previous);
+      store.markReleaseDeployed(plan.release.id, Date.now());
+      if (reusedStandby) rt.standby = null;
+      group.role = 'current';
+      rt.current = group;
+      if (old) old.role = 'retiring';
+      this.#d.routingChanged();
+      switchAt = Date.now();
+      say('info', `traffic switched to ${plan.release.id}`, { durationMs: switchAt - stepStarted });
+
+      move('draining', old ? `draining ${old.instances.size} old instance(s) of ${old.release} (up to ${formatDuration(svc.drainTimeoutMs)})` : 'nothing to drain');
+      if (old) {
+        const d = await rt.drainGroup(old, svc.drainTimeoutMs);
+        const extra = [
+          d.abandonedRequests ? `${d.abandonedRequests} request(s) still running at the drain deadline` : '',
+          d.closedWebSockets ? `${d.closedWebSockets} WebSocket(s) closed with 1001 at the drain deadline` : '',
+        ].filter(Boolean);
+        say(d.abandonedRequests ? 'warn' : 'info', `old instances drained${extra.length ? `: ${extra.join('; ')}` : ''}`, { durationMs: Date.now() - stepStarted });
+        if (plan.kind !== 'restart' && old.release !== group.release && svc.standbyMs > 0) {
+          rt.keepAsStandby(old, svc.standbyMs);
+          say('info', `release ${old.release} kept running as warm standby for ${formatDuration(svc.standbyMs)} (instant rollback)`);
+        } else {
+          await rt.stopGroup(old);
+          say('info', `old instances of ${old.release} stopped`);
+        }
+      }
+
+      move('done', `${plan.kind} of ${rt.name} to ${plan.release.id} done`);
+      await this.#prune(rt).catch((err) => log.warn('pruning releases failed', { error: errorMessage(err) }));
+      return this.#finish(rt, id, plan, fromRelease, 'done', started, switchAt, before, null);
+    } catch (err) {
+      const e = isBatonError(err) ? err : new BatonError('DEPLOY_FAILED', errorMessage(err));
+      if (!isTerminal(state)) {
+        const switched = switchAt !== null;
+        try {
+          move('aborting', `${plan.kind} failed: ${e.message}`);
+        } catch {
+          state = 'aborting';
+        }
+        if (group && !switched && !reusedStandby) {
+          await rt.stopGroup(group).catch((stopErr) => log.error('stopping the new instances failed', { error: errorMessage(stopErr) }));
+          say('info', `new instances stopped; ${fromRelease ?? 'nothing'} keeps serving`);
+        }
+        state = 'failed';
+        store.updateDeployment(id, { state: 'failed' });
+      }
+      say('error', e.message, { details: e.details });
+      return this.#finish(rt, id, plan, fromRelease, 'failed', started, switchAt, before, e);
+    } finally {
+      rt.activeDeployment = null;
+    }
+  }
+
+  #finish(
+    rt: ServiceRuntime,
+    id: number,
+    plan: DeployPlan,
+    fromRelease: string | null,
+    state: DeployOutcome['state'],
+    started: number,
+    switchAt: number | null,
+    before: { requests: number; failed: number; retries: number },
+    err: BatonError | null,
+  ): DeployOutcome {
+    const after = this.#d.proxy.counters(rt.name);
+    const requests = after.requests - before.requests;
+    const failed = after.failed - before.failed;
+    const now = Date.now();
+    this.#d.store.updateDeployment(id, { state, finishedAt: now, requests, failed, error: err ? err.message : null });
+    return {
+      deploymentId: id,
+      service: rt.name,
+      kind: plan.kind,
+      fromRelease,
+      toRelease: plan.release.id,
+      state,
+      durationMs: now - started,
+      switchAfterMs: switchAt === null ? null : switchAt - started,
+      requests,
+      failed,
+      retries: after.retries - before.retries,
+      error: err ? { code: err.code, message: err.message, details: err.details } : null,
+    };
+  }
+
+  /** Delete releases beyond keepReleases, never one that is running or is the rollback target. */
+  async #prune(rt: ServiceRuntime): Promise<void> {
+    const { store } = this.#d;
+    const svc = store.getService(rt.name);
+    const inUse = [...rt.groups].map((g) => g.release);
+    const victims = releasesToPrune(store.listReleases(rt.name), rt.config.keepReleases, [
+      svc?.currentRelease ?? null,
+      svc?.standbyRelease ?? null,
+      ...inUse,
+    ]);
+    for (const r of victims) {
+      store.deleteRelease(r.id);
+      await rm(r.dir, { recursive: true, force: true });
+      this.#d.logger.info('release pruned', { service: rt.name, release: r.id });
+    }
+  }
+}
