@@ -1,0 +1,120 @@
+// A load loop that counts every request outcome: used by the tests, the
+// example and the benchmarks. A request "fails" when it gets no response, a
+// 5xx, or a body that is not a version we expect.
+
+import { Client } from 'undici';
+
+export interface LoadOptions {
+  url: string; // e.g. http://127.0.0.1:8080/
+  concurrency: number;
+  /** Keep one connection per client (true) or open a new connection for every request. */
+  keepAlive?: boolean;
+  /** Extra paths mixed in: [path, every Nth request]. */
+  mix?: { path: string; every: number }[];
+  headers?: Record<string, string>;
+  /** Stop after this many requests in total (a bound even if stop() is never called). */
+  maxRequests?: number;
+  /** Hard stop after this long. */
+  maxMs?: number;
+}
+
+export interface LoadResult {
+  total: number;
+  ok: number;
+  failed: number;
+  /** Count of each response body (trimmed), e.g. { 'v1': 120, 'v2': 300 }. */
+  bodies: Record<string, number>;
+  statuses: Record<string, number>;
+  errors: string[]; // first few failure descriptions
+  /** Per client: the sequence of distinct bodies seen, in order (v1, v2 …). */
+  sequences: string[][];
+  durationMs: number;
+}
+
+export interface RunningLoad {
+  stop(): Promise<LoadResult>;
+  /** Resolves once at least n requests completed (bounded by timeoutMs). */
+  waitFor(n: number, timeoutMs: number): Promise<void>;
+  readonly snapshot: () => LoadResult;
+}
+
+export function startLoad(opts: LoadOptions): RunningLoad {
+  const u = new URL(opts.url);
+  const origin = u.origin;
+  const started = Date.now();
+  const res: LoadResult = { total: 0, ok: 0, failed: 0, bodies: {}, statuses: {}, errors: [], sequences: [], durationMs: 0 };
+  let stopping = false;
+  const maxMs = opts.maxMs ?? 120_000;
+  const max = opts.maxRequests ?? Number.POSITIVE_INFINITY;
+  const waiters: { n: number; resolve: () => void }[] = [];
+
+  const record = (seq: string[], status: number | null, body: string | null, err: string | null): void => {
+    res.total++;
+    if (status !== null) res.statuses[String(status)] = (res.statuses[String(status)] ?? 0) + 1;
+    if (err !== null || status === null || status >= 500) {
+      res.failed++;
+      if (res.errors.length < 20) res.errors.push(err ?? `status ${status}: ${body?.slice(0, 120)}`);
+    } else {
+      res.ok++;
+      const b = (body ?? '').trim();
+      res.bodies[b] = (res.bodies[b] ?? 0) + 1;
+      if (seq[seq.length - 1] !== b) seq.push(b);
+    }
+    for (let i = waiters.length - 1; i >= 0; i--) {
+      if (res.total >= waiters[i]!.n) waiters.splice(i, 1)[0]!.resolve();
+    }
+  };
+
+  const worker = async (idx: number): Promise<void> => {
+    const seq: string[] = [];
+    res.sequences.push(seq);
+    let client = new Client(origin, { pipelining: 1, keepAliveTimeout: 30_000 });
+    let n = 0;
+    try {
+      while (!stopping && res.total < max && Date.now() - started < maxMs) {
+        n++;
+        let path = u.pathname + u.search;
+        for (const m of opts.mix ?? []) if ((n + idx) % m.every === 0) path = m.path;
+        try {
+          const r = await client.request({
+            method: 'GET',
+            path,
+            headers: { ...(opts.headers ?? {}), ...(opts.keepAlive === false ? { connection: 'close' } : {}) },
+            headersTimeout: 30_000,
+            bodyTimeout: 30_000,
+          });
+          const body = await r.body.text();
+          record(seq, r.statusCode, body, null);
+        } catch (e) {
+          record(seq, null, null, `${(e as Error & { code?: string }).code ?? ''} ${(e as Error).message}`);
+        }
+        if (opts.keepAlive === false) {
+          await client.close().catch(() => {});
+          client = new Client(origin, { pipelining: 1 });
+        }
+      }
+    } finally {
+      await client.close().catch(() => {});
+    }
+  };
+
+  const workers = Array.from({ length: opts.concurrency }, (_, i) => worker(i));
+  const done = Promise.all(workers);
+
+  return {
+    snapshot: () => ({ ...res, durationMs: Date.now() - started }),
+    async waitFor(n, timeoutMs) {
+      if (res.total >= n) return;
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => reject(new Error(`load: only ${res.total} of ${n} requests completed within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({ n, resolve: () => { clearTimeout(t); resolve(); } });
+      });
+    },
+    async stop() {
+      stopping = true;
+      await done;
+      res.durationMs = Date.now() - started;
+      return res;
+    },
+  };
+}

@@ -1,0 +1,134 @@
+// Blue/green deploy, rollback and restart under load: zero failed requests,
+// the right versions seen, every client moving old → new exactly once.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { startLoad, type LoadResult } from '../helpers/load.ts';
+
+let d: TestDaemon;
+before(async () => {
+  d = await createDaemon();
+});
+after(async () => {
+  await d?.cleanup();
+});
+
+function assertClean(r: LoadResult, label: string): void {
+  assert.equal(r.failed, 0, `${label}: ${r.failed} of ${r.total} requests failed: ${r.errors.join('; ')}`);
+  assert.ok(r.total > 50, `${label}: only ${r.total} requests ran`);
+}
+
+/** Every client saw `from` then `to`, never back. */
+function assertMovedOnce(r: LoadResult, from: string, to: string): void {
+  for (const seq of r.sequences) {
+    const s = seq.filter((x) => x === from || x === to);
+    assert.ok(s.length >= 1 && s.length <= 2, `a client saw ${seq.join(' → ')}`);
+    if (s.length === 2) assert.deepEqual(s, [from, to], `a client saw ${seq.join(' → ')}`);
+    else assert.ok(s[0] === from || s[0] === to);
+  }
+}
+
+test('first deploy brings the service up', async () => {
+  const r = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /deploy of web to .*v1.* done/);
+  const res = await fetch(d.url);
+  assert.equal((await res.text()).trim(), 'v1');
+  const s = await d.status('web');
+  assert.equal(s.services[0].instances.filter((i: any) => i.role === 'current' && i.healthy).length, 2);
+});
+
+test('deploy v2 under keep-alive load: 0 failed, each client v1 → v2 once', async () => {
+  const v2 = await d.release('v2');
+  const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  await load.waitFor(100, 10_000);
+  const r = await d.cli(['deploy', 'web', v2]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 100, 10_000);
+  const res = await load.stop();
+  assertClean(res, 'deploy');
+  assert.ok((res.bodies['v1'] ?? 0) > 0 && (res.bodies['v2'] ?? 0) > 0, JSON.stringify(res.bodies));
+  assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2']);
+  assertMovedOnce(res, 'v1', 'v2');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v2');
+  assert.match(r.stdout, /requests? answered during the deploy, 0 failed/);
+  const s = await d.status('web');
+  const svc = s.services[0];
+  assert.match(svc.currentRelease, /v2/);
+  assert.match(svc.standbyRelease, /v1/);
+  assert.ok(svc.standbyWarmUntil > Date.now(), 'the previous release is kept warm');
+  assert.equal(svc.instances.filter((i: any) => i.role === 'standby').length, 2);
+});
+
+test('rollback to the warm standby under load: 0 failed, switch under a second', async () => {
+  const load = startLoad({ url: d.url + '/', concurrency: 4, keepAlive: false, maxMs: 60_000 });
+  await load.waitFor(50, 10_000);
+  const r = await d.cli(['rollback', 'web', '--json']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const outcome = lines.at(-1).outcome;
+  assert.equal(outcome.state, 'done');
+  assert.equal(outcome.kind, 'rollback');
+  assert.ok(outcome.switchAfterMs < 1000, `rollback switched after ${outcome.switchAfterMs} ms`);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 50, 10_000);
+  const res = await load.stop();
+  assertClean(res, 'rollback');
+  assertMovedOnce(res, 'v2', 'v1');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v1');
+});
+
+test('restart under load: 0 failed, new processes, same release', async () => {
+  const before = (await d.status('web')).services[0];
+  const oldPids = before.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid);
+  const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  await load.waitFor(50, 10_000);
+  const r = await d.cli(['restart', 'web']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const res = await load.stop();
+  assertClean(res, 'restart');
+  assert.deepEqual(Object.keys(res.bodies), ['v1']);
+  const after = (await d.status('web')).services[0];
+  assert.equal(after.currentRelease, before.currentRelease);
+  const newPids = after.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid);
+  assert.equal(newPids.length, 2);
+  for (const p of newPids) assert.ok(!oldPids.includes(p), 'restart started new processes');
+});
+
+test('a 2-second request started before the switch completes on the old release', async () => {
+  const v3 = await d.release('v3');
+  const slow = fetch(d.url + '/slow?ms=2000').then(async (r) => ({ status: r.status, body: (await r.text()).trim() }));
+  await waitUntil('the slow request to reach an instance', async () => {
+    const s = await d.status('web');
+    return s.services[0].instances.some((i: any) => i.inflight > 0);
+  }, 5_000);
+  const r = await d.cli(['deploy', 'web', v3]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.deepEqual(await slow, { status: 200, body: 'v1' });
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
+});
+
+test('a second deploy while one runs is refused with a clear message', async () => {
+  const v4 = await d.release('v4', { APP_STARTUP_MS: '1500' });
+  const first = d.cli(['deploy', 'web', v4]);
+  await waitUntil('the first deploy to be running', async () => (await d.status('web')).services[0].deploying !== null, 10_000);
+  const second = await d.cli(['deploy', 'web', await d.release('v5')]);
+  assert.equal(second.code, 1);
+  assert.match(second.stderr, /a deployment of web is already running/);
+  assert.equal((await first).code, 0);
+});
+
+test('releases and history list what happened', async () => {
+  const rel = await d.cli(['releases', 'web', '--json']);
+  assert.equal(rel.code, 0, rel.stderr);
+  const rs = JSON.parse(rel.stdout);
+  assert.ok(rs.some((r: any) => r.current && /v4/.test(r.id)));
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  assert.deepEqual(h.slice(0, 6).map((x: any) => x.kind), ['deploy', 'deploy', 'restart', 'rollback', 'deploy', 'deploy']);
+  assert.ok(h.every((x: any) => x.state === 'done'));
+  assert.ok(h[0].events.some((e: any) => e.step === 'shifting'));
+  const text = await d.cli(['history', 'web']);
+  assert.match(text.stdout, /rollback\s+done/);
+});

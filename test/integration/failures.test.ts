@@ -1,0 +1,114 @@
+// Releases that fail, instances that die, configs that are wrong: the serving
+// release keeps answering with zero failed requests.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { startLoad } from '../helpers/load.ts';
+
+let d: TestDaemon;
+before(async () => {
+  d = await createDaemon({ services: serviceYaml({ extra: 'standby: 0s' }) });
+  const r = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+});
+after(async () => {
+  await d?.cleanup();
+});
+
+test('a release that crashes on start leaves v1 serving; deploy exits non-zero with the log tail', async () => {
+  const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
+  await load.waitFor(30, 10_000);
+  const r = await d.cli(['deploy', 'web', await d.release('bad', { APP_CRASH_ON_START: '1' })]);
+  const res = await load.stop();
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stdout, /exited|crash/i);
+  assert.match(r.stdout, /crashing on start as asked/, 'the instance log tail is shown');
+  assert.match(r.stdout, /keeps serving/);
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies), ['v1']);
+  const s = (await d.status('web')).services[0];
+  assert.match(s.currentRelease, /v1/);
+  assert.equal(s.instances.length, 2, 'the failed release left no instance behind');
+});
+
+test('a release that never becomes healthy fails at the start timeout, v1 keeps serving', async () => {
+  await d.writeConfig(serviceYaml({ extra: 'standby: 0s' }).replace('start_timeout: 10s', 'start_timeout: 2s'));
+  assert.equal((await d.cli(['reload'])).code, 0);
+  const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
+  await load.waitFor(30, 10_000);
+  const t0 = Date.now();
+  const r = await d.cli(['deploy', 'web', await d.release('sick', { APP_NEVER_HEALTHY: '1' })]);
+  const took = Date.now() - t0;
+  const res = await load.stop();
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stdout, /health/i);
+  assert.ok(took < 10_000, `failed after ${took} ms`);
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies), ['v1']);
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  assert.equal(h[0].state, 'failed');
+});
+
+test('kill -9 of one instance under GET load is absorbed by retries and the instance is replaced', async () => {
+  const s0 = (await d.status('web')).services[0];
+  const victim = s0.instances[0];
+  const retriesBefore = s0.counters.retries;
+  const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  await load.waitFor(100, 10_000);
+  process.kill(victim.pid, 'SIGKILL');
+  await waitUntil('a replacement instance to be healthy', async () => {
+    const s = (await d.status('web')).services[0];
+    return s.instances.length === 2 && s.instances.every((i: any) => i.healthy && i.pid !== victim.pid);
+  }, 15_000, 200);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 100, 10_000);
+  const res = await load.stop();
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  const s1 = (await d.status('web')).services[0];
+  // Retries are counted (how many depends on what was in flight at the kill).
+  assert.ok(s1.counters.retries >= retriesBefore);
+  console.log(`kill -9: ${res.total} requests, 0 failed, ${s1.counters.retries - retriesBefore} retried`);
+});
+
+test('a malformed config is refused by reload and SIGHUP; the old one keeps serving', async () => {
+  const good = await readFile(d.configFile, 'utf8');
+  await writeFile(d.configFile, good.replace('instances: 2', 'instances: two').replace('command:', 'comand:'));
+  const load = startLoad({ url: d.url + '/', concurrency: 2, maxMs: 30_000 });
+  await load.waitFor(20, 10_000);
+  const r = await d.cli(['reload']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /baton\.yaml:\d+:\d+: services\.web\.instances/);
+  assert.match(r.stderr, /comand/);
+  d.proc.kill('SIGHUP');
+  await waitUntil('the daemon to log the refused reload', async () => /reload refused/.test(await d.daemonLog()), 5_000);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 20, 10_000);
+  const res = await load.stop();
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies), ['v1']);
+  await writeFile(d.configFile, good);
+  assert.equal((await d.cli(['reload'])).code, 0);
+});
+
+test('commands that cannot reach the daemon say so and how to start it', async () => {
+  const r = await d.cli(['status', '--socket', '/nonexistent/baton.sock']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /cannot reach the baton daemon.*baton daemon --config/);
+});
+
+test('unknown services and bad arguments get clear messages', async () => {
+  const a = await d.cli(['deploy', 'nope', d.dir]);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /no service named "nope"/);
+  const b = await d.cli(['deploy', 'web']);
+  assert.equal(b.code, 2);
+  assert.match(b.stderr, /usage: baton deploy SERVICE RELEASE_DIR/);
+  const c = await d.cli(['deploy', 'web', '/nonexistent/dir']);
+  assert.equal(c.code, 1);
+  assert.match(c.stderr, /\/nonexistent\/dir cannot be read/);
+  const e = await d.cli(['frobnicate']);
+  assert.equal(e.code, 2);
+  assert.match(e.stderr, /unknown command "frobnicate"/);
+});

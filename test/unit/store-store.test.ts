@@ -1,0 +1,191 @@
+// Store: migrations, pragmas, and a round trip through every method.
+
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
+import { Store, SCHEMA_VERSION, type InstanceRow } from '../../src/store/index.ts';
+import { BatonError } from '../../src/core/errors.ts';
+
+function tempFile(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-store-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return join(dir, 'nested', 'baton.db');
+}
+
+function openStore(t: TestContext, file = tempFile(t), clock = { t: 1000 }): Store {
+  const store = Store.open(file, { now: () => clock.t });
+  t.after(() => store.close());
+  return store;
+}
+
+test('open creates the directory, migrates once, and is idempotent', (t) => {
+  const file = tempFile(t);
+  Store.open(file).close();
+  Store.open(file).close();
+  const db = new DatabaseSync(file);
+  t.after(() => db.close());
+  const rows = db.prepare('SELECT version FROM schema_migrations ORDER BY version').all();
+  assert.deepEqual(rows.map((r) => r['version']), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
+});
+
+test('WAL mode and foreign keys are on', (t) => {
+  const file = tempFile(t);
+  openStore(t, file);
+  const db = new DatabaseSync(file);
+  t.after(() => db.close());
+  assert.equal(db.prepare('PRAGMA journal_mode').get()?.['journal_mode'], 'wal');
+});
+
+test('a database from a newer baton is refused', (t) => {
+  const file = tempFile(t);
+  Store.open(file).close();
+  const db = new DatabaseSync(file);
+  db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(SCHEMA_VERSION + 1, 'future', 0);
+  db.close();
+  assert.throws(() => Store.open(file), (err) => err instanceof BatonError && err.code === 'STORE_UNAVAILABLE');
+});
+
+test('an unopenable path is STORE_UNAVAILABLE', () => {
+  assert.throws(
+    () => Store.open('/proc/baton-cannot-exist/baton.db'),
+    (err) => err instanceof BatonError && err.code === 'STORE_UNAVAILABLE' && err.message.includes('/proc/baton-cannot-exist'),
+  );
+});
+
+test('services: get, upsert, clear', (t) => {
+  const clock = { t: 1000 };
+  const store = openStore(t, tempFile(t), clock);
+  assert.equal(store.getService('web'), null);
+  store.setServiceReleases('web', 'r1', null);
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r1', standbyRelease: null, updatedAt: 1000 });
+  clock.t = 2000;
+  store.setServiceReleases('web', 'r2', 'r1');
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r2', standbyRelease: 'r1', updatedAt: 2000 });
+  store.setServiceReleases('web', null, null);
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: null, standbyRelease: null, updatedAt: 2000 });
+});
+
+test('releases: add, get, list newest first, mark deployed, delete', (t) => {
+  const store = openStore(t);
+  const base = { service: 'web', sourcePath: '/src', dir: '/state/releases/x' };
+  store.addRelease({ ...base, id: 'r1', name: 'one', createdAt: 100 });
+  store.addRelease({ ...base, id: 'r2', name: 'two', createdAt: 200 });
+  store.addRelease({ ...base, id: 'r3', name: 'three', createdAt: 200 }); // same ms: insertion order breaks the tie
+  store.addRelease({ ...base, id: 'a1', name: 'api', service: 'api', createdAt: 300 });
+  assert.deepEqual(store.getRelease('r1'), { ...base, id: 'r1', name: 'one', createdAt: 100, lastDeployedAt: null });
+  assert.equal(store.getRelease('nope'), null);
+  assert.deepEqual(store.listReleases('web').map((r) => r.id), ['r3', 'r2', 'r1']);
+  store.markReleaseDeployed('r2', 555);
+  assert.equal(store.getRelease('r2')?.lastDeployedAt, 555);
+  assert.throws(() => store.markReleaseDeployed('nope', 1), (err) => err instanceof BatonError && err.code === 'RELEASE_UNKNOWN');
+  store.deleteRelease('r2');
+  assert.deepEqual(store.listReleases('web').map((r) => r.id), ['r3', 'r1']);
+  assert.throws(() => store.addRelease({ ...base, id: 'r1', name: 'dup', createdAt: 1 }));
+});
+
+test('deployments: create, update, get, list, active', (t) => {
+  const clock = { t: 5000 };
+  const store = openStore(t, tempFile(t), clock);
+  const id1 = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice' });
+  assert.deepEqual(store.getDeployment(id1), {
+    id: id1, service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice',
+    state: 'planned', startedAt: 5000, finishedAt: null, error: null, requests: 0, failed: 0,
+  });
+  store.updateDeployment(id1, { state: 'starting' });
+  store.updateDeployment(id1, { requests: 10, failed: 1, error: 'boom' });
+  let d = store.getDeployment(id1);
+  assert.equal(d?.state, 'starting'); // an absent field is kept
+  assert.equal(d?.requests, 10);
+  assert.equal(d?.error, 'boom');
+  store.updateDeployment(id1, { state: 'done', finishedAt: 6000, error: null }); // null clears
+  d = store.getDeployment(id1);
+  assert.equal(d?.state, 'done');
+  assert.equal(d?.finishedAt, 6000);
+  assert.equal(d?.error, null);
+  assert.equal(d?.failed, 1);
+  assert.throws(() => store.updateDeployment(9999, { state: 'done' }), (err) => err instanceof BatonError && err.code === 'INTERNAL');
+
+  const id2 = store.createDeployment({ service: 'web', kind: 'rollback', fromRelease: 'r2', toRelease: 'r1', actor: 'bob' });
+  const id3 = store.createDeployment({ service: 'api', kind: 'restart', fromRelease: 'a1', toRelease: 'a1', actor: 'cli' });
+  const id4 = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r1', toRelease: 'r3', actor: 'cli' });
+  store.updateDeployment(id2, { state: 'rolled_back' });
+  store.updateDeployment(id3, { state: 'aborting' });
+  assert.deepEqual(store.listDeployments('web', 10).map((x) => x.id), [id4, id2, id1]);
+  assert.deepEqual(store.listDeployments('web', 2).map((x) => x.id), [id4, id2]);
+  assert.deepEqual(store.activeDeployments().map((x) => x.id), [id3, id4]);
+  store.updateDeployment(id4, { state: 'failed' });
+  store.updateDeployment(id3, { state: 'failed' });
+  assert.deepEqual(store.activeDeployments(), []);
+  assert.equal(store.getDeployment(12345), null);
+});
+
+test('deployment events: oldest first, defaults, foreign key', (t) => {
+  const store = openStore(t);
+  const id = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'a' });
+  store.addDeploymentEvent({ deploymentId: id, step: 'starting', message: 'spawned 2', at: 10 });
+  store.addDeploymentEvent({ deploymentId: id, step: 'verifying', message: 'slow', at: 20, durationMs: 1500, level: 'warn' });
+  assert.deepEqual(
+    store.listDeploymentEvents(id).map(({ id: _, ...rest }) => rest),
+    [
+      { deploymentId: id, step: 'starting', message: 'spawned 2', at: 10, durationMs: null, level: 'info' },
+      { deploymentId: id, step: 'verifying', message: 'slow', at: 20, durationMs: 1500, level: 'warn' },
+    ],
+  );
+  assert.deepEqual(store.listDeploymentEvents(id + 1), []);
+  assert.throws(() => store.addDeploymentEvent({ deploymentId: id + 1, step: 'x', message: 'y', at: 1 }));
+});
+
+test('instances: upsert, set state, list, delete', (t) => {
+  const store = openStore(t);
+  const web1: InstanceRow = {
+    id: 'web-1', service: 'web', release: 'r1', releaseDir: '/rel/r1', pid: 4242, startTime: '123456',
+    port: 40001, logFile: '/logs/web-1.log', state: 'starting', createdAt: 1,
+  };
+  const api1: InstanceRow = { ...web1, id: 'api-1', service: 'api', port: 40002, createdAt: 2 };
+  store.upsertInstance(web1);
+  store.upsertInstance(api1);
+  store.upsertInstance({ ...web1, pid: 4343, startTime: '999' });
+  store.setInstanceState('web-1', 'healthy');
+  assert.deepEqual(store.listInstances('web'), [{ ...web1, pid: 4343, startTime: '999', state: 'healthy' }]);
+  assert.deepEqual(store.listInstances().map((i) => i.id), ['web-1', 'api-1']);
+  assert.throws(() => store.setInstanceState('nope', 'x'), (err) => err instanceof BatonError && err.code === 'INTERNAL');
+  store.deleteInstance('web-1');
+  store.deleteInstance('web-1'); // deleting twice is harmless
+  assert.deepEqual(store.listInstances().map((i) => i.id), ['api-1']);
+});
+
+test('transaction commits together or not at all', (t) => {
+  const store = openStore(t);
+  assert.throws(() =>
+    store.transaction(() => {
+      store.setServiceReleases('web', 'r1', null);
+      throw new Error('abort');
+    }),
+  );
+  assert.equal(store.getService('web'), null);
+  store.transaction(() => {
+    store.setServiceReleases('web', 'r1', null);
+    store.transaction(() => store.setServiceReleases('api', 'a1', null)); // nested joins the outer
+  });
+  assert.equal(store.getService('api')?.currentRelease, 'a1');
+});
+
+test('data survives close and reopen', (t) => {
+  const file = tempFile(t);
+  const a = Store.open(file, { now: () => 7 });
+  a.setServiceReleases('web', 'r1', 'r0');
+  a.addRelease({ id: 'r1', service: 'web', name: 'one', sourcePath: '/s', dir: '/d', createdAt: 1 });
+  const id = a.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r0', toRelease: 'r1', actor: 'x' });
+  a.updateDeployment(id, { state: 'shifting' });
+  a.addDeploymentEvent({ deploymentId: id, step: 'shifting', message: 'm', at: 3 });
+  a.close();
+  a.close(); // closing twice is harmless
+  const b = openStore(t, file);
+  assert.equal(b.getService('web')?.standbyRelease, 'r0');
+  assert.equal(b.getRelease('r1')?.name, 'one');
+  assert.deepEqual(b.activeDeployments().map((d) => [d.id, d.state]), [[id, 'shifting']]);
+  assert.equal(b.listDeploymentEvents(id).length, 1);
+});

@@ -1,0 +1,31 @@
+// Health thresholds as a pure state machine.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { HealthStatus } from '../../src/supervisor/health-status.ts';
+
+function feed(s: HealthStatus, results: string): (string | null)[] {
+  return [...results].map((c) => s.record(c === '+'));
+}
+
+test('starting: healthy after healthyThreshold consecutive successes; failures never make it unhealthy', () => {
+  const s = new HealthStatus({ healthyThreshold: 2, unhealthyThreshold: 2 });
+  assert.deepEqual(feed(s, '---+-+'), [null, null, null, null, null, null]);
+  assert.equal(s.phase, 'starting');
+  assert.deepEqual(feed(s, '+'), ['healthy']);
+  assert.equal(s.phase, 'healthy');
+});
+
+test('healthy → unhealthy after unhealthyThreshold consecutive failures, and back', () => {
+  const s = new HealthStatus({ healthyThreshold: 2, unhealthyThreshold: 3 });
+  feed(s, '++');
+  assert.deepEqual(feed(s, '--+---'), [null, null, null, null, null, 'unhealthy']);
+  assert.equal(s.phase, 'unhealthy');
+  assert.deepEqual(feed(s, '+-++'), [null, null, null, 'healthy']);
+  assert.deepEqual(feed(s, '+'), [null], 'no repeated crossing');
+});
+
+test('thresholds below 1 behave as 1', () => {
+  const s = new HealthStatus({ healthyThreshold: 0, unhealthyThreshold: 0 });
+  assert.deepEqual(feed(s, '+-+'), ['healthy', 'unhealthy', 'healthy']);
+});
