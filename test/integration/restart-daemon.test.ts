@@ -3,7 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, isGone, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 
 let d: TestDaemon;
 before(async () => {
@@ -55,14 +55,7 @@ test('a deployment interrupted before the switch is marked failed and its instan
   assert.equal(h[0].state, 'failed');
   assert.match(h[0].error, /interrupted by a daemon restart/);
   for (const pid of incoming) {
-    await waitUntil(`stray instance ${pid} to be stopped`, () => {
-      try {
-        process.kill(pid, 0);
-        return false;
-      } catch {
-        return true;
-      }
-    }, 10_000);
+    await waitUntil(`stray instance ${pid} to be stopped`, () => isGone(pid), 10_000);
   }
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
 });
