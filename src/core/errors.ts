@@ -16,7 +16,8 @@ export type ErrorCode =
   | 'BAD_REQUEST'
   | 'USAGE'
   | 'INTERNAL'
-  | 'STORE_UNAVAILABLE';
+  | 'STORE_UNAVAILABLE'
+  | 'LISTEN_FAILED';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
