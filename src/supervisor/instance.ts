@@ -2,7 +2,8 @@
 // liveness, its health, and stopping it.
 
 import { spawn as spawnChild, type ChildProcess } from 'node:child_process';
-import { open, stat } from 'node:fs/promises';
+import { closeSync, openSync } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import type { ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { HealthMonitor } from './health-monitor.ts';
@@ -118,29 +119,27 @@ export class Instance {
     if (dir === null || !dir.isDirectory()) {
       throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: ${opts.releaseDir} is not a directory`);
     }
-    const log = await open(opts.logFile, 'a');
+    // From here to attaching the exit listener everything is synchronous: an
+    // await would let the event loop reap a fast-failing child and drop its exit.
+    const log = openSync(opts.logFile, 'a');
     let child: ChildProcess;
-    let spawnError: Promise<Error> | null = null;
     try {
       child = spawnChild('/bin/sh', ['-c', service.command], {
         cwd: opts.releaseDir,
         env,
         detached: true, // setsid(): own session and process group, pgid = pid
-        stdio: ['ignore', log.fd, log.fd],
+        stdio: ['ignore', log, log],
       });
-      // Listen before any await: an unheard 'error' event would crash the daemon.
-      spawnError = new Promise((resolve) => child.once('error', resolve));
     } finally {
       // The child has its own copy of the fd now (spawn returns after exec).
-      await log.close();
+      closeSync(log);
     }
     const pid = child.pid;
     if (pid === undefined) {
-      const err = await spawnError;
+      const err = await new Promise<Error>((resolve) => child.once('error', resolve));
       throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: ${errorMessage(err)}`);
     }
-    // Read synchronously, before the event loop can reap the child: the pid is
-    // guaranteed to still be ours (at worst a zombie) at this point.
+    // The pid is still ours (at worst a zombie) until the event loop reaps it.
     const startTime = readProcStat(pid)?.startTime ?? '';
     child.unref(); // the daemon may exit and leave it running
     const inst = new Instance({

@@ -86,6 +86,17 @@ test('crash on start: waitHealthy rejects INSTANCE_CRASHED with the log tail', a
   assert.deepEqual(await inst.stop(), { forced: false, durationMs: 0 });
 });
 
+test('a command that fails at once is reported exited, not lost', async (t) => {
+  const { inst, rec } = await start(t, serviceConfig({ command: 'echo "no such app" >&2; exit 7' }));
+  await rec.until(() => rec.exits.length === 1, 5000, 'instanceExited');
+  assert.equal(rec.exits[0]?.code, 7);
+  await assert.rejects(inst.waitHealthy(5000), (err: unknown) => {
+    assert.ok(err instanceof BatonError && err.code === 'INSTANCE_CRASHED');
+    assert.ok(err.details.includes('no such app'), err.details.join('\n'));
+    return true;
+  });
+});
+
 test('never healthy: waitHealthy rejects INSTANCE_UNHEALTHY at the timeout', async (t) => {
   const { inst, rec } = await start(t, serviceConfig({ env: { APP_NEVER_HEALTHY: '1' } }));
   const began = Date.now();
