@@ -1,0 +1,105 @@
+// Responses baton writes itself (404, 502, 503, 504, 400): small HTML or text pages with x-baton-error.
+
+import type { ServerResponse } from 'node:http';
+
+/** Stable machine-readable reason, sent as the `x-baton-error` header. */
+export type ProxyErrorCode =
+  | 'no_route' // 404: no service for this Host and no default service
+  | 'no_instance' // 503: the service has no instance in service
+  | 'upstream_unreachable' // 502: no instance accepted the connection
+  | 'upstream_failed' // 502: the instance broke the connection or sent an invalid response
+  | 'upstream_timeout' // 504: no response head within responseTimeoutMs
+  | 'bad_request'; // 400: the request cannot be forwarded as sent
+
+interface Page {
+  status: number;
+  title: string;
+  text: string;
+}
+
+const PAGES: Record<ProxyErrorCode, Page> = {
+  no_route: { status: 404, title: 'Not Found', text: 'No site is served at this address.' },
+  no_instance: { status: 503, title: 'Service Unavailable', text: 'The site has no running instance right now. Try again shortly.' },
+  upstream_unreachable: { status: 502, title: 'Bad Gateway', text: 'The site could not be reached.' },
+  upstream_failed: { status: 502, title: 'Bad Gateway', text: 'The site failed to answer this request.' },
+  upstream_timeout: { status: 504, title: 'Gateway Timeout', text: 'The site did not answer in time.' },
+  bad_request: { status: 400, title: 'Bad Request', text: 'This request cannot be forwarded.' },
+};
+
+interface Rendered {
+  status: number;
+  html: Buffer;
+  plain: Buffer;
+}
+
+function render(code: ProxyErrorCode): Rendered {
+  const p = PAGES[code];
+  const html =
+    `<!doctype html>\n<html><head><meta charset="utf-8"><title>${p.status} ${p.title}</title></head>` +
+    `<body><h1>${p.status} ${p.title}</h1><p>${p.text}</p><hr><p><small>baton (${code})</small></p></body></html>\n`;
+  const plain = `${p.status} ${p.title}: ${p.text} (${code})\n`;
+  return { status: p.status, html: Buffer.from(html), plain: Buffer.from(plain) };
+}
+
+const RENDERED = Object.fromEntries(
+  (Object.keys(PAGES) as ProxyErrorCode[]).map((c) => [c, render(c)]),
+) as Record<ProxyErrorCode, Rendered>;
+
+export function errorStatus(code: ProxyErrorCode): number {
+  return PAGES[code].status;
+}
+
+/** q-value of a media range in an Accept header, -1 when absent. */
+function quality(accept: string, type: string): number {
+  let best = -1;
+  for (const part of accept.split(',')) {
+    const [range, ...params] = part.trim().toLowerCase().split(';');
+    if (range !== type) continue;
+    let q = 1;
+    for (const p of params) {
+      const [k, v] = p.trim().split('=');
+      if (k === 'q' && v !== undefined) q = Number(v) || 0;
+    }
+    best = Math.max(best, q);
+  }
+  return best;
+}
+
+/** True when the client asks for text/plain over text/html (curl's "*\/*" gets HTML). */
+export function prefersPlainText(accept: string | undefined): boolean {
+  if (accept === undefined || accept === '') return false;
+  const plain = quality(accept, 'text/plain');
+  if (plain <= 0) return false;
+  return plain > quality(accept, 'text/html');
+}
+
+/** Answer with baton's own page. `closeConnection` when the request body may be left half-read. */
+export function sendErrorPage(res: ServerResponse, code: ProxyErrorCode, accept: string | undefined, closeConnection: boolean): void {
+  const r = RENDERED[code];
+  const plain = prefersPlainText(accept);
+  const body = plain ? r.plain : r.html;
+  const headers: Record<string, string | number> = {
+    'content-type': plain ? 'text/plain; charset=utf-8' : 'text/html; charset=utf-8',
+    'content-length': body.length,
+    'cache-control': 'no-store',
+    'x-baton-error': code,
+  };
+  if (r.status === 503) headers['retry-after'] = '1';
+  if (closeConnection) {
+    headers['connection'] = 'close';
+    res.shouldKeepAlive = false;
+  }
+  res.writeHead(r.status, headers);
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** A complete HTTP/1.1 error response for a raw socket (a refused WebSocket upgrade). */
+export function rawErrorResponse(code: ProxyErrorCode): Buffer {
+  const r = RENDERED[code];
+  const p = PAGES[code];
+  const head =
+    `HTTP/1.1 ${r.status} ${p.title}\r\n` +
+    `content-type: text/plain; charset=utf-8\r\ncontent-length: ${r.plain.length}\r\n` +
+    `x-baton-error: ${code}\r\n${r.status === 503 ? 'retry-after: 1\r\n' : ''}connection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), r.plain]);
+}

@@ -1,0 +1,256 @@
+// One proxied HTTP exchange: client request → chosen target (undici dispatch) → client response, with the retry rules.
+
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { pick } from './balancer.ts';
+import { decideRetry } from './retry.ts';
+import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
+import { sendErrorPage, type ProxyErrorCode } from './error-page.ts';
+import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
+import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
+import type { TargetState } from './target.ts';
+
+/** Holder of the current snapshot; retries read it again so they go where traffic goes now. */
+export interface SnapshotRef {
+  current: RoutingSnapshot;
+}
+
+/** The response object of baton's servers: it points at its exchange, so shared listeners need no closures. */
+export class BatonResponse extends ServerResponse<IncomingMessage> {
+  exchange: Exchange | null = null;
+}
+
+/** The error a client-gone abort carries (never shown to anyone). */
+class ClientGoneError extends Error {
+  readonly code = 'BATON_CLIENT_GONE';
+}
+
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
+
+function errorCodeOf(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/** Which page answers an attempt that failed before any response byte. */
+function failureCode(sent: boolean, code: string | undefined): ProxyErrorCode {
+  if (code === 'UND_ERR_HEADERS_TIMEOUT') return 'upstream_timeout';
+  if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') return 'bad_request';
+  if (!sent && code !== undefined && CONNECT_ERRORS.has(code)) return 'upstream_unreachable';
+  return 'upstream_failed';
+}
+
+// Shared listeners: `this` is the response; no per-request closures.
+function onClientClose(this: BatonResponse): void {
+  this.exchange?.clientClosed();
+}
+function onClientDrain(this: BatonResponse): void {
+  this.exchange?.resumeUpstream();
+}
+
+/** Forward `req` to a target of `route`. Returns synchronously; the exchange runs on undici's callbacks. */
+export function forward(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef): void {
+  const target = pick(route.policy, route.targets, route.rotation, null);
+  if (target === undefined) {
+    route.counters.requests++;
+    route.counters.failed++;
+    sendErrorPage(res, 'no_instance', req.headers.accept, false);
+    return;
+  }
+  new Exchange(req, res, route, ref).start(target);
+}
+
+function hasBody(req: IncomingMessage): boolean {
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined) return true;
+  const cl = req.headers['content-length'];
+  return cl !== undefined && cl !== '0';
+}
+
+export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
+  readonly #req: IncomingMessage;
+  readonly #res: BatonResponse;
+  readonly #route: ServiceRoute;
+  readonly #ref: SnapshotRef;
+  readonly #opts: Dispatcher.DispatchOptions;
+  readonly #hasBody: boolean;
+  #target: TargetState | null = null;
+  #tried: TargetState[] | null = null;
+  #controller: Dispatcher.DispatchController | null = null;
+  /** undici handed the current attempt to a socket. */
+  #sent = false;
+  /** A response byte of the current attempt arrived. */
+  #responseStarted = false;
+  /** The response head went to the client: from here a failure can only cut the connection. */
+  #responding = false;
+  #reuseRetryUsed = false;
+  #drainHooked = false;
+  #clientGone = false;
+  #done = false;
+  /** Set by the socket-reuse tracker: requests carried by the attempt's connection, this one included. */
+  socketUses = 0;
+
+  constructor(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef) {
+    this.#req = req;
+    this.#res = res;
+    this.#route = route;
+    this.#ref = ref;
+    const body = hasBody(req);
+    this.#hasBody = body;
+    const socket = req.socket;
+    this.#opts = {
+      method: req.method ?? 'GET',
+      path: req.url ?? '/',
+      headers: forwardRequestHeaders(req.rawHeaders, { clientIp: socket.remoteAddress ?? '', proto: 'http' }),
+      body: body ? req : null,
+      // The pool runs one request per connection (no pipelining): nothing to hold back.
+      blocking: false,
+    };
+    res.exchange = this;
+    res.on('close', onClientClose);
+  }
+
+  start(target: TargetState): void {
+    this.#attempt(target);
+  }
+
+  #attempt(target: TargetState): void {
+    this.#target = target;
+    this.#sent = false;
+    this.#responseStarted = false;
+    this.#controller = null;
+    this.socketUses = 0;
+    target.inflight++;
+    target.requests++;
+    target.pool.dispatch(this.#opts, this);
+  }
+
+  // ---- undici DispatchHandler ----
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    this.#sent = true;
+    if (this.#clientGone) {
+      controller.abort(new ClientGoneError('client went away'));
+      return;
+    }
+    expectSend(this);
+  }
+
+  onResponseStarted(): void {
+    this.#responseStarted = true;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    // 1xx informational responses (103 Early Hints) are not forwarded.
+    if (statusCode < 200) return;
+    this.#responseStarted = true;
+    try {
+      this.#res.writeHead(statusCode, statusMessage || undefined, forwardResponseHeaders(headers));
+    } catch (err) {
+      // A head Node refuses to write (invalid header value): treat as a failed instance.
+      controller.abort(err instanceof Error ? err : new Error(String(err)));
+      return;
+    }
+    this.#responding = true;
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      if (!this.#drainHooked) {
+        this.#drainHooked = true;
+        this.#res.on('drain', onClientDrain);
+      }
+    }
+  }
+
+  onResponseEnd(): void {
+    this.#res.end();
+    this.#target!.requestDone();
+    this.#finish(false);
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
+    forgetSend(this);
+    const target = this.#target!;
+    target.requestDone();
+    if (this.#done) return;
+    const res = this.#res;
+    if (this.#clientGone || res.destroyed) {
+      this.#finish(false);
+      return;
+    }
+    if (this.#responding) {
+      // Part of the response went out: never let the client take a cut body for a complete one.
+      res.destroy();
+      this.#finish(true);
+      return;
+    }
+    const code = errorCodeOf(err);
+    const decision = decideRetry({
+      method: this.#opts.method,
+      hasBody: this.#hasBody,
+      sent: this.#sent,
+      reusedConnection: this.socketUses > 1,
+      responseStarted: this.#responseStarted,
+      errorCode: code,
+      reuseRetryUsed: this.#reuseRetryUsed,
+    });
+    if (decision !== 'none') {
+      const route = this.#ref.current.services.get(this.#route.name);
+      let next: TargetState | undefined;
+      if (route !== undefined) {
+        if (decision === 'other') {
+          const tried = (this.#tried ??= []);
+          tried.push(target);
+          next = pick(route.policy, route.targets, route.rotation, tried);
+        } else {
+          this.#reuseRetryUsed = true;
+          next = pick(route.policy, route.targets, route.rotation, null);
+        }
+      }
+      if (next !== undefined) {
+        this.#route.counters.retries++;
+        this.#attempt(next);
+        return;
+      }
+    }
+    this.#fail(failureCode(this.#sent, code));
+  }
+
+  // ---- client side ----
+
+  /** The client connection closed (or the response finished: then nothing to do). */
+  clientClosed(): void {
+    if (this.#done) return;
+    this.#clientGone = true;
+    // Not yet started: onRequestStart will abort it.
+    this.#controller?.abort(new ClientGoneError('client went away'));
+  }
+
+  resumeUpstream(): void {
+    this.#controller?.resume();
+  }
+
+  #fail(code: ProxyErrorCode): void {
+    const req = this.#req;
+    // A body undici began to read cannot be drained by Node any more: close after the page.
+    const closeConnection = this.#hasBody && this.#sent && !req.complete;
+    sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
+    this.#finish(true);
+  }
+
+  #finish(failed: boolean): void {
+    this.#done = true;
+    this.#res.exchange = null;
+    const counters = this.#route.counters;
+    counters.requests++;
+    if (failed) counters.failed++;
+  }
+}

@@ -1,0 +1,129 @@
+// One upstream target's live state: its connection pool, in-flight and WebSocket counts, idle waiters.
+
+import { Pool } from 'undici';
+import type { UpstreamConfig } from '../config/types.ts';
+import type { TargetStats, UpstreamTarget } from './types.ts';
+import type { Candidate } from './balancer.ts';
+
+/** What a target needs from an open WebSocket tunnel to it. */
+export interface TunnelHandle {
+  /** Close both sides with 1001 at frame boundaries; resolves when the tunnel is gone (at most ~graceMs). */
+  goAway(graceMs: number): Promise<void>;
+}
+
+function createPool(host: string, port: number, up: UpstreamConfig): Pool {
+  return new Pool(`http://${host}:${port}`, {
+    // Pooled connections close before the app would close them, so we rarely
+    // write into a connection the app is closing (the retry rules cover the rest).
+    keepAliveTimeout: up.keepAliveTimeoutMs,
+    keepAliveMaxTimeout: up.keepAliveTimeoutMs,
+    // With "Keep-Alive: timeout=N" from the app, stay this far below N.
+    keepAliveTimeoutThreshold: 1000,
+    connectTimeout: up.connectTimeoutMs,
+    headersTimeout: up.responseTimeoutMs,
+    // No limit between body chunks: long downloads, server-sent events and
+    // long polls are legitimate; a client that leaves aborts the exchange.
+    bodyTimeout: 0,
+    pipelining: 1,
+  });
+}
+
+export class TargetState implements Candidate {
+  readonly id: string;
+  readonly service: string;
+  readonly release: string;
+  readonly host: string;
+  readonly port: number;
+  pool: Pool;
+  /** Present in the current routing snapshot. */
+  inService = false;
+  inflight = 0;
+  requests = 0;
+  readonly tunnels = new Set<TunnelHandle>();
+  #upstream: UpstreamConfig;
+  #idleWaiters: (() => void)[] = [];
+
+  constructor(target: UpstreamTarget, service: string, upstream: UpstreamConfig) {
+    this.id = target.id;
+    this.service = service;
+    this.release = target.release;
+    this.host = target.host;
+    this.port = target.port;
+    this.#upstream = upstream;
+    this.pool = createPool(target.host, target.port, upstream);
+  }
+
+  /** Same instance address as `t`? (Otherwise the id was reused for another instance.) */
+  sameAddress(t: UpstreamTarget): boolean {
+    return t.host === this.host && t.port === this.port;
+  }
+
+  /** Adopt new upstream settings: a fresh pool; the old one closes once its requests finish. */
+  updateUpstream(up: UpstreamConfig): void {
+    const cur = this.#upstream;
+    if (
+      cur.keepAliveTimeoutMs === up.keepAliveTimeoutMs &&
+      cur.connectTimeoutMs === up.connectTimeoutMs &&
+      cur.responseTimeoutMs === up.responseTimeoutMs
+    ) {
+      return;
+    }
+    const old = this.pool;
+    this.#upstream = up;
+    this.pool = createPool(this.host, this.port, up);
+    old.close().catch(() => undefined);
+  }
+
+  get idle(): boolean {
+    return this.inflight === 0 && this.tunnels.size === 0;
+  }
+
+  /** An HTTP attempt on this target ended. */
+  requestDone(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.#idleWaiters.length > 0 && this.tunnels.size === 0) this.#wake();
+  }
+
+  tunnelOpened(t: TunnelHandle): void {
+    this.tunnels.add(t);
+  }
+
+  tunnelClosed(t: TunnelHandle): void {
+    if (this.tunnels.delete(t) && this.idle && this.#idleWaiters.length > 0) this.#wake();
+  }
+
+  /** Resolves when nothing runs on this target (immediately if nothing does). */
+  whenIdle(): Promise<void> {
+    if (this.idle) return Promise.resolve();
+    return new Promise((resolve) => this.#idleWaiters.push(resolve));
+  }
+
+  #wake(): void {
+    const waiters = this.#idleWaiters;
+    this.#idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  stats(): TargetStats {
+    return {
+      id: this.id,
+      service: this.service,
+      release: this.release,
+      port: this.port,
+      inService: this.inService,
+      inflight: this.inflight,
+      websockets: this.tunnels.size,
+      requests: this.requests,
+    };
+  }
+
+  /** Close the pool once its running requests finish. */
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+
+  /** Abort whatever still runs on the pool. */
+  async destroy(): Promise<void> {
+    await this.pool.destroy();
+  }
+}
