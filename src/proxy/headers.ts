@@ -24,6 +24,11 @@ export function isHopByHop(lowerName: string): boolean {
  */
 export function connectionNominated(value: string | readonly string[] | undefined): string[] | null {
   if (value === undefined) return null;
+  // The usual values, without splitting.
+  if (typeof value === 'string' && value.length <= 10) {
+    const v = value.toLowerCase();
+    if (v === 'keep-alive' || v === 'close' || v === 'upgrade') return null;
+  }
   const joined = typeof value === 'string' ? value : value.join(',');
   let out: string[] | null = null;
   for (const part of joined.split(',')) {

@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { pick, pickIndex, type Candidate } from '../../src/proxy/balancer.ts';
+import type { BalancePolicy } from '../../src/config/types.ts';
+
+const c = (...loads: number[]): Candidate[] => loads.map((inflight) => ({ inflight }));
+
+test('pickIndex: selection table', () => {
+  const three = c(0, 0, 0);
+  const cases: { name: string; policy: BalancePolicy; cands: Candidate[]; cursor: number; excluded: number[] | null; want: number }[] = [
+    { name: 'no candidates', policy: 'round_robin', cands: [], cursor: 0, excluded: null, want: -1 },
+    { name: 'no candidates (lo)', policy: 'least_outstanding', cands: [], cursor: 5, excluded: null, want: -1 },
+    { name: 'rr from cursor', policy: 'round_robin', cands: three, cursor: 1, excluded: null, want: 1 },
+    { name: 'rr wraps cursor', policy: 'round_robin', cands: three, cursor: 5, excluded: null, want: 2 },
+    { name: 'rr ignores load', policy: 'round_robin', cands: c(9, 0, 0), cursor: 0, excluded: null, want: 0 },
+    { name: 'rr skips excluded', policy: 'round_robin', cands: three, cursor: 0, excluded: [0], want: 1 },
+    { name: 'rr skips excluded, wraps', policy: 'round_robin', cands: three, cursor: 2, excluded: [2], want: 0 },
+    { name: 'rr all excluded', policy: 'round_robin', cands: three, cursor: 0, excluded: [0, 1, 2], want: -1 },
+    { name: 'lo fewest in flight', policy: 'least_outstanding', cands: c(3, 1, 2), cursor: 0, excluded: null, want: 1 },
+    { name: 'lo tie from cursor', policy: 'least_outstanding', cands: c(1, 1, 1), cursor: 2, excluded: null, want: 2 },
+    { name: 'lo tie after cursor', policy: 'least_outstanding', cands: c(0, 5, 0), cursor: 1, excluded: null, want: 2 },
+    { name: 'lo excluded best', policy: 'least_outstanding', cands: c(3, 0, 2), cursor: 0, excluded: [1], want: 2 },
+    { name: 'lo all excluded', policy: 'least_outstanding', cands: c(0, 0), cursor: 0, excluded: [0, 1], want: -1 },
+    { name: 'lo single', policy: 'least_outstanding', cands: c(7), cursor: 3, excluded: null, want: 0 },
+  ];
+  for (const k of cases) {
+    const excluded = k.excluded === null ? null : k.excluded.map((i) => k.cands[i]!);
+    assert.equal(pickIndex(k.policy, k.cands, k.cursor, excluded), k.want, k.name);
+  }
+});
+
+test('pick: equal loads take turns; rotation advances', () => {
+  for (const policy of ['round_robin', 'least_outstanding'] as const) {
+    const cands = c(0, 0, 0);
+    const rotation = { next: 0 };
+    const got = Array.from({ length: 6 }, () => cands.indexOf(pick(policy, cands, rotation, null)!));
+    assert.deepEqual(got, [0, 1, 2, 0, 1, 2], policy);
+    assert.equal(rotation.next, 6);
+  }
+});
+
+test('pick: undefined when nothing is left', () => {
+  const rotation = { next: 0 };
+  assert.equal(pick('least_outstanding', [], rotation, null), undefined);
+  const one = c(0);
+  assert.equal(pick('round_robin', one, rotation, one), undefined);
+});

@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { connectionNominated, forwardRequestHeaders, forwardResponseHeaders } from '../../src/proxy/headers.ts';
+
+const facts = { clientIp: '10.0.0.9', proto: 'http' };
+
+/** Flat [name, value] list → [lowercase name, value][] for comparison. */
+function pairs(flat: string[]): [string, string][] {
+  const out: [string, string][] = [];
+  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!.toLowerCase(), flat[i + 1]!]);
+  return out;
+}
+
+test('request: hop-by-hop headers and Connection-nominated ones are removed', () => {
+  const raw = [
+    'Host', 'example.com:8080',
+    'Connection', 'keep-alive, X-Secret, Foo',
+    'Keep-Alive', 'timeout=5',
+    'Proxy-Connection', 'keep-alive',
+    'TE', 'trailers',
+    'Trailer', 'Expires',
+    'Transfer-Encoding', 'chunked',
+    'Upgrade', 'h2c',
+    'X-Secret', 'drop me',
+    'foo', 'drop me too',
+    'Expect', '100-continue',
+    'Accept', 'text/html',
+    'Set-Thing', 'a',
+    'Set-Thing', 'b',
+  ];
+  assert.deepEqual(pairs(forwardRequestHeaders(raw, facts)), [
+    ['host', 'example.com:8080'],
+    ['accept', 'text/html'],
+    ['set-thing', 'a'],
+    ['set-thing', 'b'],
+    ['x-forwarded-for', '10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'example.com:8080'],
+  ]);
+});
+
+test('request: X-Forwarded-For is appended to, Proto and Host are replaced', () => {
+  const raw = [
+    'host', 'a.test',
+    'X-Forwarded-For', '1.1.1.1',
+    'x-forwarded-for', '2.2.2.2, 3.3.3.3',
+    'X-Forwarded-Proto', 'https',
+    'X-Forwarded-Host', 'evil.test',
+  ];
+  assert.deepEqual(pairs(forwardRequestHeaders(raw, facts)), [
+    ['host', 'a.test'],
+    ['x-forwarded-for', '1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'a.test'],
+  ]);
+});
+
+test('request: no Host, no X-Forwarded-Host', () => {
+  const names = pairs(forwardRequestHeaders(['Accept', '*/*'], facts)).map(([n]) => n);
+  assert.deepEqual(names, ['accept', 'x-forwarded-for', 'x-forwarded-proto']);
+});
+
+test('request: a WebSocket handshake keeps Upgrade and gets Connection: upgrade', () => {
+  const raw = [
+    'Host', 'ws.test',
+    'Connection', 'Upgrade',
+    'Upgrade', 'websocket',
+    'Sec-WebSocket-Key', 'abc',
+    'Sec-WebSocket-Version', '13',
+    'Keep-Alive', 'timeout=1',
+  ];
+  assert.deepEqual(pairs(forwardRequestHeaders(raw, facts, true)), [
+    ['host', 'ws.test'],
+    ['upgrade', 'websocket'],
+    ['sec-websocket-key', 'abc'],
+    ['sec-websocket-version', '13'],
+    ['connection', 'upgrade'],
+    ['x-forwarded-for', '10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'ws.test'],
+  ]);
+});
+
+test('response: hop-by-hop headers and nominated ones are removed, the rest kept', () => {
+  const out = forwardResponseHeaders({
+    'connection': 'keep-alive, x-hop',
+    'keep-alive': 'timeout=5',
+    'transfer-encoding': 'chunked',
+    'trailer': 'x-checksum',
+    'upgrade': 'h2c',
+    'proxy-connection': 'close',
+    'te': 'trailers',
+    'x-hop': '1',
+    'content-type': 'text/plain',
+    'set-cookie': ['a=1', 'b=2'],
+    'content-length': '12',
+  });
+  assert.deepEqual(out, { 'content-type': 'text/plain', 'set-cookie': ['a=1', 'b=2'], 'content-length': '12' });
+});
+
+test('connectionNominated', () => {
+  assert.equal(connectionNominated(undefined), null);
+  assert.equal(connectionNominated('keep-alive'), null);
+  assert.equal(connectionNominated('Close'), null);
+  assert.equal(connectionNominated('Upgrade, keep-alive'), null);
+  assert.deepEqual(connectionNominated('close, X-A ,x-b,'), ['x-a', 'x-b']);
+  assert.deepEqual(connectionNominated(['x-a', 'keep-alive, X-C']), ['x-a', 'x-c']);
+});

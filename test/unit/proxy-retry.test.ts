@@ -1,0 +1,50 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decideRetry, isIdempotent, type AttemptFailure, type RetryDecision } from '../../src/proxy/retry.ts';
+
+const base: AttemptFailure = {
+  method: 'GET',
+  hasBody: false,
+  sent: true,
+  reusedConnection: true,
+  responseStarted: false,
+  errorCode: 'ECONNRESET',
+  reuseRetryUsed: false,
+};
+
+test('decideRetry: decision table', () => {
+  const cases: { name: string; f: Partial<AttemptFailure>; want: RetryDecision }[] = [
+    // Never sent: any method goes to another target.
+    { name: 'GET refused', f: { sent: false, reusedConnection: false, errorCode: 'ECONNREFUSED' }, want: 'other' },
+    { name: 'POST refused', f: { method: 'POST', hasBody: true, sent: false, errorCode: 'ECONNREFUSED' }, want: 'other' },
+    { name: 'PATCH connect timeout', f: { method: 'PATCH', sent: false, errorCode: 'UND_ERR_CONNECT_TIMEOUT' }, want: 'other' },
+    { name: 'queued when pool closed', f: { method: 'POST', sent: false, errorCode: 'UND_ERR_CLOSED' }, want: 'other' },
+    { name: 'invalid request never retried', f: { sent: false, errorCode: 'UND_ERR_INVALID_ARG' }, want: 'none' },
+    { name: 'unsupported never retried', f: { sent: false, errorCode: 'UND_ERR_NOT_SUPPORTED' }, want: 'none' },
+    // Reused connection lost before any response byte.
+    { name: 'GET reset on reused conn', f: {}, want: 'again' },
+    { name: 'GET other side closed', f: { errorCode: 'UND_ERR_SOCKET' }, want: 'again' },
+    { name: 'GET EPIPE', f: { errorCode: 'EPIPE' }, want: 'again' },
+    { name: 'HEAD', f: { method: 'HEAD' }, want: 'again' },
+    { name: 'OPTIONS', f: { method: 'OPTIONS' }, want: 'again' },
+    { name: 'TRACE', f: { method: 'TRACE' }, want: 'again' },
+    { name: 'PUT without body', f: { method: 'PUT' }, want: 'again' },
+    { name: 'DELETE', f: { method: 'DELETE' }, want: 'again' },
+    { name: 'only once', f: { reuseRetryUsed: true }, want: 'none' },
+    { name: 'fresh connection', f: { reusedConnection: false }, want: 'none' },
+    { name: 'with a body', f: { method: 'PUT', hasBody: true }, want: 'none' },
+    { name: 'POST', f: { method: 'POST' }, want: 'none' },
+    { name: 'PATCH', f: { method: 'PATCH' }, want: 'none' },
+    { name: 'response started', f: { responseStarted: true }, want: 'none' },
+    { name: 'response started, never mind not sent', f: { sent: false, responseStarted: true }, want: 'none' },
+    { name: 'headers timeout', f: { errorCode: 'UND_ERR_HEADERS_TIMEOUT' }, want: 'none' },
+    { name: 'unknown error', f: { errorCode: undefined }, want: 'none' },
+    { name: 'aborted', f: { errorCode: 'UND_ERR_ABORTED' }, want: 'none' },
+  ];
+  for (const k of cases) assert.equal(decideRetry({ ...base, ...k.f }), k.want, k.name);
+});
+
+test('isIdempotent', () => {
+  for (const m of ['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']) assert.equal(isIdempotent(m), true, m);
+  for (const m of ['POST', 'PATCH', 'CONNECT', 'get']) assert.equal(isIdempotent(m), false, m);
+});
