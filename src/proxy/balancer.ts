@@ -49,7 +49,11 @@ export function pickIndex(
   return best;
 }
 
-/** Pick from `candidates` and advance the rotation. */
+/**
+ * Pick from `candidates`. A first attempt advances the rotation; a retry
+ * (`excluded` given) does not, so a target that refuses connections does not
+ * shift the turn of the others.
+ */
 export function pick<T extends Candidate>(
   policy: BalancePolicy,
   candidates: readonly T[],
@@ -58,6 +62,6 @@ export function pick<T extends Candidate>(
 ): T | undefined {
   const idx = pickIndex(policy, candidates, rotation.next, excluded);
   // Wrap well before 2^31 so the counter stays a small integer.
-  rotation.next = (rotation.next + 1) & 0x3fffffff;
+  if (excluded === null) rotation.next = (rotation.next + 1) & 0x3fffffff;
   return idx < 0 ? undefined : candidates[idx];
 }

@@ -39,6 +39,15 @@ test('pick: equal loads take turns; rotation advances', () => {
   }
 });
 
+test('pick: a retry (with exclusions) does not advance the rotation', () => {
+  const cands = c(0, 0, 0);
+  const rotation = { next: 4 };
+  assert.equal(pick('round_robin', cands, rotation, [cands[1]!]), cands[2]);
+  assert.equal(rotation.next, 4);
+  assert.equal(pick('round_robin', cands, rotation, null), cands[1]);
+  assert.equal(rotation.next, 5);
+});
+
 test('pick: undefined when nothing is left', () => {
   const rotation = { next: 0 };
   assert.equal(pick('least_outstanding', [], rotation, null), undefined);
