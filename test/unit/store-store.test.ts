@@ -2,7 +2,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -31,7 +31,7 @@ test('open creates the directory, migrates once, and is idempotent', (t) => {
   assert.deepEqual(rows.map((r) => r['version']), Array.from({ length: SCHEMA_VERSION }, (_, i) => i + 1));
 });
 
-test('WAL mode and foreign keys are on', (t) => {
+test('WAL mode is on', (t) => {
   const file = tempFile(t);
   openStore(t, file);
   const db = new DatabaseSync(file);
@@ -48,10 +48,13 @@ test('a database from a newer baton is refused', (t) => {
   assert.throws(() => Store.open(file), (err) => err instanceof BatonError && err.code === 'STORE_UNAVAILABLE');
 });
 
-test('an unopenable path is STORE_UNAVAILABLE', () => {
+test('an unopenable path is STORE_UNAVAILABLE', (t) => {
+  const notADir = tempFile(t).replace(/nested.*$/, 'plain-file');
+  writeFileSync(notADir, '');
+  const file = join(notADir, 'baton.db');
   assert.throws(
-    () => Store.open('/proc/baton-cannot-exist/baton.db'),
-    (err) => err instanceof BatonError && err.code === 'STORE_UNAVAILABLE' && err.message.includes('/proc/baton-cannot-exist'),
+    () => Store.open(file),
+    (err) => err instanceof BatonError && err.code === 'STORE_UNAVAILABLE' && err.message.startsWith(`${file}: `),
   );
 });
 

@@ -1,0 +1,101 @@
+// Row types of the store: plain objects with camelCase fields; times are epoch ms.
+
+export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
+
+export type DeploymentState =
+  | 'planned'
+  | 'preparing'
+  | 'starting'
+  | 'verifying'
+  | 'shifting'
+  | 'draining'
+  | 'done'
+  | 'aborting'
+  | 'failed'
+  | 'rolled_back';
+
+/** States a deployment never leaves; every other state means "still in progress". */
+export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back'];
+
+export type EventLevel = 'info' | 'warn' | 'error';
+
+/** The routing state of one service that must survive a crash. */
+export interface ServiceState {
+  name: string;
+  currentRelease: string | null;
+  standbyRelease: string | null;
+  updatedAt: number;
+}
+
+export interface NewRelease {
+  id: string;
+  service: string;
+  name: string; // human label, e.g. a git short sha or a directory name
+  sourcePath: string; // where the release was built from
+  dir: string; // the immutable release directory
+  createdAt: number;
+}
+
+export interface ReleaseRow extends NewRelease {
+  lastDeployedAt: number | null;
+}
+
+export interface NewDeployment {
+  service: string;
+  kind: DeploymentKind;
+  fromRelease: string | null;
+  toRelease: string;
+  actor: string;
+}
+
+export interface DeploymentPatch {
+  state?: DeploymentState;
+  finishedAt?: number | null;
+  error?: string | null;
+  requests?: number;
+  failed?: number;
+}
+
+export interface DeploymentRow extends NewDeployment {
+  id: number;
+  state: DeploymentState;
+  startedAt: number;
+  finishedAt: number | null;
+  error: string | null;
+  /** Client requests to the service while the deployment ran, and how many of them failed. */
+  requests: number;
+  failed: number;
+}
+
+export interface NewDeploymentEvent {
+  deploymentId: number;
+  step: string;
+  message: string;
+  at: number;
+  durationMs?: number | null;
+  level?: EventLevel;
+}
+
+export interface DeploymentEventRow {
+  id: number;
+  deploymentId: number;
+  step: string;
+  message: string;
+  at: number;
+  durationMs: number | null;
+  level: EventLevel;
+}
+
+export interface InstanceRow {
+  id: string;
+  service: string;
+  release: string;
+  releaseDir: string;
+  pid: number;
+  /** Process start time from /proc/PID/stat (field 22), to tell a re-used pid from ours. */
+  startTime: string;
+  port: number;
+  logFile: string;
+  state: string;
+  createdAt: number;
+}
