@@ -1,0 +1,41 @@
+// Default values of every optional setting, shared by the config loader, the
+// CLI and docs/config.md. Durations are in milliseconds.
+
+import type { BalancePolicy, StopSignal } from './types.ts';
+
+export const DEFAULT_CONFIG_FILE = 'baton.yaml';
+export const DEFAULT_LISTEN = ['127.0.0.1:8080'] as const;
+export const DEFAULT_STATE_DIR = './state';
+/** The control socket's file name inside state_dir, unless control_socket says otherwise. */
+export const DEFAULT_CONTROL_SOCKET_NAME = 'baton.sock';
+export const DEFAULT_LOG_LEVEL = 'info';
+
+export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000;
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+
+export const DEFAULT_INSTANCES = 1;
+export const MAX_INSTANCES = 64;
+export const DEFAULT_HEALTH_PATH = '/';
+export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;
+export const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
+export const DEFAULT_HEALTHY_THRESHOLD = 1;
+export const DEFAULT_UNHEALTHY_THRESHOLD = 3;
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
+export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+export const DEFAULT_STOP_SIGNAL: StopSignal = 'SIGTERM';
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+export const DEFAULT_STANDBY_MS = 5 * 60_000;
+export const DEFAULT_BALANCE: BalancePolicy = 'least_outstanding';
+export const DEFAULT_KEEP_RELEASES = 5;
+
+// Below the keep-alive timeouts of common app servers (gunicorn 2s, Node 5s),
+// so baton closes an idle pooled connection before the app does.
+export const DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS = 1_000;
+export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 2_000;
+export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
+
+export const STOP_SIGNALS: readonly StopSignal[] = [
+  'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGWINCH', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGKILL',
+];
+export const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_outstanding', 'round_robin'];
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;

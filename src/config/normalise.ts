@@ -1,0 +1,81 @@
+// From the checked YAML shape to the DaemonConfig the rest of baton uses:
+// defaults filled in, paths made absolute, the default service decided.
+
+import { dirname, join, resolve } from 'node:path';
+import * as d from './defaults.ts';
+import { parseListenAddress } from './listen.ts';
+import type { RawConfig, RawService } from './schema.ts';
+import type { DaemonConfig, ListenerConfig, ServiceConfig } from './types.ts';
+
+export interface ResolvedPaths {
+  file: string;
+  stateDir: string;
+  controlSocket: string;
+}
+
+/** Paths in the config are relative to the directory of the config file. */
+export function resolvePaths(file: string, stateDir: string | undefined, controlSocket: string | undefined): ResolvedPaths {
+  const abs = resolve(file);
+  const base = dirname(abs);
+  const state = resolve(base, stateDir ?? d.DEFAULT_STATE_DIR);
+  return {
+    file: abs,
+    stateDir: state,
+    controlSocket: controlSocket === undefined ? join(state, d.DEFAULT_CONTROL_SOCKET_NAME) : resolve(base, controlSocket),
+  };
+}
+
+export function normalise(raw: RawConfig, file: string): DaemonConfig {
+  const paths = resolvePaths(file, raw.state_dir, raw.control_socket);
+  const entries = Object.entries(raw.services);
+  // A lone service serves every host unless it opts out; with several, only an explicit default does.
+  const lone = entries.length === 1;
+  return {
+    ...paths,
+    listeners: raw.listen ?? defaultListeners(),
+    logLevel: raw.log_level ?? d.DEFAULT_LOG_LEVEL,
+    proxy: {
+      clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
+      headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,
+    },
+    services: entries.map(([name, s]) => service(name, s, s.default ?? lone)),
+  };
+}
+
+function defaultListeners(): ListenerConfig[] {
+  return d.DEFAULT_LISTEN.map((text) => {
+    const addr = parseListenAddress(text);
+    if (typeof addr === 'string') throw new Error(`bad DEFAULT_LISTEN ${text}: ${addr}`);
+    return addr;
+  });
+}
+
+function service(name: string, s: RawService, isDefault: boolean): ServiceConfig {
+  return {
+    name,
+    hosts: [...new Set(s.hosts ?? [])],
+    isDefault,
+    command: s.command,
+    env: s.env ?? {},
+    instances: s.instances ?? d.DEFAULT_INSTANCES,
+    health: {
+      path: s.health?.path ?? d.DEFAULT_HEALTH_PATH,
+      intervalMs: s.health?.interval ?? d.DEFAULT_HEALTH_INTERVAL_MS,
+      timeoutMs: s.health?.timeout ?? d.DEFAULT_HEALTH_TIMEOUT_MS,
+      healthyThreshold: s.health?.healthy_threshold ?? d.DEFAULT_HEALTHY_THRESHOLD,
+      unhealthyThreshold: s.health?.unhealthy_threshold ?? d.DEFAULT_UNHEALTHY_THRESHOLD,
+      startTimeoutMs: s.health?.start_timeout ?? d.DEFAULT_START_TIMEOUT_MS,
+    },
+    drainTimeoutMs: s.drain_timeout ?? d.DEFAULT_DRAIN_TIMEOUT_MS,
+    stopSignal: s.stop_signal ?? d.DEFAULT_STOP_SIGNAL,
+    stopTimeoutMs: s.stop_timeout ?? d.DEFAULT_STOP_TIMEOUT_MS,
+    standbyMs: s.standby ?? d.DEFAULT_STANDBY_MS,
+    balance: s.balance ?? d.DEFAULT_BALANCE,
+    upstream: {
+      keepAliveTimeoutMs: s.upstream?.keepalive_timeout ?? d.DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS,
+      connectTimeoutMs: s.upstream?.connect_timeout ?? d.DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+      responseTimeoutMs: s.upstream?.response_timeout ?? d.DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+    },
+    keepReleases: s.keep_releases ?? d.DEFAULT_KEEP_RELEASES,
+  };
+}

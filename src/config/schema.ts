@@ -1,0 +1,202 @@
+// The shape of baton.yaml as zod schemas: strict objects (unknown keys are
+// errors) whose leaves check and convert one value each (durations to ms, host
+// names to lowercase). Every message says what is expected. Defaults are not
+// filled here but in normalise.ts, from defaults.ts. An empty section
+// (`health:` with every line commented out) reads as null and means "defaults".
+
+import { z } from 'zod';
+import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, STOP_SIGNALS } from './defaults.ts';
+import { describeValue } from './describe.ts';
+import { MAX_DURATION_MS, parseDuration } from './duration.ts';
+import { isHostName } from './hostname.ts';
+import { parseListenAddress } from './listen.ts';
+import type { ListenerConfig } from './types.ts';
+
+/** A leaf parser's refusal, with a message more precise than "expected X, got Y". */
+class Invalid {
+  readonly message: string;
+  constructor(message: string) {
+    this.message = message;
+  }
+}
+
+type Parse<T> = (value: unknown) => T | Invalid | undefined;
+
+/**
+ * A required value checked and converted by `parse` (undefined = not valid).
+ * Built on z.custom so that a missing key gets our message too.
+ */
+function leaf<T>(expected: string, parse: Parse<T>) {
+  return z
+    .custom<unknown>((v) => v !== undefined, { error: `missing, expected ${expected}` })
+    .transform((value, ctx): T => {
+      const result = parse(value);
+      if (result === undefined || result instanceof Invalid) {
+        const message = result instanceof Invalid ? result.message : `expected ${expected}, got ${describeValue(value)}`;
+        ctx.issues.push({ code: 'custom', message, input: value });
+        return z.NEVER;
+      }
+      return result;
+    });
+}
+
+function mapping<S extends z.core.$ZodLooseShape>(what: string, shape: S) {
+  return z.strictObject(shape, { error: (iss) => `expected ${what}, got ${describeValue(iss.input)}` });
+}
+
+function duration(opts: { positive: boolean }) {
+  const expected = opts.positive ? 'a duration like "2s" or "500ms" (more than 0)' : 'a duration like "2s" or "500ms"';
+  return leaf(expected, (v) => {
+    const ms = parseDuration(v);
+    if (ms === undefined) return undefined;
+    if (ms > MAX_DURATION_MS) return new Invalid(`expected a duration of at most 596h, got ${describeValue(v)}`);
+    if (opts.positive && ms === 0) return new Invalid(`expected a duration of more than 0, got ${describeValue(v)}`);
+    return ms;
+  });
+}
+
+function integer(min: number, max: number) {
+  return leaf(`an integer from ${min} to ${max}`, (v) =>
+    typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined,
+  );
+}
+
+function oneOf<T extends string>(values: readonly T[]) {
+  const list = values.map((v) => `"${v}"`).join(', ');
+  return leaf(`one of ${list}`, (v) => (values as readonly unknown[]).includes(v) ? (v as T) : undefined);
+}
+
+function text(expected: string, valid: (s: string) => boolean = (s) => s.trim() !== '') {
+  return leaf(expected, (v) => (typeof v === 'string' && valid(v) ? v : undefined));
+}
+
+const bool = leaf('true or false', (v) => (typeof v === 'boolean' ? v : undefined));
+
+const host = leaf('a host name like "example.com"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const name = v.trim().toLowerCase();
+  if (/:\d+$/.test(name)) return new Invalid(`expected a host name without a port, got ${describeValue(v)}`);
+  return isHostName(name) ? name : undefined;
+});
+
+function list<T extends z.ZodType>(what: string, item: T) {
+  return z.array(item, { error: (iss) => `expected a list of ${what}, got ${describeValue(iss.input)}` });
+}
+
+const LISTEN_EXPECTED = 'an address "host:port" such as "127.0.0.1:8080", or a list of them';
+
+/** One address or a list; problems in a list are reported at the item. */
+const listen = z
+  .custom<unknown>((v) => v !== undefined, { error: `missing, expected ${LISTEN_EXPECTED}` })
+  .transform((value, ctx): ListenerConfig[] => {
+    const items: Array<[unknown, PropertyKey[]]> = Array.isArray(value)
+      ? value.map((v, i) => [v, [i]])
+      : [[value, []]];
+    if (Array.isArray(value) && value.length === 0) {
+      ctx.issues.push({ code: 'custom', message: `expected at least one address, got an empty list`, input: value });
+      return z.NEVER;
+    }
+    const out: ListenerConfig[] = [];
+    for (const [v, path] of items) {
+      const parsed = typeof v === 'string' ? parseListenAddress(v) : `expected ${LISTEN_EXPECTED}, got ${describeValue(v)}`;
+      if (typeof parsed === 'string') {
+        const message = typeof v === 'string' ? `${parsed}, got ${describeValue(v)}` : parsed;
+        ctx.issues.push({ code: 'custom', message, input: v, path });
+      } else {
+        out.push(parsed);
+      }
+    }
+    return out;
+  });
+
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Set by the supervisor for every instance; a config value would be overwritten.
+const RESERVED_ENV = /^(PORT|BATON_.*)$/;
+
+/** Environment variables; numbers and booleans are accepted and stringified. */
+const env = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): Record<string, string> => {
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      ctx.issues.push({ code: 'custom', message: `expected a mapping of variable names to values, got ${describeValue(value)}`, input: value });
+      return z.NEVER;
+    }
+    const out: Record<string, string> = {};
+    for (const [name, v] of Object.entries(value)) {
+      if (!ENV_NAME.test(name)) {
+        ctx.issues.push({ code: 'custom', message: 'invalid variable name, expected letters, digits and "_", not starting with a digit', input: name, path: [name] });
+      } else if (RESERVED_ENV.test(name)) {
+        ctx.issues.push({ code: 'custom', message: `${name} is set by baton for each instance, remove it`, input: name, path: [name] });
+      } else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') {
+        out[name] = String(v);
+      } else {
+        ctx.issues.push({ code: 'custom', message: `expected a string, number or boolean, got ${describeValue(v)}`, input: v, path: [name] });
+      }
+    }
+    return out;
+  });
+
+export const healthSchema = mapping('a mapping of health check settings', {
+  path: text('a path starting with "/"', (s) => s.startsWith('/') && !/\s/.test(s)).optional(),
+  interval: duration({ positive: true }).optional(),
+  timeout: duration({ positive: true }).optional(),
+  healthy_threshold: integer(1, 100).optional(),
+  unhealthy_threshold: integer(1, 100).optional(),
+  start_timeout: duration({ positive: true }).optional(),
+});
+
+export const upstreamSchema = mapping('a mapping of upstream connection settings', {
+  keepalive_timeout: duration({ positive: true }).optional(),
+  connect_timeout: duration({ positive: true }).optional(),
+  response_timeout: duration({ positive: true }).optional(),
+});
+
+export const serviceSchema = mapping('a mapping of service settings', {
+  hosts: list('host names', host).optional(),
+  default: bool.optional(),
+  command: text('a command line such as "node server.js"'),
+  env: env.nullish(),
+  instances: integer(1, MAX_INSTANCES).optional(),
+  health: healthSchema.nullish(),
+  drain_timeout: duration({ positive: false }).optional(),
+  stop_signal: oneOf(STOP_SIGNALS).optional(),
+  stop_timeout: duration({ positive: false }).optional(),
+  standby: duration({ positive: false }).optional(),
+  balance: oneOf(BALANCE_POLICIES).optional(),
+  keep_releases: integer(0, 1000).optional(),
+  upstream: upstreamSchema.nullish(),
+});
+
+export const proxySchema = mapping('a mapping of proxy settings', {
+  client_idle_timeout: duration({ positive: true }).optional(),
+  headers_timeout: duration({ positive: true }).optional(),
+});
+
+const services = z.record(z.string(), serviceSchema, {
+  error: (iss) => `expected a mapping of service names to their settings, got ${describeValue(iss.input)}`,
+});
+
+export const configSchema = mapping('a mapping of settings', {
+  listen: listen.optional(),
+  state_dir: text('a directory path').optional(),
+  control_socket: text('a file path').optional(),
+  log_level: oneOf(LOG_LEVELS).optional(),
+  proxy: proxySchema.nullish(),
+  services: z
+    .custom<unknown>((v) => v !== undefined, { error: 'missing, expected a mapping of service names to their settings' })
+    .pipe(services),
+});
+
+export type RawConfig = z.output<typeof configSchema>;
+export type RawService = z.output<typeof serviceSchema>;
+
+/** The keys allowed in the mapping at `path` (for "did you mean"), or none if it is not a known mapping. */
+export function knownKeysAt(path: readonly PropertyKey[]): string[] {
+  const [first, , third] = path;
+  if (path.length === 0) return Object.keys(configSchema.shape);
+  if (first === 'proxy' && path.length === 1) return Object.keys(proxySchema.shape);
+  if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);
+  return [];
+}
