@@ -53,7 +53,7 @@ function defaultListeners(): ListenerConfig[] {
 function service(name: string, s: RawService, isDefault: boolean): ServiceConfig {
   return {
     name,
-    hosts: [...new Set(s.hosts ?? [])],
+    hosts: s.hosts ?? [],
     isDefault,
     command: s.command,
     env: s.env ?? {},

@@ -1,9 +1,13 @@
 // "Did you mean …?" for unknown config keys: the closest known key by edit
-// distance, also catching camelCase and kebab-case spellings of snake_case keys.
+// distance, also catching camelCase and kebab-case spellings of snake_case keys
+// and keys missing their last word.
 
 export function suggestKey(unknown: string, known: readonly string[]): string | undefined {
   const snake = unknown.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toLowerCase();
   if (known.includes(snake)) return snake;
+  // A shortened key ("drain" for "drain_timeout") is too far by edit distance.
+  const extended = known.filter((k) => k.startsWith(`${snake}_`));
+  if (extended.length === 1) return extended[0];
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of known) {

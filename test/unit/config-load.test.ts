@@ -1,0 +1,152 @@
+// Config loading: a good file normalised (defaults, ms, absolute paths), the
+// default-service rule, and unreadable files.
+
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadConfig, parseConfig, type DaemonConfig, type ServiceConfig } from '../../src/config/index.ts';
+import { BatonError } from '../../src/core/errors.ts';
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+const FULL = `
+listen: ["0.0.0.0:80", "[::1]:8080"]
+state_dir: ./var
+control_socket: /run/baton/ctl.sock
+log_level: debug
+proxy:
+  client_idle_timeout: 2m
+  headers_timeout: 1.5s
+services:
+  web:
+    hosts: [Example.com, www.example.com]
+    default: true
+    command: "exec gunicorn app:wsgi"
+    env: { NODE_ENV: production, WORKERS: 4, DEBUG: false }
+    instances: 2
+    health:
+      path: /healthz
+      interval: 500ms
+      timeout: 1
+      healthy_threshold: 2
+      unhealthy_threshold: 5
+      start_timeout: 1m30s
+    drain_timeout: 45s
+    stop_signal: SIGWINCH
+    stop_timeout: 20s
+    standby: 0
+    balance: round_robin
+    keep_releases: 3
+    upstream:
+      keepalive_timeout: 1.5s
+      connect_timeout: 250ms
+      response_timeout: 1h
+  api:
+    hosts: [api.example.com]
+    command: node api.js
+    health:
+`;
+
+const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> = {
+  env: {},
+  instances: 1,
+  health: { path: '/', intervalMs: 1000, timeoutMs: 2000, healthyThreshold: 1, unhealthyThreshold: 3, startTimeoutMs: 30_000 },
+  drainTimeoutMs: 30_000,
+  stopSignal: 'SIGTERM',
+  stopTimeoutMs: 10_000,
+  standbyMs: 300_000,
+  balance: 'least_outstanding',
+  upstream: { keepAliveTimeoutMs: 1000, connectTimeoutMs: 2000, responseTimeoutMs: 60_000 },
+  keepReleases: 5,
+};
+
+test('a full file is normalised', () => {
+  const expected: DaemonConfig = {
+    file: '/etc/baton/baton.yaml',
+    listeners: [{ host: '0.0.0.0', port: 80 }, { host: '::1', port: 8080 }],
+    stateDir: '/etc/baton/var',
+    controlSocket: '/run/baton/ctl.sock',
+    logLevel: 'debug',
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500 },
+    services: [
+      {
+        name: 'web',
+        hosts: ['example.com', 'www.example.com'],
+        isDefault: true,
+        command: 'exec gunicorn app:wsgi',
+        env: { NODE_ENV: 'production', WORKERS: '4', DEBUG: 'false' },
+        instances: 2,
+        health: { path: '/healthz', intervalMs: 500, timeoutMs: 1000, healthyThreshold: 2, unhealthyThreshold: 5, startTimeoutMs: 90_000 },
+        drainTimeoutMs: 45_000,
+        stopSignal: 'SIGWINCH',
+        stopTimeoutMs: 20_000,
+        standbyMs: 0,
+        balance: 'round_robin',
+        upstream: { keepAliveTimeoutMs: 1500, connectTimeoutMs: 250, responseTimeoutMs: 3_600_000 },
+        keepReleases: 3,
+      },
+      { ...defaults, name: 'api', hosts: ['api.example.com'], isDefault: false, command: 'node api.js' },
+    ],
+  };
+  assert.deepEqual(parseConfig(FULL, '/etc/baton/baton.yaml'), expected);
+});
+
+test('a minimal single-service file gets every default and is the default service', () => {
+  const cfg = parseConfig('services:\n  web:\n    command: node server.js\n', '/srv/app/baton.yaml');
+  assert.deepEqual(cfg, {
+    file: '/srv/app/baton.yaml',
+    listeners: [{ host: '127.0.0.1', port: 8080 }],
+    stateDir: '/srv/app/state',
+    controlSocket: '/srv/app/state/baton.sock',
+    logLevel: 'info',
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000 },
+    services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
+  });
+});
+
+test('a single service can opt out of being the default; several services have none unless said', () => {
+  const one = parseConfig('services: { web: { command: x, default: false } }', '/a/b.yaml');
+  assert.equal(one.services[0]?.isDefault, false);
+  const two = parseConfig('services: { web: { command: x }, api: { command: y } }', '/a/b.yaml');
+  assert.deepEqual(two.services.map((s) => s.isDefault), [false, false]);
+});
+
+test('relative paths resolve against the config file directory; a single listen string is accepted', () => {
+  const cfg = parseConfig('listen: LocalHost:9000\nstate_dir: ../state\ncontrol_socket: run/b.sock\nservices: { web: { command: x } }', 'conf/baton.yaml');
+  assert.equal(cfg.file, join(process.cwd(), 'conf/baton.yaml'));
+  assert.equal(cfg.stateDir, join(process.cwd(), 'state'));
+  assert.equal(cfg.controlSocket, join(process.cwd(), 'conf/run/b.sock'));
+  assert.deepEqual(cfg.listeners, [{ host: 'localhost', port: 9000 }]);
+});
+
+test('loadConfig reads a file and reports problems with the path as given', async (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'baton.yaml');
+  writeFileSync(file, 'services:\n  web:\n    command: node s.js\n');
+  const cfg = await loadConfig(file);
+  assert.equal(cfg.stateDir, join(dir, 'state'));
+  writeFileSync(file, 'services:\n  web:\n    commnd: x\n');
+  await assert.rejects(loadConfig(file), (err) => {
+    assert.ok(err instanceof BatonError);
+    assert.equal(err.code, 'CONFIG_INVALID');
+    assert.equal(err.details[1], `${file}:3:5: services.web.commnd: unknown key (did you mean "command"?)`);
+    return true;
+  });
+});
+
+test('an unreadable file is CONFIG_UNREADABLE with the path and the reason', async (t) => {
+  const dir = tempDir(t);
+  await assert.rejects(loadConfig(join(dir, 'missing.yaml')), (err) => {
+    assert.ok(err instanceof BatonError);
+    assert.equal(err.code, 'CONFIG_UNREADABLE');
+    assert.equal(err.message, `${join(dir, 'missing.yaml')}: cannot read the config file: no such file`);
+    return true;
+  });
+  await assert.rejects(loadConfig(dir), (err) => err instanceof BatonError && err.code === 'CONFIG_UNREADABLE' && err.message.includes('EISDIR'));
+});
