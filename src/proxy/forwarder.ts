@@ -242,7 +242,12 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     const req = this.#req;
     // A body undici began to read cannot be drained by Node any more: close after the page.
     const closeConnection = this.#hasBody && this.#sent && !req.complete;
-    sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
+    try {
+      sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
+    } catch {
+      // Never throw into undici (it would surface as an unhandled 'error' on its client).
+      this.#res.destroy();
+    }
     this.#finish(true);
   }
 
