@@ -59,6 +59,7 @@ export class Proxy {
   readonly #rotations = new Map<string, Rotation>();
   readonly #servers: http.Server<typeof IncomingMessage, typeof BatonResponse>[] = [];
   #closing = false;
+  #closed: Promise<void> | null = null;
 
   constructor(opts: ProxyOptions) {
     this.#opts = opts;
@@ -221,8 +222,12 @@ export class Proxy {
   }
 
   /** Stop accepting, close idle client connections, wait (bounded) for in-flight, close pools. */
-  async close(): Promise<void> {
-    if (this.#closing) return;
+  close(): Promise<void> {
+    this.#closed ??= this.#close();
+    return this.#closed;
+  }
+
+  async #close(): Promise<void> {
     this.#closing = true;
     const servers = this.#servers.splice(0);
     const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));

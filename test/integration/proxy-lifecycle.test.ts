@@ -90,3 +90,22 @@ test('drain() of an unknown target resolves at once; forget() of a target in ser
   assert.equal((await request(port)).body, 'a');
   assert.equal(proxy.targets().length, 1);
 });
+
+test('close() lets a running request finish, then stops listening', async (t) => {
+  const arrived = Promise.withResolvers<void>();
+  const timers = new Set<NodeJS.Timeout>();
+  t.after(() => timers.forEach(clearTimeout));
+  const a = await startServer(t, (_req, res) => {
+    arrived.resolve();
+    timers.add(setTimeout(() => res.end('finished'), 500));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('a', a.port)], { isDefault: true })] });
+  const running = request(port, { path: '/slow' });
+  await withTimeout(arrived.promise, 5000, 'the request to reach the app');
+  await withTimeout(proxy.close(), 5000, 'close()');
+  const r = await running;
+  assert.equal(r.status, 200);
+  assert.equal(r.body, 'finished');
+  await assert.rejects(request(port), (err: Error & { code?: string }) => err.code === 'ECONNREFUSED');
+});
