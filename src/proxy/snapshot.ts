@@ -65,7 +65,7 @@ export interface SnapshotDeps {
   rotation(service: string): Rotation;
 }
 
-/** Validate a spec and build its snapshot. Throws CONFIG_INVALID and changes nothing on a bad spec. */
+/** Reject a spec that cannot be routed unambiguously (CONFIG_INVALID); nothing has changed when it throws. */
 export function validateSpec(spec: ProxySpec): void {
   const names = new Set<string>();
   const hosts = new Map<string, string>();
@@ -94,6 +94,7 @@ export function validateSpec(spec: ProxySpec): void {
   }
 }
 
+/** Validate the spec, then build its snapshot (creating or reusing target states through deps). */
 export function buildSnapshot(spec: ProxySpec, deps: SnapshotDeps): RoutingSnapshot {
   validateSpec(spec);
   const services = new Map<string, ServiceRoute>();
