@@ -72,6 +72,34 @@ test('kill -9 of one instance under GET load is absorbed by retries and the inst
   console.log(`kill -9: ${res.total} requests, 0 failed, ${s1.counters.retries - retriesBefore} retried`);
 });
 
+test('an instance that turns unhealthy is taken out of rotation and replaced, with 0 failed requests', async () => {
+  const s0 = (await d.status('web')).services[0];
+  const victim = s0.instances[0];
+  const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
+  await load.waitFor(50, 10_000);
+  const r = await fetch(`http://127.0.0.1:${victim.port}/admin/sick`, { method: 'POST' });
+  assert.equal(await r.text(), 'sick');
+  await waitUntil('the sick instance to be replaced by a healthy one', async () => {
+    const s = (await d.status('web')).services[0];
+    return s.instances.length === 2 && s.instances.every((i: any) => i.healthy && i.id !== victim.id);
+  }, 15_000, 200);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 50, 10_000);
+  const res = await load.stop();
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  const log = await d.daemonLog();
+  assert.match(log, new RegExp(`"msg":"instance unhealthy".*"instance":"${victim.id}"`));
+});
+
+test('baton logs shows the instances\' output', async () => {
+  const r = await d.cli(['logs', 'web', '--lines', '5']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /web-[0-9a-f]+ \| app v1 listening on \d+/);
+  const bad = await d.cli(['logs', 'web', '--lines', 'many']);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--lines must be a number/);
+});
+
 test('a malformed config is refused by reload and SIGHUP; the old one keeps serving', async () => {
   const good = await readFile(d.configFile, 'utf8');
   await writeFile(d.configFile, good.replace('instances: 2', 'instances: two').replace('command:', 'comand:'));
