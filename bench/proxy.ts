@@ -1,0 +1,163 @@
+// Proxy overhead, all in one run against ONE app process (the fixture app,
+// started by a real baton daemon as its single instance):
+//   (a) direct to the app's port,
+//   (b) through baton,
+//   (c) through a minimal `http-proxy` server (keep-alive http.Agent).
+// Throughput: wrk -t1 -c50 -d10s --latency, rounds interleaved a,b,c,a,b,c…,
+// median per target. Then p99 at half load: each target at 50% of the direct
+// max rate with an open-loop client (bench/openloop.ts), 50 connections.
+//
+// Pinning (2+ CPUs, taskset): the load generator runs on CPU 1; the app, the
+// daemon and the http-proxy server all share CPU 0. So "direct" gets one core
+// for the app alone, and a proxy's cost shows as CPU taken from the app.
+//
+//   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
+// Needs wrk: apt-get update && apt-get install -y wrk
+
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { createDaemon } from '../test/helpers/daemon.ts';
+import {
+  BENCH_DIR, QUICK, WRK_MISSING, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
+  registerDaemon, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
+} from './lib.ts';
+
+const { values } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    rounds: { type: 'string' },
+    seconds: { type: 'string' },
+    'no-pin': { type: 'boolean', default: false },
+    connections: { type: 'string', default: '50' },
+  },
+});
+const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 3));
+const SECONDS = Number(values.seconds ?? (QUICK ? 3 : 10));
+const CONNS = Number(values.connections);
+const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
+const SERVER_CPU = PIN ? '0' : null;
+const LOAD_CPU = PIN ? '1' : null;
+
+/** utime+stime of a process, in ms (clock ticks are 10 ms on Linux). */
+function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
+type Target = 'direct' | 'baton' | 'http-proxy';
+
+async function main(): Promise<boolean> {
+  console.log(`# proxy overhead\n\n${machineLine()}`);
+  if (!hasWrk) {
+    console.error(`\nproxy bench: ${WRK_MISSING}`);
+    return false;
+  }
+  console.log(`wrk -t1 -c${CONNS} -d${SECONDS}s --latency, ${ROUNDS} interleaved round(s); pinning: ${PIN ? 'load generator on CPU 1, app + proxies on CPU 0' : 'none'}\n`);
+
+  // One daemon, one instance of the fixture app.
+  const td = await createDaemon({ start: false });
+  registerDaemon(td);
+  writeDaemonConfig(td, fixtureService('web', { instances: 1 }), 'info');
+  await td.start();
+  if (SERVER_CPU) pin(td.proc.pid!, SERVER_CPU); // before the deploy: the instance inherits it
+  const dep = await td.cli(['deploy', 'web', await td.release('v1')]);
+  if (dep.code !== 0) throw new Error(`deploy failed: ${dep.stdout}${dep.stderr}`);
+  const st = await td.status('web');
+  const inst = st.services[0].instances[0];
+  if (SERVER_CPU) pin(inst.pid, SERVER_CPU);
+  const appUrl = `http://127.0.0.1:${inst.port}/`;
+
+  const [cmd, args] = pinned(SERVER_CPU, process.execPath, ['--no-deprecation', path.join(BENCH_DIR, 'http-proxy-server.ts'), '--target', appUrl.slice(0, -1)]);
+  const hp = spawnGroup(cmd, args);
+  const hpPort = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`http-proxy server did not start: ${out}`)), 10_000);
+    hp.stdout!.on('data', (d) => {
+      out += d;
+      const m = /listening (\d+)/.exec(out);
+      if (m) {
+        clearTimeout(t);
+        resolve(Number(m[1]));
+      }
+    });
+    hp.stderr!.on('data', (d) => process.stderr.write(d));
+    hp.once('exit', (code) => reject(new Error(`http-proxy server exited with ${code}`)));
+  });
+
+  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'http-proxy': `http://127.0.0.1:${hpPort}/` };
+  const proxyPid: Record<Target, number | null> = { direct: null, baton: td.proc.pid!, 'http-proxy': hp.pid! };
+  const targets: Target[] = ['direct', 'baton', 'http-proxy'];
+  for (const t of targets) {
+    const body = await (await fetch(urls[t])).text();
+    if (body.trim() !== 'v1') throw new Error(`${t} answered ${JSON.stringify(body)}`);
+  }
+
+  // Warm-up (JIT, pools), not recorded.
+  for (const t of targets) await runWrk(urls[t], { connections: CONNS, seconds: 2, cpus: LOAD_CPU });
+
+  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'http-proxy': [] };
+  for (let r = 0; r < ROUNDS; r++) {
+    for (const t of targets) {
+      const pp = proxyPid[t];
+      const p0 = pp === null ? 0 : cpuMs(pp);
+      const a0 = cpuMs(inst.pid);
+      const w = await runWrk(urls[t], { connections: CONNS, seconds: SECONDS, cpus: LOAD_CPU });
+      const proxyCpuUsPerReq = pp === null ? 0 : ((cpuMs(pp) - p0) * 1000) / w.requests;
+      const appCpuUsPerReq = ((cpuMs(inst.pid) - a0) * 1000) / w.requests;
+      runs[t].push({ ...w, proxyCpuUsPerReq, appCpuUsPerReq });
+      console.log(`  round ${r + 1} ${t.padEnd(10)} ${fmt(w.rps, 0).padStart(7)} req/s  p50 ${fmt(w.p50Ms)} ms  p99 ${fmt(w.p99Ms)} ms  errors ${w.non2xx + w.socketErrors}`);
+      await sleep(500);
+    }
+  }
+
+  const med = (t: Target, k: 'rps' | 'p50Ms' | 'p99Ms' | 'proxyCpuUsPerReq' | 'appCpuUsPerReq'): number => median(runs[t].map((x) => x[k]));
+  const errs = (t: Target): number => runs[t].reduce((a, x) => a + x.non2xx + x.socketErrors, 0);
+  console.log(`\n## Throughput (median of ${ROUNDS}, ${CONNS} keep-alive connections, ${SECONDS} s each)\n`);
+  console.log(mdTable([
+    ['target', 'req/s', 'vs direct', 'vs http-proxy', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'app CPU µs/req', 'errors'],
+    ...targets.map((t) => [
+      t, fmt(med(t, 'rps'), 0), ratio(med(t, 'rps'), med('direct', 'rps')), ratio(med(t, 'rps'), med('http-proxy', 'rps')),
+      fmt(med(t, 'p50Ms')), fmt(med(t, 'p99Ms')), t === 'direct' ? '-' : fmt(med(t, 'proxyCpuUsPerReq'), 0), fmt(med(t, 'appCpuUsPerReq'), 0), errs(t),
+    ]),
+  ]));
+  console.log(`\nper round req/s: ${targets.map((t) => `${t} [${runs[t].map((x) => fmt(x.rps, 0)).join(', ')}]`).join('; ')}`);
+
+  // p99 at half load.
+  const rate = Math.round(med('direct', 'rps') / 2);
+  console.log(`\n## Latency at half load: ${rate} req/s (50% of direct max), open loop, ${CONNS} connections, ${SECONDS} s after 1 s warm-up\n`);
+  const half: Partial<Record<Target, OpenLoopResult>> = {};
+  for (const t of targets) {
+    half[t] = await runOpenLoop(urls[t], { rate, seconds: SECONDS, connections: CONNS, cpus: LOAD_CPU });
+    await sleep(500);
+  }
+  const hd = half.direct!;
+  console.log(mdTable([
+    ['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99 vs direct', 'max ms', 'errors'],
+    ...targets.map((t) => {
+      const h = half[t]!;
+      return [t, fmt(h.achievedRps, 0), fmt(h.p50Ms), fmt(h.p90Ms), fmt(h.p99Ms), ratio(h.p99Ms, hd.p99Ms), fmt(h.maxMs), h.errors + h.non2xx + h.unfinished];
+    }),
+  ]));
+
+  const tput = med('baton', 'rps') / med('direct', 'rps');
+  const ahead = med('baton', 'rps') > med('http-proxy', 'rps');
+  const p99x = half.baton!.p99Ms / hd.p99Ms;
+  const noErrors = targets.every((t) => errs(t) === 0 && half[t]!.errors + half[t]!.non2xx + half[t]!.unfinished === 0);
+  console.log('\n## Targets\n');
+  console.log(mdTable([
+    ['target', 'measured', 'verdict'],
+    ['baton >= 0.30 of direct throughput', `${tput.toFixed(2)}`, verdict(tput >= 0.3)],
+    ['baton ahead of http-proxy', `${ratio(med('baton', 'rps'), med('http-proxy', 'rps'))}`, verdict(ahead)],
+    ['baton p99 < 2x direct at half load', `${p99x.toFixed(2)}x`, verdict(p99x < 2)],
+    ['no errors', noErrors ? '0' : 'some', verdict(noErrors)],
+  ]));
+  return tput >= 0.3 && ahead && p99x < 2 && noErrors;
+}
+
+await runBench('proxy bench', (QUICK ? 4 : 12) * 60_000, main);
