@@ -17,7 +17,9 @@ export type ErrorCode =
   | 'USAGE'
   | 'INTERNAL'
   | 'STORE_UNAVAILABLE'
-  | 'LISTEN_FAILED';
+  | 'LISTEN_FAILED'
+  | 'HOOK_FAILED'
+  | 'LOCK_TIMEOUT';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
