@@ -34,6 +34,15 @@ export const DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS = 1_000;
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 2_000;
 export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
 
+export const DEFAULT_GIT_BRANCH = 'main';
+/** How long each hook may run before it is killed (and the deploy aborted). */
+export const DEFAULT_HOOK_TIMEOUT_MS = {
+  build: 10 * 60_000,
+  migrate: 10 * 60_000,
+  smoke: 2 * 60_000,
+  after_switch: 2 * 60_000,
+} as const;
+
 export const STOP_SIGNALS: readonly StopSignal[] = [
   'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGWINCH', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGKILL',
 ];

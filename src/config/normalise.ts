@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
 import type { RawConfig, RawService } from './schema.ts';
-import type { DaemonConfig, ListenerConfig, ServiceConfig } from './types.ts';
+import type { DaemonConfig, HookConfig, ListenerConfig, ServiceConfig } from './types.ts';
 
 export interface ResolvedPaths {
   file: string;
@@ -38,7 +38,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,
     },
-    services: entries.map(([name, s]) => service(name, s, s.default ?? lone)),
+    services: entries.map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),
   };
 }
 
@@ -50,7 +50,19 @@ function defaultListeners(): ListenerConfig[] {
   });
 }
 
-function service(name: string, s: RawService, isDefault: boolean): ServiceConfig {
+/** A repo that is not a URL (scheme://… or scp-like user@host:path) is a local path, relative to the config file. */
+export function resolveRepo(repo: string, base: string): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(repo) || /^[^/]+@[^/:]+:/.test(repo)) return repo;
+  return resolve(base, repo);
+}
+
+type RawHook = { command: string; timeout?: number } | undefined;
+
+function hook(h: RawHook, name: keyof typeof d.DEFAULT_HOOK_TIMEOUT_MS): HookConfig | null {
+  return h ? { command: h.command, timeoutMs: h.timeout ?? d.DEFAULT_HOOK_TIMEOUT_MS[name] } : null;
+}
+
+function service(name: string, s: RawService, isDefault: boolean, base: string): ServiceConfig {
   return {
     name,
     hosts: s.hosts ?? [],
@@ -77,5 +89,13 @@ function service(name: string, s: RawService, isDefault: boolean): ServiceConfig
       responseTimeoutMs: s.upstream?.response_timeout ?? d.DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
     },
     keepReleases: s.keep_releases ?? d.DEFAULT_KEEP_RELEASES,
+    git: s.git ? { repo: resolveRepo(s.git.repo, base), branch: s.git.branch ?? d.DEFAULT_GIT_BRANCH } : null,
+    shared: [...new Set(s.shared ?? [])],
+    hooks: {
+      build: hook(s.hooks?.build, 'build'),
+      migrate: hook(s.hooks?.migrate, 'migrate'),
+      smoke: hook(s.hooks?.smoke, 'smoke'),
+      afterSwitch: hook(s.hooks?.after_switch, 'after_switch'),
+    },
   };
 }

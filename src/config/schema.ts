@@ -151,6 +151,57 @@ export const upstreamSchema = mapping('a mapping of upstream connection settings
   response_timeout: duration({ positive: true }).optional(),
 });
 
+/** A git remote: a local path, or any URL git understands (ssh, https, file). */
+export const gitSchema = mapping('a mapping with the git repository and branch', {
+  repo: text('a repository path or URL such as "git@example.com:me/app.git"'),
+  branch: text('a branch name such as "main"', (s) => /^[A-Za-z0-9._\/-]+$/.test(s) && !s.startsWith('-') && !s.includes('..')).optional(),
+});
+
+const HOOK_EXPECTED = 'a command line, or a mapping with "command" and "timeout"';
+
+/** A hook: a command line, or { command, timeout }. */
+const hook = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): { command: string; timeout?: number } => {
+    if (typeof value === 'string') {
+      if (value.trim() === '') {
+        ctx.issues.push({ code: 'custom', message: `expected ${HOOK_EXPECTED}, got an empty string`, input: value });
+        return z.NEVER;
+      }
+      return { command: value };
+    }
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+      ctx.issues.push({ code: 'custom', message: `expected ${HOOK_EXPECTED}, got ${describeValue(value)}`, input: value });
+      return z.NEVER;
+    }
+    const parsed = hookMapping.safeParse(value);
+    if (!parsed.success) {
+      for (const iss of parsed.error.issues) ctx.issues.push({ ...iss, input: value } as never);
+      return z.NEVER;
+    }
+    return parsed.data;
+  });
+
+export const hookMapping = mapping('a hook mapping', {
+  command: text('a command line such as "npm ci"'),
+  timeout: duration({ positive: true }).optional(),
+});
+
+export const hooksSchema = mapping('a mapping of hooks (build, migrate, smoke, after_switch)', {
+  build: hook.optional(),
+  migrate: hook.optional(),
+  smoke: hook.optional(),
+  after_switch: hook.optional(),
+});
+
+/** A path inside the release: relative, no "..", no leading "/". */
+const sharedPath = leaf('a path relative to the release directory, such as ".env" or "public/uploads"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const p = v.trim().replace(/\/+$/, '');
+  if (p === '' || p.startsWith('/') || p.split('/').some((seg) => seg === '..' || seg === '.' || seg === '')) return undefined;
+  return p;
+});
+
 export const serviceSchema = mapping('a mapping of service settings', {
   hosts: list('host names', host).optional(),
   default: bool.optional(),
@@ -165,6 +216,9 @@ export const serviceSchema = mapping('a mapping of service settings', {
   balance: oneOf(BALANCE_POLICIES).optional(),
   keep_releases: integer(0, 1000).optional(),
   upstream: upstreamSchema.nullish(),
+  git: gitSchema.nullish(),
+  shared: list('paths relative to the release directory', sharedPath).optional(),
+  hooks: hooksSchema.nullish(),
 });
 
 export const proxySchema = mapping('a mapping of proxy settings', {
@@ -198,5 +252,8 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'git') return Object.keys(gitSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'hooks') return Object.keys(hooksSchema.shape);
+  if (first === 'services' && path.length === 4 && third === 'hooks') return Object.keys(hookMapping.shape);
   return [];
 }

@@ -27,6 +27,24 @@ export interface UpstreamConfig {
   responseTimeoutMs: number;
 }
 
+export interface GitSourceConfig {
+  /** A local path (absolute once normalised) or any URL git understands. */
+  repo: string;
+  branch: string;
+}
+
+export interface HookConfig {
+  command: string; // run with /bin/sh -c in the release directory
+  timeoutMs: number;
+}
+
+export interface HooksConfig {
+  build: HookConfig | null; // before any instance starts; cached per release
+  migrate: HookConfig | null; // once per deployment, under a lock, before traffic moves
+  smoke: HookConfig | null; // against the private preview URL, before the switch
+  afterSwitch: HookConfig | null; // once traffic has moved
+}
+
 export interface ServiceConfig {
   name: string;
   hosts: string[]; // Host header names (lowercase, no port); empty = only reachable as default
@@ -44,6 +62,11 @@ export interface ServiceConfig {
   upstream: UpstreamConfig;
   /** Releases kept on disk, beyond the current and the standby. */
   keepReleases: number;
+  /** Where `baton deploy SERVICE` (without a directory) takes releases from. */
+  git: GitSourceConfig | null;
+  /** Paths inside each release linked to <stateDir>/shared/<service>/<path> (uploads, .env, a SQLite file). */
+  shared: string[];
+  hooks: HooksConfig;
 }
 
 export interface ProxyConfig {

@@ -11,7 +11,7 @@ import { BatonError } from '../../src/core/errors.ts';
 const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
 
 test('every config key has a row in docs/config.md', () => {
-  const paths = [[], ['proxy'], ['services', 'x'], ['services', 'x', 'health'], ['services', 'x', 'upstream']];
+  const paths = [[], ['proxy'], ['services', 'x'], ['services', 'x', 'health'], ['services', 'x', 'upstream'], ['services', 'x', 'git'], ['services', 'x', 'hooks'], ['services', 'x', 'hooks', 'build']];
   for (const path of paths) {
     for (const key of knownKeysAt(path)) assert.ok(doc.includes(`| \`${key}\` |`), `docs/config.md has no row for ${key}`);
   }

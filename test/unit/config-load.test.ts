@@ -64,6 +64,9 @@ const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> 
   balance: 'least_outstanding',
   upstream: { keepAliveTimeoutMs: 1000, connectTimeoutMs: 2000, responseTimeoutMs: 60_000 },
   keepReleases: 5,
+  git: null,
+  shared: [],
+  hooks: { build: null, migrate: null, smoke: null, afterSwitch: null },
 };
 
 test('a full file is normalised', () => {
@@ -90,6 +93,9 @@ test('a full file is normalised', () => {
         balance: 'round_robin',
         upstream: { keepAliveTimeoutMs: 1500, connectTimeoutMs: 250, responseTimeoutMs: 3_600_000 },
         keepReleases: 3,
+        git: null,
+        shared: [],
+        hooks: { build: null, migrate: null, smoke: null, afterSwitch: null },
       },
       { ...defaults, name: 'api', hosts: ['api.example.com'], isDefault: false, command: 'node api.js' },
     ],
