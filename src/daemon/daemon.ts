@@ -172,7 +172,7 @@ export class Daemon implements RuntimeHost {
       const svc = store.getService(rt.name);
       if (!svc?.currentRelease) continue;
       if (!rt.current) {
-        const rel = store.getRelease(svc.currentRelease);
+        const rel = store.getRelease(rt.name, svc.currentRelease);
         if (!rel || !existsSync(rel.dir)) {
           logger.error('current release is missing on disk; deploy again', { service: rt.name, release: svc.currentRelease });
           continue;
@@ -197,7 +197,7 @@ export class Daemon implements RuntimeHost {
     const rt = this.runtime(service);
     this.deployer.assertIdle(rt);
     const source = path.resolve(releaseDir);
-    const id = makeReleaseId(source, new Date(), (x) => this.store.getRelease(x) !== null);
+    const id = makeReleaseId(source, new Date(), (x) => this.store.getRelease(service, x) !== null);
     const dir = path.join(releasesDir(this.stateDir, service), id);
     await copyRelease(source, dir);
     this.store.addRelease({ id, service, name: path.basename(source), sourcePath: source, dir, createdAt: Date.now() });
@@ -215,7 +215,7 @@ export class Daemon implements RuntimeHost {
     if (target === svc?.currentRelease) {
       throw new BatonError('BAD_REQUEST', `${target} is already the current release of ${service}`);
     }
-    const rel = this.store.getRelease(target);
+    const rel = this.store.getRelease(service, target);
     if (!rel || rel.service !== service) {
       throw new BatonError('RELEASE_UNKNOWN', `${service} has no release "${target}"; see \`baton releases ${service}\``);
     }

@@ -142,7 +142,7 @@ export class Deployer {
       // Write before acting: a daemon that crashes after this line routes to the new release.
       const previous = old && old.release !== group.release ? old.release : (rt.standby?.release ?? store.getService(rt.name)?.standbyRelease ?? null);
       store.setServiceReleases(rt.name, group.release, previous === group.release ? null : previous);
-      store.markReleaseDeployed(plan.release.id, Date.now());
+      store.markReleaseDeployed(rt.name, plan.release.id, Date.now());
       if (reusedStandby) rt.standby = null;
       group.role = 'current';
       rt.current = group;
@@ -237,7 +237,7 @@ export class Deployer {
       ...inUse,
     ]);
     for (const r of victims) {
-      store.deleteRelease(r.id);
+      store.deleteRelease(rt.name, r.id);
       await rm(r.dir, { recursive: true, force: true });
       this.#d.logger.info('release pruned', { service: rt.name, release: r.id });
     }

@@ -19,6 +19,7 @@ import type {
   InstanceRow,
   NewDeployment,
   NewDeploymentEvent,
+  BuildStatus,
   NewRelease,
   ReleaseRow,
   ServiceState,
@@ -109,8 +110,13 @@ export class Store {
     this.#releases.add(r);
   }
 
-  getRelease(id: string): ReleaseRow | null {
-    return this.#releases.get(id);
+  getRelease(service: string, id: string): ReleaseRow | null {
+    return this.#releases.get(service, id);
+  }
+
+  /** Record the outcome of a release's build hook (a built release is never built again). */
+  setReleaseBuild(service: string, id: string, status: BuildStatus, ms: number | null, at: number): void {
+    this.#releases.setBuild(service, id, status, ms, at);
   }
 
   /** Newest first. */
@@ -119,12 +125,12 @@ export class Store {
   }
 
   /** Throws RELEASE_UNKNOWN if there is no such release. */
-  markReleaseDeployed(id: string, at: number): void {
-    this.#releases.markDeployed(id, at);
+  markReleaseDeployed(service: string, id: string, at: number): void {
+    this.#releases.markDeployed(service, id, at);
   }
 
-  deleteRelease(id: string): void {
-    this.#releases.delete(id);
+  deleteRelease(service: string, id: string): void {
+    this.#releases.delete(service, id);
   }
 
   // deployments

@@ -24,14 +24,24 @@ export const MIGRATIONS: readonly Migration[] = [
         standby_release TEXT,
         updated_at      INTEGER NOT NULL
       );
+      -- A release id is unique within its service (a git release is named by its commit).
       CREATE TABLE releases (
-        id               TEXT PRIMARY KEY,
         service          TEXT NOT NULL,
+        id               TEXT NOT NULL,
         name             TEXT NOT NULL,
+        kind             TEXT NOT NULL DEFAULT 'dir',
         source_path      TEXT NOT NULL,
         dir              TEXT NOT NULL,
+        git_commit       TEXT,
+        git_ref          TEXT,
+        author           TEXT,
+        message          TEXT,
+        build_status     TEXT NOT NULL DEFAULT 'none',
+        build_ms         INTEGER,
+        built_at         INTEGER,
         created_at       INTEGER NOT NULL,
-        last_deployed_at INTEGER
+        last_deployed_at INTEGER,
+        PRIMARY KEY (service, id)
       );
       CREATE INDEX releases_by_service ON releases (service, created_at);
       -- No foreign keys to releases: deployment history outlives pruned releases.

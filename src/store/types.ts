@@ -27,16 +27,36 @@ export interface ServiceState {
   updatedAt: number;
 }
 
+/** Where a release came from: a local directory (copied) or a git commit (exported). */
+export type ReleaseKind = 'dir' | 'git';
+
+/** 'none': no build hook; 'ok': built (never again); 'failed': the last build failed (the next deploy retries it). */
+export type BuildStatus = 'none' | 'ok' | 'failed';
+
+export interface GitReleaseInfo {
+  commit: string; // full sha
+  ref: string; // what was asked for: branch, tag or sha
+  author: string;
+  message: string; // subject line
+}
+
 export interface NewRelease {
-  id: string;
+  id: string; // unique within the service
   service: string;
   name: string; // human label, e.g. a git short sha or a directory name
-  sourcePath: string; // where the release was built from
+  kind?: ReleaseKind; // default 'dir'
+  sourcePath: string; // where the release was built from: a directory or a repository
   dir: string; // the immutable release directory
+  git?: GitReleaseInfo | null;
   createdAt: number;
 }
 
 export interface ReleaseRow extends NewRelease {
+  kind: ReleaseKind;
+  git: GitReleaseInfo | null;
+  buildStatus: BuildStatus;
+  buildMs: number | null;
+  builtAt: number | null;
   lastDeployedAt: number | null;
 }
 

@@ -78,13 +78,22 @@ test('releases: add, get, list newest first, mark deployed, delete', (t) => {
   store.addRelease({ ...base, id: 'r2', name: 'two', createdAt: 200 });
   store.addRelease({ ...base, id: 'r3', name: 'three', createdAt: 200 }); // same ms: insertion order breaks the tie
   store.addRelease({ ...base, id: 'a1', name: 'api', service: 'api', createdAt: 300 });
-  assert.deepEqual(store.getRelease('r1'), { ...base, id: 'r1', name: 'one', createdAt: 100, lastDeployedAt: null });
-  assert.equal(store.getRelease('nope'), null);
+  const fresh = { kind: 'dir', git: null, buildStatus: 'none', buildMs: null, builtAt: null, lastDeployedAt: null };
+  assert.deepEqual(store.getRelease('web', 'r1'), { ...base, ...fresh, id: 'r1', name: 'one', createdAt: 100 });
+  assert.equal(store.getRelease('web', 'nope'), null);
+  assert.equal(store.getRelease('api', 'r1'), null, 'release ids are per service');
+  store.addRelease({ ...base, id: 'r1', name: 'same id, other service', service: 'api', createdAt: 300 });
   assert.deepEqual(store.listReleases('web').map((r) => r.id), ['r3', 'r2', 'r1']);
-  store.markReleaseDeployed('r2', 555);
-  assert.equal(store.getRelease('r2')?.lastDeployedAt, 555);
-  assert.throws(() => store.markReleaseDeployed('nope', 1), (err) => err instanceof BatonError && err.code === 'RELEASE_UNKNOWN');
-  store.deleteRelease('r2');
+  store.markReleaseDeployed('web', 'r2', 555);
+  assert.equal(store.getRelease('web', 'r2')?.lastDeployedAt, 555);
+  assert.throws(() => store.markReleaseDeployed('web', 'nope', 1), (err) => err instanceof BatonError && err.code === 'RELEASE_UNKNOWN');
+  store.setReleaseBuild('web', 'r2', 'ok', 1234, 600);
+  assert.deepEqual([store.getRelease('web', 'r2')?.buildStatus, store.getRelease('web', 'r2')?.buildMs], ['ok', 1234]);
+  const git = { commit: 'a'.repeat(40), ref: 'main', author: 'A <a@x>', message: 'subject' };
+  store.addRelease({ ...base, id: 'aaaaaaaaaaaa', name: 'main', kind: 'git', git, createdAt: 700 });
+  assert.deepEqual(store.getRelease('web', 'aaaaaaaaaaaa')?.git, git);
+  store.deleteRelease('web', 'aaaaaaaaaaaa');
+  store.deleteRelease('web', 'r2');
   assert.deepEqual(store.listReleases('web').map((r) => r.id), ['r3', 'r1']);
   assert.throws(() => store.addRelease({ ...base, id: 'r1', name: 'dup', createdAt: 1 }));
 });
@@ -188,7 +197,7 @@ test('data survives close and reopen', (t) => {
   a.close(); // closing twice is harmless
   const b = openStore(t, file);
   assert.equal(b.getService('web')?.standbyRelease, 'r0');
-  assert.equal(b.getRelease('r1')?.name, 'one');
+  assert.equal(b.getRelease('web', 'r1')?.name, 'one');
   assert.deepEqual(b.activeDeployments().map((d) => [d.id, d.state]), [[id, 'shifting']]);
   assert.equal(b.listDeploymentEvents(id).length, 1);
 });
