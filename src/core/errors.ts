@@ -19,7 +19,8 @@ export type ErrorCode =
   | 'STORE_UNAVAILABLE'
   | 'LISTEN_FAILED'
   | 'HOOK_FAILED'
-  | 'LOCK_TIMEOUT';
+  | 'LOCK_TIMEOUT'
+  | 'GIT_REF_UNKNOWN' | 'GIT_REF_INVALID' | 'GIT_UNREACHABLE' | 'GIT_FAILED';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
