@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { UpstreamConfig } from '../config/types.ts';
+import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
 import type { DrainResult, ProxySpec, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
 import type { Rotation } from './balancer.ts';
 import { buildSnapshot, RoutingSnapshot } from './snapshot.ts';
@@ -93,8 +93,18 @@ export class Proxy {
     return bound;
   }
 
-  #createServer(): http.Server<typeof IncomingMessage, typeof BatonResponse> {
+  #createServer(ref: SnapshotRef = this.#ref): http.Server<typeof IncomingMessage, typeof BatonResponse> {
     const { clientIdleTimeoutMs, headersTimeoutMs } = this.#opts;
+    // The hot path: one snapshot read, no awaits before the target is chosen.
+    const onRequest = (req: IncomingMessage, res: BatonResponse): void => {
+      const route = ref.current.route(req.headers.host);
+      if (this.#closing) res.shouldKeepAlive = false;
+      if (route === null) {
+        sendErrorPage(res, 'no_route', req.headers.accept, false);
+        return;
+      }
+      forward(req, res, route, ref);
+    };
     const server = http.createServer<typeof IncomingMessage, typeof BatonResponse>(
       {
         ServerResponse: BatonResponse,
@@ -108,29 +118,52 @@ export class Proxy {
         optimizeEmptyRequests: true,
         noDelay: true,
       },
-      this.#onRequest,
+      onRequest,
     );
     // Malformed requests: Node's default 'clientError' handling answers 400/408/431
     // with Connection: close when no response is in progress, and never reuses the
     // connection; llhttp runs in strict mode (insecureHTTPParser stays off).
-    server.on('upgrade', this.#onUpgrade);
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, ref, this.#logger));
     return server;
   }
 
-  // The hot path: one snapshot read, no awaits before the target is chosen.
-  #onRequest = (req: IncomingMessage, res: BatonResponse): void => {
-    const route = this.#ref.current.route(req.headers.host);
-    if (this.#closing) res.shouldKeepAlive = false;
-    if (route === null) {
-      sendErrorPage(res, 'no_route', req.headers.accept, false);
-      return;
-    }
-    forward(req, res, route, this.#ref);
-  };
-
-  #onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    handleUpgrade(req, socket, head, this.#ref, this.#logger);
-  };
+  /**
+   * A private preview of instances not yet in service (for smoke tests): a
+   * listener on 127.0.0.1 with a port of its own that routes every request, whatever
+   * its Host, to `targets` only. Its traffic is counted apart (`<service>.preview`).
+   */
+  async openPreview(service: string, targets: UpstreamTarget[], balance: BalancePolicy, upstream: UpstreamConfig): Promise<{ url: string; close(): Promise<void> }> {
+    const counters = zeroCounters();
+    const rotation: Rotation = { next: 0 };
+    const ref: SnapshotRef = {
+      current: buildSnapshot(
+        { services: [{ name: service, hosts: [], isDefault: true, balance, upstream, targets }] },
+        {
+          target: (t, name, up) => this.#targetFor(t, name, up),
+          counters: () => counters,
+          rotation: () => rotation,
+        },
+      ),
+    };
+    this.#counters.set(`${service}.preview`, counters);
+    const server = this.#createServer(ref);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    const { port } = server.address() as AddressInfo;
+    return {
+      url: `http://127.0.0.1:${port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          server.closeAllConnections();
+        }),
+    };
+  }
 
   /** Build a new immutable routing snapshot from the spec and swap it in (synchronous). */
   apply(spec: ProxySpec): void {
