@@ -238,9 +238,10 @@ function send(pgid: number, sig: NodeJS.Signals): void {
   }
 }
 
-/** 60000 → "60s", 1500 → "1.5s", 90000 → "1m30s". */
+/** A configured limit: 60000 → "60s", 600000 → "10m", 1500 → "1.5s", 90000 → "1m30s". */
 function formatLimit(ms: number): string {
-  if (ms >= 1000 && ms < 60_000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  if (ms >= 1000 && ms <= 60_000 && ms % 1000 === 0) return `${ms / 1000}s`;
+  if (ms > 60_000 && ms % 60_000 === 0) return `${ms / 60_000}m`;
   return formatDuration(ms);
 }
 
