@@ -117,7 +117,7 @@ async function waitForTurn(key: string, opts: AcquireLockOptions, deadline: numb
     if (--queue.users === 0 && queues.get(key) === queue) queues.delete(key);
   };
   let timer: NodeJS.Timeout | undefined;
-  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.max(0, deadline - Date.now()))));
+  const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), Math.min(2 ** 31 - 1, Math.max(0, deadline - Date.now())))));
   const outcome = await Promise.race([prev.then(() => 'turn' as const), timedOut]);
   clearTimeout(timer);
   if (outcome === 'timeout') {

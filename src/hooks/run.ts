@@ -54,6 +54,8 @@ export const HOOK_KILL_GRACE_MS = 5_000;
 export const LEFTOVER_GRACE_MS = 1_000;
 /** After the group is gone, how long to wait for the pipes to close (a process that left the group may hold them). */
 const PIPE_CLOSE_WAIT_MS = 500;
+/** setTimeout's limit (a longer delay would fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * Run `/bin/sh -c command` in `cwd`, in its own process group (detached, so a
@@ -182,12 +184,13 @@ export async function runHook(spec: HookSpec, opts: RunHookOptions): Promise<Hoo
   const timer = setTimeout(() => {
     timedOut = true;
     void stopGroup(`timed out after ${formatLimit(spec.timeoutMs)}`);
-  }, spec.timeoutMs);
+  }, Math.min(spec.timeoutMs, MAX_TIMER_MS));
   const onAbort = (): void => {
     aborted = true;
     void stopGroup('aborted');
   };
   opts.signal?.addEventListener('abort', onAbort, { once: true });
+  if (opts.signal?.aborted) onAbort(); // aborted while the log was being opened
 
   let exit: { code: number | null; signal: string | null; at: number };
   try {
