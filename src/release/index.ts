@@ -62,7 +62,7 @@ export function exportFromGitDir(opts: GitDirOptions & { targetDir: string }): P
 }
 
 /** Commit info of `commit` in the repository at gitDir; `ref` is the commit as given. */
-export function commitInfoFromGitDir(opts: GitDirOptions): Promise<GitCommitInfo> {
+export async function commitInfoFromGitDir(opts: GitDirOptions): Promise<GitCommitInfo> {
   const commit = checkCommit(opts.commit);
   return readCommitInfo(gitDirRepo(opts), commit, opts.commit);
 }
