@@ -10,7 +10,9 @@ type Command = (ctx: CliContext) => Promise<number>;
 
 const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
   daemon: { summary: 'daemon [--config FILE]            run the daemon in the foreground', load: async () => (await import('./commands/daemon.ts')).daemonCommand },
-  deploy: { summary: 'deploy SERVICE RELEASE_DIR        blue/green deploy of a release directory', load: async () => (await import('./commands/deploy.ts')).deployCommand },
+  deploy: { summary: 'deploy SERVICE [DIR | --ref REF]  blue/green deploy of a directory, or of the service\'s git branch/tag/commit', load: async () => (await import('./commands/deploy.ts')).deployCommand },
+  'git-remote': { summary: 'git-remote SERVICE DIR [--branch B]  a bare repository: `git push` to it deploys', load: async () => (await import('./commands/git-remote.ts')).gitRemoteCommand },
+  'deploy-push': { summary: 'deploy-push SERVICE …              (run by the git-remote hook)', load: async () => (await import('./commands/deploy.ts')).deployPushCommand },
   rollback: { summary: 'rollback SERVICE [--to RELEASE]   switch back to the previous (or named) release', load: async () => (await import('./commands/deploy.ts')).rollbackCommand },
   restart: { summary: 'restart SERVICE                   zero-downtime restart of the current release', load: async () => (await import('./commands/deploy.ts')).restartCommand },
   status: { summary: 'status [SERVICE] [--json]         releases and instances', load: async () => (await import('./commands/read.ts')).statusCommand },
@@ -47,6 +49,10 @@ async function main(argv: string[]): Promise<number> {
         socket: { type: 'string' },
         json: { type: 'boolean' },
         to: { type: 'string' },
+        ref: { type: 'string' },
+        branch: { type: 'string' },
+        'git-dir': { type: 'string' },
+        commit: { type: 'string' },
         follow: { type: 'boolean', short: 'f' },
         lines: { type: 'string', short: 'n' },
         'stop-instances': { type: 'boolean' },

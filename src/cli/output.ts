@@ -19,7 +19,7 @@ export function when(epochMs: number | null): string {
   return epochMs === null ? '-' : new Date(epochMs).toISOString().replace('T', ' ').slice(0, 19);
 }
 
-const MARK = { step: '▸', info: ' ', warn: '!', error: '✗' } as const;
+const MARK = { step: '▸', info: ' ', warn: '!', error: '✗', output: '|' } as const;
 
 /** One line per deployment event, with the time since the operation began. */
 export function progressPrinter(write: (s: string) => void): (line: StreamLine) => void {
@@ -29,6 +29,10 @@ export function progressPrinter(write: (s: string) => void): (line: StreamLine) 
     const e = line.event;
     t0 ??= e.at;
     const clock = `+${((e.at - t0) / 1000).toFixed(1)}s`.padStart(7);
+    if (e.type === 'output') {
+      write(`${' '.repeat(19)}| ${e.message}\n`);
+      return;
+    }
     const step = e.type === 'step' ? e.step.padEnd(10) : ''.padEnd(10);
     write(`${clock} ${MARK[e.type]} ${step} ${e.message}\n`);
     for (const d of e.details ?? []) write(`${' '.repeat(21)}| ${d}\n`);

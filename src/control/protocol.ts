@@ -44,6 +44,10 @@ export interface StatusResponse {
 export interface ReleaseInfo {
   id: string;
   name: string;
+  kind: 'dir' | 'git';
+  git: { commit: string; ref: string; author: string; message: string } | null;
+  buildStatus: 'none' | 'ok' | 'failed';
+  buildMs: number | null;
   sourcePath: string;
   dir: string;
   createdAt: number;
@@ -83,8 +87,25 @@ export interface ApiError {
   details: string[];
 }
 
+/** Where a deploy takes its release from: exactly one of dir, ref (the service's git source; '' = its branch), push. */
+export interface DeploySource {
+  dir?: string;
+  ref?: string;
+  push?: PushSource;
+}
+
+/** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */
+export interface PushSource {
+  gitDir: string;
+  commit: string;
+  ref: string;
+  env: Record<string, string>;
+}
+
 export interface DeployRequest {
-  releaseDir: string;
+  releaseDir?: string;
+  ref?: string;
+  push?: PushSource;
   actor?: string;
 }
 export interface RollbackRequest {

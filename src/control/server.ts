@@ -9,7 +9,7 @@ import { BatonError, errorMessage, isBatonError, type ErrorCode } from '../core/
 import type { Logger } from '../core/log.ts';
 import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
 import { followLog, tailLog } from '../supervisor/index.ts';
-import { API_PREFIX, type ApiError, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
+import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
 
 /** What the control API needs from the daemon. */
 export interface ControlHandlers {
@@ -17,7 +17,7 @@ export interface ControlHandlers {
   releases(service: string): ReleaseInfo[];
   history(service: string, limit: number, withEvents: boolean): DeploymentInfo[];
   logFiles(service: string): string[];
-  deploy(service: string, releaseDir: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
+  deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   reload(): Promise<ReloadResult>;
@@ -131,11 +131,7 @@ export class ControlServer {
         const body = await readJson(req);
         const actor = typeof body['actor'] === 'string' ? body['actor'] : 'unknown';
         return stream(res, (emit) => {
-          if (verb === 'deploy') {
-            const dir = body['releaseDir'];
-            if (typeof dir !== 'string' || dir === '') throw new BatonError('BAD_REQUEST', 'deploy needs "releaseDir": the directory of the release');
-            return h.deploy(service, dir, actor, emit);
-          }
+          if (verb === 'deploy') return h.deploy(service, deploySource(body), actor, emit);
           if (verb === 'rollback') {
             const to = body['to'];
             if (to !== undefined && typeof to !== 'string') throw new BatonError('BAD_REQUEST', '"to" must be a release id');
@@ -204,6 +200,31 @@ async function stream(res: http.ServerResponse, op: (emit: (e: DeployEvent) => v
   const outcome = await op((event) => write({ type: 'event', event }));
   write({ type: 'result', outcome });
   res.end();
+}
+
+/** Exactly one source: a directory, a git ref, or a pushed commit (none = the service's git branch). */
+function deploySource(body: Record<string, unknown>): DeploySource {
+  const { releaseDir, ref, push } = body;
+  const given = [releaseDir, ref, push].filter((x) => x !== undefined).length;
+  if (given > 1) throw new BatonError('BAD_REQUEST', 'give one of "releaseDir", "ref" or "push"');
+  if (releaseDir !== undefined) {
+    if (typeof releaseDir !== 'string' || releaseDir === '') throw new BatonError('BAD_REQUEST', '"releaseDir" must be a directory path');
+    return { dir: releaseDir };
+  }
+  if (ref !== undefined) {
+    if (typeof ref !== 'string' || ref === '') throw new BatonError('BAD_REQUEST', '"ref" must be a branch, tag or commit');
+    return { ref };
+  }
+  if (push !== undefined) {
+    const p = push as Record<string, unknown>;
+    const env = p['env'];
+    const okEnv = env !== null && typeof env === 'object' && Object.values(env as object).every((v) => typeof v === 'string');
+    if (typeof p['gitDir'] !== 'string' || typeof p['commit'] !== 'string' || typeof p['ref'] !== 'string' || !okEnv) {
+      throw new BatonError('BAD_REQUEST', '"push" needs gitDir, commit, ref (strings) and env (strings)');
+    }
+    return { push: { gitDir: p['gitDir'], commit: p['commit'], ref: p['ref'], env: env as Record<string, string> } };
+  }
+  return {};
 }
 
 async function readJson(req: http.IncomingMessage): Promise<Record<string, unknown>> {

@@ -17,11 +17,13 @@ import type { ReleaseGroup } from './release-group.ts';
 import { releasesToPrune } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
+import { linkShared, runMigration, runServiceHook, type HookContext, type StepReporter } from './prepare.ts';
 
 export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
 
 export interface DeployEvent {
-  type: 'step' | 'info' | 'warn' | 'error';
+  /** 'output': one line of a hook's output, streamed but not stored line by line. */
+  type: 'step' | 'info' | 'warn' | 'error' | 'output';
   deploymentId: number;
   step: DeploymentState;
   message: string;
@@ -52,12 +54,15 @@ export interface DeployPlan {
   kind: DeploymentKind;
   release: { id: string; dir: string };
   actor: string;
+  /** First work of the 'preparing' step: make the release directory exist (copy a directory, export a commit). */
+  materialise?: (report: StepReporter) => Promise<void>;
 }
 
 export interface DeployerDeps {
   store: Store;
   proxy: Proxy;
   logger: Logger;
+  stateDir: string;
   routingChanged(): void;
 }
 
@@ -70,16 +75,26 @@ export class Deployer {
 
   /** Refuse early (before any work) when the service is already deploying. */
   assertIdle(rt: ServiceRuntime): void {
-    if (rt.activeDeployment !== null) {
+    if (rt.activeDeployment !== null || rt.reserved) {
       throw new BatonError(
         'DEPLOY_IN_PROGRESS',
-        `a deployment of ${rt.name} is already running (#${rt.activeDeployment}); wait for it to finish, or watch it with \`baton status ${rt.name}\``,
+        `a deployment of ${rt.name} is already running${rt.activeDeployment !== null ? ` (#${rt.activeDeployment})` : ''}; wait for it to finish, or watch it with \`baton status ${rt.name}\``,
       );
     }
   }
 
-  async run(rt: ServiceRuntime, plan: DeployPlan, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+  /** Hold the service for a deployment whose release is still being resolved (a git fetch); returns the release. */
+  reserve(rt: ServiceRuntime): () => void {
     this.assertIdle(rt);
+    rt.reserved = true;
+    return () => {
+      rt.reserved = false;
+    };
+  }
+
+  /** Run a deployment. The caller may hold the service's reservation (see reserve()). */
+  async run(rt: ServiceRuntime, plan: DeployPlan, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    if (rt.activeDeployment !== null) this.assertIdle(rt);
     const { store, proxy } = this.#d;
     const svc = rt.config;
     const fromRelease = rt.current?.release ?? null;
@@ -96,6 +111,10 @@ export class Deployer {
 
     const say = (type: DeployEvent['type'], message: string, extra: Partial<DeployEvent> = {}): void => {
       const ev: DeployEvent = { type, deploymentId: id, step: state, message, at: Date.now(), ...extra };
+      if (type === 'output') {
+        emit(ev);
+        return;
+      }
       store.addDeploymentEvent({
         deploymentId: id,
         step: state,
@@ -104,7 +123,7 @@ export class Deployer {
         durationMs: ev.durationMs ?? null,
         level: type === 'step' ? 'info' : type,
       });
-      log[type === 'step' ? 'info' : type](message, { step: state });
+      log[type === 'step' ? 'info' : (type as 'info' | 'warn' | 'error')](message, { step: state });
       emit(ev);
     };
     const move = (to: DeploymentState, message: string): void => {
@@ -117,11 +136,27 @@ export class Deployer {
       say('step', message, { durationMs: spent });
     };
 
+    const report: StepReporter = {
+      info: (message, durationMs) => say('info', message, durationMs === undefined ? {} : { durationMs }),
+      warn: (message, details) => say('warn', message, details ? { details } : {}),
+      output: (line) => say('output', line),
+    };
+    const hookCtx: HookContext = {
+      stateDir: this.#d.stateDir,
+      service: svc,
+      deploymentId: id,
+      release: plan.release,
+      previousRelease: fromRelease,
+    };
+
     try {
       move('preparing', `${plan.kind} ${rt.name}: ${fromRelease ?? '(nothing)'} → ${plan.release.id}`);
-
       const standby = rt.standby;
-      if (plan.kind === 'rollback' && standby && standby.release === plan.release.id && standby.instances.size > 0) {
+      const warm = plan.kind === 'rollback' && standby !== null && standby.release === plan.release.id && standby.instances.size > 0;
+      if (plan.materialise) await plan.materialise(report);
+      if (!warm) await this.#prepare(rt, plan, hookCtx, report);
+
+      if (warm && standby) {
         group = standby;
         reusedStandby = true;
         move('starting', `release ${plan.release.id} is a warm standby: reusing its ${standby.instances.size} running instance(s)`);
@@ -136,6 +171,16 @@ export class Deployer {
       await Promise.all(group.list().map((i) => i.waitHealthy(reusedStandby ? Math.max(svc.health.timeoutMs * 2, 2000) : svc.health.startTimeoutMs)));
       if (group.instances.size === 0) throw new BatonError('DEPLOY_FAILED', `no instance of ${plan.release.id} is running`);
       say('info', `all ${group.instances.size} instance(s) healthy`, { durationMs: Date.now() - stepStarted });
+      if (svc.hooks.smoke && plan.kind === 'deploy') {
+        const targets = group.list().map((i) => ({ id: i.id, release: i.release, host: '127.0.0.1', port: i.port }));
+        const preview = await proxy.openPreview(rt.name, targets, svc.balance, svc.upstream);
+        try {
+          say('info', `smoke test against the new release only, at ${preview.url}`);
+          await runServiceHook('smoke', svc.hooks.smoke, { ...hookCtx, extraEnv: { BATON_PREVIEW_URL: preview.url } }, report);
+        } finally {
+          await preview.close();
+        }
+      }
 
       move('shifting', `switching traffic to ${plan.release.id}`);
       const old = rt.current;
@@ -150,6 +195,13 @@ export class Deployer {
       this.#d.routingChanged();
       switchAt = Date.now();
       say('info', `traffic switched to ${plan.release.id}`, { durationMs: switchAt - stepStarted });
+      if (svc.hooks.afterSwitch && plan.kind !== 'restart') {
+        // Traffic has moved: a failure here is reported, not undone (rollback is one command away).
+        await runServiceHook('after_switch', svc.hooks.afterSwitch, hookCtx, report).catch((err: unknown) => {
+          const e = isBatonError(err) ? err : new BatonError('HOOK_FAILED', errorMessage(err));
+          say('warn', `${e.message}; traffic stays on ${plan.release.id} (roll back with \`baton rollback ${rt.name}\`)`, { details: e.details });
+        });
+      }
 
       move('draining', old ? `draining ${old.instances.size} old instance(s) of ${old.release} (up to ${formatDuration(svc.drainTimeoutMs)})` : 'nothing to drain');
       if (old) {
@@ -192,6 +244,34 @@ export class Deployer {
     } finally {
       rt.activeDeployment = null;
     }
+  }
+
+  /** Shared files, build (once per release), migration (once per deploy): before any instance starts. */
+  async #prepare(rt: ServiceRuntime, plan: DeployPlan, ctx: HookContext, report: StepReporter): Promise<void> {
+    const svc = rt.config;
+    const { store } = this.#d;
+    const linked = await linkShared(this.#d.stateDir, svc, plan.release.dir);
+    if (linked) report.info(`${linked} shared path(s) linked into the release`);
+    const build = svc.hooks.build;
+    if (build) {
+      const rel = store.getRelease(rt.name, plan.release.id);
+      if (rel?.buildStatus === 'ok') {
+        report.info(`release ${plan.release.id} already built${rel.buildMs !== null ? ` (in ${formatDuration(rel.buildMs)})` : ''}: not building again`);
+      } else {
+        try {
+          const ms = await runServiceHook('build', build, ctx, report);
+          store.setReleaseBuild(rt.name, plan.release.id, 'ok', ms, Date.now());
+        } catch (err) {
+          // A half-built tree must never be started later: a git release is exported
+          // afresh by its next deploy; a copied directory is dropped (each deploy copies anew).
+          await rm(plan.release.dir, { recursive: true, force: true });
+          if (rel?.kind === 'git') store.setReleaseBuild(rt.name, plan.release.id, 'failed', null, Date.now());
+          else store.deleteRelease(rt.name, plan.release.id);
+          throw err;
+        }
+      }
+    }
+    if (svc.hooks.migrate && plan.kind === 'deploy') await runMigration(svc.hooks.migrate, ctx, report);
   }
 
   #finish(

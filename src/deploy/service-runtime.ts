@@ -31,6 +31,8 @@ export class ServiceRuntime implements InstanceListener {
   readonly groups = new Set<ReleaseGroup>();
   /** The deployment holding this service, if any: one at a time per service. */
   activeDeployment: number | null = null;
+  /** Held while a deployment's release is being resolved, before it has an id. */
+  reserved = false;
   readonly #host: RuntimeHost;
   readonly #log: Logger;
   /** Instances we are stopping on purpose: their exit is not a crash. */

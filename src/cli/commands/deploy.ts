@@ -26,9 +26,29 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
 }
 
 export function deployCommand(ctx: CliContext): Promise<number> {
-  const [service, dir] = ctx.args;
-  if (!service || !dir) throw new BatonError('USAGE', 'usage: baton deploy SERVICE RELEASE_DIR');
-  return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir) });
+  const [service, dir, extra] = ctx.args;
+  const ref = ctx.flags['ref'];
+  if (!service || extra !== undefined || (dir !== undefined && typeof ref === 'string')) {
+    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF]');
+  }
+  if (dir !== undefined) return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir) });
+  return run(ctx, service, 'deploy', typeof ref === 'string' ? { ref } : {});
+}
+
+/** Used by the pre-receive hook `baton git-remote` installs: deploy the pushed commit, or reject the push. */
+export function deployPushCommand(ctx: CliContext): Promise<number> {
+  const [service] = ctx.args;
+  const { 'git-dir': gitDir, commit, ref } = ctx.flags;
+  if (!service || typeof gitDir !== 'string' || typeof commit !== 'string' || typeof ref !== 'string') {
+    throw new BatonError('USAGE', 'usage: baton deploy-push SERVICE --git-dir DIR --commit SHA --ref REF (run by the git hook)');
+  }
+  // Objects of a push in progress are in a quarantine only the hook's environment names.
+  const env: Record<string, string> = {};
+  for (const k of ['GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES', 'GIT_QUARANTINE_PATH']) {
+    const v = process.env[k];
+    if (v !== undefined) env[k] = v.split(':').map((x) => path.resolve(gitDir, x)).join(':');
+  }
+  return run(ctx, service, 'deploy', { push: { gitDir: path.resolve(gitDir), commit, ref, env } });
 }
 
 export function rollbackCommand(ctx: CliContext): Promise<number> {
