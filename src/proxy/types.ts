@@ -18,8 +18,66 @@ export interface ServiceRouteSpec {
   isDefault: boolean;
   balance: BalancePolicy;
   upstream: UpstreamConfig;
-  /** The instances in service. Empty = the service answers 503. */
+  /** The instances in service (the stable release). Empty = the service answers 503. */
   targets: UpstreamTarget[];
+  /** A canary release sharing the traffic, if one is being rolled out. */
+  canary?: CanarySpec | null;
+  /** Maintenance mode: a 503 page for everyone outside the allow-list. */
+  maintenance?: MaintenanceSpec | null;
+  /** Paused: new requests are held (bounded) until resumed, or answered 503 after maxWaitMs. */
+  pause?: PauseSpec | null;
+}
+
+/**
+ * Weighted, sticky traffic split between the stable targets and a canary.
+ *
+ * Every visitor has a bucket in [0, 10000). A request goes to the canary when
+ * its bucket < weight × 100, so as the weight grows a visitor only ever moves
+ * from stable to canary, never back. The bucket comes from baton's own signed
+ * cookie (set on the first response; a forged or garbled cookie counts as
+ * absent), or for clients without cookies from `sticky.key`.
+ */
+export interface CanarySpec {
+  release: string;
+  targets: UpstreamTarget[];
+  /** Percent of visitors (0–100) sent to the canary. */
+  weight: number;
+  sticky: StickySpec;
+  overrides: OverrideSpec;
+}
+
+export interface StickySpec {
+  /** Name of baton's bucket cookie (HttpOnly, SameSite=Lax, Path=/). */
+  cookie: string;
+  /** HMAC key that signs cookie values (bucket cookies and beta cookies). */
+  secret: string;
+  /** Bucket of a request without a valid cookie: from a header's value, the client address, or random (then the cookie is set). */
+  key: { kind: 'random' } | { kind: 'header'; header: string } | { kind: 'client_address' };
+}
+
+/** Requests matching any rule go to the canary whatever the weight (beta testers). */
+export interface OverrideSpec {
+  /** A header and the value that selects the canary, e.g. X-Baton-Release: canary. */
+  header: { name: string; value: string } | null;
+  /** Name of the beta cookie; its value must be signed with sticky.secret (set through a beta link). */
+  betaCookie: string | null;
+  /** Client networks (CIDR, IPv4 or IPv6) always sent to the canary. */
+  networks: string[];
+}
+
+export interface MaintenanceSpec {
+  /** Full HTML of the 503 page. */
+  html: string;
+  retryAfterSeconds: number;
+  /** Client networks (CIDR) that still reach the app. */
+  allow: string[];
+}
+
+export interface PauseSpec {
+  /** Requests held at most; more are answered 503 at once. */
+  maxQueued: number;
+  /** A held request waits at most this long, then gets 503. */
+  maxWaitMs: number;
 }
 
 export interface ProxySpec {
@@ -44,6 +102,22 @@ export interface TargetStats {
   inflight: number; // HTTP requests currently being proxied to it
   websockets: number; // open WebSocket tunnels to it
   requests: number; // total requests sent to it
+}
+
+/** Cumulative figures of one release of a service, as the proxy saw them. Monotonic; the analysis takes differences. */
+export interface ReleaseMetrics {
+  service: string;
+  release: string;
+  requests: number;
+  /** Responses by status class, whoever produced them (instance or baton). */
+  status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
+  /** Requests baton could not get answered by an instance of this release (connect refused/timeout, reset before a response). */
+  connectionErrors: number;
+  retries: number;
+  inflight: number;
+  websockets: number;
+  /** Latency to the response head, histogram: counts[i] = requests with latency <= LATENCY_BUCKETS_MS[i]; the last entry (+Inf) = all. */
+  latency: { bucketsMs: readonly number[]; counts: number[]; sumMs: number };
 }
 
 export interface DrainResult {
