@@ -1,5 +1,6 @@
 // What every CLI command receives: parsed options, output channels, a client.
 
+import { hostname, userInfo } from 'node:os';
 import { ControlClient } from '../control/client.ts';
 import { locateSocket } from './locate.ts';
 
@@ -18,7 +19,8 @@ export function clientFor(ctx: CliContext): ControlClient {
 }
 
 /** The person and host behind an operation, recorded with each deployment. */
-export function actor(): string {
-  const user = process.env['USER'] ?? process.env['LOGNAME'] ?? 'unknown';
-  return `${user}@${process.env['HOSTNAME'] ?? 'localhost'} (cli)`;
+export function actor(via = 'cli'): string {
+  const user = process.env['USER'] ?? process.env['LOGNAME'] ?? userInfo().username;
+  const from = process.env['SSH_CONNECTION']?.split(' ')[0];
+  return `${user}@${hostname()}${from ? ` from ${from}` : ''} (${via})`;
 }

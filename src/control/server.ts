@@ -15,7 +15,7 @@ import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type
 export interface ControlHandlers {
   status(service?: string): StatusResponse;
   releases(service: string): ReleaseInfo[];
-  history(service: string, limit: number, withEvents: boolean): DeploymentInfo[];
+  history(service: string, limit: number, withEvents: boolean, id?: number): DeploymentInfo[];
   logFiles(service: string): string[];
   deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
@@ -124,7 +124,9 @@ export class ControlServer {
       if (method === 'GET' && verb === 'releases') return json(res, 200, h.releases(service));
       if (method === 'GET' && verb === 'history') {
         const limit = clampInt(url.searchParams.get('limit'), 20, 1, 1000);
-        return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1'));
+        const id = url.searchParams.get('id');
+        if (id !== null && !/^\d+$/.test(id)) throw new BatonError('BAD_REQUEST', `deployment id must be a number, got "${id}"`);
+        return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1', id === null ? undefined : Number(id)));
       }
       if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
       if (method === 'POST' && (verb === 'deploy' || verb === 'rollback' || verb === 'restart')) {

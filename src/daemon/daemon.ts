@@ -389,12 +389,14 @@ export class Daemon implements RuntimeHost {
     }));
   }
 
-  history(service: string, limit: number, withEvents: boolean): DeploymentInfo[] {
+  history(service: string, limit: number, withEvents: boolean, id?: number): DeploymentInfo[] {
     this.runtime(service);
-    return this.store.listDeployments(service, limit).map((d) => ({
-      ...d,
+    const rows = id === undefined ? this.store.listDeployments(service, limit) : [this.store.getDeployment(id)].filter((d) => d?.service === service);
+    if (id !== undefined && rows.length === 0) throw new BatonError('BAD_REQUEST', `${service} has no deployment #${id}; see \`baton history ${service}\``);
+    return rows.map((d) => ({
+      ...d!,
       ...(withEvents
-        ? { events: this.store.listDeploymentEvents(d.id).map((e) => ({ at: e.at, step: e.step, level: e.level, message: e.message, durationMs: e.durationMs })) }
+        ? { events: this.store.listDeploymentEvents(d!.id).map((e) => ({ at: e.at, step: e.step, level: e.level, message: e.message, durationMs: e.durationMs })) }
         : {}),
     }));
   }

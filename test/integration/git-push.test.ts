@@ -48,6 +48,8 @@ test('git push deploys the pushed commit and streams the progress to the pusher'
   const rel = JSON.parse((await d.cli(['releases', 'web', '--json'])).stdout)[0];
   assert.equal(rel.git.commit, sha);
   assert.equal(rel.sourcePath, remote);
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
+  assert.match(h.actor, /\(git push\)$/);
 });
 
 test('a push under load: 0 failed requests', async () => {

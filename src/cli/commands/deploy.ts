@@ -8,12 +8,12 @@ import { actor, clientFor, type CliContext } from '../context.ts';
 import { outcomeSummary, progressPrinter } from '../output.ts';
 import path from 'node:path';
 
-async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>): Promise<number> {
+async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>, via = 'cli'): Promise<number> {
   const client = clientFor(ctx);
   const print = progressPrinter(ctx.out);
   let outcome: DeployOutcome | null = null;
   let streamError: string | null = null;
-  await client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor() }, (line: StreamLine) => {
+  await client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor(via) }, (line: StreamLine) => {
     if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
     else print(line);
     if (line.type === 'result') outcome = line.outcome;
@@ -48,7 +48,7 @@ export function deployPushCommand(ctx: CliContext): Promise<number> {
     const v = process.env[k];
     if (v !== undefined) env[k] = v.split(':').map((x) => path.resolve(gitDir, x)).join(':');
   }
-  return run(ctx, service, 'deploy', { push: { gitDir: path.resolve(gitDir), commit, ref, env } });
+  return run(ctx, service, 'deploy', { push: { gitDir: path.resolve(gitDir), commit, ref, env } }, 'git push');
 }
 
 export function rollbackCommand(ctx: CliContext): Promise<number> {

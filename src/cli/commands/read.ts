@@ -52,11 +52,29 @@ export async function releasesCommand(ctx: CliContext): Promise<number> {
 }
 
 export async function historyCommand(ctx: CliContext): Promise<number> {
-  const [service] = ctx.args;
-  if (!service) throw new BatonError('USAGE', 'usage: baton history SERVICE [--json]');
-  const ds = await clientFor(ctx).get<DeploymentInfo[]>(`/services/${encodeURIComponent(service)}/history?events=1&limit=20`);
+  const [service, id] = ctx.args;
+  if (!service) throw new BatonError('USAGE', 'usage: baton history SERVICE [DEPLOYMENT] [--json]');
+  if (id !== undefined && !/^\d+$/.test(id)) throw new BatonError('USAGE', `DEPLOYMENT must be a number (see \`baton history ${service}\`), got "${id}"`);
+  const ds = await clientFor(ctx).get<DeploymentInfo[]>(`/services/${encodeURIComponent(service)}/history?events=1&limit=20${id ? `&id=${id}` : ''}`);
   if (ctx.json) {
     ctx.out(JSON.stringify(ds, null, 2) + '\n');
+    return 0;
+  }
+  if (id !== undefined) {
+    const d = ds[0]!;
+    ctx.out(`deployment #${d.id}: ${d.kind} of ${service}, ${d.fromRelease ?? '(nothing)'} → ${d.toRelease}, ${d.state}\n`);
+    ctx.out(`started ${when(d.startedAt)} by ${d.actor}${d.finishedAt ? `, took ${formatDuration(d.finishedAt - d.startedAt)}` : ''}; ${d.requests} request(s) answered, ${d.failed} failed\n`);
+    if (d.error) ctx.out(`error: ${d.error}\n`);
+    for (const e of d.events ?? []) {
+      const clock = `+${((e.at - d.startedAt) / 1000).toFixed(1)}s`.padStart(8);
+      const [first, ...rest] = e.message.split('\n');
+      ctx.out(`${clock} ${e.level === 'info' ? ' ' : e.level === 'warn' ? '!' : '✗'} ${e.step.padEnd(10)} ${first}\n`);
+      for (const l of rest) ctx.out(`${' '.repeat(22)}| ${l}\n`);
+    }
+    return 0;
+  }
+  if (ds.length === 0) {
+    ctx.out(`no deployments of ${service} yet\n`);
     return 0;
   }
   const rows = [['#', 'KIND', 'STATE', 'STARTED', 'TOOK', 'FROM', 'TO', 'REQUESTS', 'FAILED', 'BY']];
