@@ -130,9 +130,12 @@ test('unknown services and bad arguments get clear messages', async () => {
   const a = await d.cli(['deploy', 'nope', d.dir]);
   assert.equal(a.code, 1);
   assert.match(a.stderr, /no service named "nope"/);
-  const b = await d.cli(['deploy', 'web']);
+  const b = await d.cli(['deploy']);
   assert.equal(b.code, 2);
-  assert.match(b.stderr, /usage: baton deploy SERVICE RELEASE_DIR/);
+  assert.match(b.stderr, /usage: baton deploy SERVICE \[RELEASE_DIR \| --ref REF\]/);
+  const g = await d.cli(['deploy', 'web']);
+  assert.equal(g.code, 1);
+  assert.match(g.stderr, /services\.web\.git is not configured .*give a release directory/);
   const c = await d.cli(['deploy', 'web', '/nonexistent/dir']);
   assert.equal(c.code, 1);
   assert.match(c.stderr, /\/nonexistent\/dir cannot be read/);
