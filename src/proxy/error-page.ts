@@ -9,7 +9,9 @@ export type ProxyErrorCode =
   | 'upstream_unreachable' // 502: no instance accepted the connection
   | 'upstream_failed' // 502: the instance broke the connection or sent an invalid response
   | 'upstream_timeout' // 504: no response head within responseTimeoutMs
-  | 'bad_request'; // 400: the request cannot be forwarded as sent
+  | 'bad_request' // 400: the request cannot be forwarded as sent
+  | 'paused' // 503: the service is paused and the request could not be held (queue full) or waited too long
+  | 'beta_link_invalid'; // 400: a beta link that is invalid, expired or already used
 
 interface Page {
   status: number;
@@ -24,6 +26,8 @@ const PAGES: Record<ProxyErrorCode, Page> = {
   upstream_failed: { status: 502, title: 'Bad Gateway', text: 'The site failed to answer this request.' },
   upstream_timeout: { status: 504, title: 'Gateway Timeout', text: 'The site did not answer in time.' },
   bad_request: { status: 400, title: 'Bad Request', text: 'This request cannot be forwarded.' },
+  paused: { status: 503, title: 'Service Unavailable', text: 'The site is busy with an update. Try again in a moment.' },
+  beta_link_invalid: { status: 400, title: 'Bad Request', text: 'This beta link is invalid, has expired, or was already used.' },
 };
 
 interface Rendered {
@@ -102,4 +106,36 @@ export function rawErrorResponse(code: ProxyErrorCode): Buffer {
     `content-type: text/plain; charset=utf-8\r\ncontent-length: ${r.plain.length}\r\n` +
     `x-baton-error: ${code}\r\n${r.status === 503 ? 'retry-after: 1\r\n' : ''}connection: close\r\n\r\n`;
   return Buffer.concat([Buffer.from(head, 'latin1'), r.plain]);
+}
+
+/** A small text/plain answer of baton's own (health endpoint). */
+export function sendText(res: ServerResponse, status: number, text: string, extra: Record<string, string> | null = null): void {
+  const body = Buffer.from(text);
+  res.writeHead(status, {
+    'content-type': 'text/plain; charset=utf-8',
+    'content-length': body.length,
+    'cache-control': 'no-store',
+    ...extra,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+/** The maintenance page: 503, Retry-After, never cached. */
+export function sendMaintenancePage(res: ServerResponse, html: Buffer, retryAfter: string): void {
+  res.writeHead(503, {
+    'content-type': 'text/html; charset=utf-8',
+    'content-length': html.length,
+    'cache-control': 'no-store',
+    'retry-after': retryAfter,
+    'x-baton-error': 'maintenance',
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : html);
+}
+
+/** The maintenance page for a raw socket (a WebSocket upgrade). */
+export function rawMaintenanceResponse(html: Buffer, retryAfter: string): Buffer {
+  const head =
+    `HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/html; charset=utf-8\r\ncontent-length: ${html.length}\r\n` +
+    `cache-control: no-store\r\nretry-after: ${retryAfter}\r\nx-baton-error: maintenance\r\nconnection: close\r\n\r\n`;
+  return Buffer.concat([Buffer.from(head, 'latin1'), html]);
 }

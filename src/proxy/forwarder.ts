@@ -5,7 +5,8 @@ import type { Dispatcher } from 'undici';
 import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
-import { sendErrorPage, type ProxyErrorCode } from './error-page.ts';
+import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
+import { chooseWithCanary, pickTarget } from './split.ts';
 import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
@@ -24,6 +25,9 @@ export class BatonResponse extends ServerResponse<IncomingMessage> {
 class ClientGoneError extends Error {
   readonly code = 'BATON_CLIENT_GONE';
 }
+
+/** Errors raised while validating a request: not the instance's fault. */
+const REQUEST_INVALID = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
 
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
 
@@ -48,16 +52,32 @@ function onClientDrain(this: BatonResponse): void {
   this.exchange?.resumeUpstream();
 }
 
-/** Forward `req` to a target of `route`. Returns synchronously; the exchange runs on undici's callbacks. */
-export function forward(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef): void {
-  const target = pick(route.policy, route.targets, route.rotation, null);
+/**
+ * Forward `req` to a target of `route` (the canary split decides the pool when
+ * a canary is active). `start`: performance.now() at the request's arrival.
+ * Returns synchronously; the exchange runs on undici's callbacks.
+ */
+export function forward(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef, start: number): void {
+  const c = route.canary;
+  let target: TargetState | undefined;
+  let canary = false;
+  let setCookie: string | null = null;
+  if (c === null) {
+    target = pick(route.policy, route.targets, route.rotation, null);
+  } else {
+    const choice = chooseWithCanary(route, c, req);
+    target = choice.target;
+    canary = choice.canary;
+    setCookie = choice.setCookie;
+  }
   if (target === undefined) {
     route.counters.requests++;
     route.counters.failed++;
+    route.shared.noRelease.respond(503, performance.now() - start);
     sendErrorPage(res, 'no_instance', req.headers.accept, false);
     return;
   }
-  new Exchange(req, res, route, ref).start(target);
+  new Exchange(req, res, route, ref, start, canary, setCookie).start(target);
 }
 
 function hasBody(req: IncomingMessage): boolean {
@@ -74,6 +94,14 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   readonly #ref: SnapshotRef;
   readonly #opts: Dispatcher.DispatchOptions;
   readonly #hasBody: boolean;
+  /** performance.now() at the request's arrival. */
+  readonly #start: number;
+  /** The pool the split chose (retries try it first). */
+  readonly #canary: boolean;
+  /** baton's bucket cookie to add to the response, when the bucket was computed for this request. */
+  readonly #setCookie: string | null;
+  /** The response head (or baton's page) was counted in the release metrics. */
+  #recorded = false;
   #target: TargetState | null = null;
   #tried: TargetState[] | null = null;
   #controller: Dispatcher.DispatchController | null = null;
@@ -90,11 +118,14 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   /** Set by the socket-reuse tracker: requests carried by the attempt's connection, this one included. */
   socketUses = 0;
 
-  constructor(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef) {
+  constructor(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef, start: number, canary: boolean, setCookie: string | null) {
     this.#req = req;
     this.#res = res;
     this.#route = route;
     this.#ref = ref;
+    this.#start = start;
+    this.#canary = canary;
+    this.#setCookie = setCookie;
     const body = hasBody(req);
     this.#hasBody = body;
     const socket = req.socket;
@@ -121,6 +152,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     this.#controller = null;
     this.socketUses = 0;
     target.inflight++;
+    target.metrics.inflight++;
     target.requests++;
     target.pool.dispatch(this.#opts, this);
   }
@@ -150,14 +182,23 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     // 1xx informational responses (103 Early Hints) are not forwarded.
     if (statusCode < 200) return;
     this.#responseStarted = true;
+    const out = forwardResponseHeaders(headers);
+    const cookie = this.#setCookie;
+    if (cookie !== null) {
+      const prev = out['set-cookie'];
+      out['set-cookie'] = prev === undefined ? cookie : Array.isArray(prev) ? [...prev, cookie] : [String(prev), cookie];
+      this.#route.shared.routing.cookiesSet++;
+    }
     try {
-      this.#res.writeHead(statusCode, statusMessage || undefined, forwardResponseHeaders(headers));
+      this.#res.writeHead(statusCode, statusMessage || undefined, out);
     } catch (err) {
       // A head Node refuses to write (invalid header value): treat as a failed instance.
       controller.abort(err instanceof Error ? err : new Error(String(err)));
       return;
     }
     this.#responding = true;
+    this.#recorded = true;
+    this.#target!.metrics.respond(statusCode, performance.now() - this.#start);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -193,6 +234,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       return;
     }
     const code = errorCodeOf(err);
+    if (code === undefined || !REQUEST_INVALID.has(code)) target.metrics.connectionErrors++;
     const decision = decideRetry({
       method: this.#opts.method,
       hasBody: this.#hasBody,
@@ -206,17 +248,19 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       const route = this.#ref.current.services.get(this.#route.name);
       let next: TargetState | undefined;
       if (route !== undefined) {
+        // The chosen pool first, then the other one (pickTarget).
         if (decision === 'other') {
           const tried = (this.#tried ??= []);
           tried.push(target);
-          next = pick(route.policy, route.targets, route.rotation, tried);
+          next = pickTarget(route, this.#canary, tried);
         } else {
           this.#reuseRetryUsed = true;
-          next = pick(route.policy, route.targets, route.rotation, null);
+          next = pickTarget(route, this.#canary, null);
         }
       }
       if (next !== undefined) {
         this.#route.counters.retries++;
+        target.metrics.retries++;
         this.#attempt(next);
         return;
       }
@@ -242,6 +286,8 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     const req = this.#req;
     // A body undici began to read cannot be drained by Node any more: close after the page.
     const closeConnection = this.#hasBody && this.#sent && !req.complete;
+    this.#recorded = true;
+    this.#target!.metrics.respond(errorStatus(code), performance.now() - this.#start);
     try {
       sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
     } catch {
@@ -257,5 +303,6 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     const counters = this.#route.counters;
     counters.requests++;
     if (failed) counters.failed++;
+    if (!this.#recorded) this.#target!.metrics.abandoned();
   }
 }

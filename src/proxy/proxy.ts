@@ -1,18 +1,19 @@
 // The Proxy: public listeners, routing snapshot swaps, target registry, drain/forget and counters.
 
 import http, { type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
-import type { DrainResult, ProxySpec, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
-import type { Rotation } from './balancer.ts';
-import { buildSnapshot, RoutingSnapshot } from './snapshot.ts';
+import type { DrainResult, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
+import { buildSnapshot, RoutingSnapshot, type ServiceShared } from './snapshot.ts';
 import { TargetState } from './target.ts';
-import { BatonResponse, forward, type SnapshotRef } from './forwarder.ts';
-import { sendErrorPage } from './error-page.ts';
-import { handleUpgrade, isWebSocketUpgrade } from './websocket.ts';
+import { BatonResponse, type SnapshotRef } from './forwarder.ts';
+import { isWebSocketUpgrade } from './websocket.ts';
+import { onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
+import { PauseQueue } from './gate.ts';
+import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 
 export interface ProxyOptions {
   logger: Logger;
@@ -30,6 +31,35 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 function zeroCounters(): ServiceCounters {
   return { requests: 0, failed: 0, retries: 0, websockets: 0 };
+}
+
+function zeroRouting(): RoutingCounters {
+  return {
+    stable: 0,
+    canary: 0,
+    overrides: 0,
+    fallbacks: 0,
+    cookiesSet: 0,
+    maintenance: 0,
+    held: 0,
+    released: 0,
+    expired: 0,
+    overflowed: 0,
+    abandoned: 0,
+    heldNow: 0,
+    betaLinksAccepted: 0,
+    betaLinksRefused: 0,
+  };
+}
+
+function listenOn(server: NetServer, host: string, port: number): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
 }
 
 /** Resolves after `ms`, or earlier through the returned cancel function. */
@@ -56,14 +86,20 @@ export class Proxy {
   /** Every target known: in the current snapshot, or draining until forget(). */
   readonly #targets = new Map<string, TargetState>();
   readonly #counters = new Map<string, ServiceCounters>();
-  readonly #rotations = new Map<string, Rotation>();
+  /** Per service: what outlives snapshots (counters, rotations, pause queue). */
+  readonly #shared = new Map<string, ServiceShared>();
+  /** service → release → metrics. */
+  readonly #releaseStats = new Map<string, Map<string, ReleaseStats>>();
   readonly #servers: http.Server<typeof IncomingMessage, typeof BatonResponse>[] = [];
+  readonly #metricsServers: http.Server[] = [];
+  readonly #ctx: DispatchContext;
   #closing = false;
   #closed: Promise<void> | null = null;
 
   constructor(opts: ProxyOptions) {
     this.#opts = opts;
     this.#logger = opts.logger;
+    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, usedTokens: new Map() };
   }
 
   /** Bind the public listeners (port 0 allowed); returns the bound addresses in the same order. */
@@ -74,13 +110,7 @@ export class Proxy {
       for (const l of listeners) {
         const server = this.#createServer();
         started.push(server);
-        await new Promise<void>((resolve, reject) => {
-          server.once('error', reject);
-          server.listen(l.port, l.host, () => {
-            server.off('error', reject);
-            resolve();
-          });
-        });
+        await listenOn(server, l.host, l.port);
         const addr = server.address() as AddressInfo;
         bound.push({ host: addr.address, port: addr.port });
       }
@@ -95,16 +125,9 @@ export class Proxy {
 
   #createServer(ref: SnapshotRef = this.#ref): http.Server<typeof IncomingMessage, typeof BatonResponse> {
     const { clientIdleTimeoutMs, headersTimeoutMs } = this.#opts;
+    const ctx = this.#ctx;
     // The hot path: one snapshot read, no awaits before the target is chosen.
-    const onRequest = (req: IncomingMessage, res: BatonResponse): void => {
-      const route = ref.current.route(req.headers.host);
-      if (this.#closing) res.shouldKeepAlive = false;
-      if (route === null) {
-        sendErrorPage(res, 'no_route', req.headers.accept, false);
-        return;
-      }
-      forward(req, res, route, ref);
-    };
+    const handler = (req: IncomingMessage, res: BatonResponse): void => onRequest(ctx, ref, req, res);
     const server = http.createServer<typeof IncomingMessage, typeof BatonResponse>(
       {
         ServerResponse: BatonResponse,
@@ -118,12 +141,12 @@ export class Proxy {
         optimizeEmptyRequests: true,
         noDelay: true,
       },
-      onRequest,
+      handler,
     );
     // Malformed requests: Node's default 'clientError' handling answers 400/408/431
     // with Connection: close when no response is in progress, and never reuses the
     // connection; llhttp runs in strict mode (insecureHTTPParser stays off).
-    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(req, socket, head, ref, this.#logger));
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(ctx, ref, req, socket as Socket, head));
     return server;
   }
 
@@ -133,27 +156,20 @@ export class Proxy {
    * its Host, to `targets` only. Its traffic is counted apart (`<service>.preview`).
    */
   async openPreview(service: string, targets: UpstreamTarget[], balance: BalancePolicy, upstream: UpstreamConfig): Promise<{ url: string; close(): Promise<void> }> {
-    const counters = zeroCounters();
-    const rotation: Rotation = { next: 0 };
+    const name = `${service}.preview`;
+    const shared = this.#newShared(name);
     const ref: SnapshotRef = {
       current: buildSnapshot(
         { services: [{ name: service, hosts: [], isDefault: true, balance, upstream, targets }] },
         {
-          target: (t, name, up) => this.#targetFor(t, name, up),
-          counters: () => counters,
-          rotation: () => rotation,
+          target: (t, svc, up) => this.#targetFor(t, svc, up),
+          shared: () => shared,
         },
       ),
     };
-    this.#counters.set(`${service}.preview`, counters);
+    this.#counters.set(name, shared.counters);
     const server = this.#createServer(ref);
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(0, '127.0.0.1', () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await listenOn(server, '127.0.0.1', 0);
     const { port } = server.address() as AddressInfo;
     return {
       url: `http://127.0.0.1:${port}`,
@@ -173,15 +189,48 @@ export class Proxy {
         seen.add(t.id);
         return this.#targetFor(t, service, upstream);
       },
-      counters: (name) => this.#countersFor(name),
-      rotation: (name) => {
-        let r = this.#rotations.get(name);
-        if (r === undefined) this.#rotations.set(name, (r = { next: 0 }));
-        return r;
-      },
+      shared: (name) => this.#sharedFor(name),
     });
     this.#ref.current = snapshot;
     for (const t of this.#targets.values()) t.inService = seen.has(t.id);
+    // A pause that ended (or a service that went away): its held requests go on, in order, through the new snapshot.
+    for (const [name, shared] of this.#shared) {
+      if (shared.queue.size === 0) continue;
+      const route = snapshot.services.get(name);
+      if (route === undefined || route.pause === null) releaseHeld(this.#logger, shared.queue, shared.routing);
+    }
+  }
+
+  #newShared(name: string): ServiceShared {
+    return {
+      counters: zeroCounters(),
+      routing: zeroRouting(),
+      rotation: { next: 0 },
+      canaryRotation: { next: 0 },
+      queue: new PauseQueue(),
+      noRelease: this.#statsFor(name, NO_RELEASE),
+    };
+  }
+
+  #sharedFor(service: string): ServiceShared {
+    let s = this.#shared.get(service);
+    if (s === undefined) {
+      s = this.#newShared(service);
+      // Counters handed out before (none today) stay the service's counters.
+      const known = this.#counters.get(service);
+      if (known !== undefined) s = { ...s, counters: known };
+      this.#counters.set(service, s.counters);
+      this.#shared.set(service, s);
+    }
+    return s;
+  }
+
+  #statsFor(service: string, release: string): ReleaseStats {
+    let byRelease = this.#releaseStats.get(service);
+    if (byRelease === undefined) this.#releaseStats.set(service, (byRelease = new Map()));
+    let s = byRelease.get(release);
+    if (s === undefined) byRelease.set(release, (s = new ReleaseStats(service, release)));
+    return s;
   }
 
   #targetFor(t: UpstreamTarget, service: string, upstream: UpstreamConfig): TargetState {
@@ -195,15 +244,9 @@ export class Proxy {
       this.#logger.warn('proxy: target id now names another instance', { target: t.id, port: t.port, previousPort: known.port });
       known.close().catch(() => undefined);
     }
-    const state = new TargetState(t, service, upstream);
+    const state = new TargetState(t, service, upstream, this.#statsFor(service, t.release));
     this.#targets.set(t.id, state);
     return state;
-  }
-
-  #countersFor(service: string): ServiceCounters {
-    let c = this.#counters.get(service);
-    if (c === undefined) this.#counters.set(service, (c = zeroCounters()));
-    return c;
   }
 
   /**
@@ -249,6 +292,75 @@ export class Proxy {
     return c === undefined ? zeroCounters() : { ...c };
   }
 
+  /** How the canary split, maintenance and pause routed a service's traffic; zeros for an unknown service. */
+  routingCounters(service: string): RoutingCounters {
+    const s = this.#shared.get(service);
+    if (s === undefined) return zeroRouting();
+    return { ...s.routing, heldNow: s.queue.size };
+  }
+
+  /**
+   * Cumulative metrics per release (copies), of one service or all, sorted by
+   * service then release. Requests that reached no release are under release "-".
+   */
+  releaseMetrics(service?: string): ReleaseMetrics[] {
+    const out: ReleaseMetrics[] = [];
+    const services = service === undefined ? [...this.#releaseStats.keys()].sort() : [service];
+    for (const name of services) {
+      const byRelease = this.#releaseStats.get(name);
+      if (byRelease === undefined) continue;
+      for (const r of [...byRelease.keys()].sort()) out.push(byRelease.get(r)!.snapshot());
+    }
+    return out;
+  }
+
+  /** The Prometheus text exposition of releaseMetrics() and the held-request gauges. */
+  prometheusText(): string {
+    const held = [...this.#shared.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([service, s]) => ({ service, held: s.queue.size }));
+    return renderPrometheus(this.releaseMetrics(), held);
+  }
+
+  /**
+   * A separate HTTP listener serving GET /metrics (Prometheus text format; 404
+   * elsewhere). Returns the bound address; closed by close().
+   */
+  async listenMetrics(host: string, port: number): Promise<{ host: string; port: number }> {
+    const server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
+        const body = Buffer.from(this.prometheusText());
+        res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8', 'content-length': body.length, 'cache-control': 'no-store' });
+        res.end(req.method === 'HEAD' ? undefined : body);
+      } else {
+        res.writeHead(404, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end('not found\n');
+      }
+    });
+    server.keepAliveTimeout = 5000;
+    try {
+      await listenOn(server, host, port);
+    } catch (err) {
+      throw new BatonError('LISTEN_FAILED', `cannot listen for metrics on ${host}:${port}: ${errorMessage(err)}`);
+    }
+    if (this.#closing) {
+      server.close();
+      throw new BatonError('LISTEN_FAILED', 'the proxy is closing');
+    }
+    this.#metricsServers.push(server);
+    const addr = server.address() as AddressInfo;
+    this.#logger.info('metrics listening', { host: addr.address, port: addr.port });
+    return { host: addr.address, port: addr.port };
+  }
+
+  /** What GET /_baton/health answers: true → 200 "ok", false → 503 "draining" (take this host out of a load balancer). */
+  setHostHealth(healthy: boolean): void {
+    this.#ctx.hostHealthy = healthy;
+  }
+
+  get hostHealthy(): boolean {
+    return this.#ctx.hostHealthy;
+  }
+
   /** Every target known (in service or draining). */
   targets(): TargetStats[] {
     return [...this.#targets.values()].map((t) => t.stats());
@@ -262,6 +374,13 @@ export class Proxy {
 
   async #close(): Promise<void> {
     this.#closing = true;
+    this.#ctx.closing = true;
+    for (const shared of this.#shared.values()) refuseHeld(shared);
+    const metricsClosed = this.#metricsServers.splice(0).map((s) => {
+      const p = new Promise<void>((resolve) => s.close(() => resolve()));
+      s.closeAllConnections();
+      return p;
+    });
     const servers = this.#servers.splice(0);
     const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
     for (const s of servers) s.closeIdleConnections();
@@ -271,7 +390,7 @@ export class Proxy {
     await Promise.race([Promise.all([tunnelsClosed, ...targets.map((t) => t.whenIdle())]), bound.promise]);
     bound.cancel();
     for (const s of servers) s.closeAllConnections();
-    await Promise.all(closed);
+    await Promise.all([...closed, ...metricsClosed]);
     await Promise.all(targets.map((t) => t.destroy()));
     this.#targets.clear();
   }

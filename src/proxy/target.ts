@@ -4,6 +4,7 @@ import { Pool } from 'undici';
 import type { UpstreamConfig } from '../config/types.ts';
 import type { TargetStats, UpstreamTarget } from './types.ts';
 import type { Candidate } from './balancer.ts';
+import type { ReleaseStats } from './metrics.ts';
 
 /** What a target needs from an open WebSocket tunnel to it. */
 export interface TunnelHandle {
@@ -35,6 +36,8 @@ export class TargetState implements Candidate {
   readonly host: string;
   readonly port: number;
   pool: Pool;
+  /** Metrics of this target's service+release (shared with the other targets of the release). */
+  readonly metrics: ReleaseStats;
   /** Present in the current routing snapshot. */
   inService = false;
   inflight = 0;
@@ -43,8 +46,9 @@ export class TargetState implements Candidate {
   #upstream: UpstreamConfig;
   #idleWaiters: (() => void)[] = [];
 
-  constructor(target: UpstreamTarget, service: string, upstream: UpstreamConfig) {
+  constructor(target: UpstreamTarget, service: string, upstream: UpstreamConfig, stats: ReleaseStats) {
     this.id = target.id;
+    this.metrics = stats;
     this.service = service;
     this.release = target.release;
     this.host = target.host;
@@ -81,6 +85,7 @@ export class TargetState implements Candidate {
   /** An HTTP attempt on this target ended. */
   requestDone(): void {
     this.inflight--;
+    this.metrics.inflight--;
     if (this.inflight === 0 && this.#idleWaiters.length > 0 && this.tunnels.size === 0) this.#wake();
   }
 

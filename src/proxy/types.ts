@@ -114,10 +114,45 @@ export interface ReleaseMetrics {
   /** Requests baton could not get answered by an instance of this release (connect refused/timeout, reset before a response). */
   connectionErrors: number;
   retries: number;
+  /** HTTP requests being proxied to this release now (gauge). */
   inflight: number;
+  /** WebSocket tunnels open to this release now (gauge). */
   websockets: number;
+  /** WebSocket upgrades this release accepted (101), total. */
+  websocketsTotal: number;
   /** Latency to the response head, histogram: counts[i] = requests with latency <= LATENCY_BUCKETS_MS[i]; the last entry (+Inf) = all. */
   latency: { bucketsMs: readonly number[]; counts: number[]; sumMs: number };
+}
+
+/** How a service's traffic was routed by the canary split, maintenance and pause, since the proxy started. Monotonic except heldNow. */
+export interface RoutingCounters {
+  /** Requests (and upgrades) the split sent to the stable pool, while a canary was active. */
+  stable: number;
+  /** Requests (and upgrades) the split sent to the canary pool, overrides included. */
+  canary: number;
+  /** Of `canary`: sent there by an override rule (header, beta cookie, network). */
+  overrides: number;
+  /** The chosen pool had no target: the other pool took the request. */
+  fallbacks: number;
+  /** Bucket cookies handed out (Set-Cookie on a response). */
+  cookiesSet: number;
+  /** Requests and upgrades answered with the maintenance page. */
+  maintenance: number;
+  /** Requests and upgrades held by a pause, total. */
+  held: number;
+  /** Held, then forwarded when the pause ended. */
+  released: number;
+  /** Held maxWaitMs, then answered 503. */
+  expired: number;
+  /** Refused at once with 503: the queue was full. */
+  overflowed: number;
+  /** The client left while held. */
+  abandoned: number;
+  /** Held right now (gauge). */
+  heldNow: number;
+  /** Beta links accepted (cookie set) and refused (invalid, expired or used). */
+  betaLinksAccepted: number;
+  betaLinksRefused: number;
 }
 
 export interface DrainResult {

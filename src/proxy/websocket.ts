@@ -2,11 +2,11 @@
 
 import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
-import type { Duplex } from 'node:stream';
 import type { Logger } from '../core/log.ts';
 import { pick } from './balancer.ts';
 import { forwardRequestHeaders } from './headers.ts';
-import { rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
+import { errorStatus, rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
+import { chooseWithCanary, pickTarget } from './split.ts';
 import { FrameTracker, clientCloseFrame, serverCloseFrame } from './ws-frames.ts';
 import type { SnapshotRef } from './forwarder.ts';
 import type { ServiceRoute } from './snapshot.ts';
@@ -28,22 +28,29 @@ export function isWebSocketUpgrade(req: IncomingMessage): boolean {
   return req.method === 'GET' && upgrade !== undefined && /(^|,)\s*websocket\s*(,|$)/i.test(upgrade);
 }
 
-/** Handle the server's 'upgrade' event. */
-export function handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, ref: SnapshotRef, logger: Logger): void {
-  const client = socket as net.Socket;
-  client.on('error', noop); // a reset client surfaces as 'close'
-  const route = ref.current.route(req.headers.host);
-  if (route === null) {
-    client.end(rawErrorResponse('no_route'));
-    return;
+/**
+ * Open a tunnel for an upgrade routed to `route` (the canary split decides the
+ * pool when a canary is active; no bucket cookie is set on a 101).
+ * `start`: performance.now() at the upgrade's arrival.
+ */
+export function openTunnel(req: IncomingMessage, client: net.Socket, head: Buffer, route: ServiceRoute, ref: SnapshotRef, logger: Logger, start: number): void {
+  const c = route.canary;
+  let target: TargetState | undefined;
+  let canary = false;
+  if (c === null) {
+    target = pick(route.policy, route.targets, route.rotation, null);
+  } else {
+    const choice = chooseWithCanary(route, c, req);
+    target = choice.target;
+    canary = choice.canary;
   }
-  const target = pick(route.policy, route.targets, route.rotation, null);
   if (target === undefined) {
+    route.shared.noRelease.respond(503, performance.now() - start);
     client.end(rawErrorResponse('no_instance'));
     return;
   }
   const requestHead = buildRequestHead(req);
-  new TunnelOpener(client, Buffer.concat([requestHead, head]), route, ref, logger).connect(target);
+  new TunnelOpener(client, Buffer.concat([requestHead, head]), route, ref, logger, start, canary).connect(target);
 }
 
 function buildRequestHead(req: IncomingMessage): Buffer {
@@ -61,22 +68,30 @@ class TunnelOpener {
   readonly #ref: SnapshotRef;
   readonly #logger: Logger;
   readonly #tried: TargetState[] = [];
+  readonly #start: number;
+  readonly #canary: boolean;
   #clientClosed = false;
   #pending: net.Socket | null = null;
 
-  constructor(client: net.Socket, firstBytes: Buffer, route: ServiceRoute, ref: SnapshotRef, logger: Logger) {
+  constructor(client: net.Socket, firstBytes: Buffer, route: ServiceRoute, ref: SnapshotRef, logger: Logger, start: number, canary: boolean) {
     this.#client = client;
     this.#firstBytes = firstBytes;
     this.#route = route;
     this.#ref = ref;
     this.#logger = logger;
+    this.#start = start;
+    this.#canary = canary;
     client.pause();
     client.once('close', this.#onClientClose);
   }
 
   #onClientClose = (): void => {
     this.#clientClosed = true;
-    this.#pending?.destroy();
+    const pending = this.#pending;
+    if (pending !== null) {
+      this.#pending = null;
+      pending.destroy();
+    }
   };
 
   connect(target: TargetState): void {
@@ -90,13 +105,16 @@ class TunnelOpener {
       this.#pending = null;
       if (this.#clientClosed) return;
       this.#logger.debug('websocket: cannot connect to target', { target: target.id, error: err.message });
+      target.metrics.connectionErrors++;
       this.#tried.push(target);
       const route = this.#ref.current.services.get(this.#route.name);
-      const next = route === undefined ? undefined : pick(route.policy, route.targets, route.rotation, this.#tried);
+      const next = route === undefined ? undefined : pickTarget(route, this.#canary, this.#tried);
       if (next !== undefined) {
         this.#route.counters.retries++;
+        target.metrics.retries++;
         this.connect(next);
       } else {
+        target.metrics.respond(502, performance.now() - this.#start);
         this.#client.end(rawErrorResponse('upstream_unreachable'));
       }
     };
@@ -108,9 +126,10 @@ class TunnelOpener {
       this.#client.off('close', this.#onClientClose);
       if (this.#clientClosed) {
         up.destroy();
+        target.metrics.abandoned();
         return;
       }
-      new Tunnel(this.#client, up, target, this.#route, this.#firstBytes);
+      new Tunnel(this.#client, up, target, this.#route, this.#firstBytes, this.#start);
     });
   }
 }
@@ -132,6 +151,9 @@ export class Tunnel implements TunnelHandle {
   readonly #upstream: net.Socket;
   readonly #target: TargetState;
   readonly #counters: ServiceCounters;
+  readonly #start: number;
+  /** The instance accepted the upgrade (counted in the release's open WebSockets). */
+  #upgraded = false;
   readonly #down: Direction; // instance → client
   readonly #up: Direction; // client → instance
   /** 'head': waiting for the instance's response head; 'ws': upgraded; 'raw': refused, relay bytes as they come. */
@@ -143,11 +165,12 @@ export class Tunnel implements TunnelHandle {
   #resolveClosed!: () => void;
   #graceTimer: NodeJS.Timeout | null = null;
 
-  constructor(client: net.Socket, upstream: net.Socket, target: TargetState, route: ServiceRoute, firstBytes: Buffer) {
+  constructor(client: net.Socket, upstream: net.Socket, target: TargetState, route: ServiceRoute, firstBytes: Buffer, start: number) {
     this.#client = client;
     this.#upstream = upstream;
     this.#target = target;
     this.#counters = route.counters;
+    this.#start = start;
     this.#down = { src: upstream, dst: client, tracker: new FrameTracker(), closeFrame: () => serverCloseFrame(), inject: 0 };
     this.#up = { src: client, dst: upstream, tracker: new FrameTracker(), closeFrame: () => clientCloseFrame(), inject: 0 };
     this.#closed = new Promise((resolve) => (this.#resolveClosed = resolve));
@@ -219,14 +242,22 @@ export class Tunnel implements TunnelHandle {
     if (this.#headTimer !== null) clearTimeout(this.#headTimer);
     this.#headTimer = null;
     const headEnd = idx + 4;
-    if (STATUS_101.test(buf.toString('latin1', 0, Math.min(headEnd, 64)))) {
+    const statusLine = buf.toString('latin1', 0, Math.min(headEnd, 64));
+    const stats = this.#target.metrics;
+    if (STATUS_101.test(statusLine)) {
       this.#mode = 'ws';
       this.#counters.websockets++;
+      this.#upgraded = true;
+      stats.websockets++;
+      stats.websocketsTotal++;
+      stats.respond(101, performance.now() - this.#start);
       this.#write(this.#down, buf.subarray(0, headEnd));
       if (headEnd < buf.length) this.#relay(this.#down, buf.subarray(headEnd));
     } else {
       // The instance refused the upgrade with an ordinary response: pass it on as is.
       this.#mode = 'raw';
+      const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
+      stats.respond(status === null ? 502 : Number(status[1]), performance.now() - this.#start);
       this.#write(this.#down, buf);
     }
   }
@@ -264,6 +295,7 @@ export class Tunnel implements TunnelHandle {
     this.#headTimer = null;
     if (this.#mode !== 'head') return;
     this.#mode = 'raw';
+    this.#target.metrics.respond(errorStatus(code), performance.now() - this.#start);
     this.#upstream.destroy();
     this.#client.end(rawErrorResponse(code));
   }
@@ -279,6 +311,8 @@ export class Tunnel implements TunnelHandle {
     if (--this.#openSockets > 0) return;
     if (this.#headTimer !== null) clearTimeout(this.#headTimer);
     if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
+    if (this.#upgraded) this.#target.metrics.websockets--;
+    else if (this.#mode === 'head') this.#target.metrics.abandoned();
     this.#target.tunnelClosed(this);
     this.#resolveClosed();
   }

@@ -1,0 +1,280 @@
+// What happens to a request (or WebSocket upgrade) before it is forwarded: baton's own endpoints
+// (/_baton/health, /_baton/beta), routing by Host, maintenance, pause (hold, release, expiry).
+
+import type { IncomingMessage } from 'node:http';
+import type net from 'node:net';
+import type { Logger } from '../core/log.ts';
+import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
+import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
+import { openTunnel } from './websocket.ts';
+import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
+import type { HeldRequest, PauseQueue } from './gate.ts';
+import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
+import type { PauseSpec, RoutingCounters } from './types.ts';
+
+/** Proxy-wide state the dispatch reads. */
+export interface DispatchContext {
+  readonly logger: Logger;
+  /** What /_baton/health answers: 200 ok, or 503 draining. */
+  hostHealthy: boolean;
+  /** The proxy is closing: responses carry Connection: close. */
+  closing: boolean;
+  /** Beta link token ids already used → their expiry (ms since the epoch). */
+  readonly usedTokens: Map<string, number>;
+}
+
+export const HEALTH_PATH = '/_baton/health';
+export const BETA_PATH = '/_baton/beta';
+/** Bytes a held upgrade's client may send before the pause ends. */
+const HELD_UPGRADE_MAX_BYTES = 64 * 1024;
+const EMPTY = Buffer.alloc(0);
+
+function noop(): void {}
+
+// ---- HTTP requests ----
+
+/** The server's 'request' handler. */
+export function onRequest(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, res: BatonResponse): void {
+  const start = performance.now();
+  if (ctx.closing) res.shouldKeepAlive = false;
+  const url = req.url;
+  // One character test keeps baton's endpoints off the cost of ordinary requests.
+  if (url !== undefined && url.length >= 12 && url.charCodeAt(1) === 95 && url.startsWith('/_baton/') && batonEndpoint(ctx, ref, req, res, url)) return;
+  routeRequest(ref, req, res, start);
+}
+
+/** Route by Host through the current snapshot; maintenance and pause first when on. */
+export function routeRequest(ref: SnapshotRef, req: IncomingMessage, res: BatonResponse, start: number): void {
+  const route = ref.current.route(req.headers.host);
+  if (route === null) {
+    sendErrorPage(res, 'no_route', req.headers.accept, false);
+    return;
+  }
+  if (route.gated && gateRequest(route, req, res, ref, start)) return;
+  forward(req, res, route, ref, start);
+}
+
+/** A request of the service answered 503 by baton before reaching any release. */
+function refused(shared: ServiceShared, start: number): void {
+  const c = shared.counters;
+  c.requests++;
+  c.failed++;
+  shared.noRelease.respond(503, performance.now() - start);
+}
+
+/** Maintenance page or hold; true when the request was taken care of. */
+function gateRequest(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): boolean {
+  const m = route.maintenance;
+  if (m !== null && (m.allow === null || !m.allow.matches(req.socket.remoteAddress))) {
+    route.shared.routing.maintenance++;
+    refused(route.shared, start);
+    sendMaintenancePage(res, m.html, m.retryAfter);
+    return true;
+  }
+  const p = route.pause;
+  if (p === null) return false;
+  const { queue, routing } = route.shared;
+  if (queue.size >= p.maxQueued) {
+    routing.overflowed++;
+    refused(route.shared, start);
+    sendErrorPage(res, 'paused', req.headers.accept, false);
+    return true;
+  }
+  const item: HeldRequest = { req, res, socket: null, head: EMPTY, start, ref, timer: null, onGone: noop, onData: null };
+  item.onGone = () => {
+    if (!queue.delete(item)) return;
+    clearTimeout(item.timer!);
+    routing.abandoned++;
+    route.counters.requests++;
+    route.shared.noRelease.abandoned();
+  };
+  item.timer = setTimeout(() => {
+    if (!queue.delete(item)) return;
+    res.off('close', item.onGone);
+    routing.expired++;
+    refused(route.shared, start);
+    sendErrorPage(res, 'paused', req.headers.accept, false);
+  }, p.maxWaitMs);
+  res.once('close', item.onGone);
+  hold(queue, routing, item);
+  return true;
+}
+
+function hold(queue: PauseQueue, routing: RoutingCounters, item: HeldRequest): void {
+  queue.add(item);
+  routing.held++;
+}
+
+// ---- baton's endpoints ----
+
+/** /_baton/health and /_baton/beta; false for any other path (it goes to the app). */
+function batonEndpoint(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, res: BatonResponse, url: string): boolean {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (path === HEALTH_PATH) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendText(res, 405, 'method not allowed', { allow: 'GET, HEAD' });
+    } else if (ctx.hostHealthy) {
+      sendText(res, 200, 'ok');
+    } else {
+      sendText(res, 503, 'draining');
+    }
+    return true;
+  }
+  if (path === BETA_PATH) {
+    const route = ref.current.route(req.headers.host);
+    const c = route?.canary ?? null;
+    // Only a service running a canary with beta testers owns this path; elsewhere it is the app's.
+    if (route === null || c === null || c.betaCookie === null) return false;
+    betaLink(ctx, route, c, req, res, q < 0 ? '' : url.slice(q + 1));
+    return true;
+  }
+  return false;
+}
+
+/** Forget used tokens once they have expired (they are refused as expired from then on). */
+function sweepUsed(used: Map<string, number>, now: number): void {
+  for (const [id, exp] of used) if (exp <= now) used.delete(id);
+}
+
+function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req: IncomingMessage, res: BatonResponse, query: string): void {
+  const routing = route.shared.routing;
+  if (req.method !== 'GET') {
+    // A HEAD (link preview) must not use up the link.
+    sendText(res, 405, 'method not allowed', { allow: 'GET' });
+    return;
+  }
+  const now = Date.now();
+  const token = new URLSearchParams(query).get('token');
+  const t = token === null ? null : c.signer.tokenOf(token);
+  const used = ctx.usedTokens;
+  if (t === null || t.expiresAt <= now || used.has(t.id)) {
+    routing.betaLinksRefused++;
+    sendErrorPage(res, 'beta_link_invalid', req.headers.accept, false);
+    return;
+  }
+  if (used.size >= 1024 && (used.size & 1023) === 0) sweepUsed(used, now);
+  used.set(t.id, t.expiresAt);
+  routing.betaLinksAccepted++;
+  const cookie = setCookieHeader(c.betaCookie!, c.signer.betaCookie(t.id, now + COOKIE_MAX_AGE_S * 1000));
+  res.writeHead(302, { 'location': '/', 'set-cookie': cookie, 'cache-control': 'no-store', 'content-length': 0 });
+  res.end();
+}
+
+// ---- WebSocket upgrades ----
+
+/** The server's 'upgrade' handler. */
+export function onUpgrade(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
+  const start = performance.now();
+  socket.on('error', noop); // a reset client surfaces as 'close'
+  routeUpgrade(ctx.logger, ref, req, socket, head, start);
+}
+
+export function routeUpgrade(logger: Logger, ref: SnapshotRef, req: IncomingMessage, client: net.Socket, head: Buffer, start: number): void {
+  const route = ref.current.route(req.headers.host);
+  if (route === null) {
+    client.end(rawErrorResponse('no_route'));
+    return;
+  }
+  if (route.gated) {
+    const m = route.maintenance;
+    if (m !== null && (m.allow === null || !m.allow.matches(client.remoteAddress))) {
+      route.shared.routing.maintenance++;
+      route.shared.noRelease.respond(503, performance.now() - start);
+      client.end(rawMaintenanceResponse(m.html, m.retryAfter));
+      return;
+    }
+    if (route.pause !== null) {
+      holdUpgrade(route, route.pause, req, client, head, ref, start);
+      return;
+    }
+  }
+  openTunnel(req, client, head, route, ref, logger, start);
+}
+
+function holdUpgrade(route: ServiceRoute, p: PauseSpec, req: IncomingMessage, client: net.Socket, head: Buffer, ref: SnapshotRef, start: number): void {
+  const { queue, routing, noRelease } = route.shared;
+  if (queue.size >= p.maxQueued) {
+    routing.overflowed++;
+    noRelease.respond(503, performance.now() - start);
+    client.end(rawErrorResponse('paused'));
+    return;
+  }
+  const item: HeldRequest = { req, res: null, socket: client, head, start, ref, timer: null, onGone: noop, onData: null };
+  const detach = (): void => {
+    client.off('data', item.onData!);
+    client.off('end', item.onGone);
+    client.off('close', item.onGone);
+  };
+  item.onGone = () => {
+    if (!queue.delete(item)) return;
+    clearTimeout(item.timer!);
+    detach();
+    client.destroy();
+    routing.abandoned++;
+    noRelease.abandoned();
+  };
+  item.onData = (chunk: Buffer) => {
+    item.head = Buffer.concat([item.head, chunk]);
+    if (item.head.length > HELD_UPGRADE_MAX_BYTES) item.onGone();
+  };
+  item.timer = setTimeout(() => {
+    if (!queue.delete(item)) return;
+    detach();
+    routing.expired++;
+    noRelease.respond(503, performance.now() - start);
+    client.end(rawErrorResponse('paused'));
+  }, p.maxWaitMs);
+  // Reading keeps a client's departure visible (end/close) while it waits.
+  client.on('data', item.onData);
+  client.once('end', item.onGone);
+  client.once('close', item.onGone);
+  hold(queue, routing, item);
+}
+
+// ---- the end of a pause ----
+
+/** Forward every held request, oldest first, through the current snapshot. */
+export function releaseHeld(logger: Logger, queue: PauseQueue, routing: RoutingCounters): void {
+  for (const item of queue.takeAll()) {
+    clearTimeout(item.timer!);
+    routing.released++;
+    try {
+      if (item.res !== null) {
+        item.res.off('close', item.onGone);
+        routeRequest(item.ref, item.req, item.res, item.start);
+      } else {
+        const client = item.socket!;
+        client.off('data', item.onData!);
+        client.off('end', item.onGone);
+        client.off('close', item.onGone);
+        client.pause();
+        routeUpgrade(logger, item.ref, item.req, client, item.head, item.start);
+      }
+    } catch (err) {
+      logger.error('proxy: a released request failed', { error: err instanceof Error ? err.message : String(err) });
+      item.res?.destroy();
+      item.socket?.destroy();
+    }
+  }
+}
+
+/** Answer every held request 503 now (the proxy is closing). */
+export function refuseHeld(shared: ServiceShared): void {
+  for (const item of shared.queue.takeAll()) {
+    clearTimeout(item.timer!);
+    shared.routing.expired++;
+    if (item.res !== null) {
+      item.res.off('close', item.onGone);
+      refused(shared, item.start);
+      sendErrorPage(item.res, 'paused', item.req.headers.accept, false);
+    } else {
+      const client = item.socket!;
+      client.off('data', item.onData!);
+      client.off('end', item.onGone);
+      client.off('close', item.onGone);
+      shared.noRelease.respond(503, performance.now() - item.start);
+      client.end(rawErrorResponse('paused'));
+    }
+  }
+}
