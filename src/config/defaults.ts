@@ -43,6 +43,23 @@ export const DEFAULT_HOOK_TIMEOUT_MS = {
   after_switch: 2 * 60_000,
 } as const;
 
+export const STRATEGIES = ['blue_green', 'canary'] as const;
+export const DEFAULT_STRATEGY = 'blue_green';
+/** 10% with analysis, 50% with analysis, then all. */
+export const DEFAULT_CANARY_STEPS = [{ weight: 10 }, { analysisMs: null }, { weight: 50 }, { analysisMs: null }, { weight: 100 }] as const;
+export const DEFAULT_ANALYSIS_WINDOW_MS = 60_000;
+export const DEFAULT_ANALYSIS_MIN_REQUESTS = 100;
+export const DEFAULT_MAX_ERROR_RATE = 0.01;
+export const DEFAULT_MAX_CONNECTION_ERROR_RATE = 0.01;
+export const DEFAULT_MAX_P99_RATIO = 1.5;
+export const DEFAULT_P99_FLOOR_MS = 50;
+export const DEFAULT_CHECK_TIMEOUT_MS = 60_000;
+export const DEFAULT_STICKY_COOKIE = 'baton_bucket';
+export const DEFAULT_BETA_COOKIE = 'baton_beta';
+export const DEFAULT_MAINTENANCE_RETRY_AFTER_MS = 30_000;
+export const DEFAULT_PAUSE_MAX_QUEUED = 1000;
+export const DEFAULT_PAUSE_MAX_WAIT_MS = 30_000;
+
 export const STOP_SIGNALS: readonly StopSignal[] = [
   'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGWINCH', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGKILL',
 ];

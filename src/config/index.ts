@@ -85,3 +85,5 @@ function socketPathOf(data: unknown, file: string): string | undefined {
 function lowerFirst(s: string): string {
   return s.charAt(0).toLowerCase() + s.slice(1);
 }
+
+export { defaultService } from './normalise.ts';

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
 import type { RawConfig, RawService } from './schema.ts';
-import type { DaemonConfig, HookConfig, ListenerConfig, ServiceConfig } from './types.ts';
+import type { CanaryConfig, CanaryStep, DaemonConfig, HookConfig, ListenerConfig, ServiceConfig } from './types.ts';
 
 export interface ResolvedPaths {
   file: string;
@@ -34,6 +34,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
     ...paths,
     listeners: raw.listen ?? defaultListeners(),
     logLevel: raw.log_level ?? d.DEFAULT_LOG_LEVEL,
+    metricsListener: raw.metrics_listen ?? null,
     proxy: {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,
@@ -54,6 +55,41 @@ function defaultListeners(): ListenerConfig[] {
 export function resolveRepo(repo: string, base: string): string {
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(repo) || /^[^/]+@[^/:]+:/.test(repo)) return repo;
   return resolve(base, repo);
+}
+
+function canary(c: RawService['canary']): CanaryConfig {
+  const a = c?.analysis ?? null;
+  const windowMs = a?.window ?? d.DEFAULT_ANALYSIS_WINDOW_MS;
+  const steps: CanaryStep[] = (c?.steps ?? d.DEFAULT_CANARY_STEPS).map((st): CanaryStep => {
+    if ('weight' in st) return { kind: 'weight', weight: st.weight };
+    if ('pauseMs' in st) return { kind: 'pause', ms: st.pauseMs };
+    if ('pauseUntilPromoted' in st) return { kind: 'pause_until_promoted' };
+    return { kind: 'analysis', windowMs: st.analysisMs ?? windowMs };
+  });
+  const key = c?.sticky?.key ?? 'random';
+  const header = c?.beta?.header;
+  const colon = header?.indexOf(':') ?? -1;
+  return {
+    steps,
+    analysis: {
+      windowMs,
+      minRequests: a?.min_requests ?? d.DEFAULT_ANALYSIS_MIN_REQUESTS,
+      maxErrorRate: a?.max_error_rate ?? d.DEFAULT_MAX_ERROR_RATE,
+      maxConnectionErrorRate: a?.max_connection_error_rate ?? d.DEFAULT_MAX_CONNECTION_ERROR_RATE,
+      maxP99Ratio: a?.max_p99_ratio ?? d.DEFAULT_MAX_P99_RATIO,
+      p99FloorMs: a?.p99_floor ?? d.DEFAULT_P99_FLOOR_MS,
+      check: a?.check ? { command: a.check.command, timeoutMs: a.check.timeout ?? d.DEFAULT_CHECK_TIMEOUT_MS } : null,
+    },
+    sticky: {
+      cookie: c?.sticky?.cookie ?? d.DEFAULT_STICKY_COOKIE,
+      key: key === 'random' || key === 'client_address' ? { kind: key } : { kind: 'header', header: key.slice('header:'.length).toLowerCase() },
+    },
+    beta: {
+      cookie: c?.beta?.cookie ?? d.DEFAULT_BETA_COOKIE,
+      header: header && colon > 0 ? { name: header.slice(0, colon).trim().toLowerCase(), value: header.slice(colon + 1).trim() } : null,
+      networks: c?.beta?.networks ?? [],
+    },
+  };
 }
 
 type RawHook = { command: string; timeout?: number } | undefined;
@@ -97,5 +133,21 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
       smoke: hook(s.hooks?.smoke, 'smoke'),
       afterSwitch: hook(s.hooks?.after_switch, 'after_switch'),
     },
+    strategy: s.strategy ?? d.DEFAULT_STRATEGY,
+    canary: canary(s.canary ?? null),
+    maintenance: {
+      pageFile: s.maintenance?.page === undefined ? null : resolve(base, s.maintenance.page),
+      retryAfterSeconds: Math.ceil((s.maintenance?.retry_after ?? d.DEFAULT_MAINTENANCE_RETRY_AFTER_MS) / 1000),
+      allow: s.maintenance?.allow ?? [],
+    },
+    pause: {
+      maxQueued: s.pause?.max_queued ?? d.DEFAULT_PAUSE_MAX_QUEUED,
+      maxWaitMs: s.pause?.max_wait ?? d.DEFAULT_PAUSE_MAX_WAIT_MS,
+    },
   };
+}
+
+/** A service with every default, as a config file naming only its command would give (tests, tools). */
+export function defaultService(name: string, command: string): ServiceConfig {
+  return service(name, { command } as RawService, true, '/');
 }

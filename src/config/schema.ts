@@ -5,7 +5,8 @@
 // (`health:` with every line commented out) reads as null and means "defaults".
 
 import { z } from 'zod';
-import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, STOP_SIGNALS } from './defaults.ts';
+import { isIP } from 'node:net';
+import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, STOP_SIGNALS, STRATEGIES } from './defaults.ts';
 import { describeValue } from './describe.ts';
 import { MAX_DURATION_MS, parseDuration } from './duration.ts';
 import { isHostName } from './hostname.ts';
@@ -202,6 +203,105 @@ const sharedPath = leaf('a path relative to the release directory, such as ".env
   return p;
 });
 
+/** A client network in CIDR form (or a single address). */
+const network = leaf('a network like "10.0.0.0/8", "2001:db8::/32" or an address', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const [addr, bits, ...rest] = v.trim().split('/');
+  if (rest.length || !addr) return undefined;
+  const family = isIP(addr);
+  if (family === 0) return undefined;
+  if (bits === undefined) return `${addr}/${family === 4 ? 32 : 128}`;
+  const n = Number(bits);
+  if (!/^\d+$/.test(bits) || n > (family === 4 ? 32 : 128)) return new Invalid(`expected a prefix length of 0-${family === 4 ? 32 : 128}, got ${describeValue(v)}`);
+  return `${addr}/${n}`;
+});
+
+const CANARY_STEP_EXPECTED = 'a step: "weight: 10", "pause: 30s", "pause: promote" or "analysis: 1m"';
+
+/** One canary step: { weight: N } | { pause: duration | "promote" } | { analysis: duration | true }. */
+const canaryStep = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): CanaryStepRaw => {
+    const bad = (message: string, path: PropertyKey[] = []): never => {
+      ctx.issues.push({ code: 'custom', message, input: value, path });
+      return z.NEVER as never;
+    };
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) return bad(`expected ${CANARY_STEP_EXPECTED}, got ${describeValue(value)}`);
+    const keys = Object.keys(value);
+    if (keys.length !== 1) return bad(`expected ${CANARY_STEP_EXPECTED} (one key per step), got ${keys.length ? keys.join(', ') : 'nothing'}`);
+    const key = keys[0]!;
+    const v = (value as Record<string, unknown>)[key];
+    if (key === 'weight') {
+      if (typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 100) return { weight: v };
+      return bad(`expected a percentage from 0 to 100, got ${describeValue(v)}`, ['weight']);
+    }
+    if (key === 'pause') {
+      if (v === 'promote' || v === 'until_promoted') return { pauseUntilPromoted: true };
+      const ms = parseDuration(v);
+      if (ms !== undefined && ms > 0 && ms <= MAX_DURATION_MS) return { pauseMs: ms };
+      return bad(`expected a duration like "30s", or "promote" to wait for \`baton promote\`, got ${describeValue(v)}`, ['pause']);
+    }
+    if (key === 'analysis') {
+      if (v === true || v === null) return { analysisMs: null };
+      const ms = parseDuration(v);
+      if (ms !== undefined && ms > 0 && ms <= MAX_DURATION_MS) return { analysisMs: ms };
+      return bad(`expected the analysis window as a duration like "1m", or true for the configured window, got ${describeValue(v)}`, ['analysis']);
+    }
+    return bad(`unknown step "${key}", expected ${CANARY_STEP_EXPECTED}`, [key]);
+  });
+
+export type CanaryStepRaw = { weight: number } | { pauseMs: number } | { pauseUntilPromoted: true } | { analysisMs: number | null };
+
+const ratio = leaf('a fraction from 0 to 1, like 0.01 for 1%', (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? v : undefined));
+const positiveNumber = leaf('a number greater than 0', (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? v : undefined));
+
+export const analysisSchema = mapping('a mapping of analysis settings', {
+  window: duration({ positive: true }).optional(),
+  min_requests: integer(1, 10_000_000).optional(),
+  max_error_rate: ratio.optional(),
+  max_connection_error_rate: ratio.optional(),
+  max_p99_ratio: positiveNumber.optional(),
+  p99_floor: duration({ positive: false }).optional(),
+  check: hook.optional(),
+});
+
+const STICKY_KEY_EXPECTED = '"random", "client_address" or "header:NAME"';
+const stickyKey = leaf(STICKY_KEY_EXPECTED, (v) => {
+  if (v === 'random' || v === 'client_address') return v;
+  if (typeof v === 'string' && /^header:[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(v)) return v;
+  return undefined;
+});
+const cookieName = text('a cookie name (letters, digits, "_" and "-")', (s) => /^[A-Za-z0-9_-]{1,64}$/.test(s));
+
+export const stickySchema = mapping('a mapping of sticky-session settings', {
+  cookie: cookieName.optional(),
+  key: stickyKey.optional(),
+});
+
+export const betaSchema = mapping('a mapping of beta-tester rules', {
+  cookie: cookieName.optional(),
+  header: text('a header and value like "X-Baton-Release: canary"', (s) => /^[A-Za-z0-9!#$%&'*+.^_`|~-]+:\s*\S.*$/.test(s)).optional(),
+  networks: list('networks', network).optional(),
+});
+
+export const canarySchema = mapping('a mapping of canary settings', {
+  steps: z.array(canaryStep, { error: (iss) => `expected a list of steps, got ${describeValue(iss.input)}` }).optional(),
+  analysis: analysisSchema.nullish(),
+  sticky: stickySchema.nullish(),
+  beta: betaSchema.nullish(),
+});
+
+export const maintenanceSchema = mapping('a mapping of maintenance-mode settings', {
+  page: text('the path of an HTML file').optional(),
+  retry_after: duration({ positive: false }).optional(),
+  allow: list('networks', network).optional(),
+});
+
+export const pauseSchema = mapping('a mapping of pause settings', {
+  max_queued: integer(1, 100_000).optional(),
+  max_wait: duration({ positive: true }).optional(),
+});
+
 export const serviceSchema = mapping('a mapping of service settings', {
   hosts: list('host names', host).optional(),
   default: bool.optional(),
@@ -219,6 +319,10 @@ export const serviceSchema = mapping('a mapping of service settings', {
   git: gitSchema.nullish(),
   shared: list('paths relative to the release directory', sharedPath).optional(),
   hooks: hooksSchema.nullish(),
+  strategy: oneOf(STRATEGIES).optional(),
+  canary: canarySchema.nullish(),
+  maintenance: maintenanceSchema.nullish(),
+  pause: pauseSchema.nullish(),
 });
 
 export const proxySchema = mapping('a mapping of proxy settings', {
@@ -235,6 +339,11 @@ export const configSchema = mapping('a mapping of settings', {
   state_dir: text('a directory path').optional(),
   control_socket: text('a file path').optional(),
   log_level: oneOf(LOG_LEVELS).optional(),
+  metrics_listen: leaf(LISTEN_EXPECTED.replace(', or a list of them', ''), (v) => {
+    if (typeof v !== 'string') return undefined;
+    const parsed = parseListenAddress(v);
+    return typeof parsed === 'string' ? new Invalid(`${parsed}, got ${describeValue(v)}`) : parsed;
+  }).optional(),
   proxy: proxySchema.nullish(),
   services: z
     .custom<unknown>((v) => v !== undefined, { error: 'missing, expected a mapping of service names to their settings' })
@@ -255,5 +364,11 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'services' && path.length === 3 && third === 'git') return Object.keys(gitSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'hooks') return Object.keys(hooksSchema.shape);
   if (first === 'services' && path.length === 4 && third === 'hooks') return Object.keys(hookMapping.shape);
+  if (first === 'services' && path.length === 3 && third === 'canary') return Object.keys(canarySchema.shape);
+  if (first === 'services' && path.length === 4 && third === 'canary' && path[3] === 'analysis') return Object.keys(analysisSchema.shape);
+  if (first === 'services' && path.length === 4 && third === 'canary' && path[3] === 'sticky') return Object.keys(stickySchema.shape);
+  if (first === 'services' && path.length === 4 && third === 'canary' && path[3] === 'beta') return Object.keys(betaSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'maintenance') return Object.keys(maintenanceSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'pause') return Object.keys(pauseSchema.shape);
   return [];
 }

@@ -45,6 +45,47 @@ export interface HooksConfig {
   afterSwitch: HookConfig | null; // once traffic has moved
 }
 
+export type CanaryStep =
+  | { kind: 'weight'; weight: number } // send this percent of visitors to the canary
+  | { kind: 'pause'; ms: number }
+  | { kind: 'pause_until_promoted' } // wait for `baton promote`
+  | { kind: 'analysis'; windowMs: number }; // compare canary and stable over a window
+
+export interface AnalysisConfig {
+  windowMs: number;
+  /** Requests the canary must have served in the window before any verdict. */
+  minRequests: number;
+  /** Highest 5xx share of the canary's responses, and how far it may exceed the stable release's. */
+  maxErrorRate: number;
+  maxConnectionErrorRate: number;
+  /** Canary p99 latency may be at most this multiple of the stable p99 (or of p99FloorMs, whichever is larger). */
+  maxP99Ratio: number;
+  p99FloorMs: number;
+  /** A command whose exit code is the verdict (business checks). */
+  check: HookConfig | null;
+}
+
+export type StickyKey = { kind: 'random' } | { kind: 'client_address' } | { kind: 'header'; header: string };
+
+export interface CanaryConfig {
+  steps: CanaryStep[];
+  analysis: AnalysisConfig;
+  sticky: { cookie: string; key: StickyKey };
+  beta: { cookie: string; header: { name: string; value: string } | null; networks: string[] };
+}
+
+export interface MaintenanceConfig {
+  /** Absolute path of the HTML page, or null for baton's own. */
+  pageFile: string | null;
+  retryAfterSeconds: number;
+  allow: string[]; // CIDR
+}
+
+export interface PauseConfig {
+  maxQueued: number;
+  maxWaitMs: number;
+}
+
 export interface ServiceConfig {
   name: string;
   hosts: string[]; // Host header names (lowercase, no port); empty = only reachable as default
@@ -67,6 +108,11 @@ export interface ServiceConfig {
   /** Paths inside each release linked to <stateDir>/shared/<service>/<path> (uploads, .env, a SQLite file). */
   shared: string[];
   hooks: HooksConfig;
+  /** How `baton deploy` moves traffic unless told otherwise. */
+  strategy: 'blue_green' | 'canary';
+  canary: CanaryConfig;
+  maintenance: MaintenanceConfig;
+  pause: PauseConfig;
 }
 
 export interface ProxyConfig {
@@ -83,6 +129,8 @@ export interface DaemonConfig {
   stateDir: string; // absolute
   controlSocket: string; // absolute path of the Unix socket
   logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /** Where Prometheus scrapes /metrics (never the public listeners); null = off. */
+  metricsListener: ListenerConfig | null;
   proxy: ProxyConfig;
   services: ServiceConfig[];
 }

@@ -8,6 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, parseConfig, type DaemonConfig, type ServiceConfig } from '../../src/config/index.ts';
 import { BatonError } from '../../src/core/errors.ts';
+import { defaultService } from '../../src/config/index.ts';
+
+const DEFAULTS = defaultService('web', 'true');
 
 function tempDir(t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'baton-config-'));
@@ -67,6 +70,10 @@ const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> 
   git: null,
   shared: [],
   hooks: { build: null, migrate: null, smoke: null, afterSwitch: null },
+  strategy: 'blue_green',
+  canary: DEFAULTS.canary,
+  maintenance: DEFAULTS.maintenance,
+  pause: DEFAULTS.pause,
 };
 
 test('a full file is normalised', () => {
@@ -76,6 +83,7 @@ test('a full file is normalised', () => {
     stateDir: '/etc/baton/var',
     controlSocket: '/run/baton/ctl.sock',
     logLevel: 'debug',
+    metricsListener: null,
     proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500 },
     services: [
       {
@@ -96,6 +104,10 @@ test('a full file is normalised', () => {
         git: null,
         shared: [],
         hooks: { build: null, migrate: null, smoke: null, afterSwitch: null },
+  strategy: 'blue_green',
+  canary: DEFAULTS.canary,
+  maintenance: DEFAULTS.maintenance,
+  pause: DEFAULTS.pause,
       },
       { ...defaults, name: 'api', hosts: ['api.example.com'], isDefault: false, command: 'node api.js' },
     ],
@@ -111,6 +123,7 @@ test('a minimal single-service file gets every default and is the default servic
     stateDir: '/srv/app/state',
     controlSocket: '/srv/app/state/baton.sock',
     logLevel: 'info',
+    metricsListener: null,
     proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000 },
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
   });
