@@ -104,6 +104,15 @@ export class Store {
     this.#services.setReleases(name, currentRelease, standbyRelease, this.#now());
   }
 
+  /** Maintenance mode on (with the operator's message) or off (null). */
+  setServiceMaintenance(name: string, maintenance: ServiceState['maintenance']): void {
+    this.#services.setMaintenance(name, maintenance, this.#now());
+  }
+
+  setServicePaused(name: string, paused: boolean): void {
+    this.#services.setPaused(name, paused, this.#now());
+  }
+
   // releases
 
   addRelease(r: NewRelease): void {

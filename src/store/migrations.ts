@@ -22,6 +22,9 @@ export const MIGRATIONS: readonly Migration[] = [
         name            TEXT PRIMARY KEY,
         current_release TEXT,
         standby_release TEXT,
+        -- Operator modes that must survive a restart: maintenance page (JSON) and pause.
+        maintenance     TEXT,
+        paused          INTEGER NOT NULL DEFAULT 0,
         updated_at      INTEGER NOT NULL
       );
       -- A release id is unique within its service (a git release is named by its commit).

@@ -24,6 +24,9 @@ export interface ServiceState {
   name: string;
   currentRelease: string | null;
   standbyRelease: string | null;
+  /** Maintenance mode, when on: the operator's message (may be empty). */
+  maintenance: { message: string; since: number } | null;
+  paused: boolean;
   updatedAt: number;
 }
 

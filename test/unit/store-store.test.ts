@@ -63,12 +63,22 @@ test('services: get, upsert, clear', (t) => {
   const store = openStore(t, tempFile(t), clock);
   assert.equal(store.getService('web'), null);
   store.setServiceReleases('web', 'r1', null);
-  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r1', standbyRelease: null, updatedAt: 1000 });
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r1', standbyRelease: null, maintenance: null, paused: false, updatedAt: 1000 });
   clock.t = 2000;
   store.setServiceReleases('web', 'r2', 'r1');
-  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r2', standbyRelease: 'r1', updatedAt: 2000 });
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: 'r2', standbyRelease: 'r1', maintenance: null, paused: false, updatedAt: 2000 });
   store.setServiceReleases('web', null, null);
-  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: null, standbyRelease: null, updatedAt: 2000 });
+  assert.deepEqual(store.getService('web'), { name: 'web', currentRelease: null, standbyRelease: null, maintenance: null, paused: false, updatedAt: 2000 });
+  store.setServiceMaintenance('web', { message: 'back soon', since: 5 });
+  store.setServicePaused('web', true);
+  assert.deepEqual([store.getService('web')?.maintenance, store.getService('web')?.paused], [{ message: 'back soon', since: 5 }, true]);
+  store.setServiceReleases('web', 'r3', null);
+  assert.deepEqual(store.getService('web')?.maintenance, { message: 'back soon', since: 5 }, 'modes survive a release change');
+  store.setServiceMaintenance('web', null);
+  store.setServicePaused('web', false);
+  assert.deepEqual([store.getService('web')?.maintenance, store.getService('web')?.paused], [null, false]);
+  store.setServicePaused('new', true);
+  assert.deepEqual(store.getService('new')?.currentRelease, null, 'a mode on an unknown service creates its row');
 });
 
 test('releases: add, get, list newest first, mark deployed, delete', (t) => {
