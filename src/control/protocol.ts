@@ -10,7 +10,7 @@ export const API_PREFIX = '/v1';
 export interface InstanceStatus {
   id: string;
   release: string;
-  role: 'incoming' | 'current' | 'standby' | 'retiring';
+  role: 'incoming' | 'current' | 'canary' | 'standby' | 'retiring';
   pid: number;
   port: number;
   state: string; // starting | healthy | unhealthy | stopping | exited
@@ -34,6 +34,28 @@ export interface ServiceStatus {
   deploying: number | null; // id of the running deployment
   counters: ServiceCounters;
   instances: InstanceStatus[];
+  /** The canary rollout in progress. */
+  canary: {
+    release: string;
+    weight: number;
+    step: number; // 1-based
+    steps: string[];
+    waiting: 'pause' | 'promote' | 'analysis' | null;
+  } | null;
+  maintenance: { message: string; since: number } | null;
+  paused: boolean;
+  /** Live figures of each release the proxy has routed to, since the daemon started. */
+  releases: ReleaseFigures[];
+}
+
+export interface ReleaseFigures {
+  release: string;
+  requests: number;
+  status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
+  connectionErrors: number;
+  inflight: number;
+  websockets: number;
+  p99Ms: number | null;
 }
 
 export interface StatusResponse {
@@ -92,6 +114,8 @@ export interface DeploySource {
   dir?: string;
   ref?: string;
   push?: PushSource;
+  /** Overrides the service's configured strategy. */
+  strategy?: 'blue_green' | 'canary';
 }
 
 /** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */

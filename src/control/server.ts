@@ -21,6 +21,11 @@ export interface ControlHandlers {
   rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   reload(): Promise<ReloadResult>;
+  promote(service: string, full: boolean): unknown;
+  abort(service: string): unknown;
+  setMaintenance(service: string, on: boolean, message: string): Promise<unknown>;
+  setPaused(service: string, paused: boolean): unknown;
+  beta(service: string, ttlMs: number): unknown;
   stop(stopInstances: boolean): Promise<void>;
 }
 
@@ -28,6 +33,7 @@ const STATUS_OF: Partial<Record<ErrorCode, number>> = {
   SERVICE_UNKNOWN: 404,
   RELEASE_UNKNOWN: 404,
   NO_PREVIOUS_RELEASE: 409,
+  NO_CANARY: 409,
   DEPLOY_IN_PROGRESS: 409,
   RELEASE_INVALID: 422,
   CONFIG_INVALID: 422,
@@ -129,6 +135,24 @@ export class ControlServer {
         return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1', id === null ? undefined : Number(id)));
       }
       if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
+      if (method === 'POST' && verb === 'promote') return json(res, 200, h.promote(service, (await readJson(req))['full'] === true));
+      if (method === 'POST' && verb === 'abort') return json(res, 200, h.abort(service));
+      if (method === 'POST' && verb === 'pause') return json(res, 200, h.setPaused(service, true));
+      if (method === 'POST' && verb === 'resume') return json(res, 200, h.setPaused(service, false));
+      if (method === 'POST' && verb === 'maintenance') {
+        const body = await readJson(req);
+        if (typeof body['on'] !== 'boolean') throw new BatonError('BAD_REQUEST', 'maintenance needs "on": true or false');
+        const message = body['message'] ?? '';
+        if (typeof message !== 'string' || message.length > 2000) throw new BatonError('BAD_REQUEST', '"message" must be a string of at most 2000 characters');
+        return json(res, 200, await h.setMaintenance(service, body['on'], message));
+      }
+      if (method === 'POST' && verb === 'beta') {
+        const ttl = (await readJson(req))['ttlMs'] ?? 24 * 3600_000;
+        if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 1000 || ttl > 30 * 24 * 3600_000) {
+          throw new BatonError('BAD_REQUEST', '"ttlMs" must be between 1 s and 30 days');
+        }
+        return json(res, 200, h.beta(service, ttl));
+      }
       if (method === 'POST' && (verb === 'deploy' || verb === 'rollback' || verb === 'restart')) {
         const body = await readJson(req);
         const actor = typeof body['actor'] === 'string' ? body['actor'] : 'unknown';
@@ -206,6 +230,15 @@ async function stream(res: http.ServerResponse, op: (emit: (e: DeployEvent) => v
 
 /** Exactly one source: a directory, a git ref, or a pushed commit (none = the service's git branch). */
 function deploySource(body: Record<string, unknown>): DeploySource {
+  const strategy = body['strategy'];
+  if (strategy !== undefined && strategy !== 'blue_green' && strategy !== 'canary') {
+    throw new BatonError('BAD_REQUEST', `"strategy" must be "blue_green" or "canary", got ${JSON.stringify(strategy)}`);
+  }
+  const source = sourceOf(body);
+  return strategy === undefined ? source : { ...source, strategy };
+}
+
+function sourceOf(body: Record<string, unknown>): DeploySource {
   const { releaseDir, ref, push } = body;
   const given = [releaseDir, ref, push].filter((x) => x !== undefined).length;
   if (given > 1) throw new BatonError('BAD_REQUEST', 'give one of "releaseDir", "ref" or "push"');

@@ -20,7 +20,9 @@ export type ErrorCode =
   | 'LISTEN_FAILED'
   | 'HOOK_FAILED'
   | 'LOCK_TIMEOUT'
-  | 'GIT_REF_UNKNOWN' | 'GIT_REF_INVALID' | 'GIT_UNREACHABLE' | 'GIT_FAILED';
+  | 'GIT_REF_UNKNOWN' | 'GIT_REF_INVALID' | 'GIT_UNREACHABLE' | 'GIT_FAILED'
+  | 'CANARY_ABORTED'
+  | 'NO_CANARY';
 
 export class BatonError extends Error {
   readonly code: ErrorCode;

@@ -15,6 +15,8 @@ import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type Gi
 import { copyRelease, makeReleaseId, releasesDir } from '../deploy/releases.ts';
 import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
 import { resolveInterrupted } from '../deploy/states.ts';
+import { describeStep } from '../deploy/canary.ts';
+import { p99FromHistogram } from '../deploy/analysis.ts';
 import { Proxy } from '../proxy/index.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
@@ -22,6 +24,9 @@ import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
 import { diffConfig } from './reload.ts';
+import { loadSecret } from './secret.ts';
+import { maintenancePage, routeSpec } from './traffic.ts';
+import { BETA_PATH, makeBetaToken } from '../proxy/index.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -39,6 +44,7 @@ export class Daemon implements RuntimeHost {
   readonly startedAt = Date.now();
   listeners: { host: string; port: number }[] = [];
   #control: ControlServer | null = null;
+  #secret = '';
   readonly #gitCaches = new Map<string, { key: string; cache: GitCache }>();
   #stopping: Promise<void> | null = null;
   #resolveStopped!: () => void;
@@ -66,9 +72,15 @@ export class Daemon implements RuntimeHost {
     const store = Store.open(path.join(config.stateDir, 'baton.db'));
     const d = new Daemon(config, store, logger);
     try {
+      d.#secret = await loadSecret(config.stateDir);
       for (const svc of config.services) d.runtimes.set(svc.name, new ServiceRuntime(svc, d));
+      await d.#restoreModes();
       await d.#recover();
       d.listeners = await d.proxy.listen(config.listeners);
+      if (config.metricsListener) {
+        const m = await d.proxy.listenMetrics(config.metricsListener.host, config.metricsListener.port);
+        logger.info('metrics listening', { host: m.host, port: m.port, path: '/metrics' });
+      }
       d.#control = new ControlServer(d, logger.child({ component: 'control' }));
       await d.#control.listen(config.controlSocket);
     } catch (err) {
@@ -88,16 +100,7 @@ export class Daemon implements RuntimeHost {
   // ---- routing -----------------------------------------------------------
 
   routingChanged(): void {
-    const spec: ProxySpec = {
-      services: [...this.runtimes.values()].map((rt) => ({
-        name: rt.name,
-        hosts: rt.config.hosts,
-        isDefault: rt.config.isDefault,
-        balance: rt.config.balance,
-        upstream: rt.config.upstream,
-        targets: rt.targets(),
-      })),
-    };
+    const spec: ProxySpec = { services: [...this.runtimes.values()].map((rt) => routeSpec(rt, this.#secret)) };
     this.proxy.apply(spec);
   }
 
@@ -208,7 +211,7 @@ export class Daemon implements RuntimeHost {
     const unreserve = this.deployer.reserve(rt);
     try {
       const plan = await this.#planRelease(rt, source);
-      return await this.deployer.run(rt, { kind: 'deploy', actor, ...plan }, emit);
+      return await this.deployer.run(rt, { kind: 'deploy', actor, strategy: source.strategy ?? rt.config.strategy, ...plan }, emit);
     } finally {
       unreserve();
     }
@@ -319,6 +322,65 @@ export class Daemon implements RuntimeHost {
     return this.deployer.run(rt, { kind: 'restart', release: { id: current.release, dir: current.dir }, actor }, emit);
   }
 
+  // ---- canary, maintenance, pause ------------------------------------------
+
+  /** Maintenance and pause are operator decisions: they survive a daemon restart. */
+  async #restoreModes(): Promise<void> {
+    for (const rt of this.runtimes.values()) {
+      const st = this.store.getService(rt.name);
+      if (st?.maintenance) rt.maintenanceHtml = await maintenancePage(rt.config, st.maintenance.message);
+      rt.paused = st?.paused ?? false;
+    }
+  }
+
+  #canaryOf(service: string): NonNullable<ServiceRuntime['canary']> {
+    const run = this.runtime(service).canary;
+    if (!run) throw new BatonError('NO_CANARY', `no canary of ${service} is running; start one with \`baton deploy ${service} … --strategy canary\``);
+    return run;
+  }
+
+  promote(service: string, full: boolean): { release: string; step: number; of: number } {
+    const run = this.#canaryOf(service);
+    run.send(full ? 'promote_full' : 'promote');
+    this.logger.info('canary promoted by the operator', { service, full, step: run.step });
+    return { release: run.group.release, step: run.step, of: run.steps.length };
+  }
+
+  abort(service: string): { release: string } {
+    const run = this.#canaryOf(service);
+    run.send('abort', 'aborted by the operator (`baton abort`)');
+    this.logger.info('canary aborted by the operator', { service });
+    return { release: run.group.release };
+  }
+
+  async setMaintenance(service: string, on: boolean, message: string): Promise<{ maintenance: boolean }> {
+    const rt = this.runtime(service);
+    // Read the page first: a missing page file changes nothing.
+    const html = on ? await maintenancePage(rt.config, message) : null;
+    this.store.setServiceMaintenance(service, on ? { message, since: Date.now() } : null);
+    rt.maintenanceHtml = html;
+    this.routingChanged();
+    this.logger.info(on ? 'maintenance mode on' : 'maintenance mode off', { service });
+    return { maintenance: on };
+  }
+
+  setPaused(service: string, paused: boolean): { paused: boolean } {
+    const rt = this.runtime(service);
+    this.store.setServicePaused(service, paused);
+    rt.paused = paused;
+    this.routingChanged();
+    this.logger.info(paused ? 'service paused: holding requests' : 'service resumed', { service });
+    return { paused };
+  }
+
+  /** A one-time link that makes its visitor a beta tester (sent to any canary of the service). */
+  beta(service: string, ttlMs: number): { url: string; expiresAt: number } {
+    const rt = this.runtime(service);
+    const token = makeBetaToken(this.#secret, ttlMs);
+    const host = rt.config.hosts[0] ?? (this.listeners[0] ? `${this.listeners[0].host}:${this.listeners[0].port}` : 'localhost');
+    return { url: `http://${host}${BETA_PATH}?token=${encodeURIComponent(token)}`, expiresAt: Date.now() + ttlMs };
+  }
+
   status(service?: string): StatusResponse {
     const names = service ? [this.runtime(service).name] : [...this.runtimes.keys()];
     const stats = new Map(this.proxy.targets().map((t) => [t.id, t]));
@@ -355,6 +417,26 @@ export class Daemon implements RuntimeHost {
         deploying: rt.activeDeployment,
         counters: this.proxy.counters(name),
         instances,
+        canary: rt.canary
+          ? {
+              release: rt.canary.group.release,
+              weight: rt.canary.weight,
+              step: rt.canary.step + 1,
+              steps: rt.canary.steps.map(describeStep),
+              waiting: rt.canary.waiting,
+            }
+          : null,
+        maintenance: svc?.maintenance ?? null,
+        paused: rt.paused,
+        releases: this.proxy.releaseMetrics(name).map((m) => ({
+          release: m.release,
+          requests: m.requests,
+          status: m.status,
+          connectionErrors: m.connectionErrors,
+          inflight: m.inflight,
+          websockets: m.websockets,
+          p99Ms: p99FromHistogram(m.latency.bucketsMs, m.latency.counts),
+        })),
       };
     });
     return {

@@ -18,6 +18,9 @@ import { releasesToPrune } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
 import { linkShared, runMigration, runServiceHook, type HookContext, type StepReporter } from './prepare.ts';
+import { CanaryRun, describeStep, type CanarySignal } from './canary.ts';
+import { judge, windowFigures, type Verdict } from './analysis.ts';
+import type { ReleaseMetrics } from '../proxy/types.ts';
 
 export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
 
@@ -56,6 +59,8 @@ export interface DeployPlan {
   actor: string;
   /** First work of the 'preparing' step: make the release directory exist (copy a directory, export a commit). */
   materialise?: (report: StepReporter) => Promise<void>;
+  /** blue_green (default): all traffic at once; canary: step by step (deploys only). */
+  strategy?: 'blue_green' | 'canary';
 }
 
 export interface DeployerDeps {
@@ -182,13 +187,22 @@ export class Deployer {
         }
       }
 
-      move('shifting', `switching traffic to ${plan.release.id}`);
+      const canary = plan.strategy === 'canary' && plan.kind === 'deploy';
+      if (canary && rt.current) {
+        move('shifting', `canary rollout of ${plan.release.id}: ${svc.canary.steps.map(describeStep).join(' → ')}`);
+        await this.#rollOut(rt, group, say);
+        say('info', `canary complete: switching all traffic to ${plan.release.id}`);
+      } else {
+        if (canary) say('info', `${rt.name} has no serving release to compare with: switching at once`);
+        move('shifting', `switching traffic to ${plan.release.id}`);
+      }
       const old = rt.current;
       // Write before acting: a daemon that crashes after this line routes to the new release.
       const previous = old && old.release !== group.release ? old.release : (rt.standby?.release ?? store.getService(rt.name)?.standbyRelease ?? null);
       store.setServiceReleases(rt.name, group.release, previous === group.release ? null : previous);
       store.markReleaseDeployed(rt.name, plan.release.id, Date.now());
       if (reusedStandby) rt.standby = null;
+      rt.canary = null;
       group.role = 'current';
       rt.current = group;
       if (old) old.role = 'retiring';
@@ -232,18 +246,108 @@ export class Deployer {
         } catch {
           state = 'aborting';
         }
+        let outcome: 'failed' | 'rolled_back' = 'failed';
+        if (group && rt.canary?.group === group) {
+          // The canary had visitors: send them all back to the stable release, then drain it.
+          rt.canary = null;
+          group.role = 'retiring';
+          this.#d.routingChanged();
+          say('info', `all traffic back on ${fromRelease}; draining the canary`);
+          await rt.drainGroup(group, svc.drainTimeoutMs).catch(() => undefined);
+          outcome = 'rolled_back';
+        }
         if (group && !switched && !reusedStandby) {
           await rt.stopGroup(group).catch((stopErr) => log.error('stopping the new instances failed', { error: errorMessage(stopErr) }));
           say('info', `new instances stopped; ${fromRelease ?? 'nothing'} keeps serving`);
         }
-        state = 'failed';
-        store.updateDeployment(id, { state: 'failed' });
+        state = outcome;
+        store.updateDeployment(id, { state: outcome });
       }
       say('error', e.message, { details: e.details });
-      return this.#finish(rt, id, plan, fromRelease, 'failed', started, switchAt, before, e);
+      return this.#finish(rt, id, plan, fromRelease, state === 'rolled_back' ? 'rolled_back' : 'failed', started, switchAt, before, e);
     } finally {
       rt.activeDeployment = null;
     }
+  }
+
+  /**
+   * Run the canary plan: weights, pauses, analyses, with the operator's
+   * promote/abort signals. Returns when the canary may take all the traffic;
+   * throws (CANARY_ABORTED) when it must be rolled back.
+   */
+  async #rollOut(rt: ServiceRuntime, group: ReleaseGroup, say: (type: DeployEvent['type'], message: string, extra?: Partial<DeployEvent>) => void): Promise<void> {
+    const svc = rt.config;
+    const run = new CanaryRun(group, svc.canary.steps);
+    rt.canary = run;
+    group.role = 'canary';
+    const abort = (why: string, details: string[] = []): never => {
+      throw new BatonError('CANARY_ABORTED', `canary of ${group.release} aborted: ${why}`, details);
+    };
+    const handle = (signal: CanarySignal | 'timeout' | null): 'next' | 'full' | 'stay' => {
+      if (signal === 'abort') abort(run.abortReason ?? 'aborted by the operator');
+      if (signal === 'promote_full') return 'full';
+      if (signal === 'promote') return 'next';
+      return signal === 'timeout' ? 'next' : 'stay';
+    };
+    for (let i = 0; i < run.steps.length; i++) {
+      run.step = i;
+      const step = run.steps[i]!;
+      if (handle(run.takePending()) === 'full') break;
+      if (step.kind === 'weight') {
+        run.weight = step.weight;
+        this.#d.routingChanged();
+        say('info', `step ${i + 1}/${run.steps.length}: ${step.weight}% of visitors on ${group.release}`);
+        continue;
+      }
+      if (step.kind === 'pause' || step.kind === 'pause_until_promoted') {
+        const ms = step.kind === 'pause' ? step.ms : Infinity;
+        say('info', `step ${i + 1}/${run.steps.length}: ${describeStep(step)}${ms === Infinity ? ` (\`baton promote ${rt.name}\` to continue, \`baton abort ${rt.name}\` to roll back)` : ''}`);
+        if (handle(await run.wait(ms, ms === Infinity ? 'promote' : 'pause')) === 'full') break;
+        continue;
+      }
+      // Analysis: compare canary and stable over the window, from the proxy's own figures.
+      say('info', `step ${i + 1}/${run.steps.length}: analysis over ${formatDuration(step.windowMs)} at ${run.weight}%`);
+      const stableRelease = rt.current?.release ?? '';
+      const sample = (): Map<string, ReleaseMetrics> => new Map(this.#d.proxy.releaseMetrics(rt.name).map((m) => [m.release, m]));
+      const start = sample();
+      let verdict: Verdict | null = null;
+      let skip: 'next' | 'full' | null = null;
+      for (let round = 1; round <= 3 && skip === null; round++) {
+        const signal = await run.wait(step.windowMs, 'analysis');
+        if (signal !== 'timeout') {
+          skip = handle(signal) === 'full' ? 'full' : 'next';
+          break;
+        }
+        const end = sample();
+        verdict = judge(windowFigures(start.get(group.release), end.get(group.release)), windowFigures(start.get(stableRelease), end.get(stableRelease)), svc.canary.analysis);
+        if (verdict.result !== 'inconclusive') break;
+        say('info', `${verdict.reasons[0]}; watching another ${formatDuration(step.windowMs)}`);
+      }
+      if (skip === 'full') break;
+      if (skip === 'next') {
+        say('info', 'analysis skipped: promoted by the operator');
+        continue;
+      }
+      if (verdict?.result === 'fail') abort('analysis failed', verdict.reasons);
+      if (verdict?.result === 'pass' && svc.canary.analysis.check) {
+        try {
+          await runServiceHook('check', svc.canary.analysis.check, { stateDir: this.#d.stateDir, service: svc, deploymentId: rt.activeDeployment ?? 0, release: { id: group.release, dir: group.dir }, previousRelease: stableRelease }, {
+            info: (m) => say('info', m),
+            warn: (m, d) => say('warn', m, d ? { details: d } : {}),
+            output: (l) => say('output', l),
+          });
+        } catch (err) {
+          abort('the check hook failed', isBatonError(err) ? [err.message, ...err.details] : [errorMessage(err)]);
+        }
+      }
+      if (verdict?.result === 'pass') {
+        say('info', `analysis passed`, { details: verdict.reasons });
+      } else if (verdict?.result === 'inconclusive') {
+        say('warn', `analysis inconclusive: ${verdict.reasons[0]}; paused (\`baton promote ${rt.name}\` to continue, \`baton abort ${rt.name}\` to roll back)`);
+        if (handle(await run.wait(Infinity, 'promote')) === 'full') break;
+      }
+    }
+    run.weight = 100;
   }
 
   /** Shared files, build (once per release), migration (once per deploy): before any instance starts. */

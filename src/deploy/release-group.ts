@@ -7,10 +7,11 @@ import { Backoff } from '../supervisor/index.ts';
  * - incoming: started by a deployment, not routed yet, not replaced if they crash
  *   (the deployment fails instead);
  * - current: routed; crashed or unhealthy instances are replaced, with backoff;
+ * - canary: routed for a share of the visitors during a canary rollout; replaced like current;
  * - standby: the previous release kept running, unrouted, for an instant rollback;
  * - retiring: being drained and stopped.
  */
-export type GroupRole = 'incoming' | 'current' | 'standby' | 'retiring';
+export type GroupRole = 'incoming' | 'current' | 'canary' | 'standby' | 'retiring';
 
 export class ReleaseGroup {
   readonly release: string;

@@ -13,6 +13,7 @@ import type { UpstreamTarget } from '../proxy/types.ts';
 import type { Store } from '../store/index.ts';
 import { Instance, allocatePort, type ExitInfo, type InstanceListener, type InstanceRecord } from '../supervisor/index.ts';
 import { ReleaseGroup, type GroupRole } from './release-group.ts';
+import type { CanaryRun } from './canary.ts';
 
 export interface RuntimeHost {
   readonly store: Store;
@@ -33,6 +34,12 @@ export class ServiceRuntime implements InstanceListener {
   activeDeployment: number | null = null;
   /** Held while a deployment's release is being resolved, before it has an id. */
   reserved = false;
+  /** The canary rollout in progress, if any. */
+  canary: CanaryRun | null = null;
+  /** Maintenance mode: the page served instead of the app (null = off). */
+  maintenanceHtml: string | null = null;
+  /** Paused: requests are held until resumed. */
+  paused = false;
   readonly #host: RuntimeHost;
   readonly #log: Logger;
   /** Instances we are stopping on purpose: their exit is not a crash. */
@@ -47,6 +54,13 @@ export class ServiceRuntime implements InstanceListener {
 
   get name(): string {
     return this.config.name;
+  }
+
+  /** The canary's healthy instances, while a canary rollout routes traffic to them. */
+  canaryTargets(): UpstreamTarget[] {
+    const g = this.canary?.group;
+    if (!g || g.role !== 'canary') return [];
+    return g.healthy().map((i) => ({ id: i.id, release: i.release, host: '127.0.0.1', port: i.port }));
   }
 
   /** The instances that get traffic: the healthy members of the current group. */
@@ -171,8 +185,8 @@ export class ServiceRuntime implements InstanceListener {
     } else {
       this.#log.warn('instance unhealthy', { instance: inst.id, release: inst.release, error: inst.lastHealthError });
     }
-    if (group.role === 'current') this.#host.routingChanged();
-    if (!healthy && (group.role === 'current' || group.role === 'standby')) {
+    if (group.role === 'current' || group.role === 'canary') this.#host.routingChanged();
+    if (!healthy && (group.role === 'current' || group.role === 'canary' || group.role === 'standby')) {
       // Taken out of rotation above; replace it, and stop it once drained.
       group.instances.delete(inst.id);
       this.#scheduleReplacement(group, 'unhealthy');
@@ -197,8 +211,8 @@ export class ServiceRuntime implements InstanceListener {
     void this.#host.proxy.forget(inst.id).catch(() => {});
     if (!group) return;
     group.instances.delete(inst.id);
-    if (group.role === 'current') this.#host.routingChanged();
-    if (group.role === 'current' || group.role === 'standby') this.#scheduleReplacement(group, 'exited');
+    if (group.role === 'current' || group.role === 'canary') this.#host.routingChanged();
+    if (group.role === 'current' || group.role === 'canary' || group.role === 'standby') this.#scheduleReplacement(group, 'exited');
   }
 
   // ---- keeping the size --------------------------------------------------
@@ -229,7 +243,7 @@ export class ServiceRuntime implements InstanceListener {
     this.#log.info('replacing instance', { release: group.release, why, inMs: delay });
     const t = setTimeout(() => {
       group.pendingReplacements--;
-      if (this.#closed || !this.groups.has(group) || (group.role !== 'current' && group.role !== 'standby')) return;
+      if (this.#closed || !this.groups.has(group) || (group.role !== 'current' && group.role !== 'canary' && group.role !== 'standby')) return;
       if (group.instances.size >= this.config.instances) return;
       this.spawn(group).catch((err) => {
         this.#log.error('replacement failed to start', { release: group.release, error: errorMessage(err) });

@@ -13,7 +13,7 @@ import { isGroupAlive } from '../supervisor/proc.ts';
 import { KILL_WAIT_MS, signalGroup, waitUntil } from '../supervisor/signals.ts';
 import { LineSplitter, Tail } from './lines.ts';
 
-export type HookName = 'build' | 'migrate' | 'smoke' | 'after_switch';
+export type HookName = 'build' | 'migrate' | 'smoke' | 'after_switch' | 'check';
 
 export interface HookSpec {
   name: HookName;

@@ -29,10 +29,15 @@ export function deployCommand(ctx: CliContext): Promise<number> {
   const [service, dir, extra] = ctx.args;
   const ref = ctx.flags['ref'];
   if (!service || extra !== undefined || (dir !== undefined && typeof ref === 'string')) {
-    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF]');
+    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF] [--strategy canary|blue_green]');
   }
-  if (dir !== undefined) return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir) });
-  return run(ctx, service, 'deploy', typeof ref === 'string' ? { ref } : {});
+  const strategy = ctx.flags['strategy'];
+  if (strategy !== undefined && strategy !== 'canary' && strategy !== 'blue_green') {
+    throw new BatonError('USAGE', `--strategy must be "canary" or "blue_green", got "${String(strategy)}"`);
+  }
+  const how = strategy === undefined ? {} : { strategy };
+  if (dir !== undefined) return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir), ...how });
+  return run(ctx, service, 'deploy', typeof ref === 'string' ? { ref, ...how } : how);
 }
 
 /** Used by the pre-receive hook `baton git-remote` installs: deploy the pushed commit, or reject the push. */

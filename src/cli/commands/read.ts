@@ -21,7 +21,22 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     ctx.out(`\nservice ${svc.name}${svc.isDefault ? ' (default)' : ''}${svc.hosts.length ? `  hosts: ${svc.hosts.join(', ')}` : ''}\n`);
     ctx.out(`  current: ${svc.currentRelease ?? '- (deploy a release)'}\n  standby: ${standby}\n`);
     if (svc.deploying !== null) ctx.out(`  deploying: deployment #${svc.deploying}\n`);
+    if (svc.canary) {
+      const c = svc.canary;
+      const waiting = c.waiting === 'promote' ? ` (waiting for \`baton promote ${svc.name}\`)` : c.waiting ? ` (${c.waiting})` : '';
+      ctx.out(`  canary: ${c.release} at ${c.weight}%, step ${c.step}/${c.steps.length}: ${c.steps.join(' → ')}${waiting}\n`);
+    }
+    if (svc.maintenance) ctx.out(`  MAINTENANCE since ${when(svc.maintenance.since)}${svc.maintenance.message ? `: ${svc.maintenance.message}` : ''}\n`);
+    if (svc.paused) ctx.out(`  PAUSED: new requests are held (\`baton resume ${svc.name}\`)\n`);
     ctx.out(`  requests: ${svc.counters.requests}, failed: ${svc.counters.failed}, retried: ${svc.counters.retries}, websockets: ${svc.counters.websockets}\n`);
+    const shown = svc.releases.filter((r) => r.release !== '-' || r.requests > 0);
+    if (shown.length) {
+      const rows = [['RELEASE', 'REQUESTS', '2XX', '3XX', '4XX', '5XX', 'CONN ERR', 'P99', 'INFLIGHT', 'WS']];
+      for (const r of shown) {
+        rows.push([r.release, String(r.requests), String(r.status['2xx']), String(r.status['3xx']), String(r.status['4xx']), String(r.status['5xx']), String(r.connectionErrors), r.p99Ms === null ? '-' : r.p99Ms === Infinity ? '>10s' : `≤${r.p99Ms}ms`, String(r.inflight), String(r.websockets)]);
+      }
+      ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
+    }
     if (svc.instances.length) {
       const rows = [['INSTANCE', 'RELEASE', 'ROLE', 'PID', 'PORT', 'HEALTH', 'INFLIGHT', 'WS', 'REQUESTS', 'UP']];
       for (const i of svc.instances) {
