@@ -16,6 +16,22 @@ export interface LoadOptions {
   maxRequests?: number;
   /** Hard stop after this long. */
   maxMs?: number;
+  /** Each client keeps the cookies it is given (Set-Cookie) and sends them back, like a browser. */
+  cookies?: boolean;
+  /** Source address of the clients' connections (127.0.0.0/8 is all loopback). */
+  localAddress?: string;
+  /** Pause between a client's requests. */
+  thinkMs?: number;
+}
+
+/** What one client saw. */
+export interface ClientRecord {
+  /** Distinct bodies in order (successful responses). */
+  sequence: string[];
+  failed: number;
+  /** Bodies of the failed responses (first few). */
+  failures: string[];
+  cookies: Record<string, string>;
 }
 
 export interface LoadResult {
@@ -28,6 +44,7 @@ export interface LoadResult {
   errors: string[]; // first few failure descriptions
   /** Per client: the sequence of distinct bodies seen, in order (v1, v2 …). */
   sequences: string[][];
+  clients: ClientRecord[];
   durationMs: number;
 }
 
@@ -42,18 +59,22 @@ export function startLoad(opts: LoadOptions): RunningLoad {
   const u = new URL(opts.url);
   const origin = u.origin;
   const started = Date.now();
-  const res: LoadResult = { total: 0, ok: 0, failed: 0, bodies: {}, statuses: {}, errors: [], sequences: [], durationMs: 0 };
+  const res: LoadResult = { total: 0, ok: 0, failed: 0, bodies: {}, statuses: {}, errors: [], sequences: [], clients: [], durationMs: 0 };
   let stopping = false;
   const maxMs = opts.maxMs ?? 120_000;
   const max = opts.maxRequests ?? Number.POSITIVE_INFINITY;
   const waiters: { n: number; resolve: () => void }[] = [];
 
-  const record = (seq: string[], status: number | null, body: string | null, err: string | null): void => {
+  const record = (client: ClientRecord, status: number | null, body: string | null, err: string | null): void => {
+    const seq = client.sequence;
     res.total++;
     if (status !== null) res.statuses[String(status)] = (res.statuses[String(status)] ?? 0) + 1;
     if (err !== null || status === null || status >= 500) {
       res.failed++;
-      if (res.errors.length < 20) res.errors.push(err ?? `status ${status}: ${body?.slice(0, 120)}`);
+      client.failed++;
+      const what = err ?? `status ${status}: ${body?.slice(0, 120)}`;
+      if (client.failures.length < 5) client.failures.push(what);
+      if (res.errors.length < 20) res.errors.push(what);
     } else {
       res.ok++;
       const b = (body ?? '').trim();
@@ -65,10 +86,12 @@ export function startLoad(opts: LoadOptions): RunningLoad {
     }
   };
 
+  const connect = opts.localAddress ? { localAddress: opts.localAddress } : undefined;
   const worker = async (idx: number): Promise<void> => {
-    const seq: string[] = [];
-    res.sequences.push(seq);
-    let client = new Client(origin, { pipelining: 1, keepAliveTimeout: 30_000 });
+    const rec: ClientRecord = { sequence: [], failed: 0, failures: [], cookies: {} };
+    res.sequences.push(rec.sequence);
+    res.clients.push(rec);
+    let client = new Client(origin, { pipelining: 1, keepAliveTimeout: 30_000, ...(connect ? { connect } : {}) });
     let n = 0;
     try {
       while (!stopping && res.total < max && Date.now() - started < maxMs) {
@@ -76,22 +99,25 @@ export function startLoad(opts: LoadOptions): RunningLoad {
         let path = u.pathname + u.search;
         for (const m of opts.mix ?? []) if ((n + idx) % m.every === 0) path = m.path;
         try {
+          const cookie = Object.entries(rec.cookies).map(([k, v]) => `${k}=${v}`).join('; ');
           const r = await client.request({
             method: 'GET',
             path,
-            headers: { ...(opts.headers ?? {}), ...(opts.keepAlive === false ? { connection: 'close' } : {}) },
+            headers: { ...(opts.headers ?? {}), ...(cookie ? { cookie } : {}), ...(opts.keepAlive === false ? { connection: 'close' } : {}) },
             headersTimeout: 30_000,
             bodyTimeout: 30_000,
           });
           const body = await r.body.text();
-          record(seq, r.statusCode, body, null);
+          if (opts.cookies) keepCookies(rec.cookies, r.headers['set-cookie']);
+          record(rec, r.statusCode, body, null);
         } catch (e) {
-          record(seq, null, null, `${(e as Error & { code?: string }).code ?? ''} ${(e as Error).message}`);
+          record(rec, null, null, `${(e as Error & { code?: string }).code ?? ''} ${(e as Error).message}`);
         }
         if (opts.keepAlive === false) {
           await client.close().catch(() => {});
-          client = new Client(origin, { pipelining: 1 });
+          client = new Client(origin, { pipelining: 1, ...(connect ? { connect } : {}) });
         }
+        if (opts.thinkMs) await new Promise((r) => setTimeout(r, opts.thinkMs));
       }
     } finally {
       await client.close().catch(() => {});
@@ -117,4 +143,12 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       return res;
     },
   };
+}
+
+function keepCookies(jar: Record<string, string>, header: string | string[] | undefined): void {
+  for (const line of header === undefined ? [] : Array.isArray(header) ? header : [header]) {
+    const [pair] = line.split(';');
+    const eq = pair?.indexOf('=') ?? -1;
+    if (pair && eq > 0) jar[pair.slice(0, eq).trim()] = pair.slice(eq + 1).trim();
+  }
 }
