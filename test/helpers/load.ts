@@ -86,12 +86,12 @@ export function startLoad(opts: LoadOptions): RunningLoad {
     }
   };
 
-  const connect = opts.localAddress ? { localAddress: opts.localAddress } : undefined;
+  const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
   const worker = async (idx: number): Promise<void> => {
     const rec: ClientRecord = { sequence: [], failed: 0, failures: [], cookies: {} };
     res.sequences.push(rec.sequence);
     res.clients.push(rec);
-    let client = new Client(origin, { pipelining: 1, keepAliveTimeout: 30_000, ...(connect ? { connect } : {}) });
+    let client = new Client(origin, { pipelining: 1, keepAliveTimeout: 30_000, ...local });
     let n = 0;
     try {
       while (!stopping && res.total < max && Date.now() - started < maxMs) {
@@ -115,7 +115,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
         }
         if (opts.keepAlive === false) {
           await client.close().catch(() => {});
-          client = new Client(origin, { pipelining: 1, ...(connect ? { connect } : {}) });
+          client = new Client(origin, { pipelining: 1, ...local });
         }
         if (opts.thinkMs) await new Promise((r) => setTimeout(r, opts.thinkMs));
       }
