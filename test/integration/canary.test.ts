@@ -142,6 +142,31 @@ test('a canary answering 5% 5xx is rolled back by analysis; visitors on the stab
   assert.equal((await d.status('web')).services[0].instances.length, 2, 'the canary is stopped');
 });
 
+test('an abort during an analysis rolls back at once with 0 failed requests', async () => {
+  await d.writeConfig(service(`    canary:
+      steps: [{ weight: 50 }, { analysis: 60s }, { weight: 100 }]`));
+  const cfg = await import('node:fs/promises').then((fs) => fs.readFile(d.configFile, 'utf8'));
+  await import('node:fs/promises').then((fs) => fs.writeFile(d.configFile, `metrics_listen: "127.0.0.1:${metricsPort}"\n${cfg}`));
+  assert.equal((await d.cli(['reload'])).code, 0);
+  const visitors = startLoad({ url: d.url + '/', concurrency: 10, cookies: true, thinkMs: 10, maxMs: 120_000 });
+  await visitors.waitFor(50, 10_000);
+  const deploy = d.cli(['deploy', 'web', await d.release('v4'), '--strategy', 'canary'], 120_000);
+  await waitUntil('the canary analysis to run', async () => (await d.status('web')).services[0].canary?.waiting === 'analysis', 20_000, 100);
+  const t0 = Date.now();
+  const a = await d.cli(['abort', 'web']);
+  assert.equal(a.code, 0, a.stderr);
+  const r = await deploy;
+  assert.ok(Date.now() - t0 < 10_000, 'the abort did not wait for the analysis window');
+  assert.equal(r.code, 1, r.stdout);
+  assert.match(r.stdout, /aborted by the operator/);
+  const n = visitors.snapshot().total;
+  await visitors.waitFor(n + 50, 20_000);
+  const v = await visitors.stop();
+  assert.equal(v.failed, 0, v.errors.join('; '));
+  for (const c of v.clients) assert.equal(c.sequence.at(-1), 'v2', `a visitor ended on ${c.sequence.join(' → ')}`);
+  assert.equal(JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0].state, 'rolled_back');
+});
+
 test('maintenance: 503 with Retry-After to everyone but the allow-list; the health endpoint stays 200', async () => {
   assert.equal((await d.cli(['maintenance', 'web', 'on', '--message', 'Back at five'])).code, 0);
   const r = await request(d.url + '/');
