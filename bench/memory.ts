@@ -3,7 +3,7 @@
 // over the 3 services (routed by Host header). Baselines from the same run: the
 // daemon before any service runs, and one app instance (a plain Node process).
 //
-//   node bench/memory.ts [--quick] [--seconds S] [--daemon-node-options "--max-semi-space-size=2"]
+//   node bench/memory.ts [--quick] [--seconds S] [--daemon-node-options=--max-semi-space-size=2]
 
 import { parseArgs } from 'node:util';
 import { createDaemon } from '../test/helpers/daemon.ts';
