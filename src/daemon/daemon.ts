@@ -3,7 +3,7 @@
 // restart, and reloads the configuration.
 
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config/index.ts';
 import type { DaemonConfig, GitSourceConfig, ServiceConfig } from '../config/types.ts';
@@ -222,6 +222,11 @@ export class Daemon implements RuntimeHost {
     const base = releasesDir(this.stateDir, service);
     if (source.dir !== undefined) {
       const from = path.resolve(source.dir);
+      // Refused before a deployment is even recorded: nothing to undo.
+      const st = await stat(from).catch((err: unknown) => {
+        throw new BatonError('RELEASE_INVALID', `release directory ${from} cannot be read: ${errorMessage(err)}`);
+      });
+      if (!st.isDirectory()) throw new BatonError('RELEASE_INVALID', `release ${from} is not a directory`);
       const id = makeReleaseId(from, new Date(), (x) => this.store.getRelease(service, x) !== null);
       const dir = path.join(base, id);
       return {
@@ -245,7 +250,7 @@ export class Daemon implements RuntimeHost {
     } else {
       const git = rt.config.git;
       if (!git) {
-        throw new BatonError('USAGE', `services.${service}.git is not configured in ${this.config.file}: give a release directory (\`baton deploy ${service} DIR\`) or configure a git repository`);
+        throw new BatonError('BAD_REQUEST', `services.${service}.git is not configured in ${this.config.file}: give a release directory (\`baton deploy ${service} DIR\`) or configure a git repository`);
       }
       const cache = this.#gitCache(rt, git);
       repo = git.repo;

@@ -1,5 +1,7 @@
 // Row types of the store: plain objects with camelCase fields; times are epoch ms.
 
+import type { InstanceRecord } from '../supervisor/types.ts';
+
 export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
 
 export type DeploymentState =
@@ -109,16 +111,8 @@ export interface DeploymentEventRow {
   level: EventLevel;
 }
 
-export interface InstanceRow {
-  id: string;
-  service: string;
-  release: string;
-  releaseDir: string;
-  pid: number;
-  /** Process start time from /proc/PID/stat (field 22), to tell a re-used pid from ours. */
-  startTime: string;
-  port: number;
-  logFile: string;
+/** An instance as recorded: what the supervisor needs to re-adopt it, plus its last known state. */
+export interface InstanceRow extends InstanceRecord {
   state: string;
   createdAt: number;
 }
