@@ -216,9 +216,6 @@ export class Proxy {
     let s = this.#shared.get(service);
     if (s === undefined) {
       s = this.#newShared(service);
-      // Counters handed out before (none today) stay the service's counters.
-      const known = this.#counters.get(service);
-      if (known !== undefined) s = { ...s, counters: known };
       this.#counters.set(service, s.counters);
       this.#shared.set(service, s);
     }
@@ -235,7 +232,7 @@ export class Proxy {
 
   #targetFor(t: UpstreamTarget, service: string, upstream: UpstreamConfig): TargetState {
     const known = this.#targets.get(t.id);
-    if (known !== undefined && known.sameAddress(t) && known.service === service) {
+    if (known !== undefined && known.sameAddress(t) && known.service === service && known.release === t.release) {
       known.updateUpstream(upstream);
       return known;
     }
