@@ -3,21 +3,20 @@
 // restart, and reloads the configuration.
 
 import { existsSync } from 'node:fs';
-import { mkdir, rm, stat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfig } from '../config/index.ts';
-import type { DaemonConfig, GitSourceConfig, ServiceConfig } from '../config/types.ts';
+import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { VERSION } from '../core/version.ts';
-import { Deployer, type DeployEvent, type DeployOutcome, type DeployPlan } from '../deploy/deployer.ts';
-import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type GitCommitInfo } from '../release/index.ts';
-import { copyRelease, makeReleaseId, releasesDir } from '../deploy/releases.ts';
+import { Deployer, type DeployEvent, type DeployOutcome } from '../deploy/deployer.ts';
+import { ReleaseSources } from '../deploy/sources.ts';
 import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
 import { resolveInterrupted } from '../deploy/states.ts';
 import { describeStep } from '../deploy/canary.ts';
 import { p99FromHistogram } from '../deploy/analysis.ts';
-import { Proxy } from '../proxy/index.ts';
+import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
 import { killStrayGroup } from '../supervisor/index.ts';
@@ -26,7 +25,6 @@ import { ControlServer } from '../control/server.ts';
 import { diffConfig } from './reload.ts';
 import { loadSecret } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
-import { BETA_PATH, makeBetaToken } from '../proxy/index.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -45,7 +43,7 @@ export class Daemon implements RuntimeHost {
   listeners: { host: string; port: number }[] = [];
   #control: ControlServer | null = null;
   #secret = '';
-  readonly #gitCaches = new Map<string, { key: string; cache: GitCache }>();
+  readonly #sources: ReleaseSources;
   #stopping: Promise<void> | null = null;
   #resolveStopped!: () => void;
   /** Settles once the daemon has stopped (by stop(), from a signal or the control API). */
@@ -61,6 +59,7 @@ export class Daemon implements RuntimeHost {
       clientIdleTimeoutMs: config.proxy.clientIdleTimeoutMs,
       headersTimeoutMs: config.proxy.headersTimeoutMs,
     });
+    this.#sources = new ReleaseSources({ store, stateDir: config.stateDir, configFile: () => this.config.file });
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir, routingChanged: () => this.routingChanged() });
   }
 
@@ -210,92 +209,11 @@ export class Daemon implements RuntimeHost {
     const rt = this.runtime(service);
     const unreserve = this.deployer.reserve(rt);
     try {
-      const plan = await this.#planRelease(rt, source);
+      const plan = await this.#sources.plan(rt, source);
       return await this.deployer.run(rt, { kind: 'deploy', actor, strategy: source.strategy ?? rt.config.strategy, ...plan }, emit);
     } finally {
       unreserve();
     }
-  }
-
-  async #planRelease(rt: ServiceRuntime, source: DeploySource): Promise<Pick<DeployPlan, 'release' | 'materialise'>> {
-    const service = rt.name;
-    const base = releasesDir(this.stateDir, service);
-    if (source.dir !== undefined) {
-      const from = path.resolve(source.dir);
-      // Refused before a deployment is even recorded: nothing to undo.
-      const st = await stat(from).catch((err: unknown) => {
-        throw new BatonError('RELEASE_INVALID', `release directory ${from} cannot be read: ${errorMessage(err)}`);
-      });
-      if (!st.isDirectory()) throw new BatonError('RELEASE_INVALID', `release ${from} is not a directory`);
-      const id = makeReleaseId(from, new Date(), (x) => this.store.getRelease(service, x) !== null);
-      const dir = path.join(base, id);
-      return {
-        release: { id, dir },
-        materialise: async (report) => {
-          const t0 = Date.now();
-          await copyRelease(from, dir);
-          this.store.addRelease({ id, service, name: path.basename(from), kind: 'dir', sourcePath: from, dir, createdAt: Date.now() });
-          report.info(`copied ${from} to ${dir}`, Date.now() - t0);
-        },
-      };
-    }
-    let info: GitCommitInfo;
-    let repo: string;
-    let exportTo: (dir: string) => Promise<{ files: number; durationMs: number }>;
-    if (source.push) {
-      const push = source.push;
-      repo = push.gitDir;
-      info = { ...(await commitInfoFromGitDir({ gitDir: push.gitDir, env: push.env, commit: push.commit })), ref: push.ref };
-      exportTo = (dir) => exportFromGitDir({ gitDir: push.gitDir, env: push.env, commit: push.commit, targetDir: dir });
-    } else {
-      const git = rt.config.git;
-      if (!git) {
-        throw new BatonError('BAD_REQUEST', `services.${service}.git is not configured in ${this.config.file}: give a release directory (\`baton deploy ${service} DIR\`) or configure a git repository`);
-      }
-      const cache = this.#gitCache(rt, git);
-      repo = git.repo;
-      info = await cache.resolve(source.ref);
-      exportTo = (dir) => cache.export(info.commit, dir);
-    }
-    const id = gitReleaseId(info);
-    const dir = path.join(base, id);
-    return {
-      release: { id, dir },
-      materialise: async (report) => {
-        const known = this.store.getRelease(service, id);
-        report.info(`commit ${info.shortCommit} (${info.ref}) by ${info.author}: ${info.subject}`);
-        if (known && existsSync(dir)) {
-          report.info(`release ${id} is already on disk: not exporting again`);
-          return;
-        }
-        // A directory without a record (a crash between export and record) is not trusted.
-        await rm(dir, { recursive: true, force: true });
-        const r = await exportTo(dir);
-        if (!known) {
-          this.store.addRelease({
-            id,
-            service,
-            name: info.ref,
-            kind: 'git',
-            sourcePath: repo,
-            dir,
-            git: { commit: info.commit, ref: info.ref, author: info.author, message: info.subject },
-            createdAt: Date.now(),
-          });
-        }
-        report.info(`exported ${r.files} file(s) of ${info.shortCommit} to ${dir}`, r.durationMs);
-      },
-    };
-  }
-
-  #gitCache(rt: ServiceRuntime, git: GitSourceConfig): GitCache {
-    const key = `${git.repo}#${git.branch}`;
-    let c = this.#gitCaches.get(rt.name);
-    if (!c || c.key !== key) {
-      c = { key, cache: new GitCache({ cacheDir: path.join(this.stateDir, 'git', `${rt.name}.git`), source: { repo: git.repo, branch: git.branch } }) };
-      this.#gitCaches.set(rt.name, c);
-    }
-    return c.cache;
   }
 
   async rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
