@@ -143,3 +143,19 @@ test('unknown services and bad arguments get clear messages', async () => {
   assert.equal(e.code, 2);
   assert.match(e.stderr, /unknown command "frobnicate"/);
 });
+
+test('an instance that keeps crashing is replaced with growing delays', async () => {
+  const r = await d.cli(['deploy', 'web', await d.release('flaky', { APP_EXIT_AFTER_MS: '1200' })]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const delays = async (): Promise<number[]> =>
+    (await d.daemonLog())
+      .split('\n')
+      .filter((l) => l.includes('"msg":"replacing instance"'))
+      .map((l) => JSON.parse(l) as { inMs: number; release: string })
+      .filter((e) => /flaky/.test(e.release))
+      .map((e) => e.inMs);
+  await waitUntil('three replacements of a crashing instance', async () => (await delays()).filter((x) => x >= 2000).length >= 1, 20_000, 200);
+  const seen = await delays();
+  assert.ok(seen.includes(500) && seen.includes(1000), `backoff delays: ${seen.join(', ')}`);
+  assert.ok(Math.max(...seen) >= 2000, `backoff grows: ${seen.join(', ')}`);
+});
