@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 // Entry point. Plain JavaScript on purpose: it must parse on any Node so that an
 // old Node gets one clear line instead of a syntax error or a stack trace.
+import { existsSync, readdirSync, statSync } from 'node:fs';
+
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
   process.stderr.write(
@@ -9,10 +11,33 @@ if (major < 24) {
   );
   process.exit(1);
 }
+
+const SEMI_SPACE = '--max-semi-space-size=1';
+if (process.argv[2] === 'daemon' && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
+  // The daemon is long-lived and mostly idle: a small young generation keeps its
+  // resident memory low (V8 reads this flag only at start, so the process
+  // replaces itself with the flag set: same pid, nothing in between).
+  process.execve(process.execPath, [process.execPath, SEMI_SPACE, ...process.execArgv, ...process.argv.slice(1)], process.env);
+}
+
 // node:sqlite and type stripping announce themselves as experimental; the
 // operator cannot act on that, so only other warnings are printed.
 process.removeAllListeners('warning');
 process.on('warning', (w) => {
   if (w.name !== 'ExperimentalWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
 });
-await import('../src/cli/main.ts');
+
+/** The compiled dist/ when it is at least as new as every source file; the sources otherwise. */
+function entry() {
+  const root = new URL('..', import.meta.url);
+  const stamp = new URL('dist/.built', root);
+  if (!existsSync(stamp)) return new URL('src/cli/main.ts', root);
+  const built = statSync(stamp).mtimeMs;
+  const src = new URL('src/', root);
+  for (const f of readdirSync(src, { recursive: true })) {
+    if (statSync(new URL(String(f), src)).mtimeMs > built) return new URL('src/cli/main.ts', root);
+  }
+  return new URL('dist/cli/main.js', root);
+}
+
+await import(entry().href);

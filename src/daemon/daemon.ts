@@ -5,7 +5,7 @@
 import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { loadConfig } from '../config/index.ts';
+import { loadConfigIsolated as loadConfig } from '../config/isolated.ts';
 import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
