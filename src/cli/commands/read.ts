@@ -102,12 +102,25 @@ export async function historyCommand(ctx: CliContext): Promise<number> {
 
 export async function logsCommand(ctx: CliContext): Promise<number> {
   const [service] = ctx.args;
-  if (!service) throw new BatonError('USAGE', 'usage: baton logs SERVICE [--follow] [--lines N]');
+  if (!service) throw new BatonError('USAGE', 'usage: baton logs SERVICE [--follow] [--lines N] [--json]');
   const follow = ctx.flags['follow'] === true;
   const lines = typeof ctx.flags['lines'] === 'string' ? ctx.flags['lines'] : '50';
   if (!/^\d+$/.test(lines)) throw new BatonError('USAGE', `--lines must be a number, got "${lines}"`);
   const ac = new AbortController();
   if (follow) process.once('SIGINT', () => ac.abort());
-  await clientFor(ctx).text(`/services/${encodeURIComponent(service)}/logs?lines=${lines}${follow ? '&follow=1' : ''}`, ctx.out, ac.signal);
+  // --json: one object per line, { instance, line }.
+  let partial = '';
+  const write = ctx.json
+    ? (chunk: string): void => {
+        const text = partial + chunk;
+        const parts = text.split('\n');
+        partial = parts.pop() ?? '';
+        for (const p of parts) {
+          const bar = p.indexOf(' | ');
+          ctx.out(JSON.stringify(bar > 0 ? { instance: p.slice(0, bar), line: p.slice(bar + 3) } : { instance: null, line: p }) + '\n');
+        }
+      }
+    : ctx.out;
+  await clientFor(ctx).text(`/services/${encodeURIComponent(service)}/logs?lines=${lines}${follow ? '&follow=1' : ''}`, write, ac.signal);
   return 0;
 }
