@@ -59,3 +59,21 @@ test('a deployment interrupted before the switch is marked failed and its instan
   }
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
 });
+
+test('a daemon killed during a canary rollout comes back on the stable release', async () => {
+  const before = (await d.status('web')).services[0];
+  const deploy = d.cli(['deploy', 'web', await d.release('v5'), '--strategy', 'canary']);
+  await waitUntil('the canary to take traffic', async () => (await d.status('web')).services[0].canary?.weight > 0, 20_000, 100);
+  const canaryPids = (await d.status('web')).services[0].instances.filter((i: any) => i.role === 'canary').map((i: any) => i.pid);
+  assert.equal(canaryPids.length, 2);
+  await d.kill9();
+  await deploy.catch(() => {});
+  await d.start();
+  const after = (await d.status('web')).services[0];
+  assert.equal(after.currentRelease, before.currentRelease);
+  assert.equal(after.canary, null);
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
+  assert.equal(h.state, 'failed');
+  for (const pid of canaryPids) await waitUntil(`canary instance ${pid} to be stopped`, () => isGone(pid), 10_000);
+  for (let i = 0; i < 20; i++) assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
+});
