@@ -3,7 +3,7 @@
 // the open-loop client as pinned child processes, RSS, and table printing.
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestDaemon } from '../test/helpers/daemon.ts';
@@ -308,4 +308,50 @@ export function sleep(ms: number): Promise<void> {
 
 export function verdict(ok: boolean): string {
   return ok ? 'PASS' : 'MISS';
+}
+
+// ---- what the daemon runs, deployment history ------------------------------
+
+/** Whether bin/baton.js will run the compiled dist/ (fresh) or the TypeScript sources (same rule as bin/baton.js). */
+export function daemonCode(): 'dist' | 'sources (dist/ missing or stale: run `npm run build`)' {
+  const stale = 'sources (dist/ missing or stale: run `npm run build`)' as const;
+  const stamp = path.join(ROOT, 'dist/.built');
+  let built: number;
+  try {
+    built = statSync(stamp).mtimeMs;
+  } catch {
+    return stale;
+  }
+  const src = path.join(ROOT, 'src');
+  for (const f of readdirSync(src, { recursive: true })) {
+    if (statSync(path.join(src, String(f))).mtimeMs > built) return stale;
+  }
+  return 'dist';
+}
+
+export interface HistoryEvent {
+  at: number;
+  step: string;
+  level: string;
+  message: string;
+  durationMs: number | null;
+}
+
+export interface Deployment {
+  id: number;
+  kind: string;
+  fromRelease: string | null;
+  toRelease: string;
+  state: string;
+  startedAt: number;
+  finishedAt: number | null;
+  error: string | null;
+  events?: HistoryEvent[];
+}
+
+/** `baton history SERVICE [ID] --json`: the deployments (newest first) with their events. */
+export async function history(td: TestDaemon, service: string, id?: number): Promise<Deployment[]> {
+  const r = await td.cli(['history', service, ...(id === undefined ? [] : [String(id)]), '--json'], 20_000);
+  if (r.code !== 0) throw new Error(`baton history failed: ${r.stderr}${r.stdout}`);
+  return JSON.parse(r.stdout) as Deployment[];
 }
