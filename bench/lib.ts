@@ -136,8 +136,19 @@ export const mb = (kb: number | null): string => (kb === null ? '-' : (kb / 1024
 // ---- daemon config -------------------------------------------------------
 
 /** Rewrite a test daemon's baton.yaml with another log level (the harness writes debug). */
-export function writeDaemonConfig(td: TestDaemon, services: string, logLevel: 'debug' | 'info' = 'info'): void {
-  writeFileSync(td.configFile, [`listen: ["127.0.0.1:${td.port}"]`, 'state_dir: ./state', `log_level: ${logLevel}`, 'services:', services, ''].join('\n'));
+export function writeDaemonConfig(td: TestDaemon, services: string, logLevel: 'debug' | 'info' = 'info', top: string[] = []): void {
+  writeFileSync(td.configFile, [`listen: ["127.0.0.1:${td.port}"]`, 'state_dir: ./state', `log_level: ${logLevel}`, ...top, 'services:', services, ''].join('\n'));
+}
+
+/** utime+stime of a process, in ms (clock ticks are 10 ms on Linux); NaN once it is gone. */
+export function cpuMs(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 /** A service of the fixture app (like serviceYaml in the harness, with optional hosts and health interval). */

@@ -17,12 +17,11 @@
 //   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
 // Needs wrk: apt-get update && apt-get install -y wrk
 
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDaemon } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, QUICK, WRK_MISSING, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
+  BENCH_DIR, QUICK, WRK_MISSING, cpuMs, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
   registerDaemon, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
@@ -41,17 +40,6 @@ const CONNS = Number(values.connections);
 const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
 const SERVER_CPU = PIN ? '0' : null;
 const LOAD_CPU = PIN ? '1' : null;
-
-/** utime+stime of a process, in ms (clock ticks are 10 ms on Linux). */
-function cpuMs(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
-}
 
 type Target = 'direct' | 'baton' | 'http-proxy' | 'undici-floor';
 
