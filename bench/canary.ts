@@ -24,6 +24,7 @@
 //   node bench/canary.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
 // Needs wrk: apt-get update && apt-get install -y wrk
 
+import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
@@ -145,7 +146,7 @@ async function main(): Promise<boolean> {
   };
   for (const v of VARIANTS) await runWrk(url, { connections: CONNS, seconds: 2, cpus: LOAD_CPU, headers: hdr[v] }); // warm-up
 
-  type Run = WrkResult & { daemonUs: number; appUs: number; split: string };
+  type Run = WrkResult & { daemonUs: number; appUs: number; split: string; share: number };
   const runs: Record<Variant, Run[]> = { plain: [], canary: [], 'canary + cookie': [], 'plain + cookie': [] };
   const daemonPid = td.proc.pid!;
   for (let r = 0; r < ROUNDS; r++) {
@@ -153,9 +154,16 @@ async function main(): Promise<boolean> {
       const m0 = v.startsWith('canary') ? await requestsByRelease(metricsUrl, 'web') : {};
       const d0 = cpuMs(daemonPid);
       const a0 = appPids.reduce((a: number, p: number) => a + cpuMs(p), 0);
+      const t0 = performance.now();
       const w = await runWrk(url, { connections: CONNS, seconds: SECONDS, cpus: LOAD_CPU, headers: hdr[v] });
-      const daemonUs = ((cpuMs(daemonPid) - d0) * 1000) / w.requests;
-      const appUs = ((appPids.reduce((a: number, p: number) => a + cpuMs(p), 0) - a0) * 1000) / w.requests;
+      const wallMs = performance.now() - t0;
+      const dMs = cpuMs(daemonPid) - d0;
+      const aMs = appPids.reduce((a: number, p: number) => a + cpuMs(p), 0) - a0;
+      const daemonUs = (dMs * 1000) / w.requests;
+      const appUs = (aMs * 1000) / w.requests;
+      // The share of a CPU the daemon and the instances got: ~1.0 when pinned and alone on CPU 0
+      // (they are the bottleneck), lower when another process took CPU 0 from them.
+      const share = (dMs + aMs) / (wallMs - 150); // wrk starts and parses in ~150 ms of the wall time
       let split = '';
       if (v.startsWith('canary')) {
         const m1 = await requestsByRelease(metricsUrl, 'web');
@@ -163,8 +171,9 @@ async function main(): Promise<boolean> {
         const total = Object.values(d).reduce((a, b) => a + b, 0);
         split = Object.entries(d).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${fmt((100 * n) / total, 1)}%`).join(', ');
       }
-      runs[v].push({ ...w, daemonUs, appUs, split });
-      console.log(`  round ${r + 1} ${v.padEnd(15)} ${fmt(w.rps, 0).padStart(7)} req/s  p50 ${fmt(w.p50Ms)} ms  p99 ${fmt(w.p99Ms)} ms  daemon ${fmt(daemonUs, 0)} µs/req  errors ${w.non2xx + w.socketErrors}${split ? `  split: ${split}` : ''}`);
+      runs[v].push({ ...w, daemonUs, appUs, split, share });
+      const errors = w.non2xx + w.socketErrors ? ` (${w.raw.split('\n').filter((l) => /Socket errors|Non-2xx/.test(l)).map((l) => l.trim()).join('; ')})` : '';
+      console.log(`  round ${r + 1} ${v.padEnd(15)} ${fmt(w.rps, 0).padStart(7)} req/s  p50 ${fmt(w.p50Ms)} ms  p99 ${fmt(w.p99Ms)} ms  daemon ${fmt(daemonUs, 0)} + app ${fmt(appUs, 0)} µs/req  CPU share ${fmt(share)}  errors ${w.non2xx + w.socketErrors}${errors}${split ? `  split: ${split}` : ''}  (load avg ${os.loadavg()[0]!.toFixed(2)})`);
       await sleep(500);
     }
   }
@@ -174,14 +183,16 @@ async function main(): Promise<boolean> {
   const deployOut = await Promise.race([canaryDone, sleep(30_000).then(() => 'still running 30 s after the abort')]);
   console.log(`\nbaton abort web: exit ${ab.code}; the canary deploy: ${String(deployOut).trim().split('\n').slice(-1)[0]}`);
 
-  const med = (v: Variant, k: 'rps' | 'p50Ms' | 'p99Ms' | 'daemonUs' | 'appUs'): number => median(runs[v].map((x) => x[k]));
+  const med = (v: Variant, k: 'rps' | 'p50Ms' | 'p99Ms' | 'daemonUs' | 'appUs' | 'share'): number => median(runs[v].map((x) => x[k]));
+  // Requests per CPU-second of the daemon + instances: what one core of their own gives, whatever others took.
+  const perCpu = (v: Variant): number => median(runs[v].map((x) => 1e6 / (x.daemonUs + x.appUs)));
   const errs = (v: Variant): number => runs[v].reduce((a, x) => a + x.non2xx + x.socketErrors, 0);
   console.log(`\n## Throughput (median of ${ROUNDS}, ${CONNS} keep-alive connections, ${SECONDS} s each)\n`);
   console.log(mdTable([
-    ['variant', 'req/s', 'vs plain', 'vs plain + cookie', 'p50 ms', 'p99 ms', 'daemon CPU µs/req', 'vs plain', 'app CPU µs/req', 'errors'],
+    ['variant', 'req/s', 'vs plain', 'vs plain + cookie', 'p50 ms', 'p99 ms', 'daemon CPU µs/req', 'vs plain', 'app CPU µs/req', 'req per CPU-s', 'vs plain', 'CPU share', 'errors'],
     ...VARIANTS.map((v) => [
       v, fmt(med(v, 'rps'), 0), ratio(med(v, 'rps'), med('plain', 'rps')), ratio(med(v, 'rps'), med('plain + cookie', 'rps')), fmt(med(v, 'p50Ms')), fmt(med(v, 'p99Ms')),
-      fmt(med(v, 'daemonUs'), 0), ratio(med(v, 'daemonUs'), med('plain', 'daemonUs')), fmt(med(v, 'appUs'), 0), errs(v),
+      fmt(med(v, 'daemonUs'), 0), ratio(med(v, 'daemonUs'), med('plain', 'daemonUs')), fmt(med(v, 'appUs'), 0), fmt(perCpu(v), 0), ratio(perCpu(v), perCpu('plain')), fmt(med(v, 'share')), errs(v),
     ]),
   ]));
   console.log(`\nper round req/s: ${VARIANTS.map((v) => `${v} [${runs[v].map((x) => fmt(x.rps, 0)).join(', ')}]`).join('; ')}`);
@@ -196,6 +207,9 @@ async function main(): Promise<boolean> {
     [`canary (Set-Cookie on every response) >= ${TARGET} x plain throughput`, c.toFixed(2), verdict(c >= TARGET)],
     [`canary + valid cookie >= ${TARGET} x plain + the same cookie header`, cc.toFixed(2), verdict(cc >= TARGET)],
     ['(info) canary + valid cookie vs plain', ratio(med('canary + cookie', 'rps'), med('plain', 'rps')), '-'],
+    ['(info) requests per CPU-second, canary vs plain', ratio(perCpu('canary'), perCpu('plain')), '-'],
+    ['(info) requests per CPU-second, canary + cookie vs plain + cookie', ratio(perCpu('canary + cookie'), perCpu('plain + cookie')), '-'],
+    ['(info) lowest CPU share of a round (< 0.9: another process took CPU 0)', fmt(Math.min(...VARIANTS.flatMap((v) => runs[v].map((x) => x.share)))), '-'],
     ['no errors', noErrors ? '0' : 'some', verdict(noErrors)],
   ]));
   return c >= TARGET && cc >= TARGET && noErrors;

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
-const benches = ['deploy.ts', 'proxy.ts', 'memory.ts'];
+const benches = ['deploy.ts', 'push.ts', 'proxy.ts', 'canary.ts', 'memory.ts'];
 const args = process.argv.slice(2);
 let current: ChildProcess | null = null;
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
