@@ -254,8 +254,12 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
           tried.push(target);
           next = pickTarget(route, this.#canary, tried);
         } else {
+          // The instance may have died with several pooled connections open:
+          // prefer another instance, and only fall back to the same one.
           this.#reuseRetryUsed = true;
-          next = pickTarget(route, this.#canary, null);
+          const tried = (this.#tried ??= []);
+          tried.push(target);
+          next = pickTarget(route, this.#canary, tried) ?? pickTarget(route, this.#canary, null);
         }
       }
       if (next !== undefined) {
