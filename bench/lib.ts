@@ -121,6 +121,17 @@ export function pinned(cpus: string | null, cmd: string, args: string[]): [strin
   return ['taskset', ['-c', cpus, cmd, ...args]];
 }
 
+/** Cumulative times of one CPU from /proc/stat, in clock ticks: total, and steal (taken by the hypervisor). */
+export function cpuTicks(cpu: number): { total: number; steal: number } {
+  try {
+    const line = readFileSync('/proc/stat', 'utf8').split('\n').find((l) => l.startsWith(`cpu${cpu} `));
+    const f = line!.trim().split(/\s+/).slice(1).map(Number);
+    return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 };
+  } catch {
+    return { total: NaN, steal: NaN };
+  }
+}
+
 /** VmRSS of a process in kB (null if gone). */
 export function rssKb(pid: number): number | null {
   try {
@@ -221,9 +232,10 @@ export function parseWrk(out: string): WrkResult {
 }
 
 /** Run wrk (pinned to `cpus`) and parse its output. */
-export async function runWrk(url: string, o: { connections: number; seconds: number; cpus: string | null; headers?: Record<string, string> }): Promise<WrkResult> {
+export async function runWrk(url: string, o: { connections: number; seconds: number; cpus: string | null; headers?: Record<string, string>; script?: string }): Promise<WrkResult> {
   const args = ['-t1', `-c${o.connections}`, `-d${o.seconds}s`, '--latency', '--timeout', '5s'];
   for (const [k, v] of Object.entries(o.headers ?? {})) args.push('-H', `${k}: ${v}`);
+  if (o.script !== undefined) args.push('-s', o.script);
   args.push(url);
   const [cmd, a] = pinned(o.cpus, 'wrk', args);
   const out = await collect(spawnGroup(cmd, a), (o.seconds + 20) * 1000, 'wrk');
