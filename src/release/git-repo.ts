@@ -4,7 +4,6 @@
 
 import { lstat, mkdir, readdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { checkCommit } from './refs.ts';
 import { describeFailure, gitEnv, lastLines, run, supervise } from './git-run.ts';
@@ -183,12 +182,34 @@ async function archiveInto(repo: GitRepo, full: string, dir: string): Promise<vo
     stdin: 'pipe',
     stdout: 'ignore',
   });
+  // tar may exit (successfully) as soon as it reads the end-of-archive blocks,
+  // before git has written the padding after them: a plain pipeline would then
+  // fail with EPIPE and take git down with it, depending on timing. So git's
+  // output is always read to its end, and handed to tar while tar reads.
   let pipeError: Error | null = null;
-  const piping = pipeline(git.child.stdout!, tar.child.stdin!).catch((err: Error) => {
-    pipeError = err;
-    // One side failed: stop both so neither waits for the other.
-    git.kill();
-    tar.kill();
+  const out = git.child.stdout!;
+  const into = tar.child.stdin!;
+  let tarGone = false;
+  into.on('error', (err: NodeJS.ErrnoException) => {
+    tarGone = true;
+    if (err.code !== 'EPIPE') pipeError = err;
+    out.resume();
+  });
+  into.on('drain', () => out.resume());
+  out.on('data', (chunk: Buffer) => {
+    if (!tarGone && !into.write(chunk)) out.pause();
+  });
+  const piping = new Promise<void>((resolve) => {
+    out.once('end', () => {
+      if (!tarGone) into.end();
+      resolve();
+    });
+    out.once('error', (err) => {
+      pipeError = err;
+      tar.kill();
+      resolve();
+    });
+    out.once('close', () => resolve());
   });
   const [g, t] = await Promise.all([git.done, tar.done, piping]);
   const gitOk = g.code === 0 && !g.timedOut;
