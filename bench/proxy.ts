@@ -5,7 +5,10 @@
 //   (c) through a minimal `http-proxy` server (keep-alive http.Agent),
 //   (d) "undici-floor": the smallest proxy on baton's own parts (node:http
 //       server + undici Pool dispatch, no baton logic), to tell the cost of
-//       baton's logic from the cost of the stack it is built on.
+//       baton's logic from the cost of the stack it is built on,
+//   (e) "baton-v8-young": a second daemon (same config, its own instance) with
+//       V8's default young generation instead of the 1 MB semi-space that
+//       bin/baton.js sets: an A/B of that memory setting.
 // Throughput: wrk -t1 -c50 -d10s --latency, rounds interleaved a,b,c,a,b,c…,
 // median per target. Then p99 at half load: each target at 50% of the direct
 // max rate with an open-loop client (bench/openloop.ts), 50 connections.
@@ -17,11 +20,12 @@
 //   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
 // Needs wrk: apt-get update && apt-get install -y wrk
 
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { createDaemon } from '../test/helpers/daemon.ts';
+import { createDaemon, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, QUICK, WRK_MISSING, cpuMs, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
+  BENCH_DIR, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
   registerDaemon, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
@@ -41,7 +45,16 @@ const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
 const SERVER_CPU = PIN ? '0' : null;
 const LOAD_CPU = PIN ? '1' : null;
 
-type Target = 'direct' | 'baton' | 'http-proxy' | 'undici-floor';
+type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor';
+
+/** The V8 flags on a process's command line. */
+function v8Flags(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((a) => a.startsWith('--max-semi')).join(' ') || '(none)';
+  } catch {
+    return '?';
+  }
+}
 
 async function main(): Promise<boolean> {
   console.log(`# proxy overhead\n\n${machineLine()}`);
@@ -86,9 +99,30 @@ async function main(): Promise<boolean> {
   const hp = await startChild('http-proxy-server.ts');
   const floor = await startChild('undici-proxy-server.ts');
 
-  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/` };
-  const proxyPid: Record<Target, number | null> = { direct: null, baton: td.proc.pid!, 'http-proxy': hp.pid, 'undici-floor': floor.pid };
-  const targets: Target[] = ['direct', 'baton', 'http-proxy', 'undici-floor'];
+
+  // The same daemon with V8's default young generation, for an A/B of the 1 MB
+  // semi-space bin/baton.js sets: started by hand with the flag given twice
+  // (bin/baton.js does not re-execute a process that has it; V8 takes the last
+  // value, 0 = V8's default).
+  const td2 = await createDaemon({ start: false });
+  registerDaemon(td2);
+  writeDaemonConfig(td2, fixtureService('web', { instances: 1 }), 'info');
+  const d2 = spawnGroup(process.execPath, ['--max-semi-space-size=1', '--max-semi-space-size=0', path.join(ROOT, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
+  onCleanup(async () => {
+    await td2.cli(['shutdown', '--stop-instances'], 15_000).catch(() => undefined);
+  });
+  await waitUntil('the second daemon', async () => (await td2.cli(['status', '--json'], 10_000)).code === 0, 20_000, 200);
+  if (SERVER_CPU) pin(d2.pid!, SERVER_CPU);
+  const dep2 = await td2.cli(['deploy', 'web', await td2.release('v1')]);
+  if (dep2.code !== 0) throw new Error(`deploy (second daemon) failed: ${dep2.stdout}${dep2.stderr}`);
+  const inst2 = (await td2.status('web')).services[0].instances[0];
+  if (SERVER_CPU) pin(inst2.pid, SERVER_CPU);
+  console.log(`daemon V8 flags: baton ${v8Flags(td.proc.pid!)}; baton-v8-young ${v8Flags(d2.pid!)}`);
+
+  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'baton-v8-young': `${td2.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/` };
+  const proxyPid: Record<Target, number | null> = { direct: null, baton: td.proc.pid!, 'baton-v8-young': d2.pid!, 'http-proxy': hp.pid, 'undici-floor': floor.pid };
+  const appPid = (t: Target): number => (t === 'baton-v8-young' ? inst2.pid : inst.pid);
+  const targets: Target[] = ['direct', 'baton', 'baton-v8-young', 'http-proxy', 'undici-floor'];
   for (const t of targets) {
     const body = await (await fetch(urls[t])).text();
     if (body.trim() !== 'v1') throw new Error(`${t} answered ${JSON.stringify(body)}`);
@@ -97,15 +131,15 @@ async function main(): Promise<boolean> {
   // Warm-up (JIT, pools), not recorded.
   for (const t of targets) await runWrk(urls[t], { connections: CONNS, seconds: 2, cpus: LOAD_CPU });
 
-  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'http-proxy': [], 'undici-floor': [] };
+  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'baton-v8-young': [], 'http-proxy': [], 'undici-floor': [] };
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
       const pp = proxyPid[t];
       const p0 = pp === null ? 0 : cpuMs(pp);
-      const a0 = cpuMs(inst.pid);
+      const a0 = cpuMs(appPid(t));
       const w = await runWrk(urls[t], { connections: CONNS, seconds: SECONDS, cpus: LOAD_CPU });
       const proxyCpuUsPerReq = pp === null ? 0 : ((cpuMs(pp) - p0) * 1000) / w.requests;
-      const appCpuUsPerReq = ((cpuMs(inst.pid) - a0) * 1000) / w.requests;
+      const appCpuUsPerReq = ((cpuMs(appPid(t)) - a0) * 1000) / w.requests;
       runs[t].push({ ...w, proxyCpuUsPerReq, appCpuUsPerReq });
       console.log(`  round ${r + 1} ${t.padEnd(10)} ${fmt(w.rps, 0).padStart(7)} req/s  p50 ${fmt(w.p50Ms)} ms  p99 ${fmt(w.p99Ms)} ms  errors ${w.non2xx + w.socketErrors}`);
       await sleep(500);
@@ -161,6 +195,9 @@ async function main(): Promise<boolean> {
     ['baton p99 < 2x direct at half load', `${p99x.toFixed(2)}x`, verdict(p99x < 2)],
     ['(info) baton p99 vs direct at 50% of baton max', `${p99b.toFixed(2)}x`, '-'],
     ['(info) baton CPU per request vs undici-floor', ratio(med('baton', 'proxyCpuUsPerReq'), med('undici-floor', 'proxyCpuUsPerReq')), '-'],
+    ['(info) baton (1 MB semi-space) vs baton-v8-young: req/s', ratio(med('baton', 'rps'), med('baton-v8-young', 'rps')), '-'],
+    ['(info) baton vs baton-v8-young: CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('baton-v8-young', 'proxyCpuUsPerReq')), '-'],
+    ['(info) baton vs baton-v8-young: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton['baton-v8-young'].p99Ms), '-'],
     ['no errors', noErrors ? '0' : 'some', verdict(noErrors)],
   ]));
   return tput >= 0.3 && ahead && p99x < 2 && noErrors;
