@@ -116,7 +116,8 @@ async function variant(name: string, keepAlive: boolean): Promise<VariantResult>
     eld.enable();
     switchWin = [performance.now(), 0];
     let next = 2;
-    while (total() < TARGET_REQUESTS && ops.length < MAX_SWITCHES) {
+    // At least one deploy and one rollback, even when the warm-up and the steady phase reached the target (--quick).
+    while ((total() < TARGET_REQUESTS || ops.length < 2) && ops.length < MAX_SWITCHES) {
       const rollback = ops.length % 2 === 1;
       const args = rollback ? ['rollback', 'web'] : ['deploy', 'web', await mk(`v${next++}`)];
       const t0 = performance.now();
