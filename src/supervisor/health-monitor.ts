@@ -5,8 +5,8 @@ import type { HealthConfig } from '../config/types.ts';
 import { probeHttp } from './health-probe.ts';
 import { HealthStatus, type HealthPhase } from './health-status.ts';
 
-/** While starting, re-check at least this often so a fast app gets traffic quickly. */
-const STARTING_RETRY_MS = 250;
+/** While starting, re-check at least this often so a fast app gets traffic quickly (a probe of a port nobody listens on yet is a refused connect: cheap). */
+const STARTING_RETRY_MS = 100;
 
 export interface HealthMonitorEvents {
   /** A threshold was crossed. */
