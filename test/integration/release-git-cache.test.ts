@@ -2,32 +2,14 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GitCache } from '../../src/release/index.ts';
 import type { BatonError } from '../../src/core/errors.ts';
+import { REAL_GIT, git } from '../helpers/git-isolated.ts';
 
-const REAL_GIT = execFileSync('sh', ['-c', 'command -v git'], { encoding: 'utf8' }).trim();
-
-/** The environment for the tests' own git commands: nothing from an outer repository, fixed dates. */
-function testEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, GIT_CONFIG_NOSYSTEM: '1', GIT_TERMINAL_PROMPT: '0', ...extra };
-  for (const k of ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_ALTERNATE_OBJECT_DIRECTORIES']) delete env[k];
-  return env;
-}
-
-function git(cwd: string, args: string[], extraEnv: Record<string, string> = {}): string {
-  return execFileSync(REAL_GIT, ['-c', 'user.name=Ada Lovelace', '-c', 'user.email=ada@example.com', '-c', 'init.defaultBranch=main', ...args], {
-    cwd,
-    env: testEnv(extraEnv),
-    encoding: 'utf8',
-    stdio: ['ignore', 'pipe', 'pipe'],
-    timeout: 10_000,
-  }).trim();
-}
 
 async function commit(repo: string, file: string, content: string, subject: string, date = '2024-03-04T05:06:07Z'): Promise<string> {
   await mkdir(path.dirname(path.join(repo, file)), { recursive: true });
