@@ -35,29 +35,14 @@
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
   QUICK, ROOT, WRK_MISSING, collect, cpuMs, cpuTicks, daemonCode, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, ratio,
-  registerDaemon, runBench, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type WrkResult,
+  registerDaemon, wrkBenchOptions, runBench, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type WrkResult,
 } from './lib.ts';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    'no-pin': { type: 'boolean', default: false },
-    connections: { type: 'string', default: '50' },
-  },
-});
-const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 3));
-const SECONDS = Number(values.seconds ?? (QUICK ? 3 : 10));
-const CONNS = Number(values.connections);
-const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
-const SERVER_CPU = PIN ? '0' : null;
-const LOAD_CPU = PIN ? '1' : null;
+const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
 const TARGET = 0.9;
 const COOKIE = 'baton_bucket';
 const PLAIN_HOST = 'plain.bench.test';

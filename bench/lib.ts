@@ -5,6 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
+import { parseArgs } from 'node:util';
 import path from 'node:path';
 import type { TestDaemon } from '../test/helpers/daemon.ts';
 
@@ -377,4 +378,26 @@ export async function history(td: TestDaemon, service: string, id?: number): Pro
   const r = await td.cli(['history', service, ...(id === undefined ? [] : [String(id)]), '--json'], 20_000);
   if (r.code !== 0) throw new Error(`baton history failed: ${r.stderr}${r.stdout}`);
   return JSON.parse(r.stdout) as Deployment[];
+}
+
+/** Options shared by the wrk benches (proxy.ts, canary.ts): rounds, seconds, connections, CPU pinning. */
+export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: number; PIN: boolean; SERVER_CPU: string | null; LOAD_CPU: string | null } {
+  const { values } = parseArgs({
+    options: {
+      quick: { type: 'boolean', default: false },
+      rounds: { type: 'string' },
+      seconds: { type: 'string' },
+      'no-pin': { type: 'boolean', default: false },
+      connections: { type: 'string', default: '50' },
+    },
+  });
+  const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
+  return {
+    ROUNDS: Number(values.rounds ?? (QUICK ? 1 : 3)),
+    SECONDS: Number(values.seconds ?? (QUICK ? 3 : 10)),
+    CONNS: Number(values.connections),
+    PIN,
+    SERVER_CPU: PIN ? '0' : null,
+    LOAD_CPU: PIN ? '1' : null,
+  };
 }

@@ -22,28 +22,13 @@
 
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import { createDaemon, waitUntil } from '../test/helpers/daemon.ts';
 import {
   BENCH_DIR, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
-  registerDaemon, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
+  registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
-const { values } = parseArgs({
-  options: {
-    quick: { type: 'boolean', default: false },
-    rounds: { type: 'string' },
-    seconds: { type: 'string' },
-    'no-pin': { type: 'boolean', default: false },
-    connections: { type: 'string', default: '50' },
-  },
-});
-const ROUNDS = Number(values.rounds ?? (QUICK ? 1 : 3));
-const SECONDS = Number(values.seconds ?? (QUICK ? 3 : 10));
-const CONNS = Number(values.connections);
-const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
-const SERVER_CPU = PIN ? '0' : null;
-const LOAD_CPU = PIN ? '1' : null;
+const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
 
 type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor';
 
