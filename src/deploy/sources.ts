@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { GitSourceConfig } from '../config/types.ts';
 import type { DeploySource } from '../control/protocol.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
-import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type GitCommitInfo } from '../release/index.ts';
+import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type GitCommitInfo } from '../git/index.ts';
 import type { Store } from '../store/index.ts';
 import type { DeployPlan } from './deployer.ts';
 import { copyRelease, makeReleaseId, releasesDir } from './releases.ts';

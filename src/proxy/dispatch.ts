@@ -8,7 +8,7 @@ import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
-import type { HeldRequest, PauseQueue } from './gate.ts';
+import type { HeldRequest, PauseQueue } from './pause-queue.ts';
 import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
 import type { PauseSpec, RoutingCounters } from './types.ts';
 

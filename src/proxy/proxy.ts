@@ -12,7 +12,7 @@ import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
 import { onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
-import { PauseQueue } from './gate.ts';
+import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 
 export interface ProxyOptions {

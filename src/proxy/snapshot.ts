@@ -6,7 +6,7 @@ import type { CanarySpec, MaintenanceSpec, PauseSpec, ProxySpec, RoutingCounters
 import type { Rotation } from './balancer.ts';
 import type { TargetState } from './target.ts';
 import type { ReleaseStats } from './metrics.ts';
-import type { PauseQueue } from './gate.ts';
+import type { PauseQueue } from './pause-queue.ts';
 import { AddressMatcher } from './cidr.ts';
 import { BUCKETS, hashSeed, isCookieName, signerFor, type Signer } from './sticky.ts';
 

@@ -6,7 +6,7 @@ import { AddressMatcher, parseCidr } from '../../src/proxy/cidr.ts';
 import { buildSnapshot, type CanaryRoute, type ServiceShared } from '../../src/proxy/snapshot.ts';
 import { canaryBucket, isCanary, OVERRIDE } from '../../src/proxy/split.ts';
 import type { CanarySpec, ServiceRouteSpec } from '../../src/proxy/types.ts';
-import { PauseQueue } from '../../src/proxy/gate.ts';
+import { PauseQueue } from '../../src/proxy/pause-queue.ts';
 import { ReleaseStats } from '../../src/proxy/metrics.ts';
 import { BatonError } from '../../src/core/errors.ts';
 

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readdir, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { GitCache } from '../../src/release/index.ts';
+import { GitCache } from '../../src/git/index.ts';
 import type { BatonError } from '../../src/core/errors.ts';
 import { REAL_GIT, git } from '../helpers/git-isolated.ts';
 

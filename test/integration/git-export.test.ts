@@ -9,11 +9,11 @@ import { chmod, lstat, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink,
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { GitCache, commitInfoFromGitDir, exportFromGitDir } from '../../src/release/index.ts';
+import { GitCache, commitInfoFromGitDir, exportFromGitDir } from '../../src/git/index.ts';
 import type { BatonError } from '../../src/core/errors.ts';
 import { REAL_GIT, git } from '../helpers/git-isolated.ts';
 
-const RELEASE_INDEX = fileURLToPath(new URL('../../src/release/index.ts', import.meta.url));
+const RELEASE_INDEX = fileURLToPath(new URL('../../src/git/index.ts', import.meta.url));
 
 async function tmpdir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-gitexport-'));

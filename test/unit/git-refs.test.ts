@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseRef, refNameProblem, isShaLike, isFullSha, gitReleaseId } from '../../src/release/index.ts';
-import { checkCommit, checkRepo } from '../../src/release/refs.ts';
+import { parseRef, refNameProblem, isShaLike, isFullSha, gitReleaseId } from '../../src/git/index.ts';
+import { checkCommit, checkRepo } from '../../src/git/refs.ts';
 
 const code = (c: string) => (e: unknown) => {
   assert.equal((e as { code?: string }).code, c);
