@@ -111,7 +111,8 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   #responseStarted = false;
   /** The response head went to the client: from here a failure can only cut the connection. */
   #responding = false;
-  #reuseRetryUsed = false;
+  /** The one resend after a lost connection was used. */
+  #resendUsed = false;
   #drainHooked = false;
   #clientGone = false;
   #done = false;
@@ -242,25 +243,21 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       reusedConnection: this.socketUses > 1,
       responseStarted: this.#responseStarted,
       errorCode: code,
-      reuseRetryUsed: this.#reuseRetryUsed,
+      resendUsed: this.#resendUsed,
     });
     if (decision !== 'none') {
       const route = this.#ref.current.services.get(this.#route.name);
       let next: TargetState | undefined;
       if (route !== undefined) {
         // The chosen pool first, then the other one (pickTarget).
-        if (decision === 'other') {
-          const tried = (this.#tried ??= []);
-          tried.push(target);
-          next = pickTarget(route, this.#canary, tried);
-        } else {
-          // The instance may have died with several pooled connections open:
-          // prefer another instance, and only fall back to the same one.
-          this.#reuseRetryUsed = true;
-          const tried = (this.#tried ??= []);
-          tried.push(target);
-          next = pickTarget(route, this.#canary, tried) ?? pickTarget(route, this.#canary, null);
-        }
+        const tried = (this.#tried ??= []);
+        tried.push(target);
+        next = pickTarget(route, this.#canary, tried);
+        if (decision !== 'other') this.#resendUsed = true;
+        // A reused connection most likely met an idle close by a live instance:
+        // the same instance is a fine second choice. A fresh one that died means
+        // the instance is failing: another instance or nothing.
+        if (next === undefined && decision === 'again') next = pickTarget(route, this.#canary, null);
       }
       if (next !== undefined) {
         this.#route.counters.retries++;

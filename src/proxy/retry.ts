@@ -4,10 +4,19 @@
 //  - an attempt that never reached a socket (connection refused, connect
 //    timeout, pool closed while it was queued) was never sent: any method may
 //    go to ANOTHER target;
-//  - an idempotent request without a body that died on a REUSED keep-alive
-//    connection before any response byte (the instance closed the idle
-//    connection as we wrote, or was killed) may be sent once more, anywhere;
-//  - everything else fails.
+//  - an idempotent request without a body whose connection died before any
+//    response byte may be sent once more, whether the connection was fresh or
+//    reused (HAProxy's `retry-on empty-response`, Envoy's `reset`). Apps that
+//    answer `Connection: close` (gunicorn's sync workers) use a fresh
+//    connection for every request, so a rule limited to reused connections
+//    would never fire for them:
+//      - reused connection: most likely the instance closed an idle
+//        keep-alive connection as we wrote; it is alive, so the resend
+//        prefers another instance and may fall back to the same one;
+//      - fresh connection: the instance accepted and then dropped it (killed,
+//        crashing, its backlog reset): the resend goes to another instance only;
+//  - everything else fails (a response that started, a timeout waiting for
+//    the response head: the instance may be acting on the request).
 
 /** Methods whose repetition has the same effect as one call (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -33,12 +42,17 @@ export interface AttemptFailure {
   responseStarted: boolean;
   /** `code` of the error, when it has one. */
   errorCode: string | undefined;
-  /** Whether this request already used its one retry after a lost reused connection. */
-  reuseRetryUsed: boolean;
+  /** Whether this request was already sent again once after a lost connection. */
+  resendUsed: boolean;
 }
 
-/** 'other': resend to a target not tried yet. 'again': resend once to any target. 'none': fail. */
-export type RetryDecision = 'other' | 'again' | 'none';
+/**
+ * 'other': never sent; send to a target not tried yet.
+ * 'again': sent on a reused connection that died; send once more, to another target if there is one, else the same.
+ * 'elsewhere': sent on a fresh connection that died; send once more, to another target only.
+ * 'none': fail.
+ */
+export type RetryDecision = 'other' | 'again' | 'elsewhere' | 'none';
 
 export function isIdempotent(method: string): boolean {
   return IDEMPOTENT.has(method);
@@ -48,15 +62,8 @@ export function decideRetry(f: AttemptFailure): RetryDecision {
   if (f.responseStarted) return 'none';
   if (f.errorCode !== undefined && REQUEST_INVALID.has(f.errorCode)) return 'none';
   if (!f.sent) return 'other';
-  if (
-    f.reusedConnection &&
-    !f.hasBody &&
-    !f.reuseRetryUsed &&
-    IDEMPOTENT.has(f.method) &&
-    f.errorCode !== undefined &&
-    CONNECTION_LOST.has(f.errorCode)
-  ) {
-    return 'again';
+  if (!f.hasBody && !f.resendUsed && IDEMPOTENT.has(f.method) && f.errorCode !== undefined && CONNECTION_LOST.has(f.errorCode)) {
+    return f.reusedConnection ? 'again' : 'elsewhere';
   }
   return 'none';
 }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type http from 'node:http';
-import type net from 'node:net';
+import net from 'node:net';
+import type { TestContext } from 'node:test';
 import { request, service, startProxy, startServer, target, UPSTREAM } from '../fixtures/proxy-harness.ts';
 
 /**
@@ -111,11 +112,73 @@ test('only once: a GET that keeps failing is sent at most twice, then 502', asyn
   assert.equal(r.status, 502);
   assert.equal(r.headers['x-baton-error'], 'upstream_failed');
   assert.equal(seen.get('GET /always'), 2);
-  // Fresh connection, first attempt: not retried at all (the instance may have acted on it).
+  // Fresh connection: a resend goes to another instance only, and there is none.
   const r2 = await request(port, { path: '/always-fresh' });
   assert.equal(r2.status, 502);
   assert.equal(seen.get('GET /always-fresh'), 1);
   assert.deepEqual(proxy.counters('s'), { requests: 3, failed: 2, retries: 1, websockets: 0 });
+});
+
+/**
+ * An instance that accepts connections and resets each one once it has read a
+ * whole request head (like a gunicorn whose master was killed: every
+ * connection is fresh, and dies before any response byte). Counts the request
+ * lines it read.
+ */
+async function startResetter(t: TestContext, seen: Map<string, number>): Promise<number> {
+  const server = net.createServer((socket) => {
+    let head = '';
+    socket.on('error', () => undefined);
+    socket.on('data', (d: Buffer) => {
+      head += d.toString('latin1');
+      if (!head.includes('\r\n\r\n')) return;
+      const line = head.slice(0, head.indexOf(' HTTP/'));
+      seen.set(line, (seen.get(line) ?? 0) + 1);
+      socket.resetAndDestroy();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  return (server.address() as net.AddressInfo).port;
+}
+
+test('an idempotent request whose fresh connection is reset before any response byte is sent once more, to another instance', async (t) => {
+  const seen = new Map<string, number>();
+  const resetter = await startResetter(t, seen);
+  // A healthy instance that closes every connection, as gunicorn's sync workers do.
+  const good = await startServer(t, (req, res) => {
+    const key = `good ${req.method} ${req.url}`;
+    seen.set(key, (seen.get(key) ?? 0) + 1);
+    req.resume();
+    res.setHeader('connection', 'close');
+    res.end('good');
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('bad', resetter), target('good', good.port)], { isDefault: true, balance: 'round_robin' })] });
+
+  // Round robin: the first request of each pair goes to the resetter, whichever comes first.
+  for (let i = 0; i < 4; i++) {
+    const r = await request(port, { path: `/get${i}` });
+    assert.equal(r.status, 200, `GET /get${i}`);
+    assert.equal(r.body, 'good');
+    assert.equal(seen.get(`good GET /get${i}`), 1);
+  }
+  const reset = [0, 1, 2, 3].filter((i) => seen.get(`GET /get${i}`) === 1).length;
+  assert.equal(reset, 2, 'two of the four GETs met the resetting instance first');
+  const c = proxy.counters('s');
+  assert.equal(c.retries, 2);
+  assert.equal(c.failed, 0);
+
+  // Never a non-idempotent one: a POST that met the resetter is answered 502, sent once.
+  const outcomes: number[] = [];
+  for (let i = 0; i < 2; i++) outcomes.push((await request(port, { method: 'POST', path: `/pay${i}`, body: 'x' })).status);
+  const postsReset = [0, 1].filter((i) => seen.get(`POST /pay${i}`) === 1);
+  assert.equal(postsReset.length, 1, 'one POST met the resetting instance');
+  for (const i of postsReset) {
+    assert.equal(outcomes[i], 502);
+    assert.equal(seen.get(`good POST /pay${i}`), undefined, 'the reset POST was not sent again');
+  }
+  assert.equal(proxy.counters('s').retries, 2);
 });
 
 test('504 when the instance does not answer within responseTimeoutMs; a started response is cut, never truncated silently', async (t) => {

@@ -9,7 +9,7 @@ const base: AttemptFailure = {
   reusedConnection: true,
   responseStarted: false,
   errorCode: 'ECONNRESET',
-  reuseRetryUsed: false,
+  resendUsed: false,
 };
 
 test('decideRetry: decision table', () => {
@@ -30,8 +30,18 @@ test('decideRetry: decision table', () => {
     { name: 'TRACE', f: { method: 'TRACE' }, want: 'again' },
     { name: 'PUT without body', f: { method: 'PUT' }, want: 'again' },
     { name: 'DELETE', f: { method: 'DELETE' }, want: 'again' },
-    { name: 'only once', f: { reuseRetryUsed: true }, want: 'none' },
-    { name: 'fresh connection', f: { reusedConnection: false }, want: 'none' },
+    { name: 'only once', f: { resendUsed: true }, want: 'none' },
+    // Fresh connection lost before any response byte (an instance that closes every
+    // connection, killed mid-request): once more, on another instance.
+    { name: 'GET reset on a fresh connection', f: { reusedConnection: false }, want: 'elsewhere' },
+    { name: 'GET other side closed, fresh', f: { reusedConnection: false, errorCode: 'UND_ERR_SOCKET' }, want: 'elsewhere' },
+    { name: 'DELETE EPIPE, fresh', f: { method: 'DELETE', reusedConnection: false, errorCode: 'EPIPE' }, want: 'elsewhere' },
+    { name: 'fresh, only once', f: { reusedConnection: false, resendUsed: true }, want: 'none' },
+    { name: 'POST reset on a fresh connection', f: { method: 'POST', reusedConnection: false }, want: 'none' },
+    { name: 'PATCH reset on a fresh connection', f: { method: 'PATCH', reusedConnection: false }, want: 'none' },
+    { name: 'PUT with a body, fresh', f: { method: 'PUT', hasBody: true, reusedConnection: false }, want: 'none' },
+    { name: 'fresh, response started', f: { reusedConnection: false, responseStarted: true }, want: 'none' },
+    { name: 'fresh, headers timeout', f: { reusedConnection: false, errorCode: 'UND_ERR_HEADERS_TIMEOUT' }, want: 'none' },
     { name: 'with a body', f: { method: 'PUT', hasBody: true }, want: 'none' },
     { name: 'POST', f: { method: 'POST' }, want: 'none' },
     { name: 'PATCH', f: { method: 'PATCH' }, want: 'none' },
