@@ -1,6 +1,6 @@
 // Formatting for humans: tables, ages, deploy progress lines.
 
-import type { DeployOutcome } from '../deploy/deployer.ts';
+import type { DeployOutcome } from '../core/deployment.ts';
 import { formatDuration } from '../core/time.ts';
 import type { StreamLine } from '../control/protocol.ts';
 

@@ -2,8 +2,8 @@
 // JSON over HTTP on a Unix socket. Long operations answer with NDJSON: one
 // event per line, the last line `{ "type": "result", ... }`.
 
-import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
-import type { ServiceCounters } from '../proxy/types.ts';
+import type { DeployEvent, DeployOutcome, PushSource } from '../core/deployment.ts';
+import type { ServiceCounters } from '../core/counters.ts';
 
 export const API_PREFIX = '/v1';
 
@@ -109,22 +109,7 @@ export interface ApiError {
   details: string[];
 }
 
-/** Where a deploy takes its release from: exactly one of dir, ref (the service's git source; '' = its branch), push. */
-export interface DeploySource {
-  dir?: string;
-  ref?: string;
-  push?: PushSource;
-  /** Overrides the service's configured strategy. */
-  strategy?: 'blue_green' | 'canary';
-}
-
-/** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */
-export interface PushSource {
-  gitDir: string;
-  commit: string;
-  ref: string;
-  env: Record<string, string>;
-}
+export type { DeploySource, PushSource } from '../core/deployment.ts';
 
 export interface DeployRequest {
   releaseDir?: string;

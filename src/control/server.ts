@@ -7,7 +7,7 @@ import { chmod, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage, isBatonError, type ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
+import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import { followLog, tailLog } from '../supervisor/index.ts';
 import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
 

@@ -22,36 +22,8 @@ import { CanaryRun, describeStep, type CanarySignal } from './canary.ts';
 import { judge, windowFigures, type Verdict } from './analysis.ts';
 import type { ReleaseMetrics } from '../proxy/types.ts';
 
-export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
-
-export interface DeployEvent {
-  /** 'output': one line of a hook's output, streamed but not stored line by line. */
-  type: 'step' | 'info' | 'warn' | 'error' | 'output';
-  deploymentId: number;
-  step: DeploymentState;
-  message: string;
-  at: number; // epoch ms
-  /** Time spent in the step that just ended (on 'step' events), or the measured duration the message is about. */
-  durationMs?: number;
-  details?: string[];
-}
-
-export interface DeployOutcome {
-  deploymentId: number;
-  service: string;
-  kind: DeploymentKind;
-  fromRelease: string | null;
-  toRelease: string;
-  state: 'done' | 'failed' | 'rolled_back';
-  durationMs: number;
-  /** Time from the start of the deployment to the traffic switch. */
-  switchAfterMs: number | null;
-  /** Requests the service answered during the deployment, and how many failed. */
-  requests: number;
-  failed: number;
-  retries: number;
-  error: { code: string; message: string; details: string[] } | null;
-}
+export type { DeploymentKind, DeployEvent, DeployOutcome } from '../core/deployment.ts';
+import type { DeploymentKind, DeployEvent, DeployOutcome } from '../core/deployment.ts';
 
 export interface DeployPlan {
   kind: DeploymentKind;

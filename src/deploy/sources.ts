@@ -9,7 +9,7 @@ import { existsSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { GitSourceConfig } from '../config/types.ts';
-import type { DeploySource } from '../control/protocol.ts';
+import type { DeploySource } from '../core/deployment.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type GitCommitInfo } from '../git/index.ts';
 import type { Store } from '../store/index.ts';

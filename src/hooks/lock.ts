@@ -15,7 +15,7 @@ import { link, mkdir, open, unlink, writeFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { formatDuration, sleep } from '../core/time.ts';
-import { isDeadState, isSameProcessAlive, readProcStat } from '../supervisor/proc.ts';
+import { isDeadState, isSameProcessAlive, readProcStat } from '../core/proc.ts';
 
 export interface LockHolder {
   pid: number;

@@ -9,8 +9,8 @@ import { dirname } from 'node:path';
 import { finished } from 'node:stream/promises';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { formatDuration } from '../core/time.ts';
-import { isGroupAlive } from '../supervisor/proc.ts';
-import { KILL_WAIT_MS, signalGroup, waitUntil } from '../supervisor/signals.ts';
+import { isGroupAlive } from '../core/proc.ts';
+import { KILL_WAIT_MS, signalGroup, waitUntil } from '../core/signals.ts';
 import { LineSplitter, Tail } from './lines.ts';
 
 export type HookName = 'build' | 'migrate' | 'smoke' | 'after_switch' | 'check';

@@ -84,13 +84,7 @@ export interface ProxySpec {
   services: ServiceRouteSpec[];
 }
 
-/** Counters of one service, since the daemon started. Monotonic. */
-export interface ServiceCounters {
-  requests: number; // client requests that completed (response finished or failed)
-  failed: number; // of those: answered by baton with 5xx, or cut before the response completed
-  retries: number; // requests re-sent to another (or the same) instance under the retry rules
-  websockets: number; // WebSocket upgrades accepted, total
-}
+export type { ServiceCounters } from '../core/counters.ts';
 
 /** Live state of one upstream target as the proxy sees it. */
 export interface TargetStats {

@@ -1,20 +1,9 @@
 // Row types of the store: plain objects with camelCase fields; times are epoch ms.
 
-import type { InstanceRecord } from '../supervisor/types.ts';
+import type { InstanceRecord } from '../core/instance-record.ts';
+import type { DeploymentKind, DeploymentState } from '../core/deployment.ts';
 
-export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
-
-export type DeploymentState =
-  | 'planned'
-  | 'preparing'
-  | 'starting'
-  | 'verifying'
-  | 'shifting'
-  | 'draining'
-  | 'done'
-  | 'aborting'
-  | 'failed'
-  | 'rolled_back';
+export type { DeploymentKind, DeploymentState };
 
 /** States a deployment never leaves; every other state means "still in progress". */
 export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back'];

@@ -5,6 +5,6 @@ export type { InstanceState, ExitInfo, InstanceListener, InstanceRecord } from '
 export { Instance, type SpawnOptions } from './instance.ts';
 export { allocatePort } from './ports.ts';
 export { tailLog, followLog } from './logs.ts';
-export { readProcStat, isSameProcessAlive, type ProcStat } from './proc.ts';
-export { killStrayGroup } from './signals.ts';
+export { readProcStat, isSameProcessAlive, type ProcStat } from '../core/proc.ts';
+export { killStrayGroup } from '../core/signals.ts';
 export { Backoff, type BackoffOptions } from './backoff.ts';

@@ -8,8 +8,8 @@ import type { ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { HealthMonitor } from './health-monitor.ts';
 import { tailLog } from './logs.ts';
-import { isDeadState, isGroupAlive, isSameProcessAlive, readProcStat, startTimeToEpochMs } from './proc.ts';
-import { KILL_WAIT_MS, signalGroup, toSignal, waitUntil } from './signals.ts';
+import { isDeadState, isGroupAlive, isSameProcessAlive, readProcStat, startTimeToEpochMs } from '../core/proc.ts';
+import { KILL_WAIT_MS, signalGroup, toSignal, waitUntil } from '../core/signals.ts';
 import type { ExitInfo, InstanceListener, InstanceRecord, InstanceState } from './types.ts';
 
 /** How often an adopted instance (not our child: no exit event) is checked in /proc. */

@@ -20,15 +20,4 @@ export interface InstanceListener {
   instanceExited(inst: Instance, exit: ExitInfo): void;
 }
 
-/** What is persisted so a restarted daemon can re-adopt the instance. */
-export interface InstanceRecord {
-  id: string;
-  service: string;
-  release: string;
-  releaseDir: string;
-  pid: number;
-  /** /proc start time of pid (clock ticks since boot): tells a reused pid apart. */
-  startTime: string;
-  port: number;
-  logFile: string;
-}
+export type { InstanceRecord } from '../core/instance-record.ts';

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { acquireLock, type LockHolder } from '../../src/hooks/index.ts';
 import { isBatonError } from '../../src/core/errors.ts';
-import { readProcStat } from '../../src/supervisor/proc.ts';
+import { readProcStat } from '../../src/core/proc.ts';
 
 const HOOKS_URL = new URL('../../src/hooks/index.ts', import.meta.url).href;
 

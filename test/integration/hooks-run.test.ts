@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runHook, hookError, HOOK_KILL_GRACE_MS, type HookRun, type HookSpec } from '../../src/hooks/index.ts';
 import { isBatonError } from '../../src/core/errors.ts';
-import { isGroupAlive, readProcStat, isDeadState } from '../../src/supervisor/proc.ts';
+import { isGroupAlive, readProcStat, isDeadState } from '../../src/core/proc.ts';
 
 async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-hooks-'));

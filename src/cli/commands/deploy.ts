@@ -2,7 +2,7 @@
 // progress and exit non-zero unless it ended done.
 
 import { BatonError } from '../../core/errors.ts';
-import type { DeployOutcome } from '../../deploy/deployer.ts';
+import type { DeployOutcome } from '../../core/deployment.ts';
 import type { StreamLine } from '../../control/protocol.ts';
 import { actor, clientFor, type CliContext } from '../context.ts';
 import { outcomeSummary, progressPrinter } from '../output.ts';

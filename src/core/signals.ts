@@ -2,7 +2,7 @@
 // go to the whole group so a `sh -c` wrapper cannot swallow them.
 
 import { constants } from 'node:os';
-import { BatonError } from '../core/errors.ts';
+import { BatonError } from './errors.ts';
 import { readProcStat, isDeadState, isGroupAlive, isSameProcessAlive } from './proc.ts';
 
 /** Poll period while waiting for a process to go away (only while someone awaits). */

@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { parseProcStat } from '../../src/supervisor/proc.ts';
+import { parseProcStat } from '../../src/core/proc.ts';
 import { isSameProcessAlive, readProcStat } from '../../src/supervisor/index.ts';
 
 /** A stat line with `comm` and fields 3..52; start time (field 22) = 987654. */

@@ -1,0 +1,65 @@
+// The vocabulary of a deployment, shared by the deployer that runs it, the
+// store that records it, the control API that streams it and the CLI that
+// prints it. Types only: every layer may import them (see docs/ARCHITECTURE.md).
+
+export type DeploymentKind = 'deploy' | 'rollback' | 'restart';
+
+export type DeploymentState =
+  | 'planned'
+  | 'preparing'
+  | 'starting'
+  | 'verifying'
+  | 'shifting'
+  | 'draining'
+  | 'done'
+  | 'aborting'
+  | 'failed'
+  | 'rolled_back';
+
+/** One line of a deployment's progress, streamed to the CLI and stored (except 'output'). */
+export interface DeployEvent {
+  /** 'output': one line of a hook's output, streamed but not stored line by line. */
+  type: 'step' | 'info' | 'warn' | 'error' | 'output';
+  deploymentId: number;
+  step: DeploymentState;
+  message: string;
+  at: number; // epoch ms
+  /** Time spent in the step that just ended (on 'step' events), or the measured duration the message is about. */
+  durationMs?: number;
+  details?: string[];
+}
+
+/** How a deployment ended: the last line of its stream. */
+export interface DeployOutcome {
+  deploymentId: number;
+  service: string;
+  kind: DeploymentKind;
+  fromRelease: string | null;
+  toRelease: string;
+  state: 'done' | 'failed' | 'rolled_back';
+  durationMs: number;
+  /** Time from the start of the deployment to the traffic switch. */
+  switchAfterMs: number | null;
+  /** Requests the service answered during the deployment, and how many failed. */
+  requests: number;
+  failed: number;
+  retries: number;
+  error: { code: string; message: string; details: string[] } | null;
+}
+
+/** Where a deploy takes its release from: exactly one of dir, ref (the service's git source; '' = its branch), push. */
+export interface DeploySource {
+  dir?: string;
+  ref?: string;
+  push?: PushSource;
+  /** Overrides the service's configured strategy. */
+  strategy?: 'blue_green' | 'canary';
+}
+
+/** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */
+export interface PushSource {
+  gitDir: string;
+  commit: string;
+  ref: string;
+  env: Record<string, string>;
+}
