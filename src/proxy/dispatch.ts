@@ -7,6 +7,7 @@ import type { Logger } from '../core/log.ts';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
+import { normaliseAbsoluteForm } from './request-target.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
 import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
@@ -37,6 +38,11 @@ function noop(): void {}
 export function onRequest(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, res: BatonResponse): void {
   const start = performance.now();
   if (ctx.closing) res.shouldKeepAlive = false;
+  // Absolute-form ("GET http://host/ HTTP/1.1"): its authority is the host, for routing and for the app.
+  if (req.url !== undefined && req.url.charCodeAt(0) !== 47 /* / */ && !normaliseAbsoluteForm(req)) {
+    sendErrorPage(res, 'bad_request', req.headers.accept, false);
+    return;
+  }
   const url = req.url;
   // One character test keeps baton's endpoints off the cost of ordinary requests.
   if (url !== undefined && url.length >= 12 && url.charCodeAt(1) === 95 && url.startsWith('/_baton/') && batonEndpoint(ctx, ref, req, res, url)) return;
@@ -167,6 +173,10 @@ function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req
 export function onUpgrade(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const start = performance.now();
   socket.on('error', noop); // a reset client surfaces as 'close'
+  if (req.url !== undefined && req.url.charCodeAt(0) !== 47 /* / */ && !normaliseAbsoluteForm(req)) {
+    socket.end(rawErrorResponse('bad_request'));
+    return;
+  }
   routeUpgrade(ctx.logger, ref, req, socket, head, start);
 }
 

@@ -162,3 +162,107 @@ test('malformed requests get a 4xx and do not desynchronise the connection', asy
   assert.match(got, /^HTTP\/1\.1 200 OK[^]*okHTTP\/1\.1 400 /);
   assert.equal(reached, 1);
 });
+
+/** Send raw bytes; resolve with what arrives up to the end of the first response head. */
+function rawHead(port: number, data: string): Promise<string> {
+  return withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        const end = got.indexOf('\r\n\r\n');
+        if (end >= 0) {
+          s.destroy();
+          resolve(got.slice(0, end + 4));
+        }
+      });
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+      s.write(data);
+    }),
+    10_000,
+    'a response head on a raw connection',
+  );
+}
+
+test('absolute-form: routed on the target\'s authority and forwarded origin-form with that Host; bad targets get 400', async (t) => {
+  const pub = await startServer(t, namedHandler('public'));
+  const other = await startServer(t, namedHandler('other'));
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({
+    services: [
+      service('public', [target('p1', pub.port)], { hosts: ['public.test'], isDefault: true }),
+      service('other', [target('o1', other.port)], { hosts: ['other.test'] }),
+    ],
+  });
+  const body = (raw: string): { name: string; url: string; headers: Record<string, string> } => JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4)) as never;
+
+  // Host says public.test, the target says other.test: the target wins, for routing and for the app.
+  const r1 = await rawExchange(port, 'GET http://other.test/reset?x=1 HTTP/1.1\r\nHost: public.test\r\nConnection: close\r\n\r\n');
+  assert.match(r1, /^HTTP\/1\.1 200 /);
+  const seen1 = body(r1);
+  assert.equal(seen1.name, 'other');
+  assert.equal(seen1.url, '/reset?x=1');
+  assert.equal(seen1.headers['host'], 'other.test');
+  assert.equal(seen1.headers['x-forwarded-host'], 'other.test');
+
+  // An authority no service names goes where that Host would go (the default service), and the app sees it as Host.
+  const r2 = await rawExchange(port, 'GET http://evil.example/reset HTTP/1.1\r\nHost: public.test\r\nConnection: close\r\n\r\n');
+  const seen2 = body(r2);
+  assert.equal(seen2.name, 'public');
+  assert.equal(seen2.url, '/reset');
+  assert.equal(seen2.headers['host'], 'evil.example');
+
+  // No path: "/".
+  const seen3 = body(await rawExchange(port, 'GET http://public.test HTTP/1.1\r\nHost: public.test\r\nConnection: close\r\n\r\n'));
+  assert.equal(seen3.url, '/');
+
+  // Userinfo or another scheme: 400, never forwarded.
+  for (const target of ['http://user@public.test/', 'ftp://public.test/']) {
+    const r = await rawExchange(port, `GET ${target} HTTP/1.1\r\nHost: public.test\r\nConnection: close\r\n\r\n`);
+    assert.match(r, /^HTTP\/1\.1 400 /, target);
+    assert.match(r, /x-baton-error: bad_request/i, target);
+  }
+  assert.equal(proxy.counters('public').requests, 2);
+  assert.equal(proxy.counters('other').requests, 1);
+});
+
+test('absolute-form WebSocket upgrade: routed on the target\'s authority, forwarded origin-form with that Host', async (t) => {
+  const seen: { name: string; url: string; host: string }[] = [];
+  const upgrader = (name: string) => {
+    const server = http.createServer((_req, res) => res.end(name));
+    server.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+      seen.push({ name, url: req.url!, host: req.headers.host! });
+      socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+    });
+    return server;
+  };
+  const servers = [upgrader('public'), upgrader('other')];
+  const ports: number[] = [];
+  for (const s of servers) {
+    await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
+    t.after(() => {
+      s.closeAllConnections();
+      return new Promise<void>((resolve) => s.close(() => resolve()));
+    });
+    ports.push((s.address() as net.AddressInfo).port);
+  }
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({
+    services: [
+      service('public', [target('p1', ports[0]!)], { hosts: ['public.test'], isDefault: true }),
+      service('other', [target('o1', ports[1]!)], { hosts: ['other.test'] }),
+    ],
+  });
+  const handshake = (requestTarget: string): string =>
+    `GET ${requestTarget} HTTP/1.1\r\nHost: public.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+  const r = await rawHead(port, handshake('http://other.test/ws?room=1'));
+  assert.match(r, /^HTTP\/1\.1 101 /);
+  assert.deepEqual(seen, [{ name: 'other', url: '/ws?room=1', host: 'other.test' }]);
+
+  const bad = await rawHead(port, handshake('http://user@other.test/ws'));
+  assert.match(bad, /^HTTP\/1\.1 400 /);
+  assert.equal(seen.length, 1);
+});
