@@ -23,7 +23,7 @@ import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
 import { diffConfig } from './reload.ts';
-import { loadSecret } from './secret.ts';
+import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
 
 export interface DaemonOptions {
@@ -58,6 +58,7 @@ export class Daemon implements RuntimeHost {
       logger: logger.child({ component: 'proxy' }),
       clientIdleTimeoutMs: config.proxy.clientIdleTimeoutMs,
       headersTimeoutMs: config.proxy.headersTimeoutMs,
+      betaTokens: storedBetaTokens(store, logger),
     });
     this.#sources = new ReleaseSources({ store, stateDir: config.stateDir, configFile: () => this.config.file });
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir, routingChanged: () => this.routingChanged() });

@@ -11,7 +11,7 @@ import { normaliseAbsoluteForm } from './request-target.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
 import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
-import type { PauseSpec, RoutingCounters } from './types.ts';
+import type { BetaTokenLedger, PauseSpec, RoutingCounters } from './types.ts';
 
 /** Proxy-wide state the dispatch reads. */
 export interface DispatchContext {
@@ -20,8 +20,8 @@ export interface DispatchContext {
   hostHealthy: boolean;
   /** The proxy is closing: responses carry Connection: close. */
   closing: boolean;
-  /** Beta link token ids already used → their expiry (ms since the epoch). */
-  readonly usedTokens: Map<string, number>;
+  /** Which beta link tokens were used already. */
+  readonly betaTokens: BetaTokenLedger;
 }
 
 export const HEALTH_PATH = '/_baton/health';
@@ -138,9 +138,20 @@ function batonEndpoint(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMess
   return false;
 }
 
-/** Forget used tokens once they have expired (they are refused as expired from then on). */
-function sweepUsed(used: Map<string, number>, now: number): void {
-  for (const [id, exp] of used) if (exp <= now) used.delete(id);
+/** A ledger in memory, for a proxy used without a store: "once" lasts as long as the process. */
+export class MemoryBetaTokenLedger implements BetaTokenLedger {
+  readonly #used = new Map<string, number>();
+
+  claim(id: string, expiresAt: number): boolean {
+    if (this.#used.has(id)) return false;
+    // Forget used tokens once they have expired (they are refused as expired from then on).
+    if (this.#used.size >= 1024 && (this.#used.size & 1023) === 0) {
+      const now = Date.now();
+      for (const [used, exp] of this.#used) if (exp <= now) this.#used.delete(used);
+    }
+    this.#used.set(id, expiresAt);
+    return true;
+  }
 }
 
 function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req: IncomingMessage, res: BatonResponse, query: string): void {
@@ -153,14 +164,11 @@ function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req
   const now = Date.now();
   const token = new URLSearchParams(query).get('token');
   const t = token === null ? null : c.signer.tokenOf(token);
-  const used = ctx.usedTokens;
-  if (t === null || t.expiresAt <= now || used.has(t.id)) {
+  if (t === null || t.expiresAt <= now || !ctx.betaTokens.claim(t.id, t.expiresAt)) {
     routing.betaLinksRefused++;
     sendErrorPage(res, 'beta_link_invalid', req.headers.accept, false);
     return;
   }
-  if (used.size >= 1024 && (used.size & 1023) === 0) sweepUsed(used, now);
-  used.set(t.id, t.expiresAt);
   routing.betaLinksAccepted++;
   const cookie = setCookieHeader(c.betaCookie!, c.signer.betaCookie(t.id, now + COOKIE_MAX_AGE_S * 1000));
   res.writeHead(302, { 'location': '/', 'set-cookie': cookie, 'cache-control': 'no-store', 'content-length': 0 });

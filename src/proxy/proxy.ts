@@ -6,12 +6,12 @@ import type { Duplex } from 'node:stream';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
-import type { DrainResult, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
+import type { BetaTokenLedger, DrainResult, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
 import { buildSnapshot, RoutingSnapshot, type ServiceShared } from './snapshot.ts';
 import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
-import { onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
+import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 
@@ -23,6 +23,8 @@ export interface ProxyOptions {
   headersTimeoutMs: number;
   /** Bound on how long close() waits for in-flight requests. Default 10 s. */
   closeTimeoutMs?: number;
+  /** Where used beta link tokens are remembered. Default: in memory. */
+  betaTokens?: BetaTokenLedger;
 }
 
 /** How long WebSocket peers get to finish the closing handshake after baton's 1001. */
@@ -81,7 +83,7 @@ function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
 
 export class Proxy {
   readonly #logger: Logger;
-  readonly #opts: ProxyOptions;
+  #opts: ProxyOptions;
   readonly #ref: SnapshotRef = { current: new RoutingSnapshot(new Map(), new Map(), null) };
   /** Every target known: in the current snapshot, or draining until forget(). */
   readonly #targets = new Map<string, TargetState>();
@@ -99,7 +101,7 @@ export class Proxy {
   constructor(opts: ProxyOptions) {
     this.#opts = opts;
     this.#logger = opts.logger;
-    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, usedTokens: new Map() };
+    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger() };
   }
 
   /** Bind the public listeners (port 0 allowed); returns the bound addresses in the same order. */
@@ -347,6 +349,28 @@ export class Proxy {
     const addr = server.address() as AddressInfo;
     this.#logger.info('metrics listening', { host: addr.address, port: addr.port });
     return { host: addr.address, port: addr.port };
+  }
+
+  /** Close the metrics listener(s) opened by listenMetrics() (a reload moved or removed metrics_listen). */
+  async closeMetrics(): Promise<void> {
+    await Promise.all(this.#metricsServers.splice(0).map((s) => {
+      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
+      s.closeAllConnections();
+      return closed;
+    }));
+  }
+
+  /**
+   * New client timeouts for the public listeners (a reload): they apply to every
+   * connection from its next request or idle period on, including those already open.
+   */
+  setClientTimeouts(t: { clientIdleTimeoutMs: number; headersTimeoutMs: number }): void {
+    this.#opts = { ...this.#opts, ...t };
+    for (const server of this.#servers) {
+      // Node reads both on every use (keep-alive idle timer, periodic headers check).
+      server.keepAliveTimeout = t.clientIdleTimeoutMs;
+      server.headersTimeout = t.headersTimeoutMs;
+    }
   }
 
   /** What GET /_baton/health answers: true → 200 "ok", false → 503 "draining" (take this host out of a load balancer). */

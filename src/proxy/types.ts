@@ -156,3 +156,12 @@ export interface DrainResult {
   closedWebSockets: number;
   durationMs: number;
 }
+
+/**
+ * Remembers which beta link tokens were used, so each link works once. The
+ * daemon passes one backed by its store, so "once" survives a restart.
+ */
+export interface BetaTokenLedger {
+  /** Mark token `id` used; true the first time, false if it was used before. */
+  claim(id: string, expiresAt: number): boolean;
+}

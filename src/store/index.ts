@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { BatonError, errorMessage } from '../core/errors.ts';
+import { BetaTokenTable } from './beta-tokens.ts';
 import { DeploymentTable } from './deployments.ts';
 import { InstanceTable } from './instances.ts';
 import { migrate } from './migrations.ts';
@@ -46,6 +47,7 @@ export class Store {
   #releases: ReleaseTable;
   #deployments: DeploymentTable;
   #instances: InstanceTable;
+  #betaTokens: BetaTokenTable;
 
   private constructor(file: string, db: DatabaseSync, now: () => number) {
     this.file = file;
@@ -55,6 +57,7 @@ export class Store {
     this.#releases = new ReleaseTable(db);
     this.#deployments = new DeploymentTable(db);
     this.#instances = new InstanceTable(db);
+    this.#betaTokens = new BetaTokenTable(db);
   }
 
   /** Opens (creating it and its directory if needed) and migrates the database at `file`. */
@@ -194,5 +197,14 @@ export class Store {
   /** Every instance, or one service's, oldest first. */
   listInstances(service?: string): InstanceRow[] {
     return this.#instances.list(service);
+  }
+
+  // beta links
+
+  /** Mark beta link token `id` used (until it expires); true the first time, false if it was used before. */
+  claimBetaToken(id: string, expiresAt: number): boolean {
+    const first = this.#betaTokens.claim(id, expiresAt);
+    if (first) this.#betaTokens.sweep(this.#now());
+    return first;
   }
 }

@@ -90,6 +90,17 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX instances_by_service ON instances (service);
     `,
   },
+  {
+    version: 2,
+    name: 'used beta link tokens',
+    sql: `
+      -- A beta link works once, across daemon restarts; rows past expires_at are swept.
+      CREATE TABLE beta_tokens_used (
+        id         TEXT PRIMARY KEY,
+        expires_at INTEGER NOT NULL
+      );
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);
