@@ -6,8 +6,8 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 const major = Number(process.versions.node.split('.')[0]);
 if (major < 24) {
   process.stderr.write(
-    `baton: Node.js 24 or newer is required (this is ${process.version}). ` +
-      `Run baton through \`npm run baton --\` to use the Node pinned in package.json, or install Node 24.\n`,
+    `baton: Node.js 24 or newer is required (this is ${process.version} at ${process.execPath}); ` +
+      `install Node 24, or use the single executable baton-linux-x64, which carries its own.\n`,
   );
   process.exit(1);
 }
@@ -27,13 +27,17 @@ process.on('warning', (w) => {
   if (w.name !== 'ExperimentalWarning') process.stderr.write(`${w.name}: ${w.message}\n`);
 });
 
-/** The compiled dist/ when it is at least as new as every source file; the sources otherwise. */
+/**
+ * The compiled dist/ when it is at least as new as every source file; the
+ * sources otherwise. An installed npm package ships dist/ only.
+ */
 function entry() {
   const root = new URL('..', import.meta.url);
+  const src = new URL('src/', root);
+  if (!existsSync(src)) return new URL('dist/cli/main.js', root);
   const stamp = new URL('dist/.built', root);
   if (!existsSync(stamp)) return new URL('src/cli/main.ts', root);
   const built = statSync(stamp).mtimeMs;
-  const src = new URL('src/', root);
   for (const f of readdirSync(src, { recursive: true })) {
     if (statSync(new URL(String(f), src)).mtimeMs > built) return new URL('src/cli/main.ts', root);
   }

@@ -102,6 +102,9 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
-// Only the daemon keeps the process alive on purpose; any other verb exits now.
-if (process.argv[2] !== 'daemon') process.exit(process.exitCode);
+// No top-level await: the single executable bundles this file as CommonJS.
+void main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+  // Only the daemon keeps the process alive on purpose; any other verb exits now.
+  if (process.argv[2] !== 'daemon') process.exit(code);
+});

@@ -7,13 +7,18 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
+import { CONFIG_CHILD_MODE, inExecutable } from '../exe/self.ts';
 import type { DaemonConfig } from './types.ts';
 
-const CHILD = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './load-child.ts' : './load-child.js', import.meta.url));
+/** argv of the child: the single executable re-executes itself in the loader mode. */
+function childArgs(file: string): string[] {
+  if (inExecutable()) return [CONFIG_CHILD_MODE, file];
+  return [fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './load-child.ts' : './load-child.js', import.meta.url)), file];
+}
 
 export function loadConfigIsolated(file: string): Promise<DaemonConfig> {
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [CHILD, file], { timeout: 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+    execFile(process.execPath, childArgs(file), { timeout: 30_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
       let answer: { config?: DaemonConfig; error?: { code: ErrorCode; message: string; details: string[] } };
       try {
         answer = JSON.parse(stdout) as typeof answer;

@@ -8,17 +8,17 @@ import { existsSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage } from '../../core/errors.ts';
+import { selfCommand } from '../../exe/self.ts';
 import { locateSocket } from '../locate.ts';
 import type { CliContext } from '../context.ts';
 
-const BATON = path.resolve(import.meta.dirname, '../../../bin/baton.js');
 
 /** Single-quote for sh. */
 function sq(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-export function preReceiveHook(opts: { node: string; baton: string; socket: string; service: string; branch: string }): string {
+export function preReceiveHook(opts: { baton: string[]; socket: string; service: string; branch: string }): string {
   return `#!/bin/sh
 # Installed by \`baton git-remote ${opts.service}\`: a push to ${opts.branch} deploys it.
 # A failed deploy rejects the push. Other branches are accepted without deploying.
@@ -30,7 +30,7 @@ while read old new ref; do
     status=1
     continue
   fi
-  ${sq(opts.node)} ${sq(opts.baton)} deploy-push ${sq(opts.service)} --git-dir "$PWD" --commit "$new" --ref ${sq(opts.branch)} --socket ${sq(opts.socket)} || status=1
+  ${opts.baton.map(sq).join(' ')} deploy-push ${sq(opts.service)} --git-dir "$PWD" --commit "$new" --ref ${sq(opts.branch)} --socket ${sq(opts.socket)} || status=1
 done
 exit $status
 `;
@@ -50,7 +50,7 @@ export async function gitRemoteCommand(ctx: CliContext): Promise<number> {
     throw new BatonError('USAGE', `cannot create a bare repository at ${dir}: ${errorMessage(err)}`);
   }
   const hook = path.join(dir, 'hooks', 'pre-receive');
-  await writeFile(hook, preReceiveHook({ node: process.execPath, baton: BATON, socket, service, branch }));
+  await writeFile(hook, preReceiveHook({ baton: selfCommand(), socket, service, branch }));
   await chmod(hook, 0o755);
   ctx.out(
     `${dir}: pushes to ${branch} deploy ${service} (hook: ${hook})\n` +
