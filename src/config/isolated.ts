@@ -7,7 +7,7 @@
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { BatonError, type ErrorCode } from '../core/errors.ts';
-import { CONFIG_CHILD_MODE, inExecutable } from '../exe/self.ts';
+import { CONFIG_CHILD_MODE, inExecutable } from '../core/self.ts';
 import type { DaemonConfig } from './types.ts';
 
 /** argv of the child: the single executable re-executes itself in the loader mode. */

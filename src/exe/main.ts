@@ -4,7 +4,7 @@
 // the daemon's small semi-space (the flag is baked into the executable's
 // execArgv at build time). One extra mode: the config loader child.
 
-import { CONFIG_CHILD_MODE } from './self.ts';
+import { CONFIG_CHILD_MODE } from '../core/self.ts';
 
 process.removeAllListeners('warning');
 process.on('warning', (w) => {

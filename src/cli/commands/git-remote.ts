@@ -8,7 +8,7 @@ import { existsSync } from 'node:fs';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage } from '../../core/errors.ts';
-import { selfCommand } from '../../exe/self.ts';
+import { selfCommand } from '../../core/self.ts';
 import { locateSocket } from '../locate.ts';
 import type { CliContext } from '../context.ts';
 

@@ -14,7 +14,7 @@ export function inExecutable(): boolean {
 /** The argv prefix that starts baton again: [executable] or [node, bin/baton.js]. */
 export function selfCommand(): string[] {
   if (isSea()) return [process.execPath];
-  // src/exe/self.ts and dist/exe/self.js are both two levels below the package root.
+  // src/core/self.ts and dist/core/self.js are both two levels below the package root.
   return [process.execPath, fileURLToPath(new URL('../../bin/baton.js', import.meta.url))];
 }
 
