@@ -13,9 +13,17 @@ export interface CliContext {
 }
 
 export function clientFor(ctx: CliContext): ControlClient {
-  return new ControlClient(
-    locateSocket({ socket: ctx.flags['socket'] as string | undefined, config: ctx.flags['config'] as string | undefined }),
-  );
+  const { socket, config } = locateSocket({ socket: stringFlag(ctx, 'socket'), config: stringFlag(ctx, 'config') });
+  const hint = config
+    ? `the daemon of ${config.file} (found by ${config.via}) is not running: start it with \`baton daemon --config ${config.file}\``
+    : 'is the daemon running? (the socket was given by --socket or $BATON_SOCKET)';
+  return new ControlClient(socket, hint);
+}
+
+/** A string flag's value; the verb table guarantees string flags are strings. */
+export function stringFlag(ctx: CliContext, name: string): string | undefined {
+  const v = ctx.flags[name];
+  return typeof v === 'string' ? v : undefined;
 }
 
 /** The person and host behind an operation, recorded with each deployment. */

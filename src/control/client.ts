@@ -1,14 +1,17 @@
 // The CLI's client for the control API over the daemon's Unix socket.
 
 import http from 'node:http';
-import { BatonError } from '../core/errors.ts';
+import { BatonError, isErrorCode } from '../core/errors.ts';
 import { API_PREFIX, type ApiError, type StreamLine } from './protocol.ts';
 
 export class ControlClient {
   readonly socketPath: string;
+  /** What to tell the operator when nothing listens on the socket, e.g. the command that starts the daemon. */
+  readonly #notRunningHint: string;
 
-  constructor(socketPath: string) {
+  constructor(socketPath: string, notRunningHint = 'is the daemon running?') {
     this.socketPath = socketPath;
+    this.#notRunningHint = notRunningHint;
   }
 
   async get<T>(path: string): Promise<T> {
@@ -82,11 +85,11 @@ export class ControlClient {
     const req = http.request({ socketPath: this.socketPath, method, path: API_PREFIX + path, headers: { 'content-type': 'application/json' } }, onResponse);
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
-        onError(new BatonError('DAEMON_UNREACHABLE', `cannot reach the baton daemon at ${this.socketPath} (${err.code}); start it with \`baton daemon --config baton.yaml\``));
+        onError(new BatonError('DAEMON_UNREACHABLE', `cannot reach the baton daemon at ${this.socketPath} (${err.code}); ${this.#notRunningHint}`));
       } else if (err.code === 'EACCES') {
         onError(new BatonError('DAEMON_UNREACHABLE', `no permission to use the control socket ${this.socketPath}; run as the daemon's user`));
       } else {
-        onError(err);
+        onError(new BatonError('DAEMON_UNREACHABLE', `cannot talk to the baton daemon at ${this.socketPath}: ${err.message}`));
       }
     });
     return req;
@@ -105,7 +108,9 @@ function collect(res: http.IncomingMessage): Promise<string> {
 function toError(status: number, text: string): BatonError {
   try {
     const e = (JSON.parse(text) as { error: ApiError }).error;
-    return new BatonError(e.code as BatonError['code'], e.message, e.details);
+    // A code this CLI does not know (a newer daemon) is still shown, under INTERNAL's rules.
+    if (isErrorCode(e.code)) return new BatonError(e.code, e.message, e.details);
+    return new BatonError('INTERNAL', `${e.code}: ${e.message}`, e.details);
   } catch {
     return new BatonError('INTERNAL', `daemon answered ${status}: ${text.slice(0, 200)}`);
   }

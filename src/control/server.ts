@@ -5,7 +5,7 @@ import http from 'node:http';
 import net from 'node:net';
 import { chmod, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { BatonError, errorMessage, isBatonError, type ErrorCode } from '../core/errors.ts';
+import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import { followLog, tailLog } from '../supervisor/index.ts';
@@ -29,17 +29,6 @@ export interface ControlHandlers {
   stop(stopInstances: boolean): Promise<void>;
 }
 
-const STATUS_OF: Partial<Record<ErrorCode, number>> = {
-  SERVICE_UNKNOWN: 404,
-  RELEASE_UNKNOWN: 404,
-  NO_PREVIOUS_RELEASE: 409,
-  NO_CANARY: 409,
-  DEPLOY_IN_PROGRESS: 409,
-  RELEASE_INVALID: 422,
-  CONFIG_INVALID: 422,
-  CONFIG_UNREADABLE: 422,
-  BAD_REQUEST: 400,
-};
 
 const MAX_BODY = 64 * 1024;
 
@@ -202,7 +191,7 @@ export class ControlServer {
       res.end(JSON.stringify({ type: 'error', error: e } satisfies StreamLine) + '\n');
       return;
     }
-    json(res, (isBatonError(err) && STATUS_OF[err.code]) || (isBatonError(err) ? 400 : 500), { error: e });
+    json(res, isBatonError(err) ? err.httpStatus : 500, { error: e });
   }
 }
 

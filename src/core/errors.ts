@@ -1,38 +1,82 @@
 // Errors with a stable `code`. Callers (and the CLI, across the control API)
-// branch on the code, never on the message text.
+// branch on the code, never on the message text. Each code has one row below:
+// the HTTP status the control API answers with, and the exit status of the CLI
+// when a command ends with it. docs/errors.md documents the same table (a test
+// keeps them in step).
 
-export type ErrorCode =
-  | 'CONFIG_INVALID'
-  | 'CONFIG_UNREADABLE'
-  | 'SERVICE_UNKNOWN'
-  | 'RELEASE_UNKNOWN'
-  | 'RELEASE_INVALID'
-  | 'DEPLOY_IN_PROGRESS'
-  | 'DEPLOY_FAILED'
-  | 'INSTANCE_CRASHED'
-  | 'INSTANCE_UNHEALTHY'
-  | 'NO_PREVIOUS_RELEASE'
-  | 'DAEMON_UNREACHABLE'
-  | 'BAD_REQUEST'
-  | 'USAGE'
-  | 'INTERNAL'
-  | 'STORE_UNAVAILABLE'
-  | 'LISTEN_FAILED'
-  | 'HOOK_FAILED'
-  | 'LOCK_TIMEOUT'
-  | 'GIT_REF_UNKNOWN' | 'GIT_REF_INVALID' | 'GIT_UNREACHABLE' | 'GIT_FAILED'
-  | 'CANARY_ABORTED'
-  | 'NO_CANARY';
+/** The CLI's exit statuses (docs/errors.md). */
+export const EXIT = {
+  /** The command did what was asked. */
+  OK: 0,
+  /** The operation failed or was refused (a failed deploy leaves the serving release untouched). */
+  FAILED: 1,
+  /** The command line is wrong: unknown verb or flag, missing argument. Nothing was done. */
+  USAGE: 2,
+  /** The daemon could not be reached (not running, wrong socket, no permission). Nothing was done. */
+  UNREACHABLE: 3,
+  /** Interrupted by Ctrl-C (128 + SIGINT). */
+  INTERRUPTED: 130,
+} as const;
+
+export type ExitStatus = (typeof EXIT)[keyof typeof EXIT];
+
+interface ErrorKind {
+  /** Answered by the control API with this status. */
+  http: number;
+  /** The CLI exits with this status. */
+  exit: ExitStatus;
+  /** One line for docs/errors.md. */
+  meaning: string;
+}
+
+export const ERRORS = {
+  USAGE: { http: 400, exit: EXIT.USAGE, meaning: 'the command line is wrong (unknown verb or flag, missing or extra argument, bad value)' },
+  BAD_REQUEST: { http: 400, exit: EXIT.FAILED, meaning: 'a control API request the daemon cannot act on (bad body, unknown route, bad value)' },
+  CONFIG_INVALID: { http: 422, exit: EXIT.FAILED, meaning: 'the config file has errors; each one is listed as file:line:col: key: message' },
+  CONFIG_UNREADABLE: { http: 422, exit: EXIT.FAILED, meaning: 'the config file cannot be read (missing, no permission)' },
+  SERVICE_UNKNOWN: { http: 404, exit: EXIT.FAILED, meaning: 'no service of that name in the config' },
+  RELEASE_UNKNOWN: { http: 404, exit: EXIT.FAILED, meaning: 'no kept release of that id (see `baton releases SERVICE`)' },
+  RELEASE_INVALID: { http: 422, exit: EXIT.FAILED, meaning: 'the release directory cannot be used (missing, not a directory, unreadable)' },
+  NO_PREVIOUS_RELEASE: { http: 409, exit: EXIT.FAILED, meaning: 'a rollback with nothing to roll back to' },
+  NO_CANARY: { http: 409, exit: EXIT.FAILED, meaning: 'promote or abort while no canary is rolling out' },
+  DEPLOY_IN_PROGRESS: { http: 409, exit: EXIT.FAILED, meaning: 'another deployment of the service is running' },
+  DEPLOY_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'the deployment failed; the serving release is untouched' },
+  CANARY_ABORTED: { http: 409, exit: EXIT.FAILED, meaning: 'the canary was aborted (by the operator or its analysis); traffic went back to the stable release' },
+  INSTANCE_CRASHED: { http: 500, exit: EXIT.FAILED, meaning: 'an instance could not start or exited before it became healthy (the details carry its log\'s tail)' },
+  INSTANCE_UNHEALTHY: { http: 500, exit: EXIT.FAILED, meaning: 'an instance did not pass its health check in time' },
+  HOOK_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a hook (build, migrate, smoke, after_switch) exited non-zero or timed out' },
+  LOCK_TIMEOUT: { http: 409, exit: EXIT.FAILED, meaning: 'the migration lock is held by another process for too long (the message names it)' },
+  GIT_REF_UNKNOWN: { http: 404, exit: EXIT.FAILED, meaning: 'the branch, tag or commit does not exist in the service\'s repository' },
+  GIT_REF_INVALID: { http: 400, exit: EXIT.FAILED, meaning: 'not a valid branch, tag or commit name' },
+  GIT_UNREACHABLE: { http: 502, exit: EXIT.FAILED, meaning: 'the service\'s git repository cannot be reached or read' },
+  GIT_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a git command failed (the details carry its output)' },
+  LISTEN_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a listener cannot be opened (address in use, no permission for the port)' },
+  STORE_UNAVAILABLE: { http: 503, exit: EXIT.FAILED, meaning: 'the state database cannot be opened or written' },
+  DAEMON_UNREACHABLE: { http: 503, exit: EXIT.UNREACHABLE, meaning: 'the CLI cannot reach the daemon\'s control socket (the message names the socket and the config used)' },
+  INTERNAL: { http: 500, exit: EXIT.FAILED, meaning: 'a bug in baton: please report it with the daemon\'s log' },
+} as const satisfies Record<string, ErrorKind>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function isErrorCode(code: string): code is ErrorCode {
+  return Object.hasOwn(ERRORS, code);
+}
 
 export class BatonError extends Error {
   readonly code: ErrorCode;
   /** Extra lines for the operator, e.g. the tail of an instance's log. */
   readonly details: string[];
-  constructor(code: ErrorCode, message: string, details: string[] = []) {
-    super(message);
+  constructor(code: ErrorCode, message: string, details: string[] = [], options?: { cause?: unknown }) {
+    super(message, options);
     this.name = 'BatonError';
     this.code = code;
     this.details = details;
+  }
+  get httpStatus(): number {
+    return ERRORS[this.code].http;
+  }
+  get exitStatus(): ExitStatus {
+    return ERRORS[this.code].exit;
   }
   toJSON(): { code: ErrorCode; message: string; details: string[] } {
     return { code: this.code, message: this.message, details: this.details };

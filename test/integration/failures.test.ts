@@ -125,8 +125,8 @@ test('a malformed config is refused by reload and SIGHUP; the old one keeps serv
 
 test('commands that cannot reach the daemon say so and how to start it', async () => {
   const r = await d.cli(['status', '--socket', '/nonexistent/baton.sock']);
-  assert.equal(r.code, 1);
-  assert.match(r.stderr, /cannot reach the baton daemon.*baton daemon --config/);
+  assert.equal(r.code, 3);
+  assert.match(r.stderr, /cannot reach the baton daemon.*baton daemon --config /);
 });
 
 test('unknown services and bad arguments get clear messages', async () => {
@@ -135,7 +135,7 @@ test('unknown services and bad arguments get clear messages', async () => {
   assert.match(a.stderr, /no service named "nope"/);
   const b = await d.cli(['deploy']);
   assert.equal(b.code, 2);
-  assert.match(b.stderr, /usage: baton deploy SERVICE \[RELEASE_DIR \| --ref REF\]/);
+  assert.match(b.stderr, /deploy needs SERVICE: baton deploy SERVICE \[DIR\] \[--ref REF\]/);
   const g = await d.cli(['deploy', 'web']);
   assert.equal(g.code, 1);
   assert.match(g.stderr, /services\.web\.git is not configured .*give a release directory/);

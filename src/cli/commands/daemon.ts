@@ -1,12 +1,12 @@
 // `baton daemon`: run the daemon in the foreground, JSON-lines logs on stdout.
 
 import { Daemon } from '../../daemon/daemon.ts';
-import { DEFAULT_CONFIG } from '../locate.ts';
-import type { CliContext } from '../context.ts';
+import { locateConfig } from '../locate.ts';
+import { stringFlag, type CliContext } from '../context.ts';
 import { errorMessage } from '../../core/errors.ts';
 
 export async function daemonCommand(ctx: CliContext): Promise<number> {
-  const configFile = (ctx.flags['config'] as string | undefined) ?? DEFAULT_CONFIG;
+  const configFile = locateConfig(stringFlag(ctx, 'config')).file;
   const daemon = await Daemon.start({ configFile });
   // SIGTERM/SIGINT: exit but leave the instances running for the next daemon
   // (an upgrade or restart must not take the site down). `baton shutdown

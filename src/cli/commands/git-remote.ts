@@ -10,7 +10,7 @@ import path from 'node:path';
 import { BatonError, errorMessage } from '../../core/errors.ts';
 import { selfCommand } from '../../core/self.ts';
 import { locateSocket } from '../locate.ts';
-import type { CliContext } from '../context.ts';
+import { stringFlag, type CliContext } from '../context.ts';
 
 
 /** Single-quote for sh. */
@@ -43,7 +43,7 @@ export async function gitRemoteCommand(ctx: CliContext): Promise<number> {
   const branch = typeof ctx.flags['branch'] === 'string' ? ctx.flags['branch'] : 'main';
   if (!/^[A-Za-z0-9._/-]+$/.test(branch) || branch.startsWith('-') || branch.includes('..')) throw new BatonError('USAGE', `"${branch}" is not a branch name`);
   const dir = path.resolve(dirArg);
-  const socket = locateSocket({ socket: ctx.flags['socket'] as string | undefined, config: ctx.flags['config'] as string | undefined });
+  const { socket } = locateSocket({ socket: stringFlag(ctx, 'socket'), config: stringFlag(ctx, 'config') });
   try {
     if (!existsSync(path.join(dir, 'HEAD'))) execFileSync('git', ['init', '--quiet', '--bare', '--initial-branch', branch, dir], { stdio: 'pipe' });
   } catch (err) {

@@ -1,0 +1,19 @@
+// `baton check`: validate a config file as the daemon would load it, without
+// starting anything. Exit 0, or 1 with the same file:line:col messages the
+// daemon (and `baton reload`) would give.
+
+import path from 'node:path';
+import { loadConfig } from '../../config/index.ts';
+import { locateConfig } from '../locate.ts';
+import { stringFlag, type CliContext } from '../context.ts';
+
+export async function checkCommand(ctx: CliContext): Promise<number> {
+  const { file, via } = locateConfig(stringFlag(ctx, 'config'));
+  const rel = path.relative(process.cwd(), file);
+  const shown = rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
+  const config = await loadConfig(shown);
+  const services = config.services.map((s) => s.name);
+  if (ctx.json) ctx.out(JSON.stringify({ config: file, via, ok: true, services }) + '\n');
+  else ctx.out(`${shown}: ok (${services.length} service${services.length === 1 ? '' : 's'}: ${services.join(', ')})\n`);
+  return 0;
+}
