@@ -185,6 +185,19 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/admin.ts')).shutdownCommand,
   },
   {
+    name: 'systemd',
+    summary: 'print (or install) the systemd unit that runs this baton\'s daemon',
+    help: 'KillMode=process: a daemon restart leaves the app instances running (docs/server.md).\nExecStart names this baton (the executable, or Node and bin/baton.js), resolved.',
+    args: [],
+    flags: {
+      user: { type: 'string', value: 'USER', help: 'run the daemon as this user, binding :80/:443 with CAP_NET_BIND_SERVICE (default: root)', complete: 'none' },
+      config: { type: 'string', short: 'c', value: 'FILE', help: 'the config file the unit passes (default: $BATON_CONFIG, else /etc/baton/baton.yaml)', complete: 'file' },
+      install: { type: 'boolean', help: 'write the unit to /etc/systemd/system/baton.service (or --unit-dir) instead of printing it' },
+      'unit-dir': { type: 'string', value: 'DIR', help: 'where --install writes baton.service', complete: 'dir' },
+    },
+    load: async () => (await import('./commands/systemd.ts')).systemdCommand,
+  },
+  {
     name: 'completion',
     summary: 'print a shell completion script (bash or zsh)',
     help: 'bash: `source <(baton completion bash)` (or save it under /etc/bash_completion.d/baton).\nzsh: `baton completion zsh > "${fpath[1]}/_baton"`, then restart the shell.',

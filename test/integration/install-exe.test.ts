@@ -4,8 +4,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdtempSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { installedDaemon, quickstartDeploy } from '../fixtures/installed-baton.ts';
@@ -34,6 +34,13 @@ test('the single executable deploys the Quick start with no node and no npm on P
   }
 
   assert.equal(execFileSync('baton', ['--version'], { env, encoding: 'utf8' }).trim(), JSON.parse(execFileSync('cat', [path.join(ROOT, 'package.json')], { encoding: 'utf8' })).version);
+
+  // The unit written by the executable runs the executable itself (resolved), and systemd accepts it.
+  const unit = execFileSync('baton', ['systemd', '--config', path.join(dir, 'site/baton.yaml')], { env, encoding: 'utf8' });
+  assert.match(unit, new RegExp(`^ExecStart=${exe} daemon --config ${path.join(dir, 'site/baton.yaml')}$`, 'm'));
+  writeFileSync(path.join(dir, 'baton.service'), unit);
+  const verify = spawnSync('systemd-analyze', ['verify', path.join(dir, 'baton.service')], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(verify.status, 0, verify.stderr);
 
   const d = await installedDaemon({ baton: ['baton'], env, dir: path.join(dir, 'site') });
   cleanups.push(() => d.cleanup());
