@@ -13,6 +13,12 @@ export const DEFAULT_LOG_LEVEL = 'info';
 export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 
+export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
+export const DEFAULT_TLS_HTTP2 = true;
+export const DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
+export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256;
+
 export const DEFAULT_INSTANCES = 1;
 export const MAX_INSTANCES = 64;
 export const DEFAULT_HEALTH_PATH = '/';

@@ -5,7 +5,7 @@ import { dirname, join, resolve } from 'node:path';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
 import type { RawConfig, RawService } from './schema.ts';
-import type { CanaryConfig, CanaryStep, DaemonConfig, HookConfig, ListenerConfig, ServiceConfig } from './types.ts';
+import type { CanaryConfig, CanaryStep, DaemonConfig, HookConfig, ListenerConfig, ServiceConfig, TlsConfig } from './types.ts';
 
 export interface ResolvedPaths {
   file: string;
@@ -39,7 +39,39 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,
     },
+    tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),
+  };
+}
+
+function tls(t: NonNullable<RawConfig['tls']>, base: string): TlsConfig {
+  const certs = t.certificates ?? [];
+  // The first certificate is the default unless one says so.
+  const explicit = certs.some((c) => c.default === true);
+  const a = t.acme ?? null;
+  return {
+    listeners: t.listen,
+    certificates: certs.map((c, i) => ({
+      hosts: [...new Set(c.hosts)],
+      certFile: resolve(base, c.cert),
+      keyFile: resolve(base, c.key),
+      isDefault: explicit ? c.default === true : i === 0,
+    })),
+    acme: a === null
+      ? null
+      : {
+          hosts: [...new Set(a.hosts)],
+          email: a.email ?? null,
+          directoryUrl: a.directory ?? d.DEFAULT_ACME_DIRECTORY,
+          caFile: a.ca_file === undefined ? null : resolve(base, a.ca_file),
+          renewBeforeMs: a.renew_before ?? null,
+        },
+    http2: t.http2 ?? d.DEFAULT_TLS_HTTP2,
+    redirectHttp: t.redirect_http ?? false,
+    hsts: t.hsts ?? false,
+    handshakeTimeoutMs: t.handshake_timeout ?? d.DEFAULT_TLS_HANDSHAKE_TIMEOUT_MS,
+    maxConcurrentStreams: t.max_concurrent_streams ?? d.DEFAULT_MAX_CONCURRENT_STREAMS,
+    maxConnectionsPerClient: t.max_connections_per_client ?? d.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
   };
 }
 

@@ -7,6 +7,7 @@
 import { parseListenAddress, listenersClash } from './listen.ts';
 import type { Problem } from './problems.ts';
 import type { ListenerConfig } from './types.ts';
+import { DEFAULT_LISTEN } from './defaults.ts';
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -14,7 +15,50 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 export function checkRules(data: unknown, controlSocket: string | undefined): Problem[] {
   if (!isObject(data)) return [];
-  return [...checkListen(data['listen']), ...checkServices(data['services']), ...checkSocketPath(data, controlSocket)];
+  return [...checkListen(data['listen']), ...checkTls(data['listen'], data['tls']), ...checkServices(data['services']), ...checkSocketPath(data, controlSocket)];
+}
+
+/** TLS listeners must not clash with each other or the plain ones; something must provide a certificate. */
+function checkTls(plain: unknown, tls: unknown): Problem[] {
+  if (!isObject(tls)) return [];
+  const problems: Problem[] = [];
+  const listen = tls['listen'];
+  const texts = Array.isArray(listen) ? listen : typeof listen === 'string' ? [listen] : [];
+  const plainTexts = Array.isArray(plain) ? plain : typeof plain === 'string' ? [plain] : plain === undefined ? [...DEFAULT_LISTEN] : [];
+  const seen: Array<{ addr: ListenerConfig; text: string; plain: boolean }> = [];
+  for (const text of plainTexts) {
+    const addr = typeof text === 'string' ? parseListenAddress(text) : 'bad';
+    if (typeof addr !== 'string') seen.push({ addr, text, plain: true });
+  }
+  texts.forEach((text, i) => {
+    if (typeof text !== 'string') return;
+    const addr = parseListenAddress(text);
+    if (typeof addr === 'string') return;
+    const clash = seen.find((s) => listenersClash(s.addr, addr));
+    if (clash) {
+      const why = clash.plain ? `clashes with the plain listener "${clash.text}"` : clash.text.trim() === text.trim() ? 'is listed twice' : `clashes with "${clash.text}" (same port)`;
+      problems.push({ path: Array.isArray(listen) ? ['tls', 'listen', i] : ['tls', 'listen'], message: `address "${text}" ${why}, expected each address once` });
+    }
+    seen.push({ addr, text, plain: false });
+  });
+  const certs = tls['certificates'];
+  const acme = tls['acme'];
+  const hasCerts = Array.isArray(certs) && certs.length > 0;
+  if (!hasCerts && !isObject(acme)) {
+    problems.push({ path: ['tls'], message: 'no certificate source, expected "certificates" (files) or "acme" (automatic), or both' });
+  }
+  if (Array.isArray(certs)) {
+    let firstDefault: number | undefined;
+    certs.forEach((c, i) => {
+      if (!isObject(c) || c['default'] !== true) return;
+      if (firstDefault === undefined) firstDefault = i;
+      else problems.push({ path: ['tls', 'certificates', i, 'default'], message: `certificate ${firstDefault + 1} is already the default, expected at most one default certificate` });
+    });
+  }
+  if (isObject(acme) && plainTexts.length === 0) {
+    problems.push({ path: ['tls', 'acme'], message: 'ACME HTTP-01 is answered on the plain listeners, expected at least one address in "listen"' });
+  }
+  return problems;
 }
 
 function checkListen(listen: unknown): Problem[] {

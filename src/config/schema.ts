@@ -330,6 +330,63 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   headers_timeout: duration({ positive: true }).optional(),
 });
 
+/** A certificate's host name: a host name or a wildcard "*.example.com" (one leftmost label). */
+const certHost = leaf('a host name like "example.com" or "*.example.com"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const name = v.trim().toLowerCase();
+  const bare = name.startsWith('*.') ? name.slice(2) : name;
+  // A wildcard needs two labels under it: "*.com" would cover a whole top-level domain.
+  if (name !== bare && !bare.includes('.')) return undefined;
+  return isHostName(bare) ? name : undefined;
+});
+
+export const certificateSchema = mapping('a mapping with "hosts", "cert" and "key"', {
+  hosts: list('host names', certHost),
+  cert: text('the path of a PEM certificate chain file'),
+  key: text('the path of a PEM private key file'),
+  default: bool.optional(),
+});
+
+const DIRECTORY_EXPECTED = 'an https:// URL of an ACME directory';
+const acmeDirectory = leaf(DIRECTORY_EXPECTED, (v) => {
+  if (typeof v !== 'string') return undefined;
+  try {
+    const u = new URL(v.trim());
+    return u.protocol === 'https:' ? u.href : new Invalid(`expected ${DIRECTORY_EXPECTED} (ACME requires HTTPS), got ${describeValue(v)}`);
+  } catch {
+    return undefined;
+  }
+});
+
+/** A duration that may exceed Node's timer limit (it is compared with dates, never given to a timer); "30d" allowed. */
+const longDuration = leaf('a duration like "720h" or "30d" (more than 0)', (v) => {
+  const days = typeof v === 'string' ? /^\s*(\d+)d\s*$/.exec(v) : null;
+  const ms = days ? Number(days[1]) * 86_400_000 : parseDuration(v);
+  if (ms === undefined) return undefined;
+  if (ms === 0) return new Invalid(`expected a duration of more than 0, got ${describeValue(v)}`);
+  return ms;
+});
+
+export const acmeSchema = mapping('a mapping of ACME settings', {
+  hosts: list('host names', host),
+  email: text('an e-mail address like "ops@example.com"', (s) => /^[^\s@]+@[^\s@]+$/.test(s)).optional(),
+  directory: acmeDirectory.optional(),
+  ca_file: text('the path of a PEM CA certificate file').optional(),
+  renew_before: longDuration.optional(),
+});
+
+export const tlsSchema = mapping('a mapping of TLS settings', {
+  listen,
+  certificates: list('certificates', certificateSchema).optional(),
+  acme: acmeSchema.nullish(),
+  http2: bool.optional(),
+  redirect_http: bool.optional(),
+  hsts: bool.optional(),
+  handshake_timeout: duration({ positive: true }).optional(),
+  max_concurrent_streams: integer(1, 10_000).optional(),
+  max_connections_per_client: integer(1, 1_000_000).optional(),
+});
+
 const services = z.record(z.string(), serviceSchema, {
   error: (iss) => `expected a mapping of service names to their settings, got ${describeValue(iss.input)}`,
 });
@@ -345,6 +402,7 @@ export const configSchema = mapping('a mapping of settings', {
     return typeof parsed === 'string' ? new Invalid(`${parsed}, got ${describeValue(v)}`) : parsed;
   }).optional(),
   proxy: proxySchema.nullish(),
+  tls: tlsSchema.nullish(),
   services: z
     .custom<unknown>((v) => v !== undefined, { error: 'missing, expected a mapping of service names to their settings' })
     .pipe(services),
@@ -358,6 +416,9 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const [first, , third] = path;
   if (path.length === 0) return Object.keys(configSchema.shape);
   if (first === 'proxy' && path.length === 1) return Object.keys(proxySchema.shape);
+  if (first === 'tls' && path.length === 1) return Object.keys(tlsSchema.shape);
+  if (first === 'tls' && path.length === 2 && path[1] === 'acme') return Object.keys(acmeSchema.shape);
+  if (first === 'tls' && path.length === 3 && path[1] === 'certificates') return Object.keys(certificateSchema.shape);
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);

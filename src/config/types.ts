@@ -122,6 +122,42 @@ export interface ProxyConfig {
   headersTimeoutMs: number;
 }
 
+export interface CertificateFiles {
+  /** Names it serves (lowercase; "*.example.com" covers one label). */
+  hosts: string[];
+  certFile: string; // absolute
+  keyFile: string; // absolute
+  /** Served to clients that send no SNI, or a name no certificate covers. */
+  isDefault: boolean;
+}
+
+export interface AcmeConfig {
+  /** Names to obtain one certificate for (HTTP-01 on the plain listeners). */
+  hosts: string[];
+  email: string | null;
+  directoryUrl: string;
+  /** Extra CA to trust for the directory's HTTPS (a private ACME server); null = the system's. */
+  caFile: string | null;
+  /** Renew once less than this is left; null = min(30 days, a third of the lifetime). */
+  renewBeforeMs: number | null;
+}
+
+export interface TlsConfig {
+  listeners: ListenerConfig[];
+  certificates: CertificateFiles[];
+  acme: AcmeConfig | null;
+  /** Offer HTTP/2 by ALPN (HTTP/1.1 stays available). */
+  http2: boolean;
+  /** Plain listeners answer 308 to https:// (except ACME challenges and /_baton/health). */
+  redirectHttp: boolean;
+  /** Strict-Transport-Security on HTTPS responses. */
+  hsts: boolean;
+  handshakeTimeoutMs: number;
+  maxConcurrentStreams: number;
+  /** Open connections one client address may hold on a TLS listener. */
+  maxConnectionsPerClient: number;
+}
+
 export interface DaemonConfig {
   /** Absolute path of the file this was read from. */
   file: string;
@@ -132,5 +168,7 @@ export interface DaemonConfig {
   /** Where Prometheus scrapes /metrics (never the public listeners); null = off. */
   metricsListener: ListenerConfig | null;
   proxy: ProxyConfig;
+  /** HTTPS listeners and their certificates; null = plain HTTP only. */
+  tls: TlsConfig | null;
   services: ServiceConfig[];
 }

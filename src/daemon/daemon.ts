@@ -19,6 +19,7 @@ import { p99FromHistogram } from '../deploy/analysis.ts';
 import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
+import { TlsFrontDoor } from '../tls/index.ts';
 import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
@@ -41,6 +42,8 @@ export class Daemon implements RuntimeHost {
   readonly deployer: Deployer;
   readonly startedAt = Date.now();
   listeners: { host: string; port: number }[] = [];
+  /** HTTPS listeners, certificates and ACME; null without `tls:`. */
+  tls: TlsFrontDoor | null = null;
   #control: ControlServer | null = null;
   #secret = '';
   readonly #sources: ReleaseSources;
@@ -77,6 +80,7 @@ export class Daemon implements RuntimeHost {
       await d.#restoreModes();
       await d.#recover();
       d.listeners = await d.proxy.listen(config.listeners);
+      if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger });
       if (config.metricsListener) {
         const m = await d.proxy.listenMetrics(config.metricsListener.host, config.metricsListener.port);
         logger.info('metrics listening', { host: m.host, port: m.port, path: '/metrics' });
@@ -92,6 +96,7 @@ export class Daemon implements RuntimeHost {
       pid: process.pid,
       config: config.file,
       listen: d.listeners.map((l) => `${l.host}:${l.port}`),
+      ...(d.tls ? { listenTls: d.tls.listeners.map((l) => `${l.host}:${l.port}`) } : {}),
       control: config.controlSocket,
     });
     return d;
@@ -473,6 +478,7 @@ export class Daemon implements RuntimeHost {
     } else {
       for (const rt of this.runtimes.values()) rt.detach();
     }
+    await this.tls?.close().catch(() => {});
     await this.proxy.close().catch(() => {});
     this.store.close();
     this.logger.info('daemon stopped');

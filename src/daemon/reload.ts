@@ -19,6 +19,10 @@ export function diffConfig(prev: DaemonConfig, next: DaemonConfig): ReloadPlan {
   if (!isDeepStrictEqual(prev.listeners, next.listeners)) {
     refused.push(`listen: changed from [${fmt(prev.listeners)}] to [${fmt(next.listeners)}]; listeners change only with a daemon restart`);
   }
+  if (!isDeepStrictEqual(prev.tls, next.tls)) {
+    // Certificate *files* are watched and reloaded by themselves; which files and listeners is start-up state.
+    refused.push('tls: changed; TLS listeners, certificate paths and ACME settings change only with a daemon restart (replaced certificate files are picked up without one)');
+  }
   if (prev.stateDir !== next.stateDir) refused.push(`state_dir: changed; the state directory changes only with a daemon restart`);
   if (prev.controlSocket !== next.controlSocket) refused.push(`control_socket: changed; the control socket changes only with a daemon restart`);
   if (!isDeepStrictEqual(prev.proxy, next.proxy)) changes.push('proxy: timeouts apply to new connections');

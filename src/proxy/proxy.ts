@@ -14,6 +14,7 @@ import { isWebSocketUpgrade } from './websocket.ts';
 import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
+import { answerPlainFront, listenTls, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
 
 export interface ProxyOptions {
   logger: Logger;
@@ -95,6 +96,9 @@ export class Proxy {
   readonly #servers: http.Server<typeof IncomingMessage, typeof BatonResponse>[] = [];
   readonly #metricsServers: http.Server[] = [];
   readonly #ctx: DispatchContext;
+  readonly #tlsListeners: TlsListener[] = [];
+  /** What plain listeners answer before routing when TLS is on (ACME challenges, redirect). */
+  #front: PlainFront | null = null;
   #closing = false;
   #closed: Promise<void> | null = null;
 
@@ -125,11 +129,35 @@ export class Proxy {
     return bound;
   }
 
-  #createServer(ref: SnapshotRef = this.#ref): http.Server<typeof IncomingMessage, typeof BatonResponse> {
+  /** Bind HTTPS listeners (HTTP/2 by ALPN when asked) routing through the same snapshot; returns the bound addresses. */
+  async listenTls(listeners: { host: string; port: number }[], opts: TlsListenerOptions): Promise<{ host: string; port: number }[]> {
+    const started: TlsListener[] = [];
+    try {
+      for (const l of listeners) started.push(await listenTls(this.#ctx, this.#ref, this.#opts, opts, l.host, l.port));
+    } catch (err) {
+      await Promise.all(started.map((s) => s.close()));
+      throw new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`);
+    }
+    this.#tlsListeners.push(...started);
+    const bound = started.map((s) => ({ host: s.address.address, port: s.address.port }));
+    for (const b of bound) this.#logger.info('proxy listening (TLS)', { host: b.host, port: b.port, http2: opts.http2 });
+    return bound;
+  }
+
+  /** ACME challenges and the redirect to HTTPS on the plain listeners (null: plain requests are routed as usual). */
+  setPlainFront(front: PlainFront | null): void {
+    this.#front = front;
+  }
+
+  #createServer(ref: SnapshotRef = this.#ref, isPublic = true): http.Server<typeof IncomingMessage, typeof BatonResponse> {
     const { clientIdleTimeoutMs, headersTimeoutMs } = this.#opts;
     const ctx = this.#ctx;
     // The hot path: one snapshot read, no awaits before the target is chosen.
-    const handler = (req: IncomingMessage, res: BatonResponse): void => onRequest(ctx, ref, req, res);
+    const handler = (req: IncomingMessage, res: BatonResponse): void => {
+      const front = isPublic ? this.#front : null;
+      if (front !== null && answerPlainFront(front, req, res)) return;
+      onRequest(ctx, ref, req, res);
+    };
     const server = http.createServer<typeof IncomingMessage, typeof BatonResponse>(
       {
         ServerResponse: BatonResponse,
@@ -170,7 +198,7 @@ export class Proxy {
       ),
     };
     this.#counters.set(name, shared.counters);
-    const server = this.#createServer(ref);
+    const server = this.#createServer(ref, false);
     await listenOn(server, '127.0.0.1', 0);
     const { port } = server.address() as AddressInfo;
     return {
@@ -403,7 +431,8 @@ export class Proxy {
       return p;
     });
     const servers = this.#servers.splice(0);
-    const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+    const tlsListeners = this.#tlsListeners.splice(0);
+    const closed = [...servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), ...tlsListeners.map((l) => l.close())];
     for (const s of servers) s.closeIdleConnections();
     const targets = [...this.#targets.values()];
     const bound = delay(this.#opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
@@ -411,6 +440,7 @@ export class Proxy {
     await Promise.race([Promise.all([tunnelsClosed, ...targets.map((t) => t.whenIdle())]), bound.promise]);
     bound.cancel();
     for (const s of servers) s.closeAllConnections();
+    for (const l of tlsListeners) l.closeAll();
     await Promise.all([...closed, ...metricsClosed]);
     await Promise.all(targets.map((t) => t.destroy()));
     this.#targets.clear();

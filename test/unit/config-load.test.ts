@@ -85,6 +85,7 @@ test('a full file is normalised', () => {
     logLevel: 'debug',
     metricsListener: null,
     proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500 },
+    tls: null,
     services: [
       {
         name: 'web',
@@ -125,6 +126,7 @@ test('a minimal single-service file gets every default and is the default servic
     logLevel: 'info',
     metricsListener: null,
     proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000 },
+    tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
   });
 });

@@ -1,0 +1,238 @@
+// The TLS listeners (HTTPS, HTTP/2 by ALPN with HTTP/1.1 beside it) and what the
+// plain listeners answer before routing when TLS is on (ACME HTTP-01
+// challenges, the redirect to https://). Requests go through the same
+// dispatch as plain HTTP: onRequest / onUpgrade with the same snapshot.
+
+import http, { type IncomingMessage } from 'node:http';
+import http2 from 'node:http2';
+import https from 'node:https';
+import type net from 'node:net';
+import type tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { Logger } from '../core/log.ts';
+import { BatonResponse, type SnapshotRef } from './forwarder.ts';
+import { onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
+import { isWebSocketUpgrade } from './websocket.ts';
+import { H2Request, H2Response } from './h2.ts';
+
+/** PEM texts of one certificate chain and its key. */
+export interface KeyPair {
+  cert: string;
+  key: string;
+}
+
+/** Where a TLS listener gets its certificates (src/tls/certificates.ts implements it). */
+export interface CertificateProvider {
+  SNICallback(servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void;
+  /** The pair served without SNI (or for an unknown name); null until one exists. */
+  defaultPair(): KeyPair | null;
+  /** Called whenever defaultPair() changes; returns an unsubscribe function. */
+  onDefaultChange(listener: () => void): () => void;
+}
+
+export interface TlsListenerOptions {
+  certificates: CertificateProvider;
+  /** TLS protocol floor and TLS 1.2 cipher list (src/tls/certificates.ts). */
+  minVersion: tls.SecureVersion;
+  ciphers: string;
+  /** Offer h2 by ALPN; HTTP/1.1 stays available either way (WebSockets use it). */
+  http2: boolean;
+  /** Add Strict-Transport-Security to every response (an app's own value wins). */
+  hsts: boolean;
+  /** A client that has not finished its TLS handshake by then is dropped. */
+  handshakeTimeoutMs: number;
+  maxConcurrentStreams: number;
+  /** Open connections one client address may hold; beyond, new ones are closed at once. */
+  maxConnectionsPerClient: number;
+}
+
+/** One year, the value HSTS preload lists ask for. */
+export const HSTS_VALUE = 'max-age=31536000';
+/** Largest header block an h2 client may send (the same bound as Node's HTTP/1.1 parser: 16 KiB). */
+export const H2_MAX_HEADER_LIST_SIZE = 16 * 1024;
+/** Memory one h2 session may hold in nghttp2 (MB) before new streams are refused. */
+export const H2_MAX_SESSION_MEMORY_MB = 10;
+/**
+ * Rapid reset (CVE-2023-44487): streams a client may cancel in a burst, and per
+ * second after it, before nghttp2 ends the session with GOAWAY ENHANCE_YOUR_CALM.
+ */
+export const H2_RESET_BURST = 100;
+export const H2_RESET_RATE = 20;
+
+/** A bound TLS listener, closed by the proxy. */
+export interface TlsListener {
+  readonly address: net.AddressInfo;
+  /** Stop accepting; idle connections close; h2 sessions get GOAWAY and finish their streams. */
+  close(): Promise<void>;
+  /** Cut what is still open (after the proxy's close timeout). */
+  closeAll(): void;
+}
+
+interface ProxyTimeouts {
+  clientIdleTimeoutMs: number;
+  headersTimeoutMs: number;
+}
+
+type ResponseClass = new (...args: any[]) => { setHeader(name: string, value: string): unknown };
+
+function withHsts<T extends ResponseClass>(Base: T): T {
+  return class extends Base {
+    constructor(...args: any[]) {
+      super(...args);
+      this.setHeader('strict-transport-security', HSTS_VALUE);
+    }
+  };
+}
+
+/** Cap connections per client address (counted from the TCP accept, before any TLS work). */
+function capPerClient(server: net.Server, max: number): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: net.Socket) => {
+    const addr = socket.remoteAddress ?? '';
+    const n = (open.get(addr) ?? 0) + 1;
+    if (n > max) {
+      socket.destroy();
+      return;
+    }
+    open.set(addr, n);
+    socket.once('close', () => {
+      const left = (open.get(addr) ?? 1) - 1;
+      if (left <= 0) open.delete(addr);
+      else open.set(addr, left);
+    });
+  });
+}
+
+/** Create and bind one TLS listener. */
+export async function listenTls(
+  ctx: DispatchContext,
+  ref: SnapshotRef,
+  timeouts: ProxyTimeouts,
+  opts: TlsListenerOptions,
+  host: string,
+  port: number,
+): Promise<TlsListener> {
+  const { clientIdleTimeoutMs, headersTimeoutMs } = timeouts;
+  const certs = opts.certificates;
+  const pair = certs.defaultPair();
+  const secure: tls.TlsOptions = {
+    SNICallback: (name, cb) => certs.SNICallback(name, cb),
+    minVersion: opts.minVersion,
+    ciphers: opts.ciphers,
+    handshakeTimeout: opts.handshakeTimeoutMs,
+    ...(pair === null ? {} : { cert: pair.cert, key: pair.key }),
+  };
+  const h1 = {
+    ServerResponse: opts.hsts ? withHsts(BatonResponse) : BatonResponse,
+    keepAliveTimeout: clientIdleTimeoutMs,
+    headersTimeout: headersTimeoutMs,
+    requestTimeout: 0,
+    connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeoutMs)),
+    noDelay: true,
+  };
+  const handler = (req: IncomingMessage, res: BatonResponse): void => onRequest(ctx, ref, req, res);
+  const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => onUpgrade(ctx, ref, req, socket as net.Socket, head);
+
+  let server: tls.Server;
+  const sessions = new Set<http2.ServerHttp2Session>();
+  if (opts.http2) {
+    const s = http2.createSecureServer({
+      ...secure,
+      allowHTTP1: true,
+      http1Options: h1 as never,
+      Http2ServerRequest: H2Request as unknown as typeof http2.Http2ServerRequest,
+      Http2ServerResponse: (opts.hsts ? withHsts(H2Response) : H2Response) as unknown as typeof http2.Http2ServerResponse,
+      settings: { maxConcurrentStreams: opts.maxConcurrentStreams, maxHeaderListSize: H2_MAX_HEADER_LIST_SIZE },
+      maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
+      // nghttp2's own rapid-reset limiter (Node passes these through; defaults 1000 / 33).
+      ...({ streamResetBurst: H2_RESET_BURST, streamResetRate: H2_RESET_RATE } as object),
+    });
+    // Node's default upgrades on any listener; baton tunnels WebSockets only (as on plain listeners).
+    (s as unknown as { shouldUpgradeCallback: (req: IncomingMessage) => boolean }).shouldUpgradeCallback = isWebSocketUpgrade;
+    s.on('request', handler as never);
+    s.on('upgrade', upgrade);
+    s.on('session', (session: http2.ServerHttp2Session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+      // An idle session gets GOAWAY (its open streams, if any, finish first).
+      session.setTimeout(clientIdleTimeoutMs, () => session.close());
+      session.on('error', () => undefined);
+    });
+    server = s;
+  } else {
+    const s = https.createServer({ ...secure, ...h1, shouldUpgradeCallback: isWebSocketUpgrade } as https.ServerOptions<typeof IncomingMessage, typeof BatonResponse>, handler);
+    s.on('upgrade', upgrade);
+    server = s;
+  }
+  capPerClient(server, opts.maxConnectionsPerClient);
+  // A failed handshake (scanner, wrong name, timeout) is the client's business, not a daemon error.
+  server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
+  const unsubscribe = certs.onDefaultChange(() => {
+    const p = certs.defaultPair();
+    if (p !== null) server.setSecureContext({ minVersion: opts.minVersion, ciphers: opts.ciphers, cert: p.cert, key: p.key });
+  });
+
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } catch (err) {
+    unsubscribe();
+    throw err;
+  }
+
+  const h1Server = server as unknown as http.Server;
+  return {
+    address: server.address() as net.AddressInfo,
+    close: () => {
+      unsubscribe();
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // The http2 server's close() already closes idle HTTP/1.1 connections and sends GOAWAY to sessions.
+      if (!opts.http2) h1Server.closeIdleConnections();
+      return closed;
+    },
+    closeAll: () => {
+      http.Server.prototype.closeAllConnections.call(h1Server);
+      for (const s of sessions) s.destroy();
+    },
+  };
+}
+
+// ---- the plain listeners' front door when TLS is on ----
+
+export const ACME_CHALLENGE_PREFIX = '/.well-known/acme-challenge/';
+
+export interface PlainFront {
+  /** Port of the HTTPS listener to redirect to; null = no redirect. */
+  redirectPort: number | null;
+  /** The key authorization for an HTTP-01 token, if one is pending. */
+  challenge: ((token: string) => string | undefined) | null;
+}
+
+const HOST_ONLY = /^(?:\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::\d{1,5})?$/i;
+
+/** Answer an ACME challenge or redirect to HTTPS; false when the request goes on to routing. */
+export function answerPlainFront(front: PlainFront, req: IncomingMessage, res: BatonResponse): boolean {
+  const url = req.url ?? '/';
+  if (front.challenge !== null && url.startsWith(ACME_CHALLENGE_PREFIX)) {
+    const token = url.slice(ACME_CHALLENGE_PREFIX.length);
+    const answer = /^[A-Za-z0-9_-]+$/.test(token) ? front.challenge(token) : undefined;
+    if (answer === undefined) return false; // not ours: maybe the app answers its own
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': Buffer.byteLength(answer), 'cache-control': 'no-store' });
+    res.end(answer);
+    return true;
+  }
+  if (front.redirectPort === null || url === HEALTH_PATH || url.startsWith(ACME_CHALLENGE_PREFIX) || !url.startsWith('/')) return false;
+  const host = req.headers.host;
+  if (host === undefined || !HOST_ONLY.test(host)) return false; // routing answers what it answers to a bad Host
+  const name = host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
+  const port = front.redirectPort === 443 ? '' : `:${front.redirectPort}`;
+  const location = `https://${name.toLowerCase()}${port}${url}`;
+  res.writeHead(308, { 'location': location, 'content-length': 0, 'cache-control': 'no-store' });
+  res.end();
+  return true;
+}

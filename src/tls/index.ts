@@ -1,0 +1,73 @@
+// baton's front door over TLS: the certificate store (files, watched), the
+// HTTPS/HTTP2 listeners of the proxy, the redirect from plain HTTP, and ACME
+// when configured. The daemon starts it once the plain listeners are up.
+
+import type { Logger } from '../core/log.ts';
+import type { TlsConfig } from '../config/types.ts';
+import type { Proxy } from '../proxy/index.ts';
+import { CertificateStore, TLS12_CIPHERS, TLS_MIN_VERSION } from './certificates.ts';
+import { AcmeManager } from './acme.ts';
+
+export { CertificateStore } from './certificates.ts';
+
+export interface FrontDoorOptions {
+  proxy: Proxy;
+  config: TlsConfig;
+  stateDir: string;
+  logger: Logger;
+}
+
+export class TlsFrontDoor {
+  readonly certificates: CertificateStore;
+  readonly acme: AcmeManager | null;
+  readonly listeners: { host: string; port: number }[];
+
+  private constructor(certificates: CertificateStore, acme: AcmeManager | null, listeners: { host: string; port: number }[]) {
+    this.certificates = certificates;
+    this.acme = acme;
+    this.listeners = listeners;
+  }
+
+  /** Load the certificates (a file that cannot be used stops the start, naming it), then listen. */
+  static async start(opts: FrontDoorOptions): Promise<TlsFrontDoor> {
+    const { config, proxy } = opts;
+    const logger = opts.logger.child({ component: 'tls' });
+    const certificates = new CertificateStore({ logger });
+    let acme: AcmeManager | null = null;
+    try {
+      await certificates.loadFiles(config.certificates);
+      certificates.watch();
+      if (config.acme !== null) {
+        acme = new AcmeManager({ config: config.acme, stateDir: opts.stateDir, certificates, logger: logger.child({ component: 'acme' }) });
+        await acme.loadStored();
+      }
+      const listeners = await proxy.listenTls(config.listeners, {
+        certificates,
+        minVersion: TLS_MIN_VERSION,
+        ciphers: TLS12_CIPHERS,
+        http2: config.http2,
+        hsts: config.hsts,
+        handshakeTimeoutMs: config.handshakeTimeoutMs,
+        maxConcurrentStreams: config.maxConcurrentStreams,
+        maxConnectionsPerClient: config.maxConnectionsPerClient,
+      });
+      const a = acme;
+      proxy.setPlainFront({
+        redirectPort: config.redirectHttp ? listeners[0]!.port : null,
+        challenge: a === null ? null : (token) => a.challengeResponse(token),
+      });
+      a?.start();
+      return new TlsFrontDoor(certificates, a, listeners);
+    } catch (err) {
+      acme?.stop();
+      certificates.close();
+      throw err;
+    }
+  }
+
+  /** Stop watching files and renewing (the listeners close with the proxy). */
+  async close(): Promise<void> {
+    this.certificates.close();
+    await this.acme?.stop();
+  }
+}
