@@ -11,6 +11,7 @@ import { detailLines, type Problem } from './problems.ts';
 import { checkRules } from './rules.ts';
 import { configSchema, knownKeysAt } from './schema.ts';
 import { suggestKey } from './suggest.ts';
+import { syntaxProblems } from './yaml-syntax.ts';
 import type { DaemonConfig } from './types.ts';
 
 export type * from './types.ts';
@@ -42,7 +43,7 @@ export function parseConfig(text: string, file: string): DaemonConfig {
 
   // A document with syntax errors is not checked further: its shape is a guess.
   if (doc.errors.length > 0) {
-    throw fail(doc.errors.map((e) => ({ path: [], offset: e.pos[0], message: `invalid YAML: ${lowerFirst(e.message)}` })));
+    throw fail(syntaxProblems(text, doc.errors).map((e) => ({ path: [], offset: e.offset, message: e.message })));
   }
   let data: unknown;
   try {

@@ -111,8 +111,21 @@ const listen = z
   });
 
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-// Set by the supervisor for every instance; a config value would be overwritten.
-const RESERVED_ENV = /^(PORT|BATON_.*)$/;
+// Set by baton for every instance (src/supervisor/instance.ts) and for every
+// hook (src/deploy/prepare.ts, deployer.ts): a config value would be
+// overwritten. Other BATON_ names are kept free for baton's future use.
+// test/unit/config-env-names.test.ts checks these lists against the code.
+export const INSTANCE_ENV: readonly string[] = ['PORT', 'BATON_SERVICE', 'BATON_RELEASE', 'BATON_INSTANCE'];
+export const HOOK_ENV: readonly string[] = ['BATON_SERVICE', 'BATON_RELEASE', 'BATON_RELEASE_DIR', 'BATON_PREVIOUS_RELEASE', 'BATON_DEPLOYMENT', 'BATON_HOOK', 'BATON_PREVIEW_URL'];
+const RESERVED_PREFIX = 'BATON_';
+
+/** Why a variable name cannot be set in `env:`, or null when it can. */
+export function reservedEnvReason(name: string): string | null {
+  if (INSTANCE_ENV.includes(name)) return `${name} is set by baton for each instance, remove it`;
+  if (HOOK_ENV.includes(name)) return `${name} is set by baton for each hook, remove it`;
+  if (name.startsWith(RESERVED_PREFIX)) return `names starting with ${RESERVED_PREFIX} are reserved for baton, choose another name`;
+  return null;
+}
 
 /** Environment variables; numbers and booleans are accepted and stringified. */
 const env = z
@@ -126,8 +139,8 @@ const env = z
     for (const [name, v] of Object.entries(value)) {
       if (!ENV_NAME.test(name)) {
         ctx.issues.push({ code: 'custom', message: 'invalid variable name, expected letters, digits and "_", not starting with a digit', input: name, path: [name] });
-      } else if (RESERVED_ENV.test(name)) {
-        ctx.issues.push({ code: 'custom', message: `${name} is set by baton for each instance, remove it`, input: name, path: [name] });
+      } else if (reservedEnvReason(name) !== null) {
+        ctx.issues.push({ code: 'custom', message: reservedEnvReason(name)!, input: name, path: [name] });
       } else if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') {
         out[name] = String(v);
       } else {

@@ -117,17 +117,35 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
   },
   {
     name: 'env: reserved, bad name, bad value',
-    text: lines('services:', '  web:', '    command: x', '    env:', '      PORT: 80', '      1X: a', '      OK: [1]'),
+    text: lines('services:', '  web:', '    command: x', '    env:', '      PORT: 80', '      1X: a', '      OK: [1]', '      BATON_HOOK: x', '      BATON_MODE: y', '      BATON_INSTANCE: z'),
     expect: [
       'baton.yaml:5:7: services.web.env.PORT: PORT is set by baton for each instance, remove it',
       'baton.yaml:6:7: services.web.env.1X: invalid variable name, expected letters, digits and "_", not starting with a digit',
       'baton.yaml:7:7: services.web.env.OK: expected a string, number or boolean, got a list',
+      'baton.yaml:8:7: services.web.env.BATON_HOOK: BATON_HOOK is set by baton for each hook, remove it',
+      'baton.yaml:9:7: services.web.env.BATON_MODE: names starting with BATON_ are reserved for baton, choose another name',
+      'baton.yaml:10:7: services.web.env.BATON_INSTANCE: BATON_INSTANCE is set by baton for each instance, remove it',
     ],
   },
   {
     name: 'YAML syntax error',
     text: lines('services:', '  web:', '    command: "unterminated', '  api: x'),
-    expect: ['baton.yaml:5:1: invalid YAML: missing closing "quote'],
+    expect: ['baton.yaml:3:14: invalid YAML: the double quote opened here is never closed'],
+  },
+  {
+    name: 'YAML: an unclosed quote inside a flow mapping is the cause, not the mapping',
+    text: lines('listen: ["127.0.0.1:8080"]', 'services:', '  web: { command: "node server.js }', 'state_dir: ./state'),
+    expect: ['baton.yaml:3:19: invalid YAML: the double quote opened here is never closed'],
+  },
+  {
+    name: 'YAML: an unclosed flow list',
+    text: lines('listen: ["127.0.0.1:8080"', 'services:', '  web: { command: x }'),
+    expect: ['baton.yaml:1:9: invalid YAML: the "[" opened here is never closed with "]"'],
+  },
+  {
+    name: 'YAML: escaped quotes are not unclosed ones',
+    text: lines('services:', '  web:', '    command: "echo \\"hi\\" \\\\"', "    env: { A: 'it''s', B: 'open }"),
+    expect: ["baton.yaml:4:27: invalid YAML: the single quote opened here is never closed"],
   },
   {
     name: 'YAML duplicate key',
