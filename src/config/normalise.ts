@@ -2,6 +2,7 @@
 // defaults filled in, paths made absolute, the default service decided.
 
 import { dirname, join, resolve } from 'node:path';
+import { BatonError } from '../core/errors.ts';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
 import type { RawConfig, RawService } from './schema.ts';
@@ -78,7 +79,7 @@ function tls(t: NonNullable<RawConfig['tls']>, base: string): TlsConfig {
 function defaultListeners(): ListenerConfig[] {
   return d.DEFAULT_LISTEN.map((text) => {
     const addr = parseListenAddress(text);
-    if (typeof addr === 'string') throw new Error(`bad DEFAULT_LISTEN ${text}: ${addr}`);
+    if (typeof addr === 'string') throw new BatonError('INTERNAL', `bad DEFAULT_LISTEN ${text}: ${addr}`);
     return addr;
   });
 }

@@ -6,6 +6,7 @@
 //                                                      → rolled_back  (traffic moved back)
 
 import type { DeploymentState } from '../store/types.ts';
+import { BatonError } from '../core/errors.ts';
 export type { DeploymentState };
 
 const next: Record<DeploymentState, readonly DeploymentState[]> = {
@@ -33,7 +34,7 @@ export function canTransition(from: DeploymentState, to: DeploymentState): boole
 
 export function assertTransition(from: DeploymentState, to: DeploymentState): void {
   if (!canTransition(from, to)) {
-    throw new Error(`deployment cannot go from ${from} to ${to}`);
+    throw new BatonError('INTERNAL', `deployment cannot go from ${from} to ${to}`);
   }
 }
 
