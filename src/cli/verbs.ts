@@ -167,6 +167,18 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/read.ts')).logsCommand,
   },
   {
+    name: 'dashboard',
+    summary: 'a one-time link that signs a browser in to the web dashboard',
+    help: 'Needs `dashboard: { listen: "127.0.0.1:9190" }` in the config. The link works once, within --ttl (default: 2m); it is opened with xdg-open when this session has a display. From another machine: an ssh tunnel to the dashboard\'s port.',
+    args: [],
+    flags: {
+      ttl: { type: 'string', value: 'DURATION', help: 'how long the link stays valid (1s to 10m; default: 2m)' },
+      ...JSON_FLAG,
+      ...CONNECT_FLAGS,
+    },
+    load: async () => (await import('./commands/dashboard.ts')).dashboardCommand,
+  },
+  {
     name: 'reload',
     summary: 'make the daemon re-read its config file',
     help: 'A config with errors changes nothing: the daemon keeps the running configuration and the errors are printed.',

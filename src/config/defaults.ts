@@ -10,6 +10,8 @@ export const DEFAULT_STATE_DIR = './state';
 export const DEFAULT_CONTROL_SOCKET_NAME = 'baton.sock';
 export const DEFAULT_LOG_LEVEL = 'info';
 
+export const DEFAULT_DASHBOARD_SESSION_TIMEOUT_MS = 12 * 3600_000;
+
 export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
 

@@ -36,6 +36,9 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
     listeners: raw.listen ?? defaultListeners(),
     logLevel: raw.log_level ?? d.DEFAULT_LOG_LEVEL,
     metricsListener: raw.metrics_listen ?? null,
+    dashboard: raw.dashboard
+      ? { listener: raw.dashboard.listen, sessionTimeoutMs: raw.dashboard.session_timeout ?? d.DEFAULT_DASHBOARD_SESSION_TIMEOUT_MS }
+      : null,
     proxy: {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,

@@ -15,7 +15,7 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 export function checkRules(data: unknown, controlSocket: string | undefined): Problem[] {
   if (!isObject(data)) return [];
-  return [...checkListen(data['listen']), ...checkTls(data['listen'], data['tls']), ...checkServices(data['services']), ...checkSocketPath(data, controlSocket)];
+  return [...checkListen(data['listen']), ...checkTls(data['listen'], data['tls']), ...checkDashboard(data), ...checkServices(data['services']), ...checkSocketPath(data, controlSocket)];
 }
 
 /** TLS listeners must not clash with each other or the plain ones; something must provide a certificate. */
@@ -77,6 +77,23 @@ function checkListen(listen: unknown): Problem[] {
     seen.push({ addr, text });
   });
   return problems;
+}
+
+/** The dashboard's listener must not take a port the proxy or the metrics listener binds. */
+function checkDashboard(data: Record<string, unknown>): Problem[] {
+  const dash = data['dashboard'];
+  if (!isObject(dash) || typeof dash['listen'] !== 'string') return [];
+  const addr = parseListenAddress(dash['listen'], { allowPortZero: true });
+  if (typeof addr === 'string' || addr.port === 0) return [];
+  const others = [...(Array.isArray(data['listen']) ? data['listen'] : [data['listen']]), data['metrics_listen']];
+  for (const text of others) {
+    if (typeof text !== 'string') continue;
+    const other = parseListenAddress(text);
+    if (typeof other !== 'string' && listenersClash(addr, other)) {
+      return [{ path: ['dashboard', 'listen'], message: `address "${dash['listen']}" clashes with "${text}" (same port), expected a port of its own` }];
+    }
+  }
+  return [];
 }
 
 function checkServices(services: unknown): Problem[] {

@@ -400,6 +400,23 @@ export const tlsSchema = mapping('a mapping of TLS settings', {
   max_connections_per_client: integer(1, 1_000_000).optional(),
 });
 
+/** A loopback address: the dashboard speaks plain HTTP, so it is reached from elsewhere through an ssh tunnel. */
+const loopbackListen = leaf('a loopback address "host:port" such as "127.0.0.1:9190"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const parsed = parseListenAddress(v, { allowPortZero: true });
+  if (typeof parsed === 'string') return new Invalid(`${parsed}, got ${describeValue(v)}`);
+  const loopback = parsed.host === 'localhost' || parsed.host === '::1' || (isIP(parsed.host) === 4 && parsed.host.startsWith('127.'));
+  if (!loopback) {
+    return new Invalid(`expected a loopback address such as "127.0.0.1:9190" (the dashboard speaks plain HTTP: reach it from another machine through an ssh tunnel), got ${describeValue(v)}`);
+  }
+  return parsed;
+});
+
+export const dashboardSchema = mapping('a mapping of dashboard settings', {
+  listen: loopbackListen,
+  session_timeout: duration({ positive: true }).optional(),
+});
+
 const services = z.record(z.string(), serviceSchema, {
   error: (iss) => `expected a mapping of service names to their settings, got ${describeValue(iss.input)}`,
 });
@@ -416,6 +433,7 @@ export const configSchema = mapping('a mapping of settings', {
   }).optional(),
   proxy: proxySchema.nullish(),
   tls: tlsSchema.nullish(),
+  dashboard: dashboardSchema.optional(),
   services: z
     .custom<unknown>((v) => v !== undefined, { error: 'missing, expected a mapping of service names to their settings' })
     .pipe(services),
@@ -432,6 +450,7 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'tls' && path.length === 1) return Object.keys(tlsSchema.shape);
   if (first === 'tls' && path.length === 2 && path[1] === 'acme') return Object.keys(acmeSchema.shape);
   if (first === 'tls' && path.length === 3 && path[1] === 'certificates') return Object.keys(certificateSchema.shape);
+  if (first === 'dashboard' && path.length === 1) return Object.keys(dashboardSchema.shape);
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);

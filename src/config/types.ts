@@ -158,6 +158,12 @@ export interface TlsConfig {
   maxConnectionsPerClient: number;
 }
 
+export interface DashboardConfig {
+  listener: ListenerConfig;
+  /** A signed-in browser is signed out after this long without a request. */
+  sessionTimeoutMs: number;
+}
+
 export interface DaemonConfig {
   /** Absolute path of the file this was read from. */
   file: string;
@@ -167,6 +173,8 @@ export interface DaemonConfig {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Where Prometheus scrapes /metrics (never the public listeners); null = off. */
   metricsListener: ListenerConfig | null;
+  /** The operator's web dashboard on its own loopback listener; null = off. */
+  dashboard: DashboardConfig | null;
   proxy: ProxyConfig;
   /** HTTPS listeners and their certificates; null = plain HTTP only. */
   tls: TlsConfig | null;

@@ -26,6 +26,7 @@ export interface ControlHandlers {
   setMaintenance(service: string, on: boolean, message: string): Promise<unknown>;
   setPaused(service: string, paused: boolean): unknown;
   beta(service: string, ttlMs: number): unknown;
+  dashboardLogin(ttlMs?: number): { url: string; expiresAt: number };
   stop(stopInstances: boolean): Promise<void>;
 }
 
@@ -104,6 +105,11 @@ export class ControlServer {
     }
     if (method === 'POST' && parts.length === 1 && parts[0] === 'reload') {
       return json(res, 200, await h.reload());
+    }
+    if (method === 'POST' && parts.length === 2 && parts[0] === 'dashboard' && parts[1] === 'login') {
+      const ttl = (await readJson(req))['ttlMs'];
+      if (ttl !== undefined && typeof ttl !== 'number') throw new BatonError('BAD_REQUEST', '"ttlMs" must be a number of milliseconds');
+      return json(res, 200, h.dashboardLogin(ttl));
     }
     if (method === 'POST' && parts.length === 1 && parts[0] === 'shutdown') {
       const body = await readJson(req);

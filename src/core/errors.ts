@@ -39,6 +39,7 @@ export const ERRORS = {
   RELEASE_INVALID: { http: 422, exit: EXIT.FAILED, meaning: 'the release directory cannot be used (missing, not a directory, unreadable)' },
   NO_PREVIOUS_RELEASE: { http: 409, exit: EXIT.FAILED, meaning: 'a rollback with nothing to roll back to' },
   NO_CANARY: { http: 409, exit: EXIT.FAILED, meaning: 'promote or abort while no canary is rolling out' },
+  DASHBOARD_OFF: { http: 409, exit: EXIT.FAILED, meaning: '`baton dashboard` while the config has no `dashboard:` section' },
   DEPLOY_IN_PROGRESS: { http: 409, exit: EXIT.FAILED, meaning: 'another deployment of the service is running' },
   DEPLOY_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'the deployment failed; the serving release is untouched' },
   CANARY_ABORTED: { http: 409, exit: EXIT.FAILED, meaning: 'the canary was aborted (by the operator or its analysis); traffic went back to the stable release' },

@@ -23,6 +23,7 @@ import { TlsFrontDoor } from '../tls/index.ts';
 import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
+import type { Dashboard } from '../dashboard/index.ts';
 import { diffConfig } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
@@ -45,6 +46,7 @@ export class Daemon implements RuntimeHost {
   /** HTTPS listeners, certificates and ACME; null without `tls:`. */
   tls: TlsFrontDoor | null = null;
   #control: ControlServer | null = null;
+  #dashboard: Dashboard | null = null;
   #secret = '';
   readonly #sources: ReleaseSources;
   #stopping: Promise<void> | null = null;
@@ -84,6 +86,18 @@ export class Daemon implements RuntimeHost {
       if (config.metricsListener) {
         const m = await d.proxy.listenMetrics(config.metricsListener.host, config.metricsListener.port);
         logger.info('metrics listening', { host: m.host, port: m.port, path: '/metrics' });
+      }
+      if (config.dashboard) {
+        // Loaded only when configured: a daemon without a dashboard keeps none of its code in memory.
+        const { Dashboard } = await import('../dashboard/index.ts');
+        d.#dashboard = await Dashboard.start({
+          host: d,
+          metrics: (service) => d.proxy.releaseMetrics(service),
+          listener: config.dashboard.listener,
+          sessionTimeoutMs: () => d.config.dashboard?.sessionTimeoutMs ?? 0,
+          logger: logger.child({ component: 'dashboard' }),
+        });
+        logger.info('dashboard listening', { host: d.#dashboard.address.host, port: d.#dashboard.address.port, login: '`baton dashboard` prints a one-time link' });
       }
       d.#control = new ControlServer(d, logger.child({ component: 'control' }));
       await d.#control.listen(config.controlSocket);
@@ -412,6 +426,14 @@ export class Daemon implements RuntimeHost {
     }));
   }
 
+  /** A one-time sign-in link for the dashboard (`baton dashboard`). */
+  dashboardLogin(ttlMs?: number): { url: string; expiresAt: number } {
+    if (!this.#dashboard) {
+      throw new BatonError('DASHBOARD_OFF', `the dashboard is off; add \`dashboard: { listen: "127.0.0.1:9190" }\` to ${this.config.file} and restart the daemon`);
+    }
+    return this.#dashboard.login(ttlMs);
+  }
+
   logFiles(service: string): string[] {
     const rt = this.runtime(service);
     const files: string[] = [];
@@ -473,6 +495,7 @@ export class Daemon implements RuntimeHost {
   async #teardown(stopInstances: boolean): Promise<void> {
     this.logger.info('daemon stopping', { stopInstances });
     await this.#control?.close().catch(() => {});
+    await this.#dashboard?.close().catch(() => {});
     if (stopInstances) {
       await Promise.all([...this.runtimes.values()].map((rt) => rt.shutdown()));
     } else {

@@ -23,6 +23,9 @@ export function diffConfig(prev: DaemonConfig, next: DaemonConfig): ReloadPlan {
     // Certificate *files* are watched and reloaded by themselves; which files and listeners is start-up state.
     refused.push('tls: changed; TLS listeners, certificate paths and ACME settings change only with a daemon restart (replaced certificate files are picked up without one)');
   }
+  const dash = (c: DaemonConfig): string => (c.dashboard ? fmt([c.dashboard.listener]) : 'off');
+  if (dash(prev) !== dash(next)) refused.push(`dashboard.listen: changed from ${dash(prev)} to ${dash(next)}; the dashboard's listener changes only with a daemon restart`);
+  if (!isDeepStrictEqual(prev.dashboard, next.dashboard) && dash(prev) === dash(next)) changes.push('dashboard: session_timeout applies to new sessions');
   if (prev.stateDir !== next.stateDir) refused.push(`state_dir: changed; the state directory changes only with a daemon restart`);
   if (prev.controlSocket !== next.controlSocket) refused.push(`control_socket: changed; the control socket changes only with a daemon restart`);
   if (!isDeepStrictEqual(prev.proxy, next.proxy)) changes.push('proxy: timeouts apply to new connections');

@@ -64,9 +64,14 @@ export async function linkShared(stateDir: string, svc: ServiceConfig, releaseDi
   return svc.shared.length;
 }
 
+/** Where a deployment's hook writes its full output (read back by the dashboard). */
+export function hookLogFile(stateDir: string, service: string, deploymentId: number, name: HookName): string {
+  return path.join(stateDir, 'logs', service, `deploy-${deploymentId}-${name}.log`);
+}
+
 /** Run one configured hook; throws BatonError('HOOK_FAILED') with the output tail when it fails. */
 export async function runServiceHook(name: HookName, hook: HookConfig, ctx: HookContext, report: StepReporter): Promise<number> {
-  const logFile = path.join(ctx.stateDir, 'logs', ctx.service.name, `deploy-${ctx.deploymentId}-${name}.log`);
+  const logFile = hookLogFile(ctx.stateDir, ctx.service.name, ctx.deploymentId, name);
   await mkdir(path.dirname(logFile), { recursive: true });
   report.info(`${name} hook: ${hook.command}`);
   const run = await runHook(

@@ -84,6 +84,7 @@ test('a full file is normalised', () => {
     controlSocket: '/run/baton/ctl.sock',
     logLevel: 'debug',
     metricsListener: null,
+    dashboard: null,
     proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500 },
     tls: null,
     services: [
@@ -125,6 +126,7 @@ test('a minimal single-service file gets every default and is the default servic
     controlSocket: '/srv/app/state/baton.sock',
     logLevel: 'info',
     metricsListener: null,
+    dashboard: null,
     proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000 },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],

@@ -1,0 +1,428 @@
+// The dashboard's HTTP listener (loopback only, never the proxy's): sign-in
+// through one-time links, pages, live fragments over server-sent events, and
+// the operator's actions. Actions call the very daemon methods the control
+// API calls for the CLI (promote, abort, rollback), so the rules are the same.
+
+import http from 'node:http';
+import { isIP } from 'node:net';
+import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { ListenerConfig } from '../config/types.ts';
+import type { ControlHandlers } from '../control/server.ts';
+import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
+import { hookLogFile } from '../deploy/prepare.ts';
+import type { HookName } from '../hooks/index.ts';
+import type { ReleaseMetrics } from '../proxy/types.ts';
+import { followLog, tailLog } from '../supervisor/index.ts';
+import { Assets } from './assets.ts';
+import { DashboardAuth, DEFAULT_LOGIN_TTL_MS, MAX_LOGIN_TTL_MS, type LoginRefusal, type Session } from './auth.ts';
+import { html, type Html } from './html.ts';
+import { LiveFigures } from './live.ts';
+import * as pages from './pages.ts';
+import path from 'node:path';
+
+/** What the dashboard needs from the daemon: the control API's own handlers, and the proxy's figures. */
+export interface DashboardHost extends Pick<ControlHandlers, 'status' | 'history' | 'logFiles' | 'promote' | 'abort' | 'rollback'> {
+  readonly stateDir: string;
+}
+
+export interface DashboardOptions {
+  host: DashboardHost;
+  metrics: (service: string) => ReleaseMetrics[];
+  listener: ListenerConfig;
+  sessionTimeoutMs: () => number;
+  logger: Logger;
+}
+
+const HOOKS: HookName[] = ['build', 'migrate', 'smoke', 'after_switch'];
+const LOG_TAIL_LINES = 200;
+const HOOK_TAIL_LINES = 40;
+const MAX_FORM_BYTES = 8 * 1024;
+const MAX_STREAMS = 32;
+
+const SECURITY_HEADERS = {
+  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+  'x-content-type-options': 'nosniff',
+  'referrer-policy': 'no-referrer',
+  'x-frame-options': 'DENY',
+  'cross-origin-opener-policy': 'same-origin',
+  'cross-origin-resource-policy': 'same-origin',
+};
+
+const REFUSED: Record<LoginRefusal, string> = {
+  malformed: 'This is not a baton login link.',
+  unknown: 'This login link is unknown or has expired.',
+  expired: 'This login link has expired.',
+  used: 'This login link was already used: each link signs in once.',
+};
+
+/** The verbs a signed-in operator may post, with the question asked before. */
+const ACTIONS: Record<string, (service: string) => string> = {
+  promote: (s) => `Promote the canary of ${s} to its next step?`,
+  'promote-full': (s) => `Send all of ${s}'s traffic to its canary now?`,
+  abort: (s) => `Abort the canary of ${s}: all traffic back to the stable release?`,
+  rollback: (s) => `Roll ${s} back to its previous release?`,
+};
+
+interface Stream {
+  session: Session;
+  res: http.ServerResponse;
+  onTick: () => void;
+}
+
+export class Dashboard {
+  readonly #o: DashboardOptions;
+  readonly #assets: Assets;
+  readonly #auth: DashboardAuth;
+  readonly #live: LiveFigures;
+  readonly #server: http.Server;
+  readonly #streams = new Set<Stream>();
+  readonly #flash = new WeakMap<Session, { ok: boolean; text: string }>();
+  #cookieName = 'baton_dash';
+  #address: { host: string; port: number } = { host: '', port: 0 };
+
+  private constructor(o: DashboardOptions, assets: Assets) {
+    this.#o = o;
+    this.#assets = assets;
+    this.#auth = new DashboardAuth({ sessionTimeoutMs: o.sessionTimeoutMs });
+    this.#live = new LiveFigures({ services: () => o.host.status().services.map((s) => s.name), metrics: o.metrics });
+    this.#server = http.createServer((req, res) => {
+      this.#handle(req, res).catch((err) => this.#fail(res, err));
+    });
+    this.#server.headersTimeout = 10_000;
+  }
+
+  static async start(o: DashboardOptions): Promise<Dashboard> {
+    const d = new Dashboard(o, Assets.load());
+    await new Promise<void>((resolve, reject) => {
+      d.#server.once('error', (err: NodeJS.ErrnoException) =>
+        reject(new BatonError('LISTEN_FAILED', `dashboard: cannot listen on ${o.listener.host}:${o.listener.port}: ${err.code ?? err.message}`)));
+      d.#server.listen(o.listener.port, o.listener.host, () => resolve());
+    });
+    const a = d.#server.address() as { address: string; port: number };
+    d.#address = { host: a.address, port: a.port };
+    // One cookie per dashboard port: two daemons on one host do not sign each other out.
+    d.#cookieName = `baton_dash_${a.port}`;
+    d.#live.start();
+    d.#live.onSampled(() => {
+      for (const s of d.#streams) s.onTick();
+    });
+    return d;
+  }
+
+  get address(): { host: string; port: number } {
+    return this.#address;
+  }
+
+  assetSizes(): { name: string; bytes: number; gzip: number }[] {
+    return this.#assets.sizes();
+  }
+
+  /** A one-time sign-in link (asked for through the control socket by `baton dashboard`). */
+  login(ttlMs = DEFAULT_LOGIN_TTL_MS): { url: string; expiresAt: number } {
+    if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_LOGIN_TTL_MS) {
+      throw new BatonError('BAD_REQUEST', `a login link lives from 1 s to ${MAX_LOGIN_TTL_MS / 60_000} min, got ${ttlMs} ms`);
+    }
+    const { token, expiresAt } = this.#auth.issueLogin(ttlMs);
+    const host = isIP(this.#address.host) === 6 ? `[${this.#address.host}]` : this.#address.host;
+    return { url: `http://${host}:${this.#address.port}/login?token=${token}`, expiresAt };
+  }
+
+  async close(): Promise<void> {
+    this.#live.stop();
+    for (const s of this.#streams) s.res.end();
+    this.#streams.clear();
+    await new Promise<void>((resolve) => {
+      this.#server.close(() => resolve());
+      this.#server.closeAllConnections();
+    });
+  }
+
+  // ---- requests ---------------------------------------------------------------
+
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const hostHeader = req.headers.host ?? '';
+    // DNS rebinding: a hostile site's name resolving to 127.0.0.1 is refused; IP literals and localhost are fine.
+    if (!allowedHost(hostHeader)) return this.#send(res, 403, 'text/plain; charset=utf-8', 'baton dashboard: this Host is not allowed; use the address `baton dashboard` prints\n');
+    const url = new URL(req.url ?? '/', 'http://dashboard');
+    const method = req.method ?? 'GET';
+
+    if ((method === 'GET' || method === 'HEAD') && url.pathname.startsWith('/assets/')) return this.#asset(req, res, url.pathname);
+    if (method === 'GET' && url.pathname === '/login') return this.#login(res, url.searchParams.get('token') ?? '');
+    if (method === 'GET' && url.pathname === '/favicon.ico') return this.#send(res, 404, 'text/plain', '');
+
+    const session = this.#auth.session(cookie(req, this.#cookieName));
+    if (method === 'POST') {
+      if (!session) return this.#refuse(res, 'Not signed in: run `baton dashboard` on the server for a login link.');
+      if (req.headers.origin !== `http://${hostHeader}`) return this.#refuse(res, 'The request did not come from this dashboard (Origin mismatch).');
+      const form = await readForm(req);
+      if (!this.#auth.checkCsrf(session, form.get('_csrf'))) return this.#refuse(res, 'The form\'s security token is missing or wrong: reload the page and try again.');
+      return this.#post(res, session, url.pathname, form);
+    }
+    if (method !== 'GET' && method !== 'HEAD') return this.#send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, POST' });
+    if (!session) {
+      return this.#page(res, 401, pages.plainPage(this.#assets, 'Sign in', html`<p>Run <code>baton dashboard</code> on the server: it prints a link that signs this browser in once.</p>`));
+    }
+    return this.#get(req, res, session, url);
+  }
+
+  async #get(req: http.IncomingMessage, res: http.ServerResponse, session: Session, url: URL): Promise<void> {
+    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const ctx = this.#ctx(session);
+    if (parts.length === 0) {
+      const status = this.#o.host.status();
+      return this.#page(res, 200, pages.overviewPage(ctx, status, pages.overviewFragments(status, this.#live)));
+    }
+    if (parts[0] === 'live' && parts.length === 1) return this.#liveStream(req, res, session, url);
+    if (parts[0] === 'services' && parts.length >= 2) {
+      const name = parts[1]!;
+      this.#o.host.status(name); // an unknown service is a 404 here
+      if (parts.length === 2) {
+        const frags = pages.serviceFragments(ctx, await this.#serviceView(name), this.#live);
+        return this.#page(res, 200, pages.servicePage(ctx, name, frags, this.#live.history(name)));
+      }
+      if (parts.length === 3 && parts[2] === 'history') return this.#page(res, 200, pages.historyPage(ctx, name, this.#o.host.history(name, 50, true)));
+      if (parts.length === 3 && parts[2] === 'logs') return this.#page(res, 200, pages.logsPage(ctx, name, await this.#logTail(name)));
+      if (parts.length === 4 && parts[2] === 'logs' && parts[3] === 'live') return this.#logStream(req, res, session, name);
+    }
+    return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
+  }
+
+  async #post(res: http.ServerResponse, session: Session, pathname: string, form: URLSearchParams): Promise<void> {
+    if (pathname === '/logout') {
+      this.#auth.end(session);
+      for (const s of this.#streams) if (s.session === session) s.res.end();
+      return this.#page(res, 200, pages.plainPage(this.#assets, 'Signed out', html`<p>Run <code>baton dashboard</code> for a new link.</p>`), { 'set-cookie': `${this.#cookieName}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+    }
+    const m = /^\/services\/([^/]+)\/([a-z-]+)$/.exec(pathname);
+    const verb = m?.[2] ?? '';
+    if (!m || !(verb in ACTIONS)) return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
+    const service = decodeURIComponent(m[1]!);
+    this.#o.host.status(service);
+    if (form.get('confirmed') !== '1') {
+      return this.#page(res, 200, pages.confirmPage(this.#ctx(session), service, verb, ACTIONS[verb]!(service)));
+    }
+    const flash = await this.#act(service, verb).then(
+      (text) => ({ ok: true, text }),
+      (err: unknown) => {
+        if (!isBatonError(err)) throw err;
+        return { ok: false, text: err.message };
+      },
+    );
+    this.#o.logger.info('dashboard action', { service, action: verb, ok: flash.ok, result: flash.text });
+    this.#flash.set(session, flash);
+    res.writeHead(303, { location: `/services/${encodeURIComponent(service)}`, 'cache-control': 'no-store', ...SECURITY_HEADERS });
+    res.end();
+  }
+
+  /** Run an action with the daemon's own methods; the answer is the operator's confirmation text. */
+  async #act(service: string, verb: string): Promise<string> {
+    const h = this.#o.host;
+    if (verb === 'promote' || verb === 'promote-full') {
+      const r = h.promote(service, verb === 'promote-full') as { release: string; step: number; of: number };
+      return verb === 'promote-full' ? `Promoting ${r.release} to 100% of ${service}.` : `Promoting ${r.release}: on to the step after ${r.step + 1} of ${r.of}.`;
+    }
+    if (verb === 'abort') {
+      const r = h.abort(service) as { release: string };
+      return `Aborting the canary ${r.release}: all traffic goes back to the stable release.`;
+    }
+    const id = await startLong((emit) => h.rollback(service, undefined, 'dashboard', emit), this.#o.logger);
+    return `Rolling back ${service}: deployment #${id} is running.`;
+  }
+
+  // ---- live streams -------------------------------------------------------------
+
+  #liveStream(req: http.IncomingMessage, res: http.ServerResponse, session: Session, url: URL): void {
+    const service = url.searchParams.get('service');
+    if (service) this.#o.host.status(service);
+    if (!this.#openStream(res)) return;
+    const sent = new Map<string, string>();
+    let busy = false;
+    const push = async (): Promise<void> => {
+      if (busy) return;
+      busy = true;
+      try {
+        const ctx = this.#ctx(session, false);
+        const frags = service
+          ? pages.serviceFragments(ctx, await this.#serviceView(service), this.#live)
+          : pages.overviewFragments(this.#o.host.status(), this.#live);
+        const changed: Record<string, string> = {};
+        for (const [id, h] of Object.entries(frags)) {
+          if (sent.get(id) !== h.value) changed[id] = h.value;
+          sent.set(id, h.value);
+        }
+        if (Object.keys(changed).length) sse(res, 'fragments', changed);
+        if (service) {
+          const tick = this.#live.latest(service);
+          if (tick) sse(res, 'tick', tick);
+        }
+      } catch (err) {
+        // A service removed by a reload: the page has nothing left to show.
+        sse(res, 'gone', { message: errorMessage(err) });
+        res.end();
+      } finally {
+        busy = false;
+      }
+    };
+    const stream: Stream = { session, res, onTick: () => void push() };
+    this.#streams.add(stream);
+    req.socket.once('close', () => this.#streams.delete(stream));
+    void push();
+  }
+
+  #logStream(req: http.IncomingMessage, res: http.ServerResponse, session: Session, service: string): void {
+    if (!this.#openStream(res)) return;
+    const ac = new AbortController();
+    const stream: Stream = { session, res, onTick: () => res.write(': keep-alive\n\n') };
+    this.#streams.add(stream);
+    req.socket.once('close', () => {
+      ac.abort();
+      this.#streams.delete(stream);
+    });
+    for (const f of this.#o.host.logFiles(service)) {
+      const id = path.basename(f, '.log');
+      void followLog(f, (lines) => sse(res, 'lines', lines.map((l) => `${id} | ${l}`)), ac.signal).catch(() => {});
+    }
+  }
+
+  #openStream(res: http.ServerResponse): boolean {
+    if (this.#streams.size >= MAX_STREAMS) {
+      this.#send(res, 503, 'text/plain; charset=utf-8', `too many open dashboard pages (${MAX_STREAMS})\n`);
+      return false;
+    }
+    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
+    res.write('retry: 2000\n\n');
+    return true;
+  }
+
+  // ---- helpers --------------------------------------------------------------------
+
+  async #serviceView(name: string): Promise<pages.ServiceView> {
+    const status = this.#o.host.status(name).services[0]!;
+    const deployment = this.#o.host.history(name, 1, true)[0] ?? null;
+    const hooks: pages.ServiceView['hooks'] = [];
+    if (deployment) {
+      for (const h of HOOKS) {
+        const lines = await tailLog(hookLogFile(this.#o.host.stateDir, name, deployment.id, h), HOOK_TAIL_LINES).catch(() => null);
+        if (lines) hooks.push({ name: h, lines });
+      }
+    }
+    return { status, deployment, hooks };
+  }
+
+  async #logTail(service: string): Promise<string[]> {
+    const out: string[] = [];
+    for (const f of this.#o.host.logFiles(service)) {
+      const id = path.basename(f, '.log');
+      for (const l of await tailLog(f, LOG_TAIL_LINES).catch(() => [])) out.push(`${id} | ${l}`);
+    }
+    return out;
+  }
+
+  #ctx(session: Session, takeFlash = true): pages.PageContext {
+    const flash = takeFlash ? (this.#flash.get(session) ?? null) : null;
+    if (takeFlash) this.#flash.delete(session);
+    return { assets: this.#assets, csrf: session.csrf, services: this.#o.host.status().services.map((s) => s.name), flash };
+  }
+
+  #login(res: http.ServerResponse, token: string): void {
+    const r = this.#auth.redeem(token);
+    if (typeof r === 'string') {
+      this.#o.logger.warn('dashboard login refused', { reason: r });
+      return this.#page(res, 403, pages.plainPage(this.#assets, 'Sign-in refused', html`<p>${REFUSED[r]}</p><p>Run <code>baton dashboard</code> on the server for a new link.</p>`));
+    }
+    this.#o.logger.info('dashboard login');
+    res.writeHead(303, {
+      location: '/',
+      'set-cookie': `${this.#cookieName}=${r.cookie}; HttpOnly; SameSite=Strict; Path=/`,
+      'cache-control': 'no-store',
+      ...SECURITY_HEADERS,
+    });
+    res.end();
+  }
+
+  #asset(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): void {
+    const a = this.#assets.byUrl(pathname);
+    if (!a) return this.#send(res, 404, 'text/plain; charset=utf-8', 'no such asset\n');
+    const headers = { 'content-type': a.type, 'cache-control': 'public, max-age=31536000, immutable', etag: a.etag, vary: 'accept-encoding', ...SECURITY_HEADERS };
+    if (req.headers['if-none-match'] === a.etag) {
+      res.writeHead(304, headers);
+      return void res.end();
+    }
+    const gz = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
+    const body = gz ? a.gzip : a.body;
+    res.writeHead(200, { ...headers, 'content-length': body.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  #page(res: http.ServerResponse, status: number, page: Html, extra: Record<string, string> = {}): void {
+    this.#send(res, status, 'text/html; charset=utf-8', page.value, extra);
+  }
+
+  #refuse(res: http.ServerResponse, why: string): void {
+    this.#page(res, 403, pages.plainPage(this.#assets, 'Refused', html`<p>${why}</p>`));
+  }
+
+  #send(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
+    const buf = Buffer.from(body);
+    res.writeHead(status, { 'content-type': type, 'content-length': buf.length, 'cache-control': 'no-store', ...SECURITY_HEADERS, ...extra });
+    res.end(buf);
+  }
+
+  #fail(res: http.ServerResponse, err: unknown): void {
+    if (res.headersSent) return void res.end();
+    if (isBatonError(err)) {
+      const status = err.code === 'SERVICE_UNKNOWN' ? 404 : 400;
+      return this.#page(res, status, pages.plainPage(this.#assets, status === 404 ? 'Not found' : 'Refused', html`<p>${err.message}</p><p><a href="/">All services</a></p>`));
+    }
+    this.#o.logger.error('dashboard request failed', { error: errorMessage(err) });
+    this.#send(res, 500, 'text/plain; charset=utf-8', 'internal error (see the daemon log)\n');
+  }
+}
+
+/** Start a long operation; resolve with its deployment id once it has begun, reject if it is refused up front. */
+function startLong(op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome>, logger: Logger): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let started = false;
+    op((e) => {
+      started = true;
+      resolve(e.deploymentId);
+    }).then(
+      (o) => resolve(o.deploymentId),
+      (err: unknown) => {
+        if (started) logger.warn('dashboard operation failed', { error: errorMessage(err) });
+        reject(err);
+      },
+    );
+  });
+}
+
+function sse(res: http.ServerResponse, event: string, data: unknown): void {
+  if (!res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+}
+
+function cookie(req: http.IncomingMessage, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const eq = part.indexOf('=');
+    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+  }
+  return undefined;
+}
+
+function allowedHost(host: string): boolean {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^:]+)(?::\d{1,5})?$/.exec(host);
+  if (!m) return false;
+  const name = m[1]!.replace(/^\[|\]$/g, '').toLowerCase();
+  return name === 'localhost' || isIP(name) !== 0;
+}
+
+async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
+  let size = 0;
+  const chunks: Buffer[] = [];
+  for await (const c of req as AsyncIterable<Buffer>) {
+    size += c.length;
+    if (size > MAX_FORM_BYTES) throw new BatonError('BAD_REQUEST', `form over ${MAX_FORM_BYTES} bytes`);
+    chunks.push(c);
+  }
+  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
+}
