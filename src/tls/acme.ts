@@ -190,6 +190,10 @@ export class AcmeManager {
 
   async #obtain(): Promise<void> {
     const acme = await import('acme-client');
+    // One quick retry inside the library (it honours Retry-After); the longer backoff is ours, logged and visible in state().
+    const settings = (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
+    settings.retryMaxAttempts = 1;
+    settings.retryDefaultDelay = 2;
     const cfg = this.#config;
     if (cfg.caFile !== null) {
       // A private directory (pebble, an internal CA): trust its CA for the API's HTTPS, in addition to the system's.
