@@ -42,6 +42,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
     proxy: {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,
+      trustedProxies: raw.proxy?.trusted_proxies ?? [],
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),

@@ -15,7 +15,14 @@ const MAX_SOCKET_PATH_BYTES = 107;
 
 export function checkRules(data: unknown, controlSocket: string | undefined): Problem[] {
   if (!isObject(data)) return [];
-  return [...checkListen(data['listen']), ...checkTls(data['listen'], data['tls']), ...checkDashboard(data), ...checkServices(data['services']), ...checkSocketPath(data, controlSocket)];
+  return [
+    ...checkListen(data['listen']),
+    ...checkTls(data['listen'], data['tls']),
+    ...checkDashboard(data),
+    ...checkProxyProtocol(data['listen'], data['proxy'], data['tls']),
+    ...checkServices(data['services']),
+    ...checkSocketPath(data, controlSocket),
+  ];
 }
 
 /** TLS listeners must not clash with each other or the plain ones; something must provide a certificate. */
@@ -23,14 +30,16 @@ function checkTls(plain: unknown, tls: unknown): Problem[] {
   if (!isObject(tls)) return [];
   const problems: Problem[] = [];
   const listen = tls['listen'];
-  const texts = Array.isArray(listen) ? listen : typeof listen === 'string' ? [listen] : [];
-  const plainTexts = Array.isArray(plain) ? plain : typeof plain === 'string' ? [plain] : plain === undefined ? [...DEFAULT_LISTEN] : [];
+  const texts = Array.isArray(listen) ? listen : listen !== undefined && listen !== null ? [listen] : [];
+  const plainTexts = (Array.isArray(plain) ? plain : plain !== undefined && plain !== null ? [plain] : [...DEFAULT_LISTEN]).map(addressOf);
   const seen: Array<{ addr: ListenerConfig; text: string; plain: boolean }> = [];
   for (const text of plainTexts) {
-    const addr = typeof text === 'string' ? parseListenAddress(text) : 'bad';
+    if (typeof text !== 'string') continue;
+    const addr = parseListenAddress(text);
     if (typeof addr !== 'string') seen.push({ addr, text, plain: true });
   }
-  texts.forEach((text, i) => {
+  texts.forEach((item, i) => {
+    const text = addressOf(item);
     if (typeof text !== 'string') return;
     const addr = parseListenAddress(text);
     if (typeof addr === 'string') return;
@@ -61,11 +70,17 @@ function checkTls(plain: unknown, tls: unknown): Problem[] {
   return problems;
 }
 
+/** The address of a listener item: the string itself, or a mapping's "address". */
+function addressOf(item: unknown): unknown {
+  return isObject(item) ? item['address'] : item;
+}
+
 function checkListen(listen: unknown): Problem[] {
   if (!Array.isArray(listen)) return [];
   const problems: Problem[] = [];
   const seen: Array<{ addr: ListenerConfig; text: string }> = [];
-  listen.forEach((text, i) => {
+  listen.forEach((item, i) => {
+    const text = addressOf(item);
     if (typeof text !== 'string') return;
     const addr = parseListenAddress(text);
     if (typeof addr === 'string') return;
@@ -85,7 +100,7 @@ function checkDashboard(data: Record<string, unknown>): Problem[] {
   if (!isObject(dash) || typeof dash['listen'] !== 'string') return [];
   const addr = parseListenAddress(dash['listen'], { allowPortZero: true });
   if (typeof addr === 'string' || addr.port === 0) return [];
-  const others = [...(Array.isArray(data['listen']) ? data['listen'] : [data['listen']]), data['metrics_listen']];
+  const others = [...(Array.isArray(data['listen']) ? data['listen'] : [data['listen']]).map(addressOf), data['metrics_listen']];
   for (const text of others) {
     if (typeof text !== 'string') continue;
     const other = parseListenAddress(text);
@@ -94,6 +109,32 @@ function checkDashboard(data: Record<string, unknown>): Problem[] {
     }
   }
   return [];
+}
+
+/** Listener items that ask for the PROXY protocol, with their paths. */
+function proxyProtocolItems(listen: unknown, at: PropertyKey[]): PropertyKey[][] {
+  const items: Array<[unknown, PropertyKey[]]> = Array.isArray(listen) ? listen.map((v, i) => [v, [...at, i]]) : [[listen, at]];
+  return items.filter(([item]) => isObject(item) && item['proxy_protocol'] === true).map(([, path]) => [...path, 'proxy_protocol']);
+}
+
+/**
+ * The PROXY protocol is accepted only from trusted proxies: a listener that
+ * requires it needs some. TLS listeners do not read it (yet): refused there
+ * rather than ignored.
+ */
+function checkProxyProtocol(listen: unknown, proxy: unknown, tls: unknown): Problem[] {
+  const problems: Problem[] = [];
+  if (isObject(tls)) {
+    for (const path of proxyProtocolItems(tls['listen'], ['tls', 'listen'])) {
+      problems.push({ path, message: 'the PROXY protocol is not supported on TLS listeners, expected it on a plain "listen" address only' });
+    }
+  }
+  const trusted = isObject(proxy) ? proxy['trusted_proxies'] : undefined;
+  if (Array.isArray(trusted) && trusted.length > 0) return problems;
+  for (const path of proxyProtocolItems(listen, ['listen'])) {
+    problems.push({ path, message: 'the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it' });
+  }
+  return problems;
 }
 
 function checkServices(services: unknown): Problem[] {

@@ -84,9 +84,22 @@ function list<T extends z.ZodType>(what: string, item: T) {
   return z.array(item, { error: (iss) => `expected a list of ${what}, got ${describeValue(iss.input)}` });
 }
 
-const LISTEN_EXPECTED = 'an address "host:port" such as "127.0.0.1:8080", or a list of them';
+const LISTEN_EXPECTED = 'an address "host:port" such as "127.0.0.1:8080" (or a mapping with "address"), or a list of them';
 
-/** One address or a list; problems in a list are reported at the item. */
+/** An address "host:port" (IPv6 as "[::1]:8080"). */
+const listenAddress = leaf('an address "host:port" such as "127.0.0.1:8080"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  const parsed = parseListenAddress(v);
+  return typeof parsed === 'string' ? new Invalid(`${parsed}, got ${describeValue(v)}`) : parsed;
+});
+
+/** A listener written as a mapping, for the settings a bare address cannot carry. */
+export const listenerSchema = mapping('a listener: an address "host:port" or a mapping with "address"', {
+  address: listenAddress,
+  proxy_protocol: leaf('true or false', (v) => (typeof v === 'boolean' ? v : undefined)).optional(),
+});
+
+/** One listener (address or mapping) or a list; problems in a list are reported at the item. */
 const listen = z
   .custom<unknown>((v) => v !== undefined, { error: `missing, expected ${LISTEN_EXPECTED}` })
   .transform((value, ctx): ListenerConfig[] => {
@@ -99,6 +112,15 @@ const listen = z
     }
     const out: ListenerConfig[] = [];
     for (const [v, path] of items) {
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+        const r = listenerSchema.safeParse(v);
+        if (!r.success) {
+          for (const issue of r.error.issues) ctx.issues.push({ ...issue, path: [...path, ...issue.path] } as never);
+        } else {
+          out.push(r.data.proxy_protocol === true ? { ...r.data.address, proxyProtocol: true } : r.data.address);
+        }
+        continue;
+      }
       const parsed = typeof v === 'string' ? parseListenAddress(v) : `expected ${LISTEN_EXPECTED}, got ${describeValue(v)}`;
       if (typeof parsed === 'string') {
         const message = typeof v === 'string' ? `${parsed}, got ${describeValue(v)}` : parsed;
@@ -341,6 +363,7 @@ export const serviceSchema = mapping('a mapping of service settings', {
 export const proxySchema = mapping('a mapping of proxy settings', {
   client_idle_timeout: duration({ positive: true }).optional(),
   headers_timeout: duration({ positive: true }).optional(),
+  trusted_proxies: list('networks', network).optional(),
 });
 
 /** A certificate's host name: a host name or a wildcard "*.example.com" (one leftmost label). */
@@ -426,11 +449,7 @@ export const configSchema = mapping('a mapping of settings', {
   state_dir: text('a directory path').optional(),
   control_socket: text('a file path').optional(),
   log_level: oneOf(LOG_LEVELS).optional(),
-  metrics_listen: leaf(LISTEN_EXPECTED.replace(', or a list of them', ''), (v) => {
-    if (typeof v !== 'string') return undefined;
-    const parsed = parseListenAddress(v);
-    return typeof parsed === 'string' ? new Invalid(`${parsed}, got ${describeValue(v)}`) : parsed;
-  }).optional(),
+  metrics_listen: listenAddress.optional(),
   proxy: proxySchema.nullish(),
   tls: tlsSchema.nullish(),
   dashboard: dashboardSchema.optional(),
@@ -451,6 +470,7 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'tls' && path.length === 2 && path[1] === 'acme') return Object.keys(acmeSchema.shape);
   if (first === 'tls' && path.length === 3 && path[1] === 'certificates') return Object.keys(certificateSchema.shape);
   if (first === 'dashboard' && path.length === 1) return Object.keys(dashboardSchema.shape);
+  if (first === 'listen' && path.length <= 2) return Object.keys(listenerSchema.shape);
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);

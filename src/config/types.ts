@@ -8,6 +8,8 @@ export type BalancePolicy = 'least_outstanding' | 'round_robin';
 export interface ListenerConfig {
   host: string; // e.g. 127.0.0.1
   port: number;
+  /** Every connection starts with a PROXY protocol header (v1 or v2) from a trusted proxy; set only when true. */
+  proxyProtocol?: true;
 }
 
 export interface HealthConfig {
@@ -120,6 +122,12 @@ export interface ProxyConfig {
   clientIdleTimeoutMs: number;
   /** Max time for a client to send the request headers. */
   headersTimeoutMs: number;
+  /**
+   * Networks (CIDR or single addresses) of the proxies in front of baton: their
+   * X-Forwarded-* and Forwarded headers are kept (appended to), and only they may
+   * send the PROXY protocol. Anyone else's are replaced.
+   */
+  trustedProxies: string[];
 }
 
 export interface CertificateFiles {

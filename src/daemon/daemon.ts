@@ -64,6 +64,7 @@ export class Daemon implements RuntimeHost {
       clientIdleTimeoutMs: config.proxy.clientIdleTimeoutMs,
       headersTimeoutMs: config.proxy.headersTimeoutMs,
       betaTokens: storedBetaTokens(store, logger),
+      trustedProxies: config.proxy.trustedProxies,
     });
     this.#sources = new ReleaseSources({ store, stateDir: config.stateDir, configFile: () => this.config.file });
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir, routingChanged: () => this.routingChanged() });

@@ -8,6 +8,7 @@ import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
 import { normaliseAbsoluteForm } from './request-target.ts';
+import { clientAddress } from './client.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
 import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
@@ -71,7 +72,7 @@ function refused(shared: ServiceShared, start: number): void {
 /** Maintenance page or hold; true when the request was taken care of. */
 function gateRequest(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): boolean {
   const m = route.maintenance;
-  if (m !== null && (m.allow === null || !m.allow.matches(req.socket.remoteAddress))) {
+  if (m !== null && (m.allow === null || !m.allow.matches(clientAddress(req.socket)))) {
     route.shared.routing.maintenance++;
     refused(route.shared, start);
     sendMaintenancePage(res, m.html, m.retryAfter);
@@ -196,7 +197,7 @@ export function routeUpgrade(logger: Logger, ref: SnapshotRef, req: IncomingMess
   }
   if (route.gated) {
     const m = route.maintenance;
-    if (m !== null && (m.allow === null || !m.allow.matches(client.remoteAddress))) {
+    if (m !== null && (m.allow === null || !m.allow.matches(clientAddress(client)))) {
       route.shared.routing.maintenance++;
       route.shared.noRelease.respond(503, performance.now() - start);
       client.end(rawMaintenanceResponse(m.html, m.retryAfter));

@@ -5,7 +5,7 @@ import type { Dispatcher } from 'undici';
 import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
-import { schemeOf } from './scheme.ts';
+import { clientOf } from './client.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
@@ -134,7 +134,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     this.#opts = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
-      headers: forwardRequestHeaders(req.rawHeaders, { clientIp: socket.remoteAddress ?? '', proto: schemeOf(socket) }),
+      headers: forwardRequestHeaders(req.rawHeaders, clientOf(socket)),
       body: body ? req : null,
       // The pool runs one request per connection (no pipelining): nothing to hold back.
       blocking: false,

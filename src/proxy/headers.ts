@@ -1,6 +1,7 @@
 // Header rewriting between client and instance: hop-by-hop removal and X-Forwarded-*.
 
 import type { OutgoingHttpHeaders } from 'node:http';
+import type { ClientConnection } from './client.ts';
 
 /** Headers that describe one connection, not the message (RFC 9110 7.6.1), plus Proxy-Connection. */
 const HOP_BY_HOP = new Set([
@@ -39,25 +40,38 @@ export function connectionNominated(value: string | readonly string[] | undefine
   return out;
 }
 
-export interface ForwardedFacts {
-  /** Address of the client socket. */
-  clientIp: string;
-  /** Scheme the client used to reach baton. */
-  proto: string;
+/** A Forwarded (RFC 7239) node: IPv6 in brackets and quotes, IPv4 bare. */
+function forwardedNode(ip: string): string {
+  return ip.includes(':') ? `"[${ip}]"` : ip;
+}
+
+/** A quoted-string (RFC 9110 5.6.4). */
+function quoted(v: string): string {
+  return `"${v.replace(/[\\"]/g, '\\$&')}"`;
+}
+
+/** This hop's Forwarded element. */
+function forwardedElement(facts: ClientConnection, host: string | null): string {
+  const forHost = host === null ? '' : `;host=${quoted(host)}`;
+  return `for=${forwardedNode(facts.address)}${forHost};proto=${facts.proto}`;
 }
 
 /**
  * Request headers for the instance, as a flat [name, value, ...] list (the
  * form undici takes), from Node's `rawHeaders`. Removes hop-by-hop headers and
  * the ones named in Connection; removes Expect (Node has already answered
- * "100-continue" to the client); appends the client to X-Forwarded-For and
- * sets X-Forwarded-Proto and X-Forwarded-Host (replacing what a client sent:
- * baton is the edge, so a client-sent value would be a spoof). Host is kept as sent.
+ * "100-continue" to the client). Host is kept as sent.
+ *
+ * X-Forwarded-For/-Proto/-Host and Forwarded: from a trusted proxy they are
+ * kept, the client (the proxy, for it) appended to X-Forwarded-For and this
+ * hop's element to Forwarded, and X-Forwarded-Proto/-Host filled in only when
+ * absent. From anyone else they are replaced by what baton saw itself: a
+ * client-sent value would be a spoof.
  *
  * With `keepUpgrade` the Upgrade header is kept and Connection becomes
  * "upgrade" (a WebSocket handshake needs both).
  */
-export function forwardRequestHeaders(raw: readonly string[], facts: ForwardedFacts, keepUpgrade = false): string[] {
+export function forwardRequestHeaders(raw: readonly string[], facts: ClientConnection, keepUpgrade = false): string[] {
   let nominated: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -66,8 +80,12 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ForwardedFa
       if (extra !== null) nominated = nominated === null ? extra : nominated.concat(extra);
     }
   }
+  const trusted = facts.trusted;
   const out: string[] = [];
   let xff: string | null = null;
+  let xfp: string | null = null;
+  let xfh: string | null = null;
+  let fwd: string | null = null;
   let host: string | null = null;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
@@ -83,19 +101,29 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ForwardedFa
         if (host === null) host = value;
         break;
       case 'x-forwarded-for':
-        xff = xff === null ? value : `${xff}, ${value}`;
+        if (trusted) xff = xff === null ? value : `${xff}, ${value}`;
+        continue;
+      case 'forwarded':
+        if (trusted) fwd = fwd === null ? value : `${fwd}, ${value}`;
         continue;
       case 'x-forwarded-proto':
+        if (trusted && xfp === null) xfp = value;
+        continue;
       case 'x-forwarded-host':
+        if (trusted && xfh === null) xfh = value;
+        continue;
       case 'expect':
         continue;
     }
     out.push(name, value);
   }
   if (keepUpgrade) out.push('connection', 'upgrade');
-  out.push('x-forwarded-for', xff === null ? facts.clientIp : `${xff}, ${facts.clientIp}`);
-  out.push('x-forwarded-proto', facts.proto);
-  if (host !== null) out.push('x-forwarded-host', host);
+  out.push('x-forwarded-for', xff === null ? facts.address : `${xff}, ${facts.address}`);
+  out.push('x-forwarded-proto', xfp ?? facts.proto);
+  if (xfh !== null) out.push('x-forwarded-host', xfh);
+  else if (host !== null) out.push('x-forwarded-host', host);
+  const element = forwardedElement(facts, host);
+  out.push('forwarded', fwd === null ? element : `${fwd}, ${element}`);
   return out;
 }
 

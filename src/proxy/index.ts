@@ -1,6 +1,6 @@
 // Public surface of baton's reverse proxy: the Proxy class and its contract types.
 
-export { Proxy, WEBSOCKET_CLOSE_GRACE_MS, type ProxyOptions } from './proxy.ts';
+export { Proxy, WEBSOCKET_CLOSE_GRACE_MS, type ListenerSpec, type ProxyOptions, type ProxySettings } from './proxy.ts';
 export { makeBetaToken } from './sticky.ts';
 export { LATENCY_BUCKETS_MS } from './metrics.ts';
 export { HEALTH_PATH, BETA_PATH } from './dispatch.ts';

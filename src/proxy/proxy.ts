@@ -15,17 +15,34 @@ import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, t
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 import { answerPlainFront, listenTls, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
+import { AddressMatcher } from './cidr.ts';
+import { setClient } from './client.ts';
+import { acceptProxyHeader } from './proxy-protocol.ts';
 
-export interface ProxyOptions {
-  logger: Logger;
+/** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
+export interface ProxySettings {
   /** Idle keep-alive client connections are closed after this. */
   clientIdleTimeoutMs: number;
-  /** Max time for a client to send the request headers. */
+  /** Max time for a client to send the request headers (and a PROXY header). */
   headersTimeoutMs: number;
+  /** Networks (CIDR) of the proxies in front: their X-Forwarded-* and Forwarded headers are kept, and only they may send the PROXY protocol. */
+  trustedProxies?: readonly string[];
+}
+
+export interface ProxyOptions extends ProxySettings {
+  logger: Logger;
   /** Bound on how long close() waits for in-flight requests. Default 10 s. */
   closeTimeoutMs?: number;
   /** Where used beta link tokens are remembered. Default: in memory. */
   betaTokens?: BetaTokenLedger;
+}
+
+/** A public listener. */
+export interface ListenerSpec {
+  host: string;
+  port: number;
+  /** Every connection starts with a PROXY protocol header (v1 or v2) from a trusted proxy. */
+  proxyProtocol?: boolean;
 }
 
 /** How long WebSocket peers get to finish the closing handshake after baton's 1001. */
@@ -82,9 +99,16 @@ function delay(ms: number): { promise: Promise<void>; cancel: () => void } {
   };
 }
 
+function trustedMatcher(cidrs: readonly string[]): AddressMatcher | null {
+  return cidrs.length === 0 ? null : new AddressMatcher(cidrs, 'proxy.trusted_proxies');
+}
+
 export class Proxy {
   readonly #logger: Logger;
-  #opts: ProxyOptions;
+  readonly #closeTimeoutMs: number;
+  #settings: ProxySettings;
+  /** Trusted proxies (null: none); connections accepted from now on use it. */
+  #trusted: AddressMatcher | null;
   readonly #ref: SnapshotRef = { current: new RoutingSnapshot(new Map(), new Map(), null) };
   /** Every target known: in the current snapshot, or draining until forget(). */
   readonly #targets = new Map<string, TargetState>();
@@ -103,18 +127,33 @@ export class Proxy {
   #closed: Promise<void> | null = null;
 
   constructor(opts: ProxyOptions) {
-    this.#opts = opts;
+    this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
+    this.#settings = { clientIdleTimeoutMs: opts.clientIdleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs, trustedProxies: opts.trustedProxies ?? [] };
+    this.#trusted = trustedMatcher(this.#settings.trustedProxies!);
     this.#logger = opts.logger;
     this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger() };
   }
 
+  /**
+   * New trusted proxy networks (a reload): connections accepted from now on are
+   * judged by them. Throws CONFIG_INVALID (and changes nothing) for a malformed network.
+   */
+  setTrustedProxies(cidrs: readonly string[]): void {
+    this.#trusted = trustedMatcher(cidrs);
+    this.#settings = { ...this.#settings, trustedProxies: [...cidrs] };
+  }
+
   /** Bind the public listeners (port 0 allowed); returns the bound addresses in the same order. */
-  async listen(listeners: { host: string; port: number }[]): Promise<{ host: string; port: number }[]> {
+  async listen(listeners: ListenerSpec[]): Promise<{ host: string; port: number }[]> {
     const bound: { host: string; port: number }[] = [];
     const started: http.Server<typeof IncomingMessage, typeof BatonResponse>[] = [];
     try {
       for (const l of listeners) {
+        if (l.proxyProtocol === true && this.#trusted === null) {
+          throw new BatonError('CONFIG_INVALID', `listener ${l.host}:${l.port} requires the PROXY protocol, which is accepted only from trusted proxies, and none are set`);
+        }
         const server = this.#createServer();
+        this.#identifyClients(server, l.proxyProtocol === true);
         started.push(server);
         await listenOn(server, l.host, l.port);
         const addr = server.address() as AddressInfo;
@@ -122,6 +161,7 @@ export class Proxy {
       }
     } catch (err) {
       for (const s of started) s.close();
+      if (err instanceof BatonError) throw err;
       throw new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`);
     }
     this.#servers.push(...started);
@@ -129,11 +169,51 @@ export class Proxy {
     return bound;
   }
 
+  /**
+   * Decide who each accepted connection's client is before node:http sees a
+   * byte: its peer (trusted or not), or, on a PROXY protocol listener, the
+   * client a trusted peer's header names.
+   */
+  #identifyClients(server: http.Server<typeof IncomingMessage, typeof BatonResponse>, proxyProtocol: boolean): void {
+    if (!proxyProtocol) {
+      server.prependListener('connection', (socket: Socket) => {
+        const address = socket.remoteAddress ?? '';
+        setClient(socket, { address, proto: 'http', trusted: this.#trusted !== null && this.#trusted.matches(address) });
+      });
+      return;
+    }
+    // node:http's own connection handler runs once the header is read (and only then).
+    const httpHandlers = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
+    server.on('connection', (socket: Socket) => {
+      const peer = socket.remoteAddress ?? '';
+      const trusted = this.#trusted;
+      if (trusted === null || !trusted.matches(peer)) {
+        this.#logger.warn('proxy: PROXY protocol connection from an untrusted peer closed', { peer });
+        socket.on('error', () => undefined);
+        socket.destroy();
+        return;
+      }
+      acceptProxyHeader(
+        socket,
+        this.#settings.headersTimeoutMs,
+        (header, rest) => {
+          const address = header.source ?? peer;
+          // The balancer passed the client's bytes through: the client's own headers are trusted only if it is.
+          setClient(socket, { address, proto: header.tls ? 'https' : 'http', trusted: trusted.matches(address) });
+          for (const h of httpHandlers) h.call(server, socket);
+          if (rest.length > 0) socket.emit('data', rest);
+        },
+        (reason) => this.#logger.warn('proxy: connection without a valid PROXY header closed', { peer, reason }),
+      );
+    });
+  }
+
   /** Bind HTTPS listeners (HTTP/2 by ALPN when asked) routing through the same snapshot; returns the bound addresses. */
   async listenTls(listeners: { host: string; port: number }[], opts: TlsListenerOptions): Promise<{ host: string; port: number }[]> {
     const started: TlsListener[] = [];
     try {
-      for (const l of listeners) started.push(await listenTls(this.#ctx, this.#ref, this.#opts, opts, l.host, l.port));
+      for (const l of listeners) started.push(await listenTls(this.#ctx, this.#ref, this.#settings, opts, l.host, l.port));
     } catch (err) {
       await Promise.all(started.map((s) => s.close()));
       throw new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`);
@@ -150,7 +230,7 @@ export class Proxy {
   }
 
   #createServer(ref: SnapshotRef = this.#ref, isPublic = true): http.Server<typeof IncomingMessage, typeof BatonResponse> {
-    const { clientIdleTimeoutMs, headersTimeoutMs } = this.#opts;
+    const { clientIdleTimeoutMs, headersTimeoutMs } = this.#settings;
     const ctx = this.#ctx;
     // The hot path: one snapshot read, no awaits before the target is chosen.
     const handler = (req: IncomingMessage, res: BatonResponse): void => {
@@ -393,7 +473,7 @@ export class Proxy {
    * connection from its next request or idle period on, including those already open.
    */
   setClientTimeouts(t: { clientIdleTimeoutMs: number; headersTimeoutMs: number }): void {
-    this.#opts = { ...this.#opts, ...t };
+    this.#settings = { ...this.#settings, ...t };
     for (const server of this.#servers) {
       // Node reads both on every use (keep-alive idle timer, periodic headers check).
       server.keepAliveTimeout = t.clientIdleTimeoutMs;
@@ -435,7 +515,7 @@ export class Proxy {
     const closed = [...servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), ...tlsListeners.map((l) => l.close())];
     for (const s of servers) s.closeIdleConnections();
     const targets = [...this.#targets.values()];
-    const bound = delay(this.#opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS);
+    const bound = delay(this.#closeTimeoutMs);
     const tunnelsClosed = Promise.all(targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS))));
     await Promise.race([Promise.all([tunnelsClosed, ...targets.map((t) => t.whenIdle())]), bound.promise]);
     bound.cancel();

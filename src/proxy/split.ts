@@ -5,6 +5,7 @@ import { pick, type Candidate } from './balancer.ts';
 import { BUCKETS, cookieValue, keyBucket, setCookieHeader } from './sticky.ts';
 import { KEY_CLIENT_ADDRESS, KEY_HEADER, type CanaryRoute, type ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
+import { clientAddress } from './client.ts';
 
 /** canaryBucket(): an override rule matched. */
 export const OVERRIDE = -1;
@@ -29,7 +30,7 @@ export function canaryBucket(c: CanaryRoute, req: IncomingMessage): number {
     const v = cookieValue(cookies, c.betaCookie);
     if (v !== null && c.signer.betaCookieValid(v, Date.now())) return OVERRIDE;
   }
-  if (c.networks !== null && c.networks.matches(req.socket.remoteAddress)) return OVERRIDE;
+  if (c.networks !== null && c.networks.matches(clientAddress(req.socket))) return OVERRIDE;
   if (cookies !== undefined) {
     const v = cookieValue(cookies, c.cookie);
     if (v !== null) {
@@ -41,7 +42,7 @@ export function canaryBucket(c: CanaryRoute, req: IncomingMessage): number {
     const v = headers[c.keyHeader];
     if (typeof v === 'string' && v !== '') return BUCKETS + keyBucket(c.seed, v);
   } else if (c.keyKind === KEY_CLIENT_ADDRESS) {
-    return BUCKETS + keyBucket(c.seed, clientKey(req.socket.remoteAddress));
+    return BUCKETS + keyBucket(c.seed, clientKey(clientAddress(req.socket)));
   }
   // Random, and a header key whose header is absent.
   return BUCKETS + Math.floor(Math.random() * BUCKETS);

@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../core/log.ts';
 import { pick } from './balancer.ts';
 import { forwardRequestHeaders } from './headers.ts';
-import { schemeOf } from './scheme.ts';
+import { clientOf } from './client.ts';
 import { errorStatus, rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import { FrameTracker, clientCloseFrame, serverCloseFrame } from './ws-frames.ts';
@@ -55,7 +55,7 @@ export function openTunnel(req: IncomingMessage, client: net.Socket, head: Buffe
 }
 
 function buildRequestHead(req: IncomingMessage): Buffer {
-  const headers = forwardRequestHeaders(req.rawHeaders, { clientIp: req.socket.remoteAddress ?? '', proto: schemeOf(req.socket) }, true);
+  const headers = forwardRequestHeaders(req.rawHeaders, clientOf(req.socket), true);
   let head = `${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n`;
   for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
   return Buffer.from(head + '\r\n', 'latin1');

@@ -66,7 +66,8 @@ test('forwards the request faithfully: Host kept, X-Forwarded-*, hop-by-hop remo
   const seen = JSON.parse(r.body) as { url: string; headers: Record<string, string> };
   assert.equal(seen.url, '/p/q?x=%20y');
   assert.equal(seen.headers['host'], 'Site.test:81');
-  assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1');
+  // The client is not a trusted proxy: its X-Forwarded-For is replaced, not appended to.
+  assert.equal(seen.headers['x-forwarded-for'], '127.0.0.1');
   assert.equal(seen.headers['x-forwarded-proto'], 'http');
   assert.equal(seen.headers['x-forwarded-host'], 'Site.test:81');
   assert.equal(seen.headers['x-custom'], 'kept');

@@ -65,7 +65,7 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
       'baton.yaml:1:25: listen[1]: expected "host:port" such as "127.0.0.1:8080" or "[::1]:8080", got "localhost"',
       'baton.yaml:1:38: listen[2]: "::zz" is not an IPv6 address, got "[::zz]:80"',
       'baton.yaml:1:51: listen[3]: port 99999 is out of range, expected 1 to 65535, got "host:99999"',
-      'baton.yaml:1:65: listen[4]: expected an address "host:port" such as "127.0.0.1:8080", or a list of them, got 8080',
+      'baton.yaml:1:65: listen[4]: expected an address "host:port" such as "127.0.0.1:8080" (or a mapping with "address"), or a list of them, got 8080',
     ],
   },
   {
@@ -79,6 +79,36 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
     expect: [
       'baton.yaml:3:5: listen[1]: address "127.0.0.1:8080" listed twice, expected each address once',
       'baton.yaml:4:5: listen[2]: address "0.0.0.0:8080" clashes with "127.0.0.1:8080" (same port), expected each address once',
+    ],
+  },
+  {
+    name: 'listener mappings: the PROXY protocol needs trusted proxies; keys and values checked',
+    text: lines(
+      'listen:',
+      '  - { address: "0.0.0.0:80", proxy_protocol: true }',
+      '  - { address: "0.0.0.0:80" }',
+      '  - { adress: "127.0.0.1:81" }',
+      '  - { address: "127.0.0.1:82", proxy_protocol: "yes" }',
+      'proxy: { trusted_proxies: [] }',
+      'tls: { listen: [{ address: "127.0.0.1:8443", proxy_protocol: true }], certificates: [{ hosts: [a.test], cert: c.pem, key: k.pem }] }',
+      'services: { web: { command: x } }',
+    ),
+    expect: [
+      'baton.yaml:2:30: listen[0].proxy_protocol: the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it',
+      'baton.yaml:3:5: listen[1]: address "0.0.0.0:80" listed twice, expected each address once',
+      'baton.yaml:4:5: listen[2].address: missing, expected an address "host:port" such as "127.0.0.1:8080"',
+      'baton.yaml:4:7: listen[2].adress: unknown key (did you mean "address"?)',
+      'baton.yaml:5:32: listen[3].proxy_protocol: expected true or false, got "yes"',
+      'baton.yaml:7:46: tls.listen[0].proxy_protocol: the PROXY protocol is not supported on TLS listeners, expected it on a plain "listen" address only',
+    ],
+  },
+  {
+    name: 'trusted proxies must be networks',
+    text: lines('proxy:', '  trusted_proxies: ["10.0.0.0/8", "10.0.0.0/33", "balancer.internal", 7]', 'services: { web: { command: x } }'),
+    expect: [
+      'baton.yaml:2:35: proxy.trusted_proxies[1]: expected a prefix length of 0-32, got "10.0.0.0/33"',
+      'baton.yaml:2:50: proxy.trusted_proxies[2]: expected a network like "10.0.0.0/8", "2001:db8::/32" or an address, got "balancer.internal"',
+      'baton.yaml:2:71: proxy.trusted_proxies[3]: expected a network like "10.0.0.0/8", "2001:db8::/32" or an address, got 7',
     ],
   },
   {

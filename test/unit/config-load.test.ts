@@ -85,7 +85,7 @@ test('a full file is normalised', () => {
     logLevel: 'debug',
     metricsListener: null,
     dashboard: null,
-    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500 },
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [] },
     tls: null,
     services: [
       {
@@ -127,7 +127,7 @@ test('a minimal single-service file gets every default and is the default servic
     logLevel: 'info',
     metricsListener: null,
     dashboard: null,
-    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000 },
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [] },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
   });
@@ -172,4 +172,23 @@ test('an unreadable file is CONFIG_UNREADABLE with the path and the reason', asy
     return true;
   });
   await assert.rejects(loadConfig(dir), (err) => err instanceof BatonError && err.code === 'CONFIG_UNREADABLE' && err.message.includes('EISDIR'));
+});
+
+test('listeners as mappings (PROXY protocol) and trusted proxies', () => {
+  const cfg = parseConfig(
+    [
+      'listen:',
+      '  - "0.0.0.0:80"',
+      '  - { address: "10.0.0.5:8080", proxy_protocol: true }',
+      '  - { address: "[::1]:8081", proxy_protocol: false }',
+      'proxy: { trusted_proxies: ["10.0.0.0/24", "192.0.2.7", "2001:db8::/32"] }',
+      'services: { web: { command: x } }',
+    ].join('\n'),
+    '/a/baton.yaml',
+  );
+  assert.deepEqual(cfg.listeners, [{ host: '0.0.0.0', port: 80 }, { host: '10.0.0.5', port: 8080, proxyProtocol: true }, { host: '::1', port: 8081 }]);
+  assert.deepEqual(cfg.proxy.trustedProxies, ['10.0.0.0/24', '192.0.2.7/32', '2001:db8::/32']);
+  // A single mapping works as a single string does.
+  const one = parseConfig('listen: { address: "127.0.0.1:9000" }\nservices: { web: { command: x } }', '/a/baton.yaml');
+  assert.deepEqual(one.listeners, [{ host: '127.0.0.1', port: 9000 }]);
 });

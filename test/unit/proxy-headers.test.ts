@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectionNominated, forwardRequestHeaders, forwardResponseHeaders } from '../../src/proxy/headers.ts';
 
-const facts = { clientIp: '10.0.0.9', proto: 'http' };
+import type { ClientConnection } from '../../src/proxy/client.ts';
+
+const facts: ClientConnection = { address: '10.0.0.9', proto: 'http', trusted: false };
+const fromTrusted: ClientConnection = { address: '10.0.0.9', proto: 'http', trusted: true };
 
 /** Flat [name, value] list → [lowercase name, value][] for comparison. */
 function pairs(flat: string[]): [string, string][] {
@@ -36,28 +39,56 @@ test('request: hop-by-hop headers and Connection-nominated ones are removed', ()
     ['x-forwarded-for', '10.0.0.9'],
     ['x-forwarded-proto', 'http'],
     ['x-forwarded-host', 'example.com:8080'],
+    ['forwarded', 'for=10.0.0.9;host="example.com:8080";proto=http'],
   ]);
 });
 
-test('request: X-Forwarded-For is appended to, Proto and Host are replaced', () => {
-  const raw = [
-    'host', 'a.test',
-    'X-Forwarded-For', '1.1.1.1',
-    'x-forwarded-for', '2.2.2.2, 3.3.3.3',
-    'X-Forwarded-Proto', 'https',
-    'X-Forwarded-Host', 'evil.test',
-  ];
-  assert.deepEqual(pairs(forwardRequestHeaders(raw, facts)), [
+const spoofable = [
+  'host', 'a.test',
+  'X-Forwarded-For', '1.1.1.1',
+  'x-forwarded-for', '2.2.2.2, 3.3.3.3',
+  'X-Forwarded-Proto', 'https',
+  'X-Forwarded-Host', 'evil.test',
+  'Forwarded', 'for=1.1.1.1;proto=https',
+];
+
+test('request: from an untrusted peer, X-Forwarded-* and Forwarded are replaced by what baton saw', () => {
+  assert.deepEqual(pairs(forwardRequestHeaders(spoofable, facts)), [
     ['host', 'a.test'],
-    ['x-forwarded-for', '1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9'],
+    ['x-forwarded-for', '10.0.0.9'],
     ['x-forwarded-proto', 'http'],
     ['x-forwarded-host', 'a.test'],
+    ['forwarded', 'for=10.0.0.9;host="a.test";proto=http'],
   ]);
+});
+
+test('request: from a trusted proxy, X-Forwarded-For and Forwarded are appended to, Proto and Host kept', () => {
+  assert.deepEqual(pairs(forwardRequestHeaders(spoofable, fromTrusted)), [
+    ['host', 'a.test'],
+    ['x-forwarded-for', '1.1.1.1, 2.2.2.2, 3.3.3.3, 10.0.0.9'],
+    ['x-forwarded-proto', 'https'],
+    ['x-forwarded-host', 'evil.test'],
+    ['forwarded', 'for=1.1.1.1;proto=https, for=10.0.0.9;host="a.test";proto=http'],
+  ]);
+  // A trusted proxy that sent none: baton's own values.
+  assert.deepEqual(pairs(forwardRequestHeaders(['Host', 'a.test'], fromTrusted)), [
+    ['host', 'a.test'],
+    ['x-forwarded-for', '10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'a.test'],
+    ['forwarded', 'for=10.0.0.9;host="a.test";proto=http'],
+  ]);
+});
+
+test('request: Forwarded quotes IPv6 nodes and escapes the host', () => {
+  const v6: ClientConnection = { address: '2001:db8::7', proto: 'https', trusted: false };
+  const out = pairs(forwardRequestHeaders(['Host', 'a"b.test'], v6));
+  assert.deepEqual(out.at(-1), ['forwarded', 'for="[2001:db8::7]";host="a\\"b.test";proto=https']);
 });
 
 test('request: no Host, no X-Forwarded-Host', () => {
   const names = pairs(forwardRequestHeaders(['Accept', '*/*'], facts)).map(([n]) => n);
-  assert.deepEqual(names, ['accept', 'x-forwarded-for', 'x-forwarded-proto']);
+  assert.deepEqual(names, ['accept', 'x-forwarded-for', 'x-forwarded-proto', 'forwarded']);
 });
 
 test('request: a WebSocket handshake keeps Upgrade and gets Connection: upgrade', () => {
@@ -78,6 +109,7 @@ test('request: a WebSocket handshake keeps Upgrade and gets Connection: upgrade'
     ['x-forwarded-for', '10.0.0.9'],
     ['x-forwarded-proto', 'http'],
     ['x-forwarded-host', 'ws.test'],
+    ['forwarded', 'for=10.0.0.9;host="ws.test";proto=http'],
   ]);
 });
 
