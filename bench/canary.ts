@@ -38,7 +38,7 @@ import path from 'node:path';
 import { request } from 'undici';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  QUICK, ROOT, WRK_MISSING, collect, cpuMs, cpuTicks, daemonCode, fixtureService, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, ratio,
+  QUICK, ROOT, WRK_MISSING, collect, cpuMs, cpuTicks, daemonCode, fixtureService, fmt, hasWrk, machineLine, mdTable, median, pin, ratio,
   registerDaemon, wrkBenchOptions, runBench, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type WrkResult,
 } from './lib.ts';
 

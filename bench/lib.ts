@@ -91,7 +91,7 @@ export async function runBench(name: string, hardLimitMs: number, main: () => Pr
   try {
     ok = await main();
   } catch (e) {
-    console.error(`\n${name} FAILED: ${(e as Error).stack ?? e}`);
+    console.error(`\n${name} FAILED: ${(e as Error).stack ?? String(e)}`);
     ok = false;
   } finally {
     await cleanupAll();

@@ -144,7 +144,10 @@ function tick(): void {
   }
   if (now >= endAt) {
     clearInterval(timer);
-    finish();
+    finish().catch((err: unknown) => {
+      process.stderr.write(`openloop: ${String(err)}\n`);
+      process.exit(1);
+    });
   }
 }
 

@@ -24,7 +24,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createDaemon, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasTaskset, hasWrk, machineLine, mdTable, median, NCPU, pin, pinned, ratio,
+  BENCH_DIR, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, pin, pinned, ratio,
   registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 

@@ -217,7 +217,7 @@ function breakdown(label: string, d: Deployment, t0: number, t1: number, polled:
   const build = findEvent(d, 'build', (e) => prep(e) && /^build hook done in|already built/.test(e.message));
   const starting = findEvent(d, 'starting step', (e) => e.step === 'starting');
   const verifying = findEvent(d, 'verifying step', (e) => e.step === 'verifying');
-  const healthy = findEvent(d, 'healthy', (e) => / instance\(s\) healthy$/.test(e.message));
+  const healthy = findEvent(d, 'healthy', (e) => e.message.endsWith(' instance(s) healthy'));
   const switched = findEvent(d, 'traffic switched', (e) => e.message.startsWith('traffic switched to'));
   const exportMs = exp.message.startsWith('exported') ? (exp.durationMs ?? 0) : 0;
   const buildMs = build.message.startsWith('build hook done') ? (build.durationMs ?? 0) : 0;

@@ -190,7 +190,7 @@ export const upstreamSchema = mapping('a mapping of upstream connection settings
 /** A git remote: a local path, or any URL git understands (ssh, https, file). */
 export const gitSchema = mapping('a mapping with the git repository and branch', {
   repo: text('a repository path or URL such as "git@example.com:me/app.git"'),
-  branch: text('a branch name such as "main"', (s) => /^[A-Za-z0-9._\/-]+$/.test(s) && !s.startsWith('-') && !s.includes('..')).optional(),
+  branch: text('a branch name such as "main"', (s) => /^[A-Za-z0-9._/-]+$/.test(s) && !s.startsWith('-') && !s.includes('..')).optional(),
 });
 
 const HOOK_EXPECTED = 'a command line, or a mapping with "command" and "timeout"';

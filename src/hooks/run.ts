@@ -203,7 +203,9 @@ export async function runHook(spec: HookSpec, opts: RunHookOptions): Promise<Hoo
         await stopGroup(`the shell exited, processes it started are still running`);
       }
     }
-    if (stopping) await stopping;
+    // Assigned inside stopGroup(), which the type checker does not follow.
+    const stopped = stopping as Promise<void> | null;
+    if (stopped) await stopped;
     await waitUntil(() => outputClosed, PIPE_CLOSE_WAIT_MS, closed);
   } finally {
     clearTimeout(timer);

@@ -9,7 +9,6 @@ import https from 'node:https';
 import type net from 'node:net';
 import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import type { Logger } from '../core/log.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
 import { isWebSocketUpgrade } from './websocket.ts';

@@ -59,7 +59,7 @@ export class TlsFrontDoor {
       a?.start();
       return new TlsFrontDoor(certificates, a, listeners);
     } catch (err) {
-      acme?.stop();
+      await acme?.stop();
       certificates.close();
       throw err;
     }

@@ -103,7 +103,7 @@ export function startLoad(opts: LoadOptions): RunningLoad {
           const r = await client.request({
             method: 'GET',
             path,
-            headers: { ...(opts.headers ?? {}), ...(cookie ? { cookie } : {}), ...(opts.keepAlive === false ? { connection: 'close' } : {}) },
+            headers: { ...opts.headers, ...(cookie ? { cookie } : {}), ...(opts.keepAlive === false ? { connection: 'close' } : {}) },
             headersTimeout: 30_000,
             bodyTimeout: 30_000,
           });

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { HealthStatus } from '../../src/supervisor/health-status.ts';
 
 function feed(s: HealthStatus, results: string): (string | null)[] {
-  return [...results].map((c) => s.record(c === '+'));
+  return results.split('').map((c) => s.record(c === '+'));
 }
 
 test('starting: healthy after healthyThreshold consecutive successes; failures never make it unhealthy', () => {

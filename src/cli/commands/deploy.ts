@@ -11,16 +11,17 @@ import path from 'node:path';
 async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>, via = 'cli'): Promise<number> {
   const client = clientFor(ctx);
   const print = progressPrinter(ctx.out);
-  let outcome: DeployOutcome | null = null;
-  let streamError: string | null = null;
+  // Written by the stream callback: objects, so that the type checker does not
+  // narrow them to their initial null.
+  const last: { outcome: DeployOutcome | null; error: string | null } = { outcome: null, error: null };
   await client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor(via) }, (line: StreamLine) => {
     if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
     else print(line);
-    if (line.type === 'result') outcome = line.outcome;
-    if (line.type === 'error') streamError = `${line.error.code}: ${line.error.message}`;
+    if (line.type === 'result') last.outcome = line.outcome;
+    if (line.type === 'error') last.error = `${line.error.code}: ${line.error.message}`;
   });
-  const o = outcome as DeployOutcome | null;
-  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${streamError ? ` (${streamError})` : ''}`);
+  const o = last.outcome;
+  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${last.error ? ` (${last.error})` : ''}`);
   if (!ctx.json) ctx.out(outcomeSummary(o) + '\n');
   return o.state === 'done' ? 0 : 1;
 }
