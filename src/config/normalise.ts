@@ -33,6 +33,12 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
   const lone = entries.length === 1;
   return {
     ...paths,
+    control: {
+      gid: raw.control?.group?.gid ?? null,
+      group: raw.control?.group?.name ?? null,
+      // A group given without a mode means the group is to use the socket.
+      mode: raw.control?.mode ?? (raw.control?.group ? 0o660 : 0o600),
+    },
     listeners: raw.listen ?? defaultListeners(),
     logLevel: raw.log_level ?? d.DEFAULT_LOG_LEVEL,
     metricsListener: raw.metrics_listen ?? null,
@@ -142,6 +148,7 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
     isDefault,
     command: s.command,
     env: s.env ?? {},
+    runAs: s.user ? { user: s.user.name, uid: s.user.uid, gid: s.group?.gid ?? s.user.gid, home: s.user.home } : null,
     instances: s.instances ?? d.DEFAULT_INSTANCES,
     health: {
       path: s.health?.path ?? d.DEFAULT_HEALTH_PATH,

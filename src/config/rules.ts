@@ -155,6 +155,9 @@ function checkServices(services: unknown): Problem[] {
     }
     const service = services[name];
     if (!isObject(service)) continue;
+    if (service['group'] !== undefined && service['user'] === undefined) {
+      problems.push({ path: ['services', name, 'group'], message: 'a group without a user, expected "user:" too (the group applies to that user\'s processes)' });
+    }
     if (service['default'] === true) {
       if (firstDefault === undefined) firstDefault = name;
       else problems.push({ path: ['services', name, 'default'], message: `service "${firstDefault}" is already the default, expected at most one default service` });

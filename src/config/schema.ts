@@ -10,6 +10,7 @@ import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, STOP_SIGNALS, STRATEGIES }
 import { describeValue } from './describe.ts';
 import { MAX_DURATION_MS, parseDuration } from './duration.ts';
 import { isHostName } from './hostname.ts';
+import { lookupGroup, lookupUser } from './accounts.ts';
 import { parseListenAddress } from './listen.ts';
 import type { ListenerConfig } from './types.ts';
 
@@ -337,11 +338,41 @@ export const pauseSchema = mapping('a mapping of pause settings', {
   max_wait: duration({ positive: true }).optional(),
 });
 
+/** A user of this host, by name or uid, resolved to its ids. */
+const user = leaf('a user name of this host', (v) => {
+  if (typeof v !== 'string' && typeof v !== 'number') return undefined;
+  return lookupUser(String(v)) ?? new Invalid(`no user ${describeValue(v)} on this host, expected an existing user (create it with useradd)`);
+});
+
+/** A group of this host, by name or gid, resolved to its id. */
+const group = leaf('a group name of this host', (v) => {
+  if (typeof v !== 'string' && typeof v !== 'number') return undefined;
+  return lookupGroup(String(v)) ?? new Invalid(`no group ${describeValue(v)} on this host, expected an existing group (create it with groupadd)`);
+});
+
+/** Permission bits of the control socket, written as octal: 0660 or "0660". */
+const socketMode = leaf('a socket mode like "0660"', (v) => {
+  if (typeof v !== 'string' && typeof v !== 'number') return undefined;
+  const t = String(v).trim();
+  if (!/^0?[0-7]{3}$/.test(t)) return undefined;
+  const mode = parseInt(t, 8);
+  if ((mode & 0o600) !== 0o600) return new Invalid(`expected a mode that lets the daemon's own user read and write (0600 at least), got ${describeValue(v)}`);
+  if (mode & 0o111) return new Invalid(`expected a mode without execute bits (a socket is not run), got ${describeValue(v)}`);
+  return mode;
+});
+
+export const controlSchema = mapping('a mapping of control socket settings', {
+  group: group.optional(),
+  mode: socketMode.optional(),
+});
+
 export const serviceSchema = mapping('a mapping of service settings', {
   hosts: list('host names', host).optional(),
   default: bool.optional(),
   command: text('a command line such as "node server.js"'),
   env: env.nullish(),
+  user: user.optional(),
+  group: group.optional(),
   instances: integer(1, MAX_INSTANCES).optional(),
   health: healthSchema.nullish(),
   drain_timeout: duration({ positive: false }).optional(),
@@ -448,6 +479,7 @@ export const configSchema = mapping('a mapping of settings', {
   listen: listen.optional(),
   state_dir: text('a directory path').optional(),
   control_socket: text('a file path').optional(),
+  control: controlSchema.nullish(),
   log_level: oneOf(LOG_LEVELS).optional(),
   metrics_listen: listenAddress.optional(),
   proxy: proxySchema.nullish(),

@@ -88,12 +88,22 @@ export interface PauseConfig {
   maxWaitMs: number;
 }
 
+/** Whom a service's instances and hooks run as (setuid/setgid at spawn). */
+export interface RunAs {
+  user: string;
+  uid: number;
+  gid: number;
+  home: string;
+}
+
 export interface ServiceConfig {
   name: string;
   hosts: string[]; // Host header names (lowercase, no port); empty = only reachable as default
   isDefault: boolean; // gets requests whose Host matches no service
   command: string; // run with /bin/sh -c in the release directory
   env: Record<string, string>;
+  /** Run instances, hooks and builds as this user; null = as the daemon's user. */
+  runAs: RunAs | null;
   instances: number;
   health: HealthConfig;
   drainTimeoutMs: number;
@@ -178,6 +188,8 @@ export interface DaemonConfig {
   listeners: ListenerConfig[];
   stateDir: string; // absolute
   controlSocket: string; // absolute path of the Unix socket
+  /** Who may use the control socket besides the daemon's user: its group and mode. */
+  control: { gid: number | null; group: string | null; mode: number };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Where Prometheus scrapes /metrics (never the public listeners); null = off. */
   metricsListener: ListenerConfig | null;

@@ -3,7 +3,7 @@
 
 import http from 'node:http';
 import net from 'node:net';
-import { chmod, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
@@ -63,7 +63,11 @@ export class ControlServer {
     await unlink(socketPath).catch(() => {});
   }
 
-  async listen(socketPath: string): Promise<void> {
+  /**
+   * Listen on socketPath: mode 0600 unless `access` opens it to a group (the
+   * socket's group is set before its mode widens, so no other group ever can).
+   */
+  async listen(socketPath: string, access: { gid: number | null; mode: number } = { gid: null, mode: 0o600 }): Promise<void> {
     await mkdir(path.dirname(socketPath), { recursive: true });
     // Create the socket with no access for others from the first instant.
     const oldMask = process.umask(0o177);
@@ -78,7 +82,8 @@ export class ControlServer {
     } finally {
       process.umask(oldMask);
     }
-    await chmod(socketPath, 0o600);
+    if (access.gid !== null) await chown(socketPath, -1, access.gid);
+    await chmod(socketPath, access.mode);
     this.#socketPath = socketPath;
   }
 

@@ -101,7 +101,7 @@ export class Daemon implements RuntimeHost {
         logger.info('dashboard listening', { host: d.#dashboard.address.host, port: d.#dashboard.address.port, login: '`baton dashboard` prints a one-time link' });
       }
       d.#control = new ControlServer(d, logger.child({ component: 'control' }));
-      await d.#control.listen(config.controlSocket);
+      await d.#control.listen(config.controlSocket, config.control);
     } catch (err) {
       await d.#teardown(false).catch(() => {});
       throw err;

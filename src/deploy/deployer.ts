@@ -18,6 +18,7 @@ import { releasesToPrune } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
 import { linkShared, runMigration, runServiceHook, type HookContext, type StepReporter } from './prepare.ts';
+import { shareReleaseWith } from './release-owner.ts';
 import { CanaryRun, describeStep, type CanarySignal } from './canary.ts';
 import { judge, windowFigures, type Verdict } from './analysis.ts';
 import type { ReleaseMetrics } from '../proxy/types.ts';
@@ -328,6 +329,7 @@ export class Deployer {
     const { store } = this.#d;
     const linked = await linkShared(this.#d.stateDir, svc, plan.release.dir);
     if (linked) report.info(`${linked} shared path(s) linked into the release`);
+    if (svc.runAs) await shareReleaseWith(plan.release.dir, svc.runAs);
     const build = svc.hooks.build;
     if (build) {
       const rel = store.getRelease(rt.name, plan.release.id);

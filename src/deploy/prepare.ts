@@ -10,6 +10,7 @@ import type { HookConfig, ServiceConfig } from '../config/types.ts';
 import { BatonError } from '../core/errors.ts';
 import { formatDuration } from '../core/time.ts';
 import { acquireLock, hookError, runHook, type HookName } from '../hooks/index.ts';
+import { handReleaseTo, shareReleaseWith } from './release-owner.ts';
 
 /** How a step reports progress: persisted lines (info/warn) and streamed-only output. */
 export interface StepReporter {
@@ -74,6 +75,9 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
   const logFile = hookLogFile(ctx.stateDir, ctx.service.name, ctx.deploymentId, name);
   await mkdir(path.dirname(logFile), { recursive: true });
   report.info(`${name} hook: ${hook.command}`);
+  const runAs = ctx.service.runAs;
+  // The build writes into the release: it has the tree while it runs, then the app's user can only read it.
+  if (runAs && name === 'build') await handReleaseTo(ctx.release.dir, runAs);
   const run = await runHook(
     { name, command: hook.command, timeoutMs: hook.timeoutMs },
     {
@@ -87,11 +91,15 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
         BATON_PREVIOUS_RELEASE: ctx.previousRelease ?? '',
         BATON_DEPLOYMENT: String(ctx.deploymentId),
         BATON_HOOK: name,
+        ...(runAs ? { HOME: runAs.home, USER: runAs.user, LOGNAME: runAs.user } : {}),
         ...ctx.extraEnv,
       },
       onLine: (line) => report.output(line),
+      ...(runAs ? { runAs } : {}),
     },
-  );
+  ).finally(async () => {
+    if (runAs && name === 'build') await shareReleaseWith(ctx.release.dir, runAs);
+  });
   const err = hookError(run);
   if (err) throw new BatonError('HOOK_FAILED', err.message, [...err.details, `full output: ${logFile}`]);
   report.info(`${name} hook done in ${formatDuration(run.durationMs)} (output: ${logFile})`, run.durationMs);

@@ -44,6 +44,8 @@ export interface RunHookOptions {
   logFile: string;
   onLine: (line: string, stream: 'stdout' | 'stderr') => void;
   signal?: AbortSignal;
+  /** Run as this user and group (setuid/setgid at spawn; the daemon must be root). */
+  runAs?: { uid: number; gid: number };
 }
 
 /** Lines kept in HookRun.tail. */
@@ -95,6 +97,7 @@ export async function runHook(spec: HookSpec, opts: RunHookOptions): Promise<Hoo
       env: { ...process.env, ...opts.env },
       detached: true, // setsid(): own session and process group, pgid = pid
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...(opts.runAs ? { uid: opts.runAs.uid, gid: opts.runAs.gid } : {}),
     });
   } catch (err) {
     closeSync(logFd);

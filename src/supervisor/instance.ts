@@ -114,6 +114,15 @@ export class Instance {
       BATON_RELEASE: opts.release,
       BATON_INSTANCE: opts.id,
     };
+    const runAs = service.runAs;
+    if (runAs) {
+      // The app's own user: its home and name, not the daemon's.
+      Object.assign(env, { HOME: runAs.home, USER: runAs.user, LOGNAME: runAs.user });
+      const self = process.getuid?.() ?? 0;
+      if (self !== 0 && self !== runAs.uid) {
+        throw new BatonError('INSTANCE_CRASHED', `instance ${opts.id} could not be started: service ${service.name} runs as user ${runAs.user}, which needs a daemon running as root (this one runs as uid ${self})`);
+      }
+    }
     // Checked first: spawn reports a missing cwd as "spawn /bin/sh ENOENT".
     const dir = await stat(opts.releaseDir).catch(() => null);
     if (dir === null || !dir.isDirectory()) {
@@ -129,6 +138,10 @@ export class Instance {
         env,
         detached: true, // setsid(): own session and process group, pgid = pid
         stdio: ['ignore', log, log],
+        // setgid/setuid in the child before exec (libuv also drops the
+        // daemon's supplementary groups). The log fd is opened here, by the
+        // daemon, so the app needs no access to the logs directory.
+        ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
       });
     } finally {
       // The child has its own copy of the fd now (spawn returns after exec).

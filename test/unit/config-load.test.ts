@@ -58,6 +58,7 @@ services:
 
 const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> = {
   env: {},
+  runAs: null,
   instances: 1,
   health: { path: '/', intervalMs: 1000, timeoutMs: 2000, healthyThreshold: 1, unhealthyThreshold: 3, startTimeoutMs: 30_000 },
   drainTimeoutMs: 30_000,
@@ -82,6 +83,7 @@ test('a full file is normalised', () => {
     listeners: [{ host: '0.0.0.0', port: 80 }, { host: '::1', port: 8080 }],
     stateDir: '/etc/baton/var',
     controlSocket: '/run/baton/ctl.sock',
+    control: { gid: null, group: null, mode: 0o600 },
     logLevel: 'debug',
     metricsListener: null,
     dashboard: null,
@@ -94,6 +96,7 @@ test('a full file is normalised', () => {
         isDefault: true,
         command: 'exec gunicorn app:wsgi',
         env: { NODE_ENV: 'production', WORKERS: '4', DEBUG: 'false' },
+        runAs: null,
         instances: 2,
         health: { path: '/healthz', intervalMs: 500, timeoutMs: 1000, healthyThreshold: 2, unhealthyThreshold: 5, startTimeoutMs: 90_000 },
         drainTimeoutMs: 45_000,
@@ -124,6 +127,7 @@ test('a minimal single-service file gets every default and is the default servic
     listeners: [{ host: '127.0.0.1', port: 8080 }],
     stateDir: '/srv/app/state',
     controlSocket: '/srv/app/state/baton.sock',
+    control: { gid: null, group: null, mode: 0o600 },
     logLevel: 'info',
     metricsListener: null,
     dashboard: null,
