@@ -22,6 +22,10 @@ export interface LoadOptions {
   localAddress?: string;
   /** Pause between a client's requests. */
   thinkMs?: number;
+  /** For an https:// url: the CA to trust and the name to ask for (SNI); verification stays on. */
+  tls?: { ca: string; servername?: string };
+  /** Offer HTTP/2 by ALPN (https only); each client is then one h2 session. */
+  http2?: boolean;
 }
 
 /** What one client saw. */
@@ -86,7 +90,11 @@ export function startLoad(opts: LoadOptions): RunningLoad {
     }
   };
 
-  const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
+  const local = {
+    ...(opts.localAddress ? { localAddress: opts.localAddress } : {}),
+    ...(opts.tls ? { connect: { ca: opts.tls.ca, ...(opts.tls.servername ? { servername: opts.tls.servername } : {}) } } : {}),
+    ...(opts.http2 ? { allowH2: true } : {}),
+  };
   const worker = async (idx: number): Promise<void> => {
     const rec: ClientRecord = { sequence: [], failed: 0, failures: [], cookies: {} };
     res.sequences.push(rec.sequence);
