@@ -97,9 +97,7 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
       onLine: (line) => report.output(line),
       ...(runAs ? { runAs } : {}),
     },
-  ).finally(async () => {
-    if (runAs && name === 'build') await shareReleaseWith(ctx.release.dir, runAs);
-  });
+  ).finally(() => (runAs && name === 'build' ? shareReleaseWith(ctx.release.dir, runAs) : undefined));
   const err = hookError(run);
   if (err) throw new BatonError('HOOK_FAILED', err.message, [...err.details, `full output: ${logFile}`]);
   report.info(`${name} hook done in ${formatDuration(run.durationMs)} (output: ${logFile})`, run.durationMs);
