@@ -78,7 +78,7 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
   const runAs = ctx.service.runAs;
   // The build writes into the release: it has the tree while it runs, then the app's user can only read it.
   if (runAs && name === 'build') await handReleaseTo(ctx.release.dir, runAs);
-  const run = await runHook(
+  const running = runHook(
     { name, command: hook.command, timeoutMs: hook.timeoutMs },
     {
       cwd: ctx.release.dir,
@@ -97,7 +97,13 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
       onLine: (line) => report.output(line),
       ...(runAs ? { runAs } : {}),
     },
-  ).finally(() => (runAs && name === 'build' ? shareReleaseWith(ctx.release.dir, runAs) : undefined));
+  );
+  let run;
+  try {
+    run = await running;
+  } finally {
+    if (runAs && name === 'build') await shareReleaseWith(ctx.release.dir, runAs);
+  }
   const err = hookError(run);
   if (err) throw new BatonError('HOOK_FAILED', err.message, [...err.details, `full output: ${logFile}`]);
   report.info(`${name} hook done in ${formatDuration(run.durationMs)} (output: ${logFile})`, run.durationMs);
