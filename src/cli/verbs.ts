@@ -6,6 +6,11 @@ import { CONNECT_FLAGS, JSON_FLAG, type ArgSpec, type VerbSpec } from './verb.ts
 
 const SERVICE: ArgSpec = { name: 'SERVICE', complete: 'none' };
 
+const FLEET_FLAGS = {
+  fleet: { type: 'string', value: 'FILE', help: 'the fleet file (default: ./fleet.yaml)', complete: 'file' },
+  ...JSON_FLAG,
+} as const;
+
 export const VERBS: readonly VerbSpec[] = [
   {
     name: 'daemon',
@@ -31,6 +36,7 @@ export const VERBS: readonly VerbSpec[] = [
     flags: {
       ref: { type: 'string', value: 'REF', help: 'a branch, tag or commit of the service\'s git repository' },
       strategy: { type: 'string', value: 'STRATEGY', choices: ['blue_green', 'canary'], help: 'override the service\'s configured strategy' },
+      'skip-migrate': { type: 'boolean', help: 'do not run the migrate hook (a fleet rollout runs it once, on its first host)' },
       ...JSON_FLAG,
       ...CONNECT_FLAGS,
     },
@@ -195,6 +201,82 @@ export const VERBS: readonly VerbSpec[] = [
       ...CONNECT_FLAGS,
     },
     load: async () => (await import('./commands/admin.ts')).shutdownCommand,
+  },
+  {
+    name: 'drain',
+    summary: 'take this host out of the balancer in front (HAProxy agent-check, /_baton/health)',
+    help: 'The balancer stops sending new requests; those in flight finish. The state survives a daemon restart. See docs/fleet.md.',
+    args: [],
+    flags: {
+      maint: { type: 'boolean', help: 'answer "maint" (maintenance) instead of "drain"' },
+      reason: { type: 'string', value: 'TEXT', help: 'why, shown by status' },
+      ...JSON_FLAG,
+      ...CONNECT_FLAGS,
+    },
+    load: async () => (await import('./commands/drain.ts')).drainCommand,
+  },
+  {
+    name: 'undrain',
+    summary: 'put this host back into the balancer in front',
+    args: [],
+    flags: {
+      weight: { type: 'string', value: 'N%', help: 'at a share of its weight (a host canary; HAProxy agent-check)' },
+      reason: { type: 'string', value: 'TEXT', help: 'why, shown by status' },
+      ...JSON_FLAG,
+      ...CONNECT_FLAGS,
+    },
+    load: async () => (await import('./commands/drain.ts')).undrainCommand,
+  },
+  {
+    name: 'fleet deploy',
+    summary: 'rolling deploy across the fleet over ssh: canary hosts, then batches; reverts as one on failure',
+    help: 'Preflight of every host (nothing changes if one fails), one artifact shipped to all (sha256 checked), migrations once on the first host, then each host\'s own zero-downtime switch. Ctrl-C pauses after the hosts in progress; `baton fleet resume|abort`. See docs/fleet.md.',
+    args: [SERVICE, { name: 'DIR', optional: true, complete: 'dir' }],
+    flags: {
+      ref: { type: 'string', value: 'REF', help: 'a commit, branch or tag of the local repository (fleet file: services.NAME.repo, else the current directory)' },
+      batch: { type: 'string', value: 'N|N%', help: 'hosts switched at a time after the canaries' },
+      canary: { type: 'string', value: 'N', help: 'canary hosts, switched and baked one by one first' },
+      bake: { type: 'string', value: 'DURATION', help: 'how long each batch must stay healthy before the next' },
+      drain: { type: 'boolean', help: 'drain each host from the balancer before switching it, put it back after' },
+      'no-revert': { type: 'boolean', help: 'on failure, stop but leave the switched hosts on the new release' },
+      ...FLEET_FLAGS,
+    },
+    load: async () => (await import('./commands/fleet.ts')).fleetDeployCommand,
+  },
+  {
+    name: 'fleet resume',
+    summary: 'continue a paused rollout',
+    args: [SERVICE],
+    flags: FLEET_FLAGS,
+    load: async () => (await import('./commands/fleet.ts')).fleetResumeCommand,
+  },
+  {
+    name: 'fleet abort',
+    summary: 'stop a paused or failed rollout: every switched host back to its previous release',
+    args: [SERVICE],
+    flags: FLEET_FLAGS,
+    load: async () => (await import('./commands/fleet.ts')).fleetAbortCommand,
+  },
+  {
+    name: 'fleet status',
+    summary: 'every host: current and standby release, health, drain state, baton version',
+    args: [{ ...SERVICE, optional: true }],
+    flags: FLEET_FLAGS,
+    load: async () => (await import('./commands/fleet.ts')).fleetStatusCommand,
+  },
+  {
+    name: 'fleet drain',
+    summary: 'take a host out of the balancer and wait until it is quiet',
+    args: [{ name: 'HOST', complete: 'none' }],
+    flags: { maint: { type: 'boolean', help: 'maintenance instead of drain' }, reason: { type: 'string', value: 'TEXT', help: 'why' }, ...FLEET_FLAGS },
+    load: async () => (await import('./commands/fleet.ts')).fleetDrainCommand,
+  },
+  {
+    name: 'fleet undrain',
+    summary: 'put a host back into the balancer',
+    args: [{ name: 'HOST', complete: 'none' }],
+    flags: { weight: { type: 'string', value: 'N%', help: 'at a share of its weight (a host canary)' }, reason: { type: 'string', value: 'TEXT', help: 'why' }, ...FLEET_FLAGS },
+    load: async () => (await import('./commands/fleet.ts')).fleetUndrainCommand,
   },
   {
     name: 'systemd',

@@ -45,6 +45,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
     dashboard: raw.dashboard
       ? { listener: raw.dashboard.listen, sessionTimeoutMs: raw.dashboard.session_timeout ?? d.DEFAULT_DASHBOARD_SESSION_TIMEOUT_MS }
       : null,
+    agentCheckListener: raw.agent_check ?? null,
     proxy: {
       clientIdleTimeoutMs: raw.proxy?.client_idle_timeout ?? d.DEFAULT_CLIENT_IDLE_TIMEOUT_MS,
       headersTimeoutMs: raw.proxy?.headers_timeout ?? d.DEFAULT_HEADERS_TIMEOUT_MS,

@@ -15,7 +15,7 @@ import { parseListenAddress } from './listen.ts';
 import type { ListenerConfig } from './types.ts';
 
 /** A leaf parser's refusal, with a message more precise than "expected X, got Y". */
-class Invalid {
+export class Invalid {
   readonly message: string;
   constructor(message: string) {
     this.message = message;
@@ -28,7 +28,7 @@ type Parse<T> = (value: unknown) => T | Invalid | undefined;
  * A required value checked and converted by `parse` (undefined = not valid).
  * Built on z.custom so that a missing key gets our message too.
  */
-function leaf<T>(expected: string, parse: Parse<T>) {
+export function leaf<T>(expected: string, parse: Parse<T>) {
   return z
     .custom<unknown>((v) => v !== undefined, { error: `missing, expected ${expected}` })
     .transform((value, ctx): T => {
@@ -42,11 +42,11 @@ function leaf<T>(expected: string, parse: Parse<T>) {
     });
 }
 
-function mapping<S extends z.core.$ZodLooseShape>(what: string, shape: S) {
+export function mapping<S extends z.core.$ZodLooseShape>(what: string, shape: S) {
   return z.strictObject(shape, { error: (iss) => `expected ${what}, got ${describeValue(iss.input)}` });
 }
 
-function duration(opts: { positive: boolean }) {
+export function duration(opts: { positive: boolean }) {
   const expected = opts.positive ? 'a duration like "2s" or "500ms" (more than 0)' : 'a duration like "2s" or "500ms"';
   return leaf(expected, (v) => {
     const ms = parseDuration(v);
@@ -57,22 +57,22 @@ function duration(opts: { positive: boolean }) {
   });
 }
 
-function integer(min: number, max: number) {
+export function integer(min: number, max: number) {
   return leaf(`an integer from ${min} to ${max}`, (v) =>
     typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : undefined,
   );
 }
 
-function oneOf<T extends string>(values: readonly T[]) {
+export function oneOf<T extends string>(values: readonly T[]) {
   const list = values.map((v) => `"${v}"`).join(', ');
   return leaf(`one of ${list}`, (v) => (values as readonly unknown[]).includes(v) ? (v as T) : undefined);
 }
 
-function text(expected: string, valid: (s: string) => boolean = (s) => s.trim() !== '') {
+export function text(expected: string, valid: (s: string) => boolean = (s) => s.trim() !== '') {
   return leaf(expected, (v) => (typeof v === 'string' && valid(v) ? v : undefined));
 }
 
-const bool = leaf('true or false', (v) => (typeof v === 'boolean' ? v : undefined));
+export const bool = leaf('true or false', (v) => (typeof v === 'boolean' ? v : undefined));
 
 const host = leaf('a host name like "example.com"', (v) => {
   if (typeof v !== 'string') return undefined;
@@ -81,7 +81,7 @@ const host = leaf('a host name like "example.com"', (v) => {
   return isHostName(name) ? name : undefined;
 });
 
-function list<T extends z.ZodType>(what: string, item: T) {
+export function list<T extends z.ZodType>(what: string, item: T) {
   return z.array(item, { error: (iss) => `expected a list of ${what}, got ${describeValue(iss.input)}` });
 }
 
@@ -482,6 +482,7 @@ export const configSchema = mapping('a mapping of settings', {
   control: controlSchema.nullish(),
   log_level: oneOf(LOG_LEVELS).optional(),
   metrics_listen: listenAddress.optional(),
+  agent_check: listenAddress.optional(),
   proxy: proxySchema.nullish(),
   tls: tlsSchema.nullish(),
   dashboard: dashboardSchema.optional(),

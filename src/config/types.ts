@@ -195,6 +195,8 @@ export interface DaemonConfig {
   metricsListener: ListenerConfig | null;
   /** The operator's web dashboard on its own loopback listener; null = off. */
   dashboard: DashboardConfig | null;
+  /** Where HAProxy's agent-check asks this host's drain state (ready / drain / maint / up NN%); null = off. */
+  agentCheckListener: ListenerConfig | null;
   proxy: ProxyConfig;
   /** HTTPS listeners and their certificates; null = plain HTTP only. */
   tls: TlsConfig | null;

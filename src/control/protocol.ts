@@ -48,6 +48,13 @@ export interface ServiceStatus {
   releases: ReleaseFigures[];
 }
 
+export interface HostDrainStatus {
+  mode: 'ready' | 'drain' | 'maint';
+  weightPercent: number | null;
+  since: number;
+  reason: string;
+}
+
 export interface ReleaseFigures {
   release: string;
   requests: number;
@@ -60,6 +67,8 @@ export interface ReleaseFigures {
 
 export interface StatusResponse {
   daemon: { pid: number; version: string; startedAt: number; config: string; listeners: string[]; stateDir: string };
+  /** This host's place in the balancer in front (src/daemon/agent-check.ts). */
+  host: { drain: HostDrainStatus; agentCheck: string | null };
   services: ServiceStatus[];
 }
 

@@ -28,6 +28,7 @@ export interface ControlHandlers {
   beta(service: string, ttlMs: number): unknown;
   dashboardLogin(ttlMs?: number): { url: string; expiresAt: number };
   stop(stopInstances: boolean): Promise<void>;
+  setHostDrain(mode: 'ready' | 'drain' | 'maint', weightPercent: number | null, reason: string): Promise<unknown>;
 }
 
 
@@ -107,6 +108,16 @@ export class ControlServer {
 
     if (method === 'GET' && parts.length === 1 && parts[0] === 'status') {
       return json(res, 200, h.status(url.searchParams.get('service') ?? undefined));
+    }
+    if (method === 'POST' && parts.length === 1 && parts[0] === 'drain') {
+      const body = await readJson(req);
+      const mode = body['mode'];
+      const weight = body['weightPercent'] ?? null;
+      const reason = body['reason'] ?? '';
+      if (mode !== 'ready' && mode !== 'drain' && mode !== 'maint') throw new BatonError('BAD_REQUEST', '"mode" must be "ready", "drain" or "maint"');
+      if (weight !== null && typeof weight !== 'number') throw new BatonError('BAD_REQUEST', '"weightPercent" must be a number from 1 to 100');
+      if (typeof reason !== 'string' || reason.length > 500) throw new BatonError('BAD_REQUEST', '"reason" must be a string of at most 500 characters');
+      return json(res, 200, await h.setHostDrain(mode, weight, reason));
     }
     if (method === 'POST' && parts.length === 1 && parts[0] === 'reload') {
       return json(res, 200, await h.reload());
@@ -234,8 +245,10 @@ function deploySource(body: Record<string, unknown>): DeploySource {
   if (strategy !== undefined && strategy !== 'blue_green' && strategy !== 'canary') {
     throw new BatonError('BAD_REQUEST', `"strategy" must be "blue_green" or "canary", got ${JSON.stringify(strategy)}`);
   }
+  const skipMigrate = body['skipMigrate'];
+  if (skipMigrate !== undefined && typeof skipMigrate !== 'boolean') throw new BatonError('BAD_REQUEST', '"skipMigrate" must be true or false');
   const source = sourceOf(body);
-  return strategy === undefined ? source : { ...source, strategy };
+  return { ...source, ...(strategy === undefined ? {} : { strategy }), ...(skipMigrate ? { skipMigrate } : {}) };
 }
 
 function sourceOf(body: Record<string, unknown>): DeploySource {

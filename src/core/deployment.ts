@@ -54,6 +54,8 @@ export interface DeploySource {
   push?: PushSource;
   /** Overrides the service's configured strategy. */
   strategy?: 'blue_green' | 'canary';
+  /** Do not run the migrate hook: a fleet rollout ran it once on another host. */
+  skipMigrate?: boolean;
 }
 
 /** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */

@@ -57,6 +57,11 @@ export const ERRORS = {
   LISTEN_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a listener cannot be opened (address in use, no permission for the port)' },
   STORE_UNAVAILABLE: { http: 503, exit: EXIT.FAILED, meaning: 'the state database cannot be opened or written' },
   DAEMON_UNREACHABLE: { http: 503, exit: EXIT.UNREACHABLE, meaning: 'the CLI cannot reach the daemon\'s control socket (the message names the socket and the config used)' },
+  SSH_FAILED: { http: 502, exit: EXIT.FAILED, meaning: 'ssh to a fleet host failed (unreachable, host key refused, authentication); the message is ssh\'s own' },
+  FLEET_PREFLIGHT_FAILED: { http: 409, exit: EXIT.FAILED, meaning: 'a fleet host failed the preflight (unreachable, no baton, incompatible version, service missing, no disk space); nothing was changed' },
+  FLEET_LOCKED: { http: 409, exit: EXIT.FAILED, meaning: 'another rollout holds the fleet lock (the message names the holder and since when)' },
+  FLEET_ROLLOUT_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a fleet host failed during a rollout (deploy, health, lost); the switched hosts were reverted unless --no-revert' },
+  FLEET_NO_ROLLOUT: { http: 409, exit: EXIT.FAILED, meaning: '`baton fleet resume|abort` with no such rollout to act on' },
   INTERNAL: { http: 500, exit: EXIT.FAILED, meaning: 'a bug in baton: please report it with the daemon\'s log' },
 } as const satisfies Record<string, ErrorKind>;
 

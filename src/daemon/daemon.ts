@@ -27,6 +27,7 @@ import type { Dashboard } from '../dashboard/index.ts';
 import { diffConfig } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
+import { HostDrain, type DrainMode, type HostDrainState } from './agent-check.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -48,6 +49,7 @@ export class Daemon implements RuntimeHost {
   #control: ControlServer | null = null;
   #dashboard: Dashboard | null = null;
   #secret = '';
+  readonly hostDrain: HostDrain;
   readonly #sources: ReleaseSources;
   #stopping: Promise<void> | null = null;
   #resolveStopped!: () => void;
@@ -66,6 +68,7 @@ export class Daemon implements RuntimeHost {
       betaTokens: storedBetaTokens(store, logger),
       trustedProxies: config.proxy.trustedProxies,
     });
+    this.hostDrain = new HostDrain(config.stateDir, logger.child({ component: 'agent-check' }), (s) => this.proxy.setHostHealth(s.mode === 'ready'));
     this.#sources = new ReleaseSources({ store, stateDir: config.stateDir, configFile: () => this.config.file });
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir, routingChanged: () => this.routingChanged() });
   }
@@ -100,6 +103,7 @@ export class Daemon implements RuntimeHost {
         });
         logger.info('dashboard listening', { host: d.#dashboard.address.host, port: d.#dashboard.address.port, login: '`baton dashboard` prints a one-time link' });
       }
+      if (config.agentCheckListener) await d.hostDrain.listen(config.agentCheckListener.host, config.agentCheckListener.port);
       d.#control = new ControlServer(d, logger.child({ component: 'control' }));
       await d.#control.listen(config.controlSocket, config.control);
     } catch (err) {
@@ -231,7 +235,7 @@ export class Daemon implements RuntimeHost {
     const unreserve = this.deployer.reserve(rt);
     try {
       const plan = await this.#sources.plan(rt, source);
-      return await this.deployer.run(rt, { kind: 'deploy', actor, strategy: source.strategy ?? rt.config.strategy, ...plan }, emit);
+      return await this.deployer.run(rt, { kind: 'deploy', actor, strategy: source.strategy ?? rt.config.strategy, skipMigrate: source.skipMigrate === true, ...plan }, emit);
     } finally {
       unreserve();
     }
@@ -325,6 +329,10 @@ export class Daemon implements RuntimeHost {
     return { url: `http://${host}${BETA_PATH}?token=${encodeURIComponent(token)}`, expiresAt: Date.now() + ttlMs };
   }
 
+  setHostDrain(mode: DrainMode, weightPercent: number | null, reason: string): Promise<HostDrainState> {
+    return this.hostDrain.set(mode, weightPercent, reason);
+  }
+
   status(service?: string): StatusResponse {
     const names = service ? [this.runtime(service).name] : [...this.runtimes.keys()];
     const stats = new Map(this.proxy.targets().map((t) => [t.id, t]));
@@ -391,6 +399,10 @@ export class Daemon implements RuntimeHost {
         config: this.config.file,
         listeners: this.listeners.map((l) => `${l.host}:${l.port}`),
         stateDir: this.stateDir,
+      },
+      host: {
+        drain: this.hostDrain.state,
+        agentCheck: this.config.agentCheckListener ? `${this.config.agentCheckListener.host}:${this.config.agentCheckListener.port}` : null,
       },
       services,
     };
@@ -503,6 +515,7 @@ export class Daemon implements RuntimeHost {
       for (const rt of this.runtimes.values()) rt.detach();
     }
     await this.tls?.close().catch(() => {});
+    await this.hostDrain.close();
     await this.proxy.close().catch(() => {});
     this.store.close();
     this.logger.info('daemon stopped');

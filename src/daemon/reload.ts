@@ -29,6 +29,7 @@ export function diffConfig(prev: DaemonConfig, next: DaemonConfig): ReloadPlan {
   if (prev.stateDir !== next.stateDir) refused.push(`state_dir: changed; the state directory changes only with a daemon restart`);
   if (prev.controlSocket !== next.controlSocket) refused.push(`control_socket: changed; the control socket changes only with a daemon restart`);
   if (prev.control.gid !== next.control.gid || prev.control.mode !== next.control.mode) refused.push('control: changed; the control socket\'s group and mode change only with a daemon restart');
+  if (!isDeepStrictEqual(prev.agentCheckListener, next.agentCheckListener)) refused.push('agent_check: changed; the agent-check listener changes only with a daemon restart');
   if (!isDeepStrictEqual(prev.proxy, next.proxy)) changes.push('proxy: timeouts apply to new connections');
 
   const before = new Map(prev.services.map((s) => [s.name, s]));

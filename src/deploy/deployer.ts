@@ -34,6 +34,8 @@ export interface DeployPlan {
   materialise?: (report: StepReporter) => Promise<void>;
   /** blue_green (default): all traffic at once; canary: step by step (deploys only). */
   strategy?: 'blue_green' | 'canary';
+  /** A fleet rollout ran the migrate hook once on another host. */
+  skipMigrate?: boolean;
 }
 
 export interface DeployerDeps {
@@ -349,7 +351,10 @@ export class Deployer {
         }
       }
     }
-    if (svc.hooks.migrate && plan.kind === 'deploy') await runMigration(svc.hooks.migrate, ctx, report);
+    if (svc.hooks.migrate && plan.kind === 'deploy') {
+      if (plan.skipMigrate) report.info('migrate hook skipped: the fleet rollout ran it once on another host');
+      else await runMigration(svc.hooks.migrate, ctx, report);
+    }
   }
 
   #finish(

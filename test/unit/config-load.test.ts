@@ -87,6 +87,7 @@ test('a full file is normalised', () => {
     logLevel: 'debug',
     metricsListener: null,
     dashboard: null,
+    agentCheckListener: null,
     proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [] },
     tls: null,
     services: [
@@ -131,6 +132,7 @@ test('a minimal single-service file gets every default and is the default servic
     logLevel: 'info',
     metricsListener: null,
     dashboard: null,
+    agentCheckListener: null,
     proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [] },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],

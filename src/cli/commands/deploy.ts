@@ -30,13 +30,13 @@ export function deployCommand(ctx: CliContext): Promise<number> {
   const [service, dir, extra] = ctx.args;
   const ref = ctx.flags['ref'];
   if (!service || extra !== undefined || (dir !== undefined && typeof ref === 'string')) {
-    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF] [--strategy canary|blue_green]');
+    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF] [--strategy canary|blue_green] [--skip-migrate]');
   }
   const strategy = ctx.flags['strategy'];
   if (strategy !== undefined && strategy !== 'canary' && strategy !== 'blue_green') {
     throw new BatonError('USAGE', `--strategy must be "canary" or "blue_green", got "${String(strategy)}"`);
   }
-  const how = strategy === undefined ? {} : { strategy };
+  const how = { ...(strategy === undefined ? {} : { strategy }), ...(ctx.flags['skip-migrate'] === true ? { skipMigrate: true } : {}) };
   if (dir !== undefined) return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir), ...how });
   return run(ctx, service, 'deploy', typeof ref === 'string' ? { ref, ...how } : how);
 }

@@ -1,0 +1,136 @@
+// Telling the balancer in front that a host leaves or rejoins the rotation,
+// through what it already speaks, and waiting until it has been heard
+// (observed, never assumed):
+// - HAProxy agent-check: the host's daemon answers "drain"; HAProxy polls it.
+//   Done when the host has had no request in flight and no new request for
+//   the quiet time (the host's own counters).
+// - HAProxy runtime API: `set server BE/SRV state drain` on the stats socket
+//   (reached through the balancer host's ssh connection); done when HAProxy
+//   reports the server's current sessions at 0.
+// - Any balancer polling /_baton/health (503 while drained): as agent-check.
+
+import net from 'node:net';
+import path from 'node:path';
+import { BatonError } from '../core/errors.ts';
+import type { BalancerConfig } from './config.ts';
+import type { RemoteHost } from './remote.ts';
+import type { SshHost } from './ssh.ts';
+
+const POLL_MS = 200;
+
+export class Balancer {
+  readonly cfg: BalancerConfig;
+  readonly #lb: SshHost | null;
+  readonly #localSocket: string | null;
+  #forwarded = false;
+
+  constructor(cfg: BalancerConfig, lb: SshHost | null, controlDir: string) {
+    this.cfg = cfg;
+    this.#lb = lb;
+    this.#localSocket = lb ? path.join(controlDir, `haproxy-${process.pid}.sock`) : null;
+  }
+
+  get usesRuntimeApi(): boolean {
+    return this.cfg.type === 'haproxy' && this.cfg.via === 'runtime';
+  }
+
+  /** One runtime API command over the forwarded stats socket. */
+  async haproxy(cmd: string): Promise<string> {
+    if (this.cfg.type !== 'haproxy' || !this.#lb || !this.cfg.socket || !this.#localSocket) {
+      throw new BatonError('USAGE', 'the fleet file names no HAProxy stats socket (balancer.host and balancer.socket)');
+    }
+    if (!this.#forwarded) {
+      await this.#lb.connect();
+      await this.#lb.forwardUnixSocket(this.#localSocket, this.cfg.socket);
+      this.#forwarded = true;
+    }
+    const sock = this.#localSocket;
+    return new Promise((resolve, reject) => {
+      const s = net.connect(sock);
+      let out = '';
+      s.setTimeout(10_000);
+      s.on('data', (d) => (out += d));
+      s.once('connect', () => s.write(cmd + '\n'));
+      s.once('timeout', () => s.destroy(new Error('no answer within 10 s')));
+      s.once('error', (err) => reject(new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy runtime API (${this.cfg.type === 'haproxy' ? this.cfg.socket : ''}): ${err.message}`)));
+      s.once('close', () => resolve(out));
+    });
+  }
+
+  /** HAProxy's current sessions of one server (show stat: scur). */
+  async serverSessions(server: string): Promise<{ scur: number; status: string }> {
+    const backend = this.cfg.type === 'haproxy' ? this.cfg.backend : '';
+    const csv = await this.haproxy('show stat');
+    const header = (csv.split('\n')[0] ?? '').replace(/^# /, '').split(',');
+    const iScur = header.indexOf('scur');
+    const iStatus = header.indexOf('status');
+    for (const line of csv.split('\n')) {
+      const f = line.split(',');
+      if (f[0] === backend && f[1] === server) return { scur: Number(f[iScur]), status: f[iStatus] ?? '' };
+    }
+    throw new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy has no server ${backend}/${server} (balancer.backend, hosts.NAME.server)`);
+  }
+
+  /** Take a host out of rotation and wait until it is quiet. Returns how long the wait took. */
+  async drain(host: RemoteHost, mode: 'drain' | 'maint', reason: string): Promise<number> {
+    const t0 = Date.now();
+    if (this.cfg.type === 'none') throw new BatonError('USAGE', 'the fleet file names no balancer to drain from (balancer.type)');
+    const timeoutMs = this.cfg.drainTimeoutMs;
+    if (this.usesRuntimeApi) {
+      const r = await this.haproxy(`set server ${this.#be()}/${host.cfg.server} state ${mode}`);
+      if (r.trim() !== '') throw new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy refused to ${mode} ${host.cfg.server}: ${r.trim()}`);
+      // Record it on the host too: its agent and /_baton/health then agree with HAProxy.
+      await host.drain(mode, reason);
+      await until(`${host.name}'s sessions in HAProxy to reach 0`, timeoutMs, async () => (await this.serverSessions(host.cfg.server)).scur === 0);
+      return Date.now() - t0;
+    }
+    await host.drain(mode, reason);
+    const quietMs = this.cfg.type === 'readiness' ? this.cfg.quietMs : 1000;
+    await waitQuiet(host, quietMs, timeoutMs);
+    return Date.now() - t0;
+  }
+
+  async undrain(host: RemoteHost, weightPercent: number | null, reason: string): Promise<void> {
+    if (this.cfg.type === 'none') throw new BatonError('USAGE', 'the fleet file names no balancer (balancer.type)');
+    await host.undrain(weightPercent, reason);
+    if (this.usesRuntimeApi) {
+      const r = await this.haproxy(`set server ${this.#be()}/${host.cfg.server} state ready`);
+      if (r.trim() !== '') throw new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy refused to ready ${host.cfg.server}: ${r.trim()}`);
+      if (weightPercent !== null) await this.haproxy(`set server ${this.#be()}/${host.cfg.server} weight ${weightPercent}%`);
+    }
+  }
+
+  #be(): string {
+    return this.cfg.type === 'haproxy' ? this.cfg.backend : '';
+  }
+}
+
+async function until(what: string, timeoutMs: number, cond: () => Promise<boolean>): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await cond()) return;
+    if (Date.now() > end) throw new BatonError('FLEET_ROLLOUT_FAILED', `timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** No request in flight on the host and no new request for `quietMs` (the balancer has stopped sending). */
+async function waitQuiet(host: RemoteHost, quietMs: number, timeoutMs: number): Promise<void> {
+  let last = -1;
+  let since = Date.now();
+  await until(`${host.name} to be quiet (no request in flight, none new for ${quietMs} ms)`, timeoutMs, async () => {
+    const st = await host.status();
+    let requests = 0;
+    let inflight = 0;
+    for (const s of st.services) {
+      requests += s.counters.requests;
+      for (const i of s.instances) inflight += i.inflight + i.websockets;
+    }
+    if (requests !== last || inflight > 0) {
+      last = requests;
+      since = Date.now();
+      return false;
+    }
+    return Date.now() - since >= quietMs;
+  });
+}

@@ -1,0 +1,133 @@
+// Rolling deploys across 4 real hosts (each a real sshd + its own baton
+// daemon on its own loopback address) behind a real HAProxy, driven by the
+// real `baton fleet` over real OpenSSH, under load through HAProxy.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createFleet, fleetServiceYaml, type TestFleet } from '../helpers/fleet-hosts.ts';
+import { fleetYaml } from '../helpers/fleet-file.ts';
+import { startLoad, type RunningLoad } from '../helpers/load.ts';
+
+let f: TestFleet;
+let shared: string;
+const migrations = (): string => path.join(shared, 'migrations.log');
+const service = (extra = ''): string =>
+  fleetServiceYaml({ startTimeout: '3s', extra: `hooks: { migrate: "echo $BATON_RELEASE >> ${migrations()}" }${extra ? `\n${extra}` : ''}` });
+
+before(async () => {
+  shared = await mkdtemp(path.join(os.tmpdir(), 'baton-fleet-shared-'));
+  f = await createFleet({ hosts: 4, services: () => service(), haproxy: { agentCheck: true } });
+  await f.writeFleetFile(fleetYaml(f));
+  // Every host on v1 first (no load yet): the rollouts below start from a warm fleet.
+  const r = await f.fleet(['deploy', 'web', await f.release('v1'), '--batch', '4', '--canary', '0', '--bake', '0s']);
+  assert.equal(r.code, 0, `initial rollout failed:\n${r.stdout}\n${r.stderr}`);
+});
+
+after(async () => {
+  await f?.cleanup();
+  await rm(shared, { recursive: true, force: true });
+});
+
+function load(): RunningLoad[] {
+  const url = `${f.haproxy!.url}/`;
+  return [
+    startLoad({ url, concurrency: 3, keepAlive: true, mix: [{ path: '/slow?ms=300', every: 7 }], maxMs: 120_000 }),
+    startLoad({ url, concurrency: 2, keepAlive: false, maxMs: 120_000, thinkMs: 5 }),
+  ];
+}
+
+async function currentReleases(): Promise<string[]> {
+  return Promise.all(f.hosts.map(async (h) => (await h.status('web')).services[0].currentRelease as string));
+}
+
+test('4 hosts, batch 2, canary first: all on the new release, 0 failed requests, migrations ran once', async () => {
+  const before = (await readFile(migrations(), 'utf8')).trim().split('\n').length;
+  const connsBefore = await Promise.all(f.hosts.map((h) => h.sshConnections()));
+  const loads = load();
+  await Promise.all(loads.map((l) => l.waitFor(20, 20_000)));
+  const r = await f.fleet(['deploy', 'web', await f.release('v2')]);
+  const results = await Promise.all(loads.map((l) => l.stop()));
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  // The plan: canary h1 alone, then h2+h3, then h4.
+  assert.match(r.stdout, /canary: h1 {2}\(runs the migrations\)\n {2}batch 2: h2, h3\n {2}batch 3: h4/);
+  for (const rel of await currentReleases()) assert.match(rel, /-v2-[0-9a-f]{12}$/);
+  const lines = (await readFile(migrations(), 'utf8')).trim().split('\n');
+  assert.equal(lines.length - before, 1, `the migrate hook ran ${lines.length - before} times:\n${lines.join('\n')}`);
+  for (const res of results) {
+    assert.equal(res.failed, 0, `failed requests: ${res.errors.join('; ')}`);
+    assert.ok((res.bodies['v2'] ?? 0) > 0, `v2 never answered: ${JSON.stringify(res.bodies)}`);
+    assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2']);
+  }
+  const conns = await Promise.all(f.hosts.map((h) => h.sshConnections()));
+  const perHost = conns.map((c, i) => c - connsBefore[i]!);
+  // h1 also holds the fleet lock: still one connection.
+  assert.deepEqual(perHost, [1, 1, 1, 1], `ssh connections per host: ${perHost.join(', ')}`);
+  const total = results.reduce((a, x) => a + x.total, 0);
+  const phases = /phases: (.*)/.exec(r.stdout)?.[1];
+  console.log(`# rollout of 4 hosts: ${total} requests through HAProxy, 0 failed; ssh connections per host ${perHost.join('/')}; ${phases}`);
+});
+
+test('the third host never becomes healthy: the rollout stops, the switched hosts go back, the fourth is untouched', async () => {
+  const [h1, h2, h3, h4] = f.hosts as [typeof f.hosts[0], typeof f.hosts[0], typeof f.hosts[0], typeof f.hosts[0]];
+  await h3.writeConfig(service('env: { APP_NEVER_HEALTHY: "1" }'));
+  assert.equal((await h3.cli(['reload'])).code, 0);
+  const was = await currentReleases();
+  const loads = load();
+  await Promise.all(loads.map((l) => l.waitFor(20, 20_000)));
+  const r = await f.fleet(['deploy', 'web', await f.release('v3'), '--json']);
+  const results = await Promise.all(loads.map((l) => l.stop()));
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const result = events.find((e) => e.type === 'result').rollout;
+  assert.equal(result.status, 'reverted');
+  assert.equal(result.hosts.h1.phase, 'reverted');
+  assert.equal(result.hosts.h2.phase, 'reverted');
+  assert.equal(result.hosts.h3.phase, 'failed');
+  assert.match(result.hosts.h3.error, /healthy/);
+  assert.equal(result.hosts.h4.phase, 'untouched');
+  assert.match(result.error, /^h3: deploy failed/);
+  assert.deepEqual(await currentReleases(), was, 'every host is back on the release it had');
+  assert.deepEqual(h4.name, 'h4');
+  // h4 was never asked to deploy: its history has only the initial rollout and v2's.
+  const hist = JSON.parse((await h4.cli(['history', 'web', '--json'])).stdout);
+  assert.equal(hist.length, 2);
+  for (const res of results) assert.equal(res.failed, 0, `failed requests: ${res.errors.join('; ')}`);
+  assert.equal(results.reduce((a, x) => a + (x.bodies['v3'] ?? 0), 0) > 0, true, 'the canary host served v3 before the revert');
+  console.log(`# revert of 2 switched hosts (h1, h2) took ${result.revertMs} ms (target ≤ 2000 ms); ${results.reduce((a, x) => a + x.total, 0)} requests, 0 failed`);
+  void h1;
+  void h2;
+  await h3.writeConfig(service());
+  assert.equal((await h3.cli(['reload'])).code, 0);
+});
+
+test('a host unreachable at preflight: a clear error naming it with ssh\'s message, nothing changed anywhere', async () => {
+  const h4 = f.hosts[3]!;
+  const was = await currentReleases();
+  const hist = await Promise.all(f.hosts.map(async (h) => JSON.parse((await h.cli(['history', 'web', '--json'])).stdout).length));
+  await h4.stopSshd();
+  try {
+    const r = await f.fleet(['deploy', 'web', await f.release('v4')]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /preflight failed on 1 of 4 hosts; nothing was changed/);
+    assert.match(r.stderr, /h4: .*ssh h4 failed: .*Connection refused/);
+    assert.deepEqual(await currentReleases(), was);
+    const after = await Promise.all(f.hosts.map(async (h) => JSON.parse((await h.cli(['history', 'web', '--json'])).stdout).length));
+    assert.deepEqual(after, hist, 'no host recorded a deployment');
+  } finally {
+    await h4.startSshd();
+  }
+});
+
+test('a changed host key is refused with ssh\'s own message', async () => {
+  const h2 = f.hosts[1]!;
+  await h2.changeHostKey();
+  const r = await f.fleet(['status']);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /h2 +(- +){6}unreachable: .*REMOTE HOST IDENTIFICATION HAS CHANGED.*Host key verification failed/);
+  const d = await f.fleet(['deploy', 'web', await f.release('v5')]);
+  assert.equal(d.code, 1);
+  assert.match(d.stderr, /h2: .*Host key verification failed/);
+});
