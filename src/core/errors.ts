@@ -61,7 +61,7 @@ export const ERRORS = {
   FLEET_PREFLIGHT_FAILED: { http: 409, exit: EXIT.FAILED, meaning: 'a fleet host failed the preflight (unreachable, no baton, incompatible version, service missing, no disk space); nothing was changed' },
   FLEET_LOCKED: { http: 409, exit: EXIT.FAILED, meaning: 'another rollout holds the fleet lock (the message names the holder and since when)' },
   FLEET_ROLLOUT_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a fleet host failed during a rollout (deploy, health, lost); the switched hosts were reverted unless --no-revert' },
-  FLEET_NO_ROLLOUT: { http: 409, exit: EXIT.FAILED, meaning: '`baton fleet resume|abort` with no such rollout to act on' },
+  FLEET_NO_ROLLOUT: { http: 409, exit: EXIT.FAILED, meaning: '`baton fleet resume` or `abort` with no such rollout to act on' },
   INTERNAL: { http: 500, exit: EXIT.FAILED, meaning: 'a bug in baton: please report it with the daemon\'s log' },
 } as const satisfies Record<string, ErrorKind>;
 

@@ -51,7 +51,7 @@ export class Balancer {
       s.setTimeout(10_000);
       s.on('data', (d) => (out += d));
       s.once('connect', () => s.write(cmd + '\n'));
-      s.once('timeout', () => s.destroy(new Error('no answer within 10 s')));
+      s.once('timeout', () => s.destroy(new BatonError('FLEET_ROLLOUT_FAILED', 'no answer within 10 s')));
       s.once('error', (err) => reject(new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy runtime API (${this.cfg.type === 'haproxy' ? this.cfg.socket : ''}): ${err.message}`)));
       s.once('close', () => resolve(out));
     });

@@ -4,7 +4,7 @@
 
 import { createReadStream } from 'node:fs';
 import { BatonError } from '../core/errors.ts';
-import type { DeployEvent, DeployOutcome } from '../deploy/deployer.ts';
+import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import type { HostDrainStatus, StatusResponse, StreamLine } from '../control/protocol.ts';
 import type { Artifact } from './artifact.ts';
 import type { FleetHostConfig } from './config.ts';

@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { formatDuration } from '../core/time.ts';
 import { VERSION } from '../core/version.ts';
-import type { DeployEvent } from '../deploy/deployer.ts';
+import type { DeployEvent } from '../core/deployment.ts';
 import type { StatusResponse } from '../control/protocol.ts';
 import type { Artifact } from './artifact.ts';
 import type { Balancer } from './balancer.ts';
