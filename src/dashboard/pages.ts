@@ -38,6 +38,7 @@ export function layout(ctx: PageContext, title: string, main: Html, extra: { cha
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>${title} · baton</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="${assets.url('app.css')}">
 ${extra.charts ? html`<link rel="stylesheet" href="${assets.url('uplot.css')}"><script defer src="${assets.url('uplot.js')}"></script>` : ''}
 <script defer src="${assets.url('app.js')}"></script>
@@ -162,9 +163,9 @@ function summary(s: ServiceStatus): Html {
 function nowTable(tick: Tick | null): Html {
   const rows = Object.entries(tick?.releases ?? {});
   if (rows.length === 0) return html`<p class="muted">No traffic in the last minute.</p>`;
-  return html`<table class="now"><caption>Last second, per release</caption>
+  return html`<div class="scroll"><table class="now"><caption>Last second, per release</caption>
 <thead><tr><th scope="col">Release</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">5xx</th><th scope="col" class="num">p99</th><th scope="col" class="num">In-flight</th><th scope="col" class="num">WebSockets</th></tr></thead>
-<tbody>${rows.map(([r, p]) => html`<tr data-release="${r}"><th scope="row">${releaseLabel(r)}</th><td class="num" data-k="rps">${rate(p.rps)}</td><td class="num">${pct(p.errorRate)}</td><td class="num">${ms(p.p99Ms)}</td><td class="num">${p.inflight}</td><td class="num">${p.websockets}</td></tr>`)}</tbody></table>`;
+<tbody>${rows.map(([r, p]) => html`<tr data-release="${r}"><th scope="row">${releaseLabel(r)}</th><td class="num" data-k="rps">${rate(p.rps)}</td><td class="num">${pct(p.errorRate)}</td><td class="num">${ms(p.p99Ms)}</td><td class="num">${p.inflight}</td><td class="num">${p.websockets}</td></tr>`)}</tbody></table></div>`;
 }
 
 function controls(ctx: PageContext, s: ServiceStatus): Html {
@@ -285,7 +286,7 @@ export function confirmPage(ctx: PageContext, service: string, verb: string, que
 /** Pages shown without a session: plain, no script. */
 export function plainPage(assets: Assets, title: string, body: Html): Html {
   return html`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${title} · baton</title><link rel="stylesheet" href="${assets.url('app.css')}"></head>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>${title} · baton</title><link rel="icon" href="data:,"><link rel="stylesheet" href="${assets.url('app.css')}"></head>
 <body><main id="main" class="plain"><h1>${title}</h1>${body}</main></body></html>
 `;
 }

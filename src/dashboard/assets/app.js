@@ -115,7 +115,8 @@
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 52 },
       ],
-      legend: { live: true },
+      // The legend names the releases (colour and dash); the table above the charts has the figures.
+      legend: { live: false },
       series: [{}, ...releases.map((r, i) => ({
         label: label(r),
         stroke: COLORS[i % COLORS.length],
