@@ -211,7 +211,7 @@ ${d.error ? html`<p class="flash bad">${d.error}</p>` : ''}
     return html`<li class="${current ? 'current' : ''}"${current ? html` aria-current="step"` : ''}><span class="step">${st.step}</span> <span class="muted">+${formatDuration(st.at - d.startedAt)}</span> <span class="dur">${current ? `${formatDuration(until - st.at)}…` : formatDuration(until - st.at)}</span>
 <ul>${st.events.map((e) => html`<li class="${e.level}">${time(e.at)} ${e.message}</li>`)}</ul></li>`;
   })}</ol>
-${hooks.map((h) => html`<details class="hook"><summary>${h.name} hook output (last ${h.lines.length} lines)</summary><pre>${h.lines.join('\n')}</pre></details>`)}`;
+${hooks.map((h) => html`<details class="hook" data-key="${h.name}"><summary>${h.name} hook output (last ${h.lines.length} lines)</summary><pre>${h.lines.join('\n')}</pre></details>`)}`;
 }
 
 function instanceTable(list: InstanceStatus[]): Html {

@@ -3,6 +3,7 @@
 // the operator's actions. Actions call the very daemon methods the control
 // API calls for the CLI (promote, abort, rollback), so the rules are the same.
 
+import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { isIP } from 'node:net';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
@@ -304,8 +305,10 @@ export class Dashboard {
     const hooks: pages.ServiceView['hooks'] = [];
     if (deployment) {
       for (const h of HOOKS) {
-        const lines = await tailLog(hookLogFile(this.#o.host.stateDir, name, deployment.id, h), HOOK_TAIL_LINES).catch(() => null);
-        if (lines) hooks.push({ name: h, lines });
+        const file = hookLogFile(this.#o.host.stateDir, name, deployment.id, h);
+        // Only the hooks this deployment ran have a file.
+        if (!existsSync(file)) continue;
+        hooks.push({ name: h, lines: await tailLog(file, HOOK_TAIL_LINES).catch(() => []) });
       }
     }
     return { status, deployment, hooks };

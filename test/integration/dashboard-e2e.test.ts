@@ -17,7 +17,9 @@ import { startLoad, type RunningLoad } from '../helpers/load.ts';
 const SHOTS = path.resolve(import.meta.dirname, '../../docs/screenshots');
 const CHROMIUM = '/usr/bin/chromium';
 const CANARY = `canary:
-  steps: [{ weight: 10 }, { pause: promote }, { weight: 50 }, { pause: promote }, { weight: 100 }]`;
+  steps: [{ weight: 10 }, { pause: promote }, { weight: 50 }, { pause: promote }, { weight: 100 }]
+hooks:
+  build: "echo compiling assets for $BATON_RELEASE; echo 42 files written"`;
 
 let d: TestDaemon;
 let browser: Browser;
@@ -152,7 +154,11 @@ test('a deploy under load shows live: the traffic moves from v1 to v2 on the pag
   assert.equal(done.code, 0, done.stderr);
   // The timeline shows the deployment's steps with their timings.
   await page.locator('#deployment .timeline', { hasText: 'draining' }).waitFor({ timeout: 15_000 });
-  assert.match(await page.locator('#deployment').innerText(), /shifting[\s\S]*draining/);
+  assert.match(await page.locator('#deployment').innerText(), /preparing[\s\S]*build hook[\s\S]*shifting[\s\S]*draining/);
+  // The hook's own output, under the timeline.
+  await page.locator('#deployment details.hook summary', { hasText: 'build hook output' }).click();
+  assert.match(await page.locator('#deployment details.hook pre').innerText(), /compiling assets for .*v2[\s\S]*42 files written/);
+  await page.locator('section', { has: page.locator('#deployment') }).screenshot({ path: path.join(SHOTS, 'timeline.png') });
   // The charts' legends name both releases.
   const legend = await page.locator('.chart[data-metric="rps"] .u-legend').innerText();
   assert.match(legend, /v1/);
@@ -202,7 +208,7 @@ test('a rollback from the page switches the daemon back', async () => {
   await page.locator('#deployment', { hasText: 'rollback' }).waitFor({ timeout: 15_000 });
   await page.locator('#deployment .state.done').waitFor({ timeout: 30_000 });
   await waitUntil('the page to show the traffic back on v2', async () => Object.entries(await shownRates(page)).some(([rel, rps]) => /v2/.test(rel) && rps > 0), 20_000, 200);
-  await page.locator('section', { has: page.locator('#deployment') }).screenshot({ path: path.join(SHOTS, 'timeline.png') });
+  await shot(page, 'rollback.png');
 
   await page.getByRole('link', { name: 'Deployment history' }).click();
   const items = page.locator('ol.history > li');

@@ -169,7 +169,10 @@
         // Keep keyboard focus where it was when the part holding it is redrawn.
         const focused = el.contains(document.activeElement) ? document.activeElement : null;
         const key = focused?.closest('form')?.getAttribute('action');
+        // Disclosures the reader opened stay open.
+        const open = new Set([...el.querySelectorAll('details[data-key][open]')].map((d) => d.dataset.key));
         el.innerHTML = h;
+        for (const d of el.querySelectorAll('details[data-key]')) if (open.has(d.dataset.key)) d.open = true;
         localTimes(el);
         if (key) el.querySelector(`form[action="${CSS.escape(key)}"] button`)?.focus();
       }
