@@ -10,6 +10,8 @@ export interface Logger {
   warn(msg: string, fields?: Record<string, unknown>): void;
   error(msg: string, fields?: Record<string, unknown>): void;
   child(fields: Record<string, unknown>): Logger;
+  /** Change the level of this logger and of every logger derived from the same root (a config reload). */
+  setLevel(level: LogLevel): void;
 }
 
 export function createLogger(
@@ -17,9 +19,13 @@ export function createLogger(
   write: (line: string) => void = (line) => process.stdout.write(line),
   base: Record<string, unknown> = {},
 ): Logger {
-  const min = rank[level];
+  return derived({ min: rank[level] }, write, base);
+}
+
+/** Loggers derived by child() share `threshold`, so setLevel() on any of them changes them all. */
+function derived(threshold: { min: number }, write: (line: string) => void, base: Record<string, unknown>): Logger {
   const emit = (lvl: LogLevel, msg: string, fields?: Record<string, unknown>): void => {
-    if (rank[lvl] < min) return;
+    if (rank[lvl] < threshold.min) return;
     write(JSON.stringify({ time: new Date().toISOString(), level: lvl, msg, ...base, ...fields }) + '\n');
   };
   return {
@@ -27,7 +33,10 @@ export function createLogger(
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(level, write, { ...base, ...fields }),
+    child: (fields) => derived(threshold, write, { ...base, ...fields }),
+    setLevel: (l) => {
+      threshold.min = rank[l];
+    },
   };
 }
 
@@ -40,4 +49,5 @@ export const silentLogger: Logger = {
   child() {
     return silentLogger;
   },
+  setLevel() {},
 };

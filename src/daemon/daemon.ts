@@ -24,7 +24,7 @@ import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
 import type { Dashboard } from '../dashboard/index.ts';
-import { diffConfig } from './reload.ts';
+import { applyReload } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
 import { HostDrain, type DrainMode, type HostDrainState } from './agent-check.ts';
@@ -455,44 +455,16 @@ export class Daemon implements RuntimeHost {
   }
 
   /**
-   * Re-read the config file. A bad file changes nothing (the error goes back to
-   * the caller); a good one is applied: service settings, hosts, instance counts,
-   * new services. Listener, state and socket changes need a daemon restart.
+   * Re-read the config file. A bad file, or a change that needs a restart,
+   * changes nothing (the error goes back to the caller); otherwise each changed
+   * setting is applied, and reported with when it takes effect (src/daemon/reload.ts).
    */
   async reload(): Promise<ReloadResult> {
-    const next = await loadConfig(this.config.file);
-    const plan = diffConfig(this.config, next);
-    if (plan.refused.length) {
-      throw new BatonError('CONFIG_INVALID', `${this.config.file}: cannot apply without a restart`, plan.refused);
-    }
-    for (const name of plan.removedServices) {
-      const rt = this.runtimes.get(name);
-      if (rt?.activeDeployment !== null && rt?.activeDeployment !== undefined) {
-        throw new BatonError('DEPLOY_IN_PROGRESS', `service ${name} is being deployed; reload again when it is done`);
-      }
-    }
-    this.config = next;
-    const byName = new Map<string, ServiceConfig>(next.services.map((s) => [s.name, s]));
-    for (const [name, rt] of this.runtimes) {
-      const cfg = byName.get(name);
-      if (cfg) {
-        rt.config = cfg;
-      } else {
-        this.runtimes.delete(name);
-        void rt.shutdown().catch((err) => this.logger.error('stopping removed service failed', { service: name, error: errorMessage(err) }));
-      }
-    }
-    for (const cfg of next.services) {
-      if (!this.runtimes.has(cfg.name)) this.runtimes.set(cfg.name, new ServiceRuntime(cfg, this));
-    }
-    this.routingChanged();
-    for (const rt of this.runtimes.values()) {
-      if (rt.current && rt.activeDeployment === null) {
-        void rt.scale(rt.current).catch((err) => this.logger.error('scaling failed', { service: rt.name, error: errorMessage(err) }));
-      }
-    }
-    this.logger.info('configuration reloaded', { config: next.file, changes: plan.changes });
-    return { config: next.file, changes: plan.changes };
+    return applyReload(this, await loadConfig(this.config.file));
+  }
+
+  newRuntime(config: ServiceConfig): ServiceRuntime {
+    return new ServiceRuntime(config, this);
   }
 
   /**

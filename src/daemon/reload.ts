@@ -1,57 +1,310 @@
-// What a config reload would change, computed before anything is touched. Pure.
+// What a config reload changes, computed before anything is touched (pure),
+// and when each changed setting takes effect. The tables below name every
+// setting: a new key in DaemonConfig or ServiceConfig does not compile until
+// it says when a reload applies it, so `baton reload` never claims more than
+// the daemon does.
 
 import { isDeepStrictEqual } from 'node:util';
-import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
+import type { CanaryConfig, DaemonConfig, DashboardConfig, HealthConfig, MaintenanceConfig, ProxyConfig, ServiceConfig } from '../config/types.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import { formatDuration } from '../core/time.ts';
+import type { ServiceRuntime } from '../deploy/service-runtime.ts';
+import type { Proxy } from '../proxy/index.ts';
+import type { ReloadResult } from '../control/protocol.ts';
+
+/** When a changed setting takes effect. */
+export type Effect =
+  /** The reload applies it to what is running (routing, listeners, timeouts). */
+  | 'now'
+  /** As 'now', and the running instances follow it too (health checks, how they are stopped). */
+  | 'now_running'
+  /** Read when a deployment starts: the next deploy (or rollback, restart) uses it. */
+  | 'next_deploy'
+  /** Given to a process when it starts: running instances keep the old value until replaced. */
+  | 'next_start'
+  /** Read when a release becomes the warm standby. */
+  | 'next_standby'
+  /** Read when maintenance mode is turned on. */
+  | 'next_maintenance'
+  /** A running daemon cannot change it: the reload is refused. */
+  | 'restart';
+
+const WHEN: Record<Exclude<Effect, 'restart'>, string> = {
+  now: 'applies now',
+  now_running: 'applies now, to the running instances too',
+  next_deploy: 'applies from the next deploy',
+  next_start: 'applies on the next deploy or restart; running instances keep the old value',
+  next_standby: 'applies to the next warm standby; a standby running now keeps its deadline',
+  next_maintenance: 'applies the next time maintenance mode is turned on',
+};
+
+/** A setting: its name in the YAML file and when a change to it applies; or a table of its parts. */
+type Rule<T> = readonly [yaml: string, effect: Effect] | readonly [yaml: string, parts: Rules<T>];
+type Rules<T> = { readonly [K in keyof T]-?: Rule<T[K]> };
+
+const HEALTH: Rules<HealthConfig> = {
+  path: ['path', 'now_running'],
+  intervalMs: ['interval', 'now_running'],
+  timeoutMs: ['timeout', 'now_running'],
+  healthyThreshold: ['healthy_threshold', 'now_running'],
+  unhealthyThreshold: ['unhealthy_threshold', 'now_running'],
+  // How long a deployment waits for its new instances.
+  startTimeoutMs: ['start_timeout', 'next_deploy'],
+};
+
+const CANARY: Rules<CanaryConfig> = {
+  // A rollout in progress keeps the plan it started with.
+  steps: ['steps', 'next_deploy'],
+  analysis: ['analysis', 'next_deploy'],
+  // Part of the routing snapshot: a running canary's split follows at once.
+  sticky: ['sticky', 'now'],
+  beta: ['beta', 'now'],
+};
+
+const MAINTENANCE: Rules<MaintenanceConfig> = {
+  pageFile: ['page', 'next_maintenance'],
+  retryAfterSeconds: ['retry_after', 'now'],
+  allow: ['allow', 'now'],
+};
+
+const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
+  hosts: ['hosts', 'now'],
+  isDefault: ['default', 'now'],
+  command: ['command', 'next_start'],
+  env: ['env', 'next_start'],
+  runAs: ['user', 'next_start'],
+  instances: ['instances', 'now'],
+  health: ['health', HEALTH],
+  drainTimeoutMs: ['drain_timeout', 'now'],
+  stopSignal: ['stop_signal', 'now_running'],
+  stopTimeoutMs: ['stop_timeout', 'now_running'],
+  standbyMs: ['standby', 'next_standby'],
+  balance: ['balance', 'now'],
+  // New connection pools to the instances, at once.
+  upstream: ['upstream', 'now'],
+  keepReleases: ['keep_releases', 'next_deploy'],
+  git: ['git', 'next_deploy'],
+  shared: ['shared', 'next_deploy'],
+  hooks: ['hooks', 'next_deploy'],
+  strategy: ['strategy', 'next_deploy'],
+  canary: ['canary', CANARY],
+  maintenance: ['maintenance', MAINTENANCE],
+  // Requests held from now on.
+  pause: ['pause', 'now'],
+};
+
+const PROXY: Rules<ProxyConfig> = {
+  clientIdleTimeoutMs: ['client_idle_timeout', 'now'],
+  headersTimeoutMs: ['headers_timeout', 'now'],
+  trustedProxies: ['trusted_proxies', 'now'],
+};
+
+const DASHBOARD: Rules<DashboardConfig> = {
+  listener: ['listen', 'restart'],
+  // Read on every request.
+  sessionTimeoutMs: ['session_timeout', 'now'],
+};
+
+const DAEMON: Rules<Omit<DaemonConfig, 'file' | 'services'>> = {
+  listeners: ['listen', 'restart'],
+  stateDir: ['state_dir', 'restart'],
+  controlSocket: ['control_socket', 'restart'],
+  control: ['control', 'restart'],
+  // Replaced certificate files are watched and picked up by themselves; which files and listeners is start-up state.
+  tls: ['tls', 'restart'],
+  dashboard: ['dashboard', DASHBOARD],
+  agentCheckListener: ['agent_check', 'restart'],
+  logLevel: ['log_level', 'now'],
+  metricsListener: ['metrics_listen', 'now'],
+  // Open client connections follow from their next request or idle period.
+  proxy: ['proxy', PROXY],
+};
+
+export interface SettingChange {
+  /** The YAML path, e.g. services.web.stop_signal. */
+  key: string;
+  effect: Effect;
+  /** One line for the operator: what changed and when it applies. */
+  line: string;
+}
 
 export interface ReloadPlan {
-  /** Human lines describing what changes. */
+  /** Every changed setting, in file order. */
+  settings: SettingChange[];
+  /** Human lines describing what changes and when (what `baton reload` prints). */
   changes: string[];
   /** Changes a running daemon cannot apply: the reload is refused as a whole. */
   refused: string[];
   removedServices: string[];
+  addedServices: string[];
+  /** Services (present before and after) with at least one changed setting. */
+  changedServices: string[];
+  logLevelChanged: boolean;
+  metricsChanged: boolean;
+  proxyChanged: boolean;
 }
 
-const fmt = (ls: DaemonConfig['listeners']): string => ls.map((l) => `${l.host}:${l.port}`).join(', ');
+/** What the daemon is doing that a reload must respect: service → its deployment in progress. */
+export interface ReloadContext {
+  deploying: ReadonlyMap<string, number>;
+}
 
-export function diffConfig(prev: DaemonConfig, next: DaemonConfig): ReloadPlan {
-  const changes: string[] = [];
+export function diffConfig(prev: DaemonConfig, next: DaemonConfig, ctx: ReloadContext = { deploying: new Map() }): ReloadPlan {
+  const settings: SettingChange[] = [];
   const refused: string[] = [];
-  if (!isDeepStrictEqual(prev.listeners, next.listeners)) {
-    refused.push(`listen: changed from [${fmt(prev.listeners)}] to [${fmt(next.listeners)}]; listeners change only with a daemon restart`);
-  }
-  if (!isDeepStrictEqual(prev.tls, next.tls)) {
-    // Certificate *files* are watched and reloaded by themselves; which files and listeners is start-up state.
-    refused.push('tls: changed; TLS listeners, certificate paths and ACME settings change only with a daemon restart (replaced certificate files are picked up without one)');
-  }
-  const dash = (c: DaemonConfig): string => (c.dashboard ? fmt([c.dashboard.listener]) : 'off');
-  if (dash(prev) !== dash(next)) refused.push(`dashboard.listen: changed from ${dash(prev)} to ${dash(next)}; the dashboard's listener changes only with a daemon restart`);
-  if (!isDeepStrictEqual(prev.dashboard, next.dashboard) && dash(prev) === dash(next)) changes.push('dashboard: session_timeout applies to new sessions');
-  if (prev.stateDir !== next.stateDir) refused.push(`state_dir: changed; the state directory changes only with a daemon restart`);
-  if (prev.controlSocket !== next.controlSocket) refused.push(`control_socket: changed; the control socket changes only with a daemon restart`);
-  if (prev.control.gid !== next.control.gid || prev.control.mode !== next.control.mode) refused.push('control: changed; the control socket\'s group and mode change only with a daemon restart');
-  if (!isDeepStrictEqual(prev.agentCheckListener, next.agentCheckListener)) refused.push('agent_check: changed; the agent-check listener changes only with a daemon restart');
-  if (!isDeepStrictEqual(prev.proxy, next.proxy)) changes.push('proxy: timeouts apply to new connections');
+  compare(DAEMON, prev, next, '', settings);
 
   const before = new Map(prev.services.map((s) => [s.name, s]));
   const after = new Map(next.services.map((s) => [s.name, s]));
   const removedServices: string[] = [];
+  const addedServices: string[] = [];
+  const changedServices: string[] = [];
+  const extra: string[] = [];
   for (const name of before.keys()) {
-    if (!after.has(name)) {
-      removedServices.push(name);
-      changes.push(`services.${name}: removed (its instances are drained and stopped)`);
-    }
+    if (after.has(name)) continue;
+    const dep = ctx.deploying.get(name);
+    if (dep !== undefined) refused.push(`services.${name}: removed while deployment #${dep} runs; reload again when it is done`);
+    removedServices.push(name);
+    extra.push(`services.${name}: removed (its instances are drained and stopped now)`);
   }
   for (const [name, s] of after) {
     const old = before.get(name);
     if (!old) {
-      changes.push(`services.${name}: added (deploy a release to start it)`);
+      addedServices.push(name);
+      extra.push(`services.${name}: added (deploy a release to start it)`);
       continue;
     }
-    for (const key of Object.keys(s) as (keyof ServiceConfig)[]) {
-      if (isDeepStrictEqual(old[key], s[key])) continue;
-      const when = key === 'command' || key === 'env' ? ' (takes effect on the next deploy or restart)' : '';
-      changes.push(`services.${name}.${key}: changed${when}`);
+    const mine: SettingChange[] = [];
+    compare(SERVICE, old, s, `services.${name}.`, mine);
+    if (mine.length === 0) continue;
+    changedServices.push(name);
+    settings.push(...mine);
+    const dep = ctx.deploying.get(name);
+    if (dep === undefined) continue;
+    // The deployment sized its new group from the old count and owns the groups until it ends.
+    if (old.instances !== s.instances) refused.push(`services.${name}.instances: changed while deployment #${dep} runs; reload again when it is done`);
+    if (mine.some((c) => c.effect !== 'now' && c.effect !== 'now_running')) extra.push(`services.${name}: deployment #${dep} in progress keeps the settings it started with`);
+  }
+  for (const c of settings) if (c.effect === 'restart') refused.push(`${c.line}; only a daemon restart applies it${c.key === 'tls' || c.key.startsWith('tls.') ? ' (replaced certificate files are picked up without one)' : ''}`);
+
+  const changed = (key: string): boolean => settings.some((c) => c.key === key || c.key.startsWith(`${key}.`));
+  return {
+    settings,
+    changes: [...settings.filter((c) => c.effect !== 'restart').map((c) => c.line), ...extra],
+    refused,
+    removedServices,
+    addedServices,
+    changedServices,
+    logLevelChanged: changed('log_level'),
+    metricsChanged: changed('metrics_listen'),
+    proxyChanged: changed('proxy'),
+  };
+}
+
+/** The parts of the daemon a reload changes. */
+export interface Reloadable {
+  config: DaemonConfig;
+  readonly proxy: Proxy;
+  readonly logger: Logger;
+  readonly runtimes: Map<string, ServiceRuntime>;
+  newRuntime(config: ServiceConfig): ServiceRuntime;
+  routingChanged(): void;
+}
+
+/**
+ * Apply `next` to the running daemon, or change nothing: refused changes and a
+ * metrics listener that cannot be bound fail before anything is touched.
+ * Every line returned says when its setting takes effect.
+ */
+export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<ReloadResult> {
+  const deploying = new Map<string, number>();
+  for (const [name, rt] of d.runtimes) if (rt.activeDeployment !== null) deploying.set(name, rt.activeDeployment);
+  const plan = diffConfig(d.config, next, { deploying });
+  if (plan.refused.length) {
+    throw new BatonError('CONFIG_INVALID', `${d.config.file}: cannot apply without a restart or while deploying`, plan.refused);
+  }
+  // The one step that can fail; done first so a failure changes nothing.
+  if (plan.metricsChanged) {
+    const m = await d.proxy.moveMetrics(next.metricsListener);
+    d.logger.info(m ? 'metrics listening' : 'metrics listener closed', m ? { host: m.host, port: m.port, path: '/metrics' } : {});
+  }
+  d.config = next;
+  if (plan.logLevelChanged) d.logger.setLevel(next.logLevel);
+  if (plan.proxyChanged) {
+    d.proxy.setClientTimeouts(next.proxy);
+    d.proxy.setTrustedProxies(next.proxy.trustedProxies);
+  }
+  const byName = new Map(next.services.map((s) => [s.name, s]));
+  for (const [name, rt] of d.runtimes) {
+    const cfg = byName.get(name);
+    if (cfg) {
+      rt.config = cfg;
+      // Instances hold the settings that matter while they run (health checks, stop signal and timeout).
+      for (const g of rt.groups) for (const i of g.list()) i.applySettings(cfg);
+    } else {
+      d.runtimes.delete(name);
+      void rt.shutdown().catch((err) => d.logger.error('stopping removed service failed', { service: name, error: errorMessage(err) }));
     }
   }
-  return { changes, refused, removedServices };
+  for (const name of plan.addedServices) d.runtimes.set(name, d.newRuntime(byName.get(name)!));
+  d.routingChanged();
+  for (const rt of d.runtimes.values()) {
+    if (rt.current && rt.activeDeployment === null) {
+      void rt.scale(rt.current).catch((err) => d.logger.error('scaling failed', { service: rt.name, error: errorMessage(err) }));
+    }
+  }
+  d.logger.info('configuration reloaded', { config: next.file, changes: plan.changes });
+  return { config: next.file, changes: plan.changes };
+}
+
+function compare<T>(rules: Rules<T>, prev: T, next: T, prefix: string, out: SettingChange[]): void {
+  for (const field of Object.keys(rules) as (keyof T)[]) {
+    const rule = rules[field] as Rule<T[keyof T]>;
+    const a = prev[field];
+    const b = next[field];
+    if (isDeepStrictEqual(a, b)) continue;
+    const [yaml, how] = rule;
+    const key = prefix + yaml;
+    if (typeof how === 'object' && isRecord(a) && isRecord(b)) {
+      compare(how as Rules<T[keyof T]>, a, b, `${key}.`, out);
+      continue;
+    }
+    // A whole section that appears or goes away: the strictest effect of its parts.
+    const effect = typeof how === 'string' ? how : strictest(how);
+    const what = isRecord(a) && isRecord(b) && !isAddress(a) ? 'changed' : `${show(String(field), a)} → ${show(String(field), b)}`;
+    out.push({ key, effect, line: effect === 'restart' ? `${key}: ${what}` : `${key}: ${what} (${WHEN[effect]})` });
+  }
+}
+
+const ORDER: Effect[] = ['now', 'now_running', 'next_standby', 'next_maintenance', 'next_deploy', 'next_start', 'restart'];
+
+function strictest(rules: object): Effect {
+  let worst: Effect = 'now';
+  for (const [, how] of Object.values(rules) as (readonly [string, Effect | object])[]) {
+    const e = typeof how === 'string' ? how : strictest(how);
+    if (ORDER.indexOf(e) > ORDER.indexOf(worst)) worst = e;
+  }
+  return worst;
+}
+
+function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isAddress(v: unknown): v is { host: string; port: number } {
+  return isRecord(v) && typeof v['host'] === 'string' && typeof v['port'] === 'number';
+}
+
+/** A value as the operator wrote it: durations as durations, addresses as host:port, the rest summarised. */
+function show(field: string, v: unknown): string {
+  if (v === null || v === undefined) return '(none)';
+  if (typeof v === 'number' && field.endsWith('Ms')) return formatDuration(v);
+  if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return JSON.stringify(v);
+  if (isAddress(v)) return `${v.host}:${v.port}`;
+  if (Array.isArray(v)) {
+    if (v.length <= 4 && v.every((x) => typeof x === 'string' || typeof x === 'number' || isAddress(x))) return `[${v.map((x) => (isAddress(x) ? `${x.host}:${x.port}` : String(x))).join(', ')}]`;
+    return `${v.length} item(s)`;
+  }
+  return '{…}';
 }

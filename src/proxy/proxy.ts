@@ -459,13 +459,25 @@ export class Proxy {
     return { host: addr.address, port: addr.port };
   }
 
-  /** Close the metrics listener(s) opened by listenMetrics() (a reload moved or removed metrics_listen). */
-  async closeMetrics(): Promise<void> {
-    await Promise.all(this.#metricsServers.splice(0).map((s) => {
+  /**
+   * Move the metrics listener (a reload changed metrics_listen): bind `to` first
+   * (null: none), then close the previous one. If `to` cannot be bound, nothing changes.
+   */
+  async moveMetrics(to: { host: string; port: number } | null): Promise<{ host: string; port: number } | null> {
+    const previous = this.#metricsServers.splice(0);
+    let bound: { host: string; port: number } | null = null;
+    try {
+      if (to !== null) bound = await this.listenMetrics(to.host, to.port);
+    } catch (err) {
+      this.#metricsServers.unshift(...previous);
+      throw err;
+    }
+    await Promise.all(previous.map((s) => {
       const closed = new Promise<void>((resolve) => s.close(() => resolve()));
       s.closeAllConnections();
       return closed;
     }));
+    return bound;
   }
 
   /**

@@ -46,6 +46,20 @@ export class HealthMonitor {
     this.#schedule(0);
   }
 
+  /**
+   * New settings (a config reload): path, timeout and thresholds apply from the
+   * next check, which is rescheduled to the new interval.
+   */
+  reconfigure(cfg: HealthConfig): void {
+    this.#cfg = cfg;
+    this.#status.setThresholds(cfg);
+    // A check waiting on the old interval (maybe long) is moved; one in flight finishes and schedules by the new one.
+    if (this.#running && this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#schedule(this.#status.phase === 'starting' ? Math.min(cfg.intervalMs, STARTING_RETRY_MS) : cfg.intervalMs);
+    }
+  }
+
   /** No more checks; an in-flight one is aborted. */
   stop(): void {
     this.#running = false;

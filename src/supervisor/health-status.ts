@@ -18,6 +18,11 @@ export class HealthStatus {
     this.#thresholds = thresholds;
   }
 
+  /** New thresholds (a config reload): the counts so far are kept and judged by them from the next check. */
+  setThresholds(thresholds: HealthThresholds): void {
+    this.#thresholds = thresholds;
+  }
+
   get phase(): HealthPhase {
     return this.#phase;
   }

@@ -247,6 +247,16 @@ export class Instance {
   }
 
   /**
+   * The service's settings changed (a config reload). Health checks and the
+   * stop signal and timeout follow them from now on; the command and env only
+   * matter at spawn, so a running process keeps the ones it was started with.
+   */
+  applySettings(service: ServiceConfig): void {
+    this.#config = service;
+    this.#health.reconfigure(service.health);
+  }
+
+  /**
    * Stop: no more health checks, stopSignal to the process group, SIGKILL to
    * the group after stopTimeoutMs; resolves when the leader and every other
    * member of the group are gone (zombies count as gone). Idempotent.
