@@ -60,6 +60,7 @@ export class Instance {
   #detached = false;
   /** Woken on every state change (waitHealthy, stop). */
   #waiters = new Set<() => void>();
+  #remainsGone: Promise<boolean> = Promise.resolve(false);
   /** Resolves when the leader process is seen gone. */
   #leaderGone: Promise<void>;
   #resolveLeaderGone!: () => void;
@@ -326,16 +327,32 @@ export class Instance {
     this.#stopPolling();
     this.#resolveLeaderGone();
     if (this.#state === 'stopping') return; // stop() finishes once the whole group is gone
-    // An unexpected exit: whatever else is left in the group (a wrapper's
-    // children) would keep the port and the resources; the instance is over.
-    if (this.#pgid !== null) {
-      try {
-        this.#signal('SIGKILL');
-      } catch {
-        // nothing left to kill
-      }
-    }
+    // An unexpected exit: the instance is over, and its owner takes it out of
+    // rotation now. What is left of its group may be a master's workers in the
+    // middle of responses (gunicorn's finish them and exit when the master is
+    // gone): they get until the drain timeout, then the group is killed.
     this.#finish(exit);
+    if (this.#pgid !== null) this.#remainsGone = this.#reapRemains(this.#pgid);
+  }
+
+  /**
+   * After an unexpected leader exit: resolves once the rest of the process group
+   * is gone, true if it had to be killed (it outlived the drain timeout).
+   */
+  get remainsGone(): Promise<boolean> {
+    return this.#remainsGone;
+  }
+
+  async #reapRemains(pgid: number): Promise<boolean> {
+    const gone = (): boolean => !isGroupAlive(pgid);
+    if (gone() || (await waitUntil(gone, this.#config.drainTimeoutMs))) return false;
+    try {
+      signalGroup(pgid, 'SIGKILL');
+    } catch {
+      // nothing left to kill
+    }
+    await waitUntil(gone, KILL_WAIT_MS);
+    return true;
   }
 
   #finish(exit: ExitInfo): void {

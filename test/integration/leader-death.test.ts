@@ -1,0 +1,72 @@
+// kill -9 of a gunicorn-like master under GET load: the instance leaves the
+// rotation at once, its orphaned worker finishes the response it was sending,
+// a replacement starts, and no request fails.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { request } from 'undici';
+import { isGroupAlive } from '../../src/core/proc.ts';
+import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { startLoad } from '../helpers/load.ts';
+
+const LEADER = path.resolve(import.meta.dirname, '../fixtures/forking-leader.mjs');
+
+let d: TestDaemon;
+let leaders: number[] = [];
+before(async () => {
+  d = await createDaemon({
+    services: [
+      '  web:',
+      `    command: exec "${process.execPath}" server.mjs`,
+      '    instances: 2',
+      '    health: { path: /healthz, interval: 200ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2, start_timeout: 10s }',
+      '    drain_timeout: 10s',
+      '    standby: 0s',
+    ].join('\n'),
+  });
+  const dir = path.join(d.dir, 'src', 'forking-v1');
+  await mkdir(dir, { recursive: true });
+  await writeFile(path.join(dir, 'server.mjs'), `process.env.APP_VERSION ??= "v1";\nawait import(${JSON.stringify(LEADER)});\n`);
+  const r = await d.cli(['deploy', 'web', dir]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+});
+after(async () => {
+  await d?.cleanup();
+  // A killed leader's group is not in the store any more: make sure nothing of it is left.
+  for (const pid of leaders) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
+
+test('kill -9 of the leader under GET load: the response in flight completes, 0 failed', async () => {
+  const stream = await request(d.url + '/stream?ms=2000');
+  assert.equal(stream.statusCode, 200);
+  const body = stream.body.text();
+  let s = (await d.status('web')).services[0];
+  const serving = s.instances.find((i: any) => i.inflight > 0);
+  assert.ok(serving, `an instance is sending the response: ${JSON.stringify(s.instances)}`);
+  leaders = s.instances.map((i: any) => i.pid);
+
+  const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  await load.waitFor(100, 10_000);
+  process.kill(serving.pid, 'SIGKILL');
+  assert.equal((await body).trim(), 'start\nv1', 'the orphaned worker finished the response');
+
+  await waitUntil('a replacement instance to be healthy', async () => {
+    s = (await d.status('web')).services[0];
+    const healthy = s.instances.filter((i: any) => i.role === 'current' && i.healthy);
+    return healthy.length === 2 && !healthy.some((i: any) => i.pid === serving.pid);
+  }, 20_000, 100);
+  const seen = load.snapshot().total;
+  await load.waitFor(seen + 100, 10_000);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, result.errors.join('; '));
+  assert.deepEqual(Object.keys(result.bodies), ['v1']);
+  await waitUntil('the dead leader\'s group to be gone', () => !isGroupAlive(serving.pid), 15_000);
+});
