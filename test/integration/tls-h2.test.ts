@@ -246,6 +246,28 @@ test('nghttp (nghttp2-client) speaks h2 through baton', async (t) => {
   assert.match(out, /host=a\.test/);
 });
 
+test('h2load (nghttp2-client): 2000 requests over 4 connections × 10 streams, every one answered 200', async (t) => {
+  let hits = 0;
+  const up = await startServer(t, (_req, res) => {
+    hits++;
+    res.end('ok');
+  });
+  const p = await startTlsProxy(t);
+  p.proxy.apply({ services: [service('a', [target('u', up.port)], { hosts: ['a.test'] })] });
+  const out = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      execFile('h2load', ['-n', '2000', '-c', '4', '-m', '10', '-H', ':authority: a.test', `https://127.0.0.1:${p.port}/`], { timeout: 60_000 }, (err, stdout) => (err ? reject(err) : resolve(stdout)));
+    }),
+    70_000,
+    'h2load',
+  );
+  assert.match(out, /Application protocol: h2/);
+  assert.match(out, /requests: 2000 total, 2000 started, 2000 done, 2000 succeeded, 0 failed, 0 errored, 0 timeout/);
+  assert.match(out, /status codes: 2000 2xx, 0 3xx, 0 4xx, 0 5xx/);
+  assert.equal(hits, 2000);
+  t.diagnostic(out.split('\n').find((l) => l.startsWith('finished in')) ?? '');
+});
+
 test('WebSockets work over HTTPS/1.1 on the h2-enabled listener', async (t) => {
   const app = await startApp(t);
   const p = await startTlsProxy(t);
