@@ -6,7 +6,8 @@
 //   the quiet time (the host's own counters).
 // - HAProxy runtime API: `set server BE/SRV state drain` on the stats socket
 //   (reached through the balancer host's ssh connection); done when HAProxy
-//   reports the server's current sessions at 0.
+//   reports the server's current sessions at 0. The host's own drain state is
+//   left alone: HAProxy is the one told.
 // - Any balancer polling /_baton/health (503 while drained): as agent-check.
 
 import net from 'node:net';
@@ -79,8 +80,8 @@ export class Balancer {
     if (this.usesRuntimeApi) {
       const r = await this.haproxy(`set server ${this.#be()}/${host.cfg.server} state ${mode}`);
       if (r.trim() !== '') throw new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy refused to ${mode} ${host.cfg.server}: ${r.trim()}`);
-      // Record it on the host too: its agent and /_baton/health then agree with HAProxy.
-      await host.drain(mode, reason);
+      // HAProxy alone is told: the host's own agent-check and /_baton/health stay as they are
+      // (a balancer configured with both would otherwise get two voices).
       await until(`${host.name}'s sessions in HAProxy to reach 0`, timeoutMs, async () => (await this.serverSessions(host.cfg.server)).scur === 0);
       return Date.now() - t0;
     }
@@ -92,8 +93,8 @@ export class Balancer {
 
   async undrain(host: RemoteHost, weightPercent: number | null, reason: string): Promise<void> {
     if (this.cfg.type === 'none') throw new BatonError('USAGE', 'the fleet file names no balancer (balancer.type)');
-    await host.undrain(weightPercent, reason);
-    if (this.usesRuntimeApi) {
+    if (!this.usesRuntimeApi) await host.undrain(weightPercent, reason);
+    else {
       const r = await this.haproxy(`set server ${this.#be()}/${host.cfg.server} state ready`);
       if (r.trim() !== '') throw new BatonError('FLEET_ROLLOUT_FAILED', `HAProxy refused to ready ${host.cfg.server}: ${r.trim()}`);
       if (weightPercent !== null) await this.haproxy(`set server ${this.#be()}/${host.cfg.server} weight ${weightPercent}%`);

@@ -63,7 +63,7 @@ export interface TestFleet {
   /** A release directory of the fixture app answering with `version`. */
   release(version: string, files?: Record<string, string>): Promise<string>;
   /** Run the operator's `baton fleet …` (locally), with the fleet file. */
-  fleet(args: string[], opts?: { timeoutMs?: number; onStdout?: (chunk: string) => void }): Promise<CliResult>;
+  fleet(args: string[], opts?: { timeoutMs?: number; onStdout?: (chunk: string) => void; env?: Record<string, string> }): Promise<CliResult>;
   /** Start `baton fleet …` and return the child (for signals). */
   spawnFleet(args: string[]): { proc: ChildProcess; done: Promise<CliResult>; stdout: () => string };
   writeFleetFile(text: string): Promise<string>;
@@ -370,7 +370,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
       return rdir;
     },
     fleet(args, o = {}) {
-      return cliRunner(['fleet', ...args, '--fleet', fleetFile], { env, cwd: clientDir, timeoutMs: o.timeoutMs ?? 120_000, onStdout: o.onStdout }).done;
+      return cliRunner(['fleet', ...args, '--fleet', fleetFile], { env: { ...env, ...o.env }, cwd: clientDir, timeoutMs: o.timeoutMs ?? 120_000, onStdout: o.onStdout }).done;
     },
     spawnFleet(args) {
       return cliRunner(['fleet', ...args, '--fleet', fleetFile], { env, cwd: clientDir, timeoutMs: 180_000 });
@@ -416,7 +416,9 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
         '  default_backend be_web',
         'backend be_web',
         '  balance roundrobin',
-        '  option httpchk GET /_baton/health',
+        // With the agent-check, the agent is the host's one voice (a health check of
+        // /_baton/health would also turn the drained host DOWN); without, /_baton/health is.
+        ...(opts.haproxy.agentCheck ? [] : ['  option httpchk GET /_baton/health']),
         ...servers,
         '',
       ].join('\n'));
