@@ -18,6 +18,7 @@ import { build, type Plugin } from 'esbuild';
 import { execFileSync } from 'node:child_process';
 import { copyFileSync, chmodSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { assetFiles, seaKey } from '../src/dashboard/assets.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const OUT_DIR = path.join(ROOT, 'build');
@@ -71,6 +72,8 @@ writeFileSync(
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
     execArgv: ['--max-semi-space-size=1'],
+    // The dashboard's browser files, read back with node:sea's getAsset().
+    assets: Object.fromEntries(Object.entries(assetFiles()).map(([name, file]) => [seaKey(name), file])),
   }),
 );
 execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });

@@ -2,13 +2,15 @@
 // (vendored from npm into dist/ by `npm run build`; read from node_modules
 // when running the sources). Each is served under a name carrying a hash of
 // its content, so it can be cached forever (`immutable`), and gzipped once
-// here for clients behind an ssh tunnel.
+// here for clients behind an ssh tunnel. In the single executable they are
+// the blob's own assets (scripts/build-exe.ts puts them there).
 
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
+import sea from 'node:sea';
 import { BatonError } from '../core/errors.ts';
 
 export interface Asset {
@@ -42,6 +44,20 @@ function fromNpm(spec: string): string {
   }
 }
 
+/** Where each asset is read from when running from files: for the executable's build, which embeds them. */
+export function assetFiles(): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, src] of Object.entries(SOURCES)) {
+    const file = src.paths().find((p) => p !== '' && existsSync(p));
+    if (!file) throw new BatonError('INTERNAL', `dashboard asset ${name} not found (looked in ${src.paths().filter(Boolean).join(', ')}); run \`npm run build\``);
+    out[name] = file;
+  }
+  return out;
+}
+
+/** The key of an asset in the single executable's blob. */
+export const seaKey = (name: string): string => `dashboard/${name}`;
+
 export class Assets {
   readonly #byName = new Map<string, Asset>();
   readonly #byUrl = new Map<string, Asset>();
@@ -49,12 +65,9 @@ export class Assets {
   /** Read and hash every asset; a missing one is a clear start-up error, not a broken page later. */
   static load(): Assets {
     const a = new Assets();
+    const files = sea.isSea() ? null : assetFiles();
     for (const [name, src] of Object.entries(SOURCES)) {
-      const file = src.paths().find((p) => p !== '' && existsSync(p));
-      if (!file) {
-        throw new BatonError('INTERNAL', `dashboard asset ${name} not found (looked in ${src.paths().filter(Boolean).join(', ')}); run \`npm run build\``);
-      }
-      const body = readFileSync(file);
+      const body = files ? readFileSync(files[name]!) : Buffer.from(sea.getAsset(seaKey(name)));
       const hash = createHash('sha256').update(body).digest('hex').slice(0, 12);
       const dot = name.lastIndexOf('.');
       const asset: Asset = {
