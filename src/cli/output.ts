@@ -41,7 +41,7 @@ export function progressPrinter(write: (s: string) => void): (line: StreamLine) 
 
 export function outcomeSummary(o: DeployOutcome): string {
   const verb = { deploy: 'deploy', rollback: 'rollback', restart: 'restart' }[o.kind];
-  const traffic = `${o.requests} request(s) answered during the ${verb}, ${o.failed} failed${o.retries ? ` (${o.retries} retried)` : ''}`;
+  const traffic = `${o.requests} request(s) answered during the ${verb}: ${o.failed} failed in baton${o.retries ? ` (${o.retries} retried)` : ''}, ${o.appErrors} answered 5xx by the app`;
   if (o.state === 'done') {
     const sw = o.switchAfterMs === null ? '' : `, traffic switched at +${formatDuration(o.switchAfterMs)}`;
     return `✓ ${verb} of ${o.service} to ${o.toRelease} done in ${formatDuration(o.durationMs)}${sw}\n  ${traffic}`;

@@ -60,6 +60,10 @@ export interface ReleaseFigures {
   requests: number;
   status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
   connectionErrors: number;
+  /** Requests baton failed itself (its own 5xx pages except maintenance, responses cut midway). */
+  failed: number;
+  /** 5xx responses from the release's instances: the app's errors. */
+  appErrors: number;
   inflight: number;
   websockets: number;
   p99Ms: number | null;

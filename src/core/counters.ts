@@ -3,8 +3,11 @@
 
 /** Counters of one service, since the daemon started. Monotonic. */
 export interface ServiceCounters {
-  requests: number; // client requests that completed (response finished or failed)
-  failed: number; // of those: answered by baton with 5xx, or cut before the response completed
+  requests: number; // client HTTP requests that completed (response finished or failed)
+  /** Of those: baton's own failures (no instance, 502/504 after connection errors or timeouts, a response cut midway, a pause that overflowed or expired). Not the maintenance page: that answer is on purpose. */
+  failed: number;
+  /** Of those: answered with a 5xx status by an instance (the app's errors, not baton's). */
+  appErrors: number;
   retries: number; // requests re-sent to another (or the same) instance under the retry rules
   websockets: number; // WebSocket upgrades accepted, total
 }

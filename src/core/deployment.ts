@@ -40,9 +40,12 @@ export interface DeployOutcome {
   durationMs: number;
   /** Time from the start of the deployment to the traffic switch. */
   switchAfterMs: number | null;
-  /** Requests the service answered during the deployment, and how many failed. */
+  /** Requests the service answered during the deployment. */
   requests: number;
+  /** Of those, baton's own failures (no instance, 502/504, cut responses; not the maintenance page). */
   failed: number;
+  /** Of those, answered with a 5xx by the app (the canary's errors show here, not in `failed`). */
+  appErrors: number;
   retries: number;
   error: { code: string; message: string; details: string[] } | null;
 }

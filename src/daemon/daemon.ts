@@ -385,6 +385,8 @@ export class Daemon implements RuntimeHost {
           requests: m.requests,
           status: m.status,
           connectionErrors: m.connectionErrors,
+          failed: m.failed,
+          appErrors: m.appErrors,
           inflight: m.inflight,
           websockets: m.websockets,
           p99Ms: p99FromHistogram(m.latency.bucketsMs, m.latency.counts),

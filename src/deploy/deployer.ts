@@ -365,7 +365,7 @@ export class Deployer {
     state: DeployOutcome['state'],
     started: number,
     switchAt: number | null,
-    before: { requests: number; failed: number; retries: number },
+    before: { requests: number; failed: number; appErrors: number; retries: number },
     err: BatonError | null,
   ): DeployOutcome {
     const after = this.#d.proxy.counters(rt.name);
@@ -384,6 +384,7 @@ export class Deployer {
       switchAfterMs: switchAt === null ? null : switchAt - started,
       requests,
       failed,
+      appErrors: after.appErrors - before.appErrors,
       retries: after.retries - before.retries,
       error: err ? { code: err.code, message: err.message, details: err.details } : null,
     };

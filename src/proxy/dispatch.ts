@@ -61,11 +61,18 @@ export function routeRequest(ref: SnapshotRef, req: IncomingMessage, res: BatonR
   forward(req, res, route, ref, start);
 }
 
-/** A request of the service answered 503 by baton before reaching any release. */
+/** A request of the service answered 503 by baton before reaching any release: a pause that overflowed or expired. */
 function refused(shared: ServiceShared, start: number): void {
   const c = shared.counters;
   c.requests++;
   c.failed++;
+  shared.noRelease.batonAnswer(503, performance.now() - start);
+}
+
+/** A request answered with the maintenance page: on purpose, so not a failure. */
+function underMaintenance(shared: ServiceShared, start: number): void {
+  shared.counters.requests++;
+  shared.routing.maintenance++;
   shared.noRelease.respond(503, performance.now() - start);
 }
 
@@ -73,8 +80,7 @@ function refused(shared: ServiceShared, start: number): void {
 function gateRequest(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): boolean {
   const m = route.maintenance;
   if (m !== null && (m.allow === null || !m.allow.matches(clientAddress(req.socket)))) {
-    route.shared.routing.maintenance++;
-    refused(route.shared, start);
+    underMaintenance(route.shared, start);
     sendMaintenancePage(res, m.html, m.retryAfter);
     return true;
   }
@@ -215,7 +221,7 @@ function holdUpgrade(route: ServiceRoute, p: PauseSpec, req: IncomingMessage, cl
   const { queue, routing, noRelease } = route.shared;
   if (queue.size >= p.maxQueued) {
     routing.overflowed++;
-    noRelease.respond(503, performance.now() - start);
+    noRelease.batonAnswer(503, performance.now() - start);
     client.end(rawErrorResponse('paused'));
     return;
   }
@@ -241,7 +247,7 @@ function holdUpgrade(route: ServiceRoute, p: PauseSpec, req: IncomingMessage, cl
     if (!queue.delete(item)) return;
     detach();
     routing.expired++;
-    noRelease.respond(503, performance.now() - start);
+    noRelease.batonAnswer(503, performance.now() - start);
     client.end(rawErrorResponse('paused'));
   }, p.maxWaitMs);
   // Reading keeps a client's departure visible (end/close) while it waits.
@@ -292,7 +298,7 @@ export function refuseHeld(shared: ServiceShared): void {
       client.off('data', item.onData!);
       client.off('end', item.onGone);
       client.off('close', item.onGone);
-      shared.noRelease.respond(503, performance.now() - item.start);
+      shared.noRelease.batonAnswer(503, performance.now() - item.start);
       client.end(rawErrorResponse('paused'));
     }
   }

@@ -74,7 +74,7 @@ export function forward(req: IncomingMessage, res: BatonResponse, route: Service
   if (target === undefined) {
     route.counters.requests++;
     route.counters.failed++;
-    route.shared.noRelease.respond(503, performance.now() - start);
+    route.shared.noRelease.batonAnswer(503, performance.now() - start);
     sendErrorPage(res, 'no_instance', req.headers.accept, false);
     return;
   }
@@ -200,7 +200,8 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     }
     this.#responding = true;
     this.#recorded = true;
-    this.#target!.metrics.respond(statusCode, performance.now() - this.#start);
+    this.#target!.metrics.appResponse(statusCode, performance.now() - this.#start);
+    if (statusCode >= 500) this.#route.counters.appErrors++;
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -232,6 +233,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     if (this.#responding) {
       // Part of the response went out: never let the client take a cut body for a complete one.
       res.destroy();
+      target.metrics.cut();
       this.#finish(true);
       return;
     }
@@ -289,14 +291,16 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     // A body undici began to read cannot be drained by Node any more: close after the page.
     const closeConnection = this.#hasBody && this.#sent && !req.complete;
     this.#recorded = true;
-    this.#target!.metrics.respond(errorStatus(code), performance.now() - this.#start);
+    const status = errorStatus(code);
+    this.#target!.metrics.batonAnswer(status, performance.now() - this.#start);
     try {
       sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
     } catch {
       // Never throw into undici (it would surface as an unhandled 'error' on its client).
       this.#res.destroy();
     }
-    this.#finish(true);
+    // A 400 (a request undici refused to send) is the client's failure, not baton's.
+    this.#finish(status >= 500);
   }
 
   #finish(failed: boolean): void {

@@ -21,6 +21,10 @@ export class ReleaseStats {
   s4 = 0;
   s5 = 0;
   connectionErrors = 0;
+  /** Requests baton failed itself: a 5xx page of its own (not maintenance), or a response cut midway. */
+  failed = 0;
+  /** Responses with a 5xx status from an instance of this release. */
+  appErrors = 0;
   retries = 0;
   inflight = 0;
   /** Open WebSocket tunnels (gauge) and accepted upgrades (total). */
@@ -50,6 +54,23 @@ export class ReleaseStats {
     this.sumMs += ms;
   }
 
+  /** An instance's response head. */
+  appResponse(status: number, ms: number): void {
+    this.respond(status, ms);
+    if (status >= 500) this.appErrors++;
+  }
+
+  /** A page of baton's own: a failure when 5xx (no instance, 502, 504, pause refusals); a 4xx is the client's. */
+  batonAnswer(status: number, ms: number): void {
+    this.respond(status, ms);
+    if (status >= 500) this.failed++;
+  }
+
+  /** A response whose head went out was cut before its end (the instance broke the connection). */
+  cut(): void {
+    this.failed++;
+  }
+
   /** A request ended without any response head (the client left first). */
   abandoned(): void {
     this.requests++;
@@ -65,6 +86,8 @@ export class ReleaseStats {
       requests: this.requests,
       status: { '1xx': this.s1, '2xx': this.s2, '3xx': this.s3, '4xx': this.s4, '5xx': this.s5 },
       connectionErrors: this.connectionErrors,
+      failed: this.failed,
+      appErrors: this.appErrors,
       retries: this.retries,
       inflight: this.inflight,
       websockets: this.websockets,
@@ -105,6 +128,12 @@ export function renderPrometheus(metrics: readonly ReleaseMetrics[], held: reado
   });
   family('baton_inflight_requests', 'gauge', 'HTTP requests being proxied now.', (m, sr) => [`baton_inflight_requests{${sr}} ${m.inflight}`]);
   family('baton_websockets_open', 'gauge', 'Open WebSocket tunnels.', (m, sr) => [`baton_websockets_open{${sr}} ${m.websockets}`]);
+  family('baton_failed_requests_total', 'counter', 'Requests baton failed itself: its own 5xx pages (no instance, 502 after connection errors, 504 timeouts, pause refusals; not maintenance) and responses cut midway.', (m, sr) => [
+    `baton_failed_requests_total{${sr}} ${m.failed}`,
+  ]);
+  family('baton_app_errors_total', 'counter', 'Responses with a 5xx status from an instance of the release (the app\'s errors, not baton\'s).', (m, sr) => [
+    `baton_app_errors_total{${sr}} ${m.appErrors}`,
+  ]);
   family('baton_retries_total', 'counter', 'Attempts on this release that failed and were re-sent under the retry rules.', (m, sr) => [
     `baton_retries_total{${sr}} ${m.retries}`,
   ]);

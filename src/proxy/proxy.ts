@@ -50,7 +50,7 @@ export const WEBSOCKET_CLOSE_GRACE_MS = 1000;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 
 function zeroCounters(): ServiceCounters {
-  return { requests: 0, failed: 0, retries: 0, websockets: 0 };
+  return { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 };
 }
 
 function zeroRouting(): RoutingCounters {

@@ -105,8 +105,12 @@ export interface ReleaseMetrics {
   requests: number;
   /** Responses by status class, whoever produced them (instance or baton). */
   status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
-  /** Requests baton could not get answered by an instance of this release (connect refused/timeout, reset before a response). */
+  /** Attempts baton could not get answered by an instance of this release (connect refused/timeout, reset before a response), retried ones included. */
   connectionErrors: number;
+  /** Requests baton failed itself: its own 5xx pages (no instance, 502, 504, pause refusals; not maintenance) and responses cut midway. */
+  failed: number;
+  /** Responses with a 5xx status from an instance of this release: the app's errors. */
+  appErrors: number;
   retries: number;
   /** HTTP requests being proxied to this release now (gauge). */
   inflight: number;

@@ -46,7 +46,7 @@ export function openTunnel(req: IncomingMessage, client: net.Socket, head: Buffe
     canary = choice.canary;
   }
   if (target === undefined) {
-    route.shared.noRelease.respond(503, performance.now() - start);
+    route.shared.noRelease.batonAnswer(503, performance.now() - start);
     client.end(rawErrorResponse('no_instance'));
     return;
   }
@@ -115,7 +115,7 @@ class TunnelOpener {
         target.metrics.retries++;
         this.connect(next);
       } else {
-        target.metrics.respond(502, performance.now() - this.#start);
+        target.metrics.batonAnswer(502, performance.now() - this.#start);
         this.#client.end(rawErrorResponse('upstream_unreachable'));
       }
     };
@@ -258,7 +258,8 @@ export class Tunnel implements TunnelHandle {
       // The instance refused the upgrade with an ordinary response: pass it on as is.
       this.#mode = 'raw';
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
-      stats.respond(status === null ? 502 : Number(status[1]), performance.now() - this.#start);
+      if (status === null) stats.batonAnswer(502, performance.now() - this.#start);
+      else stats.appResponse(Number(status[1]), performance.now() - this.#start);
       this.#write(this.#down, buf);
     }
   }
@@ -296,7 +297,7 @@ export class Tunnel implements TunnelHandle {
     this.#headTimer = null;
     if (this.#mode !== 'head') return;
     this.#mode = 'raw';
-    this.#target.metrics.respond(errorStatus(code), performance.now() - this.#start);
+    this.#target.metrics.batonAnswer(errorStatus(code), performance.now() - this.#start);
     this.#upstream.destroy();
     this.#client.end(rawErrorResponse(code));
   }

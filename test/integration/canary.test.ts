@@ -131,6 +131,11 @@ test('a canary answering 5% 5xx is rolled back by analysis; visitors on the stab
   assert.equal(r.code, 1, r.stdout);
   assert.match(r.stdout, /analysis failed/);
   assert.match(r.stdout, /5xx rate [4-6]\.\d+% \(\d+\/\d+\) vs stable 0\.00%; limit 1\.00%/);
+  // The canary's 500s are the app's errors, reported as such: never "0 failed" with nothing else said.
+  const summary = /(\d+) request\(s\) answered during the deploy: (\d+) failed in baton[^,]*, (\d+) answered 5xx by the app/.exec(r.stdout);
+  assert.ok(summary !== null, `the summary names app 5xx and baton's failures apart: ${r.stdout}`);
+  assert.ok(Number(summary[3]) > 0, 'the canary\'s 5xx are counted');
+  assert.equal(Number(summary[2]), 0, 'baton itself failed nothing');
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
   assert.equal(h.state, 'rolled_back');
   assert.ok(h.events.some((e: any) => /5xx rate/.test(e.message)), 'the failing figures are in the record');
@@ -168,6 +173,7 @@ test('an abort during an analysis rolls back at once with 0 failed requests', as
 });
 
 test('maintenance: 503 with Retry-After to everyone but the allow-list; the health endpoint stays 200', async () => {
+  const before = (await d.status('web')).services[0].counters;
   assert.equal((await d.cli(['maintenance', 'web', 'on', '--message', 'Back at five'])).code, 0);
   const r = await request(d.url + '/');
   const body = await r.body.text();
@@ -180,6 +186,12 @@ test('maintenance: 503 with Retry-After to everyone but the allow-list; the heal
   assert.deepEqual(a.bodies, { v2: 10 });
   assert.equal((await request(d.url + '/_baton/health')).statusCode, 200);
   assert.equal((await d.status('web')).services[0].maintenance.message, 'Back at five');
+  // The maintenance page is baton's answer on purpose: not a failure.
+  const after = (await d.status('web')).services[0].counters;
+  assert.ok(after.requests >= before.requests + 11);
+  assert.equal(after.failed, before.failed, 'maintenance 503s are not counted as failed');
+  const text = (await d.cli(['status', 'web'])).stdout;
+  assert.match(text, new RegExp(`failed in baton: ${after.failed}, app 5xx: ${after.appErrors}`));
   assert.equal((await d.cli(['maintenance', 'web', 'off'])).code, 0);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v2');
 });

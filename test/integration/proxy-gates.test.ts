@@ -70,9 +70,12 @@ test('maintenance: 503 page with Retry-After for everyone outside the allow-list
 
   const rc = proxy.routingCounters('web');
   assert.equal(rc.maintenance, 3);
-  assert.deepEqual(proxy.counters('web'), { requests: 3, failed: 2, retries: 0, websockets: 0 });
+  // The maintenance page is an answer on purpose: not one of baton's failures, nor an app error.
+  assert.deepEqual(proxy.counters('web'), { requests: 3, failed: 0, appErrors: 0, retries: 0, websockets: 0 });
   const noRelease = proxy.releaseMetrics('web').find((m) => m.release === '-')!;
   assert.equal(noRelease.status['5xx'], 3);
+  assert.equal(noRelease.failed, 0);
+  assert.equal(noRelease.appErrors, 0);
 
   // Off again: everyone reaches the app.
   proxy.apply(spec([a]));
@@ -107,7 +110,7 @@ test('pause: 20 requests held, then released in order through the new snapshot; 
   assert.equal(seen.length, 0);
   const rc = proxy.routingCounters('web');
   assert.deepEqual([rc.held, rc.released, rc.overflowed, rc.expired, rc.heldNow], [20, 20, 1, 0, 0]);
-  assert.deepEqual(proxy.counters('web'), { requests: 21, failed: 1, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('web'), { requests: 21, failed: 1, appErrors: 0, retries: 0, websockets: 0 });
 });
 
 test('pause: a held request expires with 503 after maxWaitMs; a client that leaves is dropped from the queue', async (t) => {

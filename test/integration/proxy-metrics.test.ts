@@ -103,6 +103,11 @@ test('per-release metrics and /metrics: requests, status classes, latency histog
     assert.equal(promValue(prom.samples, 'baton_retries_total', lbl), 0);
     assert.equal(promValue(prom.samples, 'baton_upstream_connection_errors_total', lbl), 0);
     assert.equal(promValue(prom.samples, 'baton_websockets_open', lbl), 0);
+    // Every 5xx here came from the app: app errors, not baton's failures.
+    assert.equal(rm.appErrors, sent[release]['5xx'], `${release} app errors`);
+    assert.equal(rm.failed, 0);
+    assert.equal(promValue(prom.samples, 'baton_app_errors_total', lbl), sent[release]['5xx']);
+    assert.equal(promValue(prom.samples, 'baton_failed_requests_total', lbl), 0);
   }
   // The 120 ms request is above the 100 ms bound and within 250 ms... or slower on a busy machine, never faster.
   const r1 = metrics.find((x) => x.release === 'r1')!;
@@ -110,7 +115,8 @@ test('per-release metrics and /metrics: requests, status classes, latency histog
   assert.ok(r1.latency.sumMs >= 120);
   assert.ok(Math.abs(promValue(prom.samples, 'baton_request_duration_seconds_sum', { service: 'web', release: 'r1' })! - r1.latency.sumMs / 1000) < 1e-6);
   const none = metrics.find((x) => x.release === '-')!;
-  assert.deepEqual([none.requests, none.status['5xx']], [2, 2]);
+  assert.deepEqual([none.requests, none.status['5xx'], none.failed, none.appErrors], [2, 2, 2, 0]);
+  assert.equal(promValue(prom.samples, 'baton_failed_requests_total', { service: 'web', release: '-' }), 2);
   assert.equal(promValue(prom.samples, 'baton_responses_total', { service: 'web', release: '-', class: '5xx' }), 2);
   assert.equal(promValue(prom.samples, 'baton_held_requests', { service: 'web' }), 0);
   // releaseMetrics() of all services = of this one here; an unknown service has none.
@@ -123,4 +129,40 @@ test('per-release metrics and /metrics: requests, status classes, latency histog
   assert.equal((await request(m.port, { path: '/metrics', method: 'POST' })).status, 404);
   await withTimeout(proxy.close(), 8000, 'close()');
   await assert.rejects(request(m.port, { path: '/metrics' }), (err: Error & { code?: string }) => err.code === 'ECONNREFUSED');
+});
+
+test('app 5xx and baton\'s own failures are counted apart: per service, per release, in /metrics', async (t) => {
+  const app = await startServer(t, (req, res) => {
+    req.resume();
+    if (req.url === '/boom') res.writeHead(500).end('app error');
+    else if (req.url === '/unavailable') res.writeHead(503).end('app busy');
+    else if (req.url === '/cut') {
+      res.writeHead(200, { 'content-length': '100' });
+      res.write('partial');
+      setImmediate(() => req.socket.destroy());
+    } else res.end('ok');
+  });
+  // An instance that resets every request before answering (a crashing app): baton answers 502.
+  const dying = await startServer(t, (req) => req.socket.resetAndDestroy());
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('web', [target('a', app.port, 'r1')], { isDefault: true })] });
+  for (const path of ['/', '/boom', '/boom', '/unavailable']) await request(port, { path });
+  await assert.rejects(request(port, { path: '/cut' }));
+  // baton's own 502 (the connection reset, no other instance) and 503 (no instance).
+  proxy.apply({ services: [service('web', [target('dead', dying.port, 'r2')], { isDefault: true })] });
+  assert.equal((await request(port, { path: '/' })).status, 502);
+  proxy.apply({ services: [service('web', [], { isDefault: true })] });
+  assert.equal((await request(port, { path: '/' })).status, 503);
+
+  assert.deepEqual(proxy.counters('web'), { requests: 7, failed: 3, appErrors: 3, retries: 0, websockets: 0 });
+  const byRelease = new Map(proxy.releaseMetrics('web').map((m) => [m.release, m]));
+  assert.deepEqual([byRelease.get('r1')!.appErrors, byRelease.get('r1')!.failed], [3, 1], 'r1: three app 5xx, one cut response');
+  assert.deepEqual([byRelease.get('r2')!.appErrors, byRelease.get('r2')!.failed], [0, 1], 'r2: baton\'s 502');
+  assert.deepEqual([byRelease.get('-')!.appErrors, byRelease.get('-')!.failed], [0, 1], 'no release: baton\'s 503');
+  const prom = parsePrometheus(proxy.prometheusText());
+  assert.equal(prom.types.get('baton_app_errors_total'), 'counter');
+  assert.equal(prom.types.get('baton_failed_requests_total'), 'counter');
+  assert.equal(promValue(prom.samples, 'baton_app_errors_total', { service: 'web', release: 'r1' }), 3);
+  assert.equal(promValue(prom.samples, 'baton_failed_requests_total', { service: 'web', release: 'r1' }), 1);
+  assert.equal(promValue(prom.samples, 'baton_failed_requests_total', { service: 'web', release: 'r2' }), 1);
 });

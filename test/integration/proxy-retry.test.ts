@@ -116,7 +116,7 @@ test('only once: a GET that keeps failing is sent at most twice, then 502', asyn
   const r2 = await request(port, { path: '/always-fresh' });
   assert.equal(r2.status, 502);
   assert.equal(seen.get('GET /always-fresh'), 1);
-  assert.deepEqual(proxy.counters('s'), { requests: 3, failed: 2, retries: 1, websockets: 0 });
+  assert.deepEqual(proxy.counters('s'), { requests: 3, failed: 2, appErrors: 0, retries: 1, websockets: 0 });
 });
 
 /**
@@ -206,5 +206,5 @@ test('504 when the instance does not answer within responseTimeoutMs; a started 
     // The client sees an aborted response, not a short body it could take for complete.
     return err.code === 'ECONNRESET' || /aborted|socket hang up/.test(err.message);
   });
-  assert.deepEqual(proxy.counters('s'), { requests: 2, failed: 2, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('s'), { requests: 2, failed: 2, appErrors: 0, retries: 0, websockets: 0 });
 });

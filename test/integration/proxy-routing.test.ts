@@ -36,7 +36,7 @@ test('routes by Host (case, port and trailing dot ignored) and falls back to the
   assert.equal(await name('unknown.test'), 'b');
   assert.equal(proxy.counters('a').requests, 3);
   assert.equal(proxy.counters('b').requests, 2);
-  assert.deepEqual(proxy.counters('nope'), { requests: 0, failed: 0, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('nope'), { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 });
 
   // Without a default service, an unknown host gets baton's 404.
   proxy.apply({ services: [service('a', [target('a1', a.port)], { hosts: ['a.test'] })] });
@@ -89,7 +89,7 @@ test('503 with Retry-After when the service has no instance; text/plain when pre
   assert.equal(plain.status, 503);
   assert.match(plain.headers['content-type']!, /^text\/plain/);
   assert.doesNotMatch(plain.body, /</);
-  assert.deepEqual(proxy.counters('a'), { requests: 2, failed: 2, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('a'), { requests: 2, failed: 2, appErrors: 0, retries: 0, websockets: 0 });
 });
 
 test('502 when the only target refuses; with a second target the request is retried there', async (t) => {
@@ -100,7 +100,7 @@ test('502 when the only target refuses; with a second target the request is retr
   const r = await request(port);
   assert.equal(r.status, 502);
   assert.equal(r.headers['x-baton-error'], 'upstream_unreachable');
-  assert.deepEqual(proxy.counters('a'), { requests: 1, failed: 1, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('a'), { requests: 1, failed: 1, appErrors: 0, retries: 0, websockets: 0 });
 
   proxy.apply({ services: [service('a', [target('dead', dead), target('live', live.port)], { isDefault: true, balance: 'round_robin' })] });
   // Round robin makes every other first attempt go to the dead target; a POST with a body too.

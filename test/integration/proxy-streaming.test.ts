@@ -92,5 +92,5 @@ test('200 MB download and chunked upload stream through in constant memory', asy
   assert.equal((JSON.parse(upload.result) as { bytes: number }).bytes, SIZE);
   assert.ok(upload.growth < MAX_RSS_GROWTH, `upload grew RSS by ${(upload.growth / 2 ** 20).toFixed(1)} MiB`);
   t.diagnostic(`RSS growth: download ${(download.growth / 2 ** 20).toFixed(1)} MiB, upload ${(upload.growth / 2 ** 20).toFixed(1)} MiB`);
-  assert.deepEqual(proxy.counters('s'), { requests: 2, failed: 0, retries: 0, websockets: 0 });
+  assert.deepEqual(proxy.counters('s'), { requests: 2, failed: 0, appErrors: 0, retries: 0, websockets: 0 });
 });

@@ -13,7 +13,7 @@ function fig(over: Partial<WindowFigures>): WindowFigures {
 
 function metrics(requests: number, fivexx: number, conn: number, counts: number[]): ReleaseMetrics {
   return {
-    service: 'web', release: 'r', requests, connectionErrors: conn, retries: 0, inflight: 0, websockets: 0, websocketsTotal: 0,
+    service: 'web', release: 'r', requests, connectionErrors: conn, failed: 0, appErrors: fivexx, retries: 0, inflight: 0, websockets: 0, websocketsTotal: 0,
     status: { '1xx': 0, '2xx': requests - fivexx, '3xx': 0, '4xx': 0, '5xx': fivexx },
     latency: { bucketsMs: BUCKETS, counts, sumMs: 0 },
   };

@@ -25,7 +25,7 @@ function canarySpec(extra: Partial<CanarySpec> = {}): CanarySpec {
 
 function shared(): ServiceShared {
   return {
-    counters: { requests: 0, failed: 0, retries: 0, websockets: 0 },
+    counters: { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 },
     routing: {} as ServiceShared['routing'],
     rotation: { next: 0 },
     canaryRotation: { next: 0 },

@@ -28,12 +28,12 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     }
     if (svc.maintenance) ctx.out(`  MAINTENANCE since ${when(svc.maintenance.since)}${svc.maintenance.message ? `: ${svc.maintenance.message}` : ''}\n`);
     if (svc.paused) ctx.out(`  PAUSED: new requests are held (\`baton resume ${svc.name}\`)\n`);
-    ctx.out(`  requests: ${svc.counters.requests}, failed: ${svc.counters.failed}, retried: ${svc.counters.retries}, websockets: ${svc.counters.websockets}\n`);
+    ctx.out(`  requests: ${svc.counters.requests}, failed in baton: ${svc.counters.failed}, app 5xx: ${svc.counters.appErrors}, retried: ${svc.counters.retries}, websockets: ${svc.counters.websockets}\n`);
     const shown = svc.releases.filter((r) => r.release !== '-' || r.requests > 0);
     if (shown.length) {
-      const rows = [['RELEASE', 'REQUESTS', '2XX', '3XX', '4XX', '5XX', 'CONN ERR', 'P99', 'INFLIGHT', 'WS']];
+      const rows = [['RELEASE', 'REQUESTS', '2XX', '3XX', '4XX', 'APP 5XX', 'FAILED', 'CONN ERR', 'P99', 'INFLIGHT', 'WS']];
       for (const r of shown) {
-        rows.push([r.release, String(r.requests), String(r.status['2xx']), String(r.status['3xx']), String(r.status['4xx']), String(r.status['5xx']), String(r.connectionErrors), r.p99Ms === null ? '-' : r.p99Ms === Infinity ? '>10s' : `≤${r.p99Ms}ms`, String(r.inflight), String(r.websockets)]);
+        rows.push([r.release, String(r.requests), String(r.status['2xx']), String(r.status['3xx']), String(r.status['4xx']), String(r.appErrors), String(r.failed), String(r.connectionErrors), r.p99Ms === null ? '-' : r.p99Ms === Infinity ? '>10s' : `≤${r.p99Ms}ms`, String(r.inflight), String(r.websockets)]);
       }
       ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
     }
