@@ -4,14 +4,11 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { request } from 'undici';
 import { isGroupAlive } from '../../src/core/proc.ts';
 import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
-
-const LEADER = path.resolve(import.meta.dirname, '../fixtures/forking-leader.mjs');
+import { FORKING_LEADER, fixtureRelease } from '../fixtures/fixture-release.ts';
 
 let d: TestDaemon;
 let leaders: number[] = [];
@@ -26,10 +23,7 @@ before(async () => {
       '    standby: 0s',
     ].join('\n'),
   });
-  const dir = path.join(d.dir, 'src', 'forking-v1');
-  await mkdir(dir, { recursive: true });
-  await writeFile(path.join(dir, 'server.mjs'), `process.env.APP_VERSION ??= "v1";\nawait import(${JSON.stringify(LEADER)});\n`);
-  const r = await d.cli(['deploy', 'web', dir]);
+  const r = await d.cli(['deploy', 'web', await fixtureRelease(d, FORKING_LEADER, 'v1')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
 });
 after(async () => {
