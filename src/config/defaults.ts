@@ -22,6 +22,9 @@ export const DEFAULT_MAX_CONCURRENT_STREAMS = 100;
 export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 256;
 
 export const DEFAULT_INSTANCES = 1;
+/** Instance logs: rotated at this size, this many older files kept. */
+export const DEFAULT_LOG_MAX_BYTES = 10 * 1024 * 1024;
+export const DEFAULT_LOG_KEEP = 5;
 export const MAX_INSTANCES = 64;
 export const DEFAULT_HEALTH_PATH = '/';
 export const DEFAULT_HEALTH_INTERVAL_MS = 1_000;

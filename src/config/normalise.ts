@@ -150,6 +150,7 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
     command: s.command,
     env: s.env ?? {},
     runAs: s.user ? { user: s.user.name, uid: s.user.uid, gid: s.group?.gid ?? s.user.gid, home: s.user.home } : null,
+    logs: { maxBytes: s.logs?.max_size ?? d.DEFAULT_LOG_MAX_BYTES, keep: s.logs?.keep ?? d.DEFAULT_LOG_KEEP },
     instances: s.instances ?? d.DEFAULT_INSTANCES,
     health: {
       path: s.health?.path ?? d.DEFAULT_HEALTH_PATH,

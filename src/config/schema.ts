@@ -361,6 +361,22 @@ const socketMode = leaf('a socket mode like "0660"', (v) => {
   return mode;
 });
 
+const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+/** A size in bytes: 10MB, 512KB, 1G, or a plain number of bytes (binary units). */
+const size = leaf('a size like "10MB" or "512KB"', (v) => {
+  const m = typeof v === 'number' ? [String(v), String(v), ''] : typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v) : null;
+  const unit = SIZE_UNITS[(m?.[2] ?? '').toLowerCase()];
+  if (!m || unit === undefined) return undefined;
+  const bytes = Math.round(Number(m[1]) * unit);
+  return bytes >= 4096 ? bytes : new Invalid(`expected a size of at least 4KB, got ${describeValue(v)}`);
+});
+
+export const logsSchema = mapping('a mapping of instance log settings', {
+  max_size: size.optional(),
+  keep: integer(0, 100).optional(),
+});
+
 export const controlSchema = mapping('a mapping of control socket settings', {
   group: group.optional(),
   mode: socketMode.optional(),
@@ -373,6 +389,7 @@ export const serviceSchema = mapping('a mapping of service settings', {
   env: env.nullish(),
   user: user.optional(),
   group: group.optional(),
+  logs: logsSchema.nullish(),
   instances: integer(1, MAX_INSTANCES).optional(),
   health: healthSchema.nullish(),
   drain_timeout: duration({ positive: false }).optional(),

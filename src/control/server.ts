@@ -8,7 +8,7 @@ import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
-import { followLog, tailLog } from '../supervisor/index.ts';
+import { followService, stoppedLogs, tailLog, type LogSource } from '../supervisor/index.ts';
 import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
 
 /** What the control API needs from the daemon. */
@@ -17,6 +17,8 @@ export interface ControlHandlers {
   releases(service: string): ReleaseInfo[];
   history(service: string, limit: number, withEvents: boolean, id?: number): DeploymentInfo[];
   logFiles(service: string): string[];
+  /** Where the service's instance logs are (those of stopped instances too). */
+  logDir(service: string): string;
   deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
   restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
@@ -181,13 +183,21 @@ export class ControlServer {
     throw new BatonError('BAD_REQUEST', `no such control API route: ${method} ${url.pathname}`);
   }
 
+  /**
+   * The last lines of the service's logs: first those of its most recent
+   * stopped or failed instances (a failed deploy's crashed instances), then the
+   * live ones; with follow=1, then every live instance's new lines, including
+   * instances started after the request (a deploy, a restart).
+   */
   async #logs(req: http.IncomingMessage, res: http.ServerResponse, service: string, url: URL): Promise<void> {
-    const files = this.#h.logFiles(service);
+    const live = (): LogSource[] => this.#h.logFiles(service).map((file) => ({ id: path.basename(file, '.log'), file, live: true }));
+    const current = live();
     const lines = clampInt(url.searchParams.get('lines'), 50, 0, 10_000);
+    const stoppedCount = clampInt(url.searchParams.get('stopped'), Math.max(2, current.length), 0, 100);
+    const stopped = (await stoppedLogs(this.#h.logDir(service), new Set(current.map((s) => s.id)), stoppedCount)).reverse();
     res.writeHead(200, { 'content-type': 'text/plain; charset=utf-8' });
-    for (const f of files) {
-      const id = path.basename(f, '.log');
-      for (const l of await tailLog(f, lines).catch(() => [])) res.write(`${id} | ${l}\n`);
+    for (const src of [...stopped, ...current]) {
+      for (const l of await tailLog(src.file, lines).catch(() => [])) res.write(`${src.id} | ${l}\n`);
     }
     if (url.searchParams.get('follow') !== '1') {
       res.end();
@@ -195,12 +205,7 @@ export class ControlServer {
     }
     const ac = new AbortController();
     req.socket.once('close', () => ac.abort());
-    await Promise.all(files.map((f) => {
-      const id = path.basename(f, '.log');
-      return followLog(f, (ls) => {
-        for (const l of ls) res.write(`${id} | ${l}\n`);
-      }, ac.signal).catch(() => {});
-    }));
+    await followService(live, (id, l) => void res.write(`${id} | ${l}\n`), ac.signal);
     res.end();
   }
 

@@ -449,6 +449,11 @@ export class Daemon implements RuntimeHost {
     return this.#dashboard.login(ttlMs);
   }
 
+  logDir(service: string): string {
+    this.runtime(service); // an unknown service is an error, as for logFiles
+    return path.join(this.stateDir, 'logs', service);
+  }
+
   logFiles(service: string): string[] {
     const rt = this.runtime(service);
     const files: string[] = [];

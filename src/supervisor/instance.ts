@@ -7,10 +7,13 @@ import { stat } from 'node:fs/promises';
 import type { ServiceConfig } from '../config/types.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import { HealthMonitor } from './health-monitor.ts';
-import { tailLog } from './logs.ts';
+import { instanceLaunch, tailLog } from './logs.ts';
 import { isDeadState, isGroupAlive, isSameProcessAlive, readProcStat, startTimeToEpochMs } from '../core/proc.ts';
 import { KILL_WAIT_MS, signalGroup, toSignal, waitUntil } from '../core/signals.ts';
 import type { ExitInfo, InstanceListener, InstanceRecord, InstanceState } from './types.ts';
+
+/** How long a crash report waits for the log writer to write the app's last lines. */
+const LOG_WRITER_FLUSH_MS = 1000;
 
 /** How often an adopted instance (not our child: no exit event) is checked in /proc. */
 const ADOPTED_POLL_MS = 250;
@@ -100,7 +103,7 @@ export class Instance {
   }
 
   /**
-   * Start `/bin/sh -c command` in releaseDir as the leader of a new session
+   * Start `/bin/sh -c command` (through the log writer's launcher, logs.ts) in releaseDir as the leader of a new session
    * and process group, output appended to logFile through an inherited fd (no
    * pipe to the daemon, so the instance outlives it). Health checks start at once.
    */
@@ -134,15 +137,17 @@ export class Instance {
     const log = openSync(opts.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawnChild('/bin/sh', ['-c', service.command], {
+      const launch = instanceLaunch({ command: service.command, logFile: opts.logFile, maxBytes: service.logs.maxBytes, keep: service.logs.keep, runAs });
+      child = spawnChild('/bin/sh', launch.args, {
         cwd: opts.releaseDir,
         env,
         detached: true, // setsid(): own session and process group, pgid = pid
         stdio: ['ignore', log, log],
-        // setgid/setuid in the child before exec (libuv also drops the
-        // daemon's supplementary groups). The log fd is opened here, by the
-        // daemon, so the app needs no access to the logs directory.
-        ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
+        // As the app's user: setpriv in the launcher after the log writer
+        // started (logs.ts), or setgid/setuid at spawn without a writer
+        // (libuv drops the daemon's supplementary groups too). Either way the
+        // log file is opened by the daemon's user, not by the app.
+        ...launch.spawnAs,
       });
     } finally {
       // The child has its own copy of the fd now (spawn returns after exec).
@@ -380,6 +385,12 @@ export class Instance {
   }
 
   async #failure(code: 'INSTANCE_CRASHED' | 'INSTANCE_UNHEALTHY', message: string): Promise<BatonError> {
+    // A crashed app's last lines may still be in its log writer (logs.ts),
+    // which exits once it has written them: wait briefly for the group to end.
+    if (code === 'INSTANCE_CRASHED' && this.#pgid !== null) {
+      const end = Date.now() + LOG_WRITER_FLUSH_MS;
+      while (isGroupAlive(this.#pgid) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+    }
     let lines: string[];
     try {
       lines = await tailLog(this.logFile, LOG_TAIL_LINES);

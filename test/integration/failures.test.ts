@@ -94,7 +94,7 @@ test('an instance that turns unhealthy is taken out of rotation and replaced, wi
 test('baton logs shows the instances\' output', async () => {
   const r = await d.cli(['logs', 'web', '--lines', '5']);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /web-[0-9a-f]+ \| app v1 listening on \d+/);
+  assert.match(r.stdout, /web-[0-9a-f]+ \| \d{4}-\d\d-\d\dT\S+ app v1 listening on \d+/);
   const json = await d.cli(['logs', 'web', '--lines', '5', '--json']);
   const entries = json.stdout.trim().split('\n').map((l) => JSON.parse(l));
   assert.ok(entries.some((e) => /^web-[0-9a-f]+$/.test(e.instance) && /listening on \d+/.test(e.line)), json.stdout);

@@ -92,7 +92,8 @@ test('a command that fails at once is reported exited, not lost', async (t) => {
   assert.equal(rec.exits[0]?.code, 7);
   await assert.rejects(inst.waitHealthy(5000), (err: unknown) => {
     assert.ok(err instanceof BatonError && err.code === 'INSTANCE_CRASHED');
-    assert.ok(err.details.includes('no such app'), err.details.join('\n'));
+    // Each line carries the log writer's timestamp.
+    assert.ok(err.details.some((l) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} no such app$/.test(l)), err.details.join('\n'));
     return true;
   });
 });
