@@ -74,6 +74,8 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   command: ['command', 'next_start'],
   env: ['env', 'next_start'],
   runAs: ['user', 'next_start'],
+  // The log writer is started with the instance.
+  logs: ['logs', 'next_start'],
   instances: ['instances', 'now'],
   health: ['health', HEALTH],
   drainTimeoutMs: ['drain_timeout', 'now'],
