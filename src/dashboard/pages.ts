@@ -81,6 +81,8 @@ function region(id: string, frags: Fragments, tag = 'div', attrs = ''): Html {
 
 export function overviewFragments(status: StatusResponse, live: LiveFigures): Fragments {
   const f: Fragments = {};
+  const drain = status.host.drain;
+  f['host'] = html`This host, for the load balancer in front: <span class="${drain.mode === 'ready' ? 'ok' : 'bad'}">${drain.mode}</span>${drain.weightPercent !== null ? ` at ${drain.weightPercent}%` : ''}${drain.mode !== 'ready' ? html` since ${time(drain.since)}${drain.reason ? ` (${drain.reason})` : ''}` : ''}.`;
   for (const s of status.services) {
     const id = (k: string): string => `svc-${s.name}-${k}`;
     const sum = live.summary(s.name, 5);
@@ -125,6 +127,7 @@ ${status.services.map((s) => html`<tr data-service="${s.name}"><th scope="row"><
 </tbody>
 </table>
 </div>
+${region('host', frags, 'p')}
 <p class="muted">Daemon ${status.daemon.version}, pid ${status.daemon.pid}, up since ${time(status.daemon.startedAt)}; listening on ${status.daemon.listeners.join(', ')}.</p>`;
   return layout(ctx, 'Services', main, { page: 'overview' });
 }

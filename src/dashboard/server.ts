@@ -170,12 +170,17 @@ export class Dashboard {
 
   async #get(req: http.IncomingMessage, res: http.ServerResponse, session: Session, url: URL): Promise<void> {
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    if (parts[0] === 'live' && parts.length === 1) return this.#liveStream(req, res, session, url);
+    if (parts.length === 4 && parts[0] === 'services' && parts[2] === 'logs' && parts[3] === 'live') {
+      this.#o.host.status(parts[1]!);
+      return this.#logStream(req, res, session, parts[1]!);
+    }
+    // A page: it shows (and so takes) the message left by the last action.
     const ctx = this.#ctx(session);
     if (parts.length === 0) {
       const status = this.#o.host.status();
       return this.#page(res, 200, pages.overviewPage(ctx, status, pages.overviewFragments(status, this.#live)));
     }
-    if (parts[0] === 'live' && parts.length === 1) return this.#liveStream(req, res, session, url);
     if (parts[0] === 'services' && parts.length >= 2) {
       const name = parts[1]!;
       this.#o.host.status(name); // an unknown service is a 404 here
@@ -185,7 +190,6 @@ export class Dashboard {
       }
       if (parts.length === 3 && parts[2] === 'history') return this.#page(res, 200, pages.historyPage(ctx, name, this.#o.host.history(name, 50, true)));
       if (parts.length === 3 && parts[2] === 'logs') return this.#page(res, 200, pages.logsPage(ctx, name, await this.#logTail(name)));
-      if (parts.length === 4 && parts[2] === 'logs' && parts[3] === 'live') return this.#logStream(req, res, session, name);
     }
     return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
   }
