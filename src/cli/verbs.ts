@@ -210,6 +210,8 @@ export const VERBS: readonly VerbSpec[] = [
     flags: {
       maint: { type: 'boolean', help: 'answer "maint" (maintenance) instead of "drain"' },
       reason: { type: 'string', value: 'TEXT', help: 'why, shown by status' },
+      'wait-quiet': { type: 'string', value: 'DURATION', help: 'return once nothing is in flight and no new request came for this long' },
+      timeout: { type: 'string', value: 'DURATION', help: 'give up waiting after this long (default 60s; the host stays drained)' },
       ...JSON_FLAG,
       ...CONNECT_FLAGS,
     },

@@ -85,9 +85,8 @@ export class Balancer {
       await until(`${host.name}'s sessions in HAProxy to reach 0`, timeoutMs, async () => (await this.serverSessions(host.cfg.server)).scur === 0);
       return Date.now() - t0;
     }
-    await host.drain(mode, reason);
-    const quietMs = this.cfg.type === 'readiness' ? this.cfg.quietMs : 1000;
-    await waitQuiet(host, quietMs, timeoutMs);
+    const quietMs = this.cfg.quietMs;
+    await host.drain(mode, reason, { quietMs, timeoutMs });
     return Date.now() - t0;
   }
 
@@ -113,25 +112,4 @@ async function until(what: string, timeoutMs: number, cond: () => Promise<boolea
     if (Date.now() > end) throw new BatonError('FLEET_ROLLOUT_FAILED', `timed out after ${Math.round(timeoutMs / 1000)} s waiting for ${what}`);
     await new Promise((r) => setTimeout(r, POLL_MS));
   }
-}
-
-/** No request in flight on the host and no new request for `quietMs` (the balancer has stopped sending). */
-async function waitQuiet(host: RemoteHost, quietMs: number, timeoutMs: number): Promise<void> {
-  let last = -1;
-  let since = Date.now();
-  await until(`${host.name} to be quiet (no request in flight, none new for ${quietMs} ms)`, timeoutMs, async () => {
-    const st = await host.status();
-    let requests = 0;
-    let inflight = 0;
-    for (const s of st.services) {
-      requests += s.counters.requests;
-      for (const i of s.instances) inflight += i.inflight + i.websockets;
-    }
-    if (requests !== last || inflight > 0) {
-      last = requests;
-      since = Date.now();
-      return false;
-    }
-    return Date.now() - since >= quietMs;
-  });
 }

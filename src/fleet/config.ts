@@ -49,6 +49,8 @@ export type BalancerConfig =
       host: string | null;
       socket: string | null;
       backend: string;
+      /** agent: the host must see no new request for this long (HAProxy polls the agent every agent-inter). */
+      quietMs: number;
       drainTimeoutMs: number;
     }
   | { type: 'readiness'; quietMs: number; drainTimeoutMs: number };
@@ -266,7 +268,7 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
     const via = b.via ?? 'agent';
     if (via === 'runtime' && !b.socket) problems.push({ path: ['balancer', 'socket'], message: 'missing, expected the path of HAProxy\'s stats socket (level admin) on the balancer\'s host' });
     if (via === 'runtime' && !b.host) problems.push({ path: ['balancer', 'host'], message: 'missing, expected the ssh destination of the balancer\'s host' });
-    balancer = { type: 'haproxy', via, host: b.host ?? null, socket: b.socket ?? null, backend: b.backend ?? 'baton', drainTimeoutMs: b.drain_timeout ?? 60_000 };
+    balancer = { type: 'haproxy', via, host: b.host ?? null, socket: b.socket ?? null, backend: b.backend ?? 'baton', quietMs: b.quiet ?? 2_000, drainTimeoutMs: b.drain_timeout ?? 60_000 };
   } else if (b?.type === 'readiness') {
     balancer = { type: 'readiness', quietMs: b.quiet ?? 5_000, drainTimeoutMs: b.drain_timeout ?? 60_000 };
   }
@@ -275,7 +277,7 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
       if (b[k] !== undefined) problems.push({ path: ['balancer', k], message: `only for type "haproxy"` });
     }
   }
-  if (b && b.type !== 'readiness' && b.quiet !== undefined) problems.push({ path: ['balancer', 'quiet'], message: 'only for type "readiness"' });
+  if (b && b.type === 'none' && b.quiet !== undefined) problems.push({ path: ['balancer', 'quiet'], message: 'only for type "haproxy" or "readiness"' });
 
   const ro = raw.rollout ?? {};
   const rollout: RolloutPolicy = {

@@ -36,7 +36,7 @@ export class RemoteHost {
   }
 
   async #json<T>(args: string[], what: string): Promise<T> {
-    const r = await this.ssh.run(this.#baton([...args, '--json']), { timeoutMs: 60_000 });
+    const r = await this.ssh.run(this.#baton([...args, '--json']), { timeoutMs: 15 * 60_000 });
     if (r.code !== 0) {
       throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: \`baton ${args.join(' ')}\` failed (exit ${r.code}): ${errorText(r.stdout, r.stderr)}`);
     }
@@ -136,8 +136,10 @@ export class RemoteHost {
     throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: \`baton ${args.join(' ')}\` ended without a result (exit ${r.code}): ${error ?? errorText('', r.stderr)}`);
   }
 
-  drain(mode: 'drain' | 'maint', reason: string): Promise<HostDrainStatus> {
-    return this.#json<HostDrainStatus>(['drain', ...(mode === 'maint' ? ['--maint'] : []), '--reason', reason], 'drain');
+  /** Drain the host; with quietMs, return only once it has been quiet that long (watched on the host). */
+  drain(mode: 'drain' | 'maint', reason: string, wait?: { quietMs: number; timeoutMs: number }): Promise<HostDrainStatus & { quietAfterMs?: number }> {
+    const w = wait ? ['--wait-quiet', `${wait.quietMs}ms`, '--timeout', `${wait.timeoutMs}ms`] : [];
+    return this.#json<HostDrainStatus>(['drain', ...(mode === 'maint' ? ['--maint'] : []), '--reason', reason, ...w], 'drain');
   }
 
   undrain(weightPercent: number | null, reason: string): Promise<HostDrainStatus> {

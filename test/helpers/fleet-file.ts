@@ -11,7 +11,7 @@ export function fleetYaml(f: TestFleet, opts: { rollout?: string; balancer?: 'ag
   const balancer =
     b === 'none' ? '  type: none'
     : b === 'readiness' ? '  type: readiness\n  quiet: 1s\n  drain_timeout: 20s'
-    : [`  type: haproxy`, `  via: ${b}`, `  host: h1`, `  socket: ${f.haproxy!.socket}`, `  backend: ${f.haproxy!.backend}`, '  drain_timeout: 20s'].join('\n');
+    : [`  type: haproxy`, `  via: ${b}`, `  host: h1`, `  socket: ${f.haproxy!.socket}`, `  backend: ${f.haproxy!.backend}`, '  quiet: 1s', '  drain_timeout: 20s'].join('\n');
   return [
     'name: test',
     'ssh:',

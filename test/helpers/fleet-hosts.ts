@@ -396,8 +396,8 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
       const port = await freePortOn('127.0.0.1');
       const servers = hosts.map((h) =>
         opts.haproxy && opts.haproxy.agentCheck
-          ? `  server ${h.name} ${h.address}:${h.port} check inter 200ms agent-check agent-addr ${h.address} agent-port ${h.agentPort} agent-inter 200ms`
-          : `  server ${h.name} ${h.address}:${h.port} check inter 200ms`,
+          ? `  server ${h.name} ${h.address}:${h.port} weight 100 check inter 200ms agent-check agent-addr ${h.address} agent-port ${h.agentPort} agent-inter 200ms`
+          : `  server ${h.name} ${h.address}:${h.port} weight 100 check inter 200ms`,
       );
       const cfgFile = path.join(dir, 'haproxy.cfg');
       await writeFile(cfgFile, [

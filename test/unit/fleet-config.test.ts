@@ -48,7 +48,7 @@ test('hosts with settings, host_defaults, a balancer and a policy', () => {
   assert.equal(c.hosts[1]!.destination, 'deploy@web2.internal');
   assert.equal(c.hosts[1]!.baton, '/usr/local/bin/baton');
   assert.deepEqual(c.hosts[1]!.services, ['api']);
-  assert.deepEqual(c.balancer, { type: 'haproxy', via: 'runtime', host: 'lb1', socket: '/run/haproxy/admin.sock', backend: 'be_app', drainTimeoutMs: 60_000 });
+  assert.deepEqual(c.balancer, { type: 'haproxy', via: 'runtime', host: 'lb1', socket: '/run/haproxy/admin.sock', backend: 'be_app', quietMs: 2_000, drainTimeoutMs: 60_000 });
   assert.deepEqual(c.rollout.batch, { percent: 25 });
   assert.equal(c.rollout.bakeMs, 30_000);
   assert.equal(c.rollout.revert, false);
