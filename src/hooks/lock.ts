@@ -32,6 +32,8 @@ export interface AcquireLockOptions {
   timeoutMs: number;
   /** How often to look again while the lock is held by another process (default 100 ms). */
   pollMs?: number;
+  /** Called once, when the lock is found held by another live process and the wait begins (to say who is waited for). */
+  onWait?: (holder: LockHolder | null) => void;
 }
 
 export interface Lock {
@@ -153,6 +155,7 @@ async function acquireFile(path: string, opts: AcquireLockOptions, deadline: num
   } catch (err) {
     throw new BatonError('INTERNAL', `cannot create the directory of lock file ${path}: ${errorMessage(err)}`);
   }
+  let waiting = false;
   for (;;) {
     if (await createExclusive(path, content(), token)) return { token, stale: null };
     const held = await readHeld(path);
@@ -168,6 +171,10 @@ async function acquireFile(path: string, opts: AcquireLockOptions, deadline: num
         'LOCK_TIMEOUT',
         `lock ${path} is held by ${who}; gave up waiting for ${opts.purpose} after ${formatDuration(opts.timeoutMs)}`,
       );
+    }
+    if (!waiting) {
+      waiting = true;
+      opts.onWait?.(held.holder);
     }
     await sleep(Math.min(pollMs, left));
   }

@@ -4,7 +4,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, mkdir, rm, writeFile, readFile } from 'node:fs/promises';
-import { existsSync, openSync, closeSync, readFileSync } from 'node:fs';
+import { existsSync, openSync, closeSync, readFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -14,6 +14,12 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const BATON = path.join(ROOT, 'bin/baton.js');
 const FIXTURE_APP = path.join(ROOT, 'test/fixtures/app.mjs');
 
+/**
+ * A port that was free a moment ago. Racy by nature (another process may take
+ * it before it is used): only for ports a child process must bind itself, and
+ * then with a retry when the child reports the address in use, as
+ * createDaemon's start() does. A test's own server listens on port 0 instead.
+ */
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
@@ -42,8 +48,11 @@ export interface CliResult {
 
 export interface TestDaemon {
   dir: string;
+  /** The proxy's port (final once start() has succeeded the first time). */
   port: number;
   url: string;
+  /** The metrics listener's port, with `metrics: true`. */
+  metricsPort: number | null;
   configFile: string;
   proc: ChildProcess;
   cli(args: string[], timeoutMs?: number): Promise<CliResult>;
@@ -52,6 +61,7 @@ export interface TestDaemon {
   release(version: string, env?: Record<string, string>): Promise<string>;
   start(): Promise<void>;
   kill9(): Promise<void>;
+  /** Rewrite baton.yaml with these services (listen, state_dir, log_level and metrics_listen stay as the harness set them). */
   writeConfig(services: string): Promise<void>;
   daemonLog(): Promise<string>;
   cleanup(): Promise<void>;
@@ -69,19 +79,37 @@ export function serviceYaml(opts: { name?: string; instances?: number; extra?: s
   ].join('\n');
 }
 
-export async function createDaemon(opts: { services?: string; start?: boolean } = {}): Promise<TestDaemon> {
+/** The daemon could not bind a port the harness picked: another process took it meanwhile. */
+class PortTaken extends Error {}
+
+export interface DaemonOptions {
+  services?: string;
+  /** false: write the config but leave start() to the test. */
+  start?: boolean;
+  /** Add a metrics listener (`metricsPort`). */
+  metrics?: boolean;
+  /** The first proxy port to try instead of a free one (for the harness's own test of its retry). */
+  port?: number;
+}
+
+export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-e2e-'));
-  const port = await freePort();
+  let port = opts.port ?? (await freePort());
+  let metricsPort = opts.metrics ? await freePort() : null;
+  let everStarted = false;
+  let services = opts.services ?? serviceYaml();
   const configFile = path.join(dir, 'baton.yaml');
   const state = path.join(dir, 'state');
   const seenPids = new Set<number>();
   let proc: ChildProcess | null = null;
   let releaseN = 0;
 
-  const writeConfig = async (services: string): Promise<void> => {
-    await writeFile(configFile, [`listen: ["127.0.0.1:${port}"]`, 'state_dir: ./state', 'log_level: debug', 'services:', services, ''].join('\n'));
+  const writeConfig = async (text: string): Promise<void> => {
+    services = text;
+    const metrics = metricsPort === null ? [] : [`metrics_listen: "127.0.0.1:${metricsPort}"`];
+    await writeFile(configFile, [`listen: ["127.0.0.1:${port}"]`, ...metrics, 'state_dir: ./state', 'log_level: debug', 'services:', text, ''].join('\n'));
   };
-  await writeConfig(opts.services ?? serviceYaml());
+  await writeConfig(services);
 
   const cli = (args: string[], timeoutMs = 60_000): Promise<CliResult> =>
     new Promise((resolve, reject) => {
@@ -108,18 +136,41 @@ export async function createDaemon(opts: { services?: string; start?: boolean } 
     return s;
   };
 
-  const start = async (): Promise<void> => {
-    const logFd = openSync(path.join(dir, 'daemon.log'), 'a');
+  const startOnce = async (): Promise<void> => {
+    const logFile = path.join(dir, 'daemon.log');
+    const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
+    const logFd = openSync(logFile, 'a');
     proc = spawn(process.execPath, [BATON, 'daemon', '--config', configFile], { cwd: dir, stdio: ['ignore', logFd, logFd] });
     closeSync(logFd);
     const p = proc;
     let exited = false;
     p.once('exit', () => (exited = true));
     await waitUntil('the daemon to answer on its control socket', async () => {
-      if (exited) throw new Error(`the daemon exited during start-up:\n${await readFile(path.join(dir, 'daemon.log'), 'utf8')}`);
+      if (exited) {
+        const log = (await readFile(logFile, 'utf8')).slice(logStart);
+        if (log.includes('EADDRINUSE')) throw new PortTaken(log);
+        throw new Error(`the daemon exited during start-up:\n${log}`);
+      }
       if (!existsSync(path.join(state, 'baton.sock'))) return false;
       return (await cli(['status', '--json'], 10_000)).code === 0;
     }, 20_000, 100);
+    everStarted = true;
+  };
+
+  // The ports were free when picked; if another process took one before the
+  // daemon bound it, pick again (only before the first start: a restarted
+  // daemon must come back on the port its clients know).
+  const start = async (): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await startOnce();
+      } catch (err) {
+        if (!(err instanceof PortTaken) || everStarted || attempt === 5) throw err;
+        port = await freePort();
+        if (metricsPort !== null) metricsPort = await freePort();
+        await writeConfig(services);
+      }
+    }
   };
 
   const killGroups = (): void => {
@@ -145,8 +196,15 @@ export async function createDaemon(opts: { services?: string; start?: boolean } 
 
   const td: TestDaemon = {
     dir,
-    port,
-    url: `http://127.0.0.1:${port}`,
+    get port() {
+      return port;
+    },
+    get url() {
+      return `http://127.0.0.1:${port}`;
+    },
+    get metricsPort() {
+      return metricsPort;
+    },
     configFile,
     get proc() {
       return proc!;

