@@ -85,7 +85,7 @@ test('graceful SIGTERM of the daemon under load: in-flight requests finish, a ne
   // Between the daemons nobody listens (issue 10 hands the sockets over), and the
   // old daemon closes its idle keep-alive connections as it stops, which races a
   // client's next request (reset / closed). Recorded here, not yet asserted away.
-  const kinds = [...new Set(result.clients.flatMap((c) => c.failures).map((e) => e.trim().split(' ')[0]))].sort();
+  const kinds = [...new Set(result.clients.flatMap((c) => c.failures).map((e) => e.trim().split(' ')[0]))].sort((a, b) => (a ?? '').localeCompare(b ?? ''));
   t.diagnostic(`refused-connection gap between the daemons: ${gapMs} ms (${refused} refused probe connects); load: ${result.failed} failed of ${result.total}, kinds ${kinds.join(', ')}`);
   assert.equal(result.failed, atReady.failed, 'nothing failed once the new daemon was ready');
   const errorStatuses = Object.keys(result.statuses).filter((code) => Number(code) >= 500);
