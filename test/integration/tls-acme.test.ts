@@ -19,6 +19,8 @@ import type { Proxy } from '../../src/proxy/index.ts';
 import { closedPort, service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil } from '../helpers/daemon.ts';
+import { writeFile } from 'node:fs/promises';
 
 const YEAR_MS = 365 * 86_400_000;
 
@@ -133,6 +135,42 @@ test('a certificate is obtained from pebble with HTTP-01 on baton\'s listener, s
   assert.equal(renewed.status, 200);
   assert.equal(readFileSync(path.join(dir, 'acme', 'account.key'), 'utf8'), accountKey, 'the account key is reused');
   t.diagnostic(`issued ${issuedSerial}, renewed ${renewed.serial}; pebble log lines: ${pebble.log().split('\n').length}`);
+});
+
+test('a daemon with tls.acme in its config obtains a certificate from pebble and serves it', async (t) => {
+  const ca = makeCa(t);
+  const d = await createDaemon({ start: false });
+  t.after(() => d.cleanup());
+  const pebble = await startPebble(t, ca, d.port);
+  const tlsPort = await freePort();
+  await writeFile(
+    d.configFile,
+    [
+      `listen: ["127.0.0.1:${d.port}"]`,
+      'state_dir: ./state',
+      'log_level: debug',
+      'tls:',
+      `  listen: ["127.0.0.1:${tlsPort}"]`,
+      '  acme:',
+      '    hosts: [localhost]',
+      `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
+      `    ca_file: ${JSON.stringify(ca.caFile)}`,
+      '  redirect_http: true',
+      'services:',
+      serviceYaml({ instances: 1 }),
+      '',
+    ].join('\n'),
+  );
+  await d.start();
+  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  await waitUntil('the daemon to log the issued certificate', async () => /acme: certificate issued/.test(await d.daemonLog()), 30_000, 100);
+  const r = await httpsGet(tlsPort, 'localhost', await pebble.rootPem());
+  assert.equal(r.status, 200);
+  assert.equal(r.body.trim(), 'v1');
+  const log = await d.daemonLog();
+  const key = readFileSync(path.join(d.dir, 'state', 'acme', 'localhost', 'key.pem'), 'utf8').split('\n')[1]!;
+  assert.ok(!log.includes(key), 'the key never appears in the daemon log');
 });
 
 test('an unreachable directory is retried with a growing delay, logged without secrets', async (t) => {
