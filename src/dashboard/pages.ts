@@ -100,8 +100,11 @@ export function overviewFragments(status: StatusResponse, live: LiveFigures): Fr
 function instancesSummary(list: InstanceStatus[]): Html {
   const serving = list.filter((i) => i.role === 'current' || i.role === 'canary');
   const healthy = serving.filter((i) => i.healthy).length;
-  const others = list.length - serving.length;
-  return html`<span class="${healthy === serving.length && serving.length > 0 ? 'ok' : 'bad'}">${healthy}/${serving.length} healthy</span>${others ? html` <span class="muted">+${others} ${others === 1 ? 'other' : 'others'}</span>` : ''}`;
+  // Instances not taking traffic, by role: the warm standby, a deploy's incoming or retiring group.
+  const byRole = new Map<string, number>();
+  for (const i of list) if (!serving.includes(i)) byRole.set(i.role, (byRole.get(i.role) ?? 0) + 1);
+  const others = [...byRole].map(([role, n]) => `+${n} ${role}`).join(', ');
+  return html`<span class="${healthy === serving.length && serving.length > 0 ? 'ok' : 'bad'}">${healthy}/${serving.length} healthy</span>${others ? html` <span class="muted">${others}</span>` : ''}`;
 }
 
 function badges(s: ServiceStatus): Html {

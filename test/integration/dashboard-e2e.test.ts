@@ -53,8 +53,11 @@ function shownRates(p: Page): Promise<Record<string, number>> {
   })()`);
 }
 
+/** The top of the page, down to the end of its content (no empty screen below a short page). */
 async function shot(p: Page, name: string): Promise<void> {
-  await p.screenshot({ path: path.join(SHOTS, name), fullPage: false });
+  const bottom = await p.evaluate<number>(`Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)`);
+  const { width, height } = p.viewportSize()!;
+  await p.screenshot({ path: path.join(SHOTS, name), clip: { x: 0, y: 0, width, height: Math.min(height, bottom + 8) } });
 }
 
 async function confirmAction(p: Page, button: string): Promise<void> {
@@ -66,11 +69,14 @@ async function confirmAction(p: Page, button: string): Promise<void> {
 
 before(async () => {
   await mkdir(SHOTS, { recursive: true });
-  d = await createDaemon({ start: false, services: serviceYaml({ extra: CANARY }) });
+  // web takes the load; api is there so the overview has more than one row.
+  d = await createDaemon({ start: false, services: [serviceYaml({ extra: `default: true\n${CANARY}` }), serviceYaml({ name: 'api', instances: 1, extra: 'hosts: [api.example.test]' })].join('\n') });
   await appendFile(d.configFile, 'dashboard: { listen: "127.0.0.1:0" }\n');
   await d.start();
-  const r = await d.cli(['deploy', 'web', await d.release('v1')], 60_000);
-  assert.equal(r.code, 0, r.stderr);
+  for (const service of ['web', 'api']) {
+    const r = await d.cli(['deploy', service, await d.release('v1')], 60_000);
+    assert.equal(r.code, 0, r.stderr);
+  }
   browser = await chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -134,7 +140,6 @@ test('a one-time link signs the browser in; a used or expired link is refused', 
   } finally {
     await other.close();
   }
-  await shot(page, 'overview.png');
 });
 
 test('a deploy under load shows live: the traffic moves from v1 to v2 on the page', async () => {
@@ -171,6 +176,14 @@ test('a deploy under load shows live: the traffic moves from v1 to v2 on the pag
   assert.match(legend, /v1/);
   assert.match(legend, /v2/);
   await shot(page, 'service.png');
+  // The overview, with the load still running.
+  await page.goto(new URL('/', page.url()).href);
+  await waitUntil('the overview to show web\'s traffic', async () => Number(await page.locator('#svc-web-rps').innerText()) > 0, 15_000, 200);
+  assert.match(await page.locator('#svc-web-release').innerText(), /v2/);
+  assert.match(await page.locator('#svc-web-standby').innerText(), /v1/);
+  assert.match(await page.locator('#svc-api-instances').innerText(), /1\/1 healthy/);
+  await shot(page, 'overview.png');
+  await page.goBack();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true, storageState: await context.storageState() });
   try {
     const p = await phone.newPage();
