@@ -74,6 +74,16 @@ export interface StatusResponse {
   /** This host's place in the balancer in front (src/daemon/agent-check.ts). */
   host: { drain: HostDrainStatus; agentCheck: string | null };
   services: ServiceStatus[];
+  /** HTTPS listeners and certificates; absent or null without `tls:` in the config. */
+  tls?: TlsStatus | null;
+}
+
+/** What the TLS front door serves (docs/tls.md). Dates are ISO 8601. */
+export interface TlsStatus {
+  listeners: string[];
+  http2: boolean;
+  certificates: Array<{ hosts: string[]; source: 'file' | 'acme'; file: string | null; notAfter: string; isDefault: boolean }>;
+  acme: { hosts: string[]; directory: string; notAfter: string | null; renewAt: string | null; failures: number; lastError: string | null; nextAttempt: string | null } | null;
 }
 
 export interface ReleaseInfo {

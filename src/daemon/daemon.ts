@@ -407,6 +407,7 @@ export class Daemon implements RuntimeHost {
         agentCheck: this.config.agentCheckListener ? `${this.config.agentCheckListener.host}:${this.config.agentCheckListener.port}` : null,
       },
       services,
+      tls: this.tls?.status() ?? null,
     };
   }
 

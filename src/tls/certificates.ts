@@ -131,6 +131,17 @@ export class CertificateStore implements CertificateProvider {
     return e === null ? null : leafOf(e.pair.cert);
   }
 
+  /** Every certificate served, for status (no key material). */
+  list(): Array<{ hosts: string[]; source: 'file' | 'acme'; file: string | null; notAfter: string; isDefault: boolean }> {
+    return [...this.#entries.values()].map((e) => ({
+      hosts: [...e.hosts],
+      source: e.files === null ? 'acme' : 'file',
+      file: e.files?.cert ?? null,
+      notAfter: e.notAfter.toISOString(),
+      isDefault: e === this.#default,
+    }));
+  }
+
   SNICallback = (servername: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void): void => {
     const e = this.#lookup(servername.toLowerCase()) ?? this.#default;
     // No context: the handshake goes on with the server's (default) one, if any.

@@ -4,6 +4,7 @@
 
 import type { Logger } from '../core/log.ts';
 import type { TlsConfig } from '../config/types.ts';
+import type { TlsStatus } from '../control/protocol.ts';
 import type { Proxy } from '../proxy/index.ts';
 import { CertificateStore, TLS12_CIPHERS, TLS_MIN_VERSION } from './certificates.ts';
 import { AcmeManager } from './acme.ts';
@@ -21,11 +22,27 @@ export class TlsFrontDoor {
   readonly certificates: CertificateStore;
   readonly acme: AcmeManager | null;
   readonly listeners: { host: string; port: number }[];
+  readonly #config: TlsConfig;
 
-  private constructor(certificates: CertificateStore, acme: AcmeManager | null, listeners: { host: string; port: number }[]) {
+  private constructor(config: TlsConfig, certificates: CertificateStore, acme: AcmeManager | null, listeners: { host: string; port: number }[]) {
+    this.#config = config;
     this.certificates = certificates;
     this.acme = acme;
     this.listeners = listeners;
+  }
+
+  /** For `baton status`: what is served and until when, and how ACME is doing (never key material). */
+  status(): TlsStatus {
+    const a = this.acme?.state() ?? null;
+    const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+    return {
+      listeners: this.listeners.map((l) => `${l.host}:${l.port}`),
+      http2: this.#config.http2,
+      certificates: this.certificates.list(),
+      acme: a === null
+        ? null
+        : { hosts: a.hosts, directory: this.#config.acme!.directoryUrl, notAfter: iso(a.notAfter), renewAt: iso(a.renewAt), failures: a.failures, lastError: a.lastError, nextAttempt: iso(a.nextAttempt) },
+    };
   }
 
   /** Load the certificates (a file that cannot be used stops the start, naming it), then listen. */
@@ -57,7 +74,7 @@ export class TlsFrontDoor {
         challenge: a === null ? null : (token) => a.challengeResponse(token),
       });
       a?.start();
-      return new TlsFrontDoor(certificates, a, listeners);
+      return new TlsFrontDoor(config, certificates, a, listeners);
     } catch (err) {
       await acme?.stop();
       certificates.close();

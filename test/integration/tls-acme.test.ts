@@ -171,6 +171,12 @@ test('a daemon with tls.acme in its config obtains a certificate from pebble and
   const log = await d.daemonLog();
   const key = readFileSync(path.join(d.dir, 'state', 'acme', 'localhost', 'key.pem'), 'utf8').split('\n')[1]!;
   assert.ok(!log.includes(key), 'the key never appears in the daemon log');
+  const st = await d.status();
+  assert.equal(st.tls.certificates[0].source, 'acme');
+  assert.deepEqual(st.tls.acme.hosts, ['localhost']);
+  assert.equal(st.tls.acme.failures, 0);
+  assert.ok(Date.parse(st.tls.acme.renewAt) < Date.parse(st.tls.acme.notAfter));
+  assert.ok(!JSON.stringify(st).includes(key), 'nor in status');
 });
 
 test('an unreachable directory is retried with a growing delay, logged without secrets', async (t) => {

@@ -88,6 +88,16 @@ test('HTTPS serves the first deploy; plain HTTP redirects to it', async () => {
   assert.equal(plain.statusCode, 308);
   assert.equal(plain.headers.location, `https://site.test:${tlsPort}/path?x=1`);
   assert.equal(await serialOf('site.test'), files.serial);
+  const st = await d.status();
+  assert.deepEqual(st.tls.listeners, [`127.0.0.1:${tlsPort}`]);
+  assert.equal(st.tls.certificates.length, 1);
+  assert.deepEqual(st.tls.certificates[0].hosts, ['site.test', 'www.site.test']);
+  assert.equal(st.tls.certificates[0].file, files.certFile);
+  assert.ok(Date.parse(st.tls.certificates[0].notAfter) > Date.now());
+  assert.equal(st.tls.acme, null);
+  const human = await d.cli(['status']);
+  assert.match(human.stdout, new RegExp(`https on 127\\.0\\.0\\.1:${tlsPort} \\(HTTP/2 and HTTP/1\\.1\\)`));
+  assert.match(human.stdout, /certificate site\.test, www\.site\.test \(default\): .*site\.pem, valid until /);
 });
 
 test('a deploy under HTTPS load, HTTP/1.1 and HTTP/2 clients: 0 failed, both versions seen', async () => {

@@ -6,6 +6,18 @@ import type { DeploymentInfo, ReleaseInfo, StatusResponse } from '../../control/
 import { clientFor, type CliContext } from '../context.ts';
 import { ago, table, when } from '../output.ts';
 
+function tlsLines(ctx: CliContext, t: NonNullable<StatusResponse['tls']>): void {
+  ctx.out(`https on ${t.listeners.join(', ')}${t.http2 ? ' (HTTP/2 and HTTP/1.1)' : ''}\n`);
+  for (const c of t.certificates) {
+    ctx.out(`  certificate ${c.hosts.join(', ')}${c.isDefault ? ' (default)' : ''}: ${c.source === 'acme' ? 'ACME' : c.file}, valid until ${c.notAfter}\n`);
+  }
+  const a = t.acme;
+  if (a !== null) {
+    const state = a.notAfter === null ? 'no certificate yet' : `renews from ${a.renewAt}`;
+    ctx.out(`  acme ${a.hosts.join(', ')} at ${a.directory}: ${state}${a.failures ? `; ${a.failures} failure(s), next try ${a.nextAttempt}: ${a.lastError}` : ''}\n`);
+  }
+}
+
 export async function statusCommand(ctx: CliContext): Promise<number> {
   const [service] = ctx.args;
   const s = await clientFor(ctx).get<StatusResponse>(`/status${service ? `?service=${encodeURIComponent(service)}` : ''}`);
@@ -14,6 +26,7 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     return 0;
   }
   ctx.out(`baton ${s.daemon.version}, pid ${s.daemon.pid}, up ${formatDuration(Date.now() - s.daemon.startedAt)}, listening on ${s.daemon.listeners.join(', ')}\n`);
+  if (s.tls) tlsLines(ctx, s.tls);
   for (const svc of s.services) {
     const standby = svc.standbyRelease
       ? `${svc.standbyRelease}${svc.standbyWarmUntil ? ` (warm for ${formatDuration(Math.max(0, svc.standbyWarmUntil - Date.now()))})` : ' (cold)'}`
