@@ -52,5 +52,5 @@ async function main(argv: string[]): Promise<number> {
 void main(process.argv.slice(2)).then((code) => {
   process.exitCode = code;
   // Only the daemon keeps the process alive on purpose; any other verb exits now.
-  if (process.argv[2] !== 'daemon') process.exit(code);
+  if (!runningDaemon) process.exit(code);
 });
