@@ -5,6 +5,7 @@
 // mean". Hosts are ssh destinations: anything the operator's ssh config knows.
 
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -301,7 +302,7 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
   return {
     file: path.resolve(file),
     name: raw.name ?? path.basename(file).replace(/\.ya?ml$/, '').replace(/[^A-Za-z0-9_-]/g, '-'),
-    ssh: { configFile: raw.ssh?.config ? path.resolve(base, raw.ssh.config) : null, connectTimeoutMs: raw.ssh?.connect_timeout ?? 10_000, options: raw.ssh?.options ?? [] },
+    ssh: { configFile: raw.ssh?.config ? path.resolve(base, raw.ssh.config.replace(/^~(?=\/)/, os.homedir())) : null, connectTimeoutMs: raw.ssh?.connect_timeout ?? 10_000, options: raw.ssh?.options ?? [] },
     hosts,
     services,
     balancer,
