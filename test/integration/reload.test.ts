@@ -8,7 +8,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import net from 'node:net';
 import { request } from 'undici';
-import { createDaemon, freePort, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { isGroupAlive } from '../../src/core/proc.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { APACHE_LIKE, fixtureRelease } from '../fixtures/fixture-release.ts';
 
@@ -178,4 +179,65 @@ test('a reload that needs a daemon restart, or resizes a service mid-deploy, is 
   // Once the deployment is done the same reload applies.
   assert.match(await reload(d), /services\.web\.instances: 1 → 2 \(applies now\)/);
   await waitUntil('two healthy instances', async () => (await d.status('web')).services[0].instances.filter((i: any) => i.role === 'current' && i.healthy).length === 2, 10_000);
+});
+
+test('a reload scales a service 2 → 3 → 1 under load with 0 failed', async (t) => {
+  const d = await createDaemon({ services: serviceYaml({ instances: 2, extra: 'standby: 0s' }) });
+  t.after(() => d.cleanup());
+  assert.equal((await d.cli(['deploy', 'web', await d.release('v1')])).code, 0);
+  const current = async (): Promise<any[]> => (await d.status('web')).services[0].instances.filter((i: any) => i.role === 'current');
+  const first = (await current()).map((i) => i.pid);
+  const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });
+  await load.waitFor(100, 10_000);
+
+  await d.writeConfig(serviceYaml({ instances: 3, extra: 'standby: 0s' }));
+  assert.match(await reload(d), /services\.web\.instances: 2 → 3 \(applies now\)/);
+  await waitUntil('three healthy instances', async () => (await current()).filter((i) => i.healthy).length === 3, 15_000, 100);
+  const three = (await current()).map((i) => i.pid);
+  for (const pid of first) assert.ok(three.includes(pid), 'scaling up keeps the running instances');
+
+  await d.writeConfig(serviceYaml({ instances: 1, extra: 'standby: 0s' }));
+  assert.match(await reload(d), /services\.web\.instances: 3 → 1 \(applies now\)/);
+  await waitUntil('one instance left', async () => (await current()).length === 1, 15_000, 100);
+  const [left] = await current();
+  for (const pid of three.filter((p) => p !== left.pid)) await waitUntil(`instance group ${pid} to be gone`, () => !isGroupAlive(pid), 15_000);
+  const seen = load.snapshot().total;
+  await load.waitFor(seen + 100, 10_000);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, result.errors.join('; '));
+  assert.deepEqual(Object.keys(result.bodies), ['v1']);
+});
+
+test('a reload that removes a service drains and stops it; the other keeps serving under load', async (t) => {
+  const both = (withApi: boolean): string => [
+    serviceYaml({ name: 'web', extra: 'hosts: [web.test]\nstandby: 0s' }),
+    ...(withApi ? [serviceYaml({ name: 'api', extra: 'hosts: [api.test]\nstandby: 0s' })] : []),
+  ].join('\n');
+  const d = await createDaemon({ services: both(true) });
+  t.after(() => d.cleanup());
+  assert.equal((await d.cli(['deploy', 'web', await d.release('w1')])).code, 0);
+  assert.equal((await d.cli(['deploy', 'api', await d.release('a1')])).code, 0);
+  const apiPids = (await d.status('api')).services[0].instances.map((i: any) => i.pid);
+  assert.equal(apiPids.length, 2);
+
+  const load = startLoad({ url: d.url + '/', headers: { host: 'web.test' }, concurrency: 4, maxMs: 90_000 });
+  await load.waitFor(100, 10_000);
+  const apiSlow = request(d.url + '/slow?ms=1500', { headers: { host: 'api.test' } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
+  await waitUntil('the api request to be in flight', async () => (await d.status('api')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
+
+  await d.writeConfig(both(false));
+  assert.match(await reload(d), /services\.api: removed \(its instances are drained and stopped now\)/);
+  assert.deepEqual(await apiSlow, { status: 200, body: 'a1' }, 'the request in flight on the removed service finished');
+  for (const pid of apiPids) await waitUntil(`api instance group ${pid} to be gone`, () => !isGroupAlive(pid), 15_000);
+  const gone = await d.cli(['status', 'api', '--json']);
+  assert.notEqual(gone.code, 0, 'the removed service is unknown');
+  // Its host now falls to the default service (web, the first one).
+  const byHost = await request(d.url + '/', { headers: { host: 'api.test' } });
+  assert.equal((await byHost.body.text()).trim(), 'w1', 'the removed service is no longer routed');
+
+  const seen = load.snapshot().total;
+  await load.waitFor(seen + 100, 10_000);
+  const result = await load.stop();
+  assert.equal(result.failed, 0, result.errors.join('; '));
+  assert.deepEqual(Object.keys(result.bodies), ['w1']);
 });
