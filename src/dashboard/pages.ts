@@ -275,7 +275,7 @@ export function logsPage(ctx: PageContext, name: string, lines: string[]): Html 
   const main = html`
 <h1>${name}: instance logs</h1>
 <p class="links"><a href="/services/${encodeURIComponent(name)}">Back to ${name}</a></p>
-<p><label><input type="checkbox" id="follow"> Follow (new lines appear at the end)</label></p>
+<p><label><input type="checkbox" id="follow"> Follow: new lines appear at the end (of the instances running when this page was opened)</label></p>
 <pre id="log" class="log" tabindex="0" aria-label="Last lines of every instance's output">${lines.join('\n')}</pre>`;
   return layout(ctx, `${name} logs`, main, { page: 'logs', service: name });
 }

@@ -205,7 +205,7 @@ test('a canary promoted with the button moves the daemon\'s weight', async () =>
   await page.locator('section.canary', { hasText: '10%' }).waitFor({ timeout: 15_000 });
   await shot(page, 'canary.png');
   await confirmAction(page, 'Promote');
-  assert.match(await page.locator('.flash').innerText(), /Promoting .*v3/);
+  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Promoting .*v3/);
   await waitUntil('the daemon to hold the canary at 50%', async () => {
     const c = (await current()).canary;
     return c?.weight === 50 && c.waiting === 'promote';
@@ -223,7 +223,7 @@ test('a rollback from the page switches the daemon back', async () => {
   await page.reload();
   await page.getByRole('button', { name: /Roll back to .*v2/ }).waitFor({ timeout: 15_000 });
   await confirmAction(page, (await page.getByRole('button', { name: /Roll back to/ }).innerText()).trim());
-  assert.match(await page.locator('.flash').innerText(), /Rolling back web: deployment #\d+/);
+  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Rolling back web: deployment #\d+/);
   await waitUntil('the daemon to serve v2 again', async () => /v2/.test((await current()).current ?? ''), 30_000, 200);
   await page.locator('#deployment', { hasText: 'rollback' }).waitFor({ timeout: 15_000 });
   await page.locator('#deployment .state.done').waitFor({ timeout: 30_000 });
@@ -242,6 +242,22 @@ test('a rollback from the page switches the daemon back', async () => {
   load = null;
   assert.equal(result.failed, 0, `failed requests: ${result.errors.join('; ')}`);
   for (const v of ['v1', 'v2', 'v3']) assert.ok(Object.keys(result.bodies).some((b) => b.includes(v)), `the load saw ${v}: ${JSON.stringify(result.bodies)}`);
+});
+
+test('a canary aborted with the button: all traffic back on the stable release, the deploy fails', async () => {
+  const deploy = d.cli(['deploy', 'web', await d.release('v4'), '--strategy', 'canary'], 120_000);
+  await waitUntil('the canary to wait at 10%', async () => (await current()).canary?.waiting === 'promote', 60_000, 200);
+  await page.goto(new URL('/services/web', page.url()).href);
+  await page.locator('section.canary', { hasText: 'v4' }).waitFor({ timeout: 15_000 });
+  await confirmAction(page, 'Abort canary');
+  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Aborting the canary .*v4/);
+  const done = await deploy;
+  assert.notEqual(done.code, 0, 'an aborted canary deploy exits non-zero');
+  assert.match(done.stdout + done.stderr, /aborted by the operator/);
+  const s = await current();
+  assert.equal(s.canary, null);
+  assert.match(s.current ?? '', /v2/);
+  await page.locator('section.canary').waitFor({ state: 'detached', timeout: 15_000 });
 });
 
 test('instance logs: the tail, then new lines as they are written', async () => {

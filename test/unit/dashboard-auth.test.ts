@@ -8,6 +8,7 @@ import { DashboardAuth, type Session } from '../../src/dashboard/auth.ts';
 import { html, jsonScript } from '../../src/dashboard/html.ts';
 import { parseConfig } from '../../src/config/index.ts';
 import { BatonError } from '../../src/core/errors.ts';
+import { diffConfig } from '../../src/daemon/reload.ts';
 
 function setup(): { auth: DashboardAuth; clock: { now: number } } {
   const clock = { now: 1_000_000 };
@@ -85,4 +86,18 @@ test('the dashboard listens on loopback only, never on a port the proxy uses', (
   assert.equal(parseConfig(base, 'baton.yaml').dashboard, null);
   assert.throws(() => parseConfig(base + 'dashboard: { listen: "0.0.0.0:9190" }\n', 'baton.yaml'), (e) => e instanceof BatonError && /dashboard\.listen: expected a loopback address/.test(e.details.join('\n')));
   assert.throws(() => parseConfig(base + 'dashboard: { listen: "127.0.0.1:8080" }\n', 'baton.yaml'), (e) => e instanceof BatonError && /dashboard\.listen: address "127\.0\.0\.1:8080" clashes with "0\.0\.0\.0:8080"/.test(e.details.join('\n')));
+});
+
+test('a reload that turns the dashboard on, off or moves it is refused; a new session timeout applies', () => {
+  const base = 'listen: ["127.0.0.1:8080"]\nservices:\n  web:\n    command: "exec app"\n';
+  const off = parseConfig(base, 'baton.yaml');
+  const on = parseConfig(base + 'dashboard: { listen: "127.0.0.1:9190" }\n', 'baton.yaml');
+  const moved = parseConfig(base + 'dashboard: { listen: "127.0.0.1:9191" }\n', 'baton.yaml');
+  const longer = parseConfig(base + 'dashboard: { listen: "127.0.0.1:9190", session_timeout: 24h }\n', 'baton.yaml');
+  assert.match(diffConfig(off, on).refused.join('\n'), /^dashboard: .*restart/);
+  assert.match(diffConfig(on, off).refused.join('\n'), /^dashboard: .*restart/);
+  assert.match(diffConfig(on, moved).refused.join('\n'), /^dashboard\.listen: .*restart/);
+  const plan = diffConfig(on, longer);
+  assert.deepEqual(plan.refused, []);
+  assert.ok(plan.changes.some((c) => c.startsWith('dashboard.session_timeout') && c.includes('applies now')), plan.changes.join('; '));
 });
