@@ -79,6 +79,24 @@ export function serviceYaml(opts: { name?: string; instances?: number; extra?: s
   ].join('\n');
 }
 
+/**
+ * Run `use` with a free port, for a port a child process (the daemon) binds:
+ * when `use` fails because the port was taken before the child bound it (its
+ * error mentions EADDRINUSE, as a failed `baton reload` or start does), try
+ * again with another port.
+ */
+export async function withFreePort<T>(use: (port: number) => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    try {
+      return await use(port);
+    } catch (err) {
+      const text = err instanceof Error ? `${err.message}\n${err.stack ?? ''}` : String(err);
+      if (attempt >= attempts || !text.includes('EADDRINUSE')) throw err;
+    }
+  }
+}
+
 /** The daemon could not bind a port the harness picked: another process took it meanwhile. */
 class PortTaken extends Error {}
 
@@ -166,9 +184,20 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         return await startOnce();
       } catch (err) {
         if (!(err instanceof PortTaken) || everStarted || attempt === 5) throw err;
+        // Rewrite the harness's ports in place: a test may have written the file itself.
+        let text = await readFile(configFile, 'utf8');
+        const swap = (old: number, now: number): void => {
+          text = text.replaceAll(`127.0.0.1:${old}"`, `127.0.0.1:${now}"`);
+        };
+        const oldPort = port;
         port = await freePort();
-        if (metricsPort !== null) metricsPort = await freePort();
-        await writeConfig(services);
+        swap(oldPort, port);
+        if (metricsPort !== null) {
+          const oldMetrics = metricsPort;
+          metricsPort = await freePort();
+          swap(oldMetrics, metricsPort);
+        }
+        await writeFile(configFile, text);
       }
     }
   };

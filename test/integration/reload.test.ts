@@ -9,7 +9,7 @@ import path from 'node:path';
 import net from 'node:net';
 import { request } from 'undici';
 import { isGroupAlive } from '../../src/core/proc.ts';
-import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { APACHE_LIKE, fixtureRelease } from '../fixtures/fixture-release.ts';
 
@@ -101,14 +101,16 @@ test('health settings changed by a reload are used for the running instances at 
 });
 
 test('proxy timeouts, metrics_listen and log_level changed by a reload apply at once', async (t) => {
-  const metricsA = await freePort();
   const d = await daemonWith(t, service(BASE), ['proxy: { client_idle_timeout: 10m }', 'log_level: debug']);
   assert.equal((await d.cli(['deploy', 'web', await apacheRelease(d, 'v1')])).code, 0);
   // Node announces the idle timeout it will apply to the connection.
   assert.equal((await get(d.url + '/')).headers['keep-alive'], 'timeout=600');
 
-  await configure(d, service(BASE), ['proxy: { client_idle_timeout: 2s }', `metrics_listen: "127.0.0.1:${metricsA}"`, 'log_level: warn']);
-  const out = await reload(d);
+  // The daemon binds the metrics port itself: another one if it was taken meanwhile.
+  const { port: metricsA, out } = await withFreePort(async (port) => {
+    await configure(d, service(BASE), ['proxy: { client_idle_timeout: 2s }', `metrics_listen: "127.0.0.1:${port}"`, 'log_level: warn']);
+    return { port, out: await reload(d) };
+  });
   assert.match(out, /proxy\.client_idle_timeout: 10m00s → 2\.0s \(applies now\)/);
   assert.match(out, new RegExp(`metrics_listen: \\(none\\) → 127\\.0\\.0\\.1:${metricsA} \\(applies now\\)`));
   assert.match(out, /log_level: "debug" → "warn" \(applies now\)/);
@@ -128,9 +130,11 @@ test('proxy timeouts, metrics_listen and log_level changed by a reload apply at 
   // Info lines are dropped at warn...
   assert.equal((await d.cli(['maintenance', 'web', 'on'])).code, 0);
   // ...and written again once the level is back to debug (this also shows the log is flushed).
-  const metricsB = await freePort();
-  await configure(d, service(BASE), ['proxy: { client_idle_timeout: 2s }', `metrics_listen: "127.0.0.1:${metricsB}"`, 'log_level: debug']);
-  assert.match(await reload(d), /metrics_listen: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ \(applies now\)/);
+  const { port: metricsB, out: outB } = await withFreePort(async (port) => {
+    await configure(d, service(BASE), ['proxy: { client_idle_timeout: 2s }', `metrics_listen: "127.0.0.1:${port}"`, 'log_level: debug']);
+    return { port, out: await reload(d) };
+  });
+  assert.match(outB, /metrics_listen: 127\.0\.0\.1:\d+ → 127\.0\.0\.1:\d+ \(applies now\)/);
   assert.equal((await d.cli(['maintenance', 'web', 'off'])).code, 0);
   await waitUntil('the info line after the level went back to debug', async () => /maintenance mode off/.test(await d.daemonLog()), 5_000);
   assert.doesNotMatch(await d.daemonLog(), /maintenance mode on/, 'an info line was written at log_level warn');
