@@ -26,7 +26,7 @@ test('npm pack → npm i -g → baton --version and a deploy from another direct
   // Pack a copy of the sources (prepack rebuilds dist/, which must not disturb the worktree's).
   const srcCopy = path.join(tmp, 'pkg');
   mkdirSync(srcCopy);
-  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'bin', 'src', 'docs']) {
+  for (const f of ['package.json', 'package-lock.json', 'tsconfig.json', 'tsconfig.build.json', 'README.md', 'bin', 'src', 'docs', 'scripts']) {
     cpSync(path.join(ROOT, f), path.join(srcCopy, f), { recursive: true });
   }
   symlinkSync(path.join(ROOT, 'node_modules'), path.join(srcCopy, 'node_modules'));
