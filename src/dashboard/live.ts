@@ -9,8 +9,10 @@ import type { ReleaseMetrics } from '../proxy/types.ts';
 /** One release's figures over one interval. */
 export interface ReleasePoint {
   rps: number;
-  /** Share of the interval's requests answered with a 5xx (0–1); null without requests. */
+  /** Share of the interval's requests the app answered with a 5xx (0–1); null without requests. */
   errorRate: number | null;
+  /** Requests baton failed itself in the interval, per second (its own 502/504, cut responses): the zero-downtime contract says 0. */
+  failed: number;
   /** Upper bound of the p99 latency bucket (ms); null without requests. */
   p99Ms: number | null;
   inflight: number;
@@ -74,20 +76,23 @@ export class LiveFigures {
   }
 
   /** Requests/s, 5xx share and p99 of a service over the last `seconds` ticks, all releases together. */
-  summary(service: string, seconds: number): { rps: number; errorRate: number | null; p99Ms: number | null } {
+  summary(service: string, seconds: number): { rps: number; errorRate: number | null; failed: number; p99Ms: number | null } {
     const ticks = this.history(service).slice(-seconds);
     let requests = 0;
     let errors = 0;
+    let failed = 0;
     let p99: number | null = null;
     for (const t of ticks) {
       for (const p of Object.values(t.releases)) {
         const n = p.rps;
         requests += n;
+        failed += p.failed;
         if (p.errorRate !== null) errors += p.errorRate * n;
         if (p.p99Ms !== null && n > 0) p99 = Math.max(p99 ?? 0, p.p99Ms);
       }
     }
-    return { rps: ticks.length ? requests / ticks.length : 0, errorRate: requests > 0 ? errors / requests : null, p99Ms: p99 };
+    const per = ticks.length || 1;
+    return { rps: requests / per, errorRate: requests > 0 ? errors / requests : null, failed: failed / per, p99Ms: p99 };
   }
 
   sample(): void {
@@ -107,14 +112,19 @@ export class LiveFigures {
       const dt = Math.max(0.001, (now - prev.at) / 1000);
       const releases: Record<string, ReleasePoint> = {};
       for (const [release, m] of current) {
-        const w = windowFigures(prev.byRelease.get(release), m);
+        const before = prev.byRelease.get(release);
+        const w = windowFigures(before, m);
+        const appErrors = m.appErrors - (before?.appErrors ?? 0);
+        const failed = m.failed - (before?.failed ?? 0);
         const key = `${service}\0${release}`;
-        if (w.requests > 0 || m.inflight > 0 || m.websockets > 0) this.#lastActive.set(key, now);
+        if (w.requests > 0 || failed > 0 || m.inflight > 0 || m.websockets > 0) this.#lastActive.set(key, now);
         // A release quiet for a minute (an old one) is left off the charts.
         if (now - (this.#lastActive.get(key) ?? -Infinity) > QUIET_MS) continue;
         releases[release] = {
           rps: w.requests / dt,
-          errorRate: w.requests > 0 ? w.errors5xx / w.requests : null,
+          // The app's own 5xx; baton's failures are counted apart (failed).
+          errorRate: w.requests > 0 ? appErrors / w.requests : null,
+          failed: failed / dt,
           // Slower than the last finite bucket (10 s): shown as that bound.
           p99Ms: w.p99Ms === Infinity ? SLOWEST_MS : w.p99Ms,
           inflight: m.inflight,

@@ -91,6 +91,7 @@ export function overviewFragments(status: StatusResponse, live: LiveFigures): Fr
     f[id('instances')] = instancesSummary(s.instances);
     f[id('rps')] = html`${rate(sum.rps)}`;
     f[id('err')] = html`${pct(sum.errorRate)}`;
+    f[id('failed')] = sum.failed > 0 ? html`<span class="bad">${rate(sum.failed)}/s</span>` : html`0`;
     f[id('p99')] = html`${ms(sum.p99Ms)}`;
     f[id('state')] = badges(s);
   }
@@ -123,10 +124,10 @@ export function overviewPage(ctx: PageContext, status: StatusResponse, frags: Fr
 <h1>Services</h1>
 <div class="scroll">
 <table class="services">
-<caption class="sr-only">Every service, live: requests per second, 5xx share and p99 latency over the last 5 seconds</caption>
-<thead><tr><th scope="col">Service</th><th scope="col">Release</th><th scope="col">Standby</th><th scope="col">Instances</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">5xx</th><th scope="col" class="num">p99</th><th scope="col">State</th></tr></thead>
+<caption class="sr-only">Every service, live: requests per second, the app's 5xx share, requests baton failed and p99 latency over the last 5 seconds</caption>
+<thead><tr><th scope="col">Service</th><th scope="col">Release</th><th scope="col">Standby</th><th scope="col">Instances</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num"><abbr title="Share of requests the app answered with a 5xx">App 5xx</abbr></th><th scope="col" class="num"><abbr title="Requests baton itself failed (no instance, 502, 504, cut responses), per second">Failed</abbr></th><th scope="col" class="num">p99</th><th scope="col">State</th></tr></thead>
 <tbody>
-${status.services.map((s) => html`<tr data-service="${s.name}"><th scope="row"><a href="/services/${encodeURIComponent(s.name)}">${s.name}</a></th>${cell(s.name, 'release')}${cell(s.name, 'standby')}${cell(s.name, 'instances')}${cell(s.name, 'rps', 'num')}${cell(s.name, 'err', 'num')}${cell(s.name, 'p99', 'num')}${cell(s.name, 'state')}</tr>`)}
+${status.services.map((s) => html`<tr data-service="${s.name}"><th scope="row"><a href="/services/${encodeURIComponent(s.name)}">${s.name}</a></th>${cell(s.name, 'release')}${cell(s.name, 'standby')}${cell(s.name, 'instances')}${cell(s.name, 'rps', 'num')}${cell(s.name, 'err', 'num')}${cell(s.name, 'failed', 'num')}${cell(s.name, 'p99', 'num')}${cell(s.name, 'state')}</tr>`)}
 </tbody>
 </table>
 </div>
@@ -170,8 +171,8 @@ function nowTable(tick: Tick | null): Html {
   const rows = Object.entries(tick?.releases ?? {});
   if (rows.length === 0) return html`<p class="muted">No traffic in the last minute.</p>`;
   return html`<div class="scroll"><table class="now"><caption>Last second, per release</caption>
-<thead><tr><th scope="col">Release</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">5xx</th><th scope="col" class="num">p99</th><th scope="col" class="num">In-flight</th><th scope="col" class="num">WebSockets</th></tr></thead>
-<tbody>${rows.map(([r, p]) => html`<tr data-release="${r}"><th scope="row">${releaseLabel(r)}</th><td class="num" data-k="rps">${rate(p.rps)}</td><td class="num">${pct(p.errorRate)}</td><td class="num">${ms(p.p99Ms)}</td><td class="num">${p.inflight}</td><td class="num">${p.websockets}</td></tr>`)}</tbody></table></div>`;
+<thead><tr><th scope="col">Release</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">App 5xx</th><th scope="col" class="num">Failed/s</th><th scope="col" class="num">p99</th><th scope="col" class="num">In-flight</th><th scope="col" class="num">WebSockets</th></tr></thead>
+<tbody>${rows.map(([r, p]) => html`<tr data-release="${r}"><th scope="row">${releaseLabel(r)}</th><td class="num" data-k="rps">${rate(p.rps)}</td><td class="num">${pct(p.errorRate)}</td><td class="num${p.failed > 0 ? ' bad' : ''}" data-k="failed">${p.failed > 0 ? rate(p.failed) : '0'}</td><td class="num">${ms(p.p99Ms)}</td><td class="num">${p.inflight}</td><td class="num">${p.websockets}</td></tr>`)}</tbody></table></div>`;
 }
 
 function controls(ctx: PageContext, s: ServiceStatus): Html {
@@ -228,7 +229,8 @@ function instanceTable(list: InstanceStatus[]): Html {
 
 export const CHARTS = [
   { metric: 'rps', title: 'Requests per second' },
-  { metric: 'errorRate', title: '5xx share (%)' },
+  { metric: 'errorRate', title: 'App 5xx share (%)' },
+  { metric: 'failed', title: 'Failed by baton (per second)' },
   { metric: 'p99Ms', title: 'p99 latency (ms, bucket bound)' },
   { metric: 'inflight', title: 'In-flight requests' },
   { metric: 'websockets', title: 'Open WebSockets' },

@@ -55,6 +55,7 @@ function shownRates(p: Page): Promise<Record<string, number>> {
 
 /** The top of the page, down to the end of its content (no empty screen below a short page). */
 async function shot(p: Page, name: string): Promise<void> {
+  await p.evaluate('window.scrollTo(0, 0)');
   const bottom = await p.evaluate<number>(`Math.ceil(document.querySelector('main').getBoundingClientRect().bottom)`);
   const { width, height } = p.viewportSize()!;
   await p.screenshot({ path: path.join(SHOTS, name), clip: { x: 0, y: 0, width, height: Math.min(height, bottom + 8) } });
@@ -182,6 +183,7 @@ test('a deploy under load shows live: the traffic moves from v1 to v2 on the pag
   assert.match(await page.locator('#svc-web-release').innerText(), /v2/);
   assert.match(await page.locator('#svc-web-standby').innerText(), /v1/);
   assert.match(await page.locator('#svc-api-instances').innerText(), /1\/1 healthy/);
+  assert.equal(await page.locator('#svc-web-failed').innerText(), '0', 'no request failed by baton in the last seconds');
   await shot(page, 'overview.png');
   await page.goBack();
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true, storageState: await context.storageState() });

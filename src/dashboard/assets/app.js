@@ -70,6 +70,7 @@
   const fmt = {
     rps: (v) => (v == null ? '–' : v.toFixed(v >= 10 ? 0 : 1)),
     errorRate: (v) => (v == null ? '–' : `${v.toFixed(1)}%`),
+    failed: (v) => (v == null ? '–' : v.toFixed(v >= 10 ? 0 : 1)),
     p99Ms: (v) => (v == null ? '–' : `≤${v} ms`),
     inflight: (v) => (v == null ? '–' : String(v)),
     websockets: (v) => (v == null ? '–' : String(v)),
