@@ -38,6 +38,14 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       group: raw.control?.group?.name ?? null,
       // A group given without a mode means the group is to use the socket.
       mode: raw.control?.mode ?? (raw.control?.group ? 0o660 : 0o600),
+      remote: raw.control?.remote
+        ? {
+            listener: raw.control.remote.listen,
+            certFile: resolve(dirname(paths.file), raw.control.remote.cert),
+            keyFile: resolve(dirname(paths.file), raw.control.remote.key),
+            tokenFile: resolve(dirname(paths.file), raw.control.remote.token_file),
+          }
+        : null,
     },
     listeners: raw.listen ?? defaultListeners(),
     logLevel: raw.log_level ?? d.DEFAULT_LOG_LEVEL,

@@ -377,9 +377,18 @@ export const logsSchema = mapping('a mapping of instance log settings', {
   keep: integer(0, 100).optional(),
 });
 
+/** The control API over TCP: only with TLS and a token (there is no plain-HTTP form). */
+export const remoteControlSchema = mapping('a mapping with "listen", "cert", "key" and "token_file"', {
+  listen: listenAddress,
+  cert: text('the path of a PEM certificate chain file'),
+  key: text('the path of a PEM private key file'),
+  token_file: text('the path of a file holding the token (mode 0600)'),
+});
+
 export const controlSchema = mapping('a mapping of control socket settings', {
   group: group.optional(),
   mode: socketMode.optional(),
+  remote: remoteControlSchema.nullish(),
 });
 
 export const serviceSchema = mapping('a mapping of service settings', {
@@ -520,6 +529,8 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'tls' && path.length === 2 && path[1] === 'acme') return Object.keys(acmeSchema.shape);
   if (first === 'tls' && path.length === 3 && path[1] === 'certificates') return Object.keys(certificateSchema.shape);
   if (first === 'dashboard' && path.length === 1) return Object.keys(dashboardSchema.shape);
+  if (first === 'control' && path.length === 1) return Object.keys(controlSchema.shape);
+  if (first === 'control' && path.length === 2 && path[1] === 'remote') return Object.keys(remoteControlSchema.shape);
   if (first === 'listen' && path.length <= 2) return Object.keys(listenerSchema.shape);
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);

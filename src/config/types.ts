@@ -184,6 +184,14 @@ export interface DashboardConfig {
   sessionTimeoutMs: number;
 }
 
+/** The control API on a TCP port: TLS always, and a bearer token read from a file at start. */
+export interface RemoteControlConfig {
+  listener: ListenerConfig;
+  certFile: string; // absolute
+  keyFile: string; // absolute
+  tokenFile: string; // absolute
+}
+
 export interface DaemonConfig {
   /** Absolute path of the file this was read from. */
   file: string;
@@ -191,7 +199,7 @@ export interface DaemonConfig {
   stateDir: string; // absolute
   controlSocket: string; // absolute path of the Unix socket
   /** Who may use the control socket besides the daemon's user: its group and mode. */
-  control: { gid: number | null; group: string | null; mode: number };
+  control: { gid: number | null; group: string | null; mode: number; remote: RemoteControlConfig | null };
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   /** Where Prometheus scrapes /metrics (never the public listeners); null = off. */
   metricsListener: ListenerConfig | null;

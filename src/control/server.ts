@@ -2,13 +2,16 @@
 // the CLI. Long operations stream NDJSON events and end with a result line.
 
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import { followService, stoppedLogs, tailLog, type LogSource } from '../supervisor/index.ts';
+import type { AuditLog } from './audit.ts';
 import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
 
 /** What the control API needs from the daemon. */
@@ -36,18 +39,82 @@ export interface ControlHandlers {
 
 const MAX_BODY = 64 * 1024;
 
+/** What a remote (TCP) control listener needs: TLS always, and the token every request must carry. */
+export interface RemoteControlOptions {
+  host: string;
+  port: number;
+  cert: string;
+  key: string;
+  token: string;
+}
+
+function digest(s: string): Buffer {
+  return createHash('sha256').update(s).digest();
+}
+
 export class ControlServer {
   readonly #h: ControlHandlers;
   readonly #log: Logger;
   readonly #server: http.Server;
+  readonly #audit: AuditLog | null;
+  /** The actor a request named in its body (deploy, rollback, restart), for the audit log. */
+  readonly #actors = new WeakMap<http.IncomingMessage, string>();
+  #remote: https.Server | null = null;
   #socketPath: string | null = null;
 
-  constructor(handlers: ControlHandlers, logger: Logger) {
+  constructor(handlers: ControlHandlers, logger: Logger, audit: AuditLog | null = null) {
     this.#h = handlers;
     this.#log = logger;
-    this.#server = http.createServer((req, res) => {
-      this.#handle(req, res).catch((err) => this.#fail(res, err));
+    this.#audit = audit;
+    this.#server = http.createServer((req, res) => this.#serve(req, res, 'unix', 'local'));
+  }
+
+  #serve(req: http.IncomingMessage, res: http.ServerResponse, via: 'unix' | 'tcp', peer: string, refused?: string): void {
+    const audit = this.#audit;
+    // Reads over the local socket are not actions; everything else is recorded once the answer is known.
+    if (audit !== null && (via === 'tcp' || req.method !== 'GET')) {
+      res.once('close', () => {
+        const path = (req.url ?? '/').split('?')[0]!;
+        audit.record({ via, peer, actor: this.#actors.get(req) ?? null, method: req.method ?? '?', path, status: res.statusCode, ...(refused ? { refused } : {}) });
+      });
+    }
+    if (refused !== undefined) {
+      json(res, 401, { error: { code: 'CONTROL_UNAUTHORIZED', message: refused, details: [] } });
+      return;
+    }
+    this.#handle(req, res).catch((err) => this.#fail(res, err));
+  }
+
+  /**
+   * The control API on a TCP port, for remote tools: HTTPS only (TLS 1.2+), and
+   * every request must carry `Authorization: Bearer TOKEN` (compared in constant
+   * time); anything else gets 401 and an audit line, and reaches no handler.
+   */
+  async listenRemote(opts: RemoteControlOptions): Promise<{ host: string; port: number }> {
+    const expected = digest(opts.token);
+    const server = https.createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, (req, res) => {
+      const auth = req.headers.authorization ?? '';
+      const given = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
+      const ok = given !== '' && timingSafeEqual(digest(given), expected);
+      this.#serve(req, res, 'tcp', req.socket.remoteAddress ?? '?', ok ? undefined : given === '' ? 'no bearer token' : 'wrong token');
     });
+    server.headersTimeout = 10_000;
+    server.on('tlsClientError', (_err, socket) => socket.destroy());
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(opts.port, opts.host, () => {
+          server.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      throw new BatonError('LISTEN_FAILED', `cannot listen for remote control on ${opts.host}:${opts.port}: ${errorMessage(err)}`);
+    }
+    this.#remote = server;
+    const a = server.address() as net.AddressInfo;
+    this.#log.info('control listening (TLS, token)', { host: a.address, port: a.port });
+    return { host: a.address, port: a.port };
   }
 
   /** Refuse to start a second daemon on the same socket; remove a stale socket file. */
@@ -91,6 +158,11 @@ export class ControlServer {
   }
 
   async close(): Promise<void> {
+    const remote = this.#remote;
+    if (remote !== null) {
+      remote.close();
+      remote.closeAllConnections();
+    }
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
       this.#server.closeIdleConnections();
@@ -100,6 +172,7 @@ export class ControlServer {
       }, 1000).unref();
     });
     if (this.#socketPath) await unlink(this.#socketPath).catch(() => {});
+    await this.#audit?.flushed();
   }
 
   async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -169,6 +242,7 @@ export class ControlServer {
       if (method === 'POST' && (verb === 'deploy' || verb === 'rollback' || verb === 'restart')) {
         const body = await readJson(req);
         const actor = typeof body['actor'] === 'string' ? body['actor'] : 'unknown';
+        this.#actors.set(req, actor);
         return stream(res, (emit) => {
           if (verb === 'deploy') return h.deploy(service, deploySource(body), actor, emit);
           if (verb === 'rollback') {

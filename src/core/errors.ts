@@ -54,6 +54,7 @@ export const ERRORS = {
   TLS_CERT_INVALID: { http: 422, exit: EXIT.FAILED, meaning: 'a certificate and key cannot be used together (unparsable, or the key does not match); the message names the files' },
   TLS_CERT_UNREADABLE: { http: 422, exit: EXIT.FAILED, meaning: 'a certificate or key file cannot be read (missing, no permission)' },
   ACME_FAILED: { http: 502, exit: EXIT.FAILED, meaning: 'obtaining a certificate from the ACME directory failed (retried with backoff; the current certificate stays)' },
+  CONTROL_UNAUTHORIZED: { http: 401, exit: EXIT.FAILED, meaning: 'a request to the remote (TCP) control listener without the right bearer token; it reached nothing and is in the audit log' },
   LISTEN_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'a listener cannot be opened (address in use, no permission for the port)' },
   STORE_UNAVAILABLE: { http: 503, exit: EXIT.FAILED, meaning: 'the state database cannot be opened or written' },
   DAEMON_UNREACHABLE: { http: 503, exit: EXIT.UNREACHABLE, meaning: 'the CLI cannot reach the daemon\'s control socket (the message names the socket and the config used)' },

@@ -23,6 +23,8 @@ import { TlsFrontDoor } from '../tls/index.ts';
 import { killStrayGroup } from '../supervisor/index.ts';
 import type { DeploySource, DeploymentInfo, InstanceStatus, ReleaseInfo, ReloadResult, ServiceStatus, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
+import { AuditLog } from '../control/audit.ts';
+import { readControlKeyPair, readControlToken } from '../control/remote-secrets.ts';
 import type { Dashboard } from '../dashboard/index.ts';
 import { applyReload } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
@@ -104,8 +106,14 @@ export class Daemon implements RuntimeHost {
         logger.info('dashboard listening', { host: d.#dashboard.address.host, port: d.#dashboard.address.port, login: '`baton dashboard` prints a one-time link' });
       }
       if (config.agentCheckListener) await d.hostDrain.listen(config.agentCheckListener.host, config.agentCheckListener.port);
-      d.#control = new ControlServer(d, logger.child({ component: 'control' }));
+      d.#control = new ControlServer(d, logger.child({ component: 'control' }), new AuditLog(path.join(config.stateDir, 'audit.log'), logger));
       await d.#control.listen(config.controlSocket, config.control);
+      const remote = config.control.remote;
+      if (remote) {
+        const pair = await readControlKeyPair(remote.certFile, remote.keyFile);
+        const token = await readControlToken(remote.tokenFile);
+        await d.#control.listenRemote({ host: remote.listener.host, port: remote.listener.port, ...pair, token });
+      }
     } catch (err) {
       await d.#teardown(false).catch(() => {});
       throw err;

@@ -11,8 +11,8 @@ const base = (svc: string, top = ''): string => `${top}services:\n  web:\n    co
 test('user and group resolve to ids; the control group opens the socket to 0660', () => {
   const cfg = parseConfig(base('    user: root\n    group: 0\n', 'control: { group: root }\n'), '/etc/baton/baton.yaml');
   assert.deepEqual(cfg.services[0]!.runAs, { user: 'root', uid: 0, gid: 0, home: '/root' });
-  assert.deepEqual(cfg.control, { gid: 0, group: 'root', mode: 0o660 });
-  assert.deepEqual(parseConfig(base('', 'control: { mode: "0600" }\n'), '/x.yaml').control, { gid: null, group: null, mode: 0o600 });
+  assert.deepEqual(cfg.control, { gid: 0, group: 'root', mode: 0o660, remote: null });
+  assert.deepEqual(parseConfig(base('', 'control: { mode: "0600" }\n'), '/x.yaml').control, { gid: null, group: null, mode: 0o600, remote: null });
   assert.equal(parseConfig(base(''), '/x.yaml').services[0]!.runAs, null);
 });
 
