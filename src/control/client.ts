@@ -15,11 +15,11 @@ export class ControlClient {
   }
 
   async get<T>(path: string): Promise<T> {
-    return JSON.parse(await this.#call('GET', path)) as T;
+    return parseAnswer(await this.#call('GET', path), path) as T;
   }
 
   async post<T>(path: string, body: unknown = {}): Promise<T> {
-    return JSON.parse(await this.#call('POST', path, body)) as T;
+    return parseAnswer(await this.#call('POST', path, body), path) as T;
   }
 
   /** POST a long operation and hand each NDJSON line to onLine; resolves at the end of the stream. */
@@ -38,7 +38,14 @@ export class ControlClient {
           while ((nl = buf.indexOf('\n')) >= 0) {
             const line = buf.slice(0, nl);
             buf = buf.slice(nl + 1);
-            if (line.trim()) onLine(JSON.parse(line) as StreamLine);
+            if (!line.trim()) continue;
+            try {
+              onLine(parseAnswer(line, path) as StreamLine);
+            } catch (err) {
+              req.destroy();
+              reject(err);
+              return;
+            }
           }
         });
         res.on('end', () => resolve());
@@ -93,6 +100,15 @@ export class ControlClient {
       }
     });
     return req;
+  }
+}
+
+/** The daemon's JSON answer; anything else is a daemon (or socket) that is not baton's. */
+function parseAnswer(text: string, path: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new BatonError('INTERNAL', `the daemon's answer to ${path} is not JSON: ${JSON.stringify(text.slice(0, 200))}`);
   }
 }
 

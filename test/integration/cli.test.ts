@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createDaemon, waitUntil } from '../helpers/daemon.ts';
@@ -90,6 +91,25 @@ test('the config is found by --config, then $BATON_CONFIG, then ./baton.yaml; th
   const named = baton(['status'], { cwd: there, env: { BATON_CONFIG: 'nope.yaml' } });
   assert.equal(named.code, 2);
   assert.match(named.stderr, /config file nope\.yaml \(from \$BATON_CONFIG\) not found/);
+});
+
+test('a socket that answers something other than baton\'s JSON gets a clear message, not a stack trace', async (t) => {
+  const socket = path.join(tmp, 'not-baton.sock');
+  const server = http.createServer((_req, res) => res.end('hello, I am not baton'));
+  await new Promise<void>((resolve) => server.listen(socket, resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const r = await new Promise<Run>((resolve, reject) => {
+    // Asynchronous: the server runs in this process.
+    const c = spawn(process.execPath, [BATON, 'status', '--socket', socket], { cwd: tmp, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout.on('data', (d) => (stdout += d));
+    c.stderr.on('data', (d) => (stderr += d));
+    c.on('error', reject);
+    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'baton: the daemon\'s answer to /status is not JSON: "hello, I am not baton"\n');
 });
 
 test('/etc/baton/baton.yaml is the last place looked at', async () => {

@@ -9,7 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { renameSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
@@ -23,25 +23,28 @@ before(async () => {
   ca = makeCa({ after: (fn) => cleanups.push(fn) });
   files = ca.write('site', ['site.test', 'www.site.test']);
   d = await createDaemon({ start: false });
-  tlsPort = await freePort();
-  await writeFile(
-    d.configFile,
-    [
-      `listen: ["127.0.0.1:${d.port}"]`,
-      'state_dir: ./state',
-      'log_level: debug',
-      'tls:',
-      `  listen: ["127.0.0.1:${tlsPort}"]`,
-      '  certificates:',
-      `    - { hosts: [site.test, www.site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }`,
-      '  redirect_http: true',
-      '  hsts: true',
-      'services:',
-      serviceYaml({ extra: 'hosts: [site.test, www.site.test]' }),
-      '',
-    ].join('\n'),
-  );
-  await d.start();
+  // The daemon binds the TLS port itself: another one if it was taken meanwhile.
+  tlsPort = await withFreePort(async (port) => {
+    await writeFile(
+      d.configFile,
+      [
+        `listen: ["127.0.0.1:${d.port}"]`,
+        'state_dir: ./state',
+        'log_level: debug',
+        'tls:',
+        `  listen: ["127.0.0.1:${port}"]`,
+        '  certificates:',
+        `    - { hosts: [site.test, www.site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }`,
+        '  redirect_http: true',
+        '  hsts: true',
+        'services:',
+        serviceYaml({ extra: 'hosts: [site.test, www.site.test]' }),
+        '',
+      ].join('\n'),
+    );
+    await d.start();
+    return port;
+  });
 });
 after(async () => {
   await d?.cleanup();

@@ -16,7 +16,7 @@ import type { TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
-import { createDaemon, freePort, serviceYaml } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, withFreePort } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 
 async function tlsProxy(t: TestContext, extra: Partial<TlsListenerOptions>, opts: { headersTimeoutMs?: number } = {}): Promise<{ port: number; ca: TestCa }> {
@@ -129,22 +129,25 @@ test('slowhttptest slowloris, 500 connections over HTTPS against a daemon: a nor
   const files = ca.write('site', ['site.test']);
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
-  const tlsPort = await freePort();
-  await writeFile(
-    d.configFile,
-    [
-      `listen: ["127.0.0.1:${d.port}"]`,
-      'state_dir: ./state',
-      'tls:',
-      `  listen: ["127.0.0.1:${tlsPort}"]`,
-      `  certificates: [{ hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
-      '  max_connections_per_client: 1000',
-      'services:',
-      serviceYaml({ instances: 1 }),
-      '',
-    ].join('\n'),
-  );
-  await d.start();
+  // The daemon binds the TLS port itself: another one if it was taken meanwhile.
+  const tlsPort = await withFreePort(async (port) => {
+    await writeFile(
+      d.configFile,
+      [
+        `listen: ["127.0.0.1:${d.port}"]`,
+        'state_dir: ./state',
+        'tls:',
+        `  listen: ["127.0.0.1:${port}"]`,
+        `  certificates: [{ hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
+        '  max_connections_per_client: 1000',
+        'services:',
+        serviceYaml({ instances: 1 }),
+        '',
+      ].join('\n'),
+    );
+    await d.start();
+    return port;
+  });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
   const url = `https://127.0.0.1:${tlsPort}/`;
