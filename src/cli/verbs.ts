@@ -11,6 +11,10 @@ const FLEET_FLAGS = {
   ...JSON_FLAG,
 } as const;
 
+const UNTIL = {
+  until: { type: 'string', value: 'WHEN', choices: ['done', 'switched'], help: 'return once the old instances drained (done, the default) or as soon as traffic is switched (draining goes on in the daemon: `baton status`)' },
+} as const;
+
 export const VERBS: readonly VerbSpec[] = [
   {
     name: 'daemon',
@@ -31,12 +35,14 @@ export const VERBS: readonly VerbSpec[] = [
   {
     name: 'deploy',
     summary: 'blue/green (or canary) deploy of a directory, or of the service\'s git branch/tag/commit',
-    help: 'Without DIR or --ref, deploys the head of the branch in the service\'s git: section. Prints each step and exits 0 when done, 1 when the deploy failed (the serving release is untouched).',
+    help: 'Without DIR or --ref, deploys the head of the branch in the service\'s git: section. Prints each step and exits 0 when done, 1 when the deploy failed (the serving release is untouched). Ctrl-C before the switch cancels the deploy (exit 130); after it, the deploy goes on in the daemon and `baton rollback SERVICE` goes back.',
     args: [SERVICE, { name: 'DIR', optional: true, complete: 'dir' }],
     flags: {
       ref: { type: 'string', value: 'REF', help: 'a branch, tag or commit of the service\'s git repository' },
       strategy: { type: 'string', value: 'STRATEGY', choices: ['blue_green', 'canary'], help: 'override the service\'s configured strategy' },
       'skip-migrate': { type: 'boolean', help: 'do not run the migrate hook (a fleet rollout runs it once, on its first host)' },
+      steps: { type: 'string', value: 'PLAN', help: 'this deploy\'s canary plan, e.g. 10,50 (each weight then an analysis) or 5,pause:10m,50,promote; implies --strategy canary' },
+      ...UNTIL,
       ...JSON_FLAG,
       ...CONNECT_FLAGS,
     },
@@ -73,6 +79,7 @@ export const VERBS: readonly VerbSpec[] = [
     args: [SERVICE],
     flags: {
       to: { type: 'string', value: 'RELEASE', help: 'a kept release (see `baton releases SERVICE`) instead of the previous one' },
+      ...UNTIL,
       ...JSON_FLAG,
       ...CONNECT_FLAGS,
     },
@@ -82,7 +89,7 @@ export const VERBS: readonly VerbSpec[] = [
     name: 'restart',
     summary: 'zero-downtime restart of the current release',
     args: [SERVICE],
-    flags: { ...JSON_FLAG, ...CONNECT_FLAGS },
+    flags: { ...UNTIL, ...JSON_FLAG, ...CONNECT_FLAGS },
     load: async () => (await import('./commands/deploy.ts')).restartCommand,
   },
   {
@@ -98,7 +105,7 @@ export const VERBS: readonly VerbSpec[] = [
   },
   {
     name: 'abort',
-    summary: 'roll a canary back: all traffic to the stable release',
+    summary: 'roll a canary back, or cancel a deploy that has not switched yet',
     args: [SERVICE],
     flags: { ...JSON_FLAG, ...CONNECT_FLAGS },
     load: async () => (await import('./commands/traffic.ts')).abortCommand,

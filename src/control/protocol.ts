@@ -2,7 +2,7 @@
 // JSON over HTTP on a Unix socket. Long operations answer with NDJSON: one
 // event per line, the last line `{ "type": "result", ... }`.
 
-import type { DeployEvent, DeployOutcome, PushSource } from '../core/deployment.ts';
+import type { DeployEvent, DeployOutcome, PushSource, Until } from '../core/deployment.ts';
 import type { ServiceCounters } from '../core/counters.ts';
 
 export const API_PREFIX = '/v1';
@@ -10,7 +10,8 @@ export const API_PREFIX = '/v1';
 export interface InstanceStatus {
   id: string;
   release: string;
-  role: 'incoming' | 'current' | 'canary' | 'standby' | 'retiring';
+  /** See GroupRole in src/deploy/release-group.ts. */
+  role: 'incoming' | 'current' | 'canary' | 'draining' | 'standby' | 'retiring';
   pid: number;
   port: number;
   state: string; // starting | healthy | unhealthy | stopping | exited
@@ -31,7 +32,10 @@ export interface ServiceStatus {
   standbyRelease: string | null;
   /** Until when the standby's processes keep running (null: not running). */
   standbyWarmUntil: number | null;
-  deploying: number | null; // id of the running deployment
+  /** Id of the deployment holding the service (until its switch). */
+  deploying: number | null;
+  /** Old instances still finishing their requests and WebSockets after a switch (a rollback to them is instant). */
+  draining: DrainingStatus[];
   counters: ServiceCounters;
   instances: InstanceStatus[];
   /** The canary rollout in progress. */
@@ -53,6 +57,16 @@ export interface HostDrainStatus {
   weightPercent: number | null;
   since: number;
   reason: string;
+}
+
+export interface DrainingStatus {
+  release: string;
+  deploymentId: number;
+  instances: number;
+  /** When the drain deadline passes (epoch ms). */
+  deadline: number;
+  inflight: number;
+  websockets: number;
 }
 
 export interface ReleaseFigures {
@@ -132,15 +146,19 @@ export interface ApiError {
   details: string[];
 }
 
-export type { DeploySource, PushSource } from '../core/deployment.ts';
+export type { DeploySource, PushSource, Until } from '../core/deployment.ts';
 
 export interface DeployRequest {
   releaseDir?: string;
   ref?: string;
   push?: PushSource;
+  strategy?: 'blue_green' | 'canary';
+  steps?: string;
   actor?: string;
+  until?: Until;
 }
 export interface RollbackRequest {
   to?: string;
   actor?: string;
+  until?: Until;
 }

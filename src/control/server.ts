@@ -9,7 +9,7 @@ import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
-import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
+import type { DeployEvent, DeployOutcome, RunHooks } from '../core/deployment.ts';
 import { followService, stoppedLogs, tailLog, type LogSource } from '../supervisor/index.ts';
 import type { AuditLog } from './audit.ts';
 import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
@@ -22,12 +22,14 @@ export interface ControlHandlers {
   logFiles(service: string): string[];
   /** Where the service's instance logs are (those of stopped instances too). */
   logDir(service: string): string;
-  deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
-  rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
-  restart(service: string, actor: string, emit: (e: DeployEvent) => void): Promise<DeployOutcome>;
+  deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void, hooks?: RunHooks): Promise<DeployOutcome>;
+  rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void, hooks?: RunHooks): Promise<DeployOutcome>;
+  restart(service: string, actor: string, emit: (e: DeployEvent) => void, hooks?: RunHooks): Promise<DeployOutcome>;
   reload(): Promise<ReloadResult>;
-  promote(service: string, full: boolean): unknown;
-  abort(service: string): unknown;
+  /** Resolves once the next step is routed. */
+  promote(service: string, full: boolean): Promise<unknown>;
+  /** Resolves once the abort is live (traffic back on the stable release, or the cancelled deploy's instances stopped). */
+  abort(service: string, deployment?: number): Promise<unknown>;
   setMaintenance(service: string, on: boolean, message: string): Promise<unknown>;
   setPaused(service: string, paused: boolean): unknown;
   beta(service: string, ttlMs: number): unknown;
@@ -221,8 +223,12 @@ export class ControlServer {
         return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1', id === null ? undefined : Number(id)));
       }
       if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
-      if (method === 'POST' && verb === 'promote') return json(res, 200, h.promote(service, (await readJson(req))['full'] === true));
-      if (method === 'POST' && verb === 'abort') return json(res, 200, h.abort(service));
+      if (method === 'POST' && verb === 'promote') return json(res, 200, await h.promote(service, (await readJson(req))['full'] === true));
+      if (method === 'POST' && verb === 'abort') {
+        const deployment = (await readJson(req))['deployment'];
+        if (deployment !== undefined && (typeof deployment !== 'number' || !Number.isInteger(deployment))) throw new BatonError('BAD_REQUEST', '"deployment" must be a deployment id');
+        return json(res, 200, await h.abort(service, deployment));
+      }
       if (method === 'POST' && verb === 'pause') return json(res, 200, h.setPaused(service, true));
       if (method === 'POST' && verb === 'resume') return json(res, 200, h.setPaused(service, false));
       if (method === 'POST' && verb === 'maintenance') {
@@ -243,14 +249,16 @@ export class ControlServer {
         const body = await readJson(req);
         const actor = typeof body['actor'] === 'string' ? body['actor'] : 'unknown';
         this.#actors.set(req, actor);
-        return stream(res, (emit) => {
-          if (verb === 'deploy') return h.deploy(service, deploySource(body), actor, emit);
+        const until = body['until'] ?? 'done';
+        if (until !== 'done' && until !== 'switched') throw new BatonError('BAD_REQUEST', `"until" must be "done" or "switched", got ${JSON.stringify(until)}`);
+        return stream(res, until, (emit, hooks) => {
+          if (verb === 'deploy') return h.deploy(service, deploySource(body), actor, emit, hooks);
           if (verb === 'rollback') {
             const to = body['to'];
             if (to !== undefined && typeof to !== 'string') throw new BatonError('BAD_REQUEST', '"to" must be a release id');
-            return h.rollback(service, to, actor, emit);
+            return h.rollback(service, to, actor, emit, hooks);
           }
-          return h.restart(service, actor, emit);
+          return h.restart(service, actor, emit, hooks);
         });
       }
     }
@@ -307,15 +315,25 @@ function json(res: http.ServerResponse, status: number, body: unknown): void {
  * with the first event, so an operation refused up front (unknown service, a
  * deploy already running) still gets a plain JSON error with a 4xx status.
  */
-async function stream(res: http.ServerResponse, op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome>): Promise<void> {
+async function stream(
+  res: http.ServerResponse,
+  until: 'done' | 'switched',
+  op: (emit: (e: DeployEvent) => void, hooks: RunHooks) => Promise<DeployOutcome>,
+): Promise<void> {
   const write = (line: StreamLine): void => {
     if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
-    if (!res.destroyed) res.write(JSON.stringify(line) + '\n');
+    if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(line) + '\n');
   };
-  // A CLI that goes away (Ctrl-C) does not stop the deployment: it runs to its end.
-  const outcome = await op((event) => write({ type: 'event', event }));
-  write({ type: 'result', outcome });
-  res.end();
+  const end = (outcome: DeployOutcome): void => {
+    if (res.writableEnded) return;
+    write({ type: 'result', outcome });
+    res.end();
+  };
+  // A CLI that goes away does not stop the deployment: it runs to its end
+  // (the CLI's Ctrl-C asks for an abort explicitly). With until 'switched' the
+  // answer ends at the switch and draining goes on here.
+  const outcome = await op((event) => write({ type: 'event', event }), until === 'switched' ? { switched: end } : {});
+  end(outcome);
 }
 
 /** Exactly one source: a directory, a git ref, or a pushed commit (none = the service's git branch). */
@@ -326,8 +344,11 @@ function deploySource(body: Record<string, unknown>): DeploySource {
   }
   const skipMigrate = body['skipMigrate'];
   if (skipMigrate !== undefined && typeof skipMigrate !== 'boolean') throw new BatonError('BAD_REQUEST', '"skipMigrate" must be true or false');
+  const steps = body['steps'];
+  if (steps !== undefined && (typeof steps !== 'string' || steps.length > 500)) throw new BatonError('BAD_REQUEST', '"steps" must be text like "10,50"');
+  if (steps !== undefined && strategy === 'blue_green') throw new BatonError('BAD_REQUEST', '--steps is a canary plan; it cannot go with --strategy blue_green');
   const source = sourceOf(body);
-  return { ...source, ...(strategy === undefined ? {} : { strategy }), ...(skipMigrate ? { skipMigrate } : {}) };
+  return { ...source, ...(strategy === undefined ? {} : { strategy }), ...(skipMigrate ? { skipMigrate } : {}), ...(steps === undefined ? {} : { steps }) };
 }
 
 function sourceOf(body: Record<string, unknown>): DeploySource {

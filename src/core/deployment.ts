@@ -14,7 +14,9 @@ export type DeploymentState =
   | 'done'
   | 'aborting'
   | 'failed'
-  | 'rolled_back';
+  | 'rolled_back'
+  /** Never started: the service refused it (another deployment held it); kept so `baton history` shows it. */
+  | 'refused';
 
 /** One line of a deployment's progress, streamed to the CLI and stored (except 'output'). */
 export interface DeployEvent {
@@ -27,6 +29,8 @@ export interface DeployEvent {
   /** Time spent in the step that just ended (on 'step' events), or the measured duration the message is about. */
   durationMs?: number;
   details?: string[];
+  /** 'switched': the event of the traffic switch (a CLI interrupted after it cancels nothing). */
+  milestone?: 'switched';
 }
 
 /** How a deployment ended: the last line of its stream. */
@@ -36,7 +40,11 @@ export interface DeployOutcome {
   kind: DeploymentKind;
   fromRelease: string | null;
   toRelease: string;
-  state: 'done' | 'failed' | 'rolled_back';
+  /**
+   * 'switched': traffic has moved and the old instances are still draining (the
+   * answer of `--until switched`; the deployment goes on in the daemon).
+   */
+  state: 'done' | 'failed' | 'rolled_back' | 'switched';
   durationMs: number;
   /** Time from the start of the deployment to the traffic switch. */
   switchAfterMs: number | null;
@@ -50,6 +58,12 @@ export interface DeployOutcome {
   error: { code: string; message: string; details: string[] } | null;
 }
 
+/** What the caller of a deployment may hear besides its events. */
+export interface RunHooks {
+  /** Traffic has moved: the outcome so far (state 'switched'); draining follows. */
+  switched?: (o: DeployOutcome) => void;
+}
+
 /** Where a deploy takes its release from: exactly one of dir, ref (the service's git source; '' = its branch), push. */
 export interface DeploySource {
   dir?: string;
@@ -59,7 +73,16 @@ export interface DeploySource {
   strategy?: 'blue_green' | 'canary';
   /** Do not run the migrate hook: a fleet rollout ran it once on another host. */
   skipMigrate?: boolean;
+  /** This deploy's canary plan as the operator typed it (`--steps 10,50`); implies the canary strategy. */
+  steps?: string;
 }
+
+/**
+ * When a long operation's stream ends: 'done' (default) after the old instances
+ * drained; 'switched' as soon as traffic has moved (the result's state is then
+ * 'switched' and draining goes on in the daemon, reported by status).
+ */
+export type Until = 'done' | 'switched';
 
 /** A commit being pushed (pre-receive hook): exported from the pushed repository with the hook's object environment. */
 export interface PushSource {

@@ -42,6 +42,8 @@ export const ERRORS = {
   DASHBOARD_OFF: { http: 409, exit: EXIT.FAILED, meaning: '`baton dashboard` while the config has no `dashboard:` section' },
   DEPLOY_IN_PROGRESS: { http: 409, exit: EXIT.FAILED, meaning: 'another deployment of the service is running' },
   DEPLOY_FAILED: { http: 500, exit: EXIT.FAILED, meaning: 'the deployment failed; the serving release is untouched' },
+  DEPLOY_CANCELLED: { http: 409, exit: EXIT.FAILED, meaning: 'the deployment was cancelled before its switch (`baton abort`, or Ctrl-C of `baton deploy`); the serving release is untouched' },
+  NOTHING_RUNNING: { http: 409, exit: EXIT.FAILED, meaning: 'abort with no deployment to abort (none running, or it already switched traffic: roll back instead)' },
   CANARY_ABORTED: { http: 409, exit: EXIT.FAILED, meaning: 'the canary was aborted (by the operator or its analysis); traffic went back to the stable release' },
   INSTANCE_CRASHED: { http: 500, exit: EXIT.FAILED, meaning: 'an instance could not start or exited before it became healthy (the details carry its log\'s tail)' },
   INSTANCE_UNHEALTHY: { http: 500, exit: EXIT.FAILED, meaning: 'an instance did not pass its health check in time' },

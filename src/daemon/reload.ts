@@ -211,7 +211,8 @@ export interface Reloadable {
   readonly logger: Logger;
   readonly runtimes: Map<string, ServiceRuntime>;
   newRuntime(config: ServiceConfig): ServiceRuntime;
-  routingChanged(): void;
+  /** Swap in a routing snapshot built from every service's runtime. */
+  publish(): void;
 }
 
 /**
@@ -241,16 +242,14 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
   for (const [name, rt] of d.runtimes) {
     const cfg = byName.get(name);
     if (cfg) {
-      rt.config = cfg;
-      // Instances hold the settings that matter while they run (health checks, stop signal and timeout).
-      for (const g of rt.groups) for (const i of g.list()) i.applySettings(cfg);
+      rt.setConfig(cfg);
     } else {
       d.runtimes.delete(name);
       void rt.shutdown().catch((err) => d.logger.error('stopping removed service failed', { service: name, error: errorMessage(err) }));
     }
   }
   for (const name of plan.addedServices) d.runtimes.set(name, d.newRuntime(byName.get(name)!));
-  d.routingChanged();
+  d.publish();
   for (const rt of d.runtimes.values()) {
     if (rt.current && rt.activeDeployment === null) {
       void rt.scale(rt.current).catch((err) => d.logger.error('scaling failed', { service: rt.name, error: errorMessage(err) }));

@@ -225,12 +225,13 @@ export class Dashboard {
   async #act(service: string, verb: string): Promise<string> {
     const h = this.#o.host;
     if (verb === 'promote' || verb === 'promote-full') {
-      const r = h.promote(service, verb === 'promote-full') as { release: string; step: number; of: number };
-      return verb === 'promote-full' ? `Promoting ${r.release} to 100% of ${service}.` : `Promoting ${r.release}: on to the step after ${r.step + 1} of ${r.of}.`;
+      // Answers once the promotion is routed.
+      const r = (await h.promote(service, verb === 'promote-full')) as { release: string; weight: number; step: number; of: number; switched: boolean };
+      return r.switched ? `${r.release} now serves all of ${service}.` : `${r.release} now gets ${r.weight}% of ${service}'s visitors (step ${r.step} of ${r.of}).`;
     }
     if (verb === 'abort') {
-      const r = h.abort(service) as { release: string };
-      return `Aborting the canary ${r.release}: all traffic goes back to the stable release.`;
+      const r = (await h.abort(service)) as { deploymentId: number; what: 'canary' | 'deploy' };
+      return r.what === 'canary' ? `Deployment #${r.deploymentId} aborted: all traffic is back on the stable release.` : `Deployment #${r.deploymentId} cancelled before its switch.`;
     }
     const id = await startLong((emit) => h.rollback(service, undefined, 'dashboard', emit), this.#o.logger);
     return `Rolling back ${service}: deployment #${id} is running.`;

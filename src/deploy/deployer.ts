@@ -22,9 +22,10 @@ import { shareReleaseWith } from './release-owner.ts';
 import { CanaryRun, describeStep, type CanarySignal } from './canary.ts';
 import { judge, windowFigures, type Verdict } from './analysis.ts';
 import type { ReleaseMetrics } from '../proxy/types.ts';
+import type { CanaryStep } from '../config/types.ts';
 
-export type { DeploymentKind, DeployEvent, DeployOutcome } from '../core/deployment.ts';
-import type { DeploymentKind, DeployEvent, DeployOutcome } from '../core/deployment.ts';
+export type { DeploymentKind, DeployEvent, DeployOutcome, RunHooks } from '../core/deployment.ts';
+import type { DeploymentKind, DeployEvent, DeployOutcome, RunHooks } from '../core/deployment.ts';
 
 export interface DeployPlan {
   kind: DeploymentKind;
@@ -36,6 +37,8 @@ export interface DeployPlan {
   strategy?: 'blue_green' | 'canary';
   /** A fleet rollout ran the migrate hook once on another host. */
   skipMigrate?: boolean;
+  /** This deploy's canary plan (`--steps`), instead of the configured one. */
+  steps?: CanaryStep[];
 }
 
 export interface DeployerDeps {
@@ -43,7 +46,6 @@ export interface DeployerDeps {
   proxy: Proxy;
   logger: Logger;
   stateDir: string;
-  routingChanged(): void;
 }
 
 export class Deployer {
@@ -53,33 +55,32 @@ export class Deployer {
     this.#d = deps;
   }
 
-  /** Refuse early (before any work) when the service is already deploying. */
-  assertIdle(rt: ServiceRuntime): void {
-    if (rt.activeDeployment !== null || rt.reserved) {
-      throw new BatonError(
-        'DEPLOY_IN_PROGRESS',
-        `a deployment of ${rt.name} is already running${rt.activeDeployment !== null ? ` (#${rt.activeDeployment})` : ''}; wait for it to finish, or watch it with \`baton status ${rt.name}\``,
-      );
-    }
+  /**
+   * Record an operation the service refused (a rollback while a deploy starts,
+   * say): a line in the daemon's log and a deployment in state 'refused' that
+   * `baton history` shows. Returns the error to give the caller.
+   */
+  refused(rt: ServiceRuntime, kind: DeploymentKind, toRelease: string, actor: string, err: BatonError): BatonError {
+    const { store } = this.#d;
+    const now = Date.now();
+    const id = store.transaction(() => {
+      const id = store.createDeployment({ service: rt.name, kind, fromRelease: rt.current?.release ?? null, toRelease, actor });
+      store.updateDeployment(id, { state: 'refused', finishedAt: now, error: err.message });
+      store.addDeploymentEvent({ deploymentId: id, step: 'refused', message: err.message, at: now, level: 'warn' });
+      return id;
+    });
+    this.#d.logger.warn(`${kind} refused`, { service: rt.name, deployment: id, release: toRelease, actor, code: err.code, reason: err.message });
+    return err;
   }
 
-  /** Hold the service for a deployment whose release is still being resolved (a git fetch); returns the release. */
-  reserve(rt: ServiceRuntime): () => void {
-    this.assertIdle(rt);
-    rt.reserved = true;
-    return () => {
-      rt.reserved = false;
-    };
-  }
-
-  /** Run a deployment. The caller may hold the service's reservation (see reserve()). */
-  async run(rt: ServiceRuntime, plan: DeployPlan, emit: (e: DeployEvent) => void): Promise<DeployOutcome> {
-    if (rt.activeDeployment !== null) this.assertIdle(rt);
+  /** Run a deployment. The caller may hold the service's reservation (see ServiceRuntime.reserve()). */
+  async run(rt: ServiceRuntime, plan: DeployPlan, emit: (e: DeployEvent) => void, hooks: RunHooks = {}): Promise<DeployOutcome> {
+    if (rt.activeDeployment !== null) rt.assertIdle();
     const { store, proxy } = this.#d;
     const svc = rt.config;
     const fromRelease = rt.current?.release ?? null;
     const id = store.createDeployment({ service: rt.name, kind: plan.kind, fromRelease, toRelease: plan.release.id, actor: plan.actor });
-    rt.activeDeployment = id;
+    const cancelled = rt.begin(id);
     const log = this.#d.logger.child({ service: rt.name, deployment: id });
     const started = Date.now();
     const before = proxy.counters(rt.name);
@@ -87,7 +88,7 @@ export class Deployer {
     let stepStarted = started;
     let switchAt: number | null = null;
     let group: ReleaseGroup | null = null;
-    let reusedStandby = false;
+    let reused = false;
 
     const say = (type: DeployEvent['type'], message: string, extra: Partial<DeployEvent> = {}): void => {
       const ev: DeployEvent = { type, deploymentId: id, step: state, message, at: Date.now(), ...extra };
@@ -115,6 +116,20 @@ export class Deployer {
       store.updateDeployment(id, { state: to });
       say('step', message, { durationMs: spent });
     };
+    /** Before the switch, a cancel (`baton abort`, the CLI's Ctrl-C) ends any wait at once. */
+    const unlessCancelled = <T>(p: Promise<T>): Promise<T> => {
+      if (cancelled.aborted) return Promise.reject(cancelled.reason);
+      let off = (): void => {};
+      const stop = new Promise<never>((_, reject) => {
+        const on = (): void => reject(cancelled.reason);
+        cancelled.addEventListener('abort', on, { once: true });
+        off = () => cancelled.removeEventListener('abort', on);
+      });
+      return Promise.race([p, stop]).finally(off);
+    };
+    const checkpoint = (): void => {
+      if (cancelled.aborted) throw cancelled.reason;
+    };
 
     const report: StepReporter = {
       info: (message, durationMs) => say('info', message, durationMs === undefined ? {} : { durationMs }),
@@ -127,31 +142,42 @@ export class Deployer {
       deploymentId: id,
       release: plan.release,
       previousRelease: fromRelease,
+      signal: cancelled,
     };
 
     try {
       move('preparing', `${plan.kind} ${rt.name}: ${fromRelease ?? '(nothing)'} → ${plan.release.id}`);
-      const standby = rt.standby;
-      const warm = plan.kind === 'rollback' && standby !== null && standby.release === plan.release.id && standby.instances.size > 0;
-      if (plan.materialise) await plan.materialise(report);
+      // A release still running unrouted (draining, or the warm standby) is switched to as it is:
+      // no new instances, no build, no migration (as a rollback does, whatever the verb).
+      const warm = plan.kind === 'restart' ? null : rt.warmGroup(plan.release.id);
+      const warmWas = warm ? { role: warm.role, drain: rt.draining().find((d) => d.release === warm.release) ?? null } : null;
+      if (warm) rt.claim(warm, id);
+      if (plan.materialise) await unlessCancelled(plan.materialise(report));
       if (!warm) await this.#prepare(rt, plan, hookCtx, report);
+      checkpoint();
 
-      if (warm && standby) {
-        group = standby;
-        reusedStandby = true;
-        move('starting', `release ${plan.release.id} is a warm standby: reusing its ${standby.instances.size} running instance(s)`);
+      if (warm && warmWas) {
+        group = warm;
+        reused = true;
+        move('starting', warmWas.drain
+          ? `release ${plan.release.id} is still running (draining after deployment #${warmWas.drain.deploymentId}): routing to its ${warm.instances.size} instance(s) again`
+          : `release ${plan.release.id} is a warm standby: reusing its ${warm.instances.size} running instance(s)`);
       } else {
         move('starting', `starting ${svc.instances} instance(s) of ${plan.release.id}`);
-        group = rt.newGroup(plan.release.id, plan.release.dir, 'incoming');
+        group = rt.newGroup(plan.release.id, plan.release.dir);
         const insts = await rt.startGroup(group, svc.instances);
         for (const i of insts) say('info', `instance ${i.id} started: pid ${i.pid}, port ${i.port}`);
       }
+      checkpoint();
 
       move('verifying', `waiting for ${group.instances.size} instance(s) to pass health checks on ${svc.health.path}`);
-      await Promise.all(group.list().map((i) => i.waitHealthy(reusedStandby ? Math.max(svc.health.timeoutMs * 2, 2000) : svc.health.startTimeoutMs)));
+      const g = group;
+      if (!(reused && g.allHealthy())) {
+        await unlessCancelled(Promise.all(g.list().map((i) => i.waitHealthy(reused ? Math.max(svc.health.timeoutMs * 2, 2000) : svc.health.startTimeoutMs))));
+      }
       if (group.instances.size === 0) throw new BatonError('DEPLOY_FAILED', `no instance of ${plan.release.id} is running`);
       say('info', `all ${group.instances.size} instance(s) healthy`, { durationMs: Date.now() - stepStarted });
-      if (svc.hooks.smoke && plan.kind === 'deploy') {
+      if (svc.hooks.smoke && plan.kind === 'deploy' && !reused) {
         const targets = group.list().map((i) => ({ id: i.id, release: i.release, host: '127.0.0.1', port: i.port }));
         const preview = await proxy.openPreview(rt.name, targets, svc.balance, svc.upstream);
         try {
@@ -161,51 +187,51 @@ export class Deployer {
           await preview.close();
         }
       }
+      checkpoint();
 
-      const canary = plan.strategy === 'canary' && plan.kind === 'deploy';
+      const canary = plan.strategy === 'canary' && plan.kind === 'deploy' && !reused;
       if (canary && rt.current) {
-        move('shifting', `canary rollout of ${plan.release.id}: ${svc.canary.steps.map(describeStep).join(' → ')}`);
-        await this.#rollOut(rt, group, say);
+        const steps = plan.steps ?? svc.canary.steps;
+        move('shifting', `canary rollout of ${plan.release.id}: ${steps.map(describeStep).join(' → ')}`);
+        await this.#rollOut(rt, group, steps, say);
         say('info', `canary complete: switching all traffic to ${plan.release.id}`);
       } else {
         if (canary) say('info', `${rt.name} has no serving release to compare with: switching at once`);
         move('shifting', `switching traffic to ${plan.release.id}`);
       }
-      const old = rt.current;
-      // Write before acting: a daemon that crashes after this line routes to the new release.
-      const previous = old && old.release !== group.release ? old.release : (rt.standby?.release ?? store.getService(rt.name)?.standbyRelease ?? null);
-      store.setServiceReleases(rt.name, group.release, previous === group.release ? null : previous);
-      store.markReleaseDeployed(rt.name, plan.release.id, Date.now());
-      if (reusedStandby) rt.standby = null;
-      rt.canary = null;
-      group.role = 'current';
-      rt.current = group;
-      if (old) old.role = 'retiring';
-      this.#d.routingChanged();
+      checkpoint();
+
+      const run = rt.canary;
+      const drain = rt.switchTo(group, id, { stopPrevious: plan.kind === 'restart' });
       switchAt = Date.now();
-      say('info', `traffic switched to ${plan.release.id}`, { durationMs: switchAt - stepStarted });
+      run?.applied();
+      say('info', `traffic switched to ${plan.release.id}`, { durationMs: switchAt - stepStarted, milestone: 'switched' });
+      if (warmWas?.drain) say('info', `the drain of ${plan.release.id} (deployment #${warmWas.drain.deploymentId}) is called off: its instances serve again`);
+      // From here on the service is free: a rollback to the old instances, still draining, is instant.
+      rt.release(id);
+      hooks.switched?.(this.#outcome(rt, id, plan, fromRelease, 'switched', started, switchAt, before, null));
       if (svc.hooks.afterSwitch && plan.kind !== 'restart') {
         // Traffic has moved: a failure here is reported, not undone (rollback is one command away).
-        await runServiceHook('after_switch', svc.hooks.afterSwitch, hookCtx, report).catch((err: unknown) => {
+        await runServiceHook('after_switch', svc.hooks.afterSwitch, { ...hookCtx, signal: undefined }, report).catch((err: unknown) => {
           const e = isBatonError(err) ? err : new BatonError('HOOK_FAILED', errorMessage(err));
           say('warn', `${e.message}; traffic stays on ${plan.release.id} (roll back with \`baton rollback ${rt.name}\`)`, { details: e.details });
         });
       }
 
-      move('draining', old ? `draining ${old.instances.size} old instance(s) of ${old.release} (up to ${formatDuration(svc.drainTimeoutMs)})` : 'nothing to drain');
-      if (old) {
-        const d = await rt.drainGroup(old, svc.drainTimeoutMs);
+      move('draining', drain ? `draining ${drain.group.instances.size} old instance(s) of ${drain.group.release} (up to ${formatDuration(svc.drainTimeoutMs)})` : 'nothing to drain');
+      if (drain) {
+        const d = await drain.done;
         const extra = [
           d.abandonedRequests ? `${d.abandonedRequests} request(s) still running at the drain deadline` : '',
           d.closedWebSockets ? `${d.closedWebSockets} WebSocket(s) closed with 1001 at the drain deadline` : '',
         ].filter(Boolean);
-        say(d.abandonedRequests ? 'warn' : 'info', `old instances drained${extra.length ? `: ${extra.join('; ')}` : ''}`, { durationMs: Date.now() - stepStarted });
-        if (plan.kind !== 'restart' && old.release !== group.release && svc.standbyMs > 0) {
-          rt.keepAsStandby(old, svc.standbyMs);
-          say('info', `release ${old.release} kept running as warm standby for ${formatDuration(svc.standbyMs)} (instant rollback)`);
+        if (d.takenOverBy !== null) {
+          say('info', `drain cut short: deployment #${d.takenOverBy} routed to the instances of ${drain.group.release} again`, { durationMs: Date.now() - stepStarted });
         } else {
-          await rt.stopGroup(old);
-          say('info', `old instances of ${old.release} stopped`);
+          say(d.abandonedRequests ? 'warn' : 'info', `old instances drained${extra.length ? `: ${extra.join('; ')}` : ''}`, { durationMs: Date.now() - stepStarted });
+          if (d.after === 'standby') say('info', `release ${drain.group.release} kept running as warm standby for ${formatDuration(svc.standbyMs)} (instant rollback)`);
+          else if (d.after === 'stopped') say('info', `old instances of ${drain.group.release} stopped`);
+          else say('info', `old instances of ${drain.group.release} kept running: a deployment is switching back to them`);
         }
       }
 
@@ -214,34 +240,35 @@ export class Deployer {
       return this.#finish(rt, id, plan, fromRelease, 'done', started, switchAt, before, null);
     } catch (err) {
       const e = isBatonError(err) ? err : new BatonError('DEPLOY_FAILED', errorMessage(err));
-      if (!isTerminal(state)) {
-        const switched = switchAt !== null;
-        try {
-          move('aborting', `${plan.kind} failed: ${e.message}`);
-        } catch {
-          state = 'aborting';
-        }
-        let outcome: 'failed' | 'rolled_back' = 'failed';
-        if (group && rt.canary?.group === group) {
-          // The canary had visitors: send them all back to the stable release, then drain it.
-          rt.canary = null;
-          group.role = 'retiring';
-          this.#d.routingChanged();
+      let outcome: 'failed' | 'rolled_back' | 'done' = 'failed';
+      if (!isTerminal(state) && switchAt === null) {
+        move('aborting', `${plan.kind} ${e.code === 'DEPLOY_CANCELLED' ? 'cancelled' : 'failed'}: ${e.message}`);
+        const run = rt.canary;
+        if (group && run?.group === group) {
+          // The canary had visitors: send them all back to the stable release at once, then drain it.
+          rt.endCanary();
+          run.applied();
           say('info', `all traffic back on ${fromRelease}; draining the canary`);
-          await rt.drainGroup(group, svc.drainTimeoutMs).catch(() => undefined);
+          await rt.retire(group, true).catch((stopErr) => log.error('stopping the canary failed', { error: errorMessage(stopErr) }));
           outcome = 'rolled_back';
-        }
-        if (group && !switched && !reusedStandby) {
-          await rt.stopGroup(group).catch((stopErr) => log.error('stopping the new instances failed', { error: errorMessage(stopErr) }));
+        } else if (group && reused) {
+          rt.unclaim(group);
+          say('info', `${fromRelease ?? 'nothing'} keeps serving`);
+        } else if (group) {
+          await rt.retire(group, false).catch((stopErr) => log.error('stopping the new instances failed', { error: errorMessage(stopErr) }));
           say('info', `new instances stopped; ${fromRelease ?? 'nothing'} keeps serving`);
         }
         state = outcome;
         store.updateDeployment(id, { state: outcome });
+      } else if (!isTerminal(state)) {
+        // After the switch nothing is undone (the new release serves): the deployment still ends.
+        log.error('deployment failed after the switch', { error: e.message });
+        outcome = 'done';
       }
       say('error', e.message, { details: e.details });
-      return this.#finish(rt, id, plan, fromRelease, state === 'rolled_back' ? 'rolled_back' : 'failed', started, switchAt, before, e);
+      return this.#finish(rt, id, plan, fromRelease, outcome, started, switchAt, before, e);
     } finally {
-      rt.activeDeployment = null;
+      rt.release(id);
     }
   }
 
@@ -250,11 +277,10 @@ export class Deployer {
    * promote/abort signals. Returns when the canary may take all the traffic;
    * throws (CANARY_ABORTED) when it must be rolled back.
    */
-  async #rollOut(rt: ServiceRuntime, group: ReleaseGroup, say: (type: DeployEvent['type'], message: string, extra?: Partial<DeployEvent>) => void): Promise<void> {
+  async #rollOut(rt: ServiceRuntime, group: ReleaseGroup, steps: readonly CanaryStep[], say: (type: DeployEvent['type'], message: string, extra?: Partial<DeployEvent>) => void): Promise<void> {
     const svc = rt.config;
-    const run = new CanaryRun(group, svc.canary.steps);
-    rt.canary = run;
-    group.role = 'canary';
+    const run = new CanaryRun(group, steps);
+    rt.startCanary(run);
     const abort = (why: string, details: string[] = []): never => {
       throw new BatonError('CANARY_ABORTED', `canary of ${group.release} aborted: ${why}`, details);
     };
@@ -270,7 +296,8 @@ export class Deployer {
       if (handle(run.takePending()) === 'full') break;
       if (step.kind === 'weight') {
         run.weight = step.weight;
-        this.#d.routingChanged();
+        rt.canaryWeightChanged();
+        run.applied();
         say('info', `step ${i + 1}/${run.steps.length}: ${step.weight}% of visitors on ${group.release}`);
         continue;
       }
@@ -362,6 +389,22 @@ export class Deployer {
     id: number,
     plan: DeployPlan,
     fromRelease: string | null,
+    state: 'done' | 'failed' | 'rolled_back',
+    started: number,
+    switchAt: number | null,
+    before: { requests: number; failed: number; appErrors: number; retries: number },
+    err: BatonError | null,
+  ): DeployOutcome {
+    const o = this.#outcome(rt, id, plan, fromRelease, state, started, switchAt, before, err);
+    this.#d.store.updateDeployment(id, { state, finishedAt: started + o.durationMs, requests: o.requests, failed: o.failed, error: err ? err.message : null });
+    return o;
+  }
+
+  #outcome(
+    rt: ServiceRuntime,
+    id: number,
+    plan: DeployPlan,
+    fromRelease: string | null,
     state: DeployOutcome['state'],
     started: number,
     switchAt: number | null,
@@ -372,7 +415,6 @@ export class Deployer {
     const requests = after.requests - before.requests;
     const failed = after.failed - before.failed;
     const now = Date.now();
-    this.#d.store.updateDeployment(id, { state, finishedAt: now, requests, failed, error: err ? err.message : null });
     return {
       deploymentId: id,
       service: rt.name,

@@ -27,6 +27,8 @@ export interface HookContext {
   release: { id: string; dir: string };
   previousRelease: string | null;
   extraEnv?: Record<string, string>;
+  /** A cancelled deployment kills its running hook (never a migration: it always runs to its end). */
+  signal?: AbortSignal | undefined;
 }
 
 /** Where the shared paths of a service live. */
@@ -96,6 +98,7 @@ export async function runServiceHook(name: HookName, hook: HookConfig, ctx: Hook
       },
       onLine: (line) => report.output(line),
       ...(runAs ? { runAs } : {}),
+      ...(ctx.signal && name !== 'migrate' ? { signal: ctx.signal } : {}),
     },
   );
   let run;

@@ -4,9 +4,10 @@
 //   planned → preparing → starting → verifying → shifting → draining → done
 //      └──────────┴───────────┴───────────┴─→ aborting → failed       (before the switch)
 //                                                      → rolled_back  (traffic moved back)
+//   refused: recorded as it is, never started (another deployment held the service)
 
-import type { DeploymentState } from '../store/types.ts';
 import { BatonError } from '../core/errors.ts';
+import type { DeploymentState } from '../store/types.ts';
 export type { DeploymentState };
 
 const next: Record<DeploymentState, readonly DeploymentState[]> = {
@@ -20,9 +21,10 @@ const next: Record<DeploymentState, readonly DeploymentState[]> = {
   done: [],
   failed: [],
   rolled_back: [],
+  refused: [],
 };
 
-export const TERMINAL_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back'];
+export const TERMINAL_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back', 'refused'];
 
 export function isTerminal(s: DeploymentState): boolean {
   return next[s].length === 0;
@@ -49,6 +51,8 @@ export function assertTransition(from: DeploymentState, to: DeploymentState): vo
  * - From 'shifting' on, the store already names the new release as current,
  *   and the daemon routes to what the store says: the deployment is completed
  *   (marked done); the old instances become the standby or are stopped.
+ * - 'draining' is after the switch even when a later deployment (a rollback
+ *   during the drain) has moved traffic again: done.
  * - 'aborting' only happens before the switch in blue/green: marked failed.
  */
 export function resolveInterrupted(
@@ -56,7 +60,10 @@ export function resolveInterrupted(
   currentRelease: string | null,
   toRelease: string,
 ): 'failed' | 'done' {
-  if (state === 'shifting' || state === 'draining') {
+  // 'draining' is always after the switch: the service may already have moved on
+  // (a rollback during the drain), which does not undo that this deployment switched.
+  if (state === 'draining') return 'done';
+  if (state === 'shifting') {
     return currentRelease === toRelease ? 'done' : 'failed';
   }
   return 'failed';

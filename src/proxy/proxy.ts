@@ -361,17 +361,24 @@ export class Proxy {
    * in-flight request and no open WebSocket, or at the deadline (ms from now);
    * then close its WebSockets with 1001 at frame boundaries, give them
    * ~1 s to finish the closing handshake, destroy what remains, and resolve.
+   * An abort before the deadline (the target goes back into service: a rollback
+   * to instances still draining) ends the wait and closes nothing.
    */
-  async drain(targetId: string, deadlineMs: number): Promise<DrainResult> {
+  async drain(targetId: string, deadlineMs: number, signal?: AbortSignal): Promise<DrainResult> {
     const started = performance.now();
     const t = this.#targets.get(targetId);
     if (t === undefined) return { abandonedRequests: 0, closedWebSockets: 0, durationMs: 0 };
     if (t.inService) this.#logger.warn('proxy: draining a target still in service', { target: targetId });
     if (!t.idle) {
       const deadline = delay(deadlineMs);
-      await Promise.race([t.whenIdle(), deadline.promise]);
+      let onAbort = (): void => {};
+      const aborted = new Promise<void>((resolve) => (onAbort = resolve));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      await Promise.race([t.whenIdle(), deadline.promise, aborted]);
+      signal?.removeEventListener('abort', onAbort);
       deadline.cancel();
     }
+    if (signal?.aborted) return { abandonedRequests: 0, closedWebSockets: 0, durationMs: Math.round(performance.now() - started), cancelled: true };
     const abandonedRequests = t.inflight;
     const tunnels = [...t.tunnels];
     await Promise.all(tunnels.map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS)));

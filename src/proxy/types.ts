@@ -159,6 +159,8 @@ export interface DrainResult {
   /** WebSockets closed by baton at the deadline (with close code 1001). */
   closedWebSockets: number;
   durationMs: number;
+  /** The drain was called off before its deadline (the target went back into service); nothing was closed. */
+  cancelled?: boolean;
 }
 
 /**

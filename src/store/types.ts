@@ -6,7 +6,7 @@ import type { DeploymentKind, DeploymentState } from '../core/deployment.ts';
 export type { DeploymentKind, DeploymentState };
 
 /** States a deployment never leaves; every other state means "still in progress". */
-export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back'];
+export const FINAL_DEPLOYMENT_STATES: readonly DeploymentState[] = ['done', 'failed', 'rolled_back', 'refused'];
 
 export type EventLevel = 'info' | 'warn' | 'error';
 

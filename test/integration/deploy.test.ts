@@ -115,14 +115,31 @@ test('a 2-second request started before the switch completes on the old release'
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
 });
 
-test('a second deploy while one runs is refused with a clear message', async () => {
+test('a second deploy, or a rollback, while one starts is refused with a clear message, a log line and a history entry', async () => {
   const v4 = await d.release('v4', { APP_STARTUP_MS: '1500' });
   const first = d.cli(['deploy', 'web', v4]);
-  await waitUntil('the first deploy to be running', async () => (await d.status('web')).services[0].deploying !== null, 10_000);
+  await waitUntil('the first deploy to be starting', async () => {
+    const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
+    return h.state === 'starting' || h.state === 'verifying';
+  }, 10_000);
   const second = await d.cli(['deploy', 'web', await d.release('v5')]);
   assert.equal(second.code, 1);
-  assert.match(second.stderr, /a deployment of web is already running/);
+  assert.match(second.stderr, /a deployment of web is already running \(#\d+\)/);
+  const rollback = await d.cli(['rollback', 'web']);
+  assert.equal(rollback.code, 1);
+  assert.match(rollback.stderr, /a deployment of web is already running/);
   assert.equal((await first).code, 0);
+
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  const refused = h.filter((x: any) => x.state === 'refused');
+  assert.deepEqual(refused.map((x: any) => x.kind), ['rollback', 'deploy'], 'both refusals are in the history, newest first');
+  assert.match(refused[0].error, /already running/);
+  assert.ok(refused.every((x: any) => x.finishedAt !== null));
+  const text = await d.cli(['history', 'web']);
+  assert.match(text.stdout, /rollback\s+refused/);
+  const log = await d.daemonLog();
+  assert.match(log, /"msg":"rollback refused"[^\n]*"service":"web"/);
+  assert.match(log, /"msg":"deploy refused"[^\n]*"service":"web"/);
 });
 
 test('releases and history list what happened', async () => {
@@ -130,7 +147,7 @@ test('releases and history list what happened', async () => {
   assert.equal(rel.code, 0, rel.stderr);
   const rs = JSON.parse(rel.stdout);
   assert.ok(rs.some((r: any) => r.current && /v4/.test(r.id)));
-  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout).filter((x: any) => x.state !== 'refused');
   assert.deepEqual(h.slice(0, 6).map((x: any) => x.kind), ['deploy', 'deploy', 'restart', 'rollback', 'deploy', 'deploy']);
   assert.ok(h.every((x: any) => x.state === 'done'));
   assert.ok(h[0].events.some((e: any) => e.step === 'shifting'));

@@ -38,3 +38,13 @@ test('an interrupted deployment resolves by whether the switch was recorded', ()
   assert.equal(resolveInterrupted('draining', 'r2', 'r2'), 'done');
   assert.equal(resolveInterrupted('aborting', 'r1', 'r2'), 'failed');
 });
+
+test('a deployment interrupted while draining switched, even if a rollback moved traffic again since', () => {
+  assert.equal(resolveInterrupted('draining', 'r1', 'r2'), 'done');
+  assert.equal(resolveInterrupted('shifting', 'r1', 'r2'), 'failed');
+});
+
+test('refused is terminal; an illegal step throws a coded error', () => {
+  assert.ok(isTerminal('refused'));
+  assert.throws(() => assertTransition('draining', 'aborting'), (e: any) => e.code === 'INTERNAL' && /from draining to aborting/.test(e.message));
+});

@@ -8,7 +8,16 @@ import { actor, clientFor, type CliContext } from '../context.ts';
 import { outcomeSummary, progressPrinter } from '../output.ts';
 import path from 'node:path';
 
+/** `--until switched`: return once traffic has moved; draining goes on in the daemon (see `baton status`). */
+function until(ctx: CliContext): { until?: 'switched' } {
+  const u = ctx.flags['until'];
+  if (u === undefined || u === 'done') return {};
+  if (u === 'switched') return { until: 'switched' };
+  throw new BatonError('USAGE', `--until must be "switched" (return once traffic has moved) or "done" (the default: once the old instances drained), got "${String(u)}"`);
+}
+
 async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>, via = 'cli'): Promise<number> {
+  body = { ...body, ...until(ctx) };
   const client = clientFor(ctx);
   const print = progressPrinter(ctx.out);
   // Written by the stream callback: objects, so that the type checker does not
@@ -23,20 +32,28 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
   const o = last.outcome;
   if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${last.error ? ` (${last.error})` : ''}`);
   if (!ctx.json) ctx.out(outcomeSummary(o) + '\n');
-  return o.state === 'done' ? 0 : 1;
+  return o.state === 'done' || o.state === 'switched' ? 0 : 1;
 }
 
 export function deployCommand(ctx: CliContext): Promise<number> {
   const [service, dir, extra] = ctx.args;
   const ref = ctx.flags['ref'];
   if (!service || extra !== undefined || (dir !== undefined && typeof ref === 'string')) {
-    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF] [--strategy canary|blue_green] [--skip-migrate]');
+    throw new BatonError('USAGE', 'usage: baton deploy SERVICE [RELEASE_DIR | --ref REF] [--strategy canary|blue_green] [--steps 10,50] [--until switched] [--skip-migrate]');
   }
   const strategy = ctx.flags['strategy'];
   if (strategy !== undefined && strategy !== 'canary' && strategy !== 'blue_green') {
     throw new BatonError('USAGE', `--strategy must be "canary" or "blue_green", got "${String(strategy)}"`);
   }
-  const how = { ...(strategy === undefined ? {} : { strategy }), ...(ctx.flags['skip-migrate'] === true ? { skipMigrate: true } : {}) };
+  const steps = ctx.flags['steps'];
+  if (steps !== undefined && typeof steps !== 'string') throw new BatonError('USAGE', '--steps needs a plan, e.g. --steps 10,50');
+  if (steps !== undefined && strategy === 'blue_green') throw new BatonError('USAGE', '--steps is a canary plan; it cannot go with --strategy blue_green');
+  // The plan itself is read (and refused with a clear message) by the daemon.
+  const how = {
+    ...(strategy === undefined ? {} : { strategy }),
+    ...(steps === undefined ? {} : { steps }),
+    ...(ctx.flags['skip-migrate'] === true ? { skipMigrate: true } : {}),
+  };
   if (dir !== undefined) return run(ctx, service, 'deploy', { releaseDir: path.resolve(dir), ...how });
   return run(ctx, service, 'deploy', typeof ref === 'string' ? { ref, ...how } : how);
 }
@@ -59,13 +76,13 @@ export function deployPushCommand(ctx: CliContext): Promise<number> {
 
 export function rollbackCommand(ctx: CliContext): Promise<number> {
   const [service] = ctx.args;
-  if (!service) throw new BatonError('USAGE', 'usage: baton rollback SERVICE [--to RELEASE]');
+  if (!service) throw new BatonError('USAGE', 'usage: baton rollback SERVICE [--to RELEASE] [--until switched]');
   const to = ctx.flags['to'];
   return run(ctx, service, 'rollback', typeof to === 'string' ? { to } : {});
 }
 
 export function restartCommand(ctx: CliContext): Promise<number> {
   const [service] = ctx.args;
-  if (!service) throw new BatonError('USAGE', 'usage: baton restart SERVICE');
+  if (!service) throw new BatonError('USAGE', 'usage: baton restart SERVICE [--until switched]');
   return run(ctx, service, 'restart', {});
 }

@@ -34,6 +34,10 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     ctx.out(`\nservice ${svc.name}${svc.isDefault ? ' (default)' : ''}${svc.hosts.length ? `  hosts: ${svc.hosts.join(', ')}` : ''}\n`);
     ctx.out(`  current: ${svc.currentRelease ?? '- (deploy a release)'}\n  standby: ${standby}\n`);
     if (svc.deploying !== null) ctx.out(`  deploying: deployment #${svc.deploying}\n`);
+    for (const dr of svc.draining ?? []) {
+      const left = formatDuration(Math.max(0, dr.deadline - Date.now()));
+      ctx.out(`  draining: ${dr.release} (deployment #${dr.deploymentId}, ${dr.websockets} WebSocket(s), ${dr.inflight} request(s) in flight, at most ${left} more; \`baton rollback ${svc.name}\` switches back at once)\n`);
+    }
     if (svc.canary) {
       const c = svc.canary;
       const waiting = c.waiting === 'promote' ? ` (waiting for \`baton promote ${svc.name}\`)` : c.waiting ? ` (${c.waiting})` : '';

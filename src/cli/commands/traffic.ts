@@ -20,14 +20,18 @@ function print(ctx: CliContext, result: unknown, text: string): number {
 export async function promoteCommand(ctx: CliContext): Promise<number> {
   const name = service(ctx, 'promote SERVICE [--full]');
   const full = ctx.flags['full'] === true;
-  const r = await clientFor(ctx).post<{ release: string; step: number; of: number }>(`/services/${encodeURIComponent(name)}/promote`, { full });
-  return print(ctx, r, full ? `promoting ${r.release} to 100% of ${name}` : `promoting ${r.release}: on to the step after ${r.step + 1}/${r.of}`);
+  // Answers once the promotion is routed, not before.
+  const r = await clientFor(ctx).post<{ release: string; weight: number; step: number; of: number; switched: boolean }>(`/services/${encodeURIComponent(name)}/promote`, { full });
+  return print(ctx, r, r.switched ? `${r.release} now serves all of ${name}` : `${r.release} now gets ${r.weight}% of ${name}'s visitors (step ${r.step}/${r.of})`);
 }
 
 export async function abortCommand(ctx: CliContext): Promise<number> {
   const name = service(ctx, 'abort SERVICE');
-  const r = await clientFor(ctx).post<{ release: string }>(`/services/${encodeURIComponent(name)}/abort`);
-  return print(ctx, r, `aborting the canary ${r.release}: all traffic goes back to the stable release, the canary is drained`);
+  // Answers once the abort is live: a canary's visitors are back on the stable release, or a deploy that had not switched is cancelled.
+  const r = await clientFor(ctx).post<{ deploymentId: number; what: 'canary' | 'deploy' }>(`/services/${encodeURIComponent(name)}/abort`);
+  return print(ctx, r, r.what === 'canary'
+    ? `deployment #${r.deploymentId} aborted: all traffic is back on the stable release; the canary drains`
+    : `deployment #${r.deploymentId} cancelled before its switch: its new instances are stopped, the current release keeps serving`);
 }
 
 export async function maintenanceCommand(ctx: CliContext): Promise<number> {
