@@ -77,7 +77,7 @@ export class ServiceRuntime implements InstanceListener {
   readonly #groups = new Set<ReleaseGroup>();
   #active: Active | null = null;
   /** Held while a deployment's release is being resolved, before it has an id. */
-  #reserved = false;
+  #reservation: symbol | null = null;
   #canary: CanaryRun | null = null;
   readonly #drains = new Map<ReleaseGroup, Drain>();
   /** Warm groups a deployment is about to route to again: not stopped meanwhile. */
@@ -199,7 +199,7 @@ export class ServiceRuntime implements InstanceListener {
 
   /** Refuse early (before any work) when a deployment holds the service. */
   assertIdle(): void {
-    if (this.#active !== null || this.#reserved) {
+    if (this.#active !== null || this.#reservation !== null) {
       throw new BatonError(
         'DEPLOY_IN_PROGRESS',
         `a deployment of ${this.name} is already running${this.#active !== null ? ` (#${this.#active.id})` : ''}; wait for it to finish, watch it with \`baton status ${this.name}\`, or cancel it with \`baton abort ${this.name}\``,
@@ -207,18 +207,24 @@ export class ServiceRuntime implements InstanceListener {
     }
   }
 
-  /** Hold the service while a deployment's release is resolved (a git fetch); returns the release function. */
+  /**
+   * Hold the service while a deployment's release is resolved (a git fetch).
+   * begin() takes the reservation over; the returned function drops it if the
+   * deployment never began (and never touches a later reservation).
+   */
   reserve(): () => void {
     this.assertIdle();
-    this.#reserved = true;
+    const mine = Symbol('reservation');
+    this.#reservation = mine;
     return () => {
-      this.#reserved = false;
+      if (this.#reservation === mine) this.#reservation = null;
     };
   }
 
   /** A deployment takes the service (the caller may hold its reservation). Returns the signal of a cancel. */
   begin(id: number): AbortSignal {
     if (this.#active !== null) this.assertIdle();
+    this.#reservation = null;
     let end!: () => void;
     const ended = new Promise<void>((r) => (end = r));
     this.#active = { id, cancel: new AbortController(), ended, end };

@@ -86,7 +86,11 @@ test('a sticky 10% → 50% → 100% canary: split within ±3 points, each visito
   await again.body.text();
   assert.equal(again.statusCode, 400, 'a beta link works once');
 
-  assert.equal((await d.cli(['promote', 'web'])).code, 0);
+  const promoted = await d.cli(['promote', 'web', '--json']);
+  assert.equal(promoted.code, 0, promoted.stderr);
+  // promote answers once the next weight is routed, not before.
+  assert.equal(JSON.parse(promoted.stdout).weight, 50);
+  assert.equal((await d.status('web')).services[0].canary.weight, 50, 'routed by the time promote returned');
   await canaryAt(50);
   const at50 = await share('v2', 2000);
   assert.ok(Math.abs(at50 - 0.5) <= 0.03, `at 50%: ${(at50 * 100).toFixed(1)}% of requests reached the canary`);
@@ -108,7 +112,7 @@ test('promote and abort with no canary running get a clear answer', async () => 
   assert.match(p.stderr, /no canary of web is running/);
   const a = await d.cli(['abort', 'web']);
   assert.equal(a.code, 1);
-  assert.match(a.stderr, /no canary of web is running/);
+  assert.match(a.stderr, /no deployment of web is running: nothing to abort/);
 });
 
 test('a canary answering 5% 5xx is rolled back by analysis; visitors on the stable release see no failure', async () => {

@@ -8,14 +8,20 @@ import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helper
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
 let d: TestDaemon;
+/** WebSockets that hold a release's drain open across the tests below. */
+const sockets: WebSocket[] = [];
 before(async () => {
   // A long drain: an open WebSocket holds the old instances for up to 30 s.
   d = await createDaemon({ services: serviceYaml({ instances: 2 }).replace('drain_timeout: 5s', 'drain_timeout: 30s') });
   assert.equal((await d.cli(['deploy', 'web', await d.release('v1')])).code, 0);
 });
 after(async () => {
+  for (const ws of sockets) ws.terminate();
   await d?.cleanup();
 });
+
+/** v1, v2 … of a release id such as 20261130-144512-v2-3. */
+const tag = (release: string): string => /-(v\d+)-\d+$/.exec(release)?.[1] ?? release;
 
 function assertClean(r: LoadResult, label: string): void {
   assert.equal(r.failed, 0, `${label}: ${r.failed} of ${r.total} requests failed: ${r.errors.join('; ')}`);
@@ -31,14 +37,28 @@ function openSocket(): Promise<WebSocket> {
       resolve(ws);
     });
     ws.once('error', reject);
+    sockets.push(ws);
+  });
+}
+
+function echo(ws: WebSocket, text: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no WebSocket echo within 5 s')), 5000);
+    ws.once('message', (m) => {
+      clearTimeout(t);
+      resolve(String(m));
+    });
+    ws.send(text);
   });
 }
 
 const lines = (stdout: string): any[] => stdout.trim().split('\n').map((l) => JSON.parse(l));
 
+let onV1: WebSocket;
+let onV2: WebSocket;
+
 test('deploy --until switched returns at the switch while a WebSocket holds the old release; status shows the drain', async (t) => {
-  const ws = await openSocket();
-  t.after(() => ws.terminate());
+  onV1 = await openSocket();
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
   t.after(() => load.stop());
   await load.waitFor(30, 10_000);
@@ -74,4 +94,79 @@ test('deploy --steps: a bad plan is refused with a clear message and changes not
   assert.equal(r2.code, 2);
   assert.match(r2.stderr, /--steps is a canary plan/);
   assert.equal((await d.status('web')).services[0].currentRelease, before);
+});
+
+test('rollback while the old release drains: back on its still-running instances at once, 0 failed; both deployments recorded', async (t) => {
+  // From the test above: v2 serves, v1 drains (held by a WebSocket).
+  const before = (await d.status('web')).services[0];
+  assert.deepEqual(before.draining.map((x: any) => tag(x.release)), ['v1'], 'v1 is still draining');
+  const v1Pids = before.instances.filter((i: any) => i.role === 'draining').map((i: any) => i.pid).sort();
+  const draining = before.draining[0].deploymentId;
+  onV2 = await openSocket(); // v2 will drain in its turn
+
+  const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
+  t.after(() => load.stop());
+  await load.waitFor(30, 10_000);
+  const r = await d.cli(['rollback', 'web', '--until', 'switched', '--json']);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const out = lines(r.stdout);
+  const outcome = out.at(-1).outcome;
+  assert.equal(outcome.kind, 'rollback');
+  assert.equal(outcome.state, 'switched');
+  assert.ok(out.some((l) => l.type === 'event' && /still running \(draining after deployment #\d+\)/.test(l.event.message)), 'reused the draining instances');
+  assert.ok(!out.some((l) => l.type === 'event' && /instance .* started/.test(l.event.message)), 'no new instance');
+  const n = load.snapshot().total;
+  await load.waitFor(n + 30, 10_000);
+  const res = await load.stop();
+  assertClean(res, 'rollback during the drain');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v1');
+
+  const s = (await d.status('web')).services[0];
+  assert.equal(tag(s.currentRelease), 'v1');
+  assert.deepEqual(s.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort(), v1Pids, 'the same v1 processes serve again');
+  assert.deepEqual(s.draining.map((x: any) => tag(x.release)), ['v2']);
+  assert.equal(await echo(onV1, 'v1 socket'), 'v1 socket', 'the WebSocket on v1 was never closed');
+
+  // The deployment whose drain was cut short ended done, and says why; the rollback is its own deployment.
+  await waitUntil('the taken-over deployment to end', async () => {
+    const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+    return h.find((x: any) => x.id === draining)?.state === 'done';
+  }, 10_000);
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  const old = h.find((x: any) => x.id === draining);
+  assert.ok(old.events.some((e: any) => new RegExp(`drain cut short: deployment #${outcome.deploymentId} routed to the instances of .*v1`).test(e.message)), JSON.stringify(old.events));
+  assert.equal(h.find((x: any) => x.id === outcome.deploymentId).kind, 'rollback');
+});
+
+test('a deploy of a third release while two drain leaves those drains to finish; abort after the switch says to roll back', async () => {
+  // v1 serves (onV1 open); v2 drains (onV2 open).
+  const r3 = await d.cli(['deploy', 'web', await d.release('v3'), '--until', 'switched']);
+  assert.equal(r3.code, 0, r3.stdout + r3.stderr);
+  assert.match(r3.stdout, /traffic switched at .*the old instances drain in the daemon/);
+  let s = (await d.status('web')).services[0];
+  assert.equal(tag(s.currentRelease), 'v3');
+  assert.deepEqual(s.draining.map((x: any) => tag(x.release)).sort(), ['v1', 'v2']);
+
+  const a = await d.cli(['abort', 'web']);
+  assert.equal(a.code, 1);
+  assert.match(a.stderr, /already switched traffic to .*v3.*roll back with `baton rollback web`/);
+
+  // Both drains go on: the WebSockets still work. Each ends when its socket closes:
+  // v2 is stopped (no longer the rollback target), v1 becomes the warm standby.
+  assert.equal(await echo(onV2, 'v2 socket'), 'v2 socket');
+  assert.equal(await echo(onV1, 'v1 socket'), 'v1 socket');
+  onV2.close();
+  await waitUntil('v2 to be stopped', async () => {
+    s = (await d.status('web')).services[0];
+    return !s.instances.some((i: any) => tag(i.release) === 'v2');
+  }, 20_000);
+  assert.ok(s.instances.some((i: any) => tag(i.release) === 'v1' && i.role === 'draining'), 'v1 still drains');
+  onV1.close();
+  await waitUntil('v1 to be the warm standby', async () => {
+    s = (await d.status('web')).services[0];
+    return s.draining.length === 0 && s.instances.filter((i: any) => tag(i.release) === 'v1' && i.role === 'standby').length === 2;
+  }, 20_000);
+  assert.equal(tag(s.standbyRelease), 'v1');
+  const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
+  assert.deepEqual(h.slice(0, 4).map((x: any) => `${x.kind} ${tag(x.toRelease)} ${x.state}`), ['deploy v3 done', 'rollback v1 done', 'deploy v2 done', 'deploy v1 done']);
 });

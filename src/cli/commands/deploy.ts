@@ -16,22 +16,66 @@ function until(ctx: CliContext): { until?: 'switched' } {
   throw new BatonError('USAGE', `--until must be "switched" (return once traffic has moved) or "done" (the default: once the old instances drained), got "${String(u)}"`);
 }
 
+/** The exit code of an operation interrupted by Ctrl-C (128 + SIGINT), whatever became of it. */
+const INTERRUPTED = 130;
+
 async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>, via = 'cli'): Promise<number> {
   body = { ...body, ...until(ctx) };
   const client = clientFor(ctx);
   const print = progressPrinter(ctx.out);
-  // Written by the stream callback: objects, so that the type checker does not
-  // narrow them to their initial null.
-  const last: { outcome: DeployOutcome | null; error: string | null } = { outcome: null, error: null };
-  await client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor(via) }, (line: StreamLine) => {
-    if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
-    else print(line);
-    if (line.type === 'result') last.outcome = line.outcome;
-    if (line.type === 'error') last.error = `${line.error.code}: ${line.error.message}`;
-  });
-  const o = last.outcome;
-  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${last.error ? ` (${last.error})` : ''}`);
+  let outcome: DeployOutcome | null = null;
+  let streamError: string | null = null;
+  let deploymentId: number | null = null;
+  let switched = false;
+  let interrupted = false;
+  let leave: (code: number) => void = () => {};
+  const left = new Promise<number>((resolve) => (leave = resolve));
+
+  // Ctrl-C before the switch cancels the operation (nobody saw the new release
+  // yet): the daemon stops its new instances, then the stream ends. After the
+  // switch there is nothing to cancel: the old instances drain in the daemon.
+  const cancel = (): void => {
+    if (deploymentId === null) return; // asked again once the first event names the deployment
+    ctx.err(`\nbaton: interrupted: cancelling deployment #${deploymentId} of ${service} (nothing has switched yet)…\n`);
+    client.post(`/services/${encodeURIComponent(service)}/abort`, { deployment: deploymentId }).catch((err: unknown) => {
+      ctx.err(`baton: could not cancel deployment #${deploymentId}: ${err instanceof Error ? err.message : String(err)}\n`);
+      leave(INTERRUPTED);
+    });
+  };
+  const onSigint = (): void => {
+    if (interrupted) return;
+    interrupted = true;
+    if (switched) {
+      ctx.err(`\nbaton: interrupted after the switch: the ${verb} of ${service} goes on in the daemon (the old instances drain; \`baton status ${service}\`). To go back: \`baton rollback ${service}\`\n`);
+      leave(INTERRUPTED);
+      return;
+    }
+    cancel();
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    const streamed = client.stream(`/services/${encodeURIComponent(service)}/${verb}`, { ...body, actor: actor(via) }, (line: StreamLine) => {
+      if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
+      else print(line);
+      if (line.type === 'event') {
+        if (deploymentId === null) {
+          deploymentId = line.event.deploymentId;
+          if (interrupted && !switched) cancel();
+        }
+        if (line.event.milestone === 'switched') switched = true;
+      }
+      if (line.type === 'result') outcome = line.outcome;
+      if (line.type === 'error') streamError = `${line.error.code}: ${line.error.message}`;
+    });
+    const early = await Promise.race([streamed.then(() => null), left]);
+    if (early !== null) return early;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+  const o = outcome as DeployOutcome | null;
+  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${streamError ? ` (${streamError})` : ''}`);
   if (!ctx.json) ctx.out(outcomeSummary(o) + '\n');
+  if (interrupted) return INTERRUPTED;
   return o.state === 'done' || o.state === 'switched' ? 0 : 1;
 }
 
