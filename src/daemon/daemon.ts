@@ -14,7 +14,7 @@ import { Operations } from '../deploy/operations.ts';
 import { recover } from '../deploy/recovery.ts';
 import { ReleaseSources } from '../deploy/sources.ts';
 import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
-import { deploymentHistory, releaseList, serviceStatus } from '../deploy/views.ts';
+import { deploymentHistory, releaseList, serviceStatus } from './views.ts';
 import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';

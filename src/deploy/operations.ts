@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { BatonError, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { Store } from '../store/index.ts';
-import type { DeploySource } from '../control/protocol.ts';
+import type { DeploySource } from '../core/deployment.ts';
 import { parseSteps } from './canary.ts';
 import type { DeployEvent, DeployOutcome, Deployer, DeploymentKind, RunHooks } from './deployer.ts';
 import type { ServiceRuntime } from './service-runtime.ts';

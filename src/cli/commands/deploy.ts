@@ -23,8 +23,8 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
   body = { ...body, ...until(ctx) };
   const client = clientFor(ctx);
   const print = progressPrinter(ctx.out);
-  let outcome: DeployOutcome | null = null;
-  let streamError: string | null = null;
+  // Written by the stream callback: an object, so that the type checker does not narrow them to their initial null.
+  const last: { outcome: DeployOutcome | null; error: string | null } = { outcome: null, error: null };
   let deploymentId: number | null = null;
   let switched = false;
   let interrupted = false;
@@ -64,16 +64,16 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
         }
         if (line.event.milestone === 'switched') switched = true;
       }
-      if (line.type === 'result') outcome = line.outcome;
-      if (line.type === 'error') streamError = `${line.error.code}: ${line.error.message}`;
+      if (line.type === 'result') last.outcome = line.outcome;
+      if (line.type === 'error') last.error = `${line.error.code}: ${line.error.message}`;
     });
     const early = await Promise.race([streamed.then(() => null), left]);
     if (early !== null) return early;
   } finally {
     process.off('SIGINT', onSigint);
   }
-  const o = outcome as DeployOutcome | null;
-  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${streamError ? ` (${streamError})` : ''}`);
+  const o = last.outcome;
+  if (!o) throw new BatonError('INTERNAL', `the daemon ended the ${verb} stream without a result${last.error ? ` (${last.error})` : ''}`);
   if (!ctx.json) ctx.out(outcomeSummary(o) + '\n');
   if (interrupted) return INTERRUPTED;
   return o.state === 'done' || o.state === 'switched' ? 0 : 1;

@@ -6,9 +6,9 @@ import { BatonError } from '../core/errors.ts';
 import type { Proxy } from '../proxy/index.ts';
 import type { Store } from '../store/index.ts';
 import type { DeploymentInfo, InstanceStatus, ReleaseInfo, ServiceStatus } from '../control/protocol.ts';
-import { p99FromHistogram } from './analysis.ts';
-import { describeStep } from './canary.ts';
-import type { ServiceRuntime } from './service-runtime.ts';
+import { p99FromHistogram } from '../deploy/analysis.ts';
+import { describeStep } from '../deploy/canary.ts';
+import type { ServiceRuntime } from '../deploy/service-runtime.ts';
 
 export function serviceStatus(rt: ServiceRuntime, store: Store, proxy: Proxy): ServiceStatus {
   const stats = new Map(proxy.targets().map((t) => [t.id, t]));
