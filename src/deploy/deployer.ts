@@ -239,7 +239,9 @@ export class Deployer {
       await this.#prune(rt).catch((err) => log.warn('pruning releases failed', { error: errorMessage(err) }));
       return this.#finish(rt, id, plan, fromRelease, 'done', started, switchAt, before, null);
     } catch (err) {
-      const e = isBatonError(err) ? err : new BatonError('DEPLOY_FAILED', errorMessage(err));
+      // A cancel that killed a hook or ended a wait is reported as the cancel it is.
+      const why = cancelled.aborted && switchAt === null ? (cancelled.reason as unknown) : err;
+      const e = isBatonError(why) ? why : new BatonError('DEPLOY_FAILED', errorMessage(why));
       let outcome: 'failed' | 'rolled_back' | 'done' = 'failed';
       if (!isTerminal(state) && switchAt === null) {
         move('aborting', `${plan.kind} ${e.code === 'DEPLOY_CANCELLED' ? 'cancelled' : 'failed'}: ${e.message}`);

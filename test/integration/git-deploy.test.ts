@@ -194,3 +194,36 @@ test('retention keeps keep_releases plus the current and standby releases', asyn
   assert.ok(rs.some((r: any) => r.current) && rs.some((r: any) => r.standby));
   for (const r of rs) assert.ok(existsSync(r.dir), `${r.id} is on disk`);
 });
+
+test('deploying the warm standby\'s release again switches to its running instances under load: no new instance, no build, no migration', async () => {
+  const twoServices = serviceBlock('web', d.dir, repo.dir) + '\n' + serviceBlock('api', d.dir, repo.dir);
+  await d.writeConfig(twoServices.replaceAll('standby: 0s', 'standby: 1m'));
+  assert.equal((await d.cli(['reload'])).code, 0);
+  // v6 serves; deploy v5 (kept) so that v6 becomes the warm standby.
+  const v6 = (await d.status('web')).services[0].currentRelease as string;
+  const v5 = (JSON.parse((await d.cli(['releases', 'web', '--json'])).stdout) as any[]).find((r) => r.standby).id as string;
+  const back = await d.cli(['deploy', 'web', '--ref', v5]);
+  assert.equal(back.code, 0, back.stdout + back.stderr);
+  const s = (await d.status('web')).services[0];
+  assert.equal(s.standbyRelease, v6);
+  const warmPids = s.instances.filter((i: any) => i.role === 'standby').map((i: any) => i.pid).sort();
+  assert.equal(warmPids.length, 2, 'v6 runs warm');
+
+  const migrations = lines(path.join(d.dir, 'migrations.log')).length;
+  const builds = lines(path.join(d.dir, 'builds.log')).length;
+  const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
+  await load.waitFor(30, 10_000);
+  const r = await d.cli(['deploy', 'web', '--ref', v6]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /is a warm standby: reusing its 2 running instance\(s\)/);
+  assert.doesNotMatch(r.stdout, /instance .* started|migrate hook|build hook/);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 30, 10_000);
+  const res = await load.stop();
+  assert.equal(res.failed, 0, res.errors.join('; '));
+  const after = (await d.status('web')).services[0];
+  assert.equal(after.currentRelease, v6);
+  assert.deepEqual(after.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort(), warmPids, 'the same processes serve');
+  assert.equal(lines(path.join(d.dir, 'migrations.log')).length, migrations, 'the migrate hook did not run again');
+  assert.equal(lines(path.join(d.dir, 'builds.log')).length, builds, 'nothing was built');
+});
