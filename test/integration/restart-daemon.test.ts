@@ -41,13 +41,15 @@ test('kill -9 of the daemon and a restart keep the state and the same instance p
 });
 
 test('a deployment interrupted before the switch is marked failed and its instances stopped', async () => {
-  const slow = await d.release('v3', { APP_STARTUP_MS: '3000' });
+  // Slow enough to start that the daemon is killed before the switch, even on a busy machine.
+  const slow = await d.release('v3', { APP_STARTUP_MS: '8000' });
   const deploy = d.cli(['deploy', 'web', slow]);
+  let incoming: number[] = [];
   await waitUntil('the deploy to be starting instances', async () => {
     const s = (await d.status('web')).services[0];
-    return s.instances.some((i: any) => i.role === 'incoming');
+    incoming = s.instances.filter((i: any) => i.role === 'incoming').map((i: any) => i.pid);
+    return incoming.length === 2;
   }, 10_000);
-  const incoming = (await d.status('web')).services[0].instances.filter((i: any) => i.role === 'incoming').map((i: any) => i.pid);
   await d.kill9();
   await deploy.catch(() => {});
   await d.start();
