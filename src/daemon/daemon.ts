@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfigIsolated as loadConfig } from '../config/isolated.ts';
 import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
-import { BatonError, errorMessage } from '../core/errors.ts';
+import { BatonError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { VERSION } from '../core/version.ts';
 import { Deployer, type DeployEvent, type DeployOutcome, type RunHooks } from '../deploy/deployer.ts';
