@@ -53,7 +53,7 @@ test('deploy v2 under keep-alive load: 0 failed, each client v1 → v2 once', as
   assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2']);
   assertMovedOnce(res, 'v1', 'v2');
   for (const seq of res.sequences) assert.equal(seq.at(-1), 'v2');
-  assert.match(r.stdout, /request\(s\) answered during the deploy, 0 failed/);
+  assert.match(r.stdout, /request\(s\) answered during the deploy: 0 failed in baton/);
   const s = await d.status('web');
   const svc = s.services[0];
   assert.match(svc.currentRelease, /v2/);

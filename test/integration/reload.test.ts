@@ -170,7 +170,8 @@ test('a reload that needs a daemon restart, or resizes a service mid-deploy, is 
 
   // A deployment in progress sized its new group from the old count.
   await configure(d, service([...BASE, 'drain_timeout: 1s']));
-  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_STARTUP_MS: '2000' })]);
+  // Slow to start, so that the reload below surely comes before the switch (a deployment holds its service until then).
+  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_STARTUP_MS: '8000' })]);
   await waitUntil('the deploy to be starting instances', async () => (await d.status('web')).services[0].instances.some((i: any) => i.role === 'incoming'), 10_000);
   await configure(d, service([...BASE.map((l) => l.replace('instances: 1', 'instances: 2')), 'drain_timeout: 1s']));
   const refused = await d.cli(['reload']);
