@@ -59,7 +59,7 @@ export function parseCommandLine(argv: string[], verbs: readonly VerbSpec[]): Pa
     if (group.length > 0) {
       const wanted = argv[found.at + 1];
       if (wanted === undefined || wanted.startsWith('-')) return { kind: 'help', verb: null, group: name };
-      throw usageError(`unknown command "${name} ${wanted}"${didYouMean(wanted, group.map((v) => v.name.split(' ')[1]!))}`, null);
+      throw usageError(`unknown command "${name} ${wanted}"${didYouMean(wanted, group.map((v) => v.name.split(' ')[1]!), `${name} `)}`, null);
     }
     throw usageError(`unknown command "${name}"${didYouMean(name, verbs.filter((v) => !v.hidden).map((v) => v.name.split(' ')[0]!))}`, null);
   }
@@ -76,11 +76,11 @@ function lookup(words: string[], verbs: readonly VerbSpec[]): { verb: VerbSpec |
   throw usageError(`unknown command "${words[0]}"${didYouMean(words[0]!, verbs.filter((v) => !v.hidden).map((v) => v.name.split(' ')[0]!))}`, null);
 }
 
-/** ` — did you mean "status"?` when one known word is close enough, else ''. */
-export function didYouMean(word: string, known: readonly string[]): string {
+/** `; did you mean "status"?` when one known word is close enough (shown after `prefix`), else ''. */
+export function didYouMean(word: string, known: readonly string[], prefix = ''): string {
   const unique = [...new Set(known)];
   const prefixed = unique.filter((k) => k.startsWith(word));
-  if (word.length >= 2 && prefixed.length === 1) return `; did you mean "${prefixed[0]}"?`;
+  if (word.length >= 2 && prefixed.length === 1) return `; did you mean "${prefix}${prefixed[0]}"?`;
   let best: string | undefined;
   let bestDistance = Infinity;
   for (const k of unique) {
@@ -90,7 +90,7 @@ export function didYouMean(word: string, known: readonly string[]): string {
       bestDistance = d;
     }
   }
-  return best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? `; did you mean "${best}"?` : '';
+  return best !== undefined && bestDistance <= Math.max(1, Math.floor(word.length / 3)) ? `; did you mean "${prefix}${best}"?` : '';
 }
 
 function flagName(name: string, spec: FlagSpec): string {

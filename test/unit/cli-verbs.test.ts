@@ -80,7 +80,7 @@ test('two-word verbs: a group lists its verbs, a mistyped one gets a suggestion'
   const g = parseCommandLine(['fleet'], verbs);
   assert.ok(g.kind === 'help' && g.group === 'fleet');
   assert.match(overview(verbs, 'fleet'), /usage: baton fleet COMMAND[\s\S]*fleet deploy +deploy to every host/);
-  assert.match(usageError(['fleet', 'statsu'], verbs), /unknown command "fleet statsu"; did you mean "status"\?/);
+  assert.match(usageError(['fleet', 'statsu'], verbs), /unknown command "fleet statsu"; did you mean "fleet status"\?/);
   assert.ok(parseCommandLine(['help', 'fleet', 'status'], verbs).kind === 'help');
 });
 
