@@ -4,7 +4,9 @@
 //   - HTTPS/1.1 keep-alive (wrk -c50), p99 from wrk --latency;
 //   - HTTP/2 (h2load -c5 -m10: 5 connections × 10 streams, the same 50 in flight);
 //   - handshakes: HTTPS/1.1 with Connection: close (wrk), a new TLS
-//     handshake per request.
+//     handshake per request;
+//   - slow read (slowhttptest -X, 500 connections reading 512 KiB responses
+//     slowly): each proxy's RSS before and at its peak.
 // HAProxy runs one thread (baton's proxy is one thread too), both on CPU 0
 // beside the app; the load generator on CPU 1. Rounds interleave baton and
 // HAProxy; the median per target is reported.
@@ -18,7 +20,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  collect, fixtureService, fmt, machineLine, mdTable, median, onCleanup, pin, pinned, ratio, registerDaemon, runBench, runWrk, spawnGroup, wrkBenchOptions, writeDaemonConfig,
+  QUICK, collect, fixtureService, fmt, machineLine, mb, mdTable, median, onCleanup, pin, pinned, ratio, registerDaemon, rssKb, runBench, runWrk, spawnGroup, wrkBenchOptions, writeDaemonConfig,
 } from './lib.ts';
 
 const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
@@ -41,7 +43,7 @@ async function runH2load(url: string, seconds: number, cpus: string | null): Pro
 
 async function main(): Promise<boolean> {
   console.log(`# HTTPS: baton vs HAProxy\n\n${machineLine()}`);
-  for (const tool of ['wrk', 'h2load', 'haproxy', 'openssl']) {
+  for (const tool of ['wrk', 'h2load', 'haproxy', 'openssl', 'slowhttptest']) {
     if (spawnSync(tool, ['-v'], { stdio: 'ignore' }).error !== undefined) {
       console.error(`tls bench: ${tool} is not installed (apt-get install -y wrk nghttp2-client haproxy openssl)`);
       return false;
@@ -136,6 +138,26 @@ async function main(): Promise<boolean> {
     row('HTTP/2 (5 connections × 10 streams)', median(h2.baton.rps), median(h2.haproxy.rps), 'req/s'),
     row('new TLS connection per request', median(hs.baton.rps), median(hs.haproxy.rps), '/s'),
   ])}`);
+  // Slow read: 500 connections reading a 512 KiB response a few bytes at a time (slowhttptest -X).
+  // Resident memory of each proxy process, before and at its peak (sampled every 250 ms).
+  const haPid = Number(spawnSync('pgrep', ['-f', `haproxy -db -f ${haCfg}`]).stdout.toString().trim().split('\n')[0]);
+  const slowRead = async (name: Name, pid: number): Promise<{ before: number; peak: number; connected: number }> => {
+    const before = rssKb(pid) ?? NaN;
+    let peak = before;
+    const timer = setInterval(() => (peak = Math.max(peak, rssKb(pid) ?? 0)), 250);
+    const url = `${targets[name]}download?bytes=524288`;
+    const [cmd, args] = pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', url]);
+    const out = (await collect(spawnGroup(cmd, args), 120_000, 'slowhttptest')).replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+    clearInterval(timer);
+    const connected = Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
+    return { before, peak, connected };
+  };
+  const sr = { baton: await slowRead('baton', td.proc.pid!), haproxy: await slowRead('haproxy', haPid) };
+  console.log(`\nslow read (slowhttptest -X, 500 connections, 512 KiB × 3 responses):\n\n${mdTable([
+    ['', 'RSS before', 'RSS peak', 'growth', 'connections held'],
+    ...(['baton', 'haproxy'] as Name[]).map((n) => [n, `${mb(sr[n].before)} MB`, `${mb(sr[n].peak)} MB`, `${mb(sr[n].peak - sr[n].before)} MB`, String(sr[n].connected)]),
+  ])}`);
+
   const errors = h1.baton.errors + h2.baton.errors + hs.baton.errors;
   console.log(`\nerrors through baton: ${errors} (HAProxy: ${h1.haproxy.errors + h2.haproxy.errors + hs.haproxy.errors})`);
   return errors === 0;
