@@ -158,6 +158,7 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
     command: s.command,
     env: s.env ?? {},
     runAs: s.user ? { user: s.user.name, uid: s.user.uid, gid: s.group?.gid ?? s.user.gid, home: s.user.home } : null,
+    publicUrl: s.public_url ?? null,
     logs: { maxBytes: s.logs?.max_size ?? d.DEFAULT_LOG_MAX_BYTES, keep: s.logs?.keep ?? d.DEFAULT_LOG_KEEP },
     instances: s.instances ?? d.DEFAULT_INSTANCES,
     health: {

@@ -372,6 +372,20 @@ const size = leaf('a size like "10MB" or "512KB"', (v) => {
   return bytes >= 4096 ? bytes : new Invalid(`expected a size of at least 4KB, got ${describeValue(v)}`);
 });
 
+/** An absolute http(s) URL without query or fragment: where visitors reach a service. */
+const publicUrl = leaf('an http:// or https:// URL like "https://example.com"', (v) => {
+  if (typeof v !== 'string') return undefined;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
+  if (u.search || u.hash || u.username) return new Invalid(`expected a URL without query, fragment or credentials, got ${describeValue(v)}`);
+  return u.href.replace(/\/+$/, '');
+});
+
 export const logsSchema = mapping('a mapping of instance log settings', {
   max_size: size.optional(),
   keep: integer(0, 100).optional(),
@@ -399,6 +413,7 @@ export const serviceSchema = mapping('a mapping of service settings', {
   user: user.optional(),
   group: group.optional(),
   logs: logsSchema.nullish(),
+  public_url: publicUrl.optional(),
   instances: integer(1, MAX_INSTANCES).optional(),
   health: healthSchema.nullish(),
   drain_timeout: duration({ positive: false }).optional(),

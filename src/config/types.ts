@@ -104,6 +104,8 @@ export interface ServiceConfig {
   env: Record<string, string>;
   /** Run instances, hooks and builds as this user; null = as the daemon's user. */
   runAs: RunAs | null;
+  /** Where visitors reach the service (links such as `baton beta`); null = from the listeners and hosts. */
+  publicUrl: string | null;
   /** Instance logs: rotated past maxBytes, keeping `keep` older files (<id>.log.1 …). */
   logs: { maxBytes: number; keep: number };
   instances: number;

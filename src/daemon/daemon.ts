@@ -16,6 +16,7 @@ import { ReleaseSources } from '../deploy/sources.ts';
 import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
 import { deploymentHistory, releaseList, serviceStatus } from './views.ts';
 import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
+import { publicBase } from './public-url.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
 import { TlsFrontDoor } from '../tls/index.ts';
@@ -192,8 +193,8 @@ export class Daemon implements RuntimeHost {
   beta(service: string, ttlMs: number): { url: string; expiresAt: number } {
     const rt = this.runtime(service);
     const token = makeBetaToken(this.#secret, ttlMs);
-    const host = rt.config.hosts[0] ?? (this.listeners[0] ? `${this.listeners[0].host}:${this.listeners[0].port}` : 'localhost');
-    return { url: `http://${host}${BETA_PATH}?token=${encodeURIComponent(token)}`, expiresAt: Date.now() + ttlMs };
+    const base = publicBase({ publicUrl: rt.config.publicUrl, hosts: rt.config.hosts, plain: this.listeners, tls: this.tls?.listeners ?? [] });
+    return { url: `${base}${BETA_PATH}?token=${encodeURIComponent(token)}`, expiresAt: Date.now() + ttlMs };
   }
 
   setHostDrain(mode: DrainMode, weightPercent: number | null, reason: string): Promise<HostDrainState> {

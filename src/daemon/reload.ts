@@ -76,6 +76,7 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   runAs: ['user', 'next_start'],
   // The log writer is started with the instance.
   logs: ['logs', 'next_start'],
+  publicUrl: ['public_url', 'now'],
   instances: ['instances', 'now'],
   health: ['health', HEALTH],
   drainTimeoutMs: ['drain_timeout', 'now'],

@@ -8,13 +8,14 @@
 // the routing snapshot and drained (in-flight zero or drain deadline passed).
 
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { formatDuration } from '../core/time.ts';
 import type { Proxy } from '../proxy/index.ts';
 import type { Store } from '../store/index.ts';
 import type { ReleaseGroup } from './release-group.ts';
-import { releasesToPrune } from './releases.ts';
+import { releasesDir, releasesToPrune, strayReleaseDirs } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
 import { linkShared, runMigration, runServiceHook, type HookContext, type StepReporter } from './prepare.ts';
@@ -236,6 +237,8 @@ export class Deployer {
       }
 
       move('done', `${plan.kind} of ${rt.name} to ${plan.release.id} done`);
+      // The standby this deploy replaced is stopping: its release is prunable once it has stopped.
+      await rt.replacedStandbysStopped();
       await this.#prune(rt).catch((err) => log.warn('pruning releases failed', { error: errorMessage(err) }));
       return this.#finish(rt, id, plan, fromRelease, 'done', started, switchAt, before, null);
     } catch (err) {
@@ -268,6 +271,8 @@ export class Deployer {
         outcome = 'done';
       }
       say('error', e.message, { details: e.details });
+      // A failed deploy's release counts against keep_releases like any other.
+      await this.#prune(rt).catch((pruneErr: unknown) => log.warn('pruning releases failed', { error: errorMessage(pruneErr) }));
       return this.#finish(rt, id, plan, fromRelease, outcome, started, switchAt, before, e);
     } finally {
       rt.release(id);
@@ -448,6 +453,12 @@ export class Deployer {
       store.deleteRelease(rt.name, r.id);
       await rm(r.dir, { recursive: true, force: true });
       this.#d.logger.info('release pruned', { service: rt.name, release: r.id });
+    }
+    // Directories no record names (a copy or export cut short by a crash) are never used again.
+    const known = new Set(store.listReleases(rt.name).map((r) => path.basename(r.dir)));
+    for (const name of await strayReleaseDirs(releasesDir(this.#d.stateDir, rt.name), known)) {
+      await rm(path.join(releasesDir(this.#d.stateDir, rt.name), name), { recursive: true, force: true });
+      this.#d.logger.info('stray release directory removed', { service: rt.name, dir: name });
     }
   }
 }

@@ -392,12 +392,20 @@ export class ServiceRuntime implements InstanceListener {
     await this.stopGroup(group);
   }
 
+  /** Stops of standbys that a newer one replaced, still running. */
+  readonly #replacedStandbys = new Set<Promise<void>>();
+
   /** Keep a drained group running unrouted until `standbyMs` from now, then stop it. */
   keepAsStandby(group: ReleaseGroup, standbyMs: number): void {
     const old = this.#standby;
     if (old && old !== group) {
       this.#clearStandby();
-      if (!this.#claims.has(old)) void this.stopGroup(old).catch((err) => this.#log.error('stopping old standby failed', { error: errorMessage(err) }));
+      if (!this.#claims.has(old)) {
+        const stopping: Promise<void> = this.stopGroup(old)
+          .catch((err: unknown) => this.#log.error('stopping old standby failed', { error: errorMessage(err) }))
+          .finally(() => this.#replacedStandbys.delete(stopping));
+        this.#replacedStandbys.add(stopping);
+      }
     }
     if (group.role !== 'standby') group.moveTo('standby');
     this.#clearStandby();
@@ -410,6 +418,11 @@ export class ServiceRuntime implements InstanceListener {
       void this.stopGroup(group).catch((err) => this.#log.error('stopping standby failed', { error: errorMessage(err) }));
     }, standbyMs);
     this.#standbyTimer.unref();
+  }
+
+  /** Resolves once every standby replaced so far has stopped (its release is then prunable). */
+  async replacedStandbysStopped(): Promise<void> {
+    await Promise.all([...this.#replacedStandbys]);
   }
 
   #clearStandby(): void {

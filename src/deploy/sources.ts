@@ -14,7 +14,7 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import { GitCache, commitInfoFromGitDir, exportFromGitDir, gitReleaseId, type GitCommitInfo } from '../git/index.ts';
 import type { Store } from '../store/index.ts';
 import type { DeployPlan } from './deployer.ts';
-import { copyRelease, makeReleaseId, releasesDir } from './releases.ts';
+import { contentReleaseId, copyRelease, releasesDir } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 
 export class ReleaseSources {
@@ -39,13 +39,19 @@ export class ReleaseSources {
         throw new BatonError('RELEASE_INVALID', `release directory ${from} cannot be read: ${errorMessage(err)}`);
       });
       if (!st.isDirectory()) throw new BatonError('RELEASE_INVALID', `release ${from} is not a directory`);
-      const id = makeReleaseId(from, new Date(), (x) => this.#store.getRelease(service, x) !== null);
+      const id = await contentReleaseId(from);
       const dir = path.join(base, id);
       return {
         release: { id, dir },
         materialise: async (report) => {
+          if (this.#store.getRelease(service, id) !== null && existsSync(dir)) {
+            report.info(`release ${id} (the same content as ${from}) is already on disk: not copying again`);
+            return;
+          }
           const t0 = Date.now();
+          await rm(dir, { recursive: true, force: true });
           await copyRelease(from, dir);
+          this.#store.deleteRelease(service, id); // a record whose directory was lost: replaced
           this.#store.addRelease({ id, service, name: path.basename(from), kind: 'dir', sourcePath: from, dir, createdAt: Date.now() });
           report.info(`copied ${from} to ${dir}`, Date.now() - t0);
         },

@@ -397,6 +397,11 @@ export class Proxy {
       return;
     }
     this.#targets.delete(targetId);
+    // The release's figures go with its last instance: /metrics and status name
+    // only releases with instances (label cardinality stays bounded however
+    // many deploys), and a release that comes back (rollback to a stopped
+    // release) starts again from zero, which Prometheus reads as a new series.
+    if (![...this.#targets.values()].some((o) => o.service === t.service && o.release === t.release)) this.#releaseStats.get(t.service)?.delete(t.release);
     await t.close();
   }
 

@@ -211,6 +211,7 @@ test('the metrics endpoint serves per-release Prometheus figures on its own list
   const text = await r.body.text();
   assert.equal(r.statusCode, 200);
   assert.match(text, /baton_requests_total\{service="web",release="[^"]*v2[^"]*"\} \d+/);
-  assert.match(text, /baton_responses_total\{service="web",release="[^"]*v3[^"]*",class="5xx"\} [1-9]\d*/);
+  // The aborted canary v3 has no instance left: its series ended with them (bounded cardinality).
+  assert.doesNotMatch(text, /release="[^"]*v3[^"]*"/);
   assert.match(text, /baton_request_duration_seconds_bucket\{/);
 });

@@ -59,6 +59,7 @@ services:
 const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> = {
   env: {},
   runAs: null,
+  publicUrl: null,
   logs: { maxBytes: 10 * 1024 * 1024, keep: 5 },
   instances: 1,
   health: { path: '/', intervalMs: 1000, timeoutMs: 2000, healthyThreshold: 1, unhealthyThreshold: 3, startTimeoutMs: 30_000 },
@@ -99,6 +100,7 @@ test('a full file is normalised', () => {
         command: 'exec gunicorn app:wsgi',
         env: { NODE_ENV: 'production', WORKERS: '4', DEBUG: 'false' },
         runAs: null,
+        publicUrl: null,
         logs: { maxBytes: 10 * 1024 * 1024, keep: 5 },
         instances: 2,
         health: { path: '/healthz', intervalMs: 500, timeoutMs: 1000, healthyThreshold: 2, unhealthyThreshold: 5, startTimeoutMs: 90_000 },

@@ -1,16 +1,30 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, writeFile, readFile, rm, readdir } from 'node:fs/promises';
+import { chmod, mkdtemp, mkdir, writeFile, readFile, rm, readdir } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { copyRelease, makeReleaseId, releasesToPrune } from '../../src/deploy/releases.ts';
+import { contentReleaseId, copyRelease, releasesToPrune } from '../../src/deploy/releases.ts';
 
-test('release ids are sortable, readable and unique', () => {
-  const now = new Date('2026-11-22T13:45:01.123Z');
-  assert.equal(makeReleaseId('/x/app-v2', now, () => false), '20261122-134501-app-v2');
-  const taken = new Set(['20261122-134501-app-v2']);
-  assert.equal(makeReleaseId('/x/app-v2/', now, (id) => taken.has(id)), '20261122-134501-app-v2-2');
-  assert.equal(makeReleaseId('/x/my app!', now, () => false), '20261122-134501-my-app-');
+test('a directory release is named by its content: same content, same id; any change, another id', async (t) => {
+  const tmp = await mkdtemp(path.join(os.tmpdir(), 'baton-rid-'));
+  t.after(() => rm(tmp, { recursive: true, force: true }));
+  const make = async (where: string, files: Record<string, string>): Promise<string> => {
+    const dir = path.join(tmp, where, 'my app!');
+    for (const [f, text] of Object.entries(files)) {
+      await mkdir(path.dirname(path.join(dir, f)), { recursive: true });
+      await writeFile(path.join(dir, f), text);
+    }
+    return dir;
+  };
+  const a = await contentReleaseId(await make('a', { 'server.js': 'v1', 'lib/x.js': 'x' }));
+  assert.match(a, /^my-app--[0-9a-f]{12}$/);
+  assert.equal(await contentReleaseId(await make('b', { 'lib/x.js': 'x', 'server.js': 'v1', '.git/HEAD': 'ref' })), a, 'same content (VCS data left out): same id');
+  assert.notEqual(await contentReleaseId(await make('c', { 'server.js': 'v2', 'lib/x.js': 'x' })), a, 'a changed byte');
+  assert.notEqual(await contentReleaseId(await make('d', { 'server.js': 'v1', 'lib/y.js': 'x' })), a, 'a renamed file');
+  const e = await make('e', { 'server.js': 'v1', 'lib/x.js': 'x' });
+  await chmod(path.join(e, 'server.js'), 0o755);
+  assert.notEqual(await contentReleaseId(e), a, 'a changed mode');
+  await assert.rejects(contentReleaseId(path.join(tmp, 'missing')), /cannot be read/);
 });
 
 test('pruning keeps the newest N and never the current or standby release', () => {

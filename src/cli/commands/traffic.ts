@@ -2,7 +2,6 @@
 // operator's hands on a service's traffic.
 
 import { BatonError } from '../../core/errors.ts';
-import { formatDuration } from '../../core/time.ts';
 import { parseDuration } from '../../config/duration.ts';
 import { clientFor, type CliContext } from '../context.ts';
 
@@ -61,5 +60,5 @@ export async function betaCommand(ctx: CliContext): Promise<number> {
   const ttlMs = parseDuration(ttlText);
   if (ttlMs === undefined || ttlMs < 1000) throw new BatonError('USAGE', `--ttl must be a duration like "24h" or "30m", got "${ttlText}"`);
   const r = await clientFor(ctx).post<{ url: string; expiresAt: number }>(`/services/${encodeURIComponent(name)}/beta`, { ttlMs });
-  return print(ctx, r, `${r.url}\n(one use, valid ${formatDuration(ttlMs)}: whoever opens it is sent to ${name}'s canary releases)`);
+  return print(ctx, r, `${r.url}\n(one use, valid ${ttlText.trim()}: whoever opens it is sent to ${name}'s canary releases)`);
 }
