@@ -7,7 +7,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, mkdir } from 'node:fs/promises';
+import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -61,6 +62,17 @@ async function shot(p: Page, name: string): Promise<void> {
   await p.screenshot({ path: path.join(SHOTS, name), clip: { x: 0, y: 0, width, height: Math.min(height, bottom + 8) } });
 }
 
+let axeSource: string | null = null;
+
+/** axe-core's WCAG 2 A and AA rules on the page as it is now (run through the DevTools protocol: the page's CSP stays on). */
+async function assertAccessible(p: Page, what: string): Promise<void> {
+  axeSource ??= await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+  await p.evaluate(`${axeSource}\n;undefined`);
+  const violations = await p.evaluate<string[]>(`axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
+    .then((r) => r.violations.map((v) => v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')'))`);
+  assert.deepEqual(violations, [], `accessibility problems on ${what}:\n${violations.join('\n')}`);
+}
+
 async function confirmAction(p: Page, button: string): Promise<void> {
   await p.getByRole('button', { name: button, exact: true }).click();
   const dialog = p.locator('dialog#confirm');
@@ -107,6 +119,7 @@ test('a one-time link signs the browser in; a used or expired link is refused', 
   await page.locator('#live-state', { hasText: 'live' }).waitFor({ timeout: 10_000 });
   assert.match(await page.locator('#svc-web-release').innerText(), /v1/);
   assert.match(await page.locator('#host').innerText(), /load balancer in front: ready/);
+  await assertAccessible(page, 'the overview');
   const cookies = await context.cookies();
   const session = cookies.find((c) => c.name.startsWith('baton_dash_'));
   assert.ok(session, 'a session cookie was set');
@@ -177,6 +190,7 @@ test('a deploy under load shows live: the traffic moves from v1 to v2 on the pag
   assert.match(legend, /v1/);
   assert.match(legend, /v2/);
   await shot(page, 'service.png');
+  await assertAccessible(page, 'the service page');
   // The overview, with the load still running.
   await page.goto(new URL('/', page.url()).href);
   await waitUntil('the overview to show web\'s traffic', async () => Number(await page.locator('#svc-web-rps').innerText()) > 0, 15_000, 200);
@@ -206,8 +220,9 @@ test('a canary promoted with the button moves the daemon\'s weight', async () =>
   await waitUntil('the canary to wait at 10%', async () => (await current()).canary?.waiting === 'promote', 60_000, 200);
   await page.locator('section.canary', { hasText: '10%' }).waitFor({ timeout: 15_000 });
   await shot(page, 'canary.png');
+  await assertAccessible(page, 'the service page with a canary');
   await confirmAction(page, 'Promote');
-  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Promoting .*v3/);
+  assert.match(await page.locator('.flash[role="alert"]').innerText(), /v3.* now gets 50% of web's visitors/);
   await waitUntil('the daemon to hold the canary at 50%', async () => {
     const c = (await current()).canary;
     return c?.weight === 50 && c.waiting === 'promote';
@@ -223,8 +238,23 @@ test('a canary promoted with the button moves the daemon\'s weight', async () =>
 
 test('a rollback from the page switches the daemon back', async () => {
   await page.reload();
-  await page.getByRole('button', { name: /Roll back to .*v2/ }).waitFor({ timeout: 15_000 });
-  await confirmAction(page, (await page.getByRole('button', { name: /Roll back to/ }).innerText()).trim());
+  const button = page.getByRole('button', { name: /Roll back to .*v2/ });
+  await button.waitFor({ timeout: 15_000 });
+  // From the keyboard: Enter opens the confirmation with the focus on Cancel; Escape closes it and changes nothing.
+  await button.focus();
+  await page.keyboard.press('Enter');
+  const dialog = page.locator('dialog#confirm');
+  await dialog.waitFor({ state: 'visible', timeout: 10_000 });
+  assert.equal(await page.evaluate<string>(`document.activeElement.textContent`), 'Cancel');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden', timeout: 10_000 });
+  assert.match(await page.evaluate<string>(`document.activeElement.textContent`), /Roll back to/, 'the focus is back on the button');
+  assert.match((await current()).current ?? '', /v3/, 'Escape changed nothing');
+  // Enter again, Tab to Confirm, Enter: the rollback runs.
+  await page.keyboard.press('Enter');
+  await dialog.waitFor({ state: 'visible', timeout: 10_000 });
+  await page.keyboard.press('Tab');
+  await Promise.all([page.waitForNavigation({ timeout: 20_000 }), page.keyboard.press('Enter')]);
   assert.match(await page.locator('.flash[role="alert"]').innerText(), /Rolling back web: deployment #\d+/);
   await waitUntil('the daemon to serve v2 again', async () => /v2/.test((await current()).current ?? ''), 30_000, 200);
   await page.locator('#deployment', { hasText: 'rollback' }).waitFor({ timeout: 15_000 });
@@ -239,6 +269,7 @@ test('a rollback from the page switches the daemon back', async () => {
   await items.first().locator('summary').click();
   assert.match(await items.first().innerText(), /rollback[\s\S]*shifting/);
   await shot(page, 'history.png');
+  await assertAccessible(page, 'the history page');
 
   const result = await load!.stop();
   load = null;
@@ -252,7 +283,7 @@ test('a canary aborted with the button: all traffic back on the stable release, 
   await page.goto(new URL('/services/web', page.url()).href);
   await page.locator('section.canary', { hasText: 'v4' }).waitFor({ timeout: 15_000 });
   await confirmAction(page, 'Abort canary');
-  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Aborting the canary .*v4/);
+  assert.match(await page.locator('.flash[role="alert"]').innerText(), /Deployment #\d+ aborted: all traffic is back on the stable release/);
   const done = await deploy;
   assert.notEqual(done.code, 0, 'an aborted canary deploy exits non-zero');
   assert.match(done.stdout + done.stderr, /aborted by the operator/);
@@ -276,6 +307,7 @@ test('instance logs: the tail, then new lines as they are written', async () => 
     return (await page.locator('#log').innerText()).includes(marker);
   }, 15_000, 500);
   await shot(page, 'logs.png');
+  await assertAccessible(page, 'the logs page');
 });
 
 test('an action without a session, with a bad CSRF token or from another origin is refused', async () => {
