@@ -84,7 +84,7 @@ export interface ReleaseFigures {
 }
 
 export interface StatusResponse {
-  daemon: { pid: number; version: string; startedAt: number; config: string; listeners: string[]; stateDir: string };
+  daemon: { pid: number; version: string; startedAt: number; config: string; listeners: string[]; stateDir: string; controlSocket?: string };
   /** This host's place in the balancer in front (src/daemon/agent-check.ts). */
   host: { drain: HostDrainStatus; agentCheck: string | null };
   services: ServiceStatus[];

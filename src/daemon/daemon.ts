@@ -211,6 +211,7 @@ export class Daemon implements RuntimeHost {
         config: this.config.file,
         listeners: this.listeners.map((l) => `${l.host}:${l.port}`),
         stateDir: this.stateDir,
+        controlSocket: this.config.controlSocket,
       },
       host: {
         drain: this.hostDrain.state,

@@ -1,9 +1,15 @@
-// One host of the fleet as the rollout sees it: its own baton, run over the
-// host's ssh connection (`ssh HOST baton … --json`, events streamed back),
-// the artifact shipped to it, and the fleet lock that may live on it.
+// One host of the fleet as the rollout sees it: its own baton daemon, reached
+// over the host's one ssh connection, the artifact shipped to it, and the
+// fleet lock that may live on it. The host's baton CLI is run once (`baton
+// status --json`: is baton there, which version, where is its control
+// socket); from then on the daemon's control socket is forwarded over the
+// same connection and spoken to directly (deploy and rollback events streamed
+// back), so no step pays for a CLI starting on the host: a revert is one
+// request per host.
 
 import { createReadStream } from 'node:fs';
-import { BatonError } from '../core/errors.ts';
+import { ControlClient } from '../control/client.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import type { HostDrainStatus, StatusResponse, StreamLine } from '../control/protocol.ts';
 import type { Artifact } from './artifact.ts';
@@ -19,6 +25,10 @@ export interface LockHolder {
 export class RemoteHost {
   readonly cfg: FleetHostConfig;
   readonly ssh: SshHost;
+  #control: ControlClient | null = null;
+  /** The artifacts directory as an absolute path on the host (known after preflight). */
+  #artifactsAbs: string | null = null;
+  actor = 'baton fleet';
 
   constructor(cfg: FleetHostConfig, ssh: SshHost) {
     this.cfg = cfg;
@@ -56,16 +66,48 @@ export class RemoteHost {
     return r.stdout.trim();
   }
 
-  status(): Promise<StatusResponse> {
-    return this.#json<StatusResponse>(['status'], 'status');
+  /**
+   * Ask the host's baton CLI for its daemon's status, then forward the
+   * daemon's control socket over the ssh connection. Before anything else.
+   */
+  async open(): Promise<StatusResponse> {
+    await this.ssh.connect();
+    const st = await this.#json<StatusResponse>(['status'], 'status');
+    if (!this.#control) {
+      const remote = st.daemon.controlSocket ?? `${st.daemon.stateDir}/baton.sock`;
+      const local = this.ssh.localSocket('ctl');
+      try {
+        await this.ssh.forwardUnixSocket(local, remote);
+      } catch (err) {
+        throw new BatonError('FLEET_PREFLIGHT_FAILED', `${this.name}: cannot reach the daemon's control socket ${remote} over ssh (is AllowStreamLocalForwarding off in its sshd?): ${errorMessage(err)}`);
+      }
+      this.#control = new ControlClient(local, `the daemon on ${this.name} does not answer`);
+    }
+    return st;
   }
 
-  /** Free bytes where artifacts are unpacked (the directory is made if missing). */
+  #api(): ControlClient {
+    if (!this.#control) throw new BatonError('INTERNAL', `${this.name}: the host was not opened`);
+    return this.#control;
+  }
+
+  /** The daemon's status, through the forwarded control socket. */
+  async status(): Promise<StatusResponse> {
+    try {
+      return await this.#api().get<StatusResponse>('/status');
+    } catch (err) {
+      throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: ${errorMessage(err)}${this.ssh.connected ? '' : ' (the ssh connection is gone)'}`);
+    }
+  }
+
+  /** Free bytes where artifacts are unpacked (the directory is made if missing; its absolute path noted). */
   async freeBytes(): Promise<number> {
     const d = shellQuote(this.cfg.artifacts);
-    const r = await this.ssh.run(`mkdir -p ${d} && df -Pk ${d} | tail -n 1`, { timeoutMs: 30_000 });
-    const kb = Number(r.stdout.trim().split(/\s+/)[3]);
-    if (r.code !== 0 || !Number.isFinite(kb)) throw new BatonError('FLEET_PREFLIGHT_FAILED', `${this.name}: cannot check free space in ${this.cfg.artifacts}: ${errorText(r.stdout, r.stderr)}`);
+    const r = await this.ssh.run(`mkdir -p ${d} && cd ${d} && pwd -P && df -Pk . | tail -n 1`, { timeoutMs: 30_000 });
+    const [abs, df] = r.stdout.trim().split('\n');
+    const kb = Number(df?.trim().split(/\s+/)[3]);
+    if (r.code !== 0 || !abs || !Number.isFinite(kb)) throw new BatonError('FLEET_PREFLIGHT_FAILED', `${this.name}: cannot check free space in ${this.cfg.artifacts}: ${errorText(r.stdout, r.stderr)}`);
+    this.#artifactsAbs = abs;
     return kb * 1024;
   }
 
@@ -98,52 +140,78 @@ export class RemoteHost {
   }
 
   /**
-   * `baton deploy SERVICE DIR` on the host: its own zero-downtime switch.
-   * Resolves with the host's outcome (done or not); throws only when the
-   * host could not be asked or gave no answer.
+   * The host's own zero-downtime deploy of the shipped artifact. Resolves
+   * with the host's outcome (done or not); throws only when the host could
+   * not be asked or gave no answer.
    */
-  deploy(service: string, dir: string, opts: { skipMigrate: boolean; timeoutMs: number }, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
-    return this.#stream(['deploy', service, dir, ...(opts.skipMigrate ? ['--skip-migrate'] : [])], opts.timeoutMs, onEvent);
+  deploy(service: string, artifact: { name: string }, opts: { skipMigrate: boolean; timeoutMs: number }, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    if (!this.#artifactsAbs) throw new BatonError('INTERNAL', `${this.name}: the artifacts directory was not resolved (preflight)`);
+    const body = { releaseDir: `${this.#artifactsAbs}/${artifact.name}`, actor: this.actor, ...(opts.skipMigrate ? { skipMigrate: true } : {}) };
+    return this.#stream(`/services/${encodeURIComponent(service)}/deploy`, body, opts.timeoutMs, onEvent);
   }
 
   rollback(service: string, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
-    return this.#stream(['rollback', service], 120_000, onEvent);
+    return this.#stream(`/services/${encodeURIComponent(service)}/rollback`, { actor: this.actor }, 120_000, onEvent);
   }
 
-  async #stream(args: string[], timeoutMs: number, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
-    let outcome: DeployOutcome | null = null;
-    let error: string | null = null;
-    const r = await this.ssh.run(this.#baton([...args, '--json']), {
-      timeoutMs,
-      onStdoutLine: (l) => {
-        if (!l.startsWith('{')) return;
-        let line: StreamLine | { error: { message: string } };
-        try {
-          line = JSON.parse(l) as StreamLine;
-        } catch {
-          return;
-        }
-        if ('type' in line) {
-          if (line.type === 'event') onEvent(line.event);
-          else if (line.type === 'result') outcome = line.outcome;
-          else if (line.type === 'error') error = `${line.error.code}: ${line.error.message}`;
-        } else if ('error' in line) {
-          error = line.error.message;
-        }
-      },
+  async #stream(path: string, body: unknown, timeoutMs: number, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
+    // Filled by the stream's callback (an object: the compiler cannot see callbacks assign locals).
+    const got: { outcome: DeployOutcome | null; error: string | null } = { outcome: null, error: null };
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new BatonError('FLEET_ROLLOUT_FAILED', `no result within ${Math.round(timeoutMs / 1000)} s (rollout.healthy_deadline)`)), timeoutMs);
     });
-    if (outcome) return outcome;
-    throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: \`baton ${args.join(' ')}\` ended without a result (exit ${r.code}): ${error ?? errorText('', r.stderr)}`);
+    try {
+      await Promise.race([
+        this.#api().stream(path, body, (line: StreamLine) => {
+          if (line.type === 'event') onEvent(line.event);
+          else if (line.type === 'result') got.outcome = line.outcome;
+          else if (line.type === 'error') got.error = `${line.error.code}: ${line.error.message}`;
+        }),
+        deadline,
+      ]);
+    } catch (err) {
+      throw new BatonError('FLEET_ROLLOUT_FAILED', `${errorMessage(err)}${this.ssh.connected ? '' : ' (the ssh connection is gone)'}`);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (got.outcome) return got.outcome;
+    throw new BatonError('FLEET_ROLLOUT_FAILED', `the daemon ended the stream without a result${got.error ? `: ${got.error}` : ''}${this.ssh.connected ? '' : ' (the ssh connection is gone)'}`);
   }
 
-  /** Drain the host; with quietMs, return only once it has been quiet that long (watched on the host). */
-  drain(mode: 'drain' | 'maint', reason: string, wait?: { quietMs: number; timeoutMs: number }): Promise<HostDrainStatus & { quietAfterMs?: number }> {
-    const w = wait ? ['--wait-quiet', `${wait.quietMs}ms`, '--timeout', `${wait.timeoutMs}ms`] : [];
-    return this.#json<HostDrainStatus>(['drain', ...(mode === 'maint' ? ['--maint'] : []), '--reason', reason, ...w], 'drain');
+  /** Take the host out of rotation; with `wait`, resolve once it has been quiet that long (watched through the forwarded socket). */
+  async drain(mode: 'drain' | 'maint', reason: string, wait?: { quietMs: number; timeoutMs: number }): Promise<HostDrainStatus> {
+    const s = await this.#api().post<HostDrainStatus>('/drain', { mode, reason });
+    if (wait) await this.#waitQuiet(wait.quietMs, wait.timeoutMs);
+    return s;
   }
 
   undrain(weightPercent: number | null, reason: string): Promise<HostDrainStatus> {
-    return this.#json<HostDrainStatus>(['undrain', ...(weightPercent !== null ? ['--weight', `${weightPercent}%`] : []), '--reason', reason], 'undrain');
+    return this.#api().post<HostDrainStatus>('/drain', { mode: 'ready', weightPercent, reason });
+  }
+
+  /** No request or WebSocket in flight and no new request for `quietMs`: the balancer has stopped sending. */
+  async #waitQuiet(quietMs: number, timeoutMs: number): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    let last = -1;
+    let since = Date.now();
+    for (;;) {
+      const st = await this.status();
+      let requests = 0;
+      let busy = 0;
+      for (const svc of st.services) {
+        requests += svc.counters.requests;
+        for (const i of svc.instances) busy += i.inflight + i.websockets;
+      }
+      if (requests !== last || busy > 0) {
+        last = requests;
+        since = Date.now();
+      } else if (Date.now() - since >= quietMs) {
+        return;
+      }
+      if (Date.now() > end) throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: still busy after ${Math.round(timeoutMs / 1000)} s (${busy} in flight); it stays drained (\`baton fleet undrain ${this.name}\`)`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   /** Take the fleet lock (a directory: mkdir is atomic); an existing lock of the same rollout is ours. */

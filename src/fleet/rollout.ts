@@ -14,7 +14,7 @@
 
 import { hostname, userInfo } from 'node:os';
 import { randomBytes } from 'node:crypto';
-import { BatonError, errorMessage } from '../core/errors.ts';
+import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import { formatDuration } from '../core/time.ts';
 import { VERSION } from '../core/version.ts';
 import type { DeployEvent } from '../core/deployment.ts';
@@ -55,8 +55,9 @@ export async function preflight(hosts: RemoteHost[], service: string, needBytes:
     await h.ssh.connect();
     let st: StatusResponse;
     try {
-      st = await h.status();
+      st = await h.open();
     } catch (err) {
+      if (isBatonError(err) && err.code === 'FLEET_PREFLIGHT_FAILED') throw err;
       // Tell "no baton there" from "baton there, its daemon down".
       const version = await h.version();
       throw new BatonError('FLEET_PREFLIGHT_FAILED', `${h.name}: baton ${version} is there but its daemon does not answer: ${errorMessage(err)}`);
@@ -123,6 +124,8 @@ export class Rollout {
   constructor(rec: RolloutRecord, hosts: RemoteHost[], balancer: Balancer | null, emit: (e: FleetEvent) => void) {
     this.rec = rec;
     this.#hosts = new Map(hosts.map((h) => [h.name, h]));
+    // Each host's history names who deployed, from where, in which rollout.
+    for (const h of hosts) h.actor = `${rec.operator} (baton fleet, rollout ${rec.id})`;
     this.#balancer = balancer;
     this.#emit = emit;
   }
@@ -228,18 +231,42 @@ export class Rollout {
 
   /** Every switched host back to its previous release, at once. */
   async revert(): Promise<void> {
-    const switched = Object.entries(this.rec.hosts).filter(([, h]) => SWITCHED.has(h.phase) || h.phase === 'reverting').map(([n]) => n);
     const t = Date.now();
-    const results = await this.#timed('revert', () => Promise.allSettled(switched.map(async (name) => {
-      this.#set(name, 'reverting');
-      const out = await this.#host(name).rollback(this.rec.service, () => {});
-      if (out.state !== 'done') throw new BatonError('FLEET_ROLLOUT_FAILED', `rollback ended ${out.state}: ${out.error?.message ?? ''}`);
-      this.rec.hosts[name]!.to = out.toRelease;
-      this.#set(name, 'reverted', `back on ${out.toRelease} in ${formatDuration(out.durationMs)}`);
-    })));
-    this.rec.revertMs = switched.length ? Date.now() - t : 0;
-    const bad = results.flatMap((r, i) => (r.status === 'rejected' ? [`${switched[i]}: ${errorMessage(r.reason)}`] : []));
-    for (const [i, r] of results.entries()) if (r.status === 'rejected') this.#set(switched[i]!, 'failed', `revert failed: ${errorMessage(r.reason)}`);
+    const known = Object.entries(this.rec.hosts).filter(([, h]) => SWITCHED.has(h.phase) || h.phase === 'reverting' || (h.phase === 'failed' && h.to !== null)).map(([n]) => n);
+    const uncertain = Object.entries(this.rec.hosts).filter(([, h]) => h.phase === 'failed' && h.to === null).map(([n]) => n);
+    const reverted: string[] = [];
+    const bad: string[] = [];
+    let lastBack = t;
+    const back = async (name: string): Promise<void> => {
+      reverted.push(name);
+      try {
+        this.#set(name, 'reverting');
+        const out = await this.#host(name).rollback(this.rec.service, () => {});
+        if (out.state !== 'done') throw new BatonError('FLEET_ROLLOUT_FAILED', `rollback ended ${out.state}: ${out.error?.message ?? ''}`);
+        this.rec.hosts[name]!.to = out.toRelease;
+        this.#set(name, 'reverted', `back on ${out.toRelease} in ${formatDuration(out.durationMs)}`);
+      } catch (err) {
+        bad.push(`${name}: ${errorMessage(err)}`);
+        this.#set(name, 'failed', `revert failed: ${errorMessage(err)}`);
+      }
+      lastBack = Date.now();
+    };
+    // A host that failed without an answer (ssh lost, deadline passed) may have
+    // switched after all: it is asked while the known ones already go back.
+    const ask = async (name: string): Promise<void> => {
+      try {
+        const svc = (await this.#host(name).status()).services.find((x) => x.name === this.rec.service);
+        if (svc?.currentRelease?.includes(this.rec.artifact.name)) {
+          this.rec.hosts[name]!.to = svc.currentRelease;
+          await back(name);
+        }
+      } catch {
+        // unreachable: its error already says so, and it is reported as failed
+      }
+    };
+    await this.#timed('revert', () => Promise.all([...known.map(back), ...uncertain.map(ask)]).then(() => undefined));
+    // From the decision to the last host back (not to the end of the questions to hosts that did not switch).
+    this.rec.revertMs = reverted.length ? lastBack - t : 0;
     // A drained host that failed goes back into rotation on its old release.
     await this.#undrainLeftovers();
     this.rec.status = bad.length ? 'failed' : 'reverted';
@@ -267,7 +294,7 @@ export class Rollout {
     }
     const first = name === this.rec.migrationHost && !this.rec.migrated;
     this.#set(name, 'building');
-    const outcome = await host.deploy(this.rec.service, host.artifactDir(this.rec.artifact), { skipMigrate: !first, timeoutMs: this.rec.options.healthyDeadlineMs }, (e: DeployEvent) => {
+    const outcome = await host.deploy(this.rec.service, this.rec.artifact, { skipMigrate: !first, timeoutMs: this.rec.options.healthyDeadlineMs }, (e: DeployEvent) => {
       if (e.type !== 'step') return;
       if (e.step === 'starting' || e.step === 'verifying') this.#set(name, 'starting');
       else if (e.step === 'shifting') this.#set(name, 'switching');

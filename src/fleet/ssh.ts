@@ -10,7 +10,7 @@
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { BatonError } from '../core/errors.ts';
@@ -53,6 +53,7 @@ export class SshHost {
   #master: ChildProcess | null = null;
   #masterStderr = '';
   readonly #children = new Set<ChildProcess>();
+  readonly #forwarded: string[] = [];
   /** Connections this client opened to the host (the master, plus any fallback). */
   connectionsOpened = 0;
 
@@ -160,14 +161,19 @@ export class SshHost {
     });
   }
 
-  /** Forward a local Unix socket to one on the host (HAProxy's stats socket). */
+  /** A local path for a forwarded socket of this host (in the 0700 control directory). */
+  localSocket(tag: string): string {
+    return `${this.#controlPath}-${tag}`;
+  }
+
+  /** Forward a local Unix socket to one on the host (its daemon's control socket, HAProxy's stats socket) over the master. */
   async forwardUnixSocket(local: string, remote: string): Promise<void> {
-    const args = [...this.#baseArgs(), '-o', `ControlPath=${this.#controlPath}`, '-O', 'forward', '-L', `${local}:${remote}`, this.destination];
+    const args = [...this.#baseArgs(), '-o', `ControlPath=${this.#controlPath}`, '-o', 'StreamLocalBindUnlink=yes', '-O', 'forward', '-L', `${local}:${remote}`, this.destination];
     await new Promise<void>((resolve, reject) => {
       const c = spawn('ssh', args, { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       c.stderr!.on('data', (d) => (err += d));
-      c.once('close', (code) => (code === 0 ? resolve() : reject(new BatonError('SSH_FAILED', `${this.name}: cannot forward ${remote}: ${sshMessage(err)}`))));
+      c.once('close', (code) => (code === 0 ? (this.#forwarded.push(local), resolve()) : reject(new BatonError('SSH_FAILED', `${this.name}: cannot forward ${remote}: ${sshMessage(err)}`))));
     });
   }
 
@@ -180,6 +186,8 @@ export class SshHost {
         // gone
       }
     }
+    // ssh leaves the sockets it listened on for forwards behind.
+    for (const f of this.#forwarded.splice(0)) rmSync(f, { force: true });
     const m = this.#master;
     this.#master = null;
     if (m && m.exitCode === null) {

@@ -4,13 +4,16 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { createFleet, fleetServiceYaml, type TestFleet } from '../helpers/fleet-hosts.ts';
 import { fleetYaml } from '../helpers/fleet-file.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
 
+const run = promisify(execFile);
 let f: TestFleet;
 let shared: string;
 const migrations = (): string => path.join(shared, 'migrations.log');
@@ -119,6 +122,55 @@ test('a host unreachable at preflight: a clear error naming it with ssh\'s messa
   } finally {
     await h4.startSshd();
   }
+});
+
+test('a canary that turns unhealthy while baking is reverted; the other hosts are never touched', async () => {
+  const h1 = f.hosts[0]!;
+  // The new release's app exits 1.5 s after it starts listening: healthy at the switch, gone while baking.
+  await h1.writeConfig(service('env: { APP_EXIT_AFTER_MS: "1500" }'));
+  assert.equal((await h1.cli(['reload'])).code, 0);
+  const was = await currentReleases();
+  const r = await f.fleet(['deploy', 'web', await f.release('v6'), '--bake', '4s', '--json']);
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  const result = r.stdout.trim().split('\n').map((l) => JSON.parse(l)).find((e) => e.type === 'result').rollout;
+  assert.equal(result.hosts.h1.phase, 'reverted', JSON.stringify(result.hosts.h1));
+  assert.match(result.hosts.h1.error, /while baking|exited|healthy/);
+  for (const h of ['h2', 'h3', 'h4']) assert.equal(result.hosts[h].phase, 'untouched');
+  assert.deepEqual(await currentReleases(), was);
+  await h1.writeConfig(service());
+  assert.equal((await h1.cli(['reload'])).code, 0);
+});
+
+test('--ref: a commit of the local repository, exported once, the same bytes on every host; status --json shows the fleet', async () => {
+  const repo = path.join(f.dir, 'repo');
+  const v7 = await f.release('v7');
+  const git = (...args: string[]): Promise<unknown> => run('git', ['-C', repo, ...args]);
+  await run('git', ['init', '-q', '-b', 'main', repo]);
+  await cp(v7, repo, { recursive: true });
+  await git('add', '.');
+  await git('-c', 'user.name=t', '-c', 'user.email=t@example.com', 'commit', '-q', '-m', 'v7');
+  await git('tag', 'v7');
+  const commit = String(((await run('git', ['-C', repo, 'rev-parse', 'HEAD'])) as { stdout: string }).stdout).trim();
+  await f.writeFleetFile(fleetYaml(f, { rollout: 'batch: 4\ncanary: 0\nbake: 0s' }) + `services:\n  web: { repo: ${repo} }\n`);
+  const r = await f.fleet(['deploy', 'web', '--ref', 'v7']);
+  assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, new RegExp(`web ← web-${commit.slice(0, 12)} .* from ${repo} v7 \\(${commit}\\)`));
+  for (const rel of await currentReleases()) assert.match(rel, new RegExp(`-web-${commit.slice(0, 12)}$`));
+  const st = await f.fleet(['status', 'web', '--json']);
+  assert.equal(st.code, 0, st.stderr);
+  const s = JSON.parse(st.stdout);
+  assert.deepEqual(s.hosts.map((h: { host: string }) => h.host), ['h1', 'h2', 'h3', 'h4']);
+  for (const h of s.hosts) {
+    assert.equal(h.reachable, true);
+    assert.equal(h.drain, 'ready');
+    assert.match(h.version, /^\d+\.\d+\.\d+/);
+    assert.match(h.services[0].current, new RegExp(`web-${commit.slice(0, 12)}$`));
+    assert.match(h.services[0].standby, /-v2-/);
+    assert.equal(h.services[0].standbyWarm, true);
+    assert.equal(h.services[0].healthy, 1);
+  }
+  assert.equal(s.rollouts[0].status, 'done');
+  await f.writeFleetFile(fleetYaml(f));
 });
 
 test('a changed host key is refused with ssh\'s own message', async () => {

@@ -43,10 +43,16 @@ class Session {
     return s;
   }
 
+  readonly #remotes = new Map<string, RemoteHost>();
+
   remote(name: string): RemoteHost {
+    const known = this.#remotes.get(name);
+    if (known) return known;
     const h = this.cfg.hosts.find((x) => x.name === name);
     if (!h) throw new BatonError('USAGE', `no host "${name}" in ${this.cfg.file} (hosts: ${this.cfg.hosts.map((x) => x.name).join(', ')})`);
-    return new RemoteHost(h, this.sshFor(h.name, h.destination));
+    const r = new RemoteHost(h, this.sshFor(h.name, h.destination));
+    this.#remotes.set(name, r);
+    return r;
   }
 
   balancer(): Balancer | null {
@@ -284,7 +290,7 @@ async function abort(ctx: CliContext, s: Session): Promise<number> {
   const rec = needRollout(s, ctx, 'abort');
   if (rec.status !== 'paused' && rec.status !== 'running' && rec.status !== 'failed') throw new BatonError('FLEET_NO_ROLLOUT', `the rollout ${rec.id} of ${rec.service} is ${rec.status}: nothing to abort`);
   const hosts = Object.keys(rec.hosts).map((n) => s.remote(n));
-  await Promise.all(hosts.map((h) => h.ssh.connect()));
+  await Promise.all(hosts.map((h) => h.open()));
   const lockHost = await lockFleet(s, rec);
   await settleInProgress(rec, hosts);
   const r = new Rollout(rec, hosts, s.balancer(), printer(ctx));
@@ -316,8 +322,7 @@ async function status(ctx: CliContext, s: Session): Promise<number> {
   const hosts = (service ? hostsOf(s.cfg, service) : s.cfg.hosts).map((h) => s.remote(h.name));
   const rows: HostRow[] = await Promise.all(hosts.map(async (h): Promise<HostRow> => {
     try {
-      await h.ssh.connect();
-      const st = await h.status();
+      const st = await h.open();
       const d = st.host?.drain;
       return {
         host: h.name,
@@ -362,7 +367,7 @@ async function drain(ctx: CliContext, s: Session, verb: 'drain' | 'undrain'): Pr
   const host = s.remote(name);
   const b = s.balancer();
   if (!b) throw new BatonError('USAGE', `${s.cfg.file} names no balancer (balancer.type): nothing to drain ${name} from`);
-  await host.ssh.connect();
+  await host.open();
   const reason = typeof ctx.flags['reason'] === 'string' ? ctx.flags['reason'] : `baton fleet ${verb} by ${process.env['USER'] ?? 'operator'}`;
   if (verb === 'drain') {
     const ms = await b.drain(host, ctx.flags['maint'] === true ? 'maint' : 'drain', reason);
