@@ -23,6 +23,9 @@ import {
   QUICK, collect, fixtureService, fmt, machineLine, mb, mdTable, median, onCleanup, pin, pinned, ratio, registerDaemon, rssKb, runBench, runWrk, spawnGroup, wrkBenchOptions, writeDaemonConfig,
 } from './lib.ts';
 
+/** Terminal colour codes in a tool's output (ESC [ … letter). */
+const TERMINAL_COLOURS = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, 'g');
+
 const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
 
 interface H2Result {
@@ -147,7 +150,7 @@ async function main(): Promise<boolean> {
     const timer = setInterval(() => (peak = Math.max(peak, rssKb(pid) ?? 0)), 250);
     const url = `${targets[name]}download?bytes=524288`;
     const [cmd, args] = pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', url]);
-    const out = (await collect(spawnGroup(cmd, args), 120_000, 'slowhttptest')).replace(/\x1b\[[0-9;]*[A-Za-z]/g, '');
+    const out = (await collect(spawnGroup(cmd, args), 120_000, 'slowhttptest')).replace(TERMINAL_COLOURS, '');
     clearInterval(timer);
     const connected = Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
     return { before, peak, connected };

@@ -1,7 +1,7 @@
 // `baton deploy`, `baton rollback`, `baton restart`: stream the operation's
 // progress and exit non-zero unless it ended done.
 
-import { BatonError } from '../../core/errors.ts';
+import { BatonError, EXIT } from '../../core/errors.ts';
 import type { DeployOutcome } from '../../core/deployment.ts';
 import type { StreamLine } from '../../control/protocol.ts';
 import { actor, clientFor, type CliContext } from '../context.ts';
@@ -17,7 +17,7 @@ function until(ctx: CliContext): { until?: 'switched' } {
 }
 
 /** The exit code of an operation interrupted by Ctrl-C (128 + SIGINT), whatever became of it. */
-const INTERRUPTED = 130;
+const INTERRUPTED = EXIT.INTERRUPTED;
 
 async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback' | 'restart', body: Record<string, unknown>, via = 'cli'): Promise<number> {
   body = { ...body, ...until(ctx) };
