@@ -144,21 +144,22 @@ async function main(): Promise<boolean> {
   // Slow read: 500 connections reading a 512 KiB response a few bytes at a time (slowhttptest -X).
   // Resident memory of each proxy process, before and at its peak (sampled every 250 ms).
   const haPid = Number(spawnSync('pgrep', ['-f', `haproxy -db -f ${haCfg}`]).stdout.toString().trim().split('\n')[0]);
-  const slowRead = async (name: Name, pid: number): Promise<{ before: number; peak: number; connected: number }> => {
+  const slowRead = async (name: Name | 'baton-plain', pid: number): Promise<{ before: number; peak: number; connected: number }> => {
     const before = rssKb(pid) ?? NaN;
     let peak = before;
     const timer = setInterval(() => (peak = Math.max(peak, rssKb(pid) ?? 0)), 250);
-    const url = `${targets[name]}download?bytes=524288`;
+    const url = `${name === 'baton-plain' ? `${td.url}/` : targets[name]}download?bytes=524288`;
     const [cmd, args] = pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', url]);
     const out = (await collect(spawnGroup(cmd, args), 120_000, 'slowhttptest')).replace(TERMINAL_COLOURS, '');
     clearInterval(timer);
     const connected = Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
     return { before, peak, connected };
   };
-  const sr = { baton: await slowRead('baton', td.proc.pid!), haproxy: await slowRead('haproxy', haPid) };
+  // Plain HTTP through the same daemon tells TLS's share from the proxy's own buffering.
+  const sr = { 'baton-plain': await slowRead('baton-plain', td.proc.pid!), baton: await slowRead('baton', td.proc.pid!), haproxy: await slowRead('haproxy', haPid) };
   console.log(`\nslow read (slowhttptest -X, 500 connections, 512 KiB × 3 responses):\n\n${mdTable([
     ['', 'RSS before', 'RSS peak', 'growth', 'connections held'],
-    ...(['baton', 'haproxy'] as Name[]).map((n) => [n, `${mb(sr[n].before)} MB`, `${mb(sr[n].peak)} MB`, `${mb(sr[n].peak - sr[n].before)} MB`, String(sr[n].connected)]),
+    ...(['baton-plain', 'baton', 'haproxy'] as const).map((n) => [n === 'baton-plain' ? 'baton, plain HTTP' : n === 'baton' ? 'baton, HTTPS' : 'HAProxy, HTTPS', `${mb(sr[n].before)} MB`, `${mb(sr[n].peak)} MB`, `${mb(sr[n].peak - sr[n].before)} MB`, String(sr[n].connected)]),
   ])}`);
 
   const errors = h1.baton.errors + h2.baton.errors + hs.baton.errors;
