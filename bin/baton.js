@@ -12,8 +12,17 @@ if (major < 24) {
   process.exit(1);
 }
 
+/** The verb: the first argument that is neither a flag nor the value of --config/-c/--socket (as src/cli/parse.ts reads it). */
+function verb(args) {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '--config' || args[i] === '-c' || args[i] === '--socket') i++;
+    else if (!args[i].startsWith('-')) return args[i];
+  }
+  return undefined;
+}
+
 const SEMI_SPACE = '--max-semi-space-size=1';
-if (process.argv[2] === 'daemon' && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
+if (verb(process.argv.slice(2)) === 'daemon' && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
   // The daemon is long-lived and mostly idle: a small young generation keeps its
   // resident memory low (V8 reads this flag only at start, so the process
   // replaces itself with the flag set: same pid, nothing in between).

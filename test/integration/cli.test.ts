@@ -231,3 +231,18 @@ test('with a daemon: release paths are the caller\'s; output into a pipe closed 
   const err = spawnSync('cat', [path.join(d.dir, 'deploy.err')], { encoding: 'utf8' }).stdout;
   assert.equal(err, '');
 });
+
+test('`baton --config FILE daemon` (flags before the verb) runs the daemon as `baton daemon` does, small semi-space included', async (t) => {
+  const d = await createDaemon({ start: false });
+  t.after(() => d.cleanup());
+  const proc = spawn(process.execPath, [BATON, '--config', d.configFile, 'daemon'], { cwd: d.dir, stdio: 'ignore' });
+  t.after(() => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  });
+  await waitUntil('the daemon to answer', () => baton(['status', '--config', d.configFile]).code === 0, 20_000);
+  const cmdline = spawnSync('cat', [`/proc/${proc.pid}/cmdline`], { encoding: 'utf8' }).stdout.split('\0');
+  assert.ok(cmdline.includes('--max-semi-space-size=1'), cmdline.join(' '));
+  const exited = new Promise((resolve) => proc.once('exit', resolve));
+  assert.equal(baton(['shutdown', '--config', d.configFile]).code, 0);
+  await exited;
+});
