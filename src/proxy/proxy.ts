@@ -436,7 +436,11 @@ export class Proxy {
   /** The Prometheus text exposition of releaseMetrics() and the held-request gauges. */
   prometheusText(): string {
     const held = [...this.#shared.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([service, s]) => ({ service, held: s.queue.size }));
-    return renderPrometheus(this.releaseMetrics(), held);
+    // The process's own resident memory, under the name Prometheus clients use for it:
+    // what the daemon holds is measured where it is held, never from outside.
+    const rss = '# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n' +
+      `process_resident_memory_bytes ${process.memoryUsage.rss()}\n`;
+    return renderPrometheus(this.releaseMetrics(), held) + rss;
   }
 
   /**

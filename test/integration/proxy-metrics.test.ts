@@ -119,6 +119,8 @@ test('per-release metrics and /metrics: requests, status classes, latency histog
   assert.equal(promValue(prom.samples, 'baton_failed_requests_total', { service: 'web', release: '-' }), 2);
   assert.equal(promValue(prom.samples, 'baton_responses_total', { service: 'web', release: '-', class: '5xx' }), 2);
   assert.equal(promValue(prom.samples, 'baton_held_requests', { service: 'web' }), 0);
+  assert.equal(prom.types.get('process_resident_memory_bytes'), 'gauge');
+  assert.ok(promValue(prom.samples, 'process_resident_memory_bytes', {})! > 10 * 2 ** 20, 'the process reports its own resident memory');
   // releaseMetrics() of all services = of this one here; an unknown service has none.
   assert.deepEqual(proxy.releaseMetrics(), metrics);
   assert.deepEqual(proxy.releaseMetrics('nope'), []);
