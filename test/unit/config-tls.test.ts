@@ -84,3 +84,17 @@ test('tls needs a certificate source; ACME needs a plain listener', () => {
   assert.ok(problemsOf(['tls: { listen: "127.0.0.1:8443" }', SERVICES].join('\n')).some((d) => d.includes('tls: no certificate source')));
   assert.ok(problemsOf(['listen: []', 'tls: { listen: "127.0.0.1:8443", acme: { hosts: [a.test] } }', SERVICES].join('\n')).length > 0);
 });
+
+test('a reload that changes tls (or control.remote) is refused: only a restart applies it', async () => {
+  const { diffConfig } = await import('../../src/daemon/reload.ts');
+  const base = (extra: string): string => ['listen: "127.0.0.1:8080"', extra, SERVICES].join('\n');
+  const prev = parseConfig(base('tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.test], cert: a.pem, key: a.key }] }'), '/x/baton.yaml');
+  const next = parseConfig(base('tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.test], cert: b.pem, key: b.key }] }'), '/x/baton.yaml');
+  const plan = diffConfig(prev, next);
+  assert.equal(plan.refused.length, 1, JSON.stringify(plan));
+  assert.match(plan.refused[0]!, /^tls: .*only a daemon restart applies it/);
+  const same = diffConfig(prev, parseConfig(base('tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.test], cert: a.pem, key: a.key }] }'), '/x/baton.yaml'));
+  assert.deepEqual(same.refused, []);
+  const remote = diffConfig(prev, parseConfig(base('tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.test], cert: a.pem, key: a.key }] }\ncontrol: { remote: { listen: "127.0.0.1:9443", cert: c.pem, key: c.key, token_file: t } }'), '/x/baton.yaml'));
+  assert.match(remote.refused.join('\n'), /^control: .*only a daemon restart applies it/m);
+});
