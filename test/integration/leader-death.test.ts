@@ -39,7 +39,7 @@ after(async () => {
 });
 
 test('kill -9 of the leader under GET load: the response in flight completes, 0 failed', async () => {
-  const stream = await request(d.url + '/stream?ms=2000');
+  const stream = await request(d.url + '/stream');
   assert.equal(stream.statusCode, 200);
   const body = stream.body.text();
   let s = (await d.status('web')).services[0];

@@ -61,7 +61,7 @@ async function get(url: string): Promise<{ status: number; body: string; headers
 }
 
 test('stop_signal changed by a reload is the signal the running instances get: SIGWINCH lets Apache finish', async (t) => {
-  // The drain timeout is shorter than the slow request, so the stop signal decides its fate.
+  // The held request outlives the drain timeout, so the stop signal decides its fate.
   const settings = [...BASE, 'drain_timeout: 300ms', 'stop_timeout: 30s'];
   const d = await daemonWith(t, service(settings));
   assert.equal((await d.cli(['deploy', 'web', await apacheRelease(d, 'v1')])).code, 0);
@@ -71,19 +71,20 @@ test('stop_signal changed by a reload is the signal the running instances get: S
   assert.match(out, /services\.web\.stop_signal: "SIGTERM" → "SIGWINCH" \(applies now, to the running instances too\)/);
 
   const [old] = (await d.status('web')).services[0].instances;
+  // A request the app answers only once its graceful stop begins: in flight when the stop signal comes.
+  const held = get(d.url + '/hold');
+  await waitUntil('the held request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
   await load.waitFor(50, 10_000);
-  const slow = get(d.url + '/slow?ms=10000');
-  await waitUntil('the slow request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
   const r = await d.cli(['deploy', 'web', await apacheRelease(d, 'v2')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  const s = await slow;
+  const s = await held;
   const result = await load.stop();
-  assert.deepEqual({ status: s.status, body: s.body }, { status: 200, body: 'v1' }, 'the slow request finished on the old instance');
+  assert.deepEqual({ status: s.status, body: s.body }, { status: 200, body: 'v1' }, 'the held request finished on the old instance');
   assert.equal(result.failed, 0, result.errors.join('; '));
   assert.ok((result.bodies['v2'] ?? 0) > 0, 'the new release served');
   const log = await readFile(path.join(d.dir, 'state', 'logs', 'web', `${old.id}.log`), 'utf8');
-  assert.match(log, /SIGWINCH: graceful stop, finishing [1-9]\d* request/, 'the old instance got SIGWINCH with the slow request in flight');
+  assert.match(log, /SIGWINCH: graceful stop, finishing [1-9]\d* request/, 'the old instance got SIGWINCH with the held request in flight');
 });
 
 test('health settings changed by a reload are used for the running instances at once', async (t) => {
@@ -159,7 +160,9 @@ test('env changed by a reload is reported for the next deploy or restart, and th
 });
 
 test('a reload that needs a daemon restart, or resizes a service mid-deploy, is refused and changes nothing', async (t) => {
-  const d = await daemonWith(t, service([...BASE, 'drain_timeout: 1s']));
+  // A start timeout long enough for an instance that takes 6 s to listen.
+  const base = BASE.map((l) => l.replace('start_timeout: 10s', 'start_timeout: 60s'));
+  const d = await daemonWith(t, service([...base, 'drain_timeout: 1s']));
   assert.equal((await d.cli(['deploy', 'web', await d.release('v1')])).code, 0);
   const other = await freePort();
   await writeFile(d.configFile, (await readFile(d.configFile, 'utf8')).replace(`127.0.0.1:${d.port}`, `127.0.0.1:${other}`).replace('drain_timeout: 1s', 'stop_signal: SIGINT'));
@@ -169,11 +172,11 @@ test('a reload that needs a daemon restart, or resizes a service mid-deploy, is 
   assert.equal((await get(d.url + '/')).body, 'v1');
 
   // A deployment in progress sized its new group from the old count.
-  await configure(d, service([...BASE, 'drain_timeout: 1s']));
+  await configure(d, service([...base, 'drain_timeout: 1s']));
   // Slow to start, so that the reload below surely comes before the switch (a deployment holds its service until then).
   const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_STARTUP_MS: '8000' })]);
   await waitUntil('the deploy to be starting instances', async () => (await d.status('web')).services[0].instances.some((i: any) => i.role === 'incoming'), 10_000);
-  await configure(d, service([...BASE.map((l) => l.replace('instances: 1', 'instances: 2')), 'drain_timeout: 1s']));
+  await configure(d, service([...base.map((l) => l.replace('instances: 1', 'instances: 2')), 'drain_timeout: 1s']));
   const refused = await d.cli(['reload']);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stdout + refused.stderr, /services\.web\.instances: changed while deployment #\d+ runs/);
@@ -227,8 +230,8 @@ test('a reload that removes a service drains and stops it; the other keeps servi
 
   const load = startLoad({ url: d.url + '/', headers: { host: 'web.test' }, concurrency: 4, maxMs: 90_000 });
   await load.waitFor(100, 10_000);
-  const apiSlow = request(d.url + '/slow?ms=1500', { headers: { host: 'api.test' } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
-  await waitUntil('the api request to be in flight', async () => (await d.status('api')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
+  const apiSlow = request(d.url + '/slow?ms=8000', { headers: { host: 'api.test' } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
+  await waitUntil('the api request to be in flight', async () => (await d.status('api')).services[0].instances.some((i: any) => i.inflight > 0), 7_000, 20);
 
   await d.writeConfig(both(false));
   assert.match(await reload(d), /services\.api: removed \(its instances are drained and stopped now\)/);

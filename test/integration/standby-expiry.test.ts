@@ -8,7 +8,7 @@ import { createDaemon, serviceYaml, waitUntil } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 
 test('the standby group is stopped when standby: elapses, traffic unaffected; rollback still reaches it', async (t) => {
-  const d = await createDaemon({ services: serviceYaml({ extra: 'standby: 3s' }) });
+  const d = await createDaemon({ services: serviceYaml({ extra: 'standby: 8s' }) });
   t.after(() => d.cleanup());
   assert.equal((await d.cli(['deploy', 'web', await d.release('v1')])).code, 0);
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });

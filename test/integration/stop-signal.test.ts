@@ -11,14 +11,14 @@ import { createDaemon, waitUntil } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { APACHE_LIKE, fixtureRelease } from '../fixtures/fixture-release.ts';
 
-test('stop_signal: SIGWINCH is what the old instances get in a deploy under load; the slow request completes', async (t) => {
+test('stop_signal: SIGWINCH is what the old instances get in a deploy under load; the request in flight completes', async (t) => {
   const d = await createDaemon({
     services: [
       '  web:',
       `    command: exec "${process.execPath}" server.mjs`,
       '    instances: 2',
       '    health: { path: /healthz, interval: 200ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2, start_timeout: 10s }',
-      // Shorter than the slow request: the stop signal, not the drain, decides its fate.
+      // The held request outlives the drain: the stop signal decides its fate.
       '    drain_timeout: 300ms',
       '    stop_signal: SIGWINCH',
       '    stop_timeout: 30s',
@@ -29,13 +29,14 @@ test('stop_signal: SIGWINCH is what the old instances get in a deploy under load
   assert.equal((await d.cli(['deploy', 'web', await fixtureRelease(d, APACHE_LIKE, 'v1')])).code, 0);
   const old = (await d.status('web')).services[0].instances;
 
+  // A request the app answers only once its graceful stop begins: in flight when the stop signal comes.
+  const held = request(d.url + '/hold').then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
+  await waitUntil('the held request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
   await load.waitFor(50, 10_000);
-  const slow = request(d.url + '/slow?ms=10000').then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
-  await waitUntil('the slow request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
   const r = await d.cli(['deploy', 'web', await fixtureRelease(d, APACHE_LIKE, 'v2')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.deepEqual(await slow, { status: 200, body: 'v1' }, 'the slow request finished on the old instance');
+  assert.deepEqual(await held, { status: 200, body: 'v1' }, 'the held request finished on the old instance');
   const seen = load.snapshot().total;
   await load.waitFor(seen + 50, 10_000);
   const result = await load.stop();
@@ -52,5 +53,5 @@ test('stop_signal: SIGWINCH is what the old instances get in a deploy under load
     assert.doesNotMatch(log, /SIGTERM/);
     finishing += Number(m[1]);
   }
-  assert.ok(finishing >= 1, 'the slow request was still in flight when the stop signal came');
+  assert.ok(finishing >= 1, 'the held request was in flight when the stop signal came');
 });
