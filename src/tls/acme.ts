@@ -21,6 +21,10 @@ import { leafOf } from './certificates.ts';
 import type { KeyPair } from '../proxy/listeners.ts';
 
 const DAY_MS = 86_400_000;
+/** How long stop() waits for an order in progress. */
+const STOP_WAIT_MS = 5000;
+/** Bound on one HTTP request to the ACME directory (acme-client sets none). */
+const REQUEST_TIMEOUT_MS = 30_000;
 /** Longest wait a timer can take (Node fires longer ones at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -139,11 +143,16 @@ export class AcmeManager {
     return new Promise((resolve) => this.#waiters.add(resolve));
   }
 
+  /** Stop checking; an order in progress gets a few seconds to finish (a daemon stop must not hang on a slow CA). */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
-    await this.#running?.catch(() => undefined);
+    const running = this.#running;
+    if (running === null) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([running.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, STOP_WAIT_MS)))]);
+    clearTimeout(timer);
   }
 
   #schedule(ms: number): void {
@@ -194,6 +203,7 @@ export class AcmeManager {
     const settings = (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number; retryDefaultDelay: number } }).acmeSettings;
     settings.retryMaxAttempts = 1;
     settings.retryDefaultDelay = 2;
+    acme.axios.defaults.timeout = REQUEST_TIMEOUT_MS;
     const cfg = this.#config;
     if (cfg.caFile !== null) {
       // A private directory (pebble, an internal CA): trust its CA for the API's HTTPS, in addition to the system's.
