@@ -3,7 +3,6 @@
 
 import type { BalancePolicy, StopSignal } from './types.ts';
 
-export const DEFAULT_CONFIG_FILE = 'baton.yaml';
 export const DEFAULT_LISTEN = ['127.0.0.1:8080'] as const;
 export const DEFAULT_STATE_DIR = './state';
 /** The control socket's file name inside state_dir, unless control_socket says otherwise. */
