@@ -170,3 +170,25 @@ test('a deploy of a third release while two drain leaves those drains to finish;
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
   assert.deepEqual(h.slice(0, 4).map((x: any) => `${x.kind} ${tag(x.toRelease)} ${x.state}`), ['deploy v3 done', 'rollback v1 done', 'deploy v2 done', 'deploy v1 done']);
 });
+
+test('deploy --steps gives this deploy its own canary plan; promote answers once the next weight is routed', async (t) => {
+  const load = startLoad({ url: d.url + '/', concurrency: 3, cookies: true, maxMs: 60_000 });
+  t.after(() => load.stop());
+  await load.waitFor(30, 10_000);
+  const deploy = d.cli(['deploy', 'web', await d.release('v5'), '--steps', '25,promote']);
+  await waitUntil('the canary to wait for promote at 25%', async () => {
+    const c = (await d.status('web')).services[0].canary;
+    return c?.weight === 25 && c.waiting === 'promote';
+  }, 20_000, 100);
+  assert.deepEqual((await d.status('web')).services[0].canary.steps, ['25%', 'pause until promoted', '100%']);
+  const p = await d.cli(['promote', 'web', '--json']);
+  assert.equal(p.code, 0, p.stderr);
+  assert.equal(JSON.parse(p.stdout).weight, 100);
+  const r = await deploy;
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /canary rollout of .*v5.*: 25% → pause until promoted → 100%/);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 30, 10_000);
+  assertClean(await load.stop(), 'canary with --steps');
+  assert.equal(tag((await d.status('web')).services[0].currentRelease), 'v5');
+});
