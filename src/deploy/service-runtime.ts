@@ -48,15 +48,18 @@ export interface DrainingInfo {
   deadline: number;
 }
 
-interface Drain {
+/** A group's drain in progress; `done` settles with its report (see ServiceRuntime.#drain). */
+export interface Drain {
   readonly group: ReleaseGroup;
   readonly deploymentId: number;
   readonly deadline: number;
+  readonly done: Promise<DrainReport>;
+}
+
+/** What the runtime keeps of a drain: the way to call it off, and who did. */
+interface DrainControl extends Drain {
   readonly stop: AbortController;
-  /** Stop the group at the end (a restart) instead of keeping it as the warm standby. */
-  readonly stopAfter: boolean;
   takenOverBy: number | null;
-  done: Promise<DrainReport>;
 }
 
 /** The deployment holding the service, until it switched traffic or ended. */
@@ -79,7 +82,7 @@ export class ServiceRuntime implements InstanceListener {
   /** Held while a deployment's release is being resolved, before it has an id. */
   #reservation: symbol | null = null;
   #canary: CanaryRun | null = null;
-  readonly #drains = new Map<ReleaseGroup, Drain>();
+  readonly #drains = new Map<ReleaseGroup, DrainControl>();
   /** Warm groups a deployment is about to route to again: not stopped meanwhile. */
   readonly #claims = new Map<ReleaseGroup, number>();
   #maintenanceHtml: string | null = null;
@@ -353,21 +356,25 @@ export class ServiceRuntime implements InstanceListener {
    */
   #drain(group: ReleaseGroup, deploymentId: number, stopAfter: boolean): Drain {
     const deadlineMs = this.#config.drainTimeoutMs;
-    const d: Drain = { group, deploymentId, deadline: Date.now() + deadlineMs, stop: new AbortController(), stopAfter, takenOverBy: null, done: Promise.resolve(null as never) };
+    const report = Promise.withResolvers<DrainReport>();
+    const d: DrainControl = { group, deploymentId, deadline: Date.now() + deadlineMs, done: report.promise, stop: new AbortController(), takenOverBy: null };
     this.#drains.set(group, d);
-    d.done = (async (): Promise<DrainReport> => {
-      const results = await Promise.all(group.list().map((i) => this.#host.proxy.drain(i.id, deadlineMs, d.stop.signal)));
-      const figures = {
-        abandonedRequests: results.reduce((n, r) => n + r.abandonedRequests, 0),
-        closedWebSockets: results.reduce((n, r) => n + r.closedWebSockets, 0),
-      };
-      if (d.takenOverBy !== null) return { ...figures, takenOverBy: d.takenOverBy, after: 'serving' };
-      this.#drains.delete(group);
-      if (this.#closed) return { ...figures, takenOverBy: null, after: 'stopped' }; // shutdown() stops it
-      if (this.#claims.has(group)) return { ...figures, takenOverBy: null, after: 'held' };
-      return { ...figures, takenOverBy: null, after: await this.#settle(group, stopAfter) };
-    })();
+    this.#finishDrain(d, deadlineMs, stopAfter).then(report.resolve, report.reject);
     return d;
+  }
+
+  async #finishDrain(d: DrainControl, deadlineMs: number, stopAfter: boolean): Promise<DrainReport> {
+    const { group } = d;
+    const results = await Promise.all(group.list().map((i) => this.#host.proxy.drain(i.id, deadlineMs, d.stop.signal)));
+    const figures = {
+      abandonedRequests: results.reduce((n, r) => n + r.abandonedRequests, 0),
+      closedWebSockets: results.reduce((n, r) => n + r.closedWebSockets, 0),
+    };
+    if (d.takenOverBy !== null) return { ...figures, takenOverBy: d.takenOverBy, after: 'serving' };
+    this.#drains.delete(group);
+    if (this.#closed) return { ...figures, takenOverBy: null, after: 'stopped' }; // shutdown() stops it
+    if (this.#claims.has(group)) return { ...figures, takenOverBy: null, after: 'held' };
+    return { ...figures, takenOverBy: null, after: await this.#settle(group, stopAfter) };
   }
 
   /** A drained group: the warm standby if it is still the rollback target, else stopped. */

@@ -43,7 +43,12 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
     });
   };
   const onSigint = (): void => {
-    if (interrupted) return;
+    if (interrupted) {
+      // A second Ctrl-C stops waiting; the cancel asked for goes on in the daemon.
+      ctx.err(`baton: not waiting any longer; see \`baton status ${service}\`\n`);
+      leave(INTERRUPTED);
+      return;
+    }
     interrupted = true;
     if (switched) {
       ctx.err(`\nbaton: interrupted after the switch: the ${verb} of ${service} goes on in the daemon (the old instances drain; \`baton status ${service}\`). To go back: \`baton rollback ${service}\`\n`);
