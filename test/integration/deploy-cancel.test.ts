@@ -22,7 +22,7 @@ after(async () => {
   await d?.cleanup();
 });
 
-const tag = (release: string): string => /-(v\d+)-\d+$/.exec(release)?.[1] ?? release;
+const tag = (release: string): string => /(?:^|-)(v\d+)-\d+(?:-|$)/.exec(release)?.[1] ?? release;
 
 /** `baton deploy` as a person runs it, to be interrupted: its output lines as they come, and its end. */
 function deployInteractive(dir: string): { child: ChildProcess; lines: any[]; stderr: () => string; exit: Promise<number | null> } {

@@ -20,8 +20,8 @@ after(async () => {
   await d?.cleanup();
 });
 
-/** v1, v2 … of a release id such as 20261130-144512-v2-3. */
-const tag = (release: string): string => /-(v\d+)-\d+$/.exec(release)?.[1] ?? release;
+/** v1, v2 … of a release id such as 20261130-144512-v2-3 or v2-3-c261927b7ea4. */
+const tag = (release: string): string => /(?:^|-)(v\d+)-\d+(?:-|$)/.exec(release)?.[1] ?? release;
 
 function assertClean(r: LoadResult, label: string): void {
   assert.equal(r.failed, 0, `${label}: ${r.failed} of ${r.total} requests failed: ${r.errors.join('; ')}`);
