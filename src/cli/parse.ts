@@ -128,6 +128,8 @@ function parseVerb(verb: VerbSpec, argv: string[]): Parsed {
       continue;
     }
     if (t.value === undefined) throw usageError(`${t.rawName} needs a value: ${flagName(t.name, spec)}`, verb);
+    // `--ref --json`: a forgotten value, not a ref named "--json" (`--ref=-x` still gives one).
+    if (!t.inlineValue && t.value.startsWith('-')) throw usageError(`${t.rawName} needs a value, got the flag ${t.value} (write ${t.rawName}=${t.value} if that is the value)`, verb);
     if (spec.choices && !spec.choices.includes(t.value)) {
       throw usageError(`${t.rawName} must be one of ${spec.choices.join(', ')}; got "${t.value}"`, verb);
     }

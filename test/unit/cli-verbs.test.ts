@@ -33,6 +33,9 @@ test('arguments are counted and checked per verb', () => {
   assert.match(usageError(['maintenance', 'web', 'maybe']), /maintenance: MODE must be on or off; got "maybe"/);
   assert.match(usageError(['deploy', 'web', '--strategy', 'yolo']), /--strategy must be one of blue_green, canary; got "yolo"/);
   assert.match(usageError(['logs', 'web', '--lines']), /--lines needs a value/);
+  assert.match(usageError(['deploy', 'web', '--ref', '--json']), /--ref needs a value, got the flag --json/);
+  const dashed = parseCommandLine(['maintenance', 'web', 'on', '--message=-- back soon'], VERBS);
+  assert.ok(dashed.kind === 'run' && dashed.flags['message'] === '-- back soon');
   assert.match(usageError(['status', '--json=yes']), /--json takes no value/);
 });
 
