@@ -41,6 +41,8 @@ export interface FleetHost {
   writeConfig(services: string): Promise<void>;
   startDaemon(): Promise<void>;
   stopDaemon(): Promise<void>;
+  /** SIGKILL the daemon (its instances live on, as after a crash). */
+  killDaemon(): Promise<void>;
   startSshd(): Promise<void>;
   stopSshd(): Promise<void>;
   /** Replace this host's ssh host key (the operator's known_hosts keeps the old one). */
@@ -285,6 +287,10 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
           }
         }
       },
+      async killDaemon() {
+        await status().catch(() => {});
+        await killGroup(daemon, 'SIGKILL');
+      },
       async startSshd() {
         const fd = openSync(sshdLog, 'a');
         sshd = spawn(SSHD, ['-D', '-e', '-f', sshdConfig], { stdio: ['ignore', fd, fd], detached: true });
@@ -409,8 +415,10 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
         '  timeout connect 2s',
         '  timeout client 30s',
         '  timeout server 30s',
-        '  option redispatch',
+        // As an operator would: a GET whose server vanished before answering (a host lost) is retried elsewhere.
+        '  option redispatch 1',
         '  retries 2',
+        '  retry-on conn-failure empty-response response-timeout',
         'frontend fe',
         `  bind 127.0.0.1:${port}`,
         '  default_backend be_web',

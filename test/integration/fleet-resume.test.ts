@@ -33,13 +33,16 @@ after(async () => {
 });
 
 async function releases(): Promise<string[]> {
-  return Promise.all(f.hosts.map(async (h) => ((await h.status('web')).services[0].currentRelease as string).replace(/^.*-(v\d)-[0-9a-f]+$/, '$1')));
+  return Promise.all(f.hosts.map(async (h) => ((await h.status('web')).services[0].currentRelease as string).replace(/^(v\d+)-.*$/, '$1')));
 }
 
 /** Start a rollout and press Ctrl-C while the canary bakes. */
 async function interruptedRollout(version: string): Promise<void> {
   const run = f.spawnFleet(['deploy', 'web', await f.release(version)]);
-  await waitUntil('the canary host to bake', () => /h1 +baking/.test(run.stdout()), 60_000, 50);
+  await waitUntil('the canary host to bake', () => {
+    if (run.proc.exitCode !== null) throw new Error(`the rollout ended early:\n${run.stdout()}`);
+    return /h1 +baking/.test(run.stdout());
+  }, 60_000, 50);
   run.proc.kill('SIGINT');
   const r = await run.done;
   assert.equal(r.code, 130, `${r.stdout}\n${r.stderr}`);
@@ -80,4 +83,27 @@ test('Ctrl-C, then abort: the switched canary goes back, the others were never t
   assert.equal(again.code, 1);
   assert.match(again.stderr, /is aborted: nothing to resume/);
   assert.ok(!existsSync(path.join(f.dir, 'h1', 'fleet.lock')));
+});
+
+test('a host lost mid-rollout (its daemon killed while starting the new release): the rollout stops and the switched host goes back', async () => {
+  const h2 = f.hosts[1]!;
+  // h2's new release takes 4 s to listen: its daemon is killed while it starts.
+  await h2.writeConfig(fleetServiceYaml({ extra: 'env: { APP_STARTUP_MS: "4000" }' }));
+  assert.equal((await h2.cli(['reload'])).code, 0);
+  const run = f.spawnFleet(['deploy', 'web', await f.release('v4'), '--bake', '0s']);
+  await waitUntil('h2 to start the new release', () => {
+    if (run.proc.exitCode !== null) throw new Error(`the rollout ended early:\n${run.stdout()}`);
+    return /h2 +starting/.test(run.stdout());
+  }, 60_000, 50);
+  await h2.killDaemon();
+  const r = await run.done;
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  assert.match(r.stdout, /h1 +reverted/);
+  assert.match(r.stdout, /h2 +failed/);
+  assert.match(r.stdout, /h3 +untouched/);
+  await h2.startDaemon();
+  await h2.writeConfig(fleetServiceYaml());
+  assert.equal((await h2.cli(['reload'])).code, 0);
+  // The restarted daemon finds the deployment interrupted before its switch: h2 still serves v2.
+  await waitUntil('every host back on v2', async () => (await releases()).every((v) => v === 'v2'), 20_000, 200);
 });

@@ -56,7 +56,10 @@ test('4 hosts, batch 2, canary first: all on the new release, 0 failed requests,
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   // The plan: canary h1 alone, then h2+h3, then h4.
   assert.match(r.stdout, /canary: h1 {2}\(runs the migrations\)\n {2}batch 2: h2, h3\n {2}batch 3: h4/);
-  for (const rel of await currentReleases()) assert.match(rel, /-v2-[0-9a-f]{12}$/);
+  // The same bytes everywhere: one release id, named by content, on every host.
+  const rels = await currentReleases();
+  for (const rel of rels) assert.match(rel, /^v2-[0-9a-f]{12}-[0-9a-f]{12}$/);
+  assert.equal(new Set(rels).size, 1);
   const lines = (await readFile(migrations(), 'utf8')).trim().split('\n');
   assert.equal(lines.length - before, 1, `the migrate hook ran ${lines.length - before} times:\n${lines.join('\n')}`);
   for (const res of results) {
@@ -155,7 +158,7 @@ test('--ref: a commit of the local repository, exported once, the same bytes on 
   const r = await f.fleet(['deploy', 'web', '--ref', 'v7']);
   assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
   assert.match(r.stdout, new RegExp(`web ← web-${commit.slice(0, 12)} .* from ${repo} v7 \\(${commit}\\)`));
-  for (const rel of await currentReleases()) assert.match(rel, new RegExp(`-web-${commit.slice(0, 12)}$`));
+  for (const rel of await currentReleases()) assert.match(rel, new RegExp(`^web-${commit.slice(0, 12)}-`));
   const st = await f.fleet(['status', 'web', '--json']);
   assert.equal(st.code, 0, st.stderr);
   const s = JSON.parse(st.stdout);
@@ -164,8 +167,8 @@ test('--ref: a commit of the local repository, exported once, the same bytes on 
     assert.equal(h.reachable, true);
     assert.equal(h.drain, 'ready');
     assert.match(h.version, /^\d+\.\d+\.\d+/);
-    assert.match(h.services[0].current, new RegExp(`web-${commit.slice(0, 12)}$`));
-    assert.match(h.services[0].standby, /-v2-/);
+    assert.match(h.services[0].current, new RegExp(`^web-${commit.slice(0, 12)}-`));
+    assert.match(h.services[0].standby, /^v2-/);
     assert.equal(h.services[0].standbyWarm, true);
     assert.equal(h.services[0].healthy, 1);
   }
