@@ -29,7 +29,7 @@ export interface ControlHandlers {
   /** Resolves once the next step is routed. */
   promote(service: string, full: boolean): Promise<unknown>;
   /** Resolves once the abort is live (traffic back on the stable release, or the cancelled deploy's instances stopped). */
-  abort(service: string, deployment?: number): Promise<unknown>;
+  abort(service: string, deployment?: number, interrupted?: boolean): Promise<unknown>;
   setMaintenance(service: string, on: boolean, message: string): Promise<unknown>;
   setPaused(service: string, paused: boolean): unknown;
   beta(service: string, ttlMs: number): unknown;
@@ -225,9 +225,11 @@ export class ControlServer {
       if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
       if (method === 'POST' && verb === 'promote') return json(res, 200, await h.promote(service, (await readJson(req))['full'] === true));
       if (method === 'POST' && verb === 'abort') {
-        const deployment = (await readJson(req))['deployment'];
+        const body = await readJson(req);
+        const deployment = body['deployment'];
         if (deployment !== undefined && (typeof deployment !== 'number' || !Number.isInteger(deployment))) throw new BatonError('BAD_REQUEST', '"deployment" must be a deployment id');
-        return json(res, 200, await h.abort(service, deployment));
+        // interrupted: the abort of a CLI's Ctrl-C, recorded as such.
+        return json(res, 200, await h.abort(service, deployment, body['interrupted'] === true));
       }
       if (method === 'POST' && verb === 'pause') return json(res, 200, h.setPaused(service, true));
       if (method === 'POST' && verb === 'resume') return json(res, 200, h.setPaused(service, false));

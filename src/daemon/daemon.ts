@@ -171,8 +171,9 @@ export class Daemon implements RuntimeHost {
     return this.#ops.promote(this.runtime(service), full);
   }
 
-  abort(service: string, deployment?: number): Promise<unknown> {
-    return this.#ops.abort(this.runtime(service), 'aborted by the operator (`baton abort`)', deployment);
+  abort(service: string, deployment?: number, interrupted = false): Promise<unknown> {
+    const reason = interrupted ? 'interrupted by the operator (Ctrl-C of `baton deploy`)' : 'aborted by the operator (`baton abort`)';
+    return this.#ops.abort(this.runtime(service), reason, deployment);
   }
 
   async setMaintenance(service: string, on: boolean, message: string): Promise<{ maintenance: boolean }> {

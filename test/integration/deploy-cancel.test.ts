@@ -81,6 +81,7 @@ test('Ctrl-C of baton deploy before the switch cancels the deploy and exits 130'
   assert.equal(run.lines.at(-1).type, 'result');
   assert.equal(run.lines.at(-1).outcome.state, 'failed');
   assert.equal(run.lines.at(-1).outcome.error.code, 'DEPLOY_CANCELLED');
+  assert.match(run.lines.at(-1).outcome.error.message, /interrupted by the operator \(Ctrl-C of `baton deploy`\)/);
   const s = (await d.status('web')).services[0];
   assert.deepEqual(s.instances.map((i: any) => tag(i.release)), ['v1', 'v1']);
   assert.equal((await history())[0].state, 'failed');

@@ -37,7 +37,7 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
   const cancel = (): void => {
     if (deploymentId === null) return; // asked again once the first event names the deployment
     ctx.err(`\nbaton: interrupted: cancelling deployment #${deploymentId} of ${service} (nothing has switched yet)…\n`);
-    client.post(`/services/${encodeURIComponent(service)}/abort`, { deployment: deploymentId }).catch((err: unknown) => {
+    client.post(`/services/${encodeURIComponent(service)}/abort`, { deployment: deploymentId, interrupted: true }).catch((err: unknown) => {
       ctx.err(`baton: could not cancel deployment #${deploymentId}: ${err instanceof Error ? err.message : String(err)}\n`);
       leave(INTERRUPTED);
     });
