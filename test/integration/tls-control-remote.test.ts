@@ -128,3 +128,40 @@ test('a token file others can read stops the start, naming the file', async () =
     return true;
   });
 });
+
+test('secrets from the config (service env, the control token) appear in no log, status, history or reload output', async () => {
+  const secret = 'S3cr3t-' + 'f00d'.repeat(6);
+  const other = await createDaemon({ start: false });
+  after(() => other.cleanup());
+  const leaf = ca.write('control3', ['127.0.0.1']);
+  const tokenFile = path.join(ca.dir, 'token3');
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
+  const p3 = await freePort();
+  const config = (value: string): string => [
+    `listen: ["127.0.0.1:${other.port}"]`,
+    'state_dir: ./state',
+    'log_level: debug',
+    `control: { remote: { listen: "127.0.0.1:${p3}", cert: ${JSON.stringify(leaf.certFile)}, key: ${JSON.stringify(leaf.keyFile)}, token_file: ${JSON.stringify(tokenFile)} } }`,
+    'services:',
+    serviceYaml({ extra: `env: { DATABASE_PASSWORD: ${JSON.stringify(value)} }` }),
+    '',
+  ].join('\n');
+  await writeFile(other.configFile, config(secret));
+  await other.start();
+  const outputs: string[] = [];
+  const dep = await other.cli(['deploy', 'web', await other.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  outputs.push(dep.stdout, dep.stderr);
+  for (const args of [['status', '--json'], ['status'], ['history', 'web', '--json'], ['releases', 'web', '--json']]) {
+    const r = await other.cli(args);
+    outputs.push(r.stdout, r.stderr);
+  }
+  await writeFile(other.configFile, config(`${secret}-2`));
+  const reload = await other.cli(['reload']);
+  outputs.push(reload.stdout, reload.stderr);
+  assert.match(reload.stdout + reload.stderr, /env/);
+  outputs.push(await other.daemonLog());
+  const all = outputs.join('\n');
+  assert.ok(!all.includes(secret), 'the env value appears somewhere');
+  assert.ok(!all.includes(TOKEN), 'the control token appears somewhere');
+});
