@@ -61,6 +61,11 @@ test('npm pack → npm i -g → baton --version and a deploy from another direct
     t.diagnostic(`${SYSTEM_NODE} is missing or not older than 24: the old-Node message is not exercised`);
   }
 
+  // The unit names this Node and the installed bin/baton.js, resolved (systemd does not search PATH the same way).
+  const unit = execFileSync('baton', ['systemd', '--config', '/etc/baton/baton.yaml'], { cwd: elsewhere, env, encoding: 'utf8' });
+  const installedBin = realpathSync(bin);
+  assert.match(unit, new RegExp(`^ExecStart=${process.execPath} ${installedBin} daemon --config /etc/baton/baton.yaml$`, 'm'));
+
   const d = await installedDaemon({ baton: [bin], env, dir: path.join(tmp, 'site') });
   cleanups.push(() => d.cleanup());
   await d.start();
