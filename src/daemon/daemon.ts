@@ -19,6 +19,7 @@ import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
 import { publicBase } from './public-url.ts';
 import type { ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
+import { Instance } from '../supervisor/index.ts';
 import { TlsFrontDoor } from '../tls/index.ts';
 import type { DeploySource, DeploymentInfo, ReleaseInfo, ReloadResult, StatusResponse } from '../control/protocol.ts';
 import { ControlServer } from '../control/server.ts';
@@ -279,7 +280,8 @@ export class Daemon implements RuntimeHost {
     await this.#control?.close().catch(() => {});
     await this.#dashboard?.close().catch(() => {});
     if (stopInstances) {
-      await Promise.all([...this.runtimes.values()].map((rt) => rt.shutdown()));
+      // Also the workers of leaders that died, still finishing what they had.
+      await Promise.all([...[...this.runtimes.values()].map((rt) => rt.shutdown()), Instance.stopRemainsOfDeadLeaders()]);
     } else {
       for (const rt of this.runtimes.values()) rt.detach();
     }

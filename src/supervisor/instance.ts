@@ -64,6 +64,9 @@ export class Instance {
   /** Woken on every state change (waitHealthy, stop). */
   #waiters = new Set<() => void>();
   #remainsGone: Promise<boolean> = Promise.resolve(false);
+  /** Every reap in progress → how to hurry it (their owner has forgotten these instances). */
+  static readonly #reaping = new Map<Promise<boolean>, () => void>();
+  #hurryRemains: (() => void) | null = null;
   /** Resolves when the leader process is seen gone. */
   #leaderGone: Promise<void>;
   #resolveLeaderGone!: () => void;
@@ -337,12 +340,28 @@ export class Instance {
     // middle of responses (gunicorn's finish them and exit when the master is
     // gone): they get until the drain timeout, then the group is killed.
     this.#finish(exit);
-    if (this.#pgid !== null) this.#remainsGone = this.#reapRemains(this.#pgid);
+    if (this.#pgid !== null) {
+      const reap = this.#reapRemains(this.#pgid);
+      this.#remainsGone = reap;
+      Instance.#reaping.set(reap, () => this.#hurryRemains?.());
+      void reap.finally(() => Instance.#reaping.delete(reap));
+    }
+  }
+
+  /**
+   * Stop the remains of every instance whose leader died (see remainsGone) now,
+   * as stop() would (stop signal, SIGKILL after the stop timeout), and resolve
+   * once they are gone: a daemon that stops its instances leaves none behind.
+   */
+  static async stopRemainsOfDeadLeaders(): Promise<void> {
+    for (const hurry of Instance.#reaping.values()) hurry();
+    await Promise.all([...Instance.#reaping.keys()]);
   }
 
   /**
    * After an unexpected leader exit: resolves once the rest of the process group
-   * is gone, true if it had to be killed (it outlived the drain timeout).
+   * is gone, true if it had to be killed (it outlived the drain timeout, or was
+   * stopped by stopRemainsOfDeadLeaders() and outlived the stop timeout).
    */
   get remainsGone(): Promise<boolean> {
     return this.#remainsGone;
@@ -350,14 +369,34 @@ export class Instance {
 
   async #reapRemains(pgid: number): Promise<boolean> {
     const gone = (): boolean => !isGroupAlive(pgid);
-    if (gone() || (await waitUntil(gone, this.#config.drainTimeoutMs))) return false;
+    let hurried = false;
+    const hurry = new Promise<void>((resolve) => {
+      this.#hurryRemains = () => {
+        hurried = true;
+        resolve();
+      };
+    });
+    const send = (sig: NodeJS.Signals): void => {
+      try {
+        signalGroup(pgid, sig);
+      } catch {
+        // nothing left to signal
+      }
+    };
     try {
-      signalGroup(pgid, 'SIGKILL');
-    } catch {
-      // nothing left to kill
+      if (gone()) return false;
+      await waitUntil(() => gone() || hurried, this.#config.drainTimeoutMs, hurry);
+      if (gone()) return false;
+      if (hurried) {
+        send(toSignal(this.#config.stopSignal));
+        if (await waitUntil(gone, this.#config.stopTimeoutMs)) return false;
+      }
+      send('SIGKILL');
+      await waitUntil(gone, KILL_WAIT_MS);
+      return true;
+    } finally {
+      this.#hurryRemains = null;
     }
-    await waitUntil(gone, KILL_WAIT_MS);
-    return true;
   }
 
   #finish(exit: ExitInfo): void {

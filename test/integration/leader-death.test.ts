@@ -4,6 +4,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { request } from 'undici';
 import { isGroupAlive } from '../../src/core/proc.ts';
 import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
@@ -63,4 +65,39 @@ test('kill -9 of the leader under GET load: the response in flight completes, 0 
   assert.equal(result.failed, 0, result.errors.join('; '));
   assert.deepEqual(Object.keys(result.bodies), ['v1']);
   await waitUntil('the dead leader\'s group to be gone', () => !isGroupAlive(serving.pid), 15_000);
+});
+
+test('shutdown --stop-instances also ends the workers of a leader that died', async (t) => {
+  const d2 = await createDaemon({
+    services: [
+      '  web:',
+      `    command: exec "${process.execPath}" server.mjs`,
+      '    instances: 1',
+      '    health: { path: /healthz, interval: 200ms, timeout: 1s, healthy_threshold: 1, unhealthy_threshold: 2, start_timeout: 10s }',
+      // Long: only the shutdown can end the worker before it.
+      '    drain_timeout: 60s',
+      '    standby: 0s',
+    ].join('\n'),
+  });
+  t.after(() => d2.cleanup());
+  // This worker ignores its leader's death: only a signal ends it.
+  const r = await d2.cli(['deploy', 'web', await fixtureRelease(d2, FORKING_LEADER, 'v1', { FORKING_LEADER_STAY: '1' })]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const [inst] = (await d2.status('web')).services[0].instances;
+  t.after(() => {
+    try {
+      process.kill(-inst.pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  process.kill(inst.pid, 'SIGKILL');
+  await waitUntil('the daemon to see the leader exit', async () => /instance exited unexpectedly/.test(await d2.daemonLog()), 10_000);
+  assert.ok(isGroupAlive(inst.pid), 'the worker is still running');
+  const exited = new Promise((resolve) => d2.proc.once('exit', resolve));
+  assert.equal((await d2.cli(['shutdown', '--stop-instances'])).code, 0);
+  await exited;
+  assert.equal(isGroupAlive(inst.pid), false, 'the daemon stopped the dead leader\'s worker before it exited');
+  const log = await readFile(path.join(d2.dir, 'state', 'logs', 'web', `${inst.id}.log`), 'utf8');
+  assert.match(log, /worker: SIGTERM/, 'the worker was stopped with the stop signal, not left to the drain timeout');
 });
