@@ -1,7 +1,7 @@
 // What every CLI command receives: parsed options, output channels, a client.
 
 import { hostname, userInfo } from 'node:os';
-import { ControlClient } from '../control/client.ts';
+import { ControlClient, remoteFromEnv } from '../control/client.ts';
 import { locateSocket } from './locate.ts';
 
 export interface CliContext {
@@ -13,6 +13,9 @@ export interface CliContext {
 }
 
 export function clientFor(ctx: CliContext): ControlClient {
+  // A daemon's remote control listener (control.remote), when the environment names one.
+  const remote = remoteFromEnv();
+  if (remote !== null) return new ControlClient(remote.url.origin, `is the daemon at ${remote.url.origin} running?`, remote);
   const { socket, config } = locateSocket({ socket: stringFlag(ctx, 'socket'), config: stringFlag(ctx, 'config') });
   const hint = config
     ? `the daemon of ${config.file} (found by ${config.via}) is not running: start it with \`baton daemon --config ${config.file}\``

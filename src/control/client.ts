@@ -1,17 +1,66 @@
-// The CLI's client for the control API over the daemon's Unix socket.
+// The CLI's client for the control API over the daemon's Unix socket, or over
+// HTTPS with a bearer token when BATON_REMOTE names a daemon's control.remote listener.
 
 import http from 'node:http';
+import https from 'node:https';
+import { readFileSync, statSync } from 'node:fs';
 import { BatonError, isErrorCode } from '../core/errors.ts';
 import { API_PREFIX, type ApiError, type StreamLine } from './protocol.ts';
+
+/** A daemon's remote control listener: its https:// URL, the token, and the CA to trust for it (none = the system's). */
+export interface RemoteTarget {
+  url: URL;
+  token: string;
+  ca: string | null;
+}
+
+/**
+ * The remote target named by the environment: BATON_REMOTE (https://host:port),
+ * BATON_TOKEN_FILE (mode 0600, required) and BATON_CA_FILE (optional); null
+ * without BATON_REMOTE. Bad values are USAGE errors naming the variable.
+ */
+export function remoteFromEnv(env: NodeJS.ProcessEnv = process.env): RemoteTarget | null {
+  const text = env['BATON_REMOTE'];
+  if (text === undefined || text === '') return null;
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new BatonError('USAGE', `BATON_REMOTE=${text}: expected an https:// URL such as https://10.0.0.5:9443`);
+  }
+  if (url.protocol !== 'https:') throw new BatonError('USAGE', `BATON_REMOTE=${text}: the remote control listener speaks HTTPS only, expected https://`);
+  const tokenFile = env['BATON_TOKEN_FILE'];
+  if (!tokenFile) throw new BatonError('USAGE', 'BATON_REMOTE is set but BATON_TOKEN_FILE is not: name the file holding the daemon\'s control token');
+  let token: string;
+  try {
+    if ((statSync(tokenFile).mode & 0o077) !== 0) throw new BatonError('USAGE', `BATON_TOKEN_FILE=${tokenFile} is readable by others, expected mode 0600: chmod 600 ${tokenFile}`);
+    token = readFileSync(tokenFile, 'utf8').trim();
+  } catch (err) {
+    if (err instanceof BatonError) throw err;
+    throw new BatonError('USAGE', `BATON_TOKEN_FILE=${tokenFile}: cannot read it: ${(err as Error).message}`);
+  }
+  const caFile = env['BATON_CA_FILE'];
+  let ca: string | null = null;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      throw new BatonError('USAGE', `BATON_CA_FILE=${caFile}: cannot read it: ${(err as Error).message}`);
+    }
+  }
+  return { url, token, ca };
+}
 
 export class ControlClient {
   readonly socketPath: string;
   /** What to tell the operator when nothing listens on the socket, e.g. the command that starts the daemon. */
   readonly #notRunningHint: string;
+  readonly #remote: RemoteTarget | null;
 
-  constructor(socketPath: string, notRunningHint = 'is the daemon running?') {
+  constructor(socketPath: string, notRunningHint = 'is the daemon running?', remote: RemoteTarget | null = null) {
     this.socketPath = socketPath;
     this.#notRunningHint = notRunningHint;
+    this.#remote = remote;
   }
 
   async get<T>(path: string): Promise<T> {
@@ -89,6 +138,24 @@ export class ControlClient {
   }
 
   #request(method: string, path: string, onResponse: (res: http.IncomingMessage) => void, onError: (e: Error) => void): http.ClientRequest {
+    const r = this.#remote;
+    if (r !== null) {
+      const req = https.request(
+        {
+          host: r.url.hostname.replace(/^\[|\]$/g, ''),
+          port: r.url.port || 443,
+          method,
+          path: API_PREFIX + path,
+          headers: { 'content-type': 'application/json', authorization: `Bearer ${r.token}` },
+          ...(r.ca === null ? {} : { ca: r.ca }),
+          agent: false,
+        },
+        onResponse,
+      );
+      // Never the token in a message: the URL and the cause only.
+      req.on('error', (err) => onError(new BatonError('DAEMON_UNREACHABLE', `cannot talk to the baton daemon at ${r.url.origin}: ${err.message}`)));
+      return req;
+    }
     const req = http.request({ socketPath: this.socketPath, method, path: API_PREFIX + path, headers: { 'content-type': 'application/json' } }, onResponse);
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {

@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import https from 'node:https';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import path from 'node:path';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
@@ -82,6 +83,38 @@ test('the remote control listener answers only over TLS and only with the token'
   assert.ok(!plain.startsWith('HTTP/1.1 200'), `plain HTTP got: ${plain.slice(0, 80)}`);
 });
 
+function remoteCli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const c = spawn(process.execPath, [path.resolve(import.meta.dirname, '../../bin/baton.js'), ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    c.stdout!.on('data', (b: Buffer) => (stdout += b));
+    c.stderr!.on('data', (b: Buffer) => (stderr += b));
+    const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
+    c.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+test('the CLI drives a daemon through BATON_REMOTE (HTTPS + token); a wrong token is refused', async () => {
+  const tokenFile = path.join(ca.dir, 'cli-token');
+  writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
+  const env = { BATON_REMOTE: `https://127.0.0.1:${port}`, BATON_TOKEN_FILE: tokenFile, BATON_CA_FILE: ca.caFile };
+  const ok = await remoteCli(['status', '--json'], env);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal(JSON.parse(ok.stdout).services[0].name, 'web');
+  const badFile = path.join(ca.dir, 'cli-token-bad');
+  writeFileSync(badFile, TOKEN.replace(/.$/, 'z'), { mode: 0o600 });
+  const bad = await remoteCli(['status'], { ...env, BATON_TOKEN_FILE: badFile });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /CONTROL_UNAUTHORIZED|wrong token/);
+  const untrusted = await remoteCli(['status'], { BATON_REMOTE: env.BATON_REMOTE, BATON_TOKEN_FILE: tokenFile });
+  assert.notEqual(untrusted.code, 0, 'without the CA the certificate is not trusted');
+  assert.ok(!(bad.stderr + untrusted.stderr).includes(TOKEN.slice(16)), 'no token in the CLI messages');
+});
+
 test('control actions, local and remote, are in the audit log (0600) without tokens or bodies', async () => {
   const r = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
@@ -100,7 +133,7 @@ test('control actions, local and remote, are in the audit log (0600) without tok
   assert.equal(pause?.via, 'tcp');
   assert.equal(pause?.peer, '127.0.0.1');
   const refused = lines.filter((l) => l.status === 401);
-  assert.deepEqual(refused.map((l) => [l.method, l.path, l.refused]), [['GET', '/v1/status', 'no bearer token'], ['POST', '/v1/shutdown', 'wrong token']]);
+  assert.deepEqual(refused.map((l) => [l.method, l.path, l.refused]), [['GET', '/v1/status', 'no bearer token'], ['POST', '/v1/shutdown', 'wrong token'], ['GET', '/v1/status', 'wrong token']]);
   assert.ok(lines.some((l) => l.path === '/v1/shutdown' && l.status === 202 && l.via === 'unix'));
   const text = readFileSync(path.join(d.dir, 'state', 'audit.log'), 'utf8');
   assert.ok(!text.includes(TOKEN.slice(16)), 'no token in the audit log');
