@@ -15,6 +15,7 @@ import { formatDuration } from '../core/time.ts';
 import type { Proxy } from '../proxy/index.ts';
 import type { Store } from '../store/index.ts';
 import type { ReleaseGroup } from './release-group.ts';
+import { pruneStoppedLogs } from '../supervisor/index.ts';
 import { releasesDir, releasesToPrune, strayReleaseDirs } from './releases.ts';
 import type { ServiceRuntime } from './service-runtime.ts';
 import { assertTransition, isTerminal, type DeploymentState } from './states.ts';
@@ -454,6 +455,10 @@ export class Deployer {
       await rm(r.dir, { recursive: true, force: true });
       this.#d.logger.info('release pruned', { service: rt.name, release: r.id });
     }
+    // Logs of stopped instances beyond the newest few (the failed deploy's crashed ones stay readable).
+    const live = new Set([...rt.groups].flatMap((g) => g.list().map((i) => i.id)));
+    const dropped = await pruneStoppedLogs(path.join(this.#d.stateDir, 'logs', rt.name), live);
+    if (dropped.length) this.#d.logger.info('logs of stopped instances pruned', { service: rt.name, instances: dropped.length });
     // Directories no record names (a copy or export cut short by a crash) are never used again.
     const known = new Set(store.listReleases(rt.name).map((r) => path.basename(r.dir)));
     for (const name of await strayReleaseDirs(releasesDir(this.#d.stateDir, rt.name), known)) {

@@ -4,7 +4,7 @@
 // files cost nothing), following new lines as they are appended, and following
 // a whole service across deploys.
 
-import { open, readdir, stat, type FileHandle } from 'node:fs/promises';
+import { open, readdir, rm, stat, type FileHandle } from 'node:fs/promises';
 import { existsSync, realpathSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -291,6 +291,27 @@ export async function stoppedLogs(dir: string, live: ReadonlySet<string>, limit:
     if (st?.isFile()) found.push({ src: { id, file, live: false }, mtime: st.mtimeMs });
   }
   return found.sort((a, b) => b.mtime - a.mtime).slice(0, limit).map((f) => f.src);
+}
+
+/** Logs of stopped instances kept per service (`baton logs` shows the newest of them). */
+export const STOPPED_LOGS_KEPT = 20;
+
+/**
+ * Delete the logs of stopped instances beyond the newest `keep` (with their
+ * rotated files): one file per instance ever started would otherwise fill the
+ * disk over months of deploys. Returns the instance ids whose logs went.
+ */
+export async function pruneStoppedLogs(dir: string, live: ReadonlySet<string>, keep = STOPPED_LOGS_KEPT): Promise<string[]> {
+  const stopped = await stoppedLogs(dir, live, Number.MAX_SAFE_INTEGER);
+  const victims = stopped.slice(keep);
+  if (victims.length === 0) return [];
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const v of victims) {
+    const prefix = `${v.id}.log`;
+    // <id>.log, its rotated <id>.log.N, and a FIFO left by a launch that never ran.
+    for (const n of names) if (n === prefix || n.startsWith(`${prefix}.`)) await rm(path.join(dir, n), { force: true });
+  }
+  return victims.map((v) => v.id);
 }
 
 /** How long a follower keeps reading an instance's log after the instance left (its last lines). */
