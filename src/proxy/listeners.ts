@@ -83,9 +83,13 @@ function withHsts<T extends ResponseClass>(Base: T): T {
   };
 }
 
-/** Cap connections per client address (counted from the TCP accept, before any TLS work). */
-function capPerClient(server: net.Server, max: number): void {
+/**
+ * Cap connections per client address (counted from the TCP accept, before any TLS work).
+ * Returns every accepted socket still open, so closing can cut those still in their handshake too.
+ */
+function capPerClient(server: net.Server, max: number): Set<net.Socket> {
   const open = new Map<string, number>();
+  const sockets = new Set<net.Socket>();
   server.on('connection', (socket: net.Socket) => {
     const addr = socket.remoteAddress ?? '';
     const n = (open.get(addr) ?? 0) + 1;
@@ -94,12 +98,15 @@ function capPerClient(server: net.Server, max: number): void {
       return;
     }
     open.set(addr, n);
+    sockets.add(socket);
     socket.once('close', () => {
+      sockets.delete(socket);
       const left = (open.get(addr) ?? 1) - 1;
       if (left <= 0) open.delete(addr);
       else open.set(addr, left);
     });
   });
+  return sockets;
 }
 
 /** Create and bind one TLS listener. */
@@ -166,7 +173,7 @@ export async function listenTls(
     s.on('upgrade', upgrade);
     server = s;
   }
-  capPerClient(server, opts.maxConnectionsPerClient);
+  const accepted = capPerClient(server, opts.maxConnectionsPerClient);
   // A failed handshake (scanner, wrong name, timeout) is the client's business, not a daemon error.
   server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
   const unsubscribe = certs.onDefaultChange(() => {
@@ -200,6 +207,8 @@ export async function listenTls(
     closeAll: () => {
       http.Server.prototype.closeAllConnections.call(h1Server);
       for (const s of sessions) s.destroy();
+      // What is left: connections still in (or stuck before) their TLS handshake.
+      for (const s of accepted) s.destroy();
     },
   };
 }

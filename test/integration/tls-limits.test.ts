@@ -56,7 +56,8 @@ function closedSoon(s: net.Socket, ms: number, what: string): Promise<void> {
 }
 
 test('connections beyond the per-client cap are closed at once; other addresses are not affected', async (t) => {
-  const { port, ca } = await tlsProxy(t, { maxConnectionsPerClient: 10 });
+  // A long handshake timeout: the 10 connections within the cap must still be open when counted.
+  const { port, ca } = await tlsProxy(t, { maxConnectionsPerClient: 10, handshakeTimeoutMs: 60_000 });
   const sockets: net.Socket[] = [];
   for (let i = 0; i < 15; i++) sockets.push(await rawConnection(t, port, '127.0.0.4'));
   const extra = sockets.slice(10);
@@ -68,6 +69,8 @@ test('connections beyond the per-client cap are closed at once; other addresses 
   const r = await load.stop();
   assert.equal(r.failed, 0, r.errors.join('; '));
   assert.ok(r.ok >= 50);
+  // Closed here, not only in cleanup: the proxy's close waits for connections still in their handshake.
+  for (const s of sockets) s.destroy();
 });
 
 test('handshakes that never finish are dropped; idle TCP, stalled handshakes and slow TLS headers do not stop a normal client', async (t) => {
@@ -82,7 +85,8 @@ test('handshakes that never finish are dropped; idle TCP, stalled handshakes and
     s.write(Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03]));
     stalled.push(s);
   }
-  const slow: tls.TLSSocket[] = [];
+  // What each slow client got before its connection closed (listened from the start: it may close any time).
+  const slowAnswers: Promise<string>[] = [];
   for (let i = 0; i < 100; i++) {
     const s = await new Promise<tls.TLSSocket>((resolve, reject) => {
       const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.3' });
@@ -91,8 +95,10 @@ test('handshakes that never finish are dropped; idle TCP, stalled handshakes and
       t.after(() => c.destroy());
     });
     s.on('error', () => undefined);
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    slowAnswers.push(new Promise<string>((resolve) => s.once('close', () => resolve(got))));
     s.write('GET / HTTP/1.1\r\nHost: a.test\r\nX-a: ');
-    slow.push(s);
   }
   const h1 = startLoad({ url: `https://127.0.0.1:${port}/`, concurrency: 2, maxRequests: 200, tls: { ca: ca.caPem, servername: 'a.test' }, localAddress: '127.0.0.2' });
   const h2 = startLoad({ url: `https://127.0.0.1:${port}/`, concurrency: 2, maxRequests: 200, tls: { ca: ca.caPem, servername: 'a.test' }, http2: true, localAddress: '127.0.0.2' });
@@ -103,19 +109,7 @@ test('handshakes that never finish are dropped; idle TCP, stalled handshakes and
   assert.ok(r1.ok + r2.ok >= 400);
   // The handshake timeout drops the ones that never finish; the headers timeout the slow senders (408, then close).
   await Promise.all([...idle, ...stalled].map((s) => closedSoon(s, 20_000, 'an unfinished handshake to be dropped')));
-  const answers = await Promise.all(
-    slow.map((s) =>
-      withTimeout(
-        new Promise<string>((resolve) => {
-          let got = '';
-          s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-          s.once('close', () => resolve(got));
-        }),
-        20_000,
-        'a slow TLS client to be answered and closed',
-      ),
-    ),
-  );
+  const answers = await withTimeout(Promise.all(slowAnswers), 20_000, 'the slow TLS clients to be answered and closed');
   assert.equal(answers.filter((a) => a.startsWith('HTTP/1.1 408 ')).length, 100);
 });
 
