@@ -13,6 +13,7 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import { detailLines, type Problem } from '../config/problems.ts';
 import { suggestKey } from '../config/suggest.ts';
 import { describeValue } from '../config/describe.ts';
+import { DEFAULT_ANALYSIS_MIN_REQUESTS, DEFAULT_MAX_CONNECTION_ERROR_RATE, DEFAULT_MAX_ERROR_RATE } from '../config/defaults.ts';
 import { Invalid, bool, duration, integer, leaf, list, mapping, oneOf, text } from '../config/schema.ts';
 
 export const DEFAULT_FLEET_FILE = 'fleet.yaml';
@@ -66,6 +67,14 @@ export interface RolloutPolicy {
   maxFailures: number;
   revert: boolean;
   drain: boolean;
+  /** Judge each canary host against the others over its bake (5xx and connection errors); null = off. */
+  analysis: FleetAnalysis | null;
+}
+
+export interface FleetAnalysis {
+  minRequests: number;
+  maxErrorRate: number;
+  maxConnectionErrorRate: number;
 }
 
 export interface FleetServiceConfig {
@@ -142,7 +151,29 @@ export const balancerSchema = mapping('a mapping with the balancer in front of t
   drain_timeout: duration({ positive: true }).optional(),
 });
 
+const ratio = leaf('a fraction from 0 to 1, like 0.01 for 1%', (v) => (typeof v === 'number' && v >= 0 && v <= 1 ? v : undefined));
+
+export const fleetAnalysisSchema = mapping('a mapping of analysis settings', {
+  min_requests: integer(1, 10_000_000).optional(),
+  max_error_rate: ratio.optional(),
+  max_connection_error_rate: ratio.optional(),
+});
+
+const analysisValue = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): z.output<typeof fleetAnalysisSchema> | null => {
+    if (value === true || value === null) return {};
+    if (value === false) return null;
+    const r = fleetAnalysisSchema.safeParse(value);
+    if (!r.success) {
+      for (const iss of r.error.issues) ctx.issues.push({ ...iss, input: value } as never);
+      return z.NEVER;
+    }
+    return r.data;
+  });
+
 export const rolloutSchema = mapping('a mapping of rollout settings', {
+  analysis: analysisValue.optional(),
   batch: batch.optional(),
   canary: integer(0, 1000).optional(),
   bake: duration({ positive: false }).optional(),
@@ -208,6 +239,7 @@ function knownKeysAt(p: readonly PropertyKey[]): string[] {
   if (p.length === 1 && first === 'rollout') return Object.keys(rolloutSchema.shape);
   if (p.length === 2 && first === 'hosts') return Object.keys(hostSchema.shape);
   if (p.length === 2 && first === 'services') return Object.keys(fleetServiceSchema.shape);
+  if (p.length === 2 && first === 'rollout' && p[1] === 'analysis') return Object.keys(fleetAnalysisSchema.shape);
   return [];
 }
 
@@ -289,6 +321,13 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
     maxFailures: ro.max_failures ?? 0,
     revert: ro.revert ?? true,
     drain: ro.drain ?? false,
+    analysis: ro.analysis
+      ? {
+          minRequests: ro.analysis.min_requests ?? DEFAULT_ANALYSIS_MIN_REQUESTS,
+          maxErrorRate: ro.analysis.max_error_rate ?? DEFAULT_MAX_ERROR_RATE,
+          maxConnectionErrorRate: ro.analysis.max_connection_error_rate ?? DEFAULT_MAX_CONNECTION_ERROR_RATE,
+        }
+      : null,
   };
   if (rollout.canary >= hosts.length && hosts.length > 0 && ro.canary !== undefined) {
     problems.push({ path: ['rollout', 'canary'], message: `expected fewer canary hosts than hosts (${hosts.length})` });

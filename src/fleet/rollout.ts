@@ -18,10 +18,11 @@ import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import { formatDuration } from '../core/time.ts';
 import { VERSION } from '../core/version.ts';
 import type { DeployEvent } from '../core/deployment.ts';
-import type { StatusResponse } from '../control/protocol.ts';
+import type { ReleaseFigures, StatusResponse } from '../control/protocol.ts';
+import { judge, type Verdict, type WindowFigures } from '../deploy/analysis.ts';
 import type { Artifact } from './artifact.ts';
 import type { Balancer } from './balancer.ts';
-import type { FleetConfig, RolloutPolicy } from './config.ts';
+import type { FleetAnalysis, FleetConfig, RolloutPolicy } from './config.ts';
 import { planBatches } from './plan.ts';
 import type { RemoteHost } from './remote.ts';
 import { writeRollout, type HostPhase, type HostRecord, type RolloutRecord } from './state.ts';
@@ -98,7 +99,7 @@ export function newRollout(cfg: FleetConfig, service: string, hosts: RemoteHost[
     createdAt: Date.now(),
     status: 'running',
     batches,
-    options: { bakeMs: policy.bakeMs, revert: policy.revert, drain: policy.drain, maxFailures: policy.maxFailures, healthyDeadlineMs: policy.healthyDeadlineMs },
+    options: { bakeMs: policy.bakeMs, revert: policy.revert, drain: policy.drain, maxFailures: policy.maxFailures, healthyDeadlineMs: policy.healthyDeadlineMs, analysis: policy.analysis },
     migrationHost: batches[0]?.hosts[0] ?? '',
     migrated: false,
     hosts: {},
@@ -194,8 +195,20 @@ export class Rollout {
       failures += failedNow.length;
       if (failures > this.rec.options.maxFailures) return this.#fail(failedNow.map((f) => `${f.host}: ${f.why}`).join('; '));
       const baked = todo.filter((h) => this.rec.hosts[h]!.phase === 'switched');
-      if (this.rec.options.bakeMs > 0 && baked.length > 0) {
+      const analysis = batch.canary ? this.rec.options.analysis ?? null : null;
+      if ((this.rec.options.bakeMs > 0 || analysis) && baked.length > 0) {
+        const before = analysis ? await this.#figures(baked) : null;
         const bakeFail = await this.#timed(`bake ${label}`, () => this.#bake(baked));
+        if (analysis && before && bakeFail.length === 0) {
+          const v = await this.#judge(baked, before, analysis);
+          this.#emit({ type: 'info', message: `analysis of ${baked.join(', ')} against the other hosts: ${v.result}: ${v.reasons.join('; ')}` });
+          if (v.result === 'fail') bakeFail.push(...baked.map((host) => ({ host, why: `canary analysis failed: ${v.reasons[0]}` })));
+          if (v.result === 'inconclusive') {
+            for (const h of baked) this.#set(h, 'done');
+            this.rec.error = `canary analysis inconclusive: ${v.reasons[0]}`;
+            return this.#pause();
+          }
+        }
         if (bakeFail.length) {
           for (const f of bakeFail) this.#set(f.host, 'failed', f.why);
           failures += bakeFail.length;
@@ -310,6 +323,52 @@ export class Rollout {
       await this.#balancer.undrain(host, null, `fleet rollout ${this.rec.id}`);
       rec.drained = false;
     }
+  }
+
+  /** Each host's cumulative figures of the release it serves (canaries: the new one; the others: theirs). */
+  async #figures(canaries: string[]): Promise<Map<string, ReleaseFigures | undefined>> {
+    const out = new Map<string, ReleaseFigures | undefined>();
+    const others = Object.entries(this.rec.hosts).filter(([n, h]) => !canaries.includes(n) && !SWITCHED.has(h.phase) && h.phase !== 'failed').map(([n]) => n);
+    await Promise.all([...canaries, ...others].map(async (n) => {
+      try {
+        const svc = (await this.#host(n).status()).services.find((s) => s.name === this.rec.service);
+        out.set(n, svc?.releases.find((r) => r.release === svc.currentRelease));
+      } catch {
+        out.set(n, undefined);
+      }
+    }));
+    return out;
+  }
+
+  /** The canary hosts' 5xx and connection errors over the bake, against the other hosts' over the same time. */
+  async #judge(canaries: string[], before: Map<string, ReleaseFigures | undefined>, a: FleetAnalysis): Promise<Verdict> {
+    const after = await this.#figures(canaries);
+    const sum = (names: string[]): WindowFigures => {
+      let requests = 0;
+      let errors5xx = 0;
+      let connectionErrors = 0;
+      for (const n of names) {
+        const b = before.get(n);
+        const x = after.get(n);
+        if (!x) continue;
+        // A figure that went down belongs to another release (or a restarted daemon): count from 0.
+        const same = b && b.release === x.release && b.requests <= x.requests;
+        requests += x.requests - (same ? b.requests : 0);
+        errors5xx += x.status['5xx'] - (same ? b.status['5xx'] : 0);
+        connectionErrors += x.connectionErrors - (same ? b.connectionErrors : 0);
+      }
+      return { requests, errors5xx, errorRate: requests ? errors5xx / requests : 0, connectionErrors, connectionErrorRate: requests ? connectionErrors / requests : 0, p99Ms: null };
+    };
+    const others = [...after.keys()].filter((n) => !canaries.includes(n));
+    return judge(sum(canaries), sum(others), {
+      windowMs: this.rec.options.bakeMs,
+      minRequests: a.minRequests,
+      maxErrorRate: a.maxErrorRate,
+      maxConnectionErrorRate: a.maxConnectionErrorRate,
+      maxP99Ratio: Infinity,
+      p99FloorMs: 0,
+      check: null,
+    });
   }
 
   /** Hold the batch for the bake time: every host must stay on the new release with all its instances healthy. */

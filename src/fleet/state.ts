@@ -9,6 +9,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { BatonError } from '../core/errors.ts';
+import type { FleetAnalysis } from './config.ts';
 import type { Batch } from './plan.ts';
 
 /** A host's place in the rollout, as printed (one line per change). */
@@ -39,7 +40,7 @@ export interface RolloutRecord {
   createdAt: number;
   status: RolloutStatus;
   batches: Batch[];
-  options: { bakeMs: number; revert: boolean; drain: boolean; maxFailures: number; healthyDeadlineMs: number };
+  options: { bakeMs: number; revert: boolean; drain: boolean; maxFailures: number; healthyDeadlineMs: number; analysis?: FleetAnalysis | null };
   /** The host that runs the migrations (the first one), and whether it has. */
   migrationHost: string;
   migrated: boolean;

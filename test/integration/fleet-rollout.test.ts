@@ -176,6 +176,32 @@ test('--ref: a commit of the local repository, exported once, the same bytes on 
   await f.writeFleetFile(fleetYaml(f));
 });
 
+test('canary analysis: a canary host answering 500s more often than the others is stopped and reverted', async () => {
+  const h1 = f.hosts[0]!;
+  await h1.writeConfig(service('env: { APP_ERROR_EVERY: "5" }'));
+  assert.equal((await h1.cli(['reload'])).code, 0);
+  await f.writeFleetFile(fleetYaml(f, { rollout: 'batch: 2\ncanary: 1\nbake: 3s\nanalysis: { min_requests: 20, max_error_rate: 0.02 }' }));
+  const was = await currentReleases();
+  const loads = load();
+  await Promise.all(loads.map((l) => l.waitFor(20, 20_000)));
+  const r = await f.fleet(['deploy', 'web', await f.release('v8'), '--json']);
+  const results = await Promise.all(loads.map((l) => l.stop()));
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const verdict = events.find((e) => e.type === 'info' && /^analysis of h1/.test(e.message));
+  assert.match(verdict.message, /: fail: 5xx rate \S+ \(\d+\/\d+\) vs stable 0\.00%/);
+  const result = events.find((e) => e.type === 'result').rollout;
+  assert.equal(result.hosts.h1.phase, 'reverted');
+  assert.match(result.hosts.h1.error, /canary analysis failed: 5xx rate/);
+  for (const h of ['h2', 'h3', 'h4']) assert.equal(result.hosts[h].phase, 'untouched');
+  assert.deepEqual(await currentReleases(), was);
+  // Every failed request is the canary's own 500 ("v8 error"): the switch and the revert failed none.
+  for (const res of results) for (const e of res.errors) assert.match(e, /^status 500: v8 error/);
+  await h1.writeConfig(service());
+  assert.equal((await h1.cli(['reload'])).code, 0);
+  await f.writeFleetFile(fleetYaml(f));
+});
+
 test('a changed host key is refused with ssh\'s own message', async () => {
   const h2 = f.hosts[1]!;
   await h2.changeHostKey();

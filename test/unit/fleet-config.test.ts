@@ -26,7 +26,7 @@ test('a short fleet file gets every default', () => {
     ['deploy@10.0.0.5', 'deploy@10.0.0.5', 'baton', null, '.cache/baton/artifacts', 'deploy@10.0.0.5'],
   ]);
   assert.deepEqual(c.balancer, { type: 'none' });
-  assert.deepEqual(c.rollout, { batch: { hosts: 1 }, canary: 0, bakeMs: 0, healthyDeadlineMs: 300_000, maxFailures: 0, revert: true, drain: false });
+  assert.deepEqual(c.rollout, { batch: { hosts: 1 }, canary: 0, bakeMs: 0, healthyDeadlineMs: 300_000, maxFailures: 0, revert: true, drain: false, analysis: null });
   assert.equal(c.ssh.configFile, null);
 });
 

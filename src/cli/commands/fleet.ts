@@ -152,9 +152,10 @@ function report(ctx: CliContext, rec: RolloutRecord): void {
   ctx.out(`rollout ${rec.id} ${rec.status}${rec.error ? `: ${rec.error}` : ''}\n${phases ? `phases: ${phases}\n` : ''}${rec.revertMs !== null ? `revert of the switched hosts took ${formatDuration(rec.revertMs)}\n` : ''}`);
 }
 
-function exitCode(status: RolloutRecord['status']): number {
-  if (status === 'done') return 0;
-  if (status === 'paused') return 130;
+function exitCode(rec: RolloutRecord): number {
+  if (rec.status === 'done') return 0;
+  // Paused by Ctrl-C: 130; paused by an inconclusive canary analysis (rec.error says why): 1.
+  if (rec.status === 'paused' && rec.error === null) return 130;
   return 1;
 }
 
@@ -217,7 +218,7 @@ async function deploy(ctx: CliContext, s: Session): Promise<number> {
       const status = await r.run();
       report(ctx, r.rec);
       if (status !== 'paused') await lockHost.unlock(s.cfg.lockPath, rec.id).catch(() => {});
-      return exitCode(status);
+      return exitCode(r.rec);
     } catch (err) {
       // Something the rollout could not even judge (a lost connection while shipping): what was switched goes back.
       r.rec.error = errorMessage(err);
@@ -280,7 +281,7 @@ async function resume(ctx: CliContext, s: Session): Promise<number> {
     const status = await r.run();
     report(ctx, r.rec);
     if (status !== 'paused') await lockHost.unlock(s.cfg.lockPath, rec.id).catch(() => {});
-    return exitCode(status);
+    return exitCode(r.rec);
   } finally {
     off();
   }
