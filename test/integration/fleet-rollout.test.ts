@@ -188,7 +188,7 @@ test('canary analysis: a canary host answering 500s more often than the others i
   const results = await Promise.all(loads.map((l) => l.stop()));
   assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
   const events = r.stdout.trim().split('\n').map((l) => JSON.parse(l));
-  const verdict = events.find((e) => e.type === 'info' && /^analysis of h1/.test(e.message));
+  const verdict = events.find((e) => e.type === 'info' && e.message.startsWith('analysis of h1'));
   assert.match(verdict.message, /: fail: 5xx rate \S+ \(\d+\/\d+\) vs stable 0\.00%/);
   const result = events.find((e) => e.type === 'result').rollout;
   assert.equal(result.hosts.h1.phase, 'reverted');
