@@ -155,6 +155,9 @@ test('an abort during an analysis rolls back at once with 0 failed requests', as
   await waitUntil('the canary analysis to run', async () => (await d.status('web')).services[0].canary?.waiting === 'analysis', 20_000, 100);
   const a = await d.cli(['abort', 'web']);
   assert.equal(a.code, 0, a.stderr);
+  // abort answers once every visitor is back on the stable release.
+  assert.match(a.stdout, /all traffic is back on the stable release/);
+  assert.equal((await d.status('web')).services[0].canary, null, 'no canary routed when abort returned');
   const r = await deploy;
   assert.doesNotMatch(r.stdout, /5xx rate/, 'the abort did not wait for the analysis window\'s verdict');
   assert.equal(r.code, 1, r.stdout);
