@@ -119,6 +119,7 @@ test('rollback while the old release drains: back on its still-running instances
   await load.waitFor(n + 30, 10_000);
   const res = await load.stop();
   assertClean(res, 'rollback during the drain');
+  t.diagnostic(`rollback during the drain: traffic switched ${outcome.switchAfterMs} ms after it began; ${res.total} requests, ${res.failed} failed`);
   for (const seq of res.sequences) assert.equal(seq.at(-1), 'v1');
 
   const s = (await d.status('web')).services[0];
