@@ -63,7 +63,7 @@ test('graceful SIGTERM of the daemon under load: in-flight requests finish, a ne
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });
   await load.waitFor(100, 10_000);
   const probe = probeConnects(d.port);
-  const slow = slowGet(d, 4000);
+  const slow = slowGet(d, 6000);
   await waitUntil('the slow request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
 
   const old = d.proc;

@@ -29,3 +29,11 @@ test('thresholds below 1 behave as 1', () => {
   const s = new HealthStatus({ healthyThreshold: 0, unhealthyThreshold: 0 });
   assert.deepEqual(feed(s, '+-+'), ['healthy', 'unhealthy', 'healthy']);
 });
+
+test('new thresholds (a reload) judge from the next check, keeping the phase and the counts so far', () => {
+  const s = new HealthStatus({ healthyThreshold: 1, unhealthyThreshold: 5 });
+  assert.deepEqual(feed(s, '+--'), ['healthy', null, null]);
+  s.setThresholds({ healthyThreshold: 1, unhealthyThreshold: 3 });
+  assert.equal(s.phase, 'healthy');
+  assert.deepEqual(feed(s, '-'), ['unhealthy'], 'the third failure in a row crosses the new threshold');
+});
