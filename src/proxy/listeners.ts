@@ -193,6 +193,8 @@ export async function listenTls(
     unsubscribe();
     throw err;
   }
+  // An error while listening (accept failing with EMFILE) must not take the daemon down: log it, keep serving.
+  server.on('error', (err: Error) => ctx.logger.error('proxy: TLS listener error', { host, port, error: err.message }));
 
   const h1Server = server as unknown as http.Server;
   return {

@@ -142,6 +142,33 @@ test('HTTPS requests reach the instance with X-Forwarded-Proto https and their H
   assert.equal(p.headers['strict-transport-security'], undefined);
 });
 
+test('with http2 off the listener speaks HTTPS/1.1 only (ALPN never picks h2)', async (t) => {
+  const ca = makeCa(t);
+  const a = ca.write('a', ['a.test']);
+  const store = await certStore(t, [{ hosts: ['a.test'], certFile: a.certFile, keyFile: a.keyFile, isDefault: true }]);
+  const upPort = await echoUpstream(t);
+  const { proxy } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('u', upPort)], { isDefault: true })] });
+  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], tlsOptions(store, { http2: false, hsts: true }));
+  const alpn = await withTimeout(
+    new Promise<string | false>((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port: bound!.port, servername: 'a.test', ca: ca.caPem, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+        const p = s.alpnProtocol ?? false;
+        s.end();
+        resolve(p);
+      });
+      s.on('error', reject);
+    }),
+    5000,
+    'a TLS handshake offering h2',
+  );
+  assert.notEqual(alpn, 'h2');
+  const r = await httpsGet(bound!.port, ca, 'a.test', { path: '/one' });
+  assert.equal(r.status, 200);
+  assert.equal(JSON.parse(r.body).proto, 'https');
+  assert.equal(r.headers['strict-transport-security'], 'max-age=31536000');
+});
+
 test('plain HTTP is redirected to HTTPS (308, path kept); /_baton/health and unknown ACME tokens are not', async (t) => {
   const { proxy, port } = await startProxy(t);
   const upPort = await echoUpstream(t);
