@@ -25,6 +25,10 @@ export type Effect =
   | 'next_start'
   /** Read when a release becomes the warm standby. */
   | 'next_standby'
+  /** Read when an instance starts draining: drains already under way keep their deadline. */
+  | 'next_drain'
+  /** Read when a request is held (pause): requests already held keep their deadline. */
+  | 'next_hold'
   /** Read when maintenance mode is turned on. */
   | 'next_maintenance'
   /** A running daemon cannot change it: the reload is refused. */
@@ -36,6 +40,8 @@ const WHEN: Record<Exclude<Effect, 'restart'>, string> = {
   next_deploy: 'applies from the next deploy',
   next_start: 'applies on the next deploy or restart; running instances keep the old value',
   next_standby: 'applies to the next warm standby; a standby running now keeps its deadline',
+  next_drain: 'applies to drains that start from now on',
+  next_hold: 'applies now; requests already held keep their deadline',
   next_maintenance: 'applies the next time maintenance mode is turned on',
 };
 
@@ -79,7 +85,7 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   publicUrl: ['public_url', 'now'],
   instances: ['instances', 'now'],
   health: ['health', HEALTH],
-  drainTimeoutMs: ['drain_timeout', 'now'],
+  drainTimeoutMs: ['drain_timeout', 'next_drain'],
   stopSignal: ['stop_signal', 'now_running'],
   stopTimeoutMs: ['stop_timeout', 'now_running'],
   standbyMs: ['standby', 'next_standby'],
@@ -93,8 +99,7 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   strategy: ['strategy', 'next_deploy'],
   canary: ['canary', CANARY],
   maintenance: ['maintenance', MAINTENANCE],
-  // Requests held from now on.
-  pause: ['pause', 'now'],
+  pause: ['pause', 'next_hold'],
 };
 
 const PROXY: Rules<ProxyConfig> = {
@@ -187,7 +192,7 @@ export function diffConfig(prev: DaemonConfig, next: DaemonConfig, ctx: ReloadCo
     if (dep === undefined) continue;
     // The deployment sized its new group from the old count and owns the groups until it ends.
     if (old.instances !== s.instances) refused.push(`services.${name}.instances: changed while deployment #${dep} runs; reload again when it is done`);
-    if (mine.some((c) => c.effect !== 'now' && c.effect !== 'now_running')) extra.push(`services.${name}: deployment #${dep} in progress keeps the settings it started with`);
+    if (mine.some((c) => c.effect !== 'now' && c.effect !== 'now_running' && c.effect !== 'next_hold')) extra.push(`services.${name}: deployment #${dep} in progress keeps the settings it started with`);
   }
   for (const c of settings) if (c.effect === 'restart') refused.push(`${c.line}; only a daemon restart applies it${c.key === 'tls' || c.key.startsWith('tls.') ? ' (replaced certificate files are picked up without one)' : ''}`);
 
@@ -279,7 +284,7 @@ function compare<T>(rules: Rules<T>, prev: T, next: T, prefix: string, out: Sett
   }
 }
 
-const ORDER: Effect[] = ['now', 'now_running', 'next_standby', 'next_maintenance', 'next_deploy', 'next_start', 'restart'];
+const ORDER: Effect[] = ['now', 'now_running', 'next_hold', 'next_drain', 'next_standby', 'next_maintenance', 'next_deploy', 'next_start', 'restart'];
 
 function strictest(rules: object): Effect {
   let worst: Effect = 'now';
