@@ -50,7 +50,9 @@ async function main(argv: string[]): Promise<number> {
 
 // No top-level await: the single executable bundles this file as CommonJS.
 void main(process.argv.slice(2)).then((code) => {
-  process.exitCode = code;
-  // Only the daemon keeps the process alive on purpose; any other verb exits now.
-  if (!runningDaemon) process.exit(code);
+  // Every verb exits now; the daemon's verb only resolves once the daemon has stopped. Exiting
+  // (not waiting for the loop to empty) also matters after `baton upgrade`: the old daemon leaves
+  // its control listener open, since libuv unlinks a Unix socket's path when its listener closes,
+  // and that path is the successor's now.
+  process.exit(code);
 });

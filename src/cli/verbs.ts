@@ -200,6 +200,14 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/admin.ts')).reloadCommand,
   },
   {
+    name: 'upgrade',
+    summary: 'replace the daemon with the baton installed now, with no gap (listening sockets handed over)',
+    help: 'The new daemon takes over the listening sockets, the state and the running instances; the old one stops accepting, finishes its requests, keeps its WebSockets until they close or the drain timeout ends, and exits. If the new one does not come up, the old one keeps serving and the reason is printed (exit status 1). SIGUSR2 to the daemon does the same.',
+    args: [],
+    flags: { ...JSON_FLAG, ...CONNECT_FLAGS },
+    load: async () => (await import('./commands/upgrade.ts')).upgradeCommand,
+  },
+  {
     name: 'shutdown',
     summary: 'stop the daemon (the instances keep running unless --stop-instances)',
     args: [],

@@ -135,8 +135,30 @@ export interface ReloadResult {
   changes: string[];
 }
 
+/** One step of `baton upgrade`, as the old daemon streams it. */
+export interface UpgradeProgress {
+  at: number;
+  step: 'frozen' | 'spawned' | 'serving' | 'draining' | 'failed' | 'resumed';
+  message: string;
+  pid?: number;
+}
+
+/** How `baton upgrade` ended: the new daemon serves, the old one drains. */
+export interface UpgradeResult {
+  oldPid: number;
+  newPid: number;
+  /** From the command to the new daemon's `ready` (store open, instances re-adopted, listening). */
+  msToServing: number;
+  /** The old daemon closes what is left (WebSockets, with 1001) at this time, then exits. */
+  drainDeadline: number;
+  inflight: number;
+  webSockets: number;
+}
+
 export type StreamLine =
   | { type: 'event'; event: DeployEvent }
+  | { type: 'upgrade'; progress: UpgradeProgress }
+  | { type: 'upgraded'; result: UpgradeResult }
   | { type: 'result'; outcome: DeployOutcome }
   | { type: 'error'; error: ApiError };
 

@@ -1,18 +1,19 @@
 // The control API server: JSON over HTTP on a Unix socket (mode 0600), used by
 // the CLI. Long operations stream NDJSON events and end with a result line.
 
+import { bindListener } from '../core/listen-fds.ts';
 import http from 'node:http';
 import https from 'node:https';
 import net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { chmod, chown, mkdir, unlink } from 'node:fs/promises';
+import { chmod, chown, mkdir, rename, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { DeployEvent, DeployOutcome, RunHooks } from '../core/deployment.ts';
 import { followService, stoppedLogs, tailLog, type LogSource } from '../supervisor/index.ts';
 import type { AuditLog } from './audit.ts';
-import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine } from './protocol.ts';
+import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type ReleaseInfo, type ReloadResult, type StatusResponse, type StreamLine, type UpgradeProgress, type UpgradeResult } from './protocol.ts';
 
 /** What the control API needs from the daemon. */
 export interface ControlHandlers {
@@ -35,6 +36,8 @@ export interface ControlHandlers {
   beta(service: string, ttlMs: number): unknown;
   dashboardLogin(ttlMs?: number): { url: string; expiresAt: number };
   stop(stopInstances: boolean): Promise<void>;
+  /** Hand over to a new daemon (`baton upgrade`); resolves once it serves and this one drains. */
+  upgrade(emit: (p: UpgradeProgress) => void): Promise<UpgradeResult>;
   setHostDrain(mode: 'ready' | 'drain' | 'maint', weightPercent: number | null, reason: string): Promise<unknown>;
 }
 
@@ -103,13 +106,7 @@ export class ControlServer {
     server.headersTimeout = 10_000;
     server.on('tlsClientError', (_err, socket) => socket.destroy());
     try {
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(opts.port, opts.host, () => {
-          server.off('error', reject);
-          resolve();
-        });
-      });
+      await bindListener(server, 'control-remote', opts.host, opts.port);
     } catch (err) {
       throw new BatonError('LISTEN_FAILED', `cannot listen for remote control on ${opts.host}:${opts.port}: ${errorMessage(err)}`);
     }
@@ -139,8 +136,18 @@ export class ControlServer {
    * Listen on socketPath: mode 0600 unless `access` opens it to a group (the
    * socket's group is set before its mode widens, so no other group ever can).
    */
-  async listen(socketPath: string, access: { gid: number | null; mode: number } = { gid: null, mode: 0o600 }): Promise<void> {
+  async listen(socketPath: string, access: { gid: number | null; mode: number } = { gid: null, mode: 0o600 }, replace = false): Promise<void> {
     await mkdir(path.dirname(socketPath), { recursive: true });
+    if (replace) {
+      // A successor (`baton upgrade`): ready beside the old socket, then renamed
+      // over it in one step, so a client reaches either daemon, never neither.
+      const beside = `${socketPath}.${process.pid}.new`;
+      await unlink(beside).catch(() => {});
+      await this.listen(beside, access);
+      await rename(beside, socketPath);
+      this.#socketPath = socketPath;
+      return;
+    }
     // Create the socket with no access for others from the first instant.
     const oldMask = process.umask(0o177);
     try {
@@ -159,11 +166,24 @@ export class ControlServer {
     this.#socketPath = socketPath;
   }
 
-  async close(): Promise<void> {
+  /**
+   * keepPath: the socket's path now belongs to a successor (`baton upgrade`).
+   * libuv unlinks a Unix socket's path when its listener closes, so the
+   * listener is then left open (unreferenced) until the process exits: it
+   * stops answering only by the process's exit. Connections still open are closed.
+   */
+  async close(keepPath = false): Promise<void> {
     const remote = this.#remote;
     if (remote !== null) {
       remote.close();
       remote.closeAllConnections();
+    }
+    if (keepPath) {
+      this.#socketPath = null;
+      this.#server.unref();
+      this.#server.closeIdleConnections();
+      await this.#audit?.flushed();
+      return;
     }
     await new Promise<void>((resolve) => {
       this.#server.close(() => resolve());
@@ -210,6 +230,16 @@ export class ControlServer {
       json(res, 202, { stopping: true, stopInstances });
       // The daemon's entry point exits once stop() has finished.
       setImmediate(() => void h.stop(stopInstances).catch((err) => this.#log.error('shutdown failed', { error: errorMessage(err) })));
+      return;
+    }
+    if (method === 'POST' && parts.length === 1 && parts[0] === 'upgrade') {
+      const write = (line: StreamLine): void => {
+        if (!res.headersSent) res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+        if (!res.destroyed && !res.writableEnded) res.write(JSON.stringify(line) + '\n');
+      };
+      const result = await h.upgrade((progress) => write({ type: 'upgrade', progress }));
+      write({ type: 'upgraded', result });
+      res.end();
       return;
     }
     if (parts.length === 3 && parts[0] === 'services') {

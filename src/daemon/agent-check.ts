@@ -6,6 +6,7 @@
 // by pulling: HAProxy's agent-check (a TCP connection answered with one line)
 // or any balancer's health check of /_baton/health (503 unless ready).
 
+import { bindListener } from '../core/listen-fds.ts';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -88,10 +89,11 @@ export class HostDrain {
       sock.on('error', () => {});
       sock.end(agentAnswer(this.#state));
     });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', (err) => reject(new BatonError('LISTEN_FAILED', `cannot listen for the agent-check on ${host}:${port}: ${errorMessage(err)}`)));
-      server.listen(port, host, () => resolve());
-    });
+    try {
+      await bindListener(server, 'agent-check', host, port);
+    } catch (err) {
+      throw new BatonError('LISTEN_FAILED', `cannot listen for the agent-check on ${host}:${port}: ${errorMessage(err)}`);
+    }
     this.#server = server;
     const a = server.address() as net.AddressInfo;
     this.#logger.info('agent-check listening', { host: a.address, port: a.port });

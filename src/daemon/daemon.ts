@@ -30,6 +30,11 @@ import { applyReload } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
 import { HostDrain, type DrainMode, type HostDrainState } from './agent-check.ts';
+import { closeUnclaimedFds } from '../core/listen-fds.ts';
+import { DEFAULT_DRAIN_TIMEOUT_MS } from '../config/defaults.ts';
+import type { UpgradeProgress, UpgradeResult } from '../control/protocol.ts';
+import { injectedFault, predecessorPid } from './handover.ts';
+import { upgrade as runUpgrade } from './upgrade.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -54,6 +59,10 @@ export class Daemon implements RuntimeHost {
   #secret = '';
   readonly hostDrain: HostDrain;
   #stopping: Promise<void> | null = null;
+  /** Set while `baton upgrade` hands the state over: why operations that change state are refused. */
+  #frozen: string | null = null;
+  /** While the state is taken back after a failed upgrade: one snapshot at the end, not one per re-adopted instance. */
+  #holdPublish = false;
   #resolveStopped!: () => void;
   /** Settles once the daemon has stopped (by stop(), from a signal or the control API). */
   readonly stopped: Promise<void> = new Promise((r) => (this.#resolveStopped = r));
@@ -80,7 +89,9 @@ export class Daemon implements RuntimeHost {
     const config = await loadConfig(opts.configFile);
     const logger = opts.logger ?? createLogger(config.logLevel);
     await mkdir(config.stateDir, { recursive: true });
-    await ControlServer.assertNoOtherDaemon(config.controlSocket);
+    // A successor of `baton upgrade` replaces the daemon that answers there (its socket is renamed over it).
+    const successor = predecessorPid() !== null;
+    if (!successor) await ControlServer.assertNoOtherDaemon(config.controlSocket);
     const store = Store.open(path.join(config.stateDir, 'baton.db'));
     const d = new Daemon(config, store, logger);
     try {
@@ -88,6 +99,7 @@ export class Daemon implements RuntimeHost {
       for (const svc of config.services) d.runtimes.set(svc.name, new ServiceRuntime(svc, d));
       await d.#restoreModes();
       await recover(store, logger, d.runtimes);
+      injectedFault(logger);
       d.publish();
       d.listeners = await d.proxy.listen(config.listeners);
       if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger });
@@ -109,13 +121,16 @@ export class Daemon implements RuntimeHost {
       }
       if (config.agentCheckListener) await d.hostDrain.listen(config.agentCheckListener.host, config.agentCheckListener.port);
       d.#control = new ControlServer(d, logger.child({ component: 'control' }), new AuditLog(path.join(config.stateDir, 'audit.log'), logger));
-      await d.#control.listen(config.controlSocket, config.control);
       const remote = config.control.remote;
       if (remote) {
         const pair = await readControlKeyPair(remote.certFile, remote.keyFile);
         const token = await readControlToken(remote.tokenFile);
         await d.#control.listenRemote({ host: remote.listener.host, port: remote.listener.port, ...pair, token });
       }
+      // Last: a successor's socket replaces its predecessor's only once everything else is up.
+      await d.#control.listen(config.controlSocket, config.control, successor);
+      const dropped = closeUnclaimedFds();
+      if (dropped.length > 0) logger.info('inherited listeners no longer in the config closed', { listeners: dropped });
     } catch (err) {
       await d.#teardown(false).catch(() => {});
       throw err;
@@ -133,6 +148,7 @@ export class Daemon implements RuntimeHost {
 
   /** Swap in a routing snapshot built from every service's live state (called by the runtimes). */
   publish(): void {
+    if (this.#holdPublish) return;
     const spec: ProxySpec = { services: [...this.runtimes.values()].map((rt) => routeSpec(rt, this.#secret)) };
     this.proxy.apply(spec);
   }
@@ -157,27 +173,33 @@ export class Daemon implements RuntimeHost {
   // ---- the control API's verbs: each goes to the module that owns it ----------
 
   deploy(service: string, source: DeploySource, actor: string, emit: (e: DeployEvent) => void, hooks: RunHooks = {}): Promise<DeployOutcome> {
+    this.#assertNotFrozen();
     return this.#ops.deploy(this.runtime(service), source, actor, emit, hooks);
   }
 
   rollback(service: string, to: string | undefined, actor: string, emit: (e: DeployEvent) => void, hooks: RunHooks = {}): Promise<DeployOutcome> {
+    this.#assertNotFrozen();
     return this.#ops.rollback(this.runtime(service), to, actor, emit, hooks);
   }
 
   restart(service: string, actor: string, emit: (e: DeployEvent) => void, hooks: RunHooks = {}): Promise<DeployOutcome> {
+    this.#assertNotFrozen();
     return this.#ops.restart(this.runtime(service), actor, emit, hooks);
   }
 
   promote(service: string, full: boolean): Promise<unknown> {
+    this.#assertNotFrozen();
     return this.#ops.promote(this.runtime(service), full);
   }
 
   abort(service: string, deployment?: number, interrupted = false): Promise<unknown> {
+    this.#assertNotFrozen();
     const reason = interrupted ? 'interrupted by the operator (Ctrl-C of `baton deploy`)' : 'aborted by the operator (`baton abort`)';
     return this.#ops.abort(this.runtime(service), reason, deployment);
   }
 
   async setMaintenance(service: string, on: boolean, message: string): Promise<{ maintenance: boolean }> {
+    this.#assertNotFrozen();
     const rt = this.runtime(service);
     // Read the page first: a missing page file changes nothing.
     rt.setMaintenance(on ? await maintenancePage(rt.config, message) : null, message);
@@ -186,6 +208,7 @@ export class Daemon implements RuntimeHost {
   }
 
   setPaused(service: string, paused: boolean): { paused: boolean } {
+    this.#assertNotFrozen();
     this.runtime(service).setPaused(paused);
     this.logger.info(paused ? 'service paused: holding requests' : 'service resumed', { service });
     return { paused };
@@ -200,6 +223,7 @@ export class Daemon implements RuntimeHost {
   }
 
   setHostDrain(mode: DrainMode, weightPercent: number | null, reason: string): Promise<HostDrainState> {
+    this.#assertNotFrozen();
     return this.hostDrain.set(mode, weightPercent, reason);
   }
 
@@ -258,7 +282,82 @@ export class Daemon implements RuntimeHost {
    * setting is applied, and reported with when it takes effect (src/daemon/reload.ts).
    */
   async reload(): Promise<ReloadResult> {
+    this.#assertNotFrozen();
     return applyReload(this, await loadConfig(this.config.file));
+  }
+
+  // ---- `baton upgrade`: this daemon hands over to a new one (src/daemon/upgrade.ts) ----
+
+  #assertNotFrozen(): void {
+    if (this.#frozen !== null) throw new BatonError('UPGRADE_IN_PROGRESS', this.#frozen);
+  }
+
+  upgrade(emit: (p: UpgradeProgress) => void): Promise<UpgradeResult> {
+    this.#assertNotFrozen();
+    return runUpgrade({
+      logger: this.logger,
+      configFile: this.config.file,
+      assertUpgradable: () => this.#assertUpgradable(),
+      freeze: () => {
+        this.#frozen = `daemon pid ${process.pid} is handing over to a new daemon (\`baton upgrade\`); retry in a moment`;
+        for (const rt of this.runtimes.values()) rt.detach();
+      },
+      thaw: () => this.#thaw(),
+      retire: () => this.#retire(),
+    }, emit);
+  }
+
+  #assertUpgradable(): void {
+    const refuse = (why: string): never => {
+      throw new BatonError('UPGRADE_REFUSED', `cannot upgrade now: ${why}; nothing was changed`);
+    };
+    if (this.#stopping !== null) refuse('the daemon is stopping');
+    for (const rt of this.runtimes.values()) {
+      try {
+        rt.assertIdle();
+      } catch {
+        refuse(`a deployment of ${rt.name} is running (wait for it, or \`baton abort ${rt.name}\`)`);
+      }
+      const draining = rt.draining();
+      if (draining.length > 0) refuse(`${rt.name} is draining release ${draining.map((x) => x.release).join(', ')} until ${new Date(Math.max(...draining.map((x) => x.deadline))).toISOString()}`);
+      if (rt.paused) refuse(`${rt.name} is paused: its held requests would be lost (\`baton resume ${rt.name}\` first)`);
+    }
+    const active = this.store.activeDeployments();
+    if (active.length > 0) refuse(`deployment #${active[0]!.id} of ${active[0]!.service} is ${active[0]!.state}`);
+  }
+
+  /** The successor failed: rebuild the runtimes from the store as a restarted daemon does, then route once. */
+  async #thaw(): Promise<void> {
+    this.#holdPublish = true;
+    try {
+      this.runtimes.clear();
+      for (const svc of this.config.services) this.runtimes.set(svc.name, new ServiceRuntime(svc, this));
+      await this.#restoreModes();
+      await recover(this.store, this.logger, this.runtimes);
+    } finally {
+      this.#holdPublish = false;
+      this.#frozen = null;
+    }
+    this.publish();
+  }
+
+  /** The successor serves: stop accepting, drain what is open (bounded by the longest drain timeout), exit. */
+  #retire(): { inflight: number; webSockets: number; deadline: number } {
+    const deadlineMs = Math.max(0, ...this.config.services.map((s) => s.drainTimeoutMs)) || DEFAULT_DRAIN_TIMEOUT_MS;
+    const h = this.proxy.handOver(deadlineMs);
+    // The rest after this tick: the `baton upgrade` answer goes out on the control socket first.
+    this.#stopping = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(async () => {
+        await this.#control?.close(true).catch(() => {});
+        await this.#dashboard?.close().catch(() => {});
+        await this.tls?.close().catch(() => {});
+        await this.hostDrain.close();
+        await h.done;
+        this.store.close();
+        this.logger.info('upgrade: old daemon drained; exiting', { pid: process.pid });
+      })
+      .finally(() => this.#resolveStopped());
+    return { inflight: h.inflight, webSockets: h.webSockets, deadline: Date.now() + deadlineMs };
   }
 
   newRuntime(config: ServiceConfig): ServiceRuntime {

@@ -3,6 +3,7 @@
 // the operator's actions. Actions call the very daemon methods the control
 // API calls for the CLI (promote, abort, rollback), so the rules are the same.
 
+import { bindListener } from '../core/listen-fds.ts';
 import { existsSync } from 'node:fs';
 import http from 'node:http';
 import { isIP } from 'node:net';
@@ -96,10 +97,8 @@ export class Dashboard {
 
   static async start(o: DashboardOptions): Promise<Dashboard> {
     const d = new Dashboard(o, Assets.load());
-    await new Promise<void>((resolve, reject) => {
-      d.#server.once('error', (err: NodeJS.ErrnoException) =>
-        reject(new BatonError('LISTEN_FAILED', `dashboard: cannot listen on ${o.listener.host}:${o.listener.port}: ${err.code ?? err.message}`)));
-      d.#server.listen(o.listener.port, o.listener.host, () => resolve());
+    await bindListener(d.#server, 'dashboard', o.listener.host, o.listener.port).catch((err: NodeJS.ErrnoException) => {
+      throw new BatonError('LISTEN_FAILED', `dashboard: cannot listen on ${o.listener.host}:${o.listener.port}: ${err.code ?? err.message}`);
     });
     const a = d.#server.address() as { address: string; port: number };
     d.#address = { host: a.address, port: a.port };

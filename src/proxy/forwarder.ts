@@ -22,6 +22,19 @@ export class BatonResponse extends ServerResponse<IncomingMessage> {
   exchange: Exchange | null = null;
 }
 
+// A response whose head goes out after its listener stopped accepting (the
+// proxy closes, or a successor daemon took the socket over: `baton upgrade`)
+// says Connection: close, even if its request came before: the client's next
+// request then opens a connection to whoever accepts now.
+Object.defineProperty(BatonResponse.prototype, 'writeHead', {
+  value: function writeHead(this: BatonResponse, ...args: unknown[]): unknown {
+    if ((this.socket as { server?: { listening?: boolean } } | null)?.server?.listening === false) this.shouldKeepAlive = false;
+    return Reflect.apply(Reflect.get(ServerResponse.prototype, 'writeHead') as (...a: unknown[]) => unknown, this, args);
+  },
+  writable: true,
+  configurable: true,
+});
+
 /** The error a client-gone abort carries (never shown to anyone). */
 class ClientGoneError extends Error {
   readonly code = 'BATON_CLIENT_GONE';

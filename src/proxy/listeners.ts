@@ -6,13 +6,14 @@
 import http, { type IncomingMessage } from 'node:http';
 import http2 from 'node:http2';
 import https from 'node:https';
-import type net from 'node:net';
+import net from 'node:net';
 import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
 import { H2Request, H2Response } from './h2.ts';
+import { bindListener } from '../core/listen-fds.ts';
 
 /** PEM texts of one certificate chain and its key. */
 export interface KeyPair {
@@ -65,6 +66,12 @@ export interface TlsListener {
   close(): Promise<void>;
   /** Cut what is still open (after the proxy's close timeout). */
   closeAll(): void;
+  /**
+   * A successor holds the same listening socket: stop accepting here and leave
+   * open connections alone (HTTP/1.1 ones get Connection: close on their next
+   * response; h2 sessions get GOAWAY). Resolves once every connection is gone.
+   */
+  stopAccepting(): Promise<void>;
 }
 
 interface ProxyTimeouts {
@@ -182,13 +189,7 @@ export async function listenTls(
   });
 
   try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => {
-        server.off('error', reject);
-        resolve();
-      });
-    });
+    await bindListener(server, 'tls', host, port);
   } catch (err) {
     unsubscribe();
     throw err;
@@ -212,7 +213,27 @@ export async function listenTls(
       // What is left: connections still in (or stuck before) their TLS handshake.
       for (const s of accepted) s.destroy();
     },
+    stopAccepting: () => {
+      unsubscribe();
+      return stopAccepting(server, () => {
+        for (const s of sessions) s.close();
+      });
+    },
   };
+}
+
+/**
+ * Close only the listening handle of `server` (its copy of the socket: a
+ * successor may hold the same one), not its idle keep-alive connections as
+ * http.Server#close() does: a client may be sending a request on one at that
+ * very moment. Resolves once the last connection is gone.
+ */
+export function stopAccepting(server: net.Server, also?: () => void): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.once('close', () => resolve()));
+  // net.Server's own close: the handle only (http/https/http2 servers add closing idle connections).
+  net.Server.prototype.close.call(server);
+  also?.();
+  return closed;
 }
 
 // ---- the plain listeners' front door when TLS is on ----

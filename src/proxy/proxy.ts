@@ -14,10 +14,11 @@ import { isWebSocketUpgrade } from './websocket.ts';
 import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
-import { answerPlainFront, listenTls, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
+import { answerPlainFront, listenTls, stopAccepting, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
 import { AddressMatcher } from './cidr.ts';
 import { setClient } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
+import { bindListener } from '../core/listen-fds.ts';
 
 /** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
 export interface ProxySettings {
@@ -155,7 +156,7 @@ export class Proxy {
         const server = this.#createServer();
         this.#identifyClients(server, l.proxyProtocol === true);
         started.push(server);
-        await listenOn(server, l.host, l.port);
+        await bindListener(server, 'public', l.host, l.port);
         const addr = server.address() as AddressInfo;
         bound.push({ host: addr.address, port: addr.port });
       }
@@ -461,7 +462,7 @@ export class Proxy {
     });
     server.keepAliveTimeout = 5000;
     try {
-      await listenOn(server, host, port);
+      await bindListener(server, 'metrics', host, port);
     } catch (err) {
       throw new BatonError('LISTEN_FAILED', `cannot listen for metrics on ${host}:${port}: ${errorMessage(err)}`);
     }
@@ -527,6 +528,45 @@ export class Proxy {
   close(): Promise<void> {
     this.#closed ??= this.#close();
     return this.#closed;
+  }
+
+  /**
+   * A successor daemon accepts on the same listening sockets now (`baton
+   * upgrade`): stop accepting here (only this process's copies of the sockets
+   * close; what the kernel has queued stays for the successor), answer what
+   * still arrives on open connections with Connection: close, let in-flight
+   * requests finish and WebSocket tunnels run until they end or `deadlineMs`
+   * from now; then close the tunnels left with 1001, cut what remains and close
+   * the upstream pools (`done`). Returns what was open when it started.
+   */
+  handOver(deadlineMs: number): { inflight: number; webSockets: number; done: Promise<void> } {
+    this.#closing = true;
+    this.#ctx.closing = true;
+    const targets = [...this.#targets.values()];
+    const inflight = targets.reduce((n, t) => n + t.inflight, 0);
+    const webSockets = targets.reduce((n, t) => n + t.tunnels.size, 0);
+    this.#closed ??= this.#handOver(targets, deadlineMs);
+    return { inflight, webSockets, done: this.#closed };
+  }
+
+  async #handOver(targets: TargetState[], deadlineMs: number): Promise<void> {
+    const metricsClosed = this.#metricsServers.splice(0).map((s) => {
+      const p = new Promise<void>((resolve) => s.close(() => resolve()));
+      s.closeAllConnections();
+      return p;
+    });
+    const servers = this.#servers.splice(0);
+    const tlsListeners = this.#tlsListeners.splice(0);
+    const gone = [...servers.map((s) => stopAccepting(s)), ...tlsListeners.map((l) => l.stopAccepting())];
+    const bound = delay(deadlineMs);
+    await Promise.race([Promise.all(gone), bound.promise]);
+    bound.cancel();
+    await Promise.all(targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS))));
+    for (const s of servers) s.closeAllConnections();
+    for (const l of tlsListeners) l.closeAll();
+    await Promise.all(metricsClosed);
+    await Promise.all(targets.map((t) => t.destroy()));
+    this.#targets.clear();
   }
 
   async #close(): Promise<void> {

@@ -259,6 +259,13 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     },
     daemonLog: () => readFile(path.join(dir, 'daemon.log'), 'utf8').catch(() => ''),
     async cleanup() {
+      // The daemon answering may not be `proc`: `baton upgrade` replaces it with a process of its own.
+      const other = proc && (proc.exitCode !== null || proc.signalCode !== null) ? ((await status().catch(() => null))?.daemon?.pid as number | undefined) : undefined;
+      if (other !== undefined) {
+        await cli(['shutdown', '--stop-instances'], 10_000).catch(() => {});
+        for (let i = 0; i < 150 && !isGone(other); i++) await new Promise((r) => setTimeout(r, 100));
+        if (!isGone(other)) process.kill(other, 'SIGKILL');
+      }
       if (proc && proc.exitCode === null && proc.signalCode === null) {
         await status().catch(() => {});
         await cli(['shutdown', '--stop-instances'], 10_000).catch(() => {});

@@ -1,13 +1,23 @@
 // `baton daemon`: run the daemon in the foreground, JSON-lines logs on stdout.
 
 import { Daemon } from '../../daemon/daemon.ts';
+import { reportFailed, reportReady } from '../../daemon/handover.ts';
 import { locateConfig } from '../locate.ts';
 import { stringFlag, type CliContext } from '../context.ts';
 import { errorMessage } from '../../core/errors.ts';
 
 export async function daemonCommand(ctx: CliContext): Promise<number> {
   const configFile = locateConfig(stringFlag(ctx, 'config')).file;
-  const daemon = await Daemon.start({ configFile });
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({ configFile });
+  } catch (err) {
+    // Started by `baton upgrade`: the old daemon keeps serving and reports why.
+    await reportFailed(err);
+    throw err;
+  }
+  // Serving: tell the daemon this one replaces (if any), and systemd.
+  await reportReady(daemon.logger);
   // SIGTERM/SIGINT: exit but leave the instances running for the next daemon
   // (an upgrade or restart must not take the site down). `baton shutdown
   // --stop-instances` stops them too.
@@ -21,6 +31,12 @@ export async function daemonCommand(ctx: CliContext): Promise<number> {
     daemon.reload().catch((err: unknown) => {
       const details = (err as { details?: string[] }).details ?? [];
       daemon.logger.error('reload refused; the running configuration is unchanged', { error: errorMessage(err), details });
+    });
+  });
+  // SIGUSR2: `baton upgrade` without the CLI (nginx's binary upgrade signal); the outcome is in the log.
+  process.on('SIGUSR2', () => {
+    daemon.upgrade(() => {}).catch((err: unknown) => {
+      daemon.logger.error('upgrade failed; this daemon keeps serving', { error: errorMessage(err), details: (err as { details?: string[] }).details ?? [] });
     });
   });
   await daemon.stopped;
