@@ -7,8 +7,8 @@ import type { CliContext } from './context.ts';
 
 export type Command = (ctx: CliContext) => Promise<number>;
 
-/** What a shell may offer for a value: files, directories, or a fixed list. */
-export type Completion = 'file' | 'dir' | 'none' | readonly string[];
+/** What a shell may offer for a value: files, directories, the config's services (from `baton check --json`), or a fixed list. */
+export type Completion = 'file' | 'dir' | 'service' | 'none' | readonly string[];
 
 export interface FlagSpec {
   type: 'string' | 'boolean';

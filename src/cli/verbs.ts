@@ -4,7 +4,7 @@
 
 import { CONNECT_FLAGS, JSON_FLAG, type ArgSpec, type VerbSpec } from './verb.ts';
 
-const SERVICE: ArgSpec = { name: 'SERVICE', complete: 'none' };
+const SERVICE: ArgSpec = { name: 'SERVICE', complete: 'service' };
 
 const FLEET_FLAGS = {
   fleet: { type: 'string', value: 'FILE', help: 'the fleet file (default: ./fleet.yaml)', complete: 'file' },
@@ -311,7 +311,7 @@ export const VERBS: readonly VerbSpec[] = [
   {
     name: 'completion',
     summary: 'print a shell completion script (bash or zsh)',
-    help: 'bash: `source <(baton completion bash)` (or save it under /etc/bash_completion.d/baton).\nzsh: `baton completion zsh > "${fpath[1]}/_baton"`, then restart the shell.',
+    help: 'Completes verbs, flags, their values, and service names (those of the config in use, read with `baton check --json`).\nbash: `source <(baton completion bash)` (or save it under /etc/bash_completion.d/baton).\nzsh: `baton completion zsh > "${fpath[1]}/_baton"`, then restart the shell.',
     args: [{ name: 'SHELL', choices: ['bash', 'zsh'] }],
     flags: {},
     load: async () => (await import('./commands/completion.ts')).completionCommand,

@@ -147,12 +147,25 @@ test('`baton check` validates without starting anything: exit 0, or 1 with line-
   assert.equal(existsSync(path.join(dir, 'state')), false, 'check created the state directory');
 });
 
-test('bash completion from the verb table: verbs, flags, flag values, arguments', () => {
+/** A directory with a config of two services and another of one; a PATH on which `baton` is this baton (completion runs `baton check --json`). */
+async function serviceCompletionSetup(): Promise<{ dir: string; env: NodeJS.ProcessEnv }> {
+  const dir = path.join(tmp, 'services');
+  const bin = path.join(tmp, 'bin');
+  await mkdir(dir, { recursive: true });
+  await mkdir(bin, { recursive: true });
+  await writeFile(path.join(dir, 'baton.yaml'), 'services:\n  web: { command: x }\n  api: { command: y }\n');
+  await writeFile(path.join(dir, 'other.yaml'), 'services:\n  other: { command: x }\n');
+  await writeFile(path.join(bin, 'baton'), `#!/bin/sh\nexec '${process.execPath}' '${BATON}' "$@"\n`, { mode: 0o755 });
+  return { dir, env: { ...process.env, PATH: `${bin}:${process.env['PATH'] ?? ''}`, HOME: tmp, BATON_CONFIG: undefined } };
+}
+
+test('bash completion from the verb table: verbs, flags, flag values, arguments, the config\'s services', async () => {
+  const services = await serviceCompletionSetup();
   const script = baton(['completion', 'bash']);
   assert.equal(script.code, 0);
-  const complete = (line: string): string => {
+  const complete = (line: string, cwd = ROOT): string => {
     const words = line.split(' ');
-    const r = spawnSync('bash', ['--norc', '-c', `${script.stdout}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _baton; echo "\${COMPREPLY[*]}"`], { encoding: 'utf8', cwd: ROOT });
+    const r = spawnSync('bash', ['--norc', '-c', `${script.stdout}\nCOMP_WORDS=(${words.map((w) => `'${w}'`).join(' ')}); COMP_CWORD=${words.length - 1}; _baton; echo "\${COMPREPLY[*]}"`], { encoding: 'utf8', cwd, env: services.env });
     assert.equal(r.status, 0, r.stderr);
     return r.stdout.trim();
   };
@@ -164,9 +177,13 @@ test('bash completion from the verb table: verbs, flags, flag values, arguments'
   assert.equal(complete('baton completion '), 'bash zsh');
   assert.equal(complete('baton deploy web bi'), 'bin');
   assert.doesNotMatch(complete('baton '), /deploy-push/);
+  assert.equal(complete('baton deploy ', services.dir), 'web api');
+  assert.equal(complete('baton rollback w', services.dir), 'web');
+  assert.equal(complete('baton --config other.yaml status ', services.dir), 'other');
 });
 
-test('zsh completion from the verb table: what a real zsh offers after a Tab', () => {
+test('zsh completion from the verb table: what a real zsh offers after a Tab', async () => {
+  const services = await serviceCompletionSetup();
   const script = baton(['completion', 'zsh']);
   assert.equal(script.code, 0);
   const fpath = path.join(tmp, 'zfunc');
@@ -174,8 +191,8 @@ test('zsh completion from the verb table: what a real zsh offers after a Tab', (
   spawnSync('sh', ['-c', `cat > '${path.join(fpath, '_baton')}'`], { input: script.stdout });
   const syntax = spawnSync('zsh', ['-n', path.join(fpath, '_baton')], { encoding: 'utf8' });
   assert.equal(syntax.status, 0, syntax.stderr);
-  const complete = (line: string): string => {
-    const r = spawnSync('zsh', ['-f', path.join(ROOT, 'test/fixtures/zsh-complete.zsh'), fpath, line], { encoding: 'utf8', timeout: 30_000, env: { ...process.env, HOME: tmp } });
+  const complete = (line: string, cwd = ROOT): string => {
+    const r = spawnSync('zsh', ['-f', path.join(ROOT, 'test/fixtures/zsh-complete.zsh'), fpath, line], { encoding: 'utf8', timeout: 30_000, cwd, env: services.env });
     assert.equal(r.status, 0, r.stderr);
     return r.stdout.split('\n').filter((l) => l !== '').sort().join(' ');
   };
@@ -183,6 +200,8 @@ test('zsh completion from the verb table: what a real zsh offers after a Tab', (
   assert.equal(complete('baton re'), 'releases reload restart resume');
   assert.equal(complete('baton deploy web --strategy '), 'blue_green canary');
   assert.equal(complete('baton -c x.yaml maintenance web '), 'off on');
+  assert.equal(complete('baton deploy ', services.dir), 'api web');
+  assert.equal(complete('baton -c other.yaml status ', services.dir), 'other');
   assert.equal(complete('baton logs web -'), '--config --follow --help --json --lines --socket -c -f -h -n');
 });
 
