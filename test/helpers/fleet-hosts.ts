@@ -399,7 +399,8 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
     await Promise.all(hosts.map((h) => h.startSshd()));
     await Promise.all(hosts.map((h) => h.startDaemon()));
     if (opts.haproxy) {
-      const port = await freePortOn('127.0.0.1');
+      // Its own loopback address too: other suites' ports live on 127.0.0.1.
+      const port = await freePortOn('127.0.0.10');
       const servers = hosts.map((h) =>
         opts.haproxy && opts.haproxy.agentCheck
           ? `  server ${h.name} ${h.address}:${h.port} weight 100 check inter 200ms agent-check agent-addr ${h.address} agent-port ${h.agentPort} agent-inter 200ms`
@@ -420,7 +421,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
         '  retries 2',
         '  retry-on conn-failure empty-response response-timeout',
         'frontend fe',
-        `  bind 127.0.0.1:${port}`,
+        `  bind 127.0.0.10:${port}`,
         '  default_backend be_web',
         'backend be_web',
         '  balance roundrobin',
@@ -443,7 +444,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
         const rows = stat.split('\n').filter((l) => l.startsWith('be_web,h'));
         return rows.length === hosts.length && rows.every((r) => r.split(',')[17] === 'UP');
       }, 20_000, 100);
-      haproxyInfo = { url: `http://127.0.0.1:${port}`, socket: haproxySocket, port, backend: 'be_web' };
+      haproxyInfo = { url: `http://127.0.0.10:${port}`, socket: haproxySocket, port, backend: 'be_web' };
     }
   } catch (err) {
     await fleet.cleanup().catch(() => {});
