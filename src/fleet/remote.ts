@@ -146,12 +146,14 @@ export class RemoteHost {
    */
   deploy(service: string, artifact: { name: string }, opts: { skipMigrate: boolean; timeoutMs: number }, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
     if (!this.#artifactsAbs) throw new BatonError('INTERNAL', `${this.name}: the artifacts directory was not resolved (preflight)`);
-    const body = { releaseDir: `${this.#artifactsAbs}/${artifact.name}`, actor: this.actor, ...(opts.skipMigrate ? { skipMigrate: true } : {}) };
+    // until 'switched': the answer comes once traffic has moved; the old instances drain on in the daemon
+    // (a rollback meanwhile takes them straight back), so the next batch does not wait for them.
+    const body = { releaseDir: `${this.#artifactsAbs}/${artifact.name}`, actor: this.actor, until: 'switched', ...(opts.skipMigrate ? { skipMigrate: true } : {}) };
     return this.#stream(`/services/${encodeURIComponent(service)}/deploy`, body, opts.timeoutMs, onEvent);
   }
 
   rollback(service: string, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {
-    return this.#stream(`/services/${encodeURIComponent(service)}/rollback`, { actor: this.actor }, 120_000, onEvent);
+    return this.#stream(`/services/${encodeURIComponent(service)}/rollback`, { actor: this.actor, until: 'switched' }, 120_000, onEvent);
   }
 
   async #stream(path: string, body: unknown, timeoutMs: number, onEvent: (e: DeployEvent) => void): Promise<DeployOutcome> {

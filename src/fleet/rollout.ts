@@ -255,7 +255,7 @@ export class Rollout {
       try {
         this.#set(name, 'reverting');
         const out = await this.#host(name).rollback(this.rec.service, () => {});
-        if (out.state !== 'done') throw new BatonError('FLEET_ROLLOUT_FAILED', `rollback ended ${out.state}: ${out.error?.message ?? ''}`);
+        if (out.state !== 'done' && out.state !== 'switched') throw new BatonError('FLEET_ROLLOUT_FAILED', `rollback ended ${out.state}: ${out.error?.message ?? ''}`);
         this.rec.hosts[name]!.to = out.toRelease;
         this.#set(name, 'reverted', `back on ${out.toRelease} in ${formatDuration(out.durationMs)}`);
       } catch (err) {
@@ -312,8 +312,8 @@ export class Rollout {
       if (e.step === 'starting' || e.step === 'verifying') this.#set(name, 'starting');
       else if (e.step === 'shifting') this.#set(name, 'switching');
     });
-    if (first) this.rec.migrated = outcome.state === 'done' || outcome.switchAfterMs !== null;
-    if (outcome.state !== 'done') {
+    if (first) this.rec.migrated = outcome.state === 'done' || outcome.state === 'switched' || outcome.switchAfterMs !== null;
+    if (outcome.state !== 'done' && outcome.state !== 'switched') {
       throw new BatonError('FLEET_ROLLOUT_FAILED', `deploy ${outcome.state}: ${outcome.error?.message ?? 'no reason given'}`);
     }
     rec.from = outcome.fromRelease;
