@@ -22,11 +22,14 @@ function verb(args) {
 }
 
 const SEMI_SPACE = '--max-semi-space-size=1';
+// The proxy collects the young generation after every few MiB it streams, so
+// that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
+const EXPOSE_GC = '--expose-gc';
 if (verb(process.argv.slice(2)) === 'daemon' && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
   // The daemon is long-lived and mostly idle: a small young generation keeps its
-  // resident memory low (V8 reads this flag only at start, so the process
-  // replaces itself with the flag set: same pid, nothing in between).
-  process.execve(process.execPath, [process.execPath, SEMI_SPACE, ...process.execArgv, ...process.argv.slice(1)], process.env);
+  // resident memory low (V8 reads these flags only at start, so the process
+  // replaces itself with the flags set: same pid, nothing in between).
+  process.execve(process.execPath, [process.execPath, SEMI_SPACE, EXPOSE_GC, ...process.execArgv, ...process.argv.slice(1)], process.env);
 }
 
 // node:sqlite and type stripping announce themselves as experimental; the

@@ -71,7 +71,7 @@ writeFileSync(
     output: blob,
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    execArgv: ['--max-semi-space-size=1'],
+    execArgv: ['--max-semi-space-size=1', '--expose-gc'],
     // The dashboard's browser files, read back with node:sea's getAsset().
     assets: Object.fromEntries(Object.entries(assetFiles()).map(([name, file]) => [seaKey(name), file])),
   }),

@@ -6,6 +6,7 @@ import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import { clientOf } from './client.ts';
+import { bodyBytes, onRequestBodyData } from './gc-pacer.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
@@ -182,6 +183,11 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       return;
     }
     expectSend(this);
+    // Count the body's bytes. Only now: undici attaches its own 'data' listener in
+    // this same synchronous step, so the stream starts flowing (next tick) with both
+    // listeners on, and no chunk can pass before undici reads it. A body is sent
+    // once at most (never resent once on a socket), so this runs once per request.
+    if (this.#hasBody) this.#req.on('data', onRequestBodyData);
   }
 
   onResponseStarted(): void {
@@ -218,6 +224,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    bodyBytes(chunk.length);
     if (!this.#res.write(chunk)) {
       controller.pause();
       if (!this.#drainHooked) {

@@ -15,14 +15,13 @@ const SIZE = 1024 ** 3;
 const MiB = 2 ** 20;
 /**
  * How far the daemon's RSS may rise above its after-traffic idle while a GiB
- * streams through it each way. The bytes in flight are bounded by socket and
- * stream buffers (a few hundred KiB: backpressure both ways); what the daemon
- * gains beyond them is glibc's main heap keeping freed read buffers (measured
- * here: +25 to +38 MiB, in /proc/PID/smaps' [heap], while V8's heap and live
- * ArrayBuffers are back to idle). A proxy that buffered bodies would grow by
- * hundreds of MiB; this bound catches that, with room for the allocator.
+ * streams through it each way, and stay there. The bytes in flight are bounded
+ * by socket and stream buffers (backpressure both ways); what grew before was
+ * glibc's heap keeping the high-water mark of dead 64 KiB read buffers that V8
+ * had not collected yet (+25 to +38 MiB here, all in /proc/PID/smaps' [heap]).
+ * With collections paced by the bytes streamed (src/proxy/gc-pacer.ts): +7 to +10 MiB.
  */
-const MAX_GROWTH = 56 * MiB;
+const MAX_GROWTH = 24 * MiB;
 
 /** A body of `size` bytes made from one reused 64 KiB chunk, produced on demand (backpressure-driven). */
 function generated(size: number): Readable {
