@@ -60,7 +60,8 @@ export async function reportReady(logger: Logger): Promise<void> {
     await send({ type: 'ready', pid: process.pid });
     process.disconnect?.();
   }
-  await notifySystemd(predecessorPid() !== null ? [`MAINPID=${process.pid}`, 'READY=1'] : ['READY=1'], logger);
+  // --pid: the message says MAINPID=<this pid> (and is sent with its credentials where allowed).
+  await notifySystemd(['READY=1'], logger);
 }
 
 /** Start-up failed: tell the predecessor why (it keeps serving and says so). */

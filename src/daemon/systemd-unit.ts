@@ -37,10 +37,17 @@ export function renderUnit(o: UnitOptions): string {
     'Wants=network-online.target',
     '',
     '[Service]',
-    'Type=simple',
+    // The daemon says READY=1 once it serves; after `baton upgrade` (or SIGUSR2)
+    // the new daemon sends MAINPID=<its pid> so systemd tracks it, not the old
+    // one, which drains and exits (src/daemon/handover.ts). NotifyAccess=all:
+    // the message comes from systemd-notify, a child of the daemon.
+    'Type=notify',
+    'NotifyAccess=all',
     `ExecStart=${[...o.baton, 'daemon', '--config', o.config].map(word).join(' ')}`,
     // SIGHUP re-reads the config file (a bad file changes nothing).
     'ExecReload=/bin/kill -HUP $MAINPID',
+    // Start-up re-adopts the instances and waits (bounded) for their health checks.
+    'TimeoutStartSec=90s',
     // Only the daemon is signalled on stop/restart: the app instances in this
     // cgroup keep serving and the next daemon re-adopts them.
     'KillMode=process',
