@@ -40,20 +40,16 @@ export function connectionNominated(value: string | readonly string[] | undefine
   return out;
 }
 
-/** A Forwarded (RFC 7239) node: IPv6 in brackets and quotes, IPv4 bare. */
-function forwardedNode(ip: string): string {
-  return ip.includes(':') ? `"[${ip}]"` : ip;
-}
-
-/** A quoted-string (RFC 9110 5.6.4). */
+/** A quoted-string (RFC 9110 5.6.4); the escaping pass only when needed (it never is for a valid Host). */
 function quoted(v: string): string {
+  if (v.indexOf('"') < 0 && v.indexOf('\\') < 0) return `"${v}"`;
   return `"${v.replace(/[\\"]/g, '\\$&')}"`;
 }
 
 /** This hop's Forwarded element. */
 function forwardedElement(facts: ClientConnection, host: string | null): string {
-  const forHost = host === null ? '' : `;host=${quoted(host)}`;
-  return `for=${forwardedNode(facts.address)}${forHost};proto=${facts.proto}`;
+  const node = facts.address.indexOf(':') < 0 ? facts.address : `"[${facts.address}]"`;
+  return host === null ? `for=${node};proto=${facts.proto}` : `for=${node};host=${quoted(host)};proto=${facts.proto}`;
 }
 
 /**
