@@ -3,6 +3,7 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import net from 'node:net';
 import { Proxy, type ListenerSpec } from '../../src/proxy/index.ts';
 import { silentLogger } from '../../src/core/log.ts';
@@ -185,4 +186,26 @@ test('a listener that requires the PROXY protocol without trusted proxies is ref
   } finally {
     await proxy.close();
   }
+});
+
+test('PROXY protocol: a WebSocket upgrade carries the client the header names', async (t) => {
+  const seen: Record<string, string | undefined>[] = [];
+  const upstream = http.createServer((_req, res) => res.end('plain'));
+  upstream.on('upgrade', (req: http.IncomingMessage, socket: net.Socket) => {
+    seen.push({ xff: req.headers['x-forwarded-for'] as string | undefined, forwarded: req.headers['forwarded'] as string | undefined });
+    socket.end('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n');
+  });
+  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    upstream.closeAllConnections();
+    return new Promise<void>((resolve) => upstream.close(() => resolve()));
+  });
+  const { ports } = await startProxyWith(t, ['127.0.0.1'], [{ host: '127.0.0.1', port: 0, proxyProtocol: true }], (upstream.address() as net.AddressInfo).port);
+  const handshake =
+    'PROXY TCP4 203.0.113.9 10.0.0.1 56324 80\r\n' +
+    'GET /ws HTTP/1.1\r\nHost: site.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Forwarded-For: 6.6.6.6\r\n' +
+    'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n';
+  const got = await rawSession(ports[0]!, [handshake]);
+  assert.match(got, /^HTTP\/1\.1 101 /);
+  assert.deepEqual(seen, [{ xff: '203.0.113.9', forwarded: 'for=203.0.113.9;host="site.test";proto=http' }]);
 });
