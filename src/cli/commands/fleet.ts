@@ -29,6 +29,9 @@ class Session {
   readonly cfg: FleetConfig;
   readonly ssh = new Map<string, SshHost>();
   readonly controlDir = defaultControlDir();
+  /** The rollout under way: Ctrl-C pauses it instead of ending the session. */
+  rollout: Rollout | null = null;
+  interrupted = false;
 
   constructor(cfg: FleetConfig) {
     this.cfg = cfg;
@@ -70,9 +73,28 @@ class Session {
 async function withSession<T>(ctx: CliContext, f: (s: Session) => Promise<T>): Promise<T> {
   const file = typeof ctx.flags['fleet'] === 'string' ? ctx.flags['fleet'] : DEFAULT_FLEET_FILE;
   const s = new Session(await loadFleetConfig(file));
+  // The ssh processes are in their own process groups (a rollout must outlive a
+  // Ctrl-C until its step is done), so the terminal's signal never reaches them:
+  // outside a rollout, Ctrl-C ends them here, and what waited on them fails.
+  const interrupted = (): void => {
+    if (s.rollout) {
+      s.rollout.requestPause();
+      if (!ctx.json) ctx.out('\n  interrupted: pausing once the hosts in progress have finished their step …\n');
+    } else {
+      s.interrupted = true;
+      s.close();
+    }
+  };
+  process.on('SIGINT', interrupted);
+  process.on('SIGTERM', interrupted);
   try {
     return await f(s);
+  } catch (err) {
+    if (s.interrupted) throw new BatonError('FLEET_ROLLOUT_FAILED', `interrupted (${errorMessage(err)})`);
+    throw err;
   } finally {
+    process.off('SIGINT', interrupted);
+    process.off('SIGTERM', interrupted);
     s.close();
   }
 }
@@ -159,17 +181,11 @@ function exitCode(rec: RolloutRecord): number {
   return 1;
 }
 
-/** Ctrl-C pauses: the hosts in progress finish their step (their ssh commands run in their own process groups). */
-function onInterrupt(ctx: CliContext, r: Rollout): () => void {
-  const handler = (): void => {
-    r.requestPause();
-    if (!ctx.json) ctx.out('\n  interrupted: pausing once the hosts in progress have finished their step …\n');
-  };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+/** Ctrl-C pauses the rollout: the hosts in progress finish their step (see withSession). */
+function onInterrupt(s: Session, r: Rollout): () => void {
+  s.rollout = r;
   return () => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    s.rollout = null;
   };
 }
 
@@ -211,7 +227,7 @@ async function deploy(ctx: CliContext, s: Session): Promise<number> {
     emit({ type: 'phase', phase: 'preflight', ms: rec.phases['preflight'], message: pre.map((p) => `${p.host} baton ${p.version} on ${p.currentRelease ?? '(none)'}`).join(', ') });
     const lockHost = await lockFleet(s, rec);
     const r = new Rollout(rec, hosts, s.balancer(), emit);
-    const off = onInterrupt(ctx, r);
+    const off = onInterrupt(s, r);
     try {
       await r.save();
       await r.ship(artifact);
@@ -272,7 +288,7 @@ async function resume(ctx: CliContext, s: Session): Promise<number> {
   await settleInProgress(rec, hosts);
   const emit = printer(ctx);
   const r = new Rollout(rec, hosts, s.balancer(), emit);
-  const off = onInterrupt(ctx, r);
+  const off = onInterrupt(s, r);
   try {
     if (!ctx.json) ctx.out(`resuming rollout ${rec.id} of ${rec.service} (${rec.artifact.name})\n`);
     // Hosts not shipped to before the pause: the artifact must still be on the first host that has it.
