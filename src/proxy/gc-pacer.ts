@@ -22,7 +22,7 @@ type Collect = (options: { type: 'minor' | 'major'; execution: 'sync' | 'async' 
 const collect = (globalThis as { gc?: Collect }).gc ?? null;
 let streamed = 0;
 
-/** `n` bytes of a body went through. */
+/** `n` bytes of a body (or of a WebSocket tunnel) went through. */
 export function bodyBytes(n: number): void {
   if (collect === null) return;
   streamed += n;

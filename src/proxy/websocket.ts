@@ -6,6 +6,7 @@ import type { Logger } from '../core/log.ts';
 import { pick } from './balancer.ts';
 import { forwardRequestHeaders } from './headers.ts';
 import { clientOf } from './client.ts';
+import { bodyBytes } from './gc-pacer.ts';
 import { errorStatus, rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import { FrameTracker, clientCloseFrame, serverCloseFrame } from './ws-frames.ts';
@@ -265,6 +266,7 @@ export class Tunnel implements TunnelHandle {
   }
 
   #relay(d: Direction, chunk: Buffer): void {
+    bodyBytes(chunk.length);
     if (d.inject === 0) {
       d.tracker.push(chunk);
       this.#write(d, chunk);
