@@ -6,6 +6,7 @@ import { BatonError } from '../core/errors.ts';
 import { num, numOrNull, str, strOrNull, type Row } from './row.ts';
 import type {
   DeploymentEventRow,
+  DeploymentKey,
   DeploymentKind,
   DeploymentPatch,
   DeploymentRow,
@@ -22,15 +23,20 @@ export class DeploymentTable {
   #create: StatementSync;
   #update: StatementSync;
   #get: StatementSync;
+  #getBySeq: StatementSync;
   #list: StatementSync;
   #active: StatementSync;
   #addEvent: StatementSync;
   #listEvents: StatementSync;
 
   constructor(db: DatabaseSync) {
+    // The next number of the service is taken in the INSERT itself: one statement
+    // is atomic, and the unique (service, seq) index makes a race loud, not silent.
     this.#create = db.prepare(`
-      INSERT INTO deployments (service, kind, from_release, to_release, actor, state, started_at)
-      VALUES (?, ?, ?, ?, ?, 'planned', ?)`);
+      INSERT INTO deployments (service, seq, kind, from_release, to_release, actor, state, started_at)
+      VALUES (:service, (SELECT COALESCE(MAX(seq), 0) + 1 FROM deployments WHERE service = :service),
+              :kind, :from_release, :to_release, :actor, 'planned', :started_at)
+      RETURNING id, seq`);
     // One statement for every patch shape: a set_* flag says whether the field
     // was given, so `finishedAt: null` clears while an absent field is kept.
     this.#update = db.prepare(`
@@ -42,6 +48,7 @@ export class DeploymentTable {
         failed      = CASE WHEN :set_failed      THEN :failed      ELSE failed      END
       WHERE id = :id`);
     this.#get = db.prepare('SELECT * FROM deployments WHERE id = ?');
+    this.#getBySeq = db.prepare('SELECT * FROM deployments WHERE service = ? AND seq = ?');
     this.#list = db.prepare('SELECT * FROM deployments WHERE service = ? ORDER BY id DESC LIMIT ?');
     this.#active = db.prepare(`SELECT * FROM deployments WHERE state NOT IN (${FINAL_LIST}) ORDER BY id`);
     this.#addEvent = db.prepare(`
@@ -50,9 +57,17 @@ export class DeploymentTable {
     this.#listEvents = db.prepare('SELECT * FROM deployment_events WHERE deployment_id = ? ORDER BY id');
   }
 
-  create(d: NewDeployment, now: number): number {
-    const r = this.#create.run(d.service, d.kind, d.fromRelease, d.toRelease, d.actor, now);
-    return Number(r.lastInsertRowid);
+  create(d: NewDeployment, now: number): DeploymentKey {
+    const row = this.#create.get({
+      service: d.service,
+      kind: d.kind,
+      from_release: d.fromRelease,
+      to_release: d.toRelease,
+      actor: d.actor,
+      started_at: now,
+    });
+    if (!row) throw new BatonError('INTERNAL', `store: inserting a deployment of ${d.service} returned no row`);
+    return { id: num(row, 'id'), seq: num(row, 'seq') };
   }
 
   update(id: number, patch: DeploymentPatch): void {
@@ -75,6 +90,11 @@ export class DeploymentTable {
 
   get(id: number): DeploymentRow | null {
     const row = this.#get.get(id);
+    return row ? toDeployment(row) : null;
+  }
+
+  getBySeq(service: string, seq: number): DeploymentRow | null {
+    const row = this.#getBySeq.get(service, seq);
     return row ? toDeployment(row) : null;
   }
 
@@ -102,6 +122,7 @@ function flag(v: unknown): number {
 function toDeployment(row: Row): DeploymentRow {
   return {
     id: num(row, 'id'),
+    seq: num(row, 'seq'),
     service: str(row, 'service'),
     kind: str(row, 'kind') as DeploymentKind,
     fromRelease: strOrNull(row, 'from_release'),

@@ -15,6 +15,7 @@ import { ServiceTable } from './services.ts';
 import { transaction } from './transaction.ts';
 import type {
   DeploymentEventRow,
+  DeploymentKey,
   DeploymentPatch,
   DeploymentRow,
   InstanceRow,
@@ -147,8 +148,8 @@ export class Store {
 
   // deployments
 
-  /** Records a new deployment in state 'planned', started now; returns its id. */
-  createDeployment(d: NewDeployment): number {
+  /** Records a new deployment in state 'planned', started now; returns its id and its number within the service. */
+  createDeployment(d: NewDeployment): DeploymentKey {
     return this.#deployments.create(d, this.#now());
   }
 
@@ -159,6 +160,11 @@ export class Store {
 
   getDeployment(id: number): DeploymentRow | null {
     return this.#deployments.get(id);
+  }
+
+  /** A deployment by its number within its service (what users see: web#12). */
+  getDeploymentBySeq(service: string, seq: number): DeploymentRow | null {
+    return this.#deployments.getBySeq(service, seq);
   }
 
   /** Newest first. */

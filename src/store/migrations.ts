@@ -101,6 +101,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    name: 'deployment numbers per service',
+    sql: `
+      -- Users name a deployment within its service ("web#12"); the global id stays
+      -- the key events refer to. Existing rows are numbered in their service's order.
+      ALTER TABLE deployments ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+      UPDATE deployments SET seq = (
+        SELECT COUNT(*) FROM deployments AS earlier
+        WHERE earlier.service = deployments.service AND earlier.id <= deployments.id
+      );
+      CREATE UNIQUE INDEX deployments_by_service_seq ON deployments (service, seq);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.reduce((max, m) => Math.max(max, m.version), 0);

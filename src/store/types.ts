@@ -70,8 +70,16 @@ export interface DeploymentPatch {
   failed?: number;
 }
 
-export interface DeploymentRow extends NewDeployment {
+/**
+ * How a deployment is named. `id`: global across services, the store's key (events
+ * refer to it). `seq`: 1, 2, 3… within its service, the number users see ("web#12").
+ */
+export interface DeploymentKey {
   id: number;
+  seq: number;
+}
+
+export interface DeploymentRow extends NewDeployment, DeploymentKey {
   state: DeploymentState;
   startedAt: number;
   finishedAt: number | null;

@@ -111,9 +111,10 @@ test('releases: add, get, list newest first, mark deployed, delete', (t) => {
 test('deployments: create, update, get, list, active', (t) => {
   const clock = { t: 5000 };
   const store = openStore(t, tempFile(t), clock);
-  const id1 = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice' });
+  const { id: id1, seq: seq1 } = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice' });
+  assert.equal(seq1, 1);
   assert.deepEqual(store.getDeployment(id1), {
-    id: id1, service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice',
+    id: id1, seq: 1, service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'alice',
     state: 'planned', startedAt: 5000, finishedAt: null, error: null, requests: 0, failed: 0,
   });
   store.updateDeployment(id1, { state: 'starting' });
@@ -130,9 +131,15 @@ test('deployments: create, update, get, list, active', (t) => {
   assert.equal(d?.failed, 1);
   assert.throws(() => store.updateDeployment(9999, { state: 'done' }), (err) => err instanceof BatonError && err.code === 'INTERNAL');
 
-  const id2 = store.createDeployment({ service: 'web', kind: 'rollback', fromRelease: 'r2', toRelease: 'r1', actor: 'bob' });
-  const id3 = store.createDeployment({ service: 'api', kind: 'restart', fromRelease: 'a1', toRelease: 'a1', actor: 'cli' });
-  const id4 = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r1', toRelease: 'r3', actor: 'cli' });
+  const { id: id2 } = store.createDeployment({ service: 'web', kind: 'rollback', fromRelease: 'r2', toRelease: 'r1', actor: 'bob' });
+  const { id: id3 } = store.createDeployment({ service: 'api', kind: 'restart', fromRelease: 'a1', toRelease: 'a1', actor: 'cli' });
+  const { id: id4 } = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r1', toRelease: 'r3', actor: 'cli' });
+  // Numbered per service: web 1, 2, 3 and api 1, whatever the global ids.
+  assert.deepEqual(store.listDeployments('web', 10).map((x) => x.seq), [3, 2, 1]);
+  assert.deepEqual(store.listDeployments('api', 10).map((x) => x.seq), [1]);
+  assert.equal(store.getDeploymentBySeq('web', 3)?.id, id4);
+  assert.equal(store.getDeploymentBySeq('api', 1)?.id, id3);
+  assert.equal(store.getDeploymentBySeq('api', 2), null);
   store.updateDeployment(id2, { state: 'rolled_back' });
   store.updateDeployment(id3, { state: 'aborting' });
   assert.deepEqual(store.listDeployments('web', 10).map((x) => x.id), [id4, id2, id1]);
@@ -144,9 +151,38 @@ test('deployments: create, update, get, list, active', (t) => {
   assert.equal(store.getDeployment(12345), null);
 });
 
+test('migration 3 numbers existing deployments within their service, in order', (t) => {
+  const file = tempFile(t);
+  // A database as baton left it before migration 3: two services' deployments interleaved.
+  Store.open(file).close();
+  const db = new DatabaseSync(file);
+  let ids: number[];
+  try {
+    db.exec('DROP INDEX deployments_by_service_seq; ALTER TABLE deployments DROP COLUMN seq; DELETE FROM schema_migrations WHERE version >= 3');
+    const insert = db.prepare(`INSERT INTO deployments (service, kind, to_release, actor, state, started_at) VALUES (?, 'deploy', 'r', 'a', 'done', 0) RETURNING id`);
+    const order = ['web', 'api', 'web', 'web', 'api', 'worker', 'web'];
+    ids = order.map((s) => Number(insert.get(s)?.['id']));
+    db.prepare(`INSERT INTO deployment_events (deployment_id, step, message, at) VALUES (?, 'done', 'kept', 1)`).run(ids[3]!);
+  } finally {
+    db.close();
+  }
+
+  const store = openStore(t, file);
+  const seqOf = (service: string): Array<[number, number]> => store.listDeployments(service, 100).map((d) => [d.id, d.seq]);
+  assert.deepEqual(seqOf('web'), [[ids[6]!, 4], [ids[3]!, 3], [ids[2]!, 2], [ids[0]!, 1]]);
+  assert.deepEqual(seqOf('api'), [[ids[4]!, 2], [ids[1]!, 1]]);
+  assert.deepEqual(seqOf('worker'), [[ids[5]!, 1]]);
+  assert.equal(store.listDeploymentEvents(ids[3]!)[0]?.message, 'kept', 'events still belong to their deployment');
+  // New deployments continue each service's numbering; global ids stay unique.
+  const next = store.createDeployment({ service: 'api', kind: 'deploy', fromRelease: null, toRelease: 'r', actor: 'a' });
+  assert.equal(next.seq, 3);
+  assert.ok(next.id > Math.max(...ids));
+  assert.equal(store.createDeployment({ service: 'new', kind: 'deploy', fromRelease: null, toRelease: 'r', actor: 'a' }).seq, 1);
+});
+
 test('deployment events: oldest first, defaults, foreign key', (t) => {
   const store = openStore(t);
-  const id = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'a' });
+  const { id } = store.createDeployment({ service: 'web', kind: 'deploy', fromRelease: null, toRelease: 'r1', actor: 'a' });
   store.addDeploymentEvent({ deploymentId: id, step: 'starting', message: 'spawned 2', at: 10 });
   store.addDeploymentEvent({ deploymentId: id, step: 'verifying', message: 'slow', at: 20, durationMs: 1500, level: 'warn' });
   assert.deepEqual(
@@ -200,7 +236,7 @@ test('data survives close and reopen', (t) => {
   const a = Store.open(file, { now: () => 7 });
   a.setServiceReleases('web', 'r1', 'r0');
   a.addRelease({ id: 'r1', service: 'web', name: 'one', sourcePath: '/s', dir: '/d', createdAt: 1 });
-  const id = a.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r0', toRelease: 'r1', actor: 'x' });
+  const { id } = a.createDeployment({ service: 'web', kind: 'deploy', fromRelease: 'r0', toRelease: 'r1', actor: 'x' });
   a.updateDeployment(id, { state: 'shifting' });
   a.addDeploymentEvent({ deploymentId: id, step: 'shifting', message: 'm', at: 3 });
   a.close();
