@@ -43,11 +43,11 @@ export function outcomeSummary(o: DeployOutcome): string {
   const verb = { deploy: 'deploy', rollback: 'rollback', restart: 'restart' }[o.kind];
   const traffic = `${o.requests} request(s) answered during the ${verb}: ${o.failed} failed in baton${o.retries ? ` (${o.retries} retried)` : ''}, ${o.appErrors} answered 5xx by the app`;
   if (o.state === 'switched') {
-    return `✓ ${verb} of ${o.service} to ${o.toRelease}: traffic switched at +${formatDuration(o.switchAfterMs ?? o.durationMs)}; the old instances drain in the daemon (\`baton status ${o.service}\`)\n  ${traffic}`;
+    return `✓ ${verb} #${o.seq} of ${o.service} to ${o.toRelease}: traffic switched at +${formatDuration(o.switchAfterMs ?? o.durationMs)}; the old instances drain in the daemon (\`baton status ${o.service}\`)\n  ${traffic}`;
   }
   if (o.state === 'done') {
     const sw = o.switchAfterMs === null ? '' : `, traffic switched at +${formatDuration(o.switchAfterMs)}`;
-    return `✓ ${verb} of ${o.service} to ${o.toRelease} done in ${formatDuration(o.durationMs)}${sw}\n  ${traffic}`;
+    return `✓ ${verb} #${o.seq} of ${o.service} to ${o.toRelease} done in ${formatDuration(o.durationMs)}${sw}\n  ${traffic}`;
   }
-  return `✗ ${verb} of ${o.service} to ${o.toRelease} failed after ${formatDuration(o.durationMs)}: ${o.error?.message ?? o.state}\n  ${o.fromRelease ?? 'nothing'} keeps serving; ${traffic}`;
+  return `✗ ${verb} #${o.seq} of ${o.service} to ${o.toRelease} failed after ${formatDuration(o.durationMs)}: ${o.error?.message ?? o.state}\n  ${o.fromRelease ?? 'nothing'} keeps serving; ${traffic}`;
 }

@@ -32,7 +32,7 @@ export interface ServiceStatus {
   standbyRelease: string | null;
   /** Until when the standby's processes keep running (null: not running). */
   standbyWarmUntil: number | null;
-  /** Id of the deployment holding the service (until its switch). */
+  /** The deployment holding the service (until its switch): its number within the service. */
   deploying: number | null;
   /** Old instances still finishing their requests and WebSockets after a switch (a rollback to them is instant). */
   draining: DrainingStatus[];
@@ -61,6 +61,7 @@ export interface HostDrainStatus {
 
 export interface DrainingStatus {
   release: string;
+  /** The deployment that switched away from this release: its number within the service. */
   deploymentId: number;
   instances: number;
   /** When the drain deadline passes (epoch ms). */
@@ -116,7 +117,10 @@ export interface ReleaseInfo {
 }
 
 export interface DeploymentInfo {
+  /** The store's key, global across services (internal; names nothing for users). */
   id: number;
+  /** The deployment's number within its service: 1, 2, 3… (`web#12`); what every user-facing place shows. */
+  seq: number;
   kind: string;
   fromRelease: string | null;
   toRelease: string;

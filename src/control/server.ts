@@ -19,7 +19,8 @@ import { API_PREFIX, type ApiError, type DeploySource, type DeploymentInfo, type
 export interface ControlHandlers {
   status(service?: string): StatusResponse;
   releases(service: string): ReleaseInfo[];
-  history(service: string, limit: number, withEvents: boolean, id?: number): DeploymentInfo[];
+  /** `seq`: one deployment, by its number within the service. */
+  history(service: string, limit: number, withEvents: boolean, seq?: number): DeploymentInfo[];
   logFiles(service: string): string[];
   /** Where the service's instance logs are (those of stopped instances too). */
   logDir(service: string): string;
@@ -248,9 +249,10 @@ export class ControlServer {
       if (method === 'GET' && verb === 'releases') return json(res, 200, h.releases(service));
       if (method === 'GET' && verb === 'history') {
         const limit = clampInt(url.searchParams.get('limit'), 20, 1, 1000);
-        const id = url.searchParams.get('id');
-        if (id !== null && !/^\d+$/.test(id)) throw new BatonError('BAD_REQUEST', `deployment id must be a number, got "${id}"`);
-        return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1', id === null ? undefined : Number(id)));
+        // seq: the deployment's number within the service (web#12), as `baton history` shows it.
+        const seq = url.searchParams.get('seq');
+        if (seq !== null && !/^\d+$/.test(seq)) throw new BatonError('BAD_REQUEST', `deployment number must be a number, got "${seq}"`);
+        return json(res, 200, h.history(service, limit, url.searchParams.get('events') === '1', seq === null ? undefined : Number(seq)));
       }
       if (method === 'GET' && verb === 'logs') return this.#logs(req, res, service, url);
       if (method === 'POST' && verb === 'promote') return json(res, 200, await h.promote(service, (await readJson(req))['full'] === true));

@@ -22,7 +22,10 @@ export type DeploymentState =
 export interface DeployEvent {
   /** 'output': one line of a hook's output, streamed but not stored line by line. */
   type: 'step' | 'info' | 'warn' | 'error' | 'output';
+  /** The store's key of the deployment, global across services (internal). */
   deploymentId: number;
+  /** The deployment's number within its service, as users name it (web#12). */
+  seq: number;
   step: DeploymentState;
   message: string;
   at: number; // epoch ms
@@ -35,7 +38,10 @@ export interface DeployEvent {
 
 /** How a deployment ended: the last line of its stream. */
 export interface DeployOutcome {
+  /** The store's key of the deployment, global across services (internal). */
   deploymentId: number;
+  /** The deployment's number within its service, as users name it (web#12). */
+  seq: number;
   service: string;
   kind: DeploymentKind;
   fromRelease: string | null;

@@ -252,8 +252,8 @@ export class Daemon implements RuntimeHost {
     return releaseList(this.runtime(service), this.store);
   }
 
-  history(service: string, limit: number, withEvents: boolean, id?: number): DeploymentInfo[] {
-    return deploymentHistory(this.runtime(service), this.store, limit, withEvents, id);
+  history(service: string, limit: number, withEvents: boolean, seq?: number): DeploymentInfo[] {
+    return deploymentHistory(this.runtime(service), this.store, limit, withEvents, seq);
   }
 
   /** A one-time sign-in link for the dashboard (`baton dashboard`). */

@@ -91,10 +91,10 @@ export function releaseList(rt: ServiceRuntime, store: Store): ReleaseInfo[] {
   }));
 }
 
-/** The newest deployments of a service (or one by id), with their events if asked. */
-export function deploymentHistory(rt: ServiceRuntime, store: Store, limit: number, withEvents: boolean, id?: number): DeploymentInfo[] {
-  const rows = id === undefined ? store.listDeployments(rt.name, limit) : [store.getDeployment(id)].filter((d) => d?.service === rt.name);
-  if (id !== undefined && rows.length === 0) throw new BatonError('BAD_REQUEST', `${rt.name} has no deployment #${id}; see \`baton history ${rt.name}\``);
+/** The newest deployments of a service (or one, by its number in the service), with their events if asked. */
+export function deploymentHistory(rt: ServiceRuntime, store: Store, limit: number, withEvents: boolean, seq?: number): DeploymentInfo[] {
+  const rows = seq === undefined ? store.listDeployments(rt.name, limit) : [store.getDeploymentBySeq(rt.name, seq)].filter((d) => d !== null);
+  if (seq !== undefined && rows.length === 0) throw new BatonError('BAD_REQUEST', `${rt.name} has no deployment #${seq}; see \`baton history ${rt.name}\``);
   return rows.map((d) => ({
     ...d!,
     ...(withEvents

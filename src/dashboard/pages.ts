@@ -152,7 +152,7 @@ export function serviceFragments(ctx: PageContext, v: ServiceView, live: LiveFig
     summary: summary(s),
     now: nowTable(live.latest(s.name)),
     controls: controls(ctx, s),
-    deployment: v.deployment ? timeline(v.deployment, v.hooks, s.deploying === v.deployment.id) : html`<p class="muted">No deployment yet.</p>`,
+    deployment: v.deployment ? timeline(v.deployment, v.hooks, s.deploying === v.deployment.seq) : html`<p class="muted">No deployment yet.</p>`,
     instances: instanceTable(s.instances),
   };
 }
@@ -210,7 +210,7 @@ function timeline(d: DeploymentInfo, hooks: ServiceView['hooks'], running: boole
     else last.events.push(e);
   }
   const end = d.finishedAt ?? Date.now();
-  return html`<p><strong>#${d.id}</strong> ${d.kind} ${d.fromRelease ?? '(nothing)'} → ${d.toRelease} · <span class="state ${d.state}">${d.state}</span> · started ${time(d.startedAt)} by ${d.actor}${d.finishedAt ? html` · took ${formatDuration(d.finishedAt - d.startedAt)}` : ''}${d.finishedAt ? html` · ${d.requests} requests, ${d.failed} failed` : ''}</p>
+  return html`<p><strong>#${d.seq}</strong> ${d.kind} ${d.fromRelease ?? '(nothing)'} → ${d.toRelease} · <span class="state ${d.state}">${d.state}</span> · started ${time(d.startedAt)} by ${d.actor}${d.finishedAt ? html` · took ${formatDuration(d.finishedAt - d.startedAt)}` : ''}${d.finishedAt ? html` · ${d.requests} requests, ${d.failed} failed` : ''}</p>
 ${d.error ? html`<p class="flash bad">${d.error}</p>` : ''}
 <ol class="timeline">${steps.map((st, i) => {
     const until = steps[i + 1]?.at ?? end;
@@ -267,7 +267,7 @@ export function historyPage(ctx: PageContext, name: string, deployments: Deploym
 <h1>${name}: deployment history</h1>
 <p class="links"><a href="/services/${encodeURIComponent(name)}">Back to ${name}</a></p>
 ${deployments.length === 0 ? html`<p class="muted">No deployment yet.</p>` : ''}
-<ol class="history">${deployments.map((d) => html`<li><details${d.finishedAt === null ? ' open' : ''}><summary><strong>#${d.id}</strong> ${d.kind} ${d.fromRelease ?? '(nothing)'} → ${d.toRelease} · <span class="state ${d.state}">${d.state}</span> · ${time(d.startedAt)}${d.finishedAt ? html` · ${formatDuration(d.finishedAt - d.startedAt)} · ${d.requests} requests, ${d.failed} failed` : ''}</summary>
+<ol class="history">${deployments.map((d) => html`<li><details${d.finishedAt === null ? ' open' : ''}><summary><strong>#${d.seq}</strong> ${d.kind} ${d.fromRelease ?? '(nothing)'} → ${d.toRelease} · <span class="state ${d.state}">${d.state}</span> · ${time(d.startedAt)}${d.finishedAt ? html` · ${formatDuration(d.finishedAt - d.startedAt)} · ${d.requests} requests, ${d.failed} failed` : ''}</summary>
 <p class="muted">by ${d.actor}</p>${d.error ? html`<p class="flash bad">${d.error}</p>` : ''}
 <ol class="events">${(d.events ?? []).map((e) => html`<li class="${e.level}">${time(e.at)} <span class="step">${e.step}</span> ${e.message}${e.durationMs !== null ? html` <span class="muted">(${formatDuration(e.durationMs)})</span>` : ''}</li>`)}</ol></details></li>`)}</ol>`;
   return layout(ctx, `${name} history`, main, { page: 'history', service: name });

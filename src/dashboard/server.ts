@@ -229,8 +229,8 @@ export class Dashboard {
       return r.switched ? `${r.release} now serves all of ${service}.` : `${r.release} now gets ${r.weight}% of ${service}'s visitors (step ${r.step} of ${r.of}).`;
     }
     if (verb === 'abort') {
-      const r = (await h.abort(service)) as { deploymentId: number; what: 'canary' | 'deploy' };
-      return r.what === 'canary' ? `Deployment #${r.deploymentId} aborted: all traffic is back on the stable release.` : `Deployment #${r.deploymentId} cancelled before its switch.`;
+      const r = (await h.abort(service)) as { seq: number; what: 'canary' | 'deploy' };
+      return r.what === 'canary' ? `Deployment #${r.seq} aborted: all traffic is back on the stable release.` : `Deployment #${r.seq} cancelled before its switch.`;
     }
     const id = await startLong((emit) => h.rollback(service, undefined, 'dashboard', emit), this.#o.logger);
     return `Rolling back ${service}: deployment #${id} is running.`;
@@ -309,7 +309,7 @@ export class Dashboard {
     const hooks: pages.ServiceView['hooks'] = [];
     if (deployment) {
       for (const h of HOOKS) {
-        const file = hookLogFile(this.#o.host.stateDir, name, deployment.id, h);
+        const file = hookLogFile(this.#o.host.stateDir, name, deployment.seq, h);
         // Only the hooks this deployment ran have a file.
         if (!existsSync(file)) continue;
         hooks.push({ name: h, lines: await tailLog(file, HOOK_TAIL_LINES).catch(() => []) });
@@ -388,15 +388,15 @@ export class Dashboard {
   }
 }
 
-/** Start a long operation; resolve with its deployment id once it has begun, reject if it is refused up front. */
+/** Start a long operation; resolve with its deployment's number in the service once it has begun, reject if it is refused up front. */
 function startLong(op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome>, logger: Logger): Promise<number> {
   return new Promise((resolve, reject) => {
     let started = false;
     op((e) => {
       started = true;
-      resolve(e.deploymentId);
+      resolve(e.seq);
     }).then(
-      (o) => resolve(o.deploymentId),
+      (o) => resolve(o.seq),
       (err: unknown) => {
         if (started) logger.warn('dashboard operation failed', { error: errorMessage(err) });
         reject(err);

@@ -13,7 +13,7 @@ import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { formatDuration } from '../core/time.ts';
 import type { Proxy } from '../proxy/index.ts';
-import type { Store } from '../store/index.ts';
+import type { DeploymentKey, Store } from '../store/index.ts';
 import type { ReleaseGroup } from './release-group.ts';
 import { pruneStoppedLogs } from '../supervisor/index.ts';
 import { releasesDir, releasesToPrune, strayReleaseDirs } from './releases.ts';
@@ -65,13 +65,13 @@ export class Deployer {
   refused(rt: ServiceRuntime, kind: DeploymentKind, toRelease: string, actor: string, err: BatonError): BatonError {
     const { store } = this.#d;
     const now = Date.now();
-    const id = store.transaction(() => {
-      const id = store.createDeployment({ service: rt.name, kind, fromRelease: rt.current?.release ?? null, toRelease, actor });
+    const seq = store.transaction(() => {
+      const { id, seq } = store.createDeployment({ service: rt.name, kind, fromRelease: rt.current?.release ?? null, toRelease, actor });
       store.updateDeployment(id, { state: 'refused', finishedAt: now, error: err.message });
       store.addDeploymentEvent({ deploymentId: id, step: 'refused', message: err.message, at: now, level: 'warn' });
-      return id;
+      return seq;
     });
-    this.#d.logger.warn(`${kind} refused`, { service: rt.name, deployment: id, release: toRelease, actor, code: err.code, reason: err.message });
+    this.#d.logger.warn(`${kind} refused`, { service: rt.name, deployment: seq, release: toRelease, actor, code: err.code, reason: err.message });
     return err;
   }
 
@@ -81,9 +81,10 @@ export class Deployer {
     const { store, proxy } = this.#d;
     const svc = rt.config;
     const fromRelease = rt.current?.release ?? null;
-    const id = store.createDeployment({ service: rt.name, kind: plan.kind, fromRelease, toRelease: plan.release.id, actor: plan.actor });
-    const cancelled = rt.begin(id);
-    const log = this.#d.logger.child({ service: rt.name, deployment: id });
+    // `id` keys the store's rows; `seq` (web#12) is how everything else names the deployment.
+    const { id, seq } = store.createDeployment({ service: rt.name, kind: plan.kind, fromRelease, toRelease: plan.release.id, actor: plan.actor });
+    const cancelled = rt.begin(seq);
+    const log = this.#d.logger.child({ service: rt.name, deployment: seq });
     const started = Date.now();
     const before = proxy.counters(rt.name);
     let state: DeploymentState = 'planned';
@@ -93,7 +94,7 @@ export class Deployer {
     let reused = false;
 
     const say = (type: DeployEvent['type'], message: string, extra: Partial<DeployEvent> = {}): void => {
-      const ev: DeployEvent = { type, deploymentId: id, step: state, message, at: Date.now(), ...extra };
+      const ev: DeployEvent = { type, deploymentId: id, seq, step: state, message, at: Date.now(), ...extra };
       if (type === 'output') {
         emit(ev);
         return;
@@ -141,19 +142,19 @@ export class Deployer {
     const hookCtx: HookContext = {
       stateDir: this.#d.stateDir,
       service: svc,
-      deploymentId: id,
+      deploymentId: seq,
       release: plan.release,
       previousRelease: fromRelease,
       signal: cancelled,
     };
 
     try {
-      move('preparing', `${plan.kind} ${rt.name}: ${fromRelease ?? '(nothing)'} → ${plan.release.id}`);
+      move('preparing', `${plan.kind} ${rt.name}#${seq}: ${fromRelease ?? '(nothing)'} → ${plan.release.id}`);
       // A release still running unrouted (draining, or the warm standby) is switched to as it is:
       // no new instances, no build, no migration (as a rollback does, whatever the verb).
       const warm = plan.kind === 'restart' ? null : rt.warmGroup(plan.release.id);
       const warmWas = warm ? { role: warm.role, drain: rt.draining().find((d) => d.release === warm.release) ?? null } : null;
-      if (warm) rt.claim(warm, id);
+      if (warm) rt.claim(warm, seq);
       if (plan.materialise) await unlessCancelled(plan.materialise(report));
       if (!warm) await this.#prepare(rt, plan, hookCtx, report);
       checkpoint();
@@ -204,14 +205,14 @@ export class Deployer {
       checkpoint();
 
       const run = rt.canary;
-      const drain = rt.switchTo(group, id, { stopPrevious: plan.kind === 'restart' });
+      const drain = rt.switchTo(group, seq, { stopPrevious: plan.kind === 'restart' });
       switchAt = Date.now();
       run?.applied();
       say('info', `traffic switched to ${plan.release.id}`, { durationMs: switchAt - stepStarted, milestone: 'switched' });
       if (warmWas?.drain) say('info', `the drain of ${plan.release.id} (deployment #${warmWas.drain.deploymentId}) is called off: its instances serve again`);
       // From here on the service is free: a rollback to the old instances, still draining, is instant.
-      rt.release(id);
-      hooks.switched?.(this.#outcome(rt, id, plan, fromRelease, 'switched', started, switchAt, before, null));
+      rt.release(seq);
+      hooks.switched?.(this.#outcome(rt, { id, seq }, plan, fromRelease, 'switched', started, switchAt, before, null));
       if (svc.hooks.afterSwitch && plan.kind !== 'restart') {
         // Traffic has moved: a failure here is reported, not undone (rollback is one command away).
         await runServiceHook('after_switch', svc.hooks.afterSwitch, { ...hookCtx, signal: undefined }, report).catch((err: unknown) => {
@@ -241,7 +242,7 @@ export class Deployer {
       // The standby this deploy replaced is stopping: its release is prunable once it has stopped.
       await rt.replacedStandbysStopped();
       await this.#prune(rt).catch((err) => log.warn('pruning releases failed', { error: errorMessage(err) }));
-      return this.#finish(rt, id, plan, fromRelease, 'done', started, switchAt, before, null);
+      return this.#finish(rt, { id, seq }, plan, fromRelease, 'done', started, switchAt, before, null);
     } catch (err) {
       // A cancel that killed a hook or ended a wait is reported as the cancel it is.
       const why = cancelled.aborted && switchAt === null ? (cancelled.reason as unknown) : err;
@@ -274,9 +275,9 @@ export class Deployer {
       say('error', e.message, { details: e.details });
       // A failed deploy's release counts against keep_releases like any other.
       await this.#prune(rt).catch((pruneErr: unknown) => log.warn('pruning releases failed', { error: errorMessage(pruneErr) }));
-      return this.#finish(rt, id, plan, fromRelease, outcome, started, switchAt, before, e);
+      return this.#finish(rt, { id, seq }, plan, fromRelease, outcome, started, switchAt, before, e);
     } finally {
-      rt.release(id);
+      rt.release(seq);
     }
   }
 
@@ -394,7 +395,7 @@ export class Deployer {
 
   #finish(
     rt: ServiceRuntime,
-    id: number,
+    key: DeploymentKey,
     plan: DeployPlan,
     fromRelease: string | null,
     state: 'done' | 'failed' | 'rolled_back',
@@ -403,14 +404,14 @@ export class Deployer {
     before: { requests: number; failed: number; appErrors: number; retries: number },
     err: BatonError | null,
   ): DeployOutcome {
-    const o = this.#outcome(rt, id, plan, fromRelease, state, started, switchAt, before, err);
-    this.#d.store.updateDeployment(id, { state, finishedAt: started + o.durationMs, requests: o.requests, failed: o.failed, error: err ? err.message : null });
+    const o = this.#outcome(rt, key, plan, fromRelease, state, started, switchAt, before, err);
+    this.#d.store.updateDeployment(key.id, { state, finishedAt: started + o.durationMs, requests: o.requests, failed: o.failed, error: err ? err.message : null });
     return o;
   }
 
   #outcome(
     rt: ServiceRuntime,
-    id: number,
+    { id, seq }: DeploymentKey,
     plan: DeployPlan,
     fromRelease: string | null,
     state: DeployOutcome['state'],
@@ -425,6 +426,7 @@ export class Deployer {
     const now = Date.now();
     return {
       deploymentId: id,
+      seq,
       service: rt.name,
       kind: plan.kind,
       fromRelease,

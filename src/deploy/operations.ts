@@ -10,7 +10,7 @@ import type { Store } from '../store/index.ts';
 import type { DeploySource } from '../core/deployment.ts';
 import { parseSteps } from './canary.ts';
 import type { DeployEvent, DeployOutcome, Deployer, DeploymentKind, RunHooks } from './deployer.ts';
-import type { ServiceRuntime } from './service-runtime.ts';
+import type { AbortResult, ServiceRuntime } from './service-runtime.ts';
 import type { ReleaseSources } from './sources.ts';
 
 export interface OperationsDeps {
@@ -93,12 +93,12 @@ export class Operations {
    * not switched is cancelled (`deployment` guards against aborting another one
    * than the caller saw). Resolves once that is live.
    */
-  async abort(rt: ServiceRuntime, reason: string, deployment?: number): Promise<{ deploymentId: number; what: 'canary' | 'deploy' }> {
+  async abort(rt: ServiceRuntime, reason: string, deployment?: number): Promise<AbortResult> {
     if (deployment !== undefined && rt.activeDeployment !== null && rt.activeDeployment !== deployment) {
       throw new BatonError('NOTHING_RUNNING', `deployment #${deployment} of ${rt.name} is no longer running (#${rt.activeDeployment} is)`);
     }
     const r = await rt.abort(reason);
-    this.#d.logger.info('deployment aborted by the operator', { service: rt.name, deployment: r.deploymentId, what: r.what });
+    this.#d.logger.info('deployment aborted by the operator', { service: rt.name, deployment: r.seq, what: r.what });
     return r;
   }
 

@@ -23,6 +23,7 @@ export interface StepReporter {
 export interface HookContext {
   stateDir: string;
   service: ServiceConfig;
+  /** The deployment's number within the service (web#12): BATON_DEPLOYMENT, and the name of its hook logs. */
   deploymentId: number;
   release: { id: string; dir: string };
   previousRelease: string | null;
@@ -67,9 +68,13 @@ export async function linkShared(stateDir: string, svc: ServiceConfig, releaseDi
   return svc.shared.length;
 }
 
-/** Where a deployment's hook writes its full output (read back by the dashboard). */
-export function hookLogFile(stateDir: string, service: string, deploymentId: number, name: HookName): string {
-  return path.join(stateDir, 'logs', service, `deploy-${deploymentId}-${name}.log`);
+/**
+ * Where a deployment's hook writes its full output (read back by the dashboard), by the
+ * deployment's number in the service. The '.' keeps these apart from the files named
+ * by global id before migration 3 (`deploy-<id>-<hook>.log`): a hook appends to its file.
+ */
+export function hookLogFile(stateDir: string, service: string, seq: number, name: HookName): string {
+  return path.join(stateDir, 'logs', service, `deploy-${seq}.${name}.log`);
 }
 
 /** Run one configured hook; throws BatonError('HOOK_FAILED') with the output tail when it fails. */

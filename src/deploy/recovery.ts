@@ -86,6 +86,6 @@ function resolveDeployments(store: Store, logger: Logger): void {
         ? `daemon restarted while ${dep.state}: traffic had already moved to ${dep.toRelease}; completed`
         : `daemon restarted while ${dep.state}: traffic had not moved; ${svc?.currentRelease ?? 'nothing'} keeps serving`,
     });
-    logger.warn('resolved interrupted deployment', { deployment: dep.id, service: dep.service, was: dep.state, now: outcome });
+    logger.warn('resolved interrupted deployment', { deployment: dep.seq, service: dep.service, was: dep.state, now: outcome });
   }
 }

@@ -39,6 +39,12 @@ export interface DrainReport {
   after: 'standby' | 'stopped' | 'serving' | 'held';
 }
 
+/** What `baton abort` stopped: the deployment (its number within the service) and how. */
+export interface AbortResult {
+  seq: number;
+  what: 'canary' | 'deploy';
+}
+
 /** A group draining after a switch: for `baton status`, and so a rollback can call it off. */
 export interface DrainingInfo {
   release: string;
@@ -224,7 +230,10 @@ export class ServiceRuntime implements InstanceListener {
     };
   }
 
-  /** A deployment takes the service (the caller may hold its reservation). Returns the signal of a cancel. */
+  /**
+   * A deployment takes the service (the caller may hold its reservation). Returns the signal of a cancel.
+   * Here a deployment is named by its number within the service (web#12), as users name it.
+   */
   begin(id: number): AbortSignal {
     if (this.#active !== null) this.assertIdle();
     this.#reservation = null;
@@ -247,7 +256,7 @@ export class ServiceRuntime implements InstanceListener {
    * release; a deployment that has not switched is cancelled. Resolves once
    * that is live. After the switch there is nothing to abort: roll back.
    */
-  async abort(reason: string): Promise<{ deploymentId: number; what: 'canary' | 'deploy' }> {
+  async abort(reason: string): Promise<AbortResult> {
     const a = this.#active;
     if (a === null) {
       const d = [...this.#drains.values()].at(-1);
@@ -260,11 +269,11 @@ export class ServiceRuntime implements InstanceListener {
     if (run) {
       const live = run.send('abort', reason);
       await Promise.race([live, a.ended]);
-      return { deploymentId: a.id, what: 'canary' };
+      return { seq: a.id, what: 'canary' };
     }
     a.cancel.abort(new BatonError('DEPLOY_CANCELLED', `deployment #${a.id} of ${this.name} cancelled: ${reason}`));
     await a.ended;
-    return { deploymentId: a.id, what: 'deploy' };
+    return { seq: a.id, what: 'deploy' };
   }
 
   // ---- groups and roles ------------------------------------------------------

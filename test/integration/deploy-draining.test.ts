@@ -135,7 +135,7 @@ test('rollback while the old release drains: back on its still-running instances
   }, 10_000);
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
   const old = h.find((x: any) => x.id === draining);
-  assert.ok(old.events.some((e: any) => new RegExp(`drain cut short: deployment #${outcome.deploymentId} routed to the instances of .*v1`).test(e.message)), JSON.stringify(old.events));
+  assert.ok(old.events.some((e: any) => new RegExp(`drain cut short: deployment #${outcome.seq} routed to the instances of .*v1`).test(e.message)), JSON.stringify(old.events));
   assert.equal(h.find((x: any) => x.id === outcome.deploymentId).kind, 'rollback');
 });
 

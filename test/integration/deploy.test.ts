@@ -3,7 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
 let d: TestDaemon;
@@ -32,7 +32,7 @@ function assertMovedOnce(r: LoadResult, from: string, to: string): void {
 test('first deploy brings the service up', async () => {
   const r = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
-  assert.match(r.stdout, /deploy of web to .*v1.* done/);
+  assert.match(r.stdout, /deploy #1 of web to .*v1.* done/);
   const res = await fetch(d.url);
   assert.equal((await res.text()).trim(), 'v1');
   const s = await d.status('web');
@@ -118,14 +118,18 @@ test('a 2-second request started before the switch completes on the old release'
 test('a second deploy, or a rollback, while one starts is refused with a clear message, a log line and a history entry', async () => {
   const v4 = await d.release('v4', { APP_STARTUP_MS: '3000' });
   const first = d.cli(['deploy', 'web', v4]);
+  let running = 0;
   await waitUntil('the first deploy to be starting', async () => {
     const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
+    running = h.seq;
     return h.state === 'starting' || h.state === 'verifying';
   }, 10_000);
+  const status = await d.cli(['status', 'web']);
+  assert.match(status.stdout, new RegExp(`deploying: deployment #${running}\\n`));
   const v5 = await d.release('v5');
   const [second, rollback] = await Promise.all([d.cli(['deploy', 'web', v5]), d.cli(['rollback', 'web'])]);
   assert.equal(second.code, 1);
-  assert.match(second.stderr, /a deployment of web is already running \(#\d+\)/);
+  assert.match(second.stderr, new RegExp(`a deployment of web is already running \\(#${running}\\)`), 'names the running deployment by its number in the service');
   assert.equal(rollback.code, 1);
   assert.match(rollback.stderr, /a deployment of web is already running/);
   assert.equal((await first).code, 0);
@@ -153,4 +157,48 @@ test('releases and history list what happened', async () => {
   assert.ok(h[0].events.some((e: any) => e.step === 'shifting'));
   const text = await d.cli(['history', 'web']);
   assert.match(text.stdout, /rollback\s+done/);
+});
+
+test('deployments are numbered per service: two services each get 1, 2, 3', async (t) => {
+  const two = await createDaemon({
+    services: [serviceYaml({ name: 'web', instances: 1, extra: 'hosts: [web.test]' }), serviceYaml({ name: 'api', instances: 1, extra: 'hosts: [api.test]' })].join('\n'),
+  });
+  t.after(() => two.cleanup());
+  // Interleaved, so that the store's global ids (1, 3, 5 and 2, 4, 6) differ from the numbers shown.
+  for (const n of [1, 2, 3]) {
+    for (const svc of ['web', 'api']) {
+      const r = await two.cli(['deploy', svc, await two.release(`${svc}${n}`)]);
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, new RegExp(`preparing +deploy ${svc}#${n}: `), 'the first line names the deployment');
+      assert.match(r.stdout, new RegExp(`✓ deploy #${n} of ${svc} to \\S*${svc}${n}\\S* done`), 'the summary names the deployment');
+    }
+  }
+  const ids = new Set<number>();
+  for (const svc of ['web', 'api']) {
+    const json = await two.cli(['history', svc, '--json']);
+    assert.equal(json.code, 0, json.stderr);
+    const h = JSON.parse(json.stdout);
+    assert.deepEqual(h.map((x: any) => x.seq), [3, 2, 1], `${svc}'s deployments are numbered 1, 2, 3`);
+    assert.deepEqual(h.map((x: any) => x.toRelease.match(new RegExp(`${svc}\\d`))?.[0]), [`${svc}3`, `${svc}2`, `${svc}1`]);
+    for (const x of h) ids.add(x.id);
+
+    const text = await two.cli(['history', svc]);
+    assert.equal(text.code, 0, text.stderr);
+    const lines = text.stdout.trim().split('\n');
+    assert.match(lines[0]!, /^DEPLOYMENT\s+KIND/);
+    assert.deepEqual(lines.slice(1).map((l) => l.split(/\s+/)[0]), ['#3', '#2', '#1'], text.stdout);
+
+    for (const name of ['2', '#2', `${svc}#2`]) {
+      const one = await two.cli(['history', svc, name]);
+      assert.equal(one.code, 0, one.stderr);
+      assert.match(one.stdout, new RegExp(`^deployment #2: deploy of ${svc}, \\S*${svc}1\\S* → \\S*${svc}2\\S*, done\\n`), `${svc} ${name}`);
+    }
+  }
+  assert.equal(ids.size, 6, 'the internal ids stay global and unique');
+  const other = await two.cli(['history', 'api', 'web#2']);
+  assert.equal(other.code, 2, other.stdout + other.stderr);
+  assert.match(other.stderr, /DEPLOYMENT must be a number of api's deployments .*got "web#2"/);
+  const missing = await two.cli(['history', 'web', '4']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /web has no deployment #4/);
 });

@@ -152,9 +152,9 @@ for (const [what, file, pattern] of [
     const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout)[0];
     assert.equal(h.state, 'failed');
     assert.ok(h.events.some((e: any) => pattern.test(e.message)), 'the tail is stored with the deployment');
-    const one = await d.cli(['history', 'web', String(h.id)]);
+    const one = await d.cli(['history', 'web', String(h.seq)]);
     assert.equal(one.code, 0, one.stderr);
-    assert.match(one.stdout, new RegExp(`deployment #${h.id}: deploy of web`));
+    assert.match(one.stdout, new RegExp(`deployment #${h.seq}: deploy of web`));
     assert.match(one.stdout, pattern);
     assert.match(one.stdout, /\(cli\)/);
   });

@@ -43,7 +43,7 @@ test('git push deploys the pushed commit and streams the progress to the pusher'
   const r = await push();
   assert.equal(r.code, 0, r.output);
   assert.match(r.output, /remote: .*traffic switched to/);
-  assert.match(r.output, /remote: ✓ deploy of web to [0-9a-f]{12} done/);
+  assert.match(r.output, /remote: ✓ deploy #\d+ of web to [0-9a-f]{12} done/);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
   const rel = JSON.parse((await d.cli(['releases', 'web', '--json'])).stdout)[0];
   assert.equal(rel.git.commit, sha);

@@ -25,7 +25,8 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
   const print = progressPrinter(ctx.out);
   // Written by the stream callback: an object, so that the type checker does not narrow them to their initial null.
   const last: { outcome: DeployOutcome | null; error: string | null } = { outcome: null, error: null };
-  let deploymentId: number | null = null;
+  /** The deployment's number within the service (what the abort names). */
+  let seq: number | null = null;
   let switched = false;
   let interrupted = false;
   let leave: (code: number) => void = () => {};
@@ -35,10 +36,10 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
   // yet): the daemon stops its new instances, then the stream ends. After the
   // switch there is nothing to cancel: the old instances drain in the daemon.
   const cancel = (): void => {
-    if (deploymentId === null) return; // asked again once the first event names the deployment
-    ctx.err(`\nbaton: interrupted: cancelling deployment #${deploymentId} of ${service} (nothing has switched yet)…\n`);
-    client.post(`/services/${encodeURIComponent(service)}/abort`, { deployment: deploymentId, interrupted: true }).catch((err: unknown) => {
-      ctx.err(`baton: could not cancel deployment #${deploymentId}: ${err instanceof Error ? err.message : String(err)}\n`);
+    if (seq === null) return; // asked again once the first event names the deployment
+    ctx.err(`\nbaton: interrupted: cancelling deployment #${seq} of ${service} (nothing has switched yet)…\n`);
+    client.post(`/services/${encodeURIComponent(service)}/abort`, { deployment: seq, interrupted: true }).catch((err: unknown) => {
+      ctx.err(`baton: could not cancel deployment #${seq} of ${service}: ${err instanceof Error ? err.message : String(err)}\n`);
       leave(INTERRUPTED);
     });
   };
@@ -63,8 +64,8 @@ async function run(ctx: CliContext, service: string, verb: 'deploy' | 'rollback'
       if (ctx.json) ctx.out(JSON.stringify(line) + '\n');
       else print(line);
       if (line.type === 'event') {
-        if (deploymentId === null) {
-          deploymentId = line.event.deploymentId;
+        if (seq === null) {
+          seq = line.event.seq;
           if (interrupted && !switched) cancel();
         }
         if (line.event.milestone === 'switched') switched = true;

@@ -84,17 +84,19 @@ export async function releasesCommand(ctx: CliContext): Promise<number> {
 }
 
 export async function historyCommand(ctx: CliContext): Promise<number> {
-  const [service, id] = ctx.args;
+  const [service, arg] = ctx.args;
   if (!service) throw new BatonError('USAGE', 'usage: baton history SERVICE [DEPLOYMENT] [--json]');
-  if (id !== undefined && !/^\d+$/.test(id)) throw new BatonError('USAGE', `DEPLOYMENT must be a number (see \`baton history ${service}\`), got "${id}"`);
-  const ds = await clientFor(ctx).get<DeploymentInfo[]>(`/services/${encodeURIComponent(service)}/history?events=1&limit=20${id ? `&id=${id}` : ''}`);
+  // DEPLOYMENT is the number `baton history` shows: 12, #12 or web#12.
+  const id = arg?.startsWith(`${service}#`) ? arg.slice(service.length + 1) : arg?.startsWith('#') ? arg.slice(1) : arg;
+  if (id !== undefined && !/^\d+$/.test(id)) throw new BatonError('USAGE', `DEPLOYMENT must be a number of ${service}'s deployments as \`baton history ${service}\` shows it (12, #12 or ${service}#12), got "${arg}"`);
+  const ds = await clientFor(ctx).get<DeploymentInfo[]>(`/services/${encodeURIComponent(service)}/history?events=1&limit=20${id ? `&seq=${id}` : ''}`);
   if (ctx.json) {
     ctx.out(JSON.stringify(ds, null, 2) + '\n');
     return 0;
   }
   if (id !== undefined) {
     const d = ds[0]!;
-    ctx.out(`deployment #${d.id}: ${d.kind} of ${service}, ${d.fromRelease ?? '(nothing)'} → ${d.toRelease}, ${d.state}\n`);
+    ctx.out(`deployment #${d.seq}: ${d.kind} of ${service}, ${d.fromRelease ?? '(nothing)'} → ${d.toRelease}, ${d.state}\n`);
     ctx.out(`started ${when(d.startedAt)} by ${d.actor}${d.finishedAt ? `, took ${formatDuration(d.finishedAt - d.startedAt)}` : ''}; ${d.requests} request(s) answered, ${d.failed} failed\n`);
     if (d.error) ctx.out(`error: ${d.error}\n`);
     for (const e of d.events ?? []) {
@@ -109,9 +111,9 @@ export async function historyCommand(ctx: CliContext): Promise<number> {
     ctx.out(`no deployments of ${service} yet\n`);
     return 0;
   }
-  const rows = [['#', 'KIND', 'STATE', 'STARTED', 'TOOK', 'FROM', 'TO', 'REQUESTS', 'FAILED', 'BY']];
+  const rows = [['DEPLOYMENT', 'KIND', 'STATE', 'STARTED', 'TOOK', 'FROM', 'TO', 'REQUESTS', 'FAILED', 'BY']];
   for (const d of ds) {
-    rows.push([String(d.id), d.kind, d.state, when(d.startedAt), d.finishedAt ? formatDuration(d.finishedAt - d.startedAt) : '-', d.fromRelease ?? '-', d.toRelease, String(d.requests), String(d.failed), d.actor]);
+    rows.push([`#${d.seq}`, d.kind, d.state, when(d.startedAt), d.finishedAt ? formatDuration(d.finishedAt - d.startedAt) : '-', d.fromRelease ?? '-', d.toRelease, String(d.requests), String(d.failed), d.actor]);
   }
   ctx.out(table(rows) + '\n');
   return 0;

@@ -27,10 +27,10 @@ export async function promoteCommand(ctx: CliContext): Promise<number> {
 export async function abortCommand(ctx: CliContext): Promise<number> {
   const name = service(ctx, 'abort SERVICE');
   // Answers once the abort is live: a canary's visitors are back on the stable release, or a deploy that had not switched is cancelled.
-  const r = await clientFor(ctx).post<{ deploymentId: number; what: 'canary' | 'deploy' }>(`/services/${encodeURIComponent(name)}/abort`);
+  const r = await clientFor(ctx).post<{ seq: number; what: 'canary' | 'deploy' }>(`/services/${encodeURIComponent(name)}/abort`);
   return print(ctx, r, r.what === 'canary'
-    ? `deployment #${r.deploymentId} aborted: all traffic is back on the stable release; the canary drains`
-    : `deployment #${r.deploymentId} cancelled before its switch: its new instances are stopped, the current release keeps serving`);
+    ? `deployment #${r.seq} aborted: all traffic is back on the stable release; the canary drains`
+    : `deployment #${r.seq} cancelled before its switch: its new instances are stopped, the current release keeps serving`);
 }
 
 export async function maintenanceCommand(ctx: CliContext): Promise<number> {
