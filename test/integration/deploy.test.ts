@@ -124,10 +124,9 @@ test('a second deploy, or a rollback, while one starts is refused with a clear m
     running = h.seq;
     return h.state === 'starting' || h.state === 'verifying';
   }, 10_000);
-  const status = await d.cli(['status', 'web']);
-  assert.match(status.stdout, new RegExp(`deploying: deployment #${running}\\n`));
   const v5 = await d.release('v5');
-  const [second, rollback] = await Promise.all([d.cli(['deploy', 'web', v5]), d.cli(['rollback', 'web'])]);
+  const [second, rollback, status] = await Promise.all([d.cli(['deploy', 'web', v5]), d.cli(['rollback', 'web']), d.cli(['status', 'web'])]);
+  assert.match(status.stdout, new RegExp(`deploying: deployment #${running}\\n`));
   assert.equal(second.code, 1);
   assert.match(second.stderr, new RegExp(`a deployment of web is already running \\(#${running}\\)`), 'names the running deployment by its number in the service');
   assert.equal(rollback.code, 1);
