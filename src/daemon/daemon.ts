@@ -323,7 +323,7 @@ export class Daemon implements RuntimeHost {
       if (rt.paused) refuse(`${rt.name} is paused: its held requests would be lost (\`baton resume ${rt.name}\` first)`);
     }
     const active = this.store.activeDeployments();
-    if (active.length > 0) refuse(`deployment #${active[0]!.id} of ${active[0]!.service} is ${active[0]!.state}`);
+    if (active.length > 0) refuse(`deployment #${active[0]!.seq} of ${active[0]!.service} is ${active[0]!.state}`);
   }
 
   /** The successor failed: rebuild the runtimes from the store as a restarted daemon does, then route once. */
