@@ -125,8 +125,7 @@ test('a second deploy, or a rollback, while one starts is refused with a clear m
     return h.state === 'starting' || h.state === 'verifying';
   }, 10_000);
   const v5 = await d.release('v5');
-  const [second, rollback, status] = await Promise.all([d.cli(['deploy', 'web', v5]), d.cli(['rollback', 'web']), d.cli(['status', 'web'])]);
-  assert.match(status.stdout, new RegExp(`deploying: deployment #${running}\\n`));
+  const [second, rollback] = await Promise.all([d.cli(['deploy', 'web', v5]), d.cli(['rollback', 'web'])]);
   assert.equal(second.code, 1);
   assert.match(second.stderr, new RegExp(`a deployment of web is already running \\(#${running}\\)`), 'names the running deployment by its number in the service');
   assert.equal(rollback.code, 1);
@@ -200,4 +199,13 @@ test('deployments are numbered per service: two services each get 1, 2, 3', asyn
   const missing = await two.cli(['history', 'web', '4']);
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /web has no deployment #4/);
+
+  // While web's 4th runs: status names it, and so does its abort.
+  const slow = two.cli(['deploy', 'web', await two.release('web4', { APP_STARTUP_MS: '60000' })]);
+  await waitUntil('status to show web#4 deploying', async () => /deploying: deployment #4\n/.test((await two.cli(['status', 'web'])).stdout), 15_000, 100);
+  const abort = await two.cli(['abort', 'web']);
+  assert.equal(abort.code, 0, abort.stdout + abort.stderr);
+  assert.match(abort.stdout, /deployment #4 cancelled before its switch/);
+  assert.notEqual((await slow).code, 0);
+  assert.deepEqual(JSON.parse((await two.cli(['history', 'web', '--json'])).stdout).map((x: any) => [x.seq, x.state]), [[4, 'failed'], [3, 'done'], [2, 'done'], [1, 'done']]);
 });
