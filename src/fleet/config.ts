@@ -85,7 +85,7 @@ export interface FleetServiceConfig {
 export interface FleetConfig {
   file: string;
   name: string;
-  ssh: { configFile: string | null; connectTimeoutMs: number; options: string[] };
+  ssh: { configFile: string | null; connectTimeoutMs: number; options: string[]; maxParallel: number };
   hosts: FleetHostConfig[];
   services: Record<string, FleetServiceConfig>;
   balancer: BalancerConfig;
@@ -138,6 +138,7 @@ export const hostDefaultsSchema = mapping('a mapping of settings every host gets
 export const sshSchema = mapping('a mapping of ssh settings', {
   config: pathText.optional(),
   connect_timeout: duration({ positive: true }).optional(),
+  max_parallel: integer(1, 1000).optional(),
   options: list('ssh options like "ProxyJump=bastion"', text('an ssh option "Name=value"', (s) => /^[A-Za-z]+=\S.*$/.test(s))).optional(),
 });
 
@@ -341,7 +342,7 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
   return {
     file: path.resolve(file),
     name: raw.name ?? path.basename(file).replace(/\.ya?ml$/, '').replace(/[^A-Za-z0-9_-]/g, '-'),
-    ssh: { configFile: raw.ssh?.config ? path.resolve(base, raw.ssh.config.replace(/^~(?=\/)/, os.homedir())) : null, connectTimeoutMs: raw.ssh?.connect_timeout ?? 10_000, options: raw.ssh?.options ?? [] },
+    ssh: { configFile: raw.ssh?.config ? path.resolve(base, raw.ssh.config.replace(/^~(?=\/)/, os.homedir())) : null, connectTimeoutMs: raw.ssh?.connect_timeout ?? 10_000, options: raw.ssh?.options ?? [], maxParallel: raw.ssh?.max_parallel ?? 10 },
     hosts,
     services,
     balancer,

@@ -23,6 +23,7 @@ import { judge, type Verdict, type WindowFigures } from '../deploy/analysis.ts';
 import type { Artifact } from './artifact.ts';
 import type { Balancer } from './balancer.ts';
 import type { FleetAnalysis, FleetConfig, RolloutPolicy } from './config.ts';
+import { allWithLimit, settledWithLimit } from './limit.ts';
 import { planBatches } from './plan.ts';
 import type { RemoteHost } from './remote.ts';
 import { writeRollout, type HostPhase, type HostRecord, type RolloutRecord } from './state.ts';
@@ -51,8 +52,8 @@ function majorMinor(v: string): string {
 }
 
 /** Every host: reachable, baton there and compatible, the service configured, room for the artifact. Changes nothing. */
-export async function preflight(hosts: RemoteHost[], service: string, needBytes: number): Promise<PreflightResult[]> {
-  const results = await Promise.allSettled(hosts.map(async (h): Promise<PreflightResult> => {
+export async function preflight(hosts: RemoteHost[], service: string, needBytes: number, maxParallel = 10): Promise<PreflightResult[]> {
+  const results = await settledWithLimit(hosts, maxParallel, async (h): Promise<PreflightResult> => {
     await h.ssh.connect();
     let st: StatusResponse;
     try {
@@ -75,7 +76,7 @@ export async function preflight(hosts: RemoteHost[], service: string, needBytes:
       throw new BatonError('FLEET_PREFLIGHT_FAILED', `${h.name}: only ${Math.round(freeBytes / 1024 ** 2)} MB free in ${h.cfg.artifacts} (needs ${Math.round(Math.max(h.cfg.minFreeBytes, needBytes * 3) / 1024 ** 2)} MB)`);
     }
     return { host: h.name, version, currentRelease: svc.currentRelease, freeBytes };
-  }));
+  });
   const failed = results.flatMap((r, i) => (r.status === 'rejected' ? [`${hosts[i]!.name}: ${stripHost(errorMessage(r.reason), hosts[i]!.name)}`] : []));
   if (failed.length) {
     throw new BatonError('FLEET_PREFLIGHT_FAILED', `preflight failed on ${failed.length} of ${hosts.length} host${hosts.length === 1 ? '' : 's'}; nothing was changed`, failed);
@@ -170,13 +171,13 @@ export class Rollout {
   }
 
   /** Ship the artifact to every host that does not have it yet (in parallel). */
-  async ship(artifact: Artifact): Promise<void> {
-    await this.#timed('ship', () => Promise.all(Object.keys(this.rec.hosts).map(async (name) => {
+  async ship(artifact: Artifact, maxParallel: number): Promise<void> {
+    await this.#timed('ship', () => allWithLimit(Object.keys(this.rec.hosts), maxParallel, async (name) => {
       if (this.rec.hosts[name]!.phase !== 'queued') return;
       this.#set(name, 'shipping');
       const how = await this.#host(name).ship(artifact);
       this.#set(name, 'shipped', how === 'present' ? 'already on the host' : `${artifact.bytes} bytes, sha256 checked`);
-    })).then(() => undefined));
+    }).then(() => undefined));
   }
 
   /** Switch the hosts still to switch, batch by batch. Resolves with the rollout's status. */

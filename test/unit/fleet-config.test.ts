@@ -89,3 +89,19 @@ test('batches: canaries one by one, the first host alone (it migrates), then N o
   assert.deepEqual(planBatches(hosts, { canary: 0, batch: { percent: 50 } }).map((b) => b.hosts), [['h1'], ['h2', 'h3', 'h4'], ['h5']]);
   assert.deepEqual(planBatches(['h1'], { canary: 0, batch: { hosts: 3 } }).map((b) => b.hosts), [['h1']]);
 });
+
+test('at most N hosts at a time, results in order, failures kept', async () => {
+  const { settledWithLimit } = await import('../../src/fleet/limit.ts');
+  let running = 0;
+  let most = 0;
+  const r = await settledWithLimit([1, 2, 3, 4, 5, 6, 7], 3, async (n) => {
+    running++;
+    most = Math.max(most, running);
+    await new Promise((res) => setImmediate(res));
+    running--;
+    if (n === 4) throw new Error('four');
+    return n * 10;
+  });
+  assert.equal(most, 3);
+  assert.deepEqual(r.map((x) => (x.status === 'fulfilled' ? x.value : (x.reason as Error).message)), [10, 20, 30, 'four', 50, 60, 70]);
+});

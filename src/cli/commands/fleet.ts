@@ -12,6 +12,7 @@ import { describePlan } from '../../fleet/plan.ts';
 import { RemoteHost } from '../../fleet/remote.ts';
 import { newRollout, preflight, Rollout, type FleetEvent } from '../../fleet/rollout.ts';
 import { SshHost, defaultControlDir } from '../../fleet/ssh.ts';
+import { allWithLimit } from '../../fleet/limit.ts';
 import { isFinished, readRollout, stateFile, type RolloutRecord } from '../../fleet/state.ts';
 import { table } from '../output.ts';
 import type { CliContext } from '../context.ts';
@@ -222,7 +223,7 @@ async function deploy(ctx: CliContext, s: Session): Promise<number> {
     rec.phases['pack'] = packMs;
     emit({ type: 'plan', rollout: rec.id, service, artifact: rec.artifact, batches: rec.batches });
     const tp = Date.now();
-    const pre = await preflight(hosts, service, artifact.bytes);
+    const pre = await preflight(hosts, service, artifact.bytes, s.cfg.ssh.maxParallel);
     rec.phases['preflight'] = Date.now() - tp;
     emit({ type: 'phase', phase: 'preflight', ms: rec.phases['preflight'], message: pre.map((p) => `${p.host} baton ${p.version} on ${p.currentRelease ?? '(none)'}`).join(', ') });
     const lockHost = await lockFleet(s, rec);
@@ -230,7 +231,7 @@ async function deploy(ctx: CliContext, s: Session): Promise<number> {
     const off = onInterrupt(s, r);
     try {
       await r.save();
-      await r.ship(artifact);
+      await r.ship(artifact, s.cfg.ssh.maxParallel);
       const status = await r.run();
       report(ctx, r.rec);
       if (status !== 'paused') await lockHost.unlock(s.cfg.lockPath, rec.id).catch(() => {});
@@ -283,7 +284,7 @@ async function resume(ctx: CliContext, s: Session): Promise<number> {
   const rec = needRollout(s, ctx, 'resume');
   if (rec.status !== 'paused' && rec.status !== 'running') throw new BatonError('FLEET_NO_ROLLOUT', `the rollout ${rec.id} of ${rec.service} is ${rec.status}: nothing to resume`);
   const hosts = Object.keys(rec.hosts).map((n) => s.remote(n));
-  await preflight(hosts, rec.service, 0);
+  await preflight(hosts, rec.service, 0, s.cfg.ssh.maxParallel);
   const lockHost = await lockFleet(s, rec);
   await settleInProgress(rec, hosts);
   const emit = printer(ctx);
@@ -307,7 +308,7 @@ async function abort(ctx: CliContext, s: Session): Promise<number> {
   const rec = needRollout(s, ctx, 'abort');
   if (rec.status !== 'paused' && rec.status !== 'running' && rec.status !== 'failed') throw new BatonError('FLEET_NO_ROLLOUT', `the rollout ${rec.id} of ${rec.service} is ${rec.status}: nothing to abort`);
   const hosts = Object.keys(rec.hosts).map((n) => s.remote(n));
-  await Promise.all(hosts.map((h) => h.open()));
+  await allWithLimit(hosts, s.cfg.ssh.maxParallel, (h) => h.open());
   const lockHost = await lockFleet(s, rec);
   await settleInProgress(rec, hosts);
   const r = new Rollout(rec, hosts, s.balancer(), printer(ctx));
@@ -337,7 +338,7 @@ interface HostRow {
 async function status(ctx: CliContext, s: Session): Promise<number> {
   const [service] = ctx.args;
   const hosts = (service ? hostsOf(s.cfg, service) : s.cfg.hosts).map((h) => s.remote(h.name));
-  const rows: HostRow[] = await Promise.all(hosts.map(async (h): Promise<HostRow> => {
+  const rows: HostRow[] = await allWithLimit(hosts, s.cfg.ssh.maxParallel, async (h): Promise<HostRow> => {
     try {
       const st = await h.open();
       const d = st.host?.drain;
@@ -355,7 +356,7 @@ async function status(ctx: CliContext, s: Session): Promise<number> {
     } catch (err) {
       return { host: h.name, reachable: false, error: errorMessage(err), version: null, drain: null, services: [] };
     }
-  }));
+  });
   const rollouts = [...new Set(rows.flatMap((r) => r.services.map((x) => x.name)).concat(service ? [service] : []))]
     .map((svc) => readRollout(s.cfg.name, svc))
     .filter((r): r is RolloutRecord => r !== null);
