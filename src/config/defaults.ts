@@ -32,6 +32,8 @@ export const DEFAULT_HEALTHY_THRESHOLD = 1;
 export const DEFAULT_UNHEALTHY_THRESHOLD = 3;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000;
+/** WebSockets still open near the drain deadline are closed one by one over this last part of it. */
+export const DEFAULT_WS_CLOSE_SPREAD_MS = 10_000;
 export const DEFAULT_STOP_SIGNAL: StopSignal = 'SIGTERM';
 export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 export const DEFAULT_STANDBY_MS = 5 * 60_000;

@@ -170,6 +170,7 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
       startTimeoutMs: s.health?.start_timeout ?? d.DEFAULT_START_TIMEOUT_MS,
     },
     drainTimeoutMs: s.drain_timeout ?? d.DEFAULT_DRAIN_TIMEOUT_MS,
+    wsCloseSpreadMs: s.ws_close_spread ?? d.DEFAULT_WS_CLOSE_SPREAD_MS,
     stopSignal: s.stop_signal ?? d.DEFAULT_STOP_SIGNAL,
     stopTimeoutMs: s.stop_timeout ?? d.DEFAULT_STOP_TIMEOUT_MS,
     standbyMs: s.standby ?? d.DEFAULT_STANDBY_MS,

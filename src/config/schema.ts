@@ -417,6 +417,7 @@ export const serviceSchema = mapping('a mapping of service settings', {
   instances: integer(1, MAX_INSTANCES).optional(),
   health: healthSchema.nullish(),
   drain_timeout: duration({ positive: false }).optional(),
+  ws_close_spread: duration({ positive: false }).optional(),
   stop_signal: oneOf(STOP_SIGNALS).optional(),
   stop_timeout: duration({ positive: false }).optional(),
   standby: duration({ positive: false }).optional(),

@@ -111,6 +111,8 @@ export interface ServiceConfig {
   instances: number;
   health: HealthConfig;
   drainTimeoutMs: number;
+  /** WebSockets left near the drain deadline are closed one at a time over its last wsCloseSpreadMs (at most the whole drain). */
+  wsCloseSpreadMs: number;
   stopSignal: StopSignal;
   stopTimeoutMs: number;
   /** How long the previous release keeps running (not routed) for instant rollback. 0 = stop it after draining. */

@@ -68,6 +68,8 @@ export interface DrainingStatus {
   deadline: number;
   inflight: number;
   websockets: number;
+  /** The WebSockets still open are closed one at a time from this time (epoch ms; `ws_close_spread`), the last at the deadline. */
+  websocketsCloseFrom: number;
 }
 
 export interface ReleaseFigures {

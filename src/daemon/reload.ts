@@ -86,6 +86,7 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   instances: ['instances', 'now'],
   health: ['health', HEALTH],
   drainTimeoutMs: ['drain_timeout', 'next_drain'],
+  wsCloseSpreadMs: ['ws_close_spread', 'next_drain'],
   stopSignal: ['stop_signal', 'now_running'],
   stopTimeoutMs: ['stop_timeout', 'now_running'],
   standbyMs: ['standby', 'next_standby'],

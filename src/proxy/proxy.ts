@@ -10,7 +10,8 @@ import type { BetaTokenLedger, DrainResult, ProxySpec, ReleaseMetrics, RoutingCo
 import { buildSnapshot, RoutingSnapshot, type ServiceShared } from './snapshot.ts';
 import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
-import { isWebSocketUpgrade } from './websocket.ts';
+import { closeSpread, isWebSocketUpgrade } from './websocket.ts';
+import { DEFAULT_WS_CLOSE_SPREAD_MS } from '../config/defaults.ts';
 import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
@@ -121,6 +122,8 @@ export class Proxy {
   readonly #servers: http.Server<typeof IncomingMessage, typeof BatonResponse>[] = [];
   readonly #metricsServers: http.Server[] = [];
   readonly #ctx: DispatchContext;
+  /** Per service: over how much of the end of a drain its WebSockets are closed (from the last spec applied). */
+  readonly #wsCloseSpread = new Map<string, number>();
   readonly #tlsListeners: TlsListener[] = [];
   /** What plain listeners answer before routing when TLS is on (ACME challenges, redirect). */
   #front: PlainFront | null = null;
@@ -303,6 +306,7 @@ export class Proxy {
       shared: (name) => this.#sharedFor(name),
     });
     this.#ref.current = snapshot;
+    for (const svc of spec.services) if (svc.wsCloseSpreadMs !== undefined) this.#wsCloseSpread.set(svc.name, svc.wsCloseSpreadMs);
     for (const t of this.#targets.values()) t.inService = seen.has(t.id);
     // A pause that ended (or a service that went away): its held requests go on, in order, through the new snapshot.
     for (const [name, shared] of this.#shared) {
@@ -359,9 +363,12 @@ export class Proxy {
 
   /**
    * For a target absent from the current snapshot: resolve when it has no
-   * in-flight request and no open WebSocket, or at the deadline (ms from now);
-   * then close its WebSockets with 1001 at frame boundaries, give them
-   * ~1 s to finish the closing handshake, destroy what remains, and resolve.
+   * in-flight request and no open WebSocket, or at the deadline (ms from now).
+   * WebSockets still open when the last `ws_close_spread` of the drain begins
+   * are closed with 1001 at frame boundaries one at a time over it, oldest
+   * first (not all at the deadline: their clients would all reconnect in the
+   * same second); at the deadline what is left is closed, each given ~1 s to
+   * finish the closing handshake, then destroyed.
    * An abort before the deadline (the target goes back into service: a rollback
    * to instances still draining) ends the wait and closes nothing.
    */
@@ -370,20 +377,39 @@ export class Proxy {
     const t = this.#targets.get(targetId);
     if (t === undefined) return { abandonedRequests: 0, closedWebSockets: 0, durationMs: 0 };
     if (t.inService) this.#logger.warn('proxy: draining a target still in service', { target: targetId });
-    if (!t.idle) {
-      const deadline = delay(deadlineMs);
-      let onAbort = (): void => {};
-      const aborted = new Promise<void>((resolve) => (onAbort = resolve));
-      signal?.addEventListener('abort', onAbort, { once: true });
-      await Promise.race([t.whenIdle(), deadline.promise, aborted]);
+    const spreadMs = Math.min(Math.max(0, deadlineMs), this.#wsCloseSpread.get(t.service) ?? DEFAULT_WS_CLOSE_SPREAD_MS);
+    let onAbort = (): void => {};
+    const aborted = new Promise<void>((resolve) => (onAbort = resolve));
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let spread: ReturnType<typeof closeSpread> | null = null;
+    try {
+      if (!t.idle) {
+        // Until idle, or until the last `spreadMs` of the drain begins.
+        const opens = delay(deadlineMs - spreadMs);
+        await Promise.race([t.whenIdle(), opens.promise, aborted]);
+        opens.cancel();
+      }
+      if (!t.idle && !signal?.aborted) {
+        // The WebSockets left close one by one over the rest; requests in flight keep until the deadline.
+        const rest = deadlineMs - (performance.now() - started);
+        if (t.tunnels.size > 0 && spreadMs > 0) spread = closeSpread([...t.tunnels], rest, WEBSOCKET_CLOSE_GRACE_MS, (x) => t.tunnels.has(x));
+        const deadline = delay(rest);
+        await Promise.race([t.whenIdle(), deadline.promise, aborted]);
+        deadline.cancel();
+      }
+    } finally {
       signal?.removeEventListener('abort', onAbort);
-      deadline.cancel();
     }
-    if (signal?.aborted) return { abandonedRequests: 0, closedWebSockets: 0, durationMs: Math.round(performance.now() - started), cancelled: true };
+    spread?.stop();
+    if (signal?.aborted) {
+      // Taken back into service: what was not closed yet stays open.
+      const closed = spread === null ? 0 : await spread.done;
+      return { abandonedRequests: 0, closedWebSockets: closed, durationMs: Math.round(performance.now() - started), cancelled: true };
+    }
     const abandonedRequests = t.inflight;
-    const tunnels = [...t.tunnels];
-    await Promise.all(tunnels.map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS)));
-    const result = { abandonedRequests, closedWebSockets: tunnels.length, durationMs: Math.round(performance.now() - started) };
+    const left = [...t.tunnels].filter((x) => spread === null || !spread.closed.has(x));
+    const [spreadClosed] = await Promise.all([spread === null ? 0 : spread.done, ...left.map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS))]);
+    const result = { abandonedRequests, closedWebSockets: spreadClosed + left.length, durationMs: Math.round(performance.now() - started) };
     this.#logger.debug('proxy: target drained', { target: targetId, ...result });
     return result;
   }
@@ -557,11 +583,22 @@ export class Proxy {
     });
     const servers = this.#servers.splice(0);
     const tlsListeners = this.#tlsListeners.splice(0);
-    const gone = [...servers.map((s) => stopAccepting(s)), ...tlsListeners.map((l) => l.stopAccepting())];
-    const bound = delay(deadlineMs);
-    await Promise.race([Promise.all(gone), bound.promise]);
+    const started = performance.now();
+    const gone = Promise.all([...servers.map((s) => stopAccepting(s)), ...tlsListeners.map((l) => l.stopAccepting())]);
+    // WebSockets still open over the last part of the deadline are closed one at a time (ws_close_spread).
+    const spreadMs = Math.min(deadlineMs, Math.max(0, ...targets.map((t) => this.#wsCloseSpread.get(t.service) ?? DEFAULT_WS_CLOSE_SPREAD_MS)));
+    const opens = delay(deadlineMs - spreadMs);
+    await Promise.race([gone, opens.promise]);
+    opens.cancel();
+    const rest = deadlineMs - (performance.now() - started);
+    const tunnels = targets.flatMap((t) => [...t.tunnels].map((x) => ({ x, t })));
+    const owner = new Map(tunnels.map((o) => [o.x, o.t]));
+    const spread = rest > 0 && tunnels.length > 0 ? closeSpread(tunnels.map((o) => o.x), rest, WEBSOCKET_CLOSE_GRACE_MS, (x) => owner.get(x)?.tunnels.has(x) === true) : null;
+    const bound = delay(rest);
+    await Promise.race([gone, bound.promise]);
     bound.cancel();
-    await Promise.all(targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS))));
+    spread?.stop();
+    await Promise.all([spread?.done, ...targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS)))]);
     for (const s of servers) s.closeAllConnections();
     for (const l of tlsListeners) l.closeAll();
     await Promise.all(metricsClosed);

@@ -26,6 +26,8 @@ export interface ServiceRouteSpec {
   maintenance?: MaintenanceSpec | null;
   /** Paused: new requests are held (bounded) until resumed, or answered 503 after maxWaitMs. */
   pause?: PauseSpec | null;
+  /** A draining instance's WebSockets are closed one at a time over the last part of its drain (default 10 s). */
+  wsCloseSpreadMs?: number;
 }
 
 /**

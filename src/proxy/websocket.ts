@@ -326,3 +326,50 @@ export class Tunnel implements TunnelHandle {
     this.#upstream.destroy();
   }
 }
+
+/**
+ * Close tunnels with 1001 one at a time, evenly over `windowMs` (one every
+ * windowMs/n, the last at the end: a lone tunnel closes at the end), in the
+ * order given (oldest first),
+ * so that their clients do not all reconnect in the same second. A tunnel
+ * that `isOpen` says has closed by itself is skipped; stop() ends the
+ * schedule and leaves the rest open. `closed` holds those it closed so far;
+ * `done` resolves, with how many it closed, once the schedule ended and those closes finished (each bounded by
+ * graceMs).
+ */
+export function closeSpread(tunnels: readonly TunnelHandle[], windowMs: number, graceMs: number, isOpen: (t: TunnelHandle) => boolean): { stop(): void; readonly closed: ReadonlySet<TunnelHandle>; done: Promise<number> } {
+  let stopped = false;
+  let wake: () => void = noop;
+  let timer: NodeJS.Timeout | undefined;
+  const step = tunnels.length === 0 ? 0 : Math.max(0, windowMs) / tunnels.length;
+  const started = performance.now();
+  const closed = new Set<TunnelHandle>();
+  const run = async (): Promise<number> => {
+    const closing: Promise<void>[] = [];
+    for (let i = 0; i < tunnels.length && !stopped; i++) {
+      const wait = started + (i + 1) * step - performance.now();
+      if (wait > 0) {
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          timer = setTimeout(resolve, wait);
+        });
+      }
+      if (stopped) break;
+      const t = tunnels[i]!;
+      if (!isOpen(t)) continue;
+      closed.add(t);
+      closing.push(t.goAway(graceMs));
+    }
+    await Promise.all(closing);
+    return closed.size;
+  };
+  return {
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+      wake();
+    },
+    closed,
+    done: run(),
+  };
+}

@@ -13,7 +13,7 @@ import { startLoad, type RunningLoad } from '../helpers/load.ts';
 
 let d: TestDaemon;
 before(async () => {
-  d = await createDaemon({ services: serviceYaml({ instances: 2 }).replace('drain_timeout: 5s', 'drain_timeout: 3s') });
+  d = await createDaemon({ services: serviceYaml({ instances: 2 }).replace('drain_timeout: 5s', 'drain_timeout: 3s\n    ws_close_spread: 0s') });
   const r = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(r.code, 0, r.stdout + r.stderr);
 });

@@ -37,6 +37,11 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     for (const dr of svc.draining ?? []) {
       const left = formatDuration(Math.max(0, dr.deadline - Date.now()));
       ctx.out(`  draining: ${dr.release} (deployment #${dr.deploymentId}, ${dr.websockets} WebSocket(s), ${dr.inflight} request(s) in flight, at most ${left} more; \`baton rollback ${svc.name}\` switches back at once)\n`);
+      if (dr.websockets > 0 && dr.websocketsCloseFrom !== undefined) {
+        const at = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
+        const from = dr.websocketsCloseFrom > Date.now() ? `one at a time from ${at(dr.websocketsCloseFrom)}` : 'one at a time now';
+        ctx.out(`    ${dr.websockets} WebSocket(s) left: closed (1001) ${from}, the last at ${at(dr.deadline)} UTC\n`);
+      }
     }
     if (svc.canary) {
       const c = svc.canary;
