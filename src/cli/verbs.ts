@@ -282,6 +282,13 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/fleet.ts')).fleetStatusCommand,
   },
   {
+    name: 'fleet unlock',
+    summary: 'show who holds the fleet lock; --force removes it (a CLI that died)',
+    args: [],
+    flags: { force: { type: 'boolean', help: 'remove the lock whoever holds it' }, ...FLEET_FLAGS },
+    load: async () => (await import('./commands/fleet.ts')).fleetUnlockCommand,
+  },
+  {
     name: 'fleet drain',
     summary: 'take a host out of the balancer and wait until it is quiet',
     args: [{ name: 'HOST', complete: 'none' }],

@@ -237,6 +237,26 @@ export class RemoteHost {
     }
   }
 
+  /** Who holds the fleet lock (null: nobody). */
+  async lockHolder(path: string): Promise<LockHolder | string | null> {
+    const p = shellQuote(path);
+    const r = await this.ssh.run(`sh -c ${shellQuote(`if [ -d ${p} ]; then echo held; cat ${p}/holder 2>/dev/null || true; else echo free; fi`)}`, { timeoutMs: 30_000 });
+    const [first, ...rest] = r.stdout.trim().split('\n');
+    if (first === 'free') return null;
+    if (first !== 'held') throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: cannot read the fleet lock ${path}: ${errorText(r.stdout, r.stderr)}`);
+    try {
+      return JSON.parse(rest.join('\n')) as LockHolder;
+    } catch {
+      return rest.join('\n').trim() || '(no holder recorded)';
+    }
+  }
+
+  /** Remove the fleet lock whoever holds it (the operator's decision: `baton fleet unlock --force`). */
+  async breakLock(path: string): Promise<void> {
+    const r = await this.ssh.run(`rm -rf ${shellQuote(path)}`, { timeoutMs: 30_000 });
+    if (r.code !== 0) throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: cannot remove the fleet lock ${path}: ${errorText(r.stdout, r.stderr)}`);
+  }
+
   async unlock(path: string, rollout: string): Promise<void> {
     const p = shellQuote(path);
     // Only our own lock is removed.

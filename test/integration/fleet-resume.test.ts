@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createFleet, fleetServiceYaml, type TestFleet } from '../helpers/fleet-hosts.ts';
 import { fleetYaml } from '../helpers/fleet-file.ts';
@@ -106,4 +107,22 @@ test('a host lost mid-rollout (its daemon killed while starting the new release)
   assert.equal((await h2.cli(['reload'])).code, 0);
   // The restarted daemon finds the deployment interrupted before its switch: h2 still serves v2.
   await waitUntil('every host back on v2', async () => (await releases()).every((v) => v === 'v2'), 20_000, 200);
+});
+
+test('a lock left by another operator: deploy refused naming the holder, unlock shows it, unlock --force removes it', async () => {
+  const lock = path.join(f.dir, 'h1', 'fleet.lock');
+  await mkdir(lock);
+  await writeFile(path.join(lock, 'holder'), JSON.stringify({ rollout: 'gone-1', operator: 'bob@laptop', since: Date.parse('2026-11-30T12:00:00Z') }) + '\n');
+  const d = await f.fleet(['deploy', 'web', await f.release('v5')]);
+  assert.equal(d.code, 1);
+  assert.match(d.stderr, /the fleet test is locked by bob@laptop \(rollout gone-1, since 2026-11-30T12:00:00\.000Z\)/);
+  const show = await f.fleet(['unlock']);
+  assert.equal(show.code, 1);
+  assert.match(show.stdout, /locked by bob@laptop .*`baton fleet unlock --force` removes the lock/);
+  assert.ok(existsSync(lock));
+  const forced = await f.fleet(['unlock', '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.match(forced.stdout, /removed the lock of bob@laptop/);
+  assert.ok(!existsSync(lock));
+  assert.equal((await f.fleet(['unlock'])).stdout, 'the fleet test is not locked\n');
 });

@@ -104,6 +104,7 @@ export const fleetDeployCommand = (ctx: CliContext): Promise<number> => withSess
 export const fleetResumeCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => resume(ctx, s));
 export const fleetAbortCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => abort(ctx, s));
 export const fleetStatusCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => status(ctx, s));
+export const fleetUnlockCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => unlock(ctx, s));
 export const fleetDrainCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => drain(ctx, s, 'drain'));
 export const fleetUndrainCommand = (ctx: CliContext): Promise<number> => withSession(ctx, (s) => drain(ctx, s, 'undrain'));
 
@@ -324,6 +325,22 @@ async function abort(ctx: CliContext, s: Session): Promise<number> {
   report(ctx, r.rec);
   await lockHost.unlock(s.cfg.lockPath, rec.id).catch(() => {});
   return r.rec.status === 'aborted' ? 0 : 1;
+}
+
+/** A lock left by a CLI that died: shown, and removed only with --force. */
+async function unlock(ctx: CliContext, s: Session): Promise<number> {
+  if (ctx.args.length > 0) throw new BatonError('USAGE', 'usage: baton fleet unlock [--force]');
+  const lockHost = s.remote(s.cfg.hosts[0]!.name);
+  await lockHost.ssh.connect();
+  const holder = await lockHost.lockHolder(s.cfg.lockPath);
+  const who = holder === null ? null : typeof holder === 'string' ? holder : `${holder.operator} (rollout ${holder.rollout}, since ${new Date(holder.since).toISOString()})`;
+  const force = ctx.flags['force'] === true;
+  if (holder !== null && force) await lockHost.breakLock(s.cfg.lockPath);
+  if (ctx.json) ctx.out(JSON.stringify({ lock: s.cfg.lockPath, host: lockHost.name, holder, removed: holder !== null && force }) + '\n');
+  else if (holder === null) ctx.out(`the fleet ${s.cfg.name} is not locked\n`);
+  else if (force) ctx.out(`removed the lock of ${who} (${s.cfg.lockPath} on ${lockHost.name})\n`);
+  else ctx.out(`the fleet ${s.cfg.name} is locked by ${who}; if that rollout is gone, \`baton fleet unlock --force\` removes the lock\n`);
+  return holder !== null && !force ? 1 : 0;
 }
 
 interface HostRow {
