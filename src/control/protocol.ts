@@ -62,7 +62,7 @@ export interface HostDrainStatus {
 export interface DrainingStatus {
   release: string;
   /** The deployment that switched away from this release: its number within the service. */
-  deploymentId: number;
+  seq: number;
   instances: number;
   /** When the drain deadline passes (epoch ms). */
   deadline: number;

@@ -45,7 +45,8 @@ export function serviceStatus(rt: ServiceRuntime, store: Store, proxy: Proxy): S
     draining: rt.draining().map((d) => {
       const mine = instances.filter((i) => i.role === 'draining' && i.release === d.release);
       const spread = Math.min(rt.config.wsCloseSpreadMs, rt.config.drainTimeoutMs);
-      return { ...d, inflight: mine.reduce((n, i) => n + i.inflight, 0), websockets: mine.reduce((n, i) => n + i.websockets, 0), websocketsCloseFrom: d.deadline - spread };
+      const { deploymentId: seq, ...drain } = d;
+      return { ...drain, seq, inflight: mine.reduce((n, i) => n + i.inflight, 0), websockets: mine.reduce((n, i) => n + i.websockets, 0), websocketsCloseFrom: d.deadline - spread };
     }),
     counters: proxy.counters(rt.name),
     instances,

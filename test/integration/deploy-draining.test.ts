@@ -76,7 +76,7 @@ test('deploy --until switched returns at the switch while a WebSocket holds the 
   assert.equal(s.instances.filter((i: any) => i.role === 'draining' && /v1/.test(i.release)).length, 2, JSON.stringify(s.instances));
   assert.equal(s.draining.length, 1);
   assert.match(s.draining[0].release, /v1/);
-  assert.equal(s.draining[0].deploymentId, result.outcome.deploymentId);
+  assert.equal(s.draining[0].seq, result.outcome.seq);
   const human = await d.cli(['status', 'web']);
   assert.match(human.stdout, /draining: .*v1.* \(deployment #\d+, 1 WebSocket/);
 
@@ -101,7 +101,7 @@ test('rollback while the old release drains: back on its still-running instances
   const before = (await d.status('web')).services[0];
   assert.deepEqual(before.draining.map((x: any) => tag(x.release)), ['v1'], 'v1 is still draining');
   const v1Pids = before.instances.filter((i: any) => i.role === 'draining').map((i: any) => i.pid).sort();
-  const draining = before.draining[0].deploymentId;
+  const draining = before.draining[0].seq;
   onV2 = await openSocket(); // v2 will drain in its turn
 
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
@@ -131,10 +131,10 @@ test('rollback while the old release drains: back on its still-running instances
   // The deployment whose drain was cut short ended done, and says why; the rollback is its own deployment.
   await waitUntil('the taken-over deployment to end', async () => {
     const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
-    return h.find((x: any) => x.id === draining)?.state === 'done';
+    return h.find((x: any) => x.seq === draining)?.state === 'done';
   }, 10_000);
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
-  const old = h.find((x: any) => x.id === draining);
+  const old = h.find((x: any) => x.seq === draining);
   assert.ok(old.events.some((e: any) => new RegExp(`drain cut short: deployment #${outcome.seq} routed to the instances of .*v1`).test(e.message)), JSON.stringify(old.events));
   assert.equal(h.find((x: any) => x.id === outcome.deploymentId).kind, 'rollback');
 });

@@ -36,7 +36,7 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     if (svc.deploying !== null) ctx.out(`  deploying: deployment #${svc.deploying}\n`);
     for (const dr of svc.draining ?? []) {
       const left = formatDuration(Math.max(0, dr.deadline - Date.now()));
-      ctx.out(`  draining: ${dr.release} (deployment #${dr.deploymentId}, ${dr.websockets} WebSocket(s), ${dr.inflight} request(s) in flight, at most ${left} more; \`baton rollback ${svc.name}\` switches back at once)\n`);
+      ctx.out(`  draining: ${dr.release} (deployment #${dr.seq}, ${dr.websockets} WebSocket(s), ${dr.inflight} request(s) in flight, at most ${left} more; \`baton rollback ${svc.name}\` switches back at once)\n`);
       if (dr.websockets > 0 && dr.websocketsCloseFrom !== undefined) {
         const at = (ms: number): string => new Date(ms).toISOString().slice(11, 19);
         const from = dr.websocketsCloseFrom > Date.now() ? `one at a time from ${at(dr.websocketsCloseFrom)}` : 'one at a time now';
