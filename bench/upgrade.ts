@@ -24,7 +24,7 @@ async function main(): Promise<boolean> {
   const fresh = startTimedLoad({ origin, clients: 2, keepAlive: false, path: () => '/', expectBody, maxMs: 30 * 60_000 });
   await new Promise((res) => setTimeout(res, 2000));
 
-  const rows: { n: number; commandMs: number; servingMs: number; gapMs: number }[] = [];
+  const rows: { n: number; commandMs: number; servingMs: number; gapMs: number; gapAt: number }[] = [];
   const windows: [number, number][] = [];
   for (let i = 1; i <= UPGRADES; i++) {
     const from = performance.now();
@@ -43,7 +43,7 @@ async function main(): Promise<boolean> {
     }
     await new Promise((r2) => setTimeout(r2, 1000));
     windows.push([from, performance.now()]);
-    rows.push({ n: i, commandMs: Math.round(to - from), servingMs: res.msToServing, gapMs: 0 });
+    rows.push({ n: i, commandMs: Math.round(to - from), servingMs: res.msToServing, gapMs: 0, gapAt: 0 });
     process.stdout.write(`upgrade ${i}: serving after ${res.msToServing} ms (command ${Math.round(to - from)} ms)\n`);
   }
   // The same measure with no upgrade, for comparison on this (shared) machine: windows as long as the median upgrade's.
@@ -61,18 +61,27 @@ async function main(): Promise<boolean> {
 
   // The longest time without any successful response, per window.
   const okEnds = records.filter((x) => x.ok).map((x) => x.end).sort((a, b) => a - b);
-  const longestGap = ([from, to]: [number, number]): number => {
+  const gapAt = ([from, to]: [number, number]): { gap: number; at: number } => {
     let last = from;
     let gap = 0;
+    let at = 0;
     for (const e of okEnds) {
       if (e < from) continue;
       if (e > to) break;
-      gap = Math.max(gap, e - last);
+      if (e - last > gap) {
+        gap = e - last;
+        at = last - from;
+      }
       last = e;
     }
-    return Math.round(gap);
+    return { gap: Math.round(gap), at: Math.round(at) };
   };
-  windows.forEach((w, i) => (rows[i]!.gapMs = longestGap(w)));
+  const longestGap = (w: [number, number]): number => gapAt(w).gap;
+  windows.forEach((w, i) => {
+    const g = gapAt(w);
+    rows[i]!.gapMs = g.gap;
+    rows[i]!.gapAt = g.at;
+  });
   const quietGaps = quiet.map(longestGap);
   const first = records[0]?.start ?? 0;
   const end = records.at(-1)?.end ?? 0;
@@ -82,9 +91,9 @@ async function main(): Promise<boolean> {
   const serving = rows.map((x) => x.servingMs).sort((a, b) => a - b);
   const median = serving[Math.floor(serving.length / 2)]!;
 
-  console.log(`\n| upgrade | command → new daemon serving | \`baton upgrade\` command | longest gap without a success |`);
-  console.log('|---:|---:|---:|---:|');
-  for (const x of rows) console.log(`| ${x.n} | ${x.servingMs} ms | ${x.commandMs} ms | ${x.gapMs} ms |`);
+  console.log(`\n| upgrade | command → new daemon serving | \`baton upgrade\` command | longest gap without a success | the gap began |`);
+  console.log('|---:|---:|---:|---:|---:|');
+  for (const x of rows) console.log(`| ${x.n} | ${x.servingMs} ms | ${x.commandMs} ms | ${x.gapMs} ms | +${x.gapAt} ms |`);
   console.log(`\nrequests ${records.length}, failed ${failed}${failed ? ` (${[...keep.errors, ...fresh.errors].slice(0, 5).join('; ')})` : ''}`);
   console.log(`latency over the whole run: p50 ${ok.p50.toFixed(1)} ms, p99 ${all.p99.toFixed(1)} ms, max ${all.max.toFixed(1)} ms`);
   console.log(`longest gap without a successful response: ${maxGap} ms (target: under p99 ${all.p99.toFixed(1)} ms); median of the upgrades ${[...rows.map((x) => x.gapMs)].sort((a, b) => a - b)[Math.floor(rows.length / 2)]} ms`);
