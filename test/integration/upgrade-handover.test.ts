@@ -175,3 +175,17 @@ test('10 upgrades in a row under load: 0 failed, no leaked fds or processes', as
   const settled = Math.max(...fds.slice(2, 4));
   for (const [i, n] of fds.entries()) if (i >= 4) assert.ok(n <= settled + 8, `fds after upgrade ${i + 1}: ${n} (after 3-4: ${fds.slice(2, 4).join(", ")}); all: ${fds.join(", ")}`);
 });
+
+test('SIGUSR2 to the daemon upgrades it as `baton upgrade` does', async () => {
+  const before = (await d.status()).daemon.pid;
+  const instancePids = (await d.status('web')).services[0].instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort();
+  process.kill(before, 'SIGUSR2');
+  await waitUntil('a new daemon to answer on the control socket', async () => {
+    const s = await d.status().catch(() => null);
+    return s !== null && s.daemon.pid !== before;
+  }, 60_000, 200);
+  await waitUntil(`the old daemon (pid ${before}) to exit`, () => isGone(before), 30_000, 100);
+  const s = (await d.status('web')).services[0];
+  assert.deepEqual(s.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort(), instancePids);
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
+});
