@@ -17,7 +17,7 @@ import { ServiceRuntime, type RuntimeHost } from '../deploy/service-runtime.ts';
 import { deploymentHistory, releaseList, serviceStatus } from './views.ts';
 import { BETA_PATH, Proxy, makeBetaToken } from '../proxy/index.ts';
 import { publicBase } from './public-url.ts';
-import type { ProxySpec } from '../proxy/types.ts';
+import type { CounterTotals, ProxySpec } from '../proxy/types.ts';
 import { Store } from '../store/index.ts';
 import { Instance } from '../supervisor/index.ts';
 import { TlsFrontDoor } from '../tls/index.ts';
@@ -303,7 +303,7 @@ export class Daemon implements RuntimeHost {
         for (const rt of this.runtimes.values()) rt.detach();
       },
       thaw: () => this.#thaw(),
-      retire: () => this.#retire(),
+      retire: (drained) => this.#retire(drained),
     }, emit);
   }
 
@@ -342,7 +342,7 @@ export class Daemon implements RuntimeHost {
   }
 
   /** The successor serves: stop accepting, drain what is open (bounded by the longest drain timeout), exit. */
-  #retire(): { inflight: number; webSockets: number; deadline: number } {
+  #retire(drained: (totals: CounterTotals) => Promise<void>): { inflight: number; webSockets: number; deadline: number } {
     const deadlineMs = Math.max(0, ...this.config.services.map((s) => s.drainTimeoutMs)) || DEFAULT_DRAIN_TIMEOUT_MS;
     const h = this.proxy.handOver(deadlineMs);
     // The rest after this tick: the `baton upgrade` answer goes out on the control socket first.
@@ -353,6 +353,7 @@ export class Daemon implements RuntimeHost {
         await this.tls?.close().catch(() => {});
         await this.hostDrain.close();
         await h.done;
+        await drained(this.proxy.counterTotals());
         this.store.close();
         this.logger.info('upgrade: old daemon drained; exiting', { pid: process.pid });
       })

@@ -6,6 +6,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import type { CounterTotals } from '../proxy/types.ts';
 
 /** Set by the old daemon in its successor's environment: the old daemon's pid. */
 export const SUCCESSOR_ENV = 'BATON_SUCCESSOR_OF';
@@ -52,13 +53,23 @@ function send(msg: SuccessorMessage): Promise<void> {
 
 /**
  * The daemon is up (store open, instances re-adopted, listening, control
- * socket in place): tell the predecessor, drop the IPC channel (nothing else
- * goes over it), and tell systemd this process is the service's main process.
+ * socket in place): tell the predecessor and systemd. The predecessor sends
+ * its proxy counters once it has drained (`addTotals`: the totals go on from
+ * them), then closes the channel.
  */
-export async function reportReady(logger: Logger): Promise<void> {
+export async function reportReady(logger: Logger, addTotals: (t: CounterTotals) => void): Promise<void> {
   if (predecessorPid() !== null) {
+    process.on('message', (m: { type?: string; totals?: CounterTotals }) => {
+      if (m?.type !== 'counters' || m.totals === undefined) return;
+      try {
+        addTotals(m.totals);
+        logger.info('upgrade: the previous daemon\'s counters added to this one\'s', { from: predecessorPid() });
+      } catch (err) {
+        logger.warn('upgrade: the previous daemon\'s counters could not be added', { error: errorMessage(err) });
+      }
+      process.disconnect?.();
+    });
     await send({ type: 'ready', pid: process.pid });
-    process.disconnect?.();
   }
   // --pid: the message says MAINPID=<this pid> (and is sent with its credentials where allowed).
   await notifySystemd(['READY=1'], logger);

@@ -11,6 +11,7 @@ import type { Logger } from '../core/log.ts';
 import { handoverListeners, LISTEN_FDS_ENV } from '../core/listen-fds.ts';
 import { inExecutable, selfCommand } from '../core/self.ts';
 import type { UpgradeProgress, UpgradeResult } from '../control/protocol.ts';
+import type { CounterTotals } from '../proxy/types.ts';
 import { FAULT_EXIT_STATUS, SUCCESSOR_ENV, type SuccessorMessage } from './handover.ts';
 
 /** How long a successor may take to say `ready` (store, re-adoption with health checks, listeners). */
@@ -28,8 +29,11 @@ export interface UpgradingDaemon {
   freeze(): void;
   /** The successor failed: take the state back from the store (re-adoption) and accept operations again. */
   thaw(): Promise<void>;
-  /** The successor serves: stop accepting, drain (bounded), then exit. Returns what is still open. */
-  retire(): { inflight: number; webSockets: number; deadline: number };
+  /**
+   * The successor serves: stop accepting, drain (bounded), call `drained`
+   * (the proxy's counters are final then), then exit. Returns what is still open.
+   */
+  retire(drained: (totals: CounterTotals) => Promise<void>): { inflight: number; webSockets: number; deadline: number };
 }
 
 /** The argv of the successor: the baton installed now, run as this one was (Node flags included). */
@@ -80,16 +84,28 @@ export async function upgrade(d: UpgradingDaemon, emit: (p: UpgradeProgress) => 
       say('resumed', 'this daemon took its state back and keeps serving');
       throw new BatonError('UPGRADE_FAILED', `the new daemon (pid ${child.pid}) did not come up: ${outcome.message}; pid ${process.pid} keeps serving`, outcome.details);
     }
-    child.disconnect();
     child.unref();
     const msToServing = Math.round(performance.now() - started);
     say('serving', `new daemon (pid ${outcome.pid}) serves: store open, instances re-adopted, listening (${msToServing} ms)`, outcome.pid);
-    const r = d.retire();
+    // Once drained, this daemon's counters go to the successor (its totals go on from them), and the channel closes.
+    const r = d.retire((totals) => handOverCounters(child, totals, d.logger));
     say('draining', `old daemon (pid ${process.pid}) stopped accepting; ${r.inflight} request(s) in flight, ${r.webSockets} WebSocket(s) kept until they close or ${new Date(r.deadline).toISOString()}`, process.pid);
     return { oldPid: process.pid, newPid: outcome.pid, msToServing, drainDeadline: r.deadline, inflight: r.inflight, webSockets: r.webSockets };
   } finally {
     running = false;
   }
+}
+
+function handOverCounters(child: ChildProcess, totals: CounterTotals, logger: Logger): Promise<void> {
+  return new Promise((resolve) => {
+    if (!child.connected) return resolve();
+    const msg: SuccessorMessage | { type: 'counters'; totals: CounterTotals } = { type: 'counters', totals };
+    child.send(msg, (err) => {
+      if (err) logger.warn('upgrade: counters not handed over', { error: err.message });
+      if (child.connected) child.disconnect();
+      resolve();
+    });
+  });
 }
 
 type Outcome = { type: 'ready'; pid: number } | { type: 'failed'; message: string; details: string[] };

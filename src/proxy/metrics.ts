@@ -10,6 +10,8 @@ const NBUCKETS = LATENCY_BUCKETS_MS.length;
 /** The release label of requests that never reached a release (no instance, maintenance, pause refusal). */
 export const NO_RELEASE = '-';
 
+const CUMULATIVE = ['requests', 's1', 's2', 's3', 's4', 's5', 'connectionErrors', 'failed', 'appErrors', 'retries', 'websocketsTotal', 'sumMs'] as const;
+
 /** Live figures of one service+release. Mutated in place by the hot path. */
 export class ReleaseStats {
   readonly service: string;
@@ -37,6 +39,19 @@ export class ReleaseStats {
   constructor(service: string, release: string) {
     this.service = service;
     this.release = release;
+  }
+
+  /** The cumulative figures (not the gauges), for a successor daemon (`baton upgrade`). */
+  totals(): { figures: Record<string, number>; hist: number[] } {
+    const figures: Record<string, number> = {};
+    for (const k of CUMULATIVE) figures[k] = this[k];
+    return { figures, hist: [...this.hist] };
+  }
+
+  /** Add a predecessor's totals to these. */
+  addTotals(t: { figures: Record<string, number>; hist: number[] }): void {
+    for (const k of CUMULATIVE) if (Number.isFinite(t.figures[k])) this[k] += t.figures[k]!;
+    for (let i = 0; i < NBUCKETS; i++) if (Number.isFinite(t.hist[i])) this.hist[i]! += t.hist[i]!;
   }
 
   /** A response head (the instance's or baton's) went out `ms` after the request arrived. */

@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
-import type { BetaTokenLedger, DrainResult, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
+import type { BetaTokenLedger, CounterTotals, DrainResult, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats, UpstreamTarget } from './types.ts';
 import { buildSnapshot, RoutingSnapshot, type ServiceShared } from './snapshot.ts';
 import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
@@ -430,6 +430,33 @@ export class Proxy {
     // release) starts again from zero, which Prometheus reads as a new series.
     if (![...this.#targets.values()].some((o) => o.service === t.service && o.release === t.release)) this.#releaseStats.get(t.service)?.delete(t.release);
     await t.close();
+  }
+
+  /** Every cumulative counter, for a successor daemon (`baton upgrade`): the totals go on there. */
+  counterTotals(): CounterTotals {
+    const services: CounterTotals['services'] = {};
+    for (const [name, c] of this.#counters) services[name] = { ...c };
+    const routing: CounterTotals['routing'] = {};
+    for (const [name, s] of this.#shared) {
+      const { heldNow: _held, ...rest } = { ...s.routing, heldNow: 0 };
+      routing[name] = rest;
+    }
+    const releases: CounterTotals['releases'] = [];
+    for (const [service, byRelease] of this.#releaseStats) for (const [release, st] of byRelease) releases.push({ service, release, ...st.totals() });
+    return { services, routing, releases };
+  }
+
+  /** Add a predecessor's totals (`baton upgrade`): counters continue instead of starting again from zero. */
+  addCounterTotals(t: CounterTotals): void {
+    for (const [name, c] of Object.entries(t.services ?? {})) {
+      const mine = this.#sharedFor(name).counters;
+      for (const k of Object.keys(mine) as (keyof ServiceCounters)[]) if (Number.isFinite(c[k])) mine[k] += c[k];
+    }
+    for (const [name, r] of Object.entries(t.routing ?? {})) {
+      const mine = this.#sharedFor(name).routing;
+      for (const k of Object.keys(r) as (keyof typeof r)[]) if (k in mine && Number.isFinite(r[k])) mine[k] += r[k];
+    }
+    for (const x of t.releases ?? []) this.#statsFor(x.service, x.release).addTotals(x);
   }
 
   /** Counters of a service since the proxy started; zeros for an unknown service. */

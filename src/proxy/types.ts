@@ -173,3 +173,14 @@ export interface BetaTokenLedger {
   /** Mark token `id` used; true the first time, false if it was used before. */
   claim(id: string, expiresAt: number): boolean;
 }
+
+/**
+ * The proxy's cumulative counters as plain data (gauges left out), handed from
+ * an old daemon to its successor at the end of `baton upgrade` so that totals
+ * continue (Proxy.counterTotals / addCounterTotals).
+ */
+export interface CounterTotals {
+  services: Record<string, import('../core/counters.ts').ServiceCounters>;
+  routing: Record<string, Omit<RoutingCounters, 'heldNow'>>;
+  releases: { service: string; release: string; figures: Record<string, number>; hist: number[] }[];
+}

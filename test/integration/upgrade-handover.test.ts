@@ -131,6 +131,10 @@ test('baton upgrade under load: 0 failed, same instances, WebSockets kept until 
   }
   assert.deepEqual(t.slow().failed, [], '2 s requests in flight during the upgrade');
   assert.ok(t.slow().ok >= 2);
+  // Counters continue: the new daemon's totals include what the old one served (handed over once it drained).
+  const sent = results.reduce((n, r) => n + r.total, 0) + t.slow().ok;
+  const counted = (await d.status('web')).services[0].counters.requests;
+  assert.ok(counted >= sent, `the service counts ${counted} requests; the clients sent ${sent} through the two daemons`);
 
   const after = (await d.status('web')).services[0];
   assert.deepEqual(after.instances.map((i: any) => i.pid).sort(), instancePids, 'instances re-adopted, not restarted');

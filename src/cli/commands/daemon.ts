@@ -17,7 +17,7 @@ export async function daemonCommand(ctx: CliContext): Promise<number> {
     throw err;
   }
   // Serving: tell the daemon this one replaces (if any), and systemd.
-  await reportReady(daemon.logger);
+  await reportReady(daemon.logger, (totals) => daemon.proxy.addCounterTotals(totals));
   // SIGTERM/SIGINT: exit but leave the instances running for the next daemon
   // (an upgrade or restart must not take the site down). `baton shutdown
   // --stop-instances` stops them too.
