@@ -83,6 +83,9 @@ async function main(): Promise<boolean> {
   const peak = Math.max(...samples);
   await sleep(10_000);
   const settled = await sampleRss(pid, 5, 200);
+  // The goal is "back within 10 MB of idle a minute after load".
+  await sleep(QUICK ? 5_000 : 49_000);
+  const minuteAfter = await sampleRss(pid, 5, 200);
 
   const total = results.reduce((a, r) => a + r.total, 0);
   const failed = results.reduce((a, r) => a + r.failed, 0);
@@ -97,11 +100,13 @@ async function main(): Promise<boolean> {
     [`under load: peak (1 s samples over ${LOAD_SECONDS} s)`, mb(peak), ratio(peak, idle), ratio(peak, instanceRss)],
     ['under load: at the end', mb(endOfLoad), ratio(endOfLoad, idle), ratio(endOfLoad, instanceRss)],
     ['10 s after the load', mb(settled), ratio(settled, idle), ratio(settled, instanceRss)],
+    [QUICK ? '15 s after the load' : '60 s after the load', mb(minuteAfter), ratio(minuteAfter, idle), ratio(minuteAfter, instanceRss)],
     ['(baseline) one app instance, idle', mb(instanceRss), '-', '1.00x'],
   ]));
   const worst = Math.max(idle, peak, settled) / 1024;
   const ok = worst < TARGET_MB && failed === 0 && wrongBody === 0;
   console.log(`\ntarget: daemon RSS < ${TARGET_MB} MB idle and under load: worst ${fmt(worst, 1)} MB → ${verdict(worst < TARGET_MB)}${failed || wrongBody ? '; requests failed or misrouted → MISS' : ''}`);
+  console.log(`a minute after the load: ${fmt((minuteAfter - idle) / 1024, 1)} MB above idle (goal ≤ 10 MB)`);
   return ok;
 }
 

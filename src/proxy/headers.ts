@@ -40,6 +40,55 @@ export function connectionNominated(value: string | readonly string[] | undefine
   return out;
 }
 
+/**
+ * The lowercase name when `name` may be one the request rewrite looks at
+ * (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), null when it cannot be.
+ * Decided by length and first letter before any lowercasing: a browser's
+ * request head is mostly names that match neither (Accept, User-Agent,
+ * Accept-Encoding...), and lowercasing a capitalised name allocates a string.
+ */
+function specialName(name: string): string | null {
+  const c = name.charCodeAt(0) | 0x20;
+  switch (name.length) {
+    case 2: // te
+    case 7: // trailer, upgrade
+      if (c !== 116 /* t */ && c !== 117 /* u */) return null;
+      break;
+    case 4: // host
+      if (c !== 104 /* h */) return null;
+      break;
+    case 6: // expect
+      if (c !== 101 /* e */) return null;
+      break;
+    case 9: // forwarded
+      if (c !== 102 /* f */) return null;
+      break;
+    case 10: // connection, keep-alive
+      if (c !== 99 /* c */ && c !== 107 /* k */) return null;
+      break;
+    case 15: // x-forwarded-for
+      if (c !== 120 /* x */) return null;
+      break;
+    case 16: // proxy-connection, x-forwarded-host
+    case 17: // transfer-encoding, x-forwarded-proto
+      if (c !== 112 /* p */ && c !== 120 /* x */ && c !== 116 /* t */) return null;
+      break;
+    default:
+      return null;
+  }
+  return name.toLowerCase();
+}
+
+const CONNECTION = 'connection';
+
+/** `name` is "connection" in any case (compared without allocating a lowercase copy). */
+function isConnection(name: string): boolean {
+  if (name.length !== 10) return false;
+  // Setting bit 5 lowercases an ASCII letter; "connection" has nothing but letters.
+  for (let i = 0; i < 10; i++) if ((name.charCodeAt(i) | 0x20) !== CONNECTION.charCodeAt(i)) return false;
+  return true;
+}
+
 /** A quoted-string (RFC 9110 5.6.4); the escaping pass only when needed (it never is for a valid Host). */
 function quoted(v: string): string {
   if (v.indexOf('"') < 0 && v.indexOf('\\') < 0) return `"${v}"`;
@@ -70,8 +119,7 @@ function forwardedElement(facts: ClientConnection, host: string | null): string 
 export function forwardRequestHeaders(raw: readonly string[], facts: ClientConnection, keepUpgrade = false): string[] {
   let nominated: string[] | null = null;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    if (name.length === 10 && name.toLowerCase() === 'connection') {
+    if (isConnection(raw[i]!)) {
       const extra = connectionNominated(raw[i + 1]);
       if (extra !== null) nominated = nominated === null ? extra : nominated.concat(extra);
     }
@@ -86,7 +134,12 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    const lower = name.toLowerCase();
+    // Any name may be nominated by Connection (rare): then every name is compared.
+    const lower = nominated === null ? specialName(name) : name.toLowerCase();
+    if (lower === null) {
+      out.push(name, value);
+      continue;
+    }
     if (HOP_BY_HOP.has(lower)) {
       if (keepUpgrade && lower === 'upgrade') out.push(name, value);
       continue;
@@ -127,6 +180,10 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
  * Response headers for the client from undici's parsed (lowercase-keyed)
  * headers, without hop-by-hop headers: Node adds its own Connection,
  * Keep-Alive and framing for the client connection.
+ *
+ * A copy, not deletes on undici's object: deleting properties turns it into a
+ * dictionary, and Node's writeHead then iterates that for more than the copy
+ * costs (measured: +640 bytes allocated per request, bench/proxy-cost.ts).
  */
 export function forwardResponseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers['connection']);

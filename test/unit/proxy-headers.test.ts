@@ -43,6 +43,54 @@ test('request: hop-by-hop headers and Connection-nominated ones are removed', ()
   ]);
 });
 
+test('request: without a Connection nomination, every special name is recognised in any case, and look-alikes are kept', () => {
+  const raw = [
+    'HOST', 'a.test',
+    'Connection', 'keep-alive',
+    'KEEP-ALIVE', 'timeout=5',
+    'proxy-CONNECTION', 'keep-alive',
+    'tE', 'trailers',
+    'TRAILER', 'Expires',
+    'Transfer-ENCODING', 'chunked',
+    'UPGRADE', 'h2c',
+    'EXPECT', '100-continue',
+    'X-FORWARDED-FOR', '1.1.1.1',
+    'FORWARDED', 'for=1.1.1.1',
+    'X-Forwarded-PROTO', 'https',
+    'x-FORWARDED-host', 'evil.test',
+    // Same lengths and first letters as the names above, but other names.
+    'Tx', '1',
+    'Trailed', '2',
+    'Hose', '3',
+    'Expert', '4',
+    'Keep-Alivo', '5',
+    'Forwarder', '6',
+    'X-Forwarded-Fox', '7',
+    'Proxy-Connectio2', '8',
+    'Transfer-Encodinx', '9',
+    'Accept-Encoding', 'gzip',
+    'User-Agent', 'ua',
+  ];
+  assert.deepEqual(pairs(forwardRequestHeaders(raw, facts)), [
+    ['host', 'a.test'],
+    ['tx', '1'],
+    ['trailed', '2'],
+    ['hose', '3'],
+    ['expert', '4'],
+    ['keep-alivo', '5'],
+    ['forwarder', '6'],
+    ['x-forwarded-fox', '7'],
+    ['proxy-connectio2', '8'],
+    ['transfer-encodinx', '9'],
+    ['accept-encoding', 'gzip'],
+    ['user-agent', 'ua'],
+    ['x-forwarded-for', '10.0.0.9'],
+    ['x-forwarded-proto', 'http'],
+    ['x-forwarded-host', 'a.test'],
+    ['forwarded', 'for=10.0.0.9;host="a.test";proto=http'],
+  ]);
+});
+
 const spoofable = [
   'host', 'a.test',
   'X-Forwarded-For', '1.1.1.1',
