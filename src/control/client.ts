@@ -1,7 +1,8 @@
 // The CLI's client for the control API over the daemon's Unix socket, or over
 // HTTPS with a bearer token when BATON_REMOTE names a daemon's control.remote listener.
 
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import https from 'node:https';
 import { readFileSync, statSync } from 'node:fs';
 import { BatonError, isErrorCode } from '../core/errors.ts';
@@ -156,7 +157,7 @@ export class ControlClient {
       req.on('error', (err) => onError(new BatonError('DAEMON_UNREACHABLE', `cannot talk to the baton daemon at ${r.url.origin}: ${err.message}`)));
       return req;
     }
-    const req = http.request({ socketPath: this.socketPath, method, path: API_PREFIX + path, headers: { 'content-type': 'application/json' } }, onResponse);
+    const req = nodeHttp.request({ socketPath: this.socketPath, method, path: API_PREFIX + path, headers: { 'content-type': 'application/json' } }, onResponse);
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT' || err.code === 'ECONNREFUSED') {
         onError(new BatonError('DAEMON_UNREACHABLE', `cannot reach the baton daemon at ${this.socketPath} (${err.code}); ${this.#notRunningHint}`));

@@ -2,7 +2,8 @@
 // the CLI. Long operations stream NDJSON events and end with a result line.
 
 import { bindListener } from '../core/listen-fds.ts';
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import https from 'node:https';
 import net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
@@ -72,7 +73,7 @@ export class ControlServer {
     this.#h = handlers;
     this.#log = logger;
     this.#audit = audit;
-    this.#server = http.createServer((req, res) => this.#serve(req, res, 'unix', 'local'));
+    this.#server = nodeHttp.createServer((req, res) => this.#serve(req, res, 'unix', 'local'));
   }
 
   #serve(req: http.IncomingMessage, res: http.ServerResponse, via: 'unix' | 'tcp', peer: string, refused?: string): void {

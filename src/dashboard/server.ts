@@ -5,7 +5,8 @@
 
 import { bindListener } from '../core/listen-fds.ts';
 import { existsSync } from 'node:fs';
-import http from 'node:http';
+import type * as http from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import { isIP } from 'node:net';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
@@ -89,7 +90,7 @@ export class Dashboard {
     this.#assets = assets;
     this.#auth = new DashboardAuth({ sessionTimeoutMs: o.sessionTimeoutMs });
     this.#live = new LiveFigures({ services: () => o.host.status().services.map((s) => s.name), metrics: o.metrics });
-    this.#server = http.createServer((req, res) => {
+    this.#server = nodeHttp.createServer((req, res) => {
       this.#handle(req, res).catch((err) => this.#fail(res, err));
     });
     this.#server.headersTimeout = 10_000;

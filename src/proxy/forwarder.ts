@@ -1,6 +1,7 @@
 // One proxied HTTP exchange: client request → chosen target (undici dispatch) → client response, with the retry rules.
 
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import type { Dispatcher } from 'undici';
 import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
@@ -19,7 +20,7 @@ export interface SnapshotRef {
 }
 
 /** The response object of baton's servers: it points at its exchange, so shared listeners need no closures. */
-export class BatonResponse extends ServerResponse<IncomingMessage> {
+export class BatonResponse extends nodeHttp.ServerResponse<IncomingMessage> {
   exchange: Exchange | null = null;
 }
 
@@ -30,7 +31,7 @@ export class BatonResponse extends ServerResponse<IncomingMessage> {
 Object.defineProperty(BatonResponse.prototype, 'writeHead', {
   value: function writeHead(this: BatonResponse, ...args: unknown[]): unknown {
     if ((this.socket as { server?: { listening?: boolean } } | null)?.server?.listening === false) this.shouldKeepAlive = false;
-    return Reflect.apply(Reflect.get(ServerResponse.prototype, 'writeHead') as (...a: unknown[]) => unknown, this, args);
+    return Reflect.apply(Reflect.get(nodeHttp.ServerResponse.prototype, 'writeHead') as (...a: unknown[]) => unknown, this, args);
   },
   writable: true,
   configurable: true,

@@ -3,7 +3,9 @@
 // challenges, the redirect to https://). Requests go through the same
 // dispatch as plain HTTP: onRequest / onUpgrade with the same snapshot.
 
-import http, { type IncomingMessage } from 'node:http';
+import type * as http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
@@ -208,7 +210,7 @@ export async function listenTls(
       return closed;
     },
     closeAll: () => {
-      http.Server.prototype.closeAllConnections.call(h1Server);
+      nodeHttp.Server.prototype.closeAllConnections.call(h1Server);
       for (const s of sessions) s.destroy();
       // What is left: connections still in (or stuck before) their TLS handshake.
       for (const s of accepted) s.destroy();

@@ -1,6 +1,8 @@
 // The Proxy: public listeners, routing snapshot swaps, target registry, drain/forget and counters.
 
-import http, { type IncomingMessage } from 'node:http';
+import type * as http from 'node:http';
+import type { IncomingMessage } from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 import type { AddressInfo, Server as NetServer, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { BatonError, errorMessage } from '../core/errors.ts';
@@ -242,7 +244,7 @@ export class Proxy {
       if (front !== null && answerPlainFront(front, req, res)) return;
       onRequest(ctx, ref, req, res);
     };
-    const server = http.createServer<typeof IncomingMessage, typeof BatonResponse>(
+    const server = nodeHttp.createServer<typeof IncomingMessage, typeof BatonResponse>(
       {
         ServerResponse: BatonResponse,
         keepAliveTimeout: clientIdleTimeoutMs,
@@ -502,7 +504,7 @@ export class Proxy {
    * elsewhere). Returns the bound address; closed by close().
    */
   async listenMetrics(host: string, port: number): Promise<{ host: string; port: number }> {
-    const server = http.createServer((req, res) => {
+    const server = nodeHttp.createServer((req, res) => {
       const path = (req.url ?? '/').split('?')[0];
       if (path === '/metrics' && (req.method === 'GET' || req.method === 'HEAD')) {
         const body = Buffer.from(this.prometheusText());

@@ -1,6 +1,10 @@
 // One upstream target's live state: its connection pool, in-flight and WebSocket counts, idle waiters.
 
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+// Only the pool, not undici's index: the index loads all of undici (fetch, web
+// streams, WebSocket, caches, mocks), about 13 MB of the daemon's resident memory
+// for code the proxy never runs (measured in bench/RESULTS.md, "proxy cost").
+import PoolClass from 'undici/lib/dispatcher/pool.js';
 import type { UpstreamConfig } from '../config/types.ts';
 import type { TargetStats, UpstreamTarget } from './types.ts';
 import type { Candidate } from './balancer.ts';
@@ -13,7 +17,7 @@ export interface TunnelHandle {
 }
 
 function createPool(host: string, port: number, up: UpstreamConfig): Pool {
-  return new Pool(`http://${host}:${port}`, {
+  return new PoolClass(`http://${host}:${port}`, {
     // Pooled connections close before the app would close them, so we rarely
     // write into a connection the app is closing (the retry rules cover the rest).
     keepAliveTimeout: up.keepAliveTimeoutMs,

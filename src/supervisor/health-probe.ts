@@ -1,7 +1,7 @@
 // One HTTP health check against an instance: GET with a deadline, no pooled
 // connection left behind, nothing that keeps the event loop alive.
 
-import http from 'node:http';
+import { nodeHttp } from '../core/node-http.ts';
 
 /**
  * GET http://127.0.0.1:PORT{path}. Resolves null on 2xx/3xx, else a short
@@ -19,7 +19,7 @@ export function probeHttp(port: number, path: string, timeoutMs: number, signal?
       resolve(result);
     };
     // agent:false: a fresh connection per check, closed after it, never pooled.
-    const req = http.get({ host: '127.0.0.1', port, path, agent: false, headers: { 'user-agent': 'baton-health', connection: 'close' }, signal });
+    const req = nodeHttp.get({ host: '127.0.0.1', port, path, agent: false, headers: { 'user-agent': 'baton-health', connection: 'close' }, signal });
     const timer = setTimeout(() => finish(`timed out after ${timeoutMs} ms`), timeoutMs);
     timer.unref();
     req.on('socket', (socket) => socket.unref());
