@@ -6,9 +6,11 @@
 import { after, afterEach, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import net from 'node:net';
 import WebSocket from 'ws';
 import { Client } from 'undici';
-import { createDaemon, isGone, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, isGone, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
 
 let d: TestDaemon;
@@ -192,4 +194,52 @@ test('SIGUSR2 to the daemon upgrades it as `baton upgrade` does', async () => {
   const s = (await d.status('web')).services[0];
   assert.deepEqual(s.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort(), instancePids);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
+});
+
+test('the metrics, agent-check and dashboard listeners are handed over too: never refused during an upgrade', async () => {
+  const [agentPort, dashPort] = [await freePort(), await freePort()];
+  const text = await readFile(d.configFile, 'utf8');
+  const more = `metrics_listen: "127.0.0.1:${await freePort()}"\nagent_check: "127.0.0.1:${agentPort}"\ndashboard:\n  listen: "127.0.0.1:${dashPort}"\n`;
+  await writeFile(d.configFile, more + text);
+  // A listener added to the config is bound by the next daemon: the upgrade that applies it.
+  const first = await d.cli(['upgrade', '--json'], 90_000);
+  assert.equal(first.code, 0, first.stdout + first.stderr);
+  const metricsPort = Number(/metrics_listen: "127\.0\.0\.1:(\d+)"/.exec(more)![1]);
+  const failures: string[] = [];
+  let rounds = 0;
+  let stop = false;
+  const agent = (): Promise<string> => new Promise((resolve, reject) => {
+    const s = net.connect(agentPort, '127.0.0.1');
+    let out = '';
+    s.on('data', (c) => (out += String(c)));
+    s.on('end', () => resolve(out.trim()));
+    s.on('error', reject);
+  });
+  const poll = (async () => {
+    while (!stop) {
+      rounds++;
+      try {
+        const m = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+        if (m.status !== 200) failures.push(`metrics ${m.status}`);
+        await m.text();
+        const a = await agent();
+        if (!a.startsWith('ready')) failures.push(`agent-check answered ${JSON.stringify(a)}`);
+        const dash = await fetch(`http://127.0.0.1:${dashPort}/`, { redirect: 'manual' });
+        await dash.text();
+        if (dash.status >= 500) failures.push(`dashboard ${dash.status}`);
+      } catch (err) {
+        failures.push(String((err as Error).cause ?? err));
+      }
+    }
+  })();
+  try {
+    const { oldPid } = await upgradeOnce();
+    await waitUntil(`old daemon ${oldPid} to exit`, () => isGone(oldPid), 30_000, 50);
+    const after = rounds;
+    await waitUntil('a few more rounds against the new daemon', () => rounds >= after + 5, 20_000);
+  } finally {
+    stop = true;
+    await poll;
+  }
+  assert.deepEqual(failures, [], `over ${rounds} rounds`);
 });
