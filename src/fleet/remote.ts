@@ -12,6 +12,7 @@ import { ControlClient } from '../control/client.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import type { HostDrainStatus, StatusResponse, StreamLine } from '../control/protocol.ts';
+import { waitQuiet } from '../control/wait-quiet.ts';
 import type { Artifact } from './artifact.ts';
 import type { FleetHostConfig } from './config.ts';
 import { shellQuote, sshMessage, type SshHost } from './ssh.ts';
@@ -184,36 +185,15 @@ export class RemoteHost {
   /** Take the host out of rotation; with `wait`, resolve once it has been quiet that long (watched through the forwarded socket). */
   async drain(mode: 'drain' | 'maint', reason: string, wait?: { quietMs: number; timeoutMs: number }): Promise<HostDrainStatus> {
     const s = await this.#api().post<HostDrainStatus>('/drain', { mode, reason });
-    if (wait) await this.#waitQuiet(wait.quietMs, wait.timeoutMs);
+    if (wait) {
+      await waitQuiet(() => this.status(), wait.quietMs, wait.timeoutMs, (busy) =>
+        new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: still busy after ${Math.round(wait.timeoutMs / 1000)} s (${busy} in flight); it stays drained (\`baton fleet undrain ${this.name}\`)`));
+    }
     return s;
   }
 
   undrain(weightPercent: number | null, reason: string): Promise<HostDrainStatus> {
     return this.#api().post<HostDrainStatus>('/drain', { mode: 'ready', weightPercent, reason });
-  }
-
-  /** No request or WebSocket in flight and no new request for `quietMs`: the balancer has stopped sending. */
-  async #waitQuiet(quietMs: number, timeoutMs: number): Promise<void> {
-    const end = Date.now() + timeoutMs;
-    let last = -1;
-    let since = Date.now();
-    for (;;) {
-      const st = await this.status();
-      let requests = 0;
-      let busy = 0;
-      for (const svc of st.services) {
-        requests += svc.counters.requests;
-        for (const i of svc.instances) busy += i.inflight + i.websockets;
-      }
-      if (requests !== last || busy > 0) {
-        last = requests;
-        since = Date.now();
-      } else if (Date.now() - since >= quietMs) {
-        return;
-      }
-      if (Date.now() > end) throw new BatonError('FLEET_ROLLOUT_FAILED', `${this.name}: still busy after ${Math.round(timeoutMs / 1000)} s (${busy} in flight); it stays drained (\`baton fleet undrain ${this.name}\`)`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
   }
 
   /** Take the fleet lock (a directory: mkdir is atomic); an existing lock of the same rollout is ours. */

@@ -202,26 +202,6 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     }
   };
 
-  const killGroups = (): void => {
-    const pids = new Set(seenPids);
-    const db = path.join(state, 'baton.db');
-    if (existsSync(db)) {
-      try {
-        const d = new DatabaseSync(db);
-        for (const r of d.prepare('SELECT pid FROM instances').all() as { pid: number }[]) pids.add(Number(r.pid));
-        d.close();
-      } catch {
-        // the store may be mid-write; the pids seen by status() still get killed
-      }
-    }
-    for (const pid of pids) {
-      try {
-        process.kill(-pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-  };
 
   const td: TestDaemon = {
     dir,
@@ -273,12 +253,38 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 15_000))]);
         if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
       }
-      killGroups();
+      killInstanceGroups(state, seenPids);
       if (!process.env['BATON_KEEP_TEST_DIRS']) await rm(dir, { recursive: true, force: true });
     },
   };
   if (opts.start !== false) await start();
   return td;
+}
+
+/**
+ * SIGKILL the process group of every instance a daemon's store (in `stateDir`)
+ * or its status (`seenPids`) named: instances live in their own groups, so
+ * stopping the daemon does not reach them.
+ */
+export function killInstanceGroups(stateDir: string, seenPids: Iterable<number>): void {
+  const pids = new Set(seenPids);
+  const db = path.join(stateDir, 'baton.db');
+  if (existsSync(db)) {
+    try {
+      const d = new DatabaseSync(db);
+      for (const r of d.prepare('SELECT pid FROM instances').all() as { pid: number }[]) pids.add(Number(r.pid));
+      d.close();
+    } catch {
+      // the store may be mid-write; the pids seen by status() still get killed
+    }
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
 }
 
 /** True once the process is gone or only a zombie waiting for its parent to reap it. */

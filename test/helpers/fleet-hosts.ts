@@ -15,8 +15,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { DatabaseSync } from 'node:sqlite';
-import { waitUntil, type CliResult } from './daemon.ts';
+import { killInstanceGroups, waitUntil, type CliResult } from './daemon.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -267,25 +266,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
           await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 15_000))]);
           await killGroup(p, 'SIGKILL');
         }
-        // Instances live in their own process groups: end every one the store or status named.
-        const pids = new Set(seenPids);
-        const db = path.join(state, 'baton.db');
-        if (existsSync(db)) {
-          try {
-            const d = new DatabaseSync(db);
-            for (const r of d.prepare('SELECT pid FROM instances').all() as { pid: number }[]) pids.add(Number(r.pid));
-            d.close();
-          } catch {
-            // mid-write: the pids seen by status() still get killed
-          }
-        }
-        for (const pid of pids) {
-          try {
-            process.kill(-pid, 'SIGKILL');
-          } catch {
-            // gone
-          }
-        }
+        killInstanceGroups(state, seenPids);
       },
       async killDaemon() {
         await status().catch(() => {});

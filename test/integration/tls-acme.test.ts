@@ -13,11 +13,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { CertificateStore } from '../../src/tls/index.ts';
 import { AcmeManager } from '../../src/tls/acme.ts';
-import { TLS12_CIPHERS, TLS_MIN_VERSION } from '../../src/tls/certificates.ts';
 import type { AcmeConfig } from '../../src/config/types.ts';
-import type { Proxy } from '../../src/proxy/index.ts';
 import { closedPort, service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
+import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
 import { createDaemon, freePort, serviceYaml, waitUntil } from '../helpers/daemon.ts';
 import { writeFile } from 'node:fs/promises';
@@ -55,20 +53,6 @@ function stateDir(t: TestContext): string {
   return dir;
 }
 
-async function tlsListener(t: TestContext, proxy: Proxy, store: CertificateStore): Promise<number> {
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], {
-    certificates: store,
-    minVersion: TLS_MIN_VERSION,
-    ciphers: TLS12_CIPHERS,
-    http2: true,
-    hsts: false,
-    handshakeTimeoutMs: 5000,
-    maxConcurrentStreams: 100,
-    maxConnectionsPerClient: 256,
-  });
-  return bound!.port;
-}
-
 test('a certificate is obtained from pebble with HTTP-01 on baton\'s listener, served, kept, reloaded and renewed', async (t) => {
   const ca = makeCa(t);
   const up = await startServer(t, (_req, res) => res.end('app'));
@@ -92,7 +76,7 @@ test('a certificate is obtained from pebble with HTTP-01 on baton\'s listener, s
       return a;
     },
   });
-  const tlsPort = await tlsListener(t, proxy, store);
+  const tlsPort = await listenTls(proxy, store);
   first.start();
   await waitFor(first, 'the first certificate', () => first.state().issued === 1);
 
@@ -126,7 +110,7 @@ test('a certificate is obtained from pebble with HTTP-01 on baton\'s listener, s
   await second.loadStored();
   assert.equal(store2.certificateFor('localhost')?.serialNumber, issuedSerial, 'the kept certificate is served after a restart');
   proxy.setPlainFront({ redirectPort: null, challenge: (token) => second.challengeResponse(token) });
-  const tlsPort2 = await tlsListener(t, proxy, store2);
+  const tlsPort2 = await listenTls(proxy, store2);
   assert.equal((await httpsGet(tlsPort2, 'localhost', root)).serial, issuedSerial);
   second.start();
   await waitFor(second, 'the renewal', () => second.state().issued === 1);

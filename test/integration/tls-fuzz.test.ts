@@ -8,10 +8,9 @@ import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import { CertificateStore } from '../../src/tls/index.ts';
-import { TLS12_CIPHERS, TLS_MIN_VERSION } from '../../src/tls/certificates.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
+import { listenTls, makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 /** mulberry32: small, seeded, good enough to spread bytes. */
 function rng(seed: number): () => number {
@@ -87,11 +86,8 @@ async function fuzzTarget(t: TestContext): Promise<{ port: number; ca: TestCa; h
   });
   const { proxy } = await startProxy(t, { headersTimeoutMs: 1000 });
   proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], {
-    certificates: store, minVersion: TLS_MIN_VERSION, ciphers: TLS12_CIPHERS, http2: true, hsts: false,
-    handshakeTimeoutMs: 2000, maxConcurrentStreams: 100, maxConnectionsPerClient: 1000,
-  });
-  return { port: bound!.port, ca, hits: () => hits };
+  const port = await listenTls(proxy, store, { handshakeTimeoutMs: 2000, maxConnectionsPerClient: 1000 });
+  return { port, ca, hits: () => hits };
 }
 
 test('random and mutated HTTP/2 frames and HTTP/1.1 requests over TLS: no crash, the listener still serves', async (t) => {

@@ -11,12 +11,11 @@ import net from 'node:net';
 import { execFile } from 'node:child_process';
 import { WebSocket } from 'ws';
 import { CertificateStore } from '../../src/tls/index.ts';
-import { TLS12_CIPHERS, TLS_MIN_VERSION } from '../../src/tls/certificates.ts';
 import { H2_RESET_BURST, type TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import type { Proxy } from '../../src/proxy/index.ts';
 import { service, startApp, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
+import { listenTls, makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 interface TlsProxy {
   proxy: Proxy;
@@ -32,18 +31,8 @@ async function startTlsProxy(t: TestContext, extra: Partial<TlsListenerOptions> 
   await store.loadFiles([{ hosts: ['a.test', 'b.test'], certFile: a.certFile, keyFile: a.keyFile, isDefault: true }]);
   t.after(() => store.close());
   const { proxy } = await startProxy(t);
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], {
-    certificates: store,
-    minVersion: TLS_MIN_VERSION,
-    ciphers: TLS12_CIPHERS,
-    http2: true,
-    hsts: false,
-    handshakeTimeoutMs: 5000,
-    maxConcurrentStreams: 100,
-    maxConnectionsPerClient: 256,
-    ...extra,
-  });
-  return { proxy, port: bound!.port, ca, origin: `https://127.0.0.1:${bound!.port}` };
+  const port = await listenTls(proxy, store, extra);
+  return { proxy, port, ca, origin: `https://127.0.0.1:${port}` };
 }
 
 function connect(t: TestContext, p: TlsProxy, servername = 'a.test'): http2.ClientHttp2Session {

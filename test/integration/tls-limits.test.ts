@@ -11,11 +11,10 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { CertificateStore } from '../../src/tls/index.ts';
-import { TLS12_CIPHERS, TLS_MIN_VERSION } from '../../src/tls/certificates.ts';
 import type { TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
+import { listenTls, makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 import { createDaemon, serviceYaml, withFreePort } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 
@@ -28,18 +27,7 @@ async function tlsProxy(t: TestContext, extra: Partial<TlsListenerOptions>, opts
   const up = await startServer(t, (_req, res) => res.end('ok'));
   const { proxy } = await startProxy(t, opts);
   proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], {
-    certificates: store,
-    minVersion: TLS_MIN_VERSION,
-    ciphers: TLS12_CIPHERS,
-    http2: true,
-    hsts: false,
-    handshakeTimeoutMs: 5000,
-    maxConcurrentStreams: 100,
-    maxConnectionsPerClient: 256,
-    ...extra,
-  });
-  return { port: bound!.port, ca };
+  return { port: await listenTls(proxy, store, extra), ca };
 }
 
 /** Open a raw TCP connection from `localAddress`; resolves once connected. */

@@ -10,26 +10,10 @@ import tls from 'node:tls';
 import { writeFileSync, renameSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import { CertificateStore } from '../../src/tls/index.ts';
-import { TLS12_CIPHERS, TLS_MIN_VERSION } from '../../src/tls/certificates.ts';
-import type { TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import type { CertificateFiles } from '../../src/config/types.ts';
 import { silentLogger, type Logger } from '../../src/core/log.ts';
 import { request, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa, recordingLogger, type TestCa } from '../fixtures/tls-certs.ts';
-
-function tlsOptions(certificates: CertificateStore, extra: Partial<TlsListenerOptions> = {}): TlsListenerOptions {
-  return {
-    certificates,
-    minVersion: TLS_MIN_VERSION,
-    ciphers: TLS12_CIPHERS,
-    http2: true,
-    hsts: false,
-    handshakeTimeoutMs: 5000,
-    maxConcurrentStreams: 100,
-    maxConnectionsPerClient: 256,
-    ...extra,
-  };
-}
+import { listenTls, makeCa, recordingLogger, type TestCa } from '../fixtures/tls-certs.ts';
 
 async function certStore(t: TestContext, files: CertificateFiles[], logger: Logger = silentLogger): Promise<CertificateStore> {
   const store = new CertificateStore({ logger, debounceMs: 50, pollMs: 200 });
@@ -103,8 +87,7 @@ test('SNI picks the certificate of the name; no SNI or an unknown name gets the 
     { hosts: ['*.w.test'], certFile: w.certFile, keyFile: w.keyFile, isDefault: false },
   ]);
   const { proxy } = await startProxy(t);
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], tlsOptions(store));
-  const port = bound!.port;
+  const port = await listenTls(proxy, store);
   assert.equal(await servedSerial(port, ca, 'a.test'), a.serial);
   assert.equal(await servedSerial(port, ca, 'WWW.A.TEST'), a.serial);
   assert.equal(await servedSerial(port, ca, 'b.test'), b.serial);
@@ -130,8 +113,8 @@ test('HTTPS requests reach the instance with X-Forwarded-Proto https and their H
   const upPort = await echoUpstream(t);
   const { proxy, port: plainPort } = await startProxy(t);
   proxy.apply({ services: [service('s', [target('u', upPort)], { hosts: ['a.test'] })] });
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], tlsOptions(store, { hsts: true }));
-  const r = await httpsGet(bound!.port, ca, 'a.test', { path: '/p?q=1' });
+  const port = await listenTls(proxy, store, { hsts: true });
+  const r = await httpsGet(port, ca, 'a.test', { path: '/p?q=1' });
   assert.equal(r.status, 200);
   assert.deepEqual(JSON.parse(r.body), { host: 'a.test', proto: 'https', url: '/p?q=1' });
   assert.equal(r.headers['strict-transport-security'], 'max-age=31536000');
@@ -149,10 +132,10 @@ test('with http2 off the listener speaks HTTPS/1.1 only (ALPN never picks h2)', 
   const upPort = await echoUpstream(t);
   const { proxy } = await startProxy(t);
   proxy.apply({ services: [service('s', [target('u', upPort)], { isDefault: true })] });
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], tlsOptions(store, { http2: false, hsts: true }));
+  const port = await listenTls(proxy, store, { http2: false, hsts: true });
   const alpn = await withTimeout(
     new Promise<string | false>((resolve, reject) => {
-      const s = tls.connect({ host: '127.0.0.1', port: bound!.port, servername: 'a.test', ca: ca.caPem, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.caPem, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
         const p = s.alpnProtocol ?? false;
         s.end();
         resolve(p);
@@ -163,7 +146,7 @@ test('with http2 off the listener speaks HTTPS/1.1 only (ALPN never picks h2)', 
     'a TLS handshake offering h2',
   );
   assert.notEqual(alpn, 'h2');
-  const r = await httpsGet(bound!.port, ca, 'a.test', { path: '/one' });
+  const r = await httpsGet(port, ca, 'a.test', { path: '/one' });
   assert.equal(r.status, 200);
   assert.equal(JSON.parse(r.body).proto, 'https');
   assert.equal(r.headers['strict-transport-security'], 'max-age=31536000');
@@ -197,8 +180,7 @@ test('a replaced certificate is served to new connections; an open connection go
   const upPort = await echoUpstream(t);
   const { proxy } = await startProxy(t);
   proxy.apply({ services: [service('s', [target('u', upPort)], { isDefault: true })] });
-  const [bound] = await proxy.listenTls([{ host: '127.0.0.1', port: 0 }], tlsOptions(store));
-  const port = bound!.port;
+  const port = await listenTls(proxy, store);
   const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
   t.after(() => agent.destroy());
   const first = await httpsGet(port, ca, 'a.test', { agent });

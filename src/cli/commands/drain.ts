@@ -6,7 +6,7 @@ import { BatonError } from '../../core/errors.ts';
 import { parseDuration } from '../../config/duration.ts';
 import { formatDuration } from '../../core/time.ts';
 import type { HostDrainStatus, StatusResponse } from '../../control/protocol.ts';
-import type { ControlClient } from '../../control/client.ts';
+import { waitQuiet } from '../../control/wait-quiet.ts';
 import { clientFor, type CliContext } from '../context.ts';
 
 function say(ctx: CliContext, s: HostDrainStatus & { quietAfterMs?: number }): number {
@@ -35,38 +35,11 @@ export async function drainCommand(ctx: CliContext): Promise<number> {
   const t0 = Date.now();
   const s = await client.post<HostDrainStatus>('/drain', { mode, reason });
   if (quietMs === null) return say(ctx, s);
-  await waitQuiet(client, quietMs, timeoutMs);
+  // Watched here, next to the daemon: a fleet drain runs this over ssh (one
+  // command, not one round trip per look).
+  await waitQuiet(() => client.get<StatusResponse>('/status'), quietMs, timeoutMs, (busy) =>
+    new BatonError('FLEET_ROLLOUT_FAILED', `still busy after ${formatDuration(timeoutMs)}: ${busy} request(s) or WebSocket(s) in flight; the host stays drained (\`baton undrain\` puts it back)`));
   return say(ctx, { ...s, quietAfterMs: Date.now() - t0 });
-}
-
-/**
- * Until the balancer has stopped sending: no request or WebSocket in flight
- * and no new request for `quietMs`, watched here, next to the daemon (a fleet
- * drain runs this over ssh: one command, not one round trip per look).
- */
-async function waitQuiet(client: ControlClient, quietMs: number, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  let last = -1;
-  let since = Date.now();
-  for (;;) {
-    const st = await client.get<StatusResponse>('/status');
-    let requests = 0;
-    let busy = 0;
-    for (const svc of st.services) {
-      requests += svc.counters.requests;
-      for (const i of svc.instances) busy += i.inflight + i.websockets;
-    }
-    if (requests !== last || busy > 0) {
-      last = requests;
-      since = Date.now();
-    } else if (Date.now() - since >= quietMs) {
-      return;
-    }
-    if (Date.now() > end) {
-      throw new BatonError('FLEET_ROLLOUT_FAILED', `still busy after ${formatDuration(timeoutMs)}: ${busy} request(s) or WebSocket(s) in flight; the host stays drained (\`baton undrain\` puts it back)`);
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 export async function undrainCommand(ctx: CliContext): Promise<number> {
