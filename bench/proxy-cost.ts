@@ -245,7 +245,10 @@ async function parent(): Promise<void> {
       const total = async (n: number): Promise<number> => {
         const out = path.join(dir, `cg.${n}.out`);
         // --perf-basic-prof off, no JIT-less mode: the real JIT is what runs in production.
-        await runChild(appPort, Math.min(n, 100), n, ['valgrind', '--tool=callgrind', '--trace-children=no', `--callgrind-out-file=${out}`, '--dump-instr=no', '--compress-strings=no'], extra);
+        // --predictable: V8 on one thread (no concurrent compilation, marking or
+        // sweeping) with a fixed hash seed. Without it, when background threads do
+        // work differs between runs and the difference of two runs was off by 25%.
+        await runChild(appPort, Math.min(n, 100), n, ['valgrind', '--tool=callgrind', '--trace-children=no', `--callgrind-out-file=${out}`, '--dump-instr=no', '--compress-strings=no'], ['--predictable', ...extra]);
         return callgrindTotal(out);
       };
       const a = await total(n1);

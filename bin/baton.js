@@ -25,12 +25,25 @@ const SEMI_SPACE = '--max-semi-space-size=1';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
 const EXPOSE_GC = '--expose-gc';
-if (verb(process.argv.slice(2)) === 'daemon' && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
+// glibc's malloc gives threads that allocate at the same time arenas of their
+// own (up to 8 per core), and what is freed in one stays with the process. The
+// daemon is one JavaScript thread and a few helpers: two arenas are enough, and
+// under load and after it the daemon is 5-9 MB smaller (bench/RESULTS.md, "proxy
+// cost"). glibc reads the variable once, at start: it is set for the daemon's
+// execve and removed from its environment right after, so that the apps it starts
+// do not inherit it; BATON_MALLOC_ARENA_MAX keeps the value for the successor of
+// `baton upgrade` (src/daemon/upgrade.ts). An operator's own MALLOC_ARENA_MAX wins.
+const ARENAS = 'MALLOC_ARENA_MAX';
+const OUR_ARENAS = 'BATON_MALLOC_ARENA_MAX';
+const isDaemon = verb(process.argv.slice(2)) === 'daemon';
+if (isDaemon && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
   // The daemon is long-lived and mostly idle: a small young generation keeps its
   // resident memory low (V8 reads these flags only at start, so the process
   // replaces itself with the flags set: same pid, nothing in between).
-  process.execve(process.execPath, [process.execPath, SEMI_SPACE, EXPOSE_GC, ...process.execArgv, ...process.argv.slice(1)], process.env);
+  const env = process.env[ARENAS] === undefined ? { ...process.env, [ARENAS]: '2', [OUR_ARENAS]: '2' } : process.env;
+  process.execve(process.execPath, [process.execPath, SEMI_SPACE, EXPOSE_GC, ...process.execArgv, ...process.argv.slice(1)], env);
 }
+if (isDaemon && process.env[OUR_ARENAS] !== undefined && process.env[ARENAS] === process.env[OUR_ARENAS]) delete process.env[ARENAS];
 
 // node:sqlite and type stripping announce themselves as experimental; the
 // operator cannot act on that, so only other warnings are printed.

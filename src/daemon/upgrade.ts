@@ -36,6 +36,11 @@ export interface UpgradingDaemon {
   retire(drained: (totals: CounterTotals) => Promise<void>): { inflight: number; webSockets: number; deadline: number };
 }
 
+function arenaEnv(): Record<string, string> {
+  const n = process.env['BATON_MALLOC_ARENA_MAX'];
+  return n === undefined ? {} : { MALLOC_ARENA_MAX: n };
+}
+
 /** The argv of the successor: the baton installed now, run as this one was (Node flags included). */
 function successorArgv(configFile: string): string[] {
   const [exe, ...rest] = selfCommand();
@@ -65,7 +70,8 @@ export async function upgrade(d: UpgradingDaemon, emit: (p: UpgradeProgress) => 
     try {
       child = spawn(exe!, args, {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...listeners.map((l) => l.fd)],
-        env: { ...process.env, [LISTEN_FDS_ENV]: JSON.stringify(fds), [SUCCESSOR_ENV]: String(process.pid) },
+        // bin/baton.js's malloc arena limit, which it removed from this daemon's environment (apps must not inherit it).
+        env: { ...process.env, ...arenaEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds), [SUCCESSOR_ENV]: String(process.pid) },
       });
     } catch (err) {
       await d.thaw();
