@@ -36,7 +36,9 @@ const EXPOSE_GC = '--expose-gc';
 const ARENAS = 'MALLOC_ARENA_MAX';
 const OUR_ARENAS = 'BATON_MALLOC_ARENA_MAX';
 const isDaemon = verb(process.argv.slice(2)) === 'daemon';
-if (isDaemon && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function') {
+// Not under systemd socket activation: process.execve closes the inherited
+// listening sockets (fd 3…); put the flags in ExecStart instead (docs/server.md).
+if (isDaemon && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function' && !process.env.LISTEN_FDS) {
   // The daemon is long-lived and mostly idle: a small young generation keeps its
   // resident memory low (V8 reads these flags only at start, so the process
   // replaces itself with the flags set: same pid, nothing in between).

@@ -22,13 +22,41 @@ export function listenerKey(role: ListenerRole, host: string, port: number): str
 }
 
 let inherited: Map<string, number> | null = null;
+/** From systemd socket activation, by socketUnitName(). */
+let activated = new Map<string, number>();
 /** The listeners bound through bindListener and still listening, by key. */
 const bound = new Map<string, net.Server>();
 
-/** The fds this process inherited (read once; the variable is removed so that children never see it). */
+/**
+ * systemd's name for a listener (FileDescriptorName= of a .socket unit): the
+ * key with ':' and ' ' as '_' (LISTEN_FDNAMES is colon-separated), e.g.
+ * `public_127.0.0.1_8080`.
+ */
+export function socketUnitName(key: string): string {
+  return key.replace(/[: ]/g, '_');
+}
+
+/**
+ * Sockets passed by systemd socket activation (sd_listen_fds(3)): fds 3… for
+ * this very process (LISTEN_PID), named by FileDescriptorName= as socketUnitName().
+ * A crash-restart then finds the kernel still accepting: systemd holds them.
+ */
+function activatedFds(): Map<string, number> {
+  const out = new Map<string, number>();
+  const pid = process.env['LISTEN_PID'];
+  const n = Number(process.env['LISTEN_FDS']);
+  const names = (process.env['LISTEN_FDNAMES'] ?? '').split(':');
+  for (const k of ['LISTEN_PID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) delete process.env[k];
+  if (pid !== String(process.pid) || !Number.isInteger(n) || n < 1) return out;
+  for (let i = 0; i < n; i++) if (names[i]) out.set(names[i]!, 3 + i);
+  return out;
+}
+
+/** The fds this process inherited (read once; the variables are removed so that children never see them). */
 function inheritedFds(): Map<string, number> {
   if (inherited !== null) return inherited;
   inherited = new Map();
+  activated = activatedFds();
   const raw = process.env[LISTEN_FDS_ENV];
   delete process.env[LISTEN_FDS_ENV];
   if (raw === undefined || raw === '') return inherited;
@@ -51,8 +79,13 @@ function inheritedFds(): Map<string, number> {
 export async function bindListener(server: net.Server, role: ListenerRole, host: string, port: number): Promise<void> {
   const key = listenerKey(role, host, port);
   const fds = inheritedFds();
-  const fd = fds.get(key);
+  // A predecessor's socket first (`baton upgrade`), else systemd's (socket activation).
+  let fd = fds.get(key);
   fds.delete(key);
+  if (fd === undefined) {
+    fd = activated.get(socketUnitName(key));
+    activated.delete(socketUnitName(key));
+  }
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {
@@ -86,6 +119,8 @@ export function handoverListeners(): { key: string; fd: number; server: net.Serv
 export function closeUnclaimedFds(): string[] {
   const fds = inheritedFds();
   const keys = [...fds.keys()];
+  // systemd's sockets that no listener claimed stay open: they are systemd's to close.
+  activated.clear();
   for (const fd of fds.values()) {
     try {
       closeSync(fd);
