@@ -289,11 +289,7 @@ export class Proxy {
     const { port } = server.address() as AddressInfo;
     return {
       url: `http://127.0.0.1:${port}`,
-      close: () =>
-        new Promise<void>((resolve) => {
-          server.close(() => resolve());
-          server.closeAllConnections();
-        }),
+      close: () => closeNow(server),
     };
   }
 
@@ -544,11 +540,7 @@ export class Proxy {
       this.#metricsServers.unshift(...previous);
       throw err;
     }
-    await Promise.all(previous.map((s) => {
-      const closed = new Promise<void>((resolve) => s.close(() => resolve()));
-      s.closeAllConnections();
-      return closed;
-    }));
+    await Promise.all(previous.map(closeNow));
     return bound;
   }
 
@@ -605,11 +597,7 @@ export class Proxy {
   }
 
   async #handOver(targets: TargetState[], deadlineMs: number): Promise<void> {
-    const metricsClosed = this.#metricsServers.splice(0).map((s) => {
-      const p = new Promise<void>((resolve) => s.close(() => resolve()));
-      s.closeAllConnections();
-      return p;
-    });
+    const metricsClosed = this.#metricsServers.splice(0).map(closeNow);
     const servers = this.#servers.splice(0);
     const tlsListeners = this.#tlsListeners.splice(0);
     const started = performance.now();
@@ -639,11 +627,7 @@ export class Proxy {
     this.#closing = true;
     this.#ctx.closing = true;
     for (const shared of this.#shared.values()) refuseHeld(shared);
-    const metricsClosed = this.#metricsServers.splice(0).map((s) => {
-      const p = new Promise<void>((resolve) => s.close(() => resolve()));
-      s.closeAllConnections();
-      return p;
-    });
+    const metricsClosed = this.#metricsServers.splice(0).map(closeNow);
     const servers = this.#servers.splice(0);
     const tlsListeners = this.#tlsListeners.splice(0);
     const closed = [...servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), ...tlsListeners.map((l) => l.close())];
@@ -659,4 +643,11 @@ export class Proxy {
     await Promise.all(targets.map((t) => t.destroy()));
     this.#targets.clear();
   }
+}
+
+/** Stop listening and cut every connection at once: for listeners whose clients retry (metrics scrapes, the smoke hook's preview). */
+function closeNow(server: http.Server<typeof IncomingMessage, typeof BatonResponse> | http.Server): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeAllConnections();
+  return closed;
 }
