@@ -6,7 +6,19 @@ import { locateConfig } from '../locate.ts';
 import { stringFlag, type CliContext } from '../context.ts';
 import { errorMessage } from '../../core/errors.ts';
 
+/**
+ * SIGHUP and SIGUSR2 terminate a Node process that has no handler for them.
+ * Until the daemon serves, one that arrives (a reload or an upgrade asked too
+ * early, e.g. by a script right after `systemctl start`) is noted and ignored
+ * instead: there is nothing to reload or hand over yet.
+ */
+const STARTING_SIGNALS = ['SIGHUP', 'SIGUSR2'] as const;
+function ignoreWhileStarting(signal: NodeJS.Signals): void {
+  process.stderr.write(`baton: ${signal} arrived while the daemon was starting; ignored (send it again once it serves)\n`);
+}
+
 export async function daemonCommand(ctx: CliContext): Promise<number> {
+  for (const sig of STARTING_SIGNALS) process.on(sig, ignoreWhileStarting);
   const configFile = locateConfig(stringFlag(ctx, 'config')).file;
   let daemon: Daemon;
   try {
@@ -25,6 +37,7 @@ export async function daemonCommand(ctx: CliContext): Promise<number> {
     daemon.logger.info('signal received: stopping, instances keep running', { signal: sig });
     void daemon.stop(false);
   };
+  for (const sig of STARTING_SIGNALS) process.off(sig, ignoreWhileStarting);
   process.once('SIGTERM', () => leave('SIGTERM'));
   process.once('SIGINT', () => leave('SIGINT'));
   process.on('SIGHUP', () => {
