@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { settlesWithin } from './timeouts.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BATON = path.join(ROOT, 'bin/baton.js');
@@ -250,7 +251,7 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         await status().catch(() => {});
         await cli(['shutdown', '--stop-instances'], 10_000).catch(() => {});
         const p = proc;
-        await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 15_000))]);
+        await settlesWithin(new Promise((r) => p.once('exit', r)), 15_000);
         if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
       }
       killInstanceGroups(state, seenPids);

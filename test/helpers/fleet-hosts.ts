@@ -16,6 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { killInstanceGroups, waitUntil, type CliResult } from './daemon.ts';
+import { settlesWithin } from './timeouts.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -147,7 +148,7 @@ function killGroup(proc: ChildProcess | null, signal: NodeJS.Signals = 'SIGTERM'
   } catch {
     return Promise.resolve();
   }
-  return Promise.race([gone, new Promise<void>((r) => setTimeout(r, 5000))]).then(() => {
+  return settlesWithin(gone, 5000).then(() => {
     if (proc.exitCode === null && proc.signalCode === null) {
       try {
         process.kill(-proc.pid!, 'SIGKILL');
@@ -263,7 +264,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
           await status().catch(() => {});
           await cli(['shutdown', '--stop-instances'], 15_000).catch(() => {});
           const p = daemon;
-          await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 15_000))]);
+          await settlesWithin(new Promise((r) => p.once('exit', r)), 15_000);
           await killGroup(p, 'SIGKILL');
         }
         killInstanceGroups(state, seenPids);

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { acquireLock, type LockHolder } from '../../src/hooks/index.ts';
 import { isBatonError } from '../../src/core/errors.ts';
 import { readProcStat } from '../../src/core/proc.ts';
+import { settlesWithin, withTimeout as within } from '../helpers/timeouts.ts';
 
 const HOOKS_URL = new URL('../../src/hooks/index.ts', import.meta.url).href;
 
@@ -19,22 +20,6 @@ async function tempDir(t: TestContext): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'baton-lock-'));
   t.after(() => rm(dir, { recursive: true, force: true }));
   return dir;
-}
-
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms))),
-  ]);
-}
-
-/** Whether `p` settles within `ms`. */
-async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const r = await Promise.race([p.then(() => true, () => true), new Promise<false>((res) => (timer = setTimeout(() => res(false), ms)))]);
-  clearTimeout(timer);
-  return r;
 }
 
 /**

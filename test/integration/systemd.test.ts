@@ -12,6 +12,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createDaemon, waitUntil } from '../helpers/daemon.ts';
+import { withTimeout } from '../helpers/timeouts.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BATON = path.join(ROOT, 'bin/baton.js');
@@ -108,7 +109,7 @@ test('a restart the way the unit does it (SIGTERM, then start) keeps the instanc
   const old = d.proc;
   const exited = new Promise((r) => old.once('exit', r));
   old.kill('SIGTERM');
-  await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('the daemon did not exit within 30 s of SIGTERM (TimeoutStopSec)')), 30_000))]);
+  await withTimeout(exited, 30_000, 'the daemon to exit after SIGTERM (within TimeoutStopSec, 30 s)');
   // Between the two daemons the instances keep running.
   for (const pid of before) process.kill(pid, 0);
   await d.start();

@@ -18,6 +18,7 @@ import { closedPort, service, startProxy, startServer, target, withTimeout } fro
 import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
 import { createDaemon, freePort, serviceYaml, waitUntil } from '../helpers/daemon.ts';
+import { settlesWithin } from '../helpers/timeouts.ts';
 import { writeFile } from 'node:fs/promises';
 
 const YEAR_MS = 365 * 86_400_000;
@@ -27,7 +28,7 @@ async function waitFor(m: AcmeManager, what: string, pred: () => boolean, ms = 3
   while (!pred()) {
     const left = deadline - Date.now();
     if (left <= 0) throw new Error(`timed out after ${ms} ms waiting for ${what}; state: ${JSON.stringify(m.state())}`);
-    await Promise.race([m.changed(), new Promise((r) => setTimeout(r, Math.min(left, 500)))]);
+    await settlesWithin(m.changed(), Math.min(left, 500));
   }
 }
 

@@ -1,5 +1,8 @@
-// Tests that never flake: a wall-clock upper bound asserted on a measured
-// duration (it failed here on a loaded machine) is refused anywhere in test/.
+// Tests that never flake, and a suite that does not wait for nothing: a
+// wall-clock upper bound asserted on a measured duration (it failed here on a
+// loaded machine) is refused anywhere in test/, and so is a timer raced
+// against a promise and left pending (it kept each test file's process alive
+// until it fired: 15 s per file that stopped a daemon).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -41,4 +44,22 @@ test('the check above finds what it looks for', () => {
     assert.match(bad, re, bad);
   }
   for (const good of ['assert.ok(took >= 500);', 'assert.ok(count < 10);', 'assert.ok(p > 0 && p < 65536);']) assert.doesNotMatch(good, re, good);
+});
+
+/** `Promise.race([..., new Promise((r) => setTimeout(r, 15_000))])`: the losing timer stays armed. */
+const RACED_TIMER = /Promise\.race\(.*setTimeout\(/;
+
+test('no timer is raced against a promise and left pending', () => {
+  assert.deepEqual(find(RACED_TIMER), [], 'use settlesWithin() or withTimeout() from test/helpers/timeouts.ts: they clear their timer');
+});
+
+test('the raced-timer check finds what it looks for', () => {
+  for (const bad of [
+    "await Promise.race([new Promise((r) => p.once('exit', r)), new Promise((r) => setTimeout(r, 15_000))]);",
+    'return Promise.race([gone, new Promise<void>((r) => setTimeout(r, 5000))]).then(() => {',
+    "await Promise.race([exited, new Promise((_, rej) => setTimeout(() => rej(new Error('x')), 30_000))]);",
+  ]) {
+    assert.match(bad, RACED_TIMER, bad);
+  }
+  for (const good of ['await settlesWithin(exited, 15_000);', 'await Promise.race([a, b]);', 'await new Promise((r) => setTimeout(r, 50));']) assert.doesNotMatch(good, RACED_TIMER, good);
 });
