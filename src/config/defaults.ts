@@ -13,6 +13,12 @@ export const DEFAULT_DASHBOARD_SESSION_TIMEOUT_MS = 12 * 3600_000;
 
 export const DEFAULT_CLIENT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/** The request line and header fields together (Node's parser default, HAProxy's tune.bufsize): 431 beyond. */
+export const DEFAULT_MAX_HEADER_SIZE = 16 * 1024;
+/** Header fields in one request (Apache's LimitRequestFields, HAProxy's tune.http.maxhdr 101): 431 beyond. */
+export const DEFAULT_MAX_HEADERS = 100;
+/** The request target (nginx's large_client_header_buffers buffer, Apache's LimitRequestLine): 414 beyond. */
+export const DEFAULT_MAX_URL_LENGTH = 8 * 1024;
 
 export const DEFAULT_ACME_DIRECTORY = 'https://acme-v02.api.letsencrypt.org/directory';
 export const DEFAULT_TLS_HTTP2 = true;

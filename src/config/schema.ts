@@ -363,14 +363,25 @@ const socketMode = leaf('a socket mode like "0660"', (v) => {
 
 const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
 
-/** A size in bytes: 10MB, 512KB, 1G, or a plain number of bytes (binary units). */
-const size = leaf('a size like "10MB" or "512KB"', (v) => {
-  const m = typeof v === 'number' ? [String(v), String(v), ''] : typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v) : null;
-  const unit = SIZE_UNITS[(m?.[2] ?? '').toLowerCase()];
-  if (!m || unit === undefined) return undefined;
-  const bytes = Math.round(Number(m[1]) * unit);
-  return bytes >= 4096 ? bytes : new Invalid(`expected a size of at least 4KB, got ${describeValue(v)}`);
-});
+function sizeText(bytes: number): string {
+  for (const [unit, n] of [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]] as const) if (bytes % n === 0) return `${bytes / n}${unit}`;
+  return `${bytes} bytes`;
+}
+
+/** A size in bytes from `min` to `max`: 10MB, 512KB, 1G, or a plain number of bytes (binary units). */
+export function byteSize(min: number, max: number = Number.MAX_SAFE_INTEGER) {
+  return leaf('a size like "10MB" or "512KB"', (v) => {
+    const m = typeof v === 'number' ? [String(v), String(v), ''] : typeof v === 'string' ? /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(v) : null;
+    const unit = SIZE_UNITS[(m?.[2] ?? '').toLowerCase()];
+    if (!m || unit === undefined) return undefined;
+    const bytes = Math.round(Number(m[1]) * unit);
+    if (bytes < min) return new Invalid(`expected a size of at least ${sizeText(min)}, got ${describeValue(v)}`);
+    if (bytes > max) return new Invalid(`expected a size of at most ${sizeText(max)}, got ${describeValue(v)}`);
+    return bytes;
+  });
+}
+
+const size = byteSize(4096);
 
 /** An absolute http(s) URL without query or fragment: where visitors reach a service. */
 const publicUrl = leaf('an http:// or https:// URL like "https://example.com"', (v) => {
@@ -437,6 +448,9 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   client_idle_timeout: duration({ positive: true }).optional(),
   headers_timeout: duration({ positive: true }).optional(),
   trusted_proxies: list('networks', network).optional(),
+  max_header_size: byteSize(1024, 1024 * 1024).optional(),
+  max_headers: integer(1, 10_000).optional(),
+  max_url_length: byteSize(64, 1024 * 1024).optional(),
 });
 
 /** A certificate's host name: a host name or a wildcard "*.example.com" (one leftmost label). */

@@ -144,6 +144,12 @@ export interface ProxyConfig {
    * send the PROXY protocol. Anyone else's are replaced.
    */
   trustedProxies: string[];
+  /** Bytes of the request line and header fields together (431 beyond; the parser's bound, per connection). */
+  maxHeaderSize: number;
+  /** Header fields in one request (431 beyond). */
+  maxHeaders: number;
+  /** Bytes of the request target (414 beyond). */
+  maxUrlLength: number;
 }
 
 export interface CertificateFiles {

@@ -26,7 +26,7 @@ import { ControlServer } from '../control/server.ts';
 import { AuditLog } from '../control/audit.ts';
 import { readControlKeyPair, readControlToken } from '../control/remote-secrets.ts';
 import type { Dashboard } from '../dashboard/index.ts';
-import { applyReload } from './reload.ts';
+import { applyReload, requestLimits } from './reload.ts';
 import { loadSecret, storedBetaTokens } from './secret.ts';
 import { maintenancePage, routeSpec } from './traffic.ts';
 import { HostDrain, type DrainMode, type HostDrainState } from './agent-check.ts';
@@ -78,6 +78,7 @@ export class Daemon implements RuntimeHost {
       headersTimeoutMs: config.proxy.headersTimeoutMs,
       betaTokens: storedBetaTokens(store, logger),
       trustedProxies: config.proxy.trustedProxies,
+      limits: requestLimits(config.proxy),
     });
     this.hostDrain = new HostDrain(config.stateDir, logger.child({ component: 'agent-check' }), (s) => this.proxy.setHostHealth(s.mode === 'ready'));
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir });

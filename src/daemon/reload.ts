@@ -10,7 +10,7 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { formatDuration } from '../core/time.ts';
 import type { ServiceRuntime } from '../deploy/service-runtime.ts';
-import type { Proxy } from '../proxy/index.ts';
+import type { Proxy, RequestLimits } from '../proxy/index.ts';
 import type { ReloadResult } from '../control/protocol.ts';
 
 /** When a changed setting takes effect. */
@@ -31,6 +31,8 @@ export type Effect =
   | 'next_hold'
   /** Read when maintenance mode is turned on. */
   | 'next_maintenance'
+  /** Read when a client connection is accepted: connections already open keep the old value. */
+  | 'next_connection'
   /** A running daemon cannot change it: the reload is refused. */
   | 'restart';
 
@@ -43,6 +45,7 @@ const WHEN: Record<Exclude<Effect, 'restart'>, string> = {
   next_drain: 'applies to drains that start from now on',
   next_hold: 'applies now; requests already held keep their deadline',
   next_maintenance: 'applies the next time maintenance mode is turned on',
+  next_connection: 'applies to client connections accepted from now on; open ones keep the old value',
 };
 
 /** A setting: its name in the YAML file and when a change to it applies; or a table of its parts. */
@@ -107,6 +110,11 @@ const PROXY: Rules<ProxyConfig> = {
   clientIdleTimeoutMs: ['client_idle_timeout', 'now'],
   headersTimeoutMs: ['headers_timeout', 'now'],
   trustedProxies: ['trusted_proxies', 'now'],
+  // The HTTP/1.1 parser takes its bound when a connection is accepted.
+  maxHeaderSize: ['max_header_size', 'next_connection'],
+  // Checked on every request.
+  maxHeaders: ['max_headers', 'now'],
+  maxUrlLength: ['max_url_length', 'now'],
 };
 
 const DASHBOARD: Rules<DashboardConfig> = {
@@ -129,6 +137,11 @@ const DAEMON: Rules<Omit<DaemonConfig, 'file' | 'services'>> = {
   // Open client connections follow from their next request or idle period.
   proxy: ['proxy', PROXY],
 };
+
+/** The proxy's bounds of a request head, from `proxy:` in the config. */
+export function requestLimits(p: ProxyConfig): RequestLimits {
+  return { maxHeaderSize: p.maxHeaderSize, maxHeaders: p.maxHeaders, maxUrlLength: p.maxUrlLength };
+}
 
 export interface SettingChange {
   /** The YAML path, e.g. services.web.stop_signal. */
@@ -244,6 +257,7 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
   if (plan.proxyChanged) {
     d.proxy.setClientTimeouts(next.proxy);
     d.proxy.setTrustedProxies(next.proxy.trustedProxies);
+    d.proxy.setRequestLimits(requestLimits(next.proxy));
   }
   const byName = new Map(next.services.map((s) => [s.name, s]));
   for (const [name, rt] of d.runtimes) {

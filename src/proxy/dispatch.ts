@@ -8,6 +8,7 @@ import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
 import { normaliseAbsoluteForm } from './request-target.ts';
+import { headOverLimit, type RequestLimits } from './limits.ts';
 import { clientAddress } from './client.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
@@ -23,6 +24,8 @@ export interface DispatchContext {
   closing: boolean;
   /** Which beta link tokens were used already. */
   readonly betaTokens: BetaTokenLedger;
+  /** Bounds of a request head (URL length, header fields); replaced by a reload. */
+  limits: RequestLimits;
 }
 
 export const HEALTH_PATH = '/_baton/health';
@@ -39,6 +42,12 @@ function noop(): void {}
 export function onRequest(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, res: BatonResponse): void {
   const start = performance.now();
   if (ctx.closing) res.shouldKeepAlive = false;
+  const over = headOverLimit(req, ctx.limits);
+  if (over !== null) {
+    // Refused before routing: no service counts it, no instance sees it; a body it may carry is not read.
+    sendErrorPage(res, over, req.headers.accept, true);
+    return;
+  }
   // Absolute-form ("GET http://host/ HTTP/1.1"): its authority is the host, for routing and for the app.
   if (req.url !== undefined && req.url.charCodeAt(0) !== 47 /* / */ && !normaliseAbsoluteForm(req)) {
     sendErrorPage(res, 'bad_request', req.headers.accept, false);
@@ -188,6 +197,11 @@ function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req
 export function onUpgrade(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const start = performance.now();
   socket.on('error', noop); // a reset client surfaces as 'close'
+  const over = headOverLimit(req, ctx.limits);
+  if (over !== null) {
+    socket.end(rawErrorResponse(over));
+    return;
+  }
   if (req.url !== undefined && req.url.charCodeAt(0) !== 47 /* / */ && !normaliseAbsoluteForm(req)) {
     socket.end(rawErrorResponse('bad_request'));
     return;

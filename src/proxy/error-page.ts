@@ -1,4 +1,4 @@
-// Responses baton writes itself (404, 502, 503, 504, 400): small HTML or text pages with x-baton-error.
+// Responses baton writes itself (404, 502, 503, 504, 400, and the limits' 408, 413, 414, 431): small HTML or text pages with x-baton-error.
 
 import type { ServerResponse } from 'node:http';
 
@@ -11,7 +11,12 @@ export type ProxyErrorCode =
   | 'upstream_timeout' // 504: no response head within responseTimeoutMs
   | 'bad_request' // 400: the request cannot be forwarded as sent
   | 'paused' // 503: the service is paused and the request could not be held (queue full) or waited too long
-  | 'beta_link_invalid'; // 400: a beta link that is invalid, expired or already used
+  | 'beta_link_invalid' // 400: a beta link that is invalid, expired or already used
+  | 'headers_timeout' // 408: the request headers did not arrive within proxy.headers_timeout
+  | 'headers_too_large' // 431: request line and headers over proxy.max_header_size
+  | 'too_many_headers' // 431: more header fields than proxy.max_headers
+  | 'url_too_long' // 414: a request target longer than proxy.max_url_length
+  | 'body_too_large'; // 413: a body over the service's limits.max_body_size
 
 interface Page {
   status: number;
@@ -28,6 +33,11 @@ const PAGES: Record<ProxyErrorCode, Page> = {
   bad_request: { status: 400, title: 'Bad Request', text: 'This request cannot be forwarded.' },
   paused: { status: 503, title: 'Service Unavailable', text: 'The site is busy with an update. Try again in a moment.' },
   beta_link_invalid: { status: 400, title: 'Bad Request', text: 'This beta link is invalid, has expired, or was already used.' },
+  headers_timeout: { status: 408, title: 'Request Timeout', text: 'The request headers did not arrive in time (header timeout).' },
+  headers_too_large: { status: 431, title: 'Request Header Fields Too Large', text: 'The request headers are larger than this site accepts (header size limit).' },
+  too_many_headers: { status: 431, title: 'Request Header Fields Too Large', text: 'The request has more header fields than this site accepts (header count limit).' },
+  url_too_long: { status: 414, title: 'URI Too Long', text: 'The request URL is longer than this site accepts (URL length limit).' },
+  body_too_large: { status: 413, title: 'Content Too Large', text: 'The request body is larger than this site accepts (body size limit).' },
 };
 
 interface Rendered {
@@ -48,6 +58,11 @@ function render(code: ProxyErrorCode): Rendered {
 const RENDERED = Object.fromEntries(
   (Object.keys(PAGES) as ProxyErrorCode[]).map((c) => [c, render(c)]),
 ) as Record<ProxyErrorCode, Rendered>;
+
+/** Every code baton answers with, and its status (docs/errors.md lists them). */
+export function proxyErrorCodes(): { code: ProxyErrorCode; status: number }[] {
+  return (Object.keys(PAGES) as ProxyErrorCode[]).map((code) => ({ code, status: PAGES[code].status }));
+}
 
 export function errorStatus(code: ProxyErrorCode): number {
   return PAGES[code].status;

@@ -5,6 +5,7 @@ export { makeBetaToken } from './sticky.ts';
 export { LATENCY_BUCKETS_MS } from './metrics.ts';
 export { HEALTH_PATH, BETA_PATH } from './dispatch.ts';
 export type { ProxyErrorCode } from './error-page.ts';
+export type { RequestLimits } from './limits.ts';
 export type {
   BetaTokenLedger,
   CanarySpec,

@@ -16,6 +16,7 @@ import { onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispa
 import { isWebSocketUpgrade } from './websocket.ts';
 import { H2Request, H2Response } from './h2.ts';
 import { bindListener } from '../core/listen-fds.ts';
+import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
 
 /** PEM texts of one certificate chain and its key. */
 export interface KeyPair {
@@ -68,6 +69,8 @@ export interface TlsListener {
   close(): Promise<void>;
   /** Cut what is still open (after the proxy's close timeout). */
   closeAll(): void;
+  /** The HTTP/1.1 parser's bound on a request head, for connections accepted from now on. */
+  setMaxHeaderSize(bytes: number): void;
   /**
    * A successor holds the same listening socket: stop accepting here and leave
    * open connections alone (HTTP/1.1 ones get Connection: close on their next
@@ -79,6 +82,7 @@ export interface TlsListener {
 interface ProxyTimeouts {
   clientIdleTimeoutMs: number;
   headersTimeoutMs: number;
+  limits?: RequestLimits;
 }
 
 type ResponseClass = new (...args: any[]) => { setHeader(name: string, value: string): unknown };
@@ -147,6 +151,7 @@ export async function listenTls(
     requestTimeout: 0,
     connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeoutMs)),
     noDelay: true,
+    maxHeaderSize: (timeouts.limits ?? DEFAULT_REQUEST_LIMITS).maxHeaderSize,
   };
   const handler = (req: IncomingMessage, res: BatonResponse): void => onRequest(ctx, ref, req, res);
   const upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => onUpgrade(ctx, ref, req, socket as net.Socket, head);
@@ -183,6 +188,9 @@ export async function listenTls(
     server = s;
   }
   const accepted = capPerClient(server, opts.maxConnectionsPerClient);
+  // HTTP/1.1 on this listener: every header field kept and counted, baton's pages for malformed heads (as on plain listeners).
+  (server as unknown as { maxHeadersCount: number }).maxHeadersCount = 0;
+  server.on('clientError', answerClientError);
   // A failed handshake (scanner, wrong name, timeout) is the client's business, not a daemon error.
   server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
   const unsubscribe = certs.onDefaultChange(() => {
@@ -214,6 +222,9 @@ export async function listenTls(
       for (const s of sessions) s.destroy();
       // What is left: connections still in (or stuck before) their TLS handshake.
       for (const s of accepted) s.destroy();
+    },
+    setMaxHeaderSize: (bytes: number) => {
+      (server as unknown as { maxHeaderSize: number }).maxHeaderSize = bytes;
     },
     stopAccepting: () => {
       unsubscribe();

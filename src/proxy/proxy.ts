@@ -22,6 +22,7 @@ import { AddressMatcher } from './cidr.ts';
 import { setClient } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
 import { bindListener } from '../core/listen-fds.ts';
+import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
 
 /** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
 export interface ProxySettings {
@@ -31,6 +32,8 @@ export interface ProxySettings {
   headersTimeoutMs: number;
   /** Networks (CIDR) of the proxies in front: their X-Forwarded-* and Forwarded headers are kept, and only they may send the PROXY protocol. */
   trustedProxies?: readonly string[];
+  /** Bounds of a request head (431, 414); defaults: src/config/defaults.ts. */
+  limits?: RequestLimits;
 }
 
 export interface ProxyOptions extends ProxySettings {
@@ -134,10 +137,11 @@ export class Proxy {
 
   constructor(opts: ProxyOptions) {
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-    this.#settings = { clientIdleTimeoutMs: opts.clientIdleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs, trustedProxies: opts.trustedProxies ?? [] };
+    const limits = opts.limits ?? DEFAULT_REQUEST_LIMITS;
+    this.#settings = { clientIdleTimeoutMs: opts.clientIdleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs, trustedProxies: opts.trustedProxies ?? [], limits };
     this.#trusted = trustedMatcher(this.#settings.trustedProxies!);
     this.#logger = opts.logger;
-    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger() };
+    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger(), limits };
   }
 
   /**
@@ -237,6 +241,7 @@ export class Proxy {
 
   #createServer(ref: SnapshotRef = this.#ref, isPublic = true): http.Server<typeof IncomingMessage, typeof BatonResponse> {
     const { clientIdleTimeoutMs, headersTimeoutMs } = this.#settings;
+    const { maxHeaderSize } = this.#ctx.limits;
     const ctx = this.#ctx;
     // The hot path: one snapshot read, no awaits before the target is chosen.
     const handler = (req: IncomingMessage, res: BatonResponse): void => {
@@ -256,12 +261,18 @@ export class Proxy {
         shouldUpgradeCallback: isWebSocketUpgrade,
         optimizeEmptyRequests: true,
         noDelay: true,
+        // Read for each connection when it is accepted (setRequestLimits changes it for new ones).
+        maxHeaderSize,
       },
       handler,
     );
-    // Malformed requests: Node's default 'clientError' handling answers 400/408/431
-    // with Connection: close when no response is in progress, and never reuses the
-    // connection; llhttp runs in strict mode (insecureHTTPParser stays off).
+    // Every field is kept and counted (limits.ts): Node's default (2000) would drop the rest silently.
+    server.maxHeadersCount = 0;
+    // Malformed requests: answered 400/408/431 (baton's pages, as Node's default
+    // does with empty ones) with Connection: close when no response is in
+    // progress, and the connection is never reused; llhttp runs in strict mode
+    // (insecureHTTPParser stays off).
+    server.on('clientError', answerClientError);
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(ctx, ref, req, socket as Socket, head));
     return server;
   }
@@ -555,6 +566,19 @@ export class Proxy {
       server.keepAliveTimeout = t.clientIdleTimeoutMs;
       server.headersTimeout = t.headersTimeoutMs;
     }
+  }
+
+  /**
+   * New bounds of a request head (a reload): the URL length and the count of
+   * fields apply to the next request; the head's size (the parser's bound) to
+   * connections accepted from now on.
+   */
+  setRequestLimits(limits: RequestLimits): void {
+    this.#settings = { ...this.#settings, limits };
+    this.#ctx.limits = limits;
+    // Node reads it when it accepts a connection (a plain property, not in its typings).
+    for (const server of this.#servers) (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderSize;
+    for (const l of this.#tlsListeners) l.setMaxHeaderSize(limits.maxHeaderSize);
   }
 
   /** What GET /_baton/health answers: true → 200 "ok", false → 503 "draining" (take this host out of a load balancer). */

@@ -211,6 +211,23 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
       'baton.yaml:7:5: services.web.balance: expected one of "least_outstanding", "round_robin", got "random"',
     ],
   },
+  {
+    name: 'request limits: head sizes and field count',
+    text: lines(
+      'proxy:',
+      '  max_header_size: 512',
+      '  max_headers: 0',
+      '  max_url_length: 2MB',
+      'services:',
+      '  web:',
+      '    command: x',
+    ),
+    expect: [
+      'baton.yaml:2:3: proxy.max_header_size: expected a size of at least 1KB, got 512',
+      'baton.yaml:3:3: proxy.max_headers: expected an integer from 1 to 10000, got 0',
+      'baton.yaml:4:3: proxy.max_url_length: expected a size of at most 1MB, got "2MB"',
+    ],
+  },
 ];
 
 for (const c of cases) {

@@ -26,6 +26,9 @@ log_level: debug
 proxy:
   client_idle_timeout: 2m
   headers_timeout: 1.5s
+  max_header_size: 32KB
+  max_headers: 50
+  max_url_length: 2KB
 services:
   web:
     hosts: [Example.com, www.example.com]
@@ -91,7 +94,7 @@ test('a full file is normalised', () => {
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [] },
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048 },
     tls: null,
     services: [
       {
@@ -139,7 +142,7 @@ test('a minimal single-service file gets every default and is the default servic
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [] },
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024 },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
   });

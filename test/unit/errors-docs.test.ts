@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { ERRORS, EXIT, BatonError } from '../../src/core/errors.ts';
+import { proxyErrorCodes } from '../../src/proxy/error-page.ts';
 
 const doc = readFileSync(new URL('../../docs/errors.md', import.meta.url), 'utf8');
 
@@ -32,4 +33,12 @@ test('a BatonError carries its code\'s HTTP and exit status', () => {
   assert.equal(new BatonError('USAGE', 'x').exitStatus, EXIT.USAGE);
   assert.equal(new BatonError('DAEMON_UNREACHABLE', 'x').exitStatus, EXIT.UNREACHABLE);
   assert.equal(new BatonError('DEPLOY_FAILED', 'x').exitStatus, EXIT.FAILED);
+});
+
+test('every answer of the proxy (x-baton-error) has a row in docs/errors.md with its status', () => {
+  const documented = new Map(rows('## Answers of the proxy').map(([code, status]) => [code!.replace(/`/g, ''), Number(status)]));
+  for (const { code, status } of proxyErrorCodes()) assert.equal(documented.get(code), status, `docs/errors.md row for ${code}`);
+  // The maintenance page is the operator's HTML, not one of the pages of error-page.ts.
+  const known = new Set([...proxyErrorCodes().map((c) => c.code as string), 'maintenance']);
+  assert.deepEqual([...documented.keys()].filter((c) => !known.has(c)), [], 'codes documented but not answered by the proxy');
 });

@@ -1,0 +1,71 @@
+// What one request may carry before baton refuses it, and the answers it then
+// gives: the request head (431 for its size or its number of fields, 414 for
+// the URL), and the parser's own refusals written with baton's pages instead
+// of Node's empty ones.
+//
+// The head's size is the parser's bound (Node's maxHeaderSize, read when a
+// connection is accepted): llhttp counts the request target with the header
+// fields, so a URL longer than the whole head's limit gets 431 from the parser
+// before the URL check below can answer 414. The count of fields and the URL's
+// length are checked per request, so a reload changes them at once.
+
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_URL_LENGTH } from '../config/defaults.ts';
+import { rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
+
+/** Bounds of a request head (proxy: in the config file). */
+export interface RequestLimits {
+  /** Bytes of the request line and header fields together (the parser's bound): 431 beyond. */
+  readonly maxHeaderSize: number;
+  /** Header fields in one request: 431 beyond. */
+  readonly maxHeaders: number;
+  /** Bytes of the request target: 414 beyond. */
+  readonly maxUrlLength: number;
+}
+
+export const DEFAULT_REQUEST_LIMITS: RequestLimits = {
+  maxHeaderSize: DEFAULT_MAX_HEADER_SIZE,
+  maxHeaders: DEFAULT_MAX_HEADERS,
+  maxUrlLength: DEFAULT_MAX_URL_LENGTH,
+};
+
+/**
+ * The limit a parsed request head is over, or null. Node keeps every field
+ * (the servers set maxHeadersCount to 0: no silent truncation), which the
+ * parser's byte bound keeps finite.
+ */
+export function headOverLimit(req: IncomingMessage, limits: RequestLimits): ProxyErrorCode | null {
+  const url = req.url;
+  // The parser gives the target one character per byte (latin1).
+  if (url !== undefined && url.length > limits.maxUrlLength) return 'url_too_long';
+  if (req.rawHeaders.length > limits.maxHeaders * 2) return 'too_many_headers';
+  return null;
+}
+
+/** Node's own answer for an overlong chunk extension (kept: it is not a limit of baton's). */
+const CHUNK_EXTENSIONS_TOO_LARGE = Buffer.from('HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n', 'latin1');
+
+function clientErrorAnswer(code: string | undefined): Buffer {
+  switch (code) {
+    case 'HPE_HEADER_OVERFLOW':
+      return rawErrorResponse('headers_too_large');
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return rawErrorResponse('headers_timeout');
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return CHUNK_EXTENSIONS_TOO_LARGE;
+    default:
+      return rawErrorResponse('bad_request');
+  }
+}
+
+/**
+ * The servers' 'clientError' listener: what Node does by default (answer
+ * unless a response is under way on the connection, then destroy it), with
+ * baton's pages, which name the limit that was passed.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && (inProgress == null || inProgress.headersSent !== true)) socket.write(clientErrorAnswer(err.code));
+  socket.destroy(err);
+}
