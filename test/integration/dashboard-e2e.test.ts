@@ -3,11 +3,12 @@
 // links, a deploy seen live on the page, a canary promoted and a rollback
 // done with the buttons (checked through `baton status --json`), log follow,
 // and actions refused without a session, a good CSRF token or the right
-// Origin. The run writes screenshots of the main pages to docs/screenshots/.
+// Origin. The run takes screenshots of the main pages (into docs/screenshots/
+// with BATON_SCREENSHOTS=1, else into a temporary directory).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, mkdir, readFile } from 'node:fs/promises';
+import { appendFile, readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import http from 'node:http';
 import os from 'node:os';
@@ -15,8 +16,10 @@ import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
+import { screenshotDir } from '../helpers/screenshots.ts';
 
-const SHOTS = path.resolve(import.meta.dirname, '../../docs/screenshots');
+const shots = screenshotDir();
+const SHOTS = shots.dir;
 const CHROMIUM = '/usr/bin/chromium';
 const CANARY = `canary:
   steps: [{ weight: 10 }, { pause: promote }, { weight: 50 }, { pause: promote }, { weight: 100 }]
@@ -81,7 +84,6 @@ async function confirmAction(p: Page, button: string): Promise<void> {
 }
 
 before(async () => {
-  await mkdir(SHOTS, { recursive: true });
   // web takes the load; api is there so the overview has more than one row.
   d = await createDaemon({ start: false, services: [serviceYaml({ extra: `default: true\n${CANARY}` }), serviceYaml({ name: 'api', instances: 1, extra: 'hosts: [api.example.test]' })].join('\n') });
   await appendFile(d.configFile, 'dashboard: { listen: "127.0.0.1:0" }\n');
@@ -108,6 +110,7 @@ after(async () => {
   if (load) await load.stop();
   await browser?.close().catch(() => {});
   await d?.cleanup();
+  shots.done();
 });
 
 test('a one-time link signs the browser in; a used or expired link is refused', async () => {
