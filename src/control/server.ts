@@ -36,7 +36,8 @@ export interface ControlHandlers {
   setMaintenance(service: string, on: boolean, message: string): Promise<unknown>;
   setPaused(service: string, paused: boolean): unknown;
   beta(service: string, ttlMs: number): unknown;
-  dashboardLogin(ttlMs?: number): { url: string; expiresAt: number };
+  /** `remote`: asked over the TLS control listener, whose Host the link then names (the dashboard is mounted there too). */
+  dashboardLogin(ttlMs?: number, remote?: { host: string }): { url: string; expiresAt: number };
   stop(stopInstances: boolean): Promise<void>;
   /** Hand over to a new daemon (`baton upgrade`); resolves once it serves and this one drains. */
   upgrade(emit: (p: UpgradeProgress) => void): Promise<UpgradeResult>;
@@ -53,6 +54,12 @@ export interface RemoteControlOptions {
   cert: string;
   key: string;
   token: string;
+  /**
+   * The dashboard mounted on this listener: requests outside the API's prefix
+   * go to it without the bearer token (a browser has none); it signs browsers
+   * in with its own one-time links, which only the token's holder can ask for.
+   */
+  web?: (req: http.IncomingMessage, res: http.ServerResponse) => void;
 }
 
 function digest(s: string): Buffer {
@@ -66,6 +73,7 @@ export class ControlServer {
   readonly #audit: AuditLog | null;
   /** The actor a request named in its body (deploy, rollback, restart), for the audit log. */
   readonly #actors = new WeakMap<http.IncomingMessage, string>();
+  readonly #via = new WeakMap<http.IncomingMessage, 'unix' | 'tcp'>();
   #remote: https.Server | null = null;
   #socketPath: string | null = null;
 
@@ -85,6 +93,7 @@ export class ControlServer {
         audit.record({ via, peer, actor: this.#actors.get(req) ?? null, method: req.method ?? '?', path, status: res.statusCode, ...(refused ? { refused } : {}) });
       });
     }
+    this.#via.set(req, via);
     if (refused !== undefined) {
       json(res, 401, { error: { code: 'CONTROL_UNAUTHORIZED', message: refused, details: [] } });
       return;
@@ -99,7 +108,9 @@ export class ControlServer {
    */
   async listenRemote(opts: RemoteControlOptions): Promise<{ host: string; port: number }> {
     const expected = digest(opts.token);
+    const web = opts.web;
     const server = https.createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, (req, res) => {
+      if (web && !(req.url ?? '/').startsWith(API_PREFIX + '/')) return web(req, res);
       const auth = req.headers.authorization ?? '';
       const given = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';
       const ok = given !== '' && timingSafeEqual(digest(given), expected);
@@ -224,7 +235,9 @@ export class ControlServer {
     if (method === 'POST' && parts.length === 2 && parts[0] === 'dashboard' && parts[1] === 'login') {
       const ttl = (await readJson(req))['ttlMs'];
       if (ttl !== undefined && typeof ttl !== 'number') throw new BatonError('BAD_REQUEST', '"ttlMs" must be a number of milliseconds');
-      return json(res, 200, h.dashboardLogin(ttl));
+      // Over the TLS listener the link is for the dashboard mounted there, at the address this client used.
+      const remote = this.#via.get(req) === 'tcp' ? { host: req.headers.host ?? '' } : undefined;
+      return json(res, 200, h.dashboardLogin(ttl, remote));
     }
     if (method === 'POST' && parts.length === 1 && parts[0] === 'shutdown') {
       const body = await readJson(req);

@@ -126,7 +126,9 @@ export class Daemon implements RuntimeHost {
       if (remote) {
         const pair = await readControlKeyPair(remote.certFile, remote.keyFile);
         const token = await readControlToken(remote.tokenFile);
-        await d.#control.listenRemote({ host: remote.listener.host, port: remote.listener.port, ...pair, token });
+        // The dashboard, when configured, is mounted on it too: a browser elsewhere talks TLS end to end.
+        const dash = d.#dashboard;
+        await d.#control.listenRemote({ host: remote.listener.host, port: remote.listener.port, ...pair, token, ...(dash ? { web: (req, res) => dash.serveTls(req, res) } : {}) });
       }
       // Last: a successor's socket replaces its predecessor's only once everything else is up.
       await d.#control.listen(config.controlSocket, config.control, successor);
@@ -258,11 +260,11 @@ export class Daemon implements RuntimeHost {
   }
 
   /** A one-time sign-in link for the dashboard (`baton dashboard`). */
-  dashboardLogin(ttlMs?: number): { url: string; expiresAt: number } {
+  dashboardLogin(ttlMs?: number, remote?: { host: string }): { url: string; expiresAt: number } {
     if (!this.#dashboard) {
       throw new BatonError('DASHBOARD_OFF', `the dashboard is off; add \`dashboard: { listen: "127.0.0.1:9190" }\` to ${this.config.file} and restart the daemon`);
     }
-    return this.#dashboard.login(ttlMs);
+    return remote ? this.#dashboard.loginTls(remote.host, ttlMs) : this.#dashboard.login(ttlMs);
   }
 
   logDir(service: string): string {

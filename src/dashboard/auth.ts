@@ -17,19 +17,28 @@ interface Credential {
   secretHash: Buffer;
 }
 
+/**
+ * Where a browser reaches the dashboard: its own loopback listener (plain
+ * HTTP), or the TLS control listener it is mounted on. A link is made for one
+ * door and a session lives behind the door it was opened at.
+ */
+export type Door = 'local' | 'tls';
+
 interface LoginLink extends Credential {
+  door: Door;
   expiresAt: number;
   usedAt: number | null;
 }
 
 export interface Session extends Credential {
+  door: Door;
   /** Sent with every action; compared in constant time. */
   csrf: string;
   createdAt: number;
   lastSeenAt: number;
 }
 
-export type LoginRefusal = 'malformed' | 'unknown' | 'expired' | 'used';
+export type LoginRefusal = 'malformed' | 'unknown' | 'expired' | 'used' | 'door';
 
 const hash = (s: string): Buffer => createHash('sha256').update(s).digest();
 const token = (bytes: number): string => randomBytes(bytes).toString('base64url');
@@ -60,35 +69,37 @@ export class DashboardAuth {
     this.#now = opts.now ?? Date.now;
   }
 
-  /** A new one-time login token, valid for ttlMs. */
-  issueLogin(ttlMs: number): { token: string; expiresAt: number } {
+  /** A new one-time login token for one door, valid for ttlMs. */
+  issueLogin(ttlMs: number, door: Door = 'local'): { token: string; expiresAt: number } {
     this.#prune();
     if (this.#logins.size >= MAX_PENDING_LOGINS) this.#logins.delete(this.#logins.keys().next().value!);
     const t = issue();
     const expiresAt = this.#now() + ttlMs;
-    this.#logins.set(t.id, { id: t.id, secretHash: hash(t.secret), expiresAt, usedAt: null });
+    this.#logins.set(t.id, { id: t.id, secretHash: hash(t.secret), door, expiresAt, usedAt: null });
     return { token: t.text, expiresAt };
   }
 
-  /** Spend a login token: a new session, or why not. */
-  redeem(text: string): { session: Session; cookie: string } | LoginRefusal {
+  /** Spend a login token at a door: a new session there, or why not. */
+  redeem(text: string, door: Door = 'local'): { session: Session; cookie: string } | LoginRefusal {
     const parts = split(text);
     if (!parts) return 'malformed';
     const link = this.#logins.get(parts.id);
     if (!link || !matches(link, parts.secret)) return 'unknown';
     if (link.usedAt !== null) return 'used';
     if (this.#now() >= link.expiresAt) return 'expired';
+    // Not spent: the operator may still open it where it was meant to go.
+    if (link.door !== door) return 'door';
     link.usedAt = this.#now();
-    return this.#newSession();
+    return this.#newSession(door);
   }
 
-  /** The session a cookie value names, if it is valid; touching it keeps it alive. */
-  session(cookie: string | undefined): Session | null {
+  /** The session a cookie value names, if it is valid at this door; touching it keeps it alive. */
+  session(cookie: string | undefined, door: Door = 'local'): Session | null {
     if (!cookie) return null;
     const parts = split(cookie);
     if (!parts) return null;
     const s = this.#sessions.get(parts.id);
-    if (!s || !matches(s, parts.secret)) return null;
+    if (!s || !matches(s, parts.secret) || s.door !== door) return null;
     const now = this.#now();
     if (now - s.lastSeenAt > this.#sessionTimeoutMs()) {
       this.#sessions.delete(s.id);
@@ -107,14 +118,14 @@ export class DashboardAuth {
     this.#sessions.delete(s.id);
   }
 
-  #newSession(): { session: Session; cookie: string } {
+  #newSession(door: Door): { session: Session; cookie: string } {
     if (this.#sessions.size >= MAX_SESSIONS) {
       const oldest = [...this.#sessions.values()].sort((a, b) => a.lastSeenAt - b.lastSeenAt)[0]!;
       this.#sessions.delete(oldest.id);
     }
     const t = issue();
     const now = this.#now();
-    const s: Session = { id: t.id, secretHash: hash(t.secret), csrf: token(32), createdAt: now, lastSeenAt: now };
+    const s: Session = { id: t.id, secretHash: hash(t.secret), door, csrf: token(32), createdAt: now, lastSeenAt: now };
     this.#sessions.set(s.id, s);
     return { session: s, cookie: t.text };
   }

@@ -18,10 +18,11 @@ import type { HookName } from '../hooks/index.ts';
 import type { ReleaseMetrics } from '../proxy/types.ts';
 import { followLog, tailLog } from '../supervisor/index.ts';
 import { Assets } from './assets.ts';
-import { DashboardAuth, DEFAULT_LOGIN_TTL_MS, MAX_LOGIN_TTL_MS, type LoginRefusal, type Session } from './auth.ts';
+import { DashboardAuth, DEFAULT_LOGIN_TTL_MS, MAX_LOGIN_TTL_MS, type Door, type Session } from './auth.ts';
 import { html, type Html } from './html.ts';
 import { LiveFigures } from './live.ts';
 import * as pages from './pages.ts';
+import { allowedHost, clearedCookie, cookie, entry, isHostPort, openEventStream, readForm, REFUSED, SECURITY_HEADERS, send, sendAsset, signedIn, sse, type Entry } from './web.ts';
 import path from 'node:path';
 
 /** What the dashboard needs from the daemon: the control API's own handlers, and the proxy's figures. */
@@ -40,25 +41,7 @@ export interface DashboardOptions {
 const HOOKS: HookName[] = ['build', 'migrate', 'smoke', 'after_switch'];
 const LOG_TAIL_LINES = 200;
 const HOOK_TAIL_LINES = 40;
-const MAX_FORM_BYTES = 8 * 1024;
 const MAX_STREAMS = 32;
-
-const SECURITY_HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-  'x-content-type-options': 'nosniff',
-  // Not no-referrer: with it Chromium sends "Origin: null" on the page's own form posts, which the Origin check refuses.
-  'referrer-policy': 'same-origin',
-  'x-frame-options': 'DENY',
-  'cross-origin-opener-policy': 'same-origin',
-  'cross-origin-resource-policy': 'same-origin',
-};
-
-const REFUSED: Record<LoginRefusal, string> = {
-  malformed: 'This is not a baton login link.',
-  unknown: 'This login link is unknown or has expired.',
-  expired: 'This login link has expired.',
-  used: 'This login link was already used: each link signs in once.',
-};
 
 /** The verbs a signed-in operator may post, with the question asked before. */
 const ACTIONS: Record<string, (service: string) => string> = {
@@ -82,7 +65,6 @@ export class Dashboard {
   readonly #server: http.Server;
   readonly #streams = new Set<Stream>();
   readonly #flash = new WeakMap<Session, { ok: boolean; text: string }>();
-  #cookieName = 'baton_dash';
   #address: { host: string; port: number } = { host: '', port: 0 };
 
   private constructor(o: DashboardOptions, assets: Assets) {
@@ -91,7 +73,7 @@ export class Dashboard {
     this.#auth = new DashboardAuth({ sessionTimeoutMs: o.sessionTimeoutMs });
     this.#live = new LiveFigures({ services: () => o.host.status().services.map((s) => s.name), metrics: o.metrics });
     this.#server = nodeHttp.createServer((req, res) => {
-      this.#handle(req, res).catch((err) => this.#fail(res, err));
+      this.#handle(req, res, entry('local', this.#address.port)).catch((err) => this.#fail(res, err));
     });
     this.#server.headersTimeout = 10_000;
   }
@@ -103,8 +85,6 @@ export class Dashboard {
     });
     const a = d.#server.address() as { address: string; port: number };
     d.#address = { host: a.address, port: a.port };
-    // One cookie per dashboard port: two daemons on one host do not sign each other out.
-    d.#cookieName = `baton_dash_${a.port}`;
     d.#live.start();
     d.#live.onSampled(() => {
       for (const s of d.#streams) s.onTick();
@@ -120,14 +100,34 @@ export class Dashboard {
     return this.#assets.sizes();
   }
 
-  /** A one-time sign-in link (asked for through the control socket by `baton dashboard`). */
+  /** A one-time sign-in link for the loopback listener (asked for through the control socket by `baton dashboard`). */
   login(ttlMs = DEFAULT_LOGIN_TTL_MS): { url: string; expiresAt: number } {
+    const { token, expiresAt } = this.#issue(ttlMs, 'local');
+    const host = isIP(this.#address.host) === 6 ? `[${this.#address.host}]` : this.#address.host;
+    return { url: `http://${host}:${this.#address.port}/login?token=${token}`, expiresAt };
+  }
+
+  /**
+   * A one-time sign-in link for the dashboard mounted on the TLS control
+   * listener (`baton dashboard` with BATON_REMOTE: asked for with the token),
+   * at `host`, the address the asking client reached that listener by.
+   */
+  loginTls(host: string, ttlMs = DEFAULT_LOGIN_TTL_MS): { url: string; expiresAt: number } {
+    if (!isHostPort(host)) throw new BatonError('BAD_REQUEST', `the request's Host ${JSON.stringify(host)} cannot stand in a link`);
+    const { token, expiresAt } = this.#issue(ttlMs, 'tls');
+    return { url: `https://${host}/login?token=${token}`, expiresAt };
+  }
+
+  #issue(ttlMs: number, door: Door): { token: string; expiresAt: number } {
     if (!Number.isInteger(ttlMs) || ttlMs < 1000 || ttlMs > MAX_LOGIN_TTL_MS) {
       throw new BatonError('BAD_REQUEST', `a login link lives from 1 s to ${MAX_LOGIN_TTL_MS / 60_000} min, got ${ttlMs} ms`);
     }
-    const { token, expiresAt } = this.#auth.issueLogin(ttlMs);
-    const host = isIP(this.#address.host) === 6 ? `[${this.#address.host}]` : this.#address.host;
-    return { url: `http://${host}:${this.#address.port}/login?token=${token}`, expiresAt };
+    return this.#auth.issueLogin(ttlMs, door);
+  }
+
+  /** A request that came through the TLS control listener (the daemon mounts the dashboard there beside the API). */
+  serveTls(req: http.IncomingMessage, res: http.ServerResponse): void {
+    this.#handle(req, res, entry('tls', req.socket.localPort ?? 0)).catch((err) => this.#fail(res, err));
   }
 
   async close(): Promise<void> {
@@ -142,24 +142,24 @@ export class Dashboard {
 
   // ---- requests ---------------------------------------------------------------
 
-  async #handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  async #handle(req: http.IncomingMessage, res: http.ServerResponse, e: Entry): Promise<void> {
     const hostHeader = req.headers.host ?? '';
-    // DNS rebinding: a hostile site's name resolving to 127.0.0.1 is refused; IP literals and localhost are fine.
-    if (!allowedHost(hostHeader)) return this.#send(res, 403, 'text/plain; charset=utf-8', 'baton dashboard: this Host is not allowed; use the address `baton dashboard` prints\n');
+    // DNS rebinding: a hostile site's name resolving to 127.0.0.1 is refused; IP literals and localhost are fine (over TLS the certificate binds the name).
+    if (e.door === 'local' && !allowedHost(hostHeader)) return this.#send(res, 403, 'text/plain; charset=utf-8', 'baton dashboard: this Host is not allowed; use the address `baton dashboard` prints\n');
     const url = new URL(req.url ?? '/', 'http://dashboard');
     const method = req.method ?? 'GET';
 
     if ((method === 'GET' || method === 'HEAD') && url.pathname.startsWith('/assets/')) return this.#asset(req, res, url.pathname);
-    if (method === 'GET' && url.pathname === '/login') return this.#login(res, url.searchParams.get('token') ?? '');
+    if (method === 'GET' && url.pathname === '/login') return this.#login(res, e, url.searchParams.get('token') ?? '');
     if (method === 'GET' && url.pathname === '/favicon.ico') return this.#send(res, 404, 'text/plain', '');
 
-    const session = this.#auth.session(cookie(req, this.#cookieName));
+    const session = this.#auth.session(cookie(req, e.cookieName), e.door);
     if (method === 'POST') {
       if (!session) return this.#refuse(res, 'Not signed in: run `baton dashboard` on the server for a login link.');
-      if (req.headers.origin !== `http://${hostHeader}`) return this.#refuse(res, 'The request did not come from this dashboard (Origin mismatch).');
+      if (req.headers.origin !== `${e.scheme}://${hostHeader}`) return this.#refuse(res, 'The request did not come from this dashboard (Origin mismatch).');
       const form = await readForm(req);
       if (!this.#auth.checkCsrf(session, form.get('_csrf'))) return this.#refuse(res, 'The form\'s security token is missing or wrong: reload the page and try again.');
-      return this.#post(res, session, url.pathname, form);
+      return this.#post(res, session, e, url.pathname, form);
     }
     if (method !== 'GET' && method !== 'HEAD') return this.#send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, POST' });
     if (!session) {
@@ -194,11 +194,11 @@ export class Dashboard {
     return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
   }
 
-  async #post(res: http.ServerResponse, session: Session, pathname: string, form: URLSearchParams): Promise<void> {
+  async #post(res: http.ServerResponse, session: Session, e: Entry, pathname: string, form: URLSearchParams): Promise<void> {
     if (pathname === '/logout') {
       this.#auth.end(session);
       for (const s of this.#streams) if (s.session === session) s.res.end();
-      return this.#page(res, 200, pages.plainPage(this.#assets, 'Signed out', html`<p>Run <code>baton dashboard</code> for a new link.</p>`), { 'set-cookie': `${this.#cookieName}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0` });
+      return this.#page(res, 200, pages.plainPage(this.#assets, 'Signed out', html`<p>Run <code>baton dashboard</code> for a new link.</p>`), { 'set-cookie': clearedCookie(e) });
     }
     const m = /^\/services\/([^/]+)\/([a-z-]+)$/.exec(pathname);
     const verb = m?.[2] ?? '';
@@ -297,8 +297,7 @@ export class Dashboard {
       this.#send(res, 503, 'text/plain; charset=utf-8', `too many open dashboard pages (${MAX_STREAMS})\n`);
       return false;
     }
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', ...SECURITY_HEADERS });
-    res.write('retry: 2000\n\n');
+    openEventStream(res);
     return true;
   }
 
@@ -334,34 +333,18 @@ export class Dashboard {
     return { assets: this.#assets, csrf: session.csrf, services: this.#o.host.status().services.map((s) => s.name), flash };
   }
 
-  #login(res: http.ServerResponse, token: string): void {
-    const r = this.#auth.redeem(token);
+  #login(res: http.ServerResponse, e: Entry, token: string): void {
+    const r = this.#auth.redeem(token, e.door);
     if (typeof r === 'string') {
       this.#o.logger.warn('dashboard login refused', { reason: r });
       return this.#page(res, 403, pages.plainPage(this.#assets, 'Sign-in refused', html`<p>${REFUSED[r]}</p><p>Run <code>baton dashboard</code> on the server for a new link.</p>`));
     }
-    this.#o.logger.info('dashboard login');
-    res.writeHead(303, {
-      location: '/',
-      'set-cookie': `${this.#cookieName}=${r.cookie}; HttpOnly; SameSite=Strict; Path=/`,
-      'cache-control': 'no-store',
-      ...SECURITY_HEADERS,
-    });
-    res.end();
+    this.#o.logger.info('dashboard login', { door: e.door });
+    signedIn(res, e, r.cookie);
   }
 
   #asset(req: http.IncomingMessage, res: http.ServerResponse, pathname: string): void {
-    const a = this.#assets.byUrl(pathname);
-    if (!a) return this.#send(res, 404, 'text/plain; charset=utf-8', 'no such asset\n');
-    const headers = { 'content-type': a.type, 'cache-control': 'public, max-age=31536000, immutable', etag: a.etag, vary: 'accept-encoding', ...SECURITY_HEADERS };
-    if (req.headers['if-none-match'] === a.etag) {
-      res.writeHead(304, headers);
-      return void res.end();
-    }
-    const gz = /\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''));
-    const body = gz ? a.gzip : a.body;
-    res.writeHead(200, { ...headers, 'content-length': body.length, ...(gz ? { 'content-encoding': 'gzip' } : {}) });
-    res.end(req.method === 'HEAD' ? undefined : body);
+    sendAsset(this.#assets, req, res, pathname);
   }
 
   #page(res: http.ServerResponse, status: number, page: Html, extra: Record<string, string> = {}): void {
@@ -373,9 +356,7 @@ export class Dashboard {
   }
 
   #send(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-    const buf = Buffer.from(body);
-    res.writeHead(status, { 'content-type': type, 'content-length': buf.length, 'cache-control': 'no-store', ...SECURITY_HEADERS, ...extra });
-    res.end(buf);
+    send(res, status, type, body, extra);
   }
 
   #fail(res: http.ServerResponse, err: unknown): void {
@@ -404,34 +385,4 @@ function startLong(op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome
       },
     );
   });
-}
-
-function sse(res: http.ServerResponse, event: string, data: unknown): void {
-  if (!res.destroyed) res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
-}
-
-function cookie(req: http.IncomingMessage, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
-  }
-  return undefined;
-}
-
-function allowedHost(host: string): boolean {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^:]+)(?::\d{1,5})?$/.exec(host);
-  if (!m) return false;
-  const name = m[1]!.replace(/^\[|\]$/g, '').toLowerCase();
-  return name === 'localhost' || isIP(name) !== 0;
-}
-
-async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
-  let size = 0;
-  const chunks: Buffer[] = [];
-  for await (const c of req as AsyncIterable<Buffer>) {
-    size += c.length;
-    if (size > MAX_FORM_BYTES) throw new BatonError('BAD_REQUEST', `form over ${MAX_FORM_BYTES} bytes`);
-    chunks.push(c);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString('utf8'));
 }

@@ -30,6 +30,20 @@ test('a login link signs in once; a second use is refused as used', () => {
   assert.equal(auth.redeem(token), 'used');
 });
 
+test('a link works only at the door it was made for, and a session only behind the door it was opened at', () => {
+  const { auth } = setup();
+  const { token } = auth.issueLogin(10_000, 'tls');
+  // Refused at the loopback listener, and not spent by the attempt: it still works over TLS.
+  assert.equal(auth.redeem(token, 'local'), 'door');
+  const r = auth.redeem(token, 'tls');
+  assert.ok(typeof r !== 'string', `login refused: ${String(r)}`);
+  assert.equal(auth.session(r.cookie, 'tls'), r.session);
+  assert.equal(auth.session(r.cookie, 'local'), null, 'a TLS session is not valid on the plain listener');
+  const local = signedIn(auth);
+  assert.equal(auth.session(local.cookie, 'tls'), null);
+  assert.equal(auth.session(local.cookie, 'local'), local.session);
+});
+
 test('an expired, unknown, altered or malformed link is refused', () => {
   const { auth, clock } = setup();
   const { token, expiresAt } = auth.issueLogin(10_000);

@@ -6,6 +6,7 @@ import { existsSync } from 'node:fs';
 import { BatonError } from '../../core/errors.ts';
 import { formatDuration } from '../../core/time.ts';
 import { parseDuration } from '../../config/duration.ts';
+import { remoteFromEnv } from '../../control/client.ts';
 import { clientFor, type CliContext } from '../context.ts';
 
 const XDG_OPEN = '/usr/bin/xdg-open';
@@ -22,7 +23,9 @@ export async function dashboardCommand(ctx: CliContext): Promise<number> {
     ctx.out(JSON.stringify(r) + '\n');
     return 0;
   }
-  ctx.out(`${r.url}\n(signs one browser in, once, within ${formatDuration(r.expiresAt - Date.now())}; from another machine: ssh -L PORT:127.0.0.1:PORT this host, then open it there)\n`);
+  // With BATON_REMOTE the link is for the dashboard mounted on the daemon's TLS control listener.
+  const where = remoteFromEnv() !== null ? 'over TLS, served by the daemon\'s control listener' : 'from another machine: ssh -L PORT:127.0.0.1:PORT this host, then open it there';
+  ctx.out(`${r.url}\n(signs one browser in, once, within ${formatDuration(r.expiresAt - Date.now())}; ${where})\n`);
   // Only where a browser can show up: a terminal over ssh has no display.
   if ((process.env['DISPLAY'] || process.env['WAYLAND_DISPLAY']) && existsSync(XDG_OPEN)) {
     const child = spawn(XDG_OPEN, [r.url], { detached: true, stdio: 'ignore' });
