@@ -104,7 +104,7 @@ function forwardedElement(facts: ClientConnection, host: string | null): string 
 /**
  * Request headers for the instance, as a flat [name, value, ...] list (the
  * form undici takes), from Node's `rawHeaders`. Removes hop-by-hop headers and
- * the ones named in Connection; removes Expect (Node has already answered
+ * the ones named in Connection (Host excepted); removes Expect (Node has already answered
  * "100-continue" to the client). Host is kept as sent.
  *
  * X-Forwarded-For/-Proto/-Host and Forwarded: from a trusted proxy they are
@@ -144,7 +144,9 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
       if (keepUpgrade && lower === 'upgrade') out.push(name, value);
       continue;
     }
-    if (nominated !== null && nominated.includes(lower)) continue;
+    // Host is end to end and is what the request was routed by: a Connection
+    // header naming it must not leave the instance with another host (undici's).
+    if (nominated !== null && lower !== 'host' && nominated.includes(lower)) continue;
     switch (lower) {
       case 'host':
         if (host === null) host = value;
