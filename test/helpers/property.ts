@@ -1,0 +1,26 @@
+// Property-based tests (fast-check) with a fixed seed, so a run is the same run
+// every time and a failure reproduces: the seed is printed by each test, and
+// fast-check's failure message names it with the path of the counterexample.
+// BATON_PROP_SEED=<n> explores other cases; BATON_PROP_RUNS=<factor> multiplies
+// the number of runs (both for local exploration, not for CI).
+
+import type { TestContext } from 'node:test';
+import fc from 'fast-check';
+
+const DEFAULT_SEED = 1130;
+
+export const PROP_SEED = Number(process.env['BATON_PROP_SEED'] ?? DEFAULT_SEED);
+const RUN_FACTOR = Number(process.env['BATON_PROP_RUNS'] ?? 1);
+
+/** Check `property` for `numRuns` cases from the fixed seed; the seed and count go to the test's diagnostics. */
+export function checkProperty<T>(t: TestContext, property: fc.IProperty<T>, numRuns: number): void {
+  const runs = Math.max(1, Math.round(numRuns * RUN_FACTOR));
+  t.diagnostic(`fast-check seed ${PROP_SEED}, ${runs} runs (replay: BATON_PROP_SEED=${PROP_SEED})`);
+  fc.assert(property, { seed: PROP_SEED, numRuns: runs });
+}
+
+/** A string of latin1 characters (what Node's HTTP parser hands over as header text). */
+export function latin1(constraints: { minLength?: number; maxLength?: number } = {}): fc.Arbitrary<string> {
+  return fc.string({ ...constraints, unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)) });
+}
+
