@@ -6,6 +6,9 @@
 
 import type { TestContext } from 'node:test';
 import fc from 'fast-check';
+import type { ServiceShared } from '../../src/proxy/snapshot.ts';
+import { PauseQueue } from '../../src/proxy/pause-queue.ts';
+import { ReleaseStats } from '../../src/proxy/metrics.ts';
 
 const DEFAULT_SEED = 1130;
 
@@ -24,3 +27,18 @@ export function latin1(constraints: { minLength?: number; maxLength?: number } =
   return fc.string({ ...constraints, unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)) });
 }
 
+
+/** A service's state shared across snapshots, fresh (for snapshots built without a Proxy). */
+export function freshShared(name: string): ServiceShared {
+  return {
+    counters: { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 },
+    routing: {
+      stable: 0, canary: 0, overrides: 0, fallbacks: 0, cookiesSet: 0, maintenance: 0, held: 0,
+      released: 0, expired: 0, overflowed: 0, abandoned: 0, heldNow: 0, betaLinksAccepted: 0, betaLinksRefused: 0,
+    },
+    rotation: { next: 0 },
+    canaryRotation: { next: 0 },
+    queue: new PauseQueue(),
+    noRelease: new ReleaseStats(name, '-'),
+  };
+}
