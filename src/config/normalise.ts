@@ -203,6 +203,10 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
       maxQueued: s.pause?.max_queued ?? d.DEFAULT_PAUSE_MAX_QUEUED,
       maxWaitMs: s.pause?.max_wait ?? d.DEFAULT_PAUSE_MAX_WAIT_MS,
     },
+    limits: {
+      // No default: baton streams bodies with backpressure, so a body's size costs it no memory (as Caddy, Traefik, HAProxy, kamal-proxy).
+      maxBodyBytes: s.limits?.max_body_size ?? null,
+    },
   };
 }
 

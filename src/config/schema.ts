@@ -333,6 +333,10 @@ export const maintenanceSchema = mapping('a mapping of maintenance-mode settings
   allow: list('networks', network).optional(),
 });
 
+export const limitsSchema = mapping('a mapping of request limits', {
+  max_body_size: byteSize(1).optional(),
+});
+
 export const pauseSchema = mapping('a mapping of pause settings', {
   max_queued: integer(1, 100_000).optional(),
   max_wait: duration({ positive: true }).optional(),
@@ -365,7 +369,7 @@ const SIZE_UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 
 
 function sizeText(bytes: number): string {
   for (const [unit, n] of [['GB', 1024 ** 3], ['MB', 1024 ** 2], ['KB', 1024]] as const) if (bytes % n === 0) return `${bytes / n}${unit}`;
-  return `${bytes} bytes`;
+  return bytes === 1 ? '1 byte' : `${bytes} bytes`;
 }
 
 /** A size in bytes from `min` to `max`: 10MB, 512KB, 1G, or a plain number of bytes (binary units). */
@@ -442,6 +446,7 @@ export const serviceSchema = mapping('a mapping of service settings', {
   canary: canarySchema.nullish(),
   maintenance: maintenanceSchema.nullish(),
   pause: pauseSchema.nullish(),
+  limits: limitsSchema.nullish(),
 });
 
 export const proxySchema = mapping('a mapping of proxy settings', {
@@ -574,5 +579,6 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'services' && path.length === 4 && third === 'canary' && path[3] === 'beta') return Object.keys(betaSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'maintenance') return Object.keys(maintenanceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'pause') return Object.keys(pauseSchema.shape);
+  if (first === 'services' && path.length === 3 && third === 'limits') return Object.keys(limitsSchema.shape);
   return [];
 }

@@ -83,6 +83,12 @@ export interface MaintenanceConfig {
   allow: string[]; // CIDR
 }
 
+/** What one service accepts and holds (413, and the in-flight cap). */
+export interface ServiceLimits {
+  /** Largest request body passed to an instance, in bytes (413 beyond); null = no limit. */
+  maxBodyBytes: number | null;
+}
+
 export interface PauseConfig {
   maxQueued: number;
   maxWaitMs: number;
@@ -131,6 +137,7 @@ export interface ServiceConfig {
   canary: CanaryConfig;
   maintenance: MaintenanceConfig;
   pause: PauseConfig;
+  limits: ServiceLimits;
 }
 
 export interface ProxyConfig {

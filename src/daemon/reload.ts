@@ -104,6 +104,8 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   canary: ['canary', CANARY],
   maintenance: ['maintenance', MAINTENANCE],
   pause: ['pause', 'next_hold'],
+  // Part of the routing snapshot: checked for each request from now on.
+  limits: ['limits', 'now'],
 };
 
 const PROXY: Rules<ProxyConfig> = {

@@ -31,6 +31,7 @@ export function routeSpec(rt: ServiceRuntime, secret: string): ServiceRouteSpec 
       rt.maintenanceHtml === null ? null : { html: rt.maintenanceHtml, retryAfterSeconds: c.maintenance.retryAfterSeconds, allow: c.maintenance.allow },
     pause: rt.paused ? { maxQueued: c.pause.maxQueued, maxWaitMs: c.pause.maxWaitMs } : null,
     wsCloseSpreadMs: c.wsCloseSpreadMs,
+    limits: c.limits,
   };
 }
 

@@ -8,7 +8,7 @@ import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
 import { normaliseAbsoluteForm } from './request-target.ts';
-import { headOverLimit, type RequestLimits } from './limits.ts';
+import { declaredBodyOver, headOverLimit, lingerOnClose, type RequestLimits } from './limits.ts';
 import { clientAddress } from './client.ts';
 import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
@@ -66,8 +66,36 @@ export function routeRequest(ref: SnapshotRef, req: IncomingMessage, res: BatonR
     sendErrorPage(res, 'no_route', req.headers.accept, false);
     return;
   }
+  if (route.maxBodyBytes !== null && declaredBodyOver(req, route.maxBodyBytes)) {
+    refuseBody(route, req, res, start);
+    return;
+  }
   if (route.gated && gateRequest(route, req, res, ref, start)) return;
   forward(req, res, route, ref, start);
+}
+
+/**
+ * 413 for a body declared over the service's limit, before a byte of it is
+ * read (with Expect: 100-continue, before the client sends it): the client's
+ * answer, not a failure of baton's. The connection closes after it.
+ */
+function refuseBody(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, start: number): void {
+  route.counters.requests++;
+  route.shared.noRelease.batonAnswer(413, performance.now() - start);
+  lingerOnClose(req.httpVersionMajor === 2 ? null : req.socket);
+  sendErrorPage(res, 'body_too_large', req.headers.accept, true);
+}
+
+/**
+ * The 'checkContinue' listener: the client waits for 100 Continue before it
+ * sends its body. A body declared over the service's limit gets the 413 at
+ * once instead (no 100, so the body is never sent); every other request gets
+ * its 100 Continue and goes on as usual (Node's default).
+ */
+export function onCheckContinue(ref: SnapshotRef, req: IncomingMessage, res: BatonResponse, handler: (req: IncomingMessage, res: BatonResponse) => void): void {
+  const route = ref.current.route(req.headers.host);
+  if (route === null || route.maxBodyBytes === null || !declaredBodyOver(req, route.maxBodyBytes)) res.writeContinue();
+  handler(req, res);
 }
 
 /** A request of the service answered 503 by baton before reaching any release: a pause that overflowed or expired. */

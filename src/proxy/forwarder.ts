@@ -3,12 +3,14 @@
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';
 import type { Dispatcher } from 'undici';
+import type { Readable } from 'node:stream';
 import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
 import { clientOf } from './client.ts';
 import { bodyBytes, onRequestBodyData } from './gc-pacer.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
+import { limitedBody, lingerOnClose } from './limits.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
@@ -131,6 +133,10 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   #resendUsed = false;
   #drainHooked = false;
   #clientGone = false;
+  /** The body has no declared length and the service limits it: it streams through limitedBody. */
+  readonly #bodyLimited: boolean;
+  /** That body passed the service's limit (the upstream request is being aborted). */
+  #bodyOver = false;
   #done = false;
   /** Set by the socket-reuse tracker: requests carried by the attempt's connection, this one included. */
   socketUses = 0;
@@ -145,12 +151,16 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     this.#setCookie = setCookie;
     const body = hasBody(req);
     this.#hasBody = body;
+    const max = route.maxBodyBytes;
+    // A declared length over the limit never gets here (dispatch's 413); a declared one within it is exact (llhttp).
+    this.#bodyLimited = body && max !== null && req.headers['content-length'] === undefined;
     const socket = req.socket;
     this.#opts = {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
       headers: forwardRequestHeaders(req.rawHeaders, clientOf(socket)),
-      body: body ? req : null,
+      // undici takes any async iterable as a body (its typings name only streams).
+      body: body ? (this.#bodyLimited ? (limitedBody(req, max!, bodyBytes, () => (this.#bodyOver = true)) as unknown as Readable) : req) : null,
       // The pool runs one request per connection (no pipelining): nothing to hold back.
       blocking: false,
     };
@@ -188,7 +198,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     // this same synchronous step, so the stream starts flowing (next tick) with both
     // listeners on, and no chunk can pass before undici reads it. A body is sent
     // once at most (never resent once on a socket), so this runs once per request.
-    if (this.#hasBody) this.#req.on('data', onRequestBodyData);
+    if (this.#hasBody && !this.#bodyLimited) this.#req.on('data', onRequestBodyData);
   }
 
   onResponseStarted(): void {
@@ -246,6 +256,10 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     const target = this.#target!;
     target.requestDone();
     if (this.#done) return;
+    if (this.#bodyOver) {
+      this.#refuseBody();
+      return;
+    }
     const res = this.#res;
     if (this.#clientGone || res.destroyed) {
       this.#finish(false);
@@ -305,6 +319,32 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
 
   resumeUpstream(): void {
     this.#controller?.resume();
+  }
+
+  /**
+   * A body without declared length passed the service's limit: the upstream
+   * request is aborted (the instance got at most the limit, never the body's
+   * end). The client gets 413 and its connection closes; if the instance had
+   * answered already, its response is cut. The client's doing, not baton's failure.
+   */
+  #refuseBody(): void {
+    const req = this.#req;
+    const res = this.#res;
+    if (!this.#clientGone && !res.destroyed) {
+      if (this.#responding) {
+        res.destroy();
+      } else {
+        this.#recorded = true;
+        this.#target!.metrics.batonAnswer(413, performance.now() - this.#start);
+        lingerOnClose(req.httpVersionMajor === 2 ? null : req.socket);
+        try {
+          sendErrorPage(res, 'body_too_large', req.headers.accept, true);
+        } catch {
+          res.destroy();
+        }
+      }
+    }
+    this.#finish(false);
   }
 
   #fail(code: ProxyErrorCode): void {

@@ -1,7 +1,7 @@
 // What one request may carry before baton refuses it, and the answers it then
 // gives: the request head (431 for its size or its number of fields, 414 for
-// the URL), and the parser's own refusals written with baton's pages instead
-// of Node's empty ones.
+// the URL), the body per service (413), and the parser's own refusals written
+// with baton's pages instead of Node's empty ones.
 //
 // The head's size is the parser's bound (Node's maxHeaderSize, read when a
 // connection is accepted): llhttp counts the request target with the header
@@ -10,6 +10,7 @@
 // length are checked per request, so a reload changes them at once.
 
 import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_URL_LENGTH } from '../config/defaults.ts';
 import { rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
@@ -68,4 +69,70 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
   const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (socket.writable && (inProgress == null || inProgress.headersSent !== true)) socket.write(clientErrorAnswer(err.code));
   socket.destroy(err);
+}
+
+// ---- the body (per service) ----
+
+/** The body's declared length is over `max` (Content-Length, checked before any byte is read). */
+export function declaredBodyOver(req: IncomingMessage, max: number): boolean {
+  const cl = req.headers['content-length'];
+  // llhttp accepts only digits here (and refuses two different lengths).
+  return cl !== undefined && Number(cl) > max;
+}
+
+/** The body passed `max` bytes while it streamed (a body without Content-Length). */
+export class BodyTooLargeError extends Error {
+  readonly code = 'BATON_BODY_TOO_LARGE';
+}
+
+/**
+ * The request's body as the instance gets it when its length is not declared
+ * (chunked; HTTP/2 without content-length): at most `max` bytes pass, then
+ * the iteration fails and undici aborts the upstream request, so the instance
+ * sees its connection closed before the body's end. `chunk` counts every chunk
+ * passed on; `over` is called before the iteration fails. The request itself is left alone (not destroyed): baton still
+ * answers on its connection.
+ */
+export async function* limitedBody(req: IncomingMessage, max: number, chunk: (n: number) => void, over: () => void): AsyncGenerator<Buffer> {
+  let total = 0;
+  for await (const c of req.iterator({ destroyOnReturn: false }) as AsyncIterable<Buffer>) {
+    total += c.length;
+    if (total > max) {
+      over();
+      throw new BodyTooLargeError(`request body over ${max} bytes`);
+    }
+    chunk(c.length);
+    yield c;
+  }
+}
+
+/** How long a connection closed after a refused body keeps reading what its client still sends. */
+export const LINGER_MS = 5000;
+
+/**
+ * Close `socket` after the response being written on it without a reset: once
+ * the response is out, Node ends the connection; from then on, what the
+ * client still sends (the rest of a refused body) is read and dropped for
+ * LINGER_MS. Closing a socket with unread data makes the kernel answer with a
+ * reset, which can destroy the response before the client has read it
+ * (nginx's lingering close, for the same reason).
+ */
+export function lingerOnClose(socket: Socket | null): void {
+  if (socket === null || typeof socket.destroySoon !== 'function') return;
+  // Node calls destroySoon() once a response with Connection: close is finished.
+  Object.defineProperty(socket, 'destroySoon', { value: lingeringClose, configurable: true, writable: true });
+}
+
+function drop(): void {}
+
+function lingeringClose(this: Socket): void {
+  // The HTTP parser reads nothing more: the rest is dropped unparsed.
+  this.removeAllListeners('data');
+  this.on('data', drop);
+  this.on('error', drop);
+  const timer = setTimeout(() => this.destroy(), LINGER_MS);
+  this.once('close', () => clearTimeout(timer));
+  this.once('end', () => this.destroy());
+  this.resume();
+  this.end();
 }

@@ -14,7 +14,7 @@ import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { closeSpread, isWebSocketUpgrade } from './websocket.ts';
 import { DEFAULT_WS_CLOSE_SPREAD_MS } from '../config/defaults.ts';
-import { MemoryBetaTokenLedger, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
+import { MemoryBetaTokenLedger, onCheckContinue, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 import { answerPlainFront, listenTls, stopAccepting, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
@@ -273,6 +273,7 @@ export class Proxy {
     // progress, and the connection is never reused; llhttp runs in strict mode
     // (insecureHTTPParser stays off).
     server.on('clientError', answerClientError);
+    server.on('checkContinue', (req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler));
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => onUpgrade(ctx, ref, req, socket as Socket, head));
     return server;
   }

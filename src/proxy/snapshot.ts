@@ -70,6 +70,8 @@ export interface ServiceRoute {
   readonly gated: boolean;
   readonly maintenance: MaintenanceRoute | null;
   readonly pause: PauseSpec | null;
+  /** Largest request body passed on, in bytes (413 beyond); null = no limit. */
+  readonly maxBodyBytes: number | null;
 }
 
 /** Host header → route memo entries kept per snapshot, so hostile Host values cannot grow memory. */
@@ -131,6 +133,7 @@ interface Prepared {
   canary: Omit<CanaryRoute, 'targets' | 'rotation'> | null;
   maintenance: MaintenanceRoute | null;
   pause: PauseSpec | null;
+  maxBodyBytes: number | null;
 }
 
 function prepareCanary(name: string, c: CanarySpec): Omit<CanaryRoute, 'targets' | 'rotation'> {
@@ -196,11 +199,17 @@ function preparePause(name: string, p: PauseSpec): PauseSpec {
   return { maxQueued: p.maxQueued, maxWaitMs: p.maxWaitMs };
 }
 
+function prepareBodyLimit(name: string, max: number | null): number | null {
+  if (max !== null && (!Number.isSafeInteger(max) || max < 0)) throw invalid(name, `limits maxBodyBytes must be a whole number of bytes ≥ 0 (got ${String(max)})`);
+  return max;
+}
+
 function prepare(s: ServiceRouteSpec): Prepared {
   return {
     canary: s.canary == null ? null : prepareCanary(s.name, s.canary),
     maintenance: s.maintenance == null ? null : prepareMaintenance(s.name, s.maintenance),
     pause: s.pause == null ? null : preparePause(s.name, s.pause),
+    maxBodyBytes: prepareBodyLimit(s.name, s.limits?.maxBodyBytes ?? null),
   };
 }
 
@@ -259,6 +268,7 @@ export function buildSnapshot(spec: ProxySpec, deps: SnapshotDeps): RoutingSnaps
       gated: p.maintenance !== null || p.pause !== null,
       maintenance: p.maintenance,
       pause: p.pause,
+      maxBodyBytes: p.maxBodyBytes,
     };
     services.set(s.name, route);
     for (const h of s.hosts) byHost.set(normalizeHost(h), route);

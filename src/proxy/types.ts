@@ -2,7 +2,7 @@
 // daemon). The daemon describes the desired routing as a plain ProxySpec; the
 // proxy turns it into an immutable routing snapshot and swaps one reference.
 
-import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
+import type { BalancePolicy, ServiceLimits, UpstreamConfig } from '../config/types.ts';
 
 /** One running instance that may receive traffic. `id` is stable for the instance's life. */
 export interface UpstreamTarget {
@@ -28,6 +28,8 @@ export interface ServiceRouteSpec {
   pause?: PauseSpec | null;
   /** A draining instance's WebSockets are closed one at a time over the last part of its drain (default 10 s). */
   wsCloseSpreadMs?: number;
+  /** What the service accepts (body size); absent = no limit. */
+  limits?: ServiceLimits | null;
 }
 
 /**

@@ -5,10 +5,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { Proxy } from '../../src/proxy/index.ts';
 import type { RequestLimits } from '../../src/proxy/index.ts';
 import { silentLogger } from '../../src/core/log.ts';
-import { rawExchange, request, service, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
+import { rawExchange, request, service, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import type { TestContext } from 'node:test';
 
 /** A proxy with these head limits in front of an instance that counts the requests it receives. */
@@ -102,4 +103,134 @@ test('setRequestLimits: field count and URL length at once, the head size for ne
   const many = await rawExchange(port, `GET /${'u'.repeat(2000)} HTTP/1.1\r\nHost: x\r\n${headers(150)}X-Big: ${'a'.repeat(10_000)}\r\nConnection: close\r\n\r\n`);
   assert.equal(statusLine(many), 'HTTP/1.1 200 OK');
   assert.equal(seen(), 1);
+});
+
+// ---- the body, per service ----
+
+interface BodyInstance {
+  port: number;
+  /** Requests whose head reached the instance. */
+  seen: () => number;
+  /** Per request that reached it: body bytes received, and whether the body ended (false: the connection closed first). */
+  bodies: { bytes: number; complete: boolean | null }[];
+}
+
+async function bodyInstance(t: TestContext): Promise<BodyInstance> {
+  const bodies: { bytes: number; complete: boolean | null }[] = [];
+  const up = await startServer(t, (req, res) => {
+    const b: { bytes: number; complete: boolean | null } = { bytes: 0, complete: null };
+    bodies.push(b);
+    req.on('data', (c: Buffer) => (b.bytes += c.length));
+    req.on('end', () => {
+      b.complete = true;
+      res.end(`got ${b.bytes}`);
+    });
+    req.on('close', () => {
+      if (b.complete === null) b.complete = false;
+    });
+  });
+  return { port: up.port, seen: () => bodies.length, bodies };
+}
+
+/** A proxy routing Host "small.test" to a service with a body limit of `max`, and any other Host to one without. */
+async function bodyProxy(t: TestContext, max: number): Promise<{ proxy: Proxy; port: number; small: BodyInstance; big: BodyInstance }> {
+  const small = await bodyInstance(t);
+  const big = await bodyInstance(t);
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000, closeTimeoutMs: 3000 });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({
+    services: [
+      service('small', [target('s', small.port)], { hosts: ['small.test'], limits: { maxBodyBytes: max } }),
+      service('big', [target('b', big.port)], { isDefault: true }),
+    ],
+  });
+  return { proxy, port: addr!.port, small, big };
+}
+
+test('a Content-Length over the service\'s max_body_size: 413 before a byte is read, the instance sees nothing, the client reads the whole answer', async (t) => {
+  const { proxy, port, small, big } = await bodyProxy(t, 1000);
+  // 4 MiB announced and sent: far more than the socket buffers hold, so the refusal comes while the client still sends.
+  const body = Buffer.alloc(4 * 1024 * 1024, 120);
+  const r = await request(port, { method: 'POST', path: '/upload', headers: { host: 'small.test', accept: 'text/plain' }, body });
+  assert.equal(r.status, 413);
+  assert.equal(r.headers['x-baton-error'], 'body_too_large');
+  assert.equal(r.headers.connection, 'close');
+  assert.match(r.body, /^413 Content Too Large: .*body size limit/);
+  assert.equal(small.seen(), 0, 'the instance saw nothing of it');
+  // At the limit it passes; the other service has no limit at all.
+  const ok = await request(port, { method: 'POST', headers: { host: 'small.test' }, body: Buffer.alloc(1000, 97) });
+  assert.equal(ok.body, 'got 1000');
+  const other = await request(port, { method: 'POST', body });
+  assert.equal(other.body, `got ${body.length}`);
+  assert.equal(big.seen(), 1);
+  // The client's answer, not baton's failure.
+  const c = proxy.counters('small');
+  assert.equal(c.requests, 2);
+  assert.equal(c.failed, 0);
+  assert.equal(proxy.releaseMetrics('small').find((m) => m.release === '-')?.status['4xx'], 1);
+});
+
+test('Expect: 100-continue with a body over the limit gets 413 and no 100, so the body is never sent; within it, 100 then the answer', async (t) => {
+  const { port, small } = await bodyProxy(t, 1000);
+  const refused = await rawExchange(port, 'POST /upload HTTP/1.1\r\nHost: small.test\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n');
+  assert.match(statusLine(refused), /^HTTP\/1\.1 413 /);
+  assert.doesNotMatch(refused, /100 Continue/);
+  assert.equal(small.seen(), 0);
+  // Within the limit: the 100 comes first, then (once the body is sent) the instance's answer.
+  const got = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let text = '';
+      let sent = false;
+      s.on('error', reject);
+      s.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        if (text.startsWith('HTTP/1.1 100 Continue\r\n\r\n') && !sent) {
+          sent = true;
+          s.write('x'.repeat(10));
+        }
+      });
+      s.on('close', () => resolve(text));
+      s.write('POST /upload HTTP/1.1\r\nHost: small.test\r\nContent-Length: 10\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n');
+    }),
+    10_000,
+    'the 100-continue exchange',
+  );
+  assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+  assert.ok(got.endsWith('got 10'));
+});
+
+test('a chunked body that passes the limit mid-stream: the instance gets at most the limit and an aborted request, the client a 413 and a clean close', async (t) => {
+  const { proxy, port, small } = await bodyProxy(t, 1000);
+  const chunk = (n: number): string => `${n.toString(16)}\r\n${'c'.repeat(n)}\r\n`;
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  s.on('error', () => undefined);
+  await new Promise<void>((resolve) => s.once('connect', () => resolve()));
+  s.write('POST /upload HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\n\r\n' + chunk(600));
+  // The first 600 bytes reach the instance before the rest is sent: the refusal comes mid-stream.
+  await waitUntil(() => small.bodies[0]?.bytes === 600, 5000, 'the first chunk to reach the instance');
+  s.write(chunk(600) + chunk(600) + '0\r\n\r\n');
+  await withTimeout(closed, 10_000, 'the proxy to close the connection after its 413');
+  assert.match(statusLine(got), /^HTTP\/1\.1 413 /);
+  assert.match(got, /\r\nconnection: close\r\n/i);
+  assert.match(got, /body size limit/);
+  await waitUntil(() => small.bodies[0]?.complete === false, 5000, 'the instance to see its request aborted');
+  assert.equal(small.bodies.length, 1);
+  assert.ok(small.bodies[0]!.bytes <= 1000, `the instance got ${small.bodies[0]!.bytes} bytes, more than the limit`);
+  const c = proxy.counters('small');
+  assert.equal(c.requests, 1);
+  assert.equal(c.failed, 0, 'a body over the limit is the client\'s doing');
+});
+
+test('a chunked body within the limit streams through whole', async (t) => {
+  const { port, small } = await bodyProxy(t, 1000);
+  const raw = await rawExchange(port, 'POST /upload HTTP/1.1\r\nHost: small.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1f4\r\n' + 'a'.repeat(500) + '\r\n1f4\r\n' + 'b'.repeat(500) + '\r\n0\r\n\r\n');
+  assert.equal(statusLine(raw), 'HTTP/1.1 200 OK');
+  assert.ok(raw.endsWith('got 1000'));
+  assert.deepEqual(small.bodies, [{ bytes: 1000, complete: true }]);
 });

@@ -34,7 +34,7 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
     text: lines('services:', '  web:', '    command: x', '    drainTimeout: 3s', '    colour: blue'),
     expect: [
       'baton.yaml:4:5: services.web.drainTimeout: unknown key (did you mean "drain_timeout"?)',
-      'baton.yaml:5:5: services.web.colour: unknown key (expected one of hosts, default, command, env, user, group, logs, public_url, instances, health, drain_timeout, ws_close_spread, stop_signal, stop_timeout, standby, balance, keep_releases, upstream, git, shared, hooks, strategy, canary, maintenance, pause)',
+      'baton.yaml:5:5: services.web.colour: unknown key (expected one of hosts, default, command, env, user, group, logs, public_url, instances, health, drain_timeout, ws_close_spread, stop_signal, stop_timeout, standby, balance, keep_releases, upstream, git, shared, hooks, strategy, canary, maintenance, pause, limits)',
     ],
   },
   {
@@ -226,6 +226,14 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
       'baton.yaml:2:3: proxy.max_header_size: expected a size of at least 1KB, got 512',
       'baton.yaml:3:3: proxy.max_headers: expected an integer from 1 to 10000, got 0',
       'baton.yaml:4:3: proxy.max_url_length: expected a size of at most 1MB, got "2MB"',
+    ],
+  },
+  {
+    name: 'service limits',
+    text: lines('services:', '  web:', '    command: x', '    limits: { max_body_size: 0, max_bodysize: 1MB }'),
+    expect: [
+      'baton.yaml:4:15: services.web.limits.max_body_size: expected a size of at least 1 byte, got 0',
+      'baton.yaml:4:33: services.web.limits.max_bodysize: unknown key (did you mean "max_body_size"?)',
     ],
   },
 ];

@@ -53,6 +53,8 @@ services:
       keepalive_timeout: 1.5s
       connect_timeout: 250ms
       response_timeout: 1h
+    limits:
+      max_body_size: 10MB
   api:
     hosts: [api.example.com]
     command: node api.js
@@ -81,6 +83,7 @@ const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> 
   canary: DEFAULTS.canary,
   maintenance: DEFAULTS.maintenance,
   pause: DEFAULTS.pause,
+  limits: { maxBodyBytes: null },
 };
 
 test('a full file is normalised', () => {
@@ -123,6 +126,7 @@ test('a full file is normalised', () => {
   canary: DEFAULTS.canary,
   maintenance: DEFAULTS.maintenance,
   pause: DEFAULTS.pause,
+  limits: { maxBodyBytes: 10 * 1024 * 1024 },
       },
       { ...defaults, name: 'api', hosts: ['api.example.com'], isDefault: false, command: 'node api.js' },
     ],

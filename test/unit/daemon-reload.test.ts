@@ -73,3 +73,15 @@ test('listeners, state and socket are refused; so is resizing or removing a serv
   assert.deepEqual(removed.refused, ['services.web: removed while deployment #3 runs; reload again when it is done']);
   assert.deepEqual(removed.addedServices, ['api']);
 });
+
+test('request limits: the head size for new connections, the rest now', () => {
+  assert.deepEqual(effects('proxy: { max_header_size: 32KB, max_headers: 50, max_url_length: 4KB }\n', 'limits: { max_body_size: 1MB }'), {
+    'proxy.max_header_size': 'next_connection',
+    'proxy.max_headers': 'now',
+    'proxy.max_url_length': 'now',
+    'services.web.limits': 'now',
+  });
+  const p = plan('proxy: { max_header_size: 32KB }\n', '');
+  assert.equal(p.settings[0]?.line, 'proxy.max_header_size: 16384 → 32768 (applies to client connections accepted from now on; open ones keep the old value)');
+  assert.ok(p.proxyChanged);
+});
