@@ -101,9 +101,13 @@ test('deploy of a tag under load: 0 failed, builds the older commit', async () =
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
   await load.waitFor(30, 10_000);
   const r = await d.cli(['deploy', 'web', '--ref', 'v1.0']);
-  const res = await load.stop();
   assert.equal(r.code, 0, r.stdout + r.stderr);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 30, 10_000);
+  const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2'], 'the load saw v2, then the tag\'s v1');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v1', `a client saw ${seq.join(' → ')}`);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
   assert.equal(lines(path.join(d.dir, 'builds.log')).length, 2);
   assert.equal(lines(path.join(d.dir, 'migrations.log')).length, 2, 'migrate runs once per deployment');
@@ -221,6 +225,8 @@ test('deploying the warm standby\'s release again switches to its running instan
   await load.waitFor(n + 30, 10_000);
   const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies).sort(), ['v5', 'v6'], 'the load saw v5, then the standby\'s v6');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v6', `a client saw ${seq.join(' → ')}`);
   const after = (await d.status('web')).services[0];
   assert.equal(after.currentRelease, v6);
   assert.deepEqual(after.instances.filter((i: any) => i.role === 'current').map((i: any) => i.pid).sort(), warmPids, 'the same processes serve');

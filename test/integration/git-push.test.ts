@@ -25,7 +25,8 @@ function push(ref = 'main'): Promise<{ code: number; output: string }> {
 
 before(async () => {
   d = await createDaemon({
-    services: serviceYaml({ extra: 'hooks:\n  build: |\n    if [ -f BREAK_BUILD ]; then echo "build broke: missing dependency" >&2; exit 1; fi' }),
+    // start_timeout 60s: the two-pushes test holds its first release's start-up until the second push is refused.
+    services: serviceYaml({ extra: 'hooks:\n  build: |\n    if [ -f BREAK_BUILD ]; then echo "build broke: missing dependency" >&2; exit 1; fi' }).replace('start_timeout: 10s', 'start_timeout: 60s'),
   });
   repo = await createAppRepo(path.join(d.dir, 'app'));
   remote = path.join(d.dir, 'production.git');
@@ -57,9 +58,13 @@ test('a push under load: 0 failed requests', async () => {
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
   await load.waitFor(30, 10_000);
   const r = await push();
-  const res = await load.stop();
   assert.equal(r.code, 0, r.output);
+  const n = load.snapshot().total;
+  await load.waitFor(n + 30, 10_000);
+  const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
+  assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2'], 'the load saw v1, then the pushed v2');
+  for (const seq of res.sequences) assert.equal(seq.at(-1), 'v2', `a client saw ${seq.join(' → ')}`);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v2');
 });
 
@@ -75,9 +80,18 @@ test('a push whose deploy fails is rejected and leaves the branch and the site a
 });
 
 test('two pushes at once: the second is refused while the first deploys', async () => {
-  // The first push deploys a release that takes ~2 s to start.
+  // The first push deploys a release that starts listening only once the
+  // test says so (after the second push): however slow the machine, the
+  // second push meets the first one deploying.
   const fixture = path.resolve(import.meta.dirname, '../fixtures/app.mjs');
-  const slowServer = `process.env.APP_VERSION ??= 'v4';\nprocess.env.APP_STARTUP_MS = '2000';\nawait import(${JSON.stringify(fixture)});\n`;
+  const go = path.join(d.dir, 'v4-may-start');
+  const slowServer = [
+    "process.env.APP_VERSION ??= 'v4';",
+    "const { existsSync } = await import('node:fs');",
+    `while (!existsSync(${JSON.stringify(go)})) await new Promise((r) => setTimeout(r, 50));`,
+    `await import(${JSON.stringify(fixture)});`,
+    '',
+  ].join('\n');
   git(repo.dir, 'fetch', '--quiet', 'production');
   git(repo.dir, 'reset', '--quiet', '--hard', 'production/main');
   await repo.commit('v4', { 'server.mjs': slowServer });
@@ -93,6 +107,7 @@ test('two pushes at once: the second is refused while the first deploys', async 
       resolve({ code: err ? 1 : 0, output: stdout + stderr });
     });
   });
+  await writeFile(go, '');
   assert.notEqual(second.code, 0, second.output);
   assert.match(second.output, /a deployment of web is already running/);
   const a = await first;
