@@ -77,6 +77,9 @@ export const DEFAULT_BETA_COOKIE = 'baton_beta';
 export const DEFAULT_MAINTENANCE_RETRY_AFTER_MS = 30_000;
 export const DEFAULT_PAUSE_MAX_QUEUED = 1000;
 export const DEFAULT_PAUSE_MAX_WAIT_MS = 30_000;
+/** The queue in front of limits.max_inflight: short, so a client hears "busy" in seconds, not at its own timeout. */
+export const DEFAULT_LIMITS_MAX_QUEUED = 100;
+export const DEFAULT_LIMITS_QUEUE_TIMEOUT_MS = 5_000;
 
 export const STOP_SIGNALS: readonly StopSignal[] = [
   'SIGTERM', 'SIGINT', 'SIGQUIT', 'SIGWINCH', 'SIGUSR1', 'SIGUSR2', 'SIGHUP', 'SIGKILL',

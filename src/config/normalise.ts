@@ -206,6 +206,10 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
     limits: {
       // No default: baton streams bodies with backpressure, so a body's size costs it no memory (as Caddy, Traefik, HAProxy, kamal-proxy).
       maxBodyBytes: s.limits?.max_body_size ?? null,
+      // No default cap: a long poll or a server-sent event stream is a request in flight for its whole life.
+      maxInflight: s.limits?.max_inflight ?? null,
+      maxQueued: s.limits?.max_queued ?? d.DEFAULT_LIMITS_MAX_QUEUED,
+      queueTimeoutMs: s.limits?.queue_timeout ?? d.DEFAULT_LIMITS_QUEUE_TIMEOUT_MS,
     },
   };
 }

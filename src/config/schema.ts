@@ -335,6 +335,9 @@ export const maintenanceSchema = mapping('a mapping of maintenance-mode settings
 
 export const limitsSchema = mapping('a mapping of request limits', {
   max_body_size: byteSize(1).optional(),
+  max_inflight: integer(1, 1_000_000).optional(),
+  max_queued: integer(0, 100_000).optional(),
+  queue_timeout: duration({ positive: true }).optional(),
 });
 
 export const pauseSchema = mapping('a mapping of pause settings', {

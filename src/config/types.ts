@@ -87,6 +87,12 @@ export interface MaintenanceConfig {
 export interface ServiceLimits {
   /** Largest request body passed to an instance, in bytes (413 beyond); null = no limit. */
   maxBodyBytes: number | null;
+  /** Requests proxied to the service at once; beyond, they wait in a queue; null = no cap. */
+  maxInflight: number | null;
+  /** Requests waiting for a slot at most; more are shed (503) at once. */
+  maxQueued: number;
+  /** A waiting request is shed (503) after this. */
+  queueTimeoutMs: number;
 }
 
 export interface PauseConfig {

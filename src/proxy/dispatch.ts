@@ -71,7 +71,9 @@ export function routeRequest(ref: SnapshotRef, req: IncomingMessage, res: BatonR
     return;
   }
   if (route.gated && gateRequest(route, req, res, ref, start)) return;
-  forward(req, res, route, ref, start);
+  const cap = route.inflightCap;
+  if (cap !== null) route.shared.admission.admit(route, cap, req, res, ref, start);
+  else forward(req, res, route, ref, start);
 }
 
 /**

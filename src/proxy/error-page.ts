@@ -16,7 +16,8 @@ export type ProxyErrorCode =
   | 'headers_too_large' // 431: request line and headers over proxy.max_header_size
   | 'too_many_headers' // 431: more header fields than proxy.max_headers
   | 'url_too_long' // 414: a request target longer than proxy.max_url_length
-  | 'body_too_large'; // 413: a body over the service's limits.max_body_size
+  | 'body_too_large' // 413: a body over the service's limits.max_body_size
+  | 'at_capacity'; // 503: the service is at limits.max_inflight and its queue is full, or the request waited limits.queue_timeout
 
 interface Page {
   status: number;
@@ -38,6 +39,7 @@ const PAGES: Record<ProxyErrorCode, Page> = {
   too_many_headers: { status: 431, title: 'Request Header Fields Too Large', text: 'The request has more header fields than this site accepts (header count limit).' },
   url_too_long: { status: 414, title: 'URI Too Long', text: 'The request URL is longer than this site accepts (URL length limit).' },
   body_too_large: { status: 413, title: 'Content Too Large', text: 'The request body is larger than this site accepts (body size limit).' },
+  at_capacity: { status: 503, title: 'Service Unavailable', text: 'The site is serving as many requests as it can (in-flight request limit). Try again in a moment.' },
 };
 
 interface Rendered {

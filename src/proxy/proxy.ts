@@ -16,6 +16,7 @@ import { closeSpread, isWebSocketUpgrade } from './websocket.ts';
 import { DEFAULT_WS_CLOSE_SPREAD_MS } from '../config/defaults.ts';
 import { MemoryBetaTokenLedger, onCheckContinue, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
+import { Admission, renderShedding } from './admission.ts';
 import { NO_RELEASE, ReleaseStats, renderPrometheus } from './metrics.ts';
 import { answerPlainFront, listenTls, stopAccepting, type PlainFront, type TlsListener, type TlsListenerOptions } from './listeners.ts';
 import { AddressMatcher } from './cidr.ts';
@@ -76,6 +77,10 @@ function zeroRouting(): RoutingCounters {
     heldNow: 0,
     betaLinksAccepted: 0,
     betaLinksRefused: 0,
+    queued: 0,
+    shed: 0,
+    queueTimeouts: 0,
+    queuedNow: 0,
   };
 }
 
@@ -318,6 +323,8 @@ export class Proxy {
     this.#ref.current = snapshot;
     for (const svc of spec.services) if (svc.wsCloseSpreadMs !== undefined) this.#wsCloseSpread.set(svc.name, svc.wsCloseSpreadMs);
     for (const t of this.#targets.values()) t.inService = seen.has(t.id);
+    // The cap each service has now (a raised or removed one admits waiting requests at once).
+    for (const [name, shared] of this.#shared) shared.admission.configure(snapshot.services.get(name)?.inflightCap ?? null);
     // A pause that ended (or a service that went away): its held requests go on, in order, through the new snapshot.
     for (const [name, shared] of this.#shared) {
       if (shared.queue.size === 0) continue;
@@ -333,6 +340,7 @@ export class Proxy {
       rotation: { next: 0 },
       canaryRotation: { next: 0 },
       queue: new PauseQueue(),
+      admission: new Admission(),
       noRelease: this.#statsFor(name, NO_RELEASE),
     };
   }
@@ -448,7 +456,7 @@ export class Proxy {
     for (const [name, c] of this.#counters) services[name] = { ...c };
     const routing: CounterTotals['routing'] = {};
     for (const [name, s] of this.#shared) {
-      const { heldNow: _held, ...rest } = { ...s.routing, heldNow: 0 };
+      const { heldNow: _held, queuedNow: _queued, ...rest } = { ...s.routing, heldNow: 0, queuedNow: 0 };
       routing[name] = rest;
     }
     const releases: CounterTotals['releases'] = [];
@@ -479,7 +487,7 @@ export class Proxy {
   routingCounters(service: string): RoutingCounters {
     const s = this.#shared.get(service);
     if (s === undefined) return zeroRouting();
-    return { ...s.routing, heldNow: s.queue.size };
+    return { ...s.routing, heldNow: s.queue.size, queuedNow: s.admission.queued };
   }
 
   /**
@@ -497,14 +505,15 @@ export class Proxy {
     return out;
   }
 
-  /** The Prometheus text exposition of releaseMetrics() and the held-request gauges. */
+  /** The Prometheus text exposition of releaseMetrics(), the held-request gauges and the in-flight caps' queues. */
   prometheusText(): string {
     const held = [...this.#shared.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([service, s]) => ({ service, held: s.queue.size }));
     // The process's own resident memory, under the name Prometheus clients use for it:
     // what the daemon holds is measured where it is held, never from outside.
     const rss = '# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n' +
       `process_resident_memory_bytes ${process.memoryUsage.rss()}\n`;
-    return renderPrometheus(this.releaseMetrics(), held) + rss;
+    const shedding = [...this.#shared.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([service, s]) => ({ service, routing: s.routing, queued: s.admission.queued }));
+    return renderPrometheus(this.releaseMetrics(), held) + renderShedding(shedding) + rss;
   }
 
   /**
@@ -652,6 +661,7 @@ export class Proxy {
     this.#closing = true;
     this.#ctx.closing = true;
     for (const shared of this.#shared.values()) refuseHeld(shared);
+    for (const shared of this.#shared.values()) shared.admission.refuseAll((name) => this.#ref.current.services.get(name));
     const metricsClosed = this.#metricsServers.splice(0).map(closeNow);
     const servers = this.#servers.splice(0);
     const tlsListeners = this.#tlsListeners.splice(0);

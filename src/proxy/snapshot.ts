@@ -7,6 +7,7 @@ import type { Rotation } from './balancer.ts';
 import type { TargetState } from './target.ts';
 import type { ReleaseStats } from './metrics.ts';
 import type { PauseQueue } from './pause-queue.ts';
+import { inflightCap, type Admission, type InflightCap } from './admission.ts';
 import { AddressMatcher } from './cidr.ts';
 import { BUCKETS, hashSeed, isCookieName, signerFor, type Signer } from './sticky.ts';
 
@@ -18,6 +19,8 @@ export interface ServiceShared {
   readonly canaryRotation: Rotation;
   /** Requests held while the service is paused. */
   readonly queue: PauseQueue;
+  /** Requests in flight under limits.max_inflight, and those waiting for a slot. */
+  readonly admission: Admission;
   /** Metrics of requests that never reached a release. */
   readonly noRelease: ReleaseStats;
 }
@@ -72,6 +75,8 @@ export interface ServiceRoute {
   readonly pause: PauseSpec | null;
   /** Largest request body passed on, in bytes (413 beyond); null = no limit. */
   readonly maxBodyBytes: number | null;
+  /** The cap on requests in flight and its queue; null = no cap. */
+  readonly inflightCap: InflightCap | null;
 }
 
 /** Host header → route memo entries kept per snapshot, so hostile Host values cannot grow memory. */
@@ -134,6 +139,7 @@ interface Prepared {
   maintenance: MaintenanceRoute | null;
   pause: PauseSpec | null;
   maxBodyBytes: number | null;
+  inflightCap: InflightCap | null;
 }
 
 function prepareCanary(name: string, c: CanarySpec): Omit<CanaryRoute, 'targets' | 'rotation'> {
@@ -204,12 +210,21 @@ function prepareBodyLimit(name: string, max: number | null): number | null {
   return max;
 }
 
+function prepareCap(name: string, cap: InflightCap | null): InflightCap | null {
+  if (cap === null) return null;
+  if (!Number.isInteger(cap.maxInflight) || cap.maxInflight < 1) throw invalid(name, `limits maxInflight must be a whole number ≥ 1 (got ${String(cap.maxInflight)})`);
+  if (!Number.isInteger(cap.maxQueued) || cap.maxQueued < 0) throw invalid(name, `limits maxQueued must be a whole number ≥ 0 (got ${String(cap.maxQueued)})`);
+  if (!Number.isFinite(cap.queueTimeoutMs) || cap.queueTimeoutMs <= 0) throw invalid(name, `limits queueTimeoutMs must be > 0 (got ${String(cap.queueTimeoutMs)})`);
+  return cap;
+}
+
 function prepare(s: ServiceRouteSpec): Prepared {
   return {
     canary: s.canary == null ? null : prepareCanary(s.name, s.canary),
     maintenance: s.maintenance == null ? null : prepareMaintenance(s.name, s.maintenance),
     pause: s.pause == null ? null : preparePause(s.name, s.pause),
     maxBodyBytes: prepareBodyLimit(s.name, s.limits?.maxBodyBytes ?? null),
+    inflightCap: prepareCap(s.name, inflightCap(s.limits)),
   };
 }
 
@@ -269,6 +284,7 @@ export function buildSnapshot(spec: ProxySpec, deps: SnapshotDeps): RoutingSnaps
       maintenance: p.maintenance,
       pause: p.pause,
       maxBodyBytes: p.maxBodyBytes,
+      inflightCap: p.inflightCap,
     };
     services.set(s.name, route);
     for (const h of s.hosts) byHost.set(normalizeHost(h), route);

@@ -28,7 +28,7 @@ export interface ServiceRouteSpec {
   pause?: PauseSpec | null;
   /** A draining instance's WebSockets are closed one at a time over the last part of its drain (default 10 s). */
   wsCloseSpreadMs?: number;
-  /** What the service accepts (body size); absent = no limit. */
+  /** What the service accepts (body size) and holds (requests in flight, its queue); absent = no limit. */
   limits?: ServiceLimits | null;
 }
 
@@ -148,10 +148,18 @@ export interface RoutingCounters {
   expired: number;
   /** Refused at once with 503: the queue was full. */
   overflowed: number;
-  /** The client left while held. */
+  /** The client left while held, or while waiting for a slot under limits.max_inflight. */
   abandoned: number;
   /** Held right now (gauge). */
   heldNow: number;
+  /** Requests that waited for a slot under limits.max_inflight, total. */
+  queued: number;
+  /** Shed with 503 by limits.max_inflight: the queue was full, or the wait passed queue_timeout (queueTimeouts). Not failures. */
+  shed: number;
+  /** Of `shed`: those that waited queue_timeout. */
+  queueTimeouts: number;
+  /** Waiting for a slot right now (gauge). */
+  queuedNow: number;
   /** Beta links accepted (cookie set) and refused (invalid, expired or used). */
   betaLinksAccepted: number;
   betaLinksRefused: number;
@@ -183,6 +191,6 @@ export interface BetaTokenLedger {
  */
 export interface CounterTotals {
   services: Record<string, import('../core/counters.ts').ServiceCounters>;
-  routing: Record<string, Omit<RoutingCounters, 'heldNow'>>;
+  routing: Record<string, Omit<RoutingCounters, 'heldNow' | 'queuedNow'>>;
   releases: { service: string; release: string; figures: Record<string, number>; hist: number[] }[];
 }

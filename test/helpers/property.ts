@@ -8,6 +8,7 @@ import type { TestContext } from 'node:test';
 import fc from 'fast-check';
 import type { ServiceShared } from '../../src/proxy/snapshot.ts';
 import { PauseQueue } from '../../src/proxy/pause-queue.ts';
+import { Admission } from '../../src/proxy/admission.ts';
 import { ReleaseStats } from '../../src/proxy/metrics.ts';
 
 const DEFAULT_SEED = 1130;
@@ -35,10 +36,12 @@ export function freshShared(name: string): ServiceShared {
     routing: {
       stable: 0, canary: 0, overrides: 0, fallbacks: 0, cookiesSet: 0, maintenance: 0, held: 0,
       released: 0, expired: 0, overflowed: 0, abandoned: 0, heldNow: 0, betaLinksAccepted: 0, betaLinksRefused: 0,
+      queued: 0, shed: 0, queueTimeouts: 0, queuedNow: 0,
     },
     rotation: { next: 0 },
     canaryRotation: { next: 0 },
     queue: new PauseQueue(),
+    admission: new Admission(),
     noRelease: new ReleaseStats(name, '-'),
   };
 }

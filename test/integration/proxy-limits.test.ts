@@ -141,7 +141,7 @@ async function bodyProxy(t: TestContext, max: number): Promise<{ proxy: Proxy; p
   t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
   proxy.apply({
     services: [
-      service('small', [target('s', small.port)], { hosts: ['small.test'], limits: { maxBodyBytes: max } }),
+      service('small', [target('s', small.port)], { hosts: ['small.test'], limits: { maxBodyBytes: max, maxInflight: null, maxQueued: 0, queueTimeoutMs: 1000 } }),
       service('big', [target('b', big.port)], { isDefault: true }),
     ],
   });

@@ -55,6 +55,9 @@ services:
       response_timeout: 1h
     limits:
       max_body_size: 10MB
+      max_inflight: 50
+      max_queued: 20
+      queue_timeout: 2s
   api:
     hosts: [api.example.com]
     command: node api.js
@@ -83,7 +86,7 @@ const defaults: Omit<ServiceConfig, 'name' | 'hosts' | 'isDefault' | 'command'> 
   canary: DEFAULTS.canary,
   maintenance: DEFAULTS.maintenance,
   pause: DEFAULTS.pause,
-  limits: { maxBodyBytes: null },
+  limits: { maxBodyBytes: null, maxInflight: null, maxQueued: 100, queueTimeoutMs: 5000 },
 };
 
 test('a full file is normalised', () => {
@@ -126,7 +129,7 @@ test('a full file is normalised', () => {
   canary: DEFAULTS.canary,
   maintenance: DEFAULTS.maintenance,
   pause: DEFAULTS.pause,
-  limits: { maxBodyBytes: 10 * 1024 * 1024 },
+  limits: { maxBodyBytes: 10 * 1024 * 1024, maxInflight: 50, maxQueued: 20, queueTimeoutMs: 2000 },
       },
       { ...defaults, name: 'api', hosts: ['api.example.com'], isDefault: false, command: 'node api.js' },
     ],

@@ -7,6 +7,7 @@ import { buildSnapshot, type CanaryRoute, type ServiceShared } from '../../src/p
 import { canaryBucket, isCanary, OVERRIDE } from '../../src/proxy/split.ts';
 import type { CanarySpec, ServiceRouteSpec } from '../../src/proxy/types.ts';
 import { PauseQueue } from '../../src/proxy/pause-queue.ts';
+import { Admission } from '../../src/proxy/admission.ts';
 import { ReleaseStats } from '../../src/proxy/metrics.ts';
 import { BatonError } from '../../src/core/errors.ts';
 
@@ -30,6 +31,7 @@ function shared(): ServiceShared {
     rotation: { next: 0 },
     canaryRotation: { next: 0 },
     queue: new PauseQueue(),
+    admission: new Admission(),
     noRelease: new ReleaseStats('s', '-'),
   };
 }

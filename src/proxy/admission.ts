@@ -1,0 +1,173 @@
+// A service's cap on requests in flight (limits.max_inflight) and the short
+// queue in front of it, as HAProxy's maxconn, maxqueue and timeout queue:
+// a request beyond the cap waits, oldest first, for a slot; beyond the queue,
+// or after queue_timeout, it is shed with 503 and Retry-After. Shedding is its
+// own outcome in the service's counters (routing: queued, shed, queueTimeouts),
+// not a failure of baton's: the operator set the cap.
+//
+// A waiting request holds its connection and nothing more: its body is not
+// read (Node stops reading the socket once the request's small buffer is
+// full; HTTP/2 flow control does the same per stream), so a full queue costs
+// a few KiB per request. WebSocket upgrades are not counted: they are
+// tunnels, not requests in flight.
+
+import type { IncomingMessage } from 'node:http';
+import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
+import { sendErrorPage } from './error-page.ts';
+import type { ServiceRoute } from './snapshot.ts';
+import type { ServiceLimits } from '../config/types.ts';
+import type { RoutingCounters } from './types.ts';
+
+/** The cap as the hot path reads it (from the service's limits; null = no cap). */
+export interface InflightCap {
+  readonly maxInflight: number;
+  readonly maxQueued: number;
+  readonly queueTimeoutMs: number;
+}
+
+export function inflightCap(limits: ServiceLimits | null | undefined): InflightCap | null {
+  if (limits == null || limits.maxInflight == null) return null;
+  return { maxInflight: limits.maxInflight, maxQueued: limits.maxQueued, queueTimeoutMs: limits.queueTimeoutMs };
+}
+
+/** A request waiting for a slot. */
+interface Waiting {
+  readonly req: IncomingMessage;
+  readonly res: BatonResponse;
+  readonly start: number;
+  readonly ref: SnapshotRef;
+  readonly service: string;
+  timer: NodeJS.Timeout | null;
+  onGone: () => void;
+}
+
+/** One service's requests in flight under its cap, and those waiting (shared by every snapshot). */
+export class Admission {
+  /** Requests admitted under the cap and not finished yet. */
+  #inflight = 0;
+  // A Set keeps insertion order and removes from the middle in O(1).
+  readonly #waiting = new Set<Waiting>();
+  #cap: InflightCap | null = null;
+
+  get inflight(): number {
+    return this.#inflight;
+  }
+
+  get queued(): number {
+    return this.#waiting.size;
+  }
+
+  /**
+   * The cap of the snapshot just applied. A raised cap (or none) admits
+   * waiting requests at once; a lowered one lets those in flight finish.
+   * Requests admitted while there was no cap are not counted.
+   */
+  configure(cap: InflightCap | null): void {
+    this.#cap = cap;
+    this.#pump();
+  }
+
+  /** Forward now under the cap, queue, or shed; `route` carries the cap of the current snapshot. */
+  admit(route: ServiceRoute, cap: InflightCap, req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
+    this.#cap = cap;
+    if (this.#inflight < cap.maxInflight && this.#waiting.size === 0) {
+      this.#enter(res);
+      forward(req, res, route, ref, start);
+      return;
+    }
+    const routing = route.shared.routing;
+    if (this.#waiting.size >= cap.maxQueued) {
+      shed(route, req, res, start);
+      return;
+    }
+    const item: Waiting = { req, res, start, ref, service: route.name, timer: null, onGone: noop };
+    item.onGone = () => {
+      if (!this.#waiting.delete(item)) return;
+      clearTimeout(item.timer!);
+      routing.abandoned++;
+      route.counters.requests++;
+      route.shared.noRelease.abandoned();
+    };
+    item.timer = setTimeout(() => {
+      if (!this.#waiting.delete(item)) return;
+      res.off('close', item.onGone);
+      routing.queueTimeouts++;
+      shed(route, req, res, start);
+    }, cap.queueTimeoutMs);
+    res.once('close', item.onGone);
+    this.#waiting.add(item);
+    routing.queued++;
+  }
+
+  /** Answer every waiting request 503 now (the proxy is closing). */
+  refuseAll(route: (service: string) => ServiceRoute | undefined): void {
+    for (const item of [...this.#waiting]) {
+      this.#waiting.delete(item);
+      clearTimeout(item.timer!);
+      item.res.off('close', item.onGone);
+      const r = route(item.service);
+      if (r !== undefined) shed(r, item.req, item.res, item.start);
+      else sendErrorPage(item.res, 'at_capacity', item.req.headers.accept, false);
+    }
+  }
+
+  #enter(res: BatonResponse): void {
+    this.#inflight++;
+    res.once('close', this.#leave);
+  }
+
+  readonly #leave = (): void => {
+    this.#inflight--;
+    this.#pump();
+  };
+
+  /** Admit waiting requests, oldest first, while there is room (all of them when there is no cap any more). */
+  #pump(): void {
+    for (const item of this.#waiting) {
+      const cap = this.#cap;
+      if (cap !== null && this.#inflight >= cap.maxInflight) return;
+      this.#waiting.delete(item);
+      clearTimeout(item.timer!);
+      item.res.off('close', item.onGone);
+      // Where the service's traffic goes now (the snapshot may have changed while it waited).
+      const route = item.ref.current.services.get(item.service);
+      if (route === undefined) {
+        sendErrorPage(item.res, 'no_route', item.req.headers.accept, false);
+        continue;
+      }
+      if (cap !== null) this.#enter(item.res);
+      forward(item.req, item.res, route, item.ref, item.start);
+    }
+  }
+}
+
+function noop(): void {}
+
+/** 503 with Retry-After: over the cap and the queue is full, or the wait passed queue_timeout. */
+function shed(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, start: number): void {
+  route.counters.requests++;
+  route.shared.routing.shed++;
+  // A 5xx response of baton's, on purpose: not counted as a failure (the cap is the operator's).
+  route.shared.noRelease.respond(503, performance.now() - start);
+  sendErrorPage(res, 'at_capacity', req.headers.accept, false);
+}
+
+function label(v: string): string {
+  return v.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+}
+
+/** Prometheus families of the in-flight caps, per service: requests shed (by reason) and waiting now. */
+export function renderShedding(rows: readonly { service: string; routing: RoutingCounters; queued: number }[]): string {
+  const out = [
+    '# HELP baton_shed_requests_total Requests answered 503 by a service\'s in-flight cap (limits.max_inflight): its queue was full, or they waited limits.queue_timeout.',
+    '# TYPE baton_shed_requests_total counter',
+  ];
+  for (const r of rows) {
+    const s = label(r.service);
+    out.push(`baton_shed_requests_total{service="${s}",reason="queue_full"} ${r.routing.shed - r.routing.queueTimeouts}`);
+    out.push(`baton_shed_requests_total{service="${s}",reason="queue_timeout"} ${r.routing.queueTimeouts}`);
+  }
+  out.push('# HELP baton_queued_requests Requests waiting now for a slot under a service\'s in-flight cap.', '# TYPE baton_queued_requests gauge');
+  for (const r of rows) out.push(`baton_queued_requests{service="${label(r.service)}"} ${r.queued}`);
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,150 @@
+// A service's cap on requests in flight (limits.max_inflight) with its short
+// queue: exactly the expected number served, queued and shed under concurrent
+// load, Retry-After on every 503, shedding counted as its own outcome, and
+// another service's traffic untouched. The capped instance holds requests
+// behind a gate the test opens: no sleeps, no wall-clock bounds.
+
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServerResponse } from 'node:http';
+import net from 'node:net';
+import { Proxy } from '../../src/proxy/index.ts';
+import type { ServiceLimits } from '../../src/config/types.ts';
+import { silentLogger } from '../../src/core/log.ts';
+import { parsePrometheus, promValue, request, service, startServer, target, waitUntil, withTimeout, type SimpleResponse } from '../fixtures/proxy-harness.ts';
+import { startLoad } from '../helpers/load.ts';
+
+/** An instance that holds every request until the gate opens, and counts them. */
+async function gatedInstance(t: TestContext): Promise<{ port: number; arrived: () => number; open: () => void }> {
+  const held: ServerResponse[] = [];
+  let arrived = 0;
+  let opened = false;
+  const up = await startServer(t, (_req, res) => {
+    arrived++;
+    if (opened) res.end('done');
+    else held.push(res);
+  });
+  return {
+    port: up.port,
+    arrived: () => arrived,
+    open: () => {
+      opened = true;
+      for (const res of held.splice(0)) res.end('done');
+    },
+  };
+}
+
+function limits(l: Partial<ServiceLimits>): ServiceLimits {
+  return { maxBodyBytes: null, maxInflight: null, maxQueued: 100, queueTimeoutMs: 30_000, ...l };
+}
+
+async function cappedProxy(t: TestContext, cap: Partial<ServiceLimits>): Promise<{ proxy: Proxy; port: number; gated: Awaited<ReturnType<typeof gatedInstance>>; otherSeen: () => number }> {
+  const gated = await gatedInstance(t);
+  let otherSeen = 0;
+  const other = await startServer(t, (_req, res) => {
+    otherSeen++;
+    res.end('other');
+  });
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000, closeTimeoutMs: 3000 });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({
+    services: [
+      service('capped', [target('c', gated.port)], { hosts: ['capped.test'], limits: limits(cap) }),
+      service('other', [target('o', other.port)], { isDefault: true }),
+    ],
+  });
+  return { proxy, port: addr!.port, gated, otherSeen: () => otherSeen };
+}
+
+test('over max_inflight: exactly the cap served, the queue waits, the rest shed with 503 + Retry-After; another service is unaffected', async (t) => {
+  const { proxy, port, gated, otherSeen } = await cappedProxy(t, { maxInflight: 3, maxQueued: 2 });
+  // Normal traffic on the other service all along.
+  const load = startLoad({ url: `http://127.0.0.1:${port}/`, concurrency: 4, maxRequests: 300 });
+  const answers: Promise<SimpleResponse>[] = [];
+  for (let i = 0; i < 8; i++) answers.push(request(port, { path: `/r${i}`, headers: { host: 'capped.test', accept: 'text/plain' } }));
+  // Admission is decided on arrival: the first 3 go on, the next 2 wait, the last 3 are shed.
+  await waitUntil(() => gated.arrived() === 3 && proxy.routingCounters('capped').queuedNow === 2 && proxy.routingCounters('capped').shed === 3, 10_000, '3 in flight, 2 queued, 3 shed');
+  const prom = parsePrometheus(proxy.prometheusText());
+  assert.equal(promValue(prom.samples, 'baton_queued_requests', { service: 'capped' }), 2);
+  assert.equal(promValue(prom.samples, 'baton_shed_requests_total', { service: 'capped', reason: 'queue_full' }), 3);
+  assert.equal(promValue(prom.samples, 'baton_shed_requests_total', { service: 'capped', reason: 'queue_timeout' }), 0);
+  assert.equal(gated.arrived(), 3, 'the instance never had more than the cap');
+  gated.open();
+  const results = await Promise.all(answers);
+  const served = results.filter((r) => r.status === 200);
+  const shed = results.filter((r) => r.status === 503);
+  assert.equal(served.length, 5);
+  assert.equal(shed.length, 3);
+  for (const r of shed) {
+    assert.equal(r.headers['retry-after'], '1');
+    assert.equal(r.headers['x-baton-error'], 'at_capacity');
+    assert.match(r.body, /in-flight request limit/);
+  }
+  assert.equal(gated.arrived(), 5, 'the instance saw the 3 admitted and the 2 queued, none of the shed');
+  await load.waitFor(300, 30_000);
+  const other = await load.stop();
+  assert.equal(other.failed, 0, other.errors.join('; '));
+  assert.equal(otherSeen(), other.total);
+  const rc = proxy.routingCounters('capped');
+  assert.deepEqual([rc.queued, rc.shed, rc.queueTimeouts, rc.queuedNow], [2, 3, 0, 0]);
+  // Shedding is its own outcome: counted as requests, not as baton's failures.
+  const c = proxy.counters('capped');
+  assert.equal(c.requests, 8);
+  assert.equal(c.failed, 0);
+  assert.equal(proxy.counters('other').failed, 0);
+});
+
+test('a request that waits past queue_timeout is shed; the instance never sees it', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 5, queueTimeoutMs: 300 });
+  const first = request(port, { headers: { host: 'capped.test' } });
+  await waitUntil(() => gated.arrived() === 1, 10_000, 'the first request to be in flight');
+  const second = await request(port, { headers: { host: 'capped.test' } });
+  assert.equal(second.status, 503);
+  assert.equal(second.headers['retry-after'], '1');
+  assert.equal(second.headers['x-baton-error'], 'at_capacity');
+  assert.equal(proxy.routingCounters('capped').queueTimeouts, 1);
+  gated.open();
+  assert.equal((await first).status, 200);
+  assert.equal(gated.arrived(), 1);
+  const prom = parsePrometheus(proxy.prometheusText());
+  assert.equal(promValue(prom.samples, 'baton_shed_requests_total', { service: 'capped', reason: 'queue_timeout' }), 1);
+});
+
+test('a client that leaves while queued frees its place; the slot goes to the next one', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 5 });
+  const first = request(port, { path: '/first', headers: { host: 'capped.test' } });
+  await waitUntil(() => gated.arrived() === 1, 10_000, 'the first request to be in flight');
+  const leaving = net.connect(port, '127.0.0.1');
+  t.after(() => leaving.destroy());
+  leaving.on('error', () => undefined);
+  leaving.write('GET /gone HTTP/1.1\r\nHost: capped.test\r\n\r\n');
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 1, 10_000, 'the second request to wait');
+  const third = request(port, { path: '/third', headers: { host: 'capped.test' } });
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 2, 10_000, 'the third request to wait');
+  leaving.destroy();
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 1, 10_000, 'the leaving client to be out of the queue');
+  assert.equal(proxy.routingCounters('capped').abandoned, 1);
+  gated.open();
+  assert.equal((await first).status, 200);
+  assert.equal((await third).status, 200);
+  assert.equal(gated.arrived(), 2, 'the client that left was never forwarded');
+});
+
+test('raising the cap (a reload) admits the waiting requests at once; removing it admits all', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 10 });
+  const answers = [0, 1, 2, 3].map((i) => request(port, { path: `/w${i}`, headers: { host: 'capped.test' } }));
+  await waitUntil(() => gated.arrived() === 1 && proxy.routingCounters('capped').queuedNow === 3, 10_000, '1 in flight and 3 waiting');
+  const spec = (cap: Partial<ServiceLimits> | null) => ({
+    services: [
+      service('capped', [target('c', gated.port)], { hosts: ['capped.test'], limits: cap === null ? null : limits(cap) }),
+      service('other', [target('o', 1)], { isDefault: true }),
+    ],
+  });
+  proxy.apply(spec({ maxInflight: 3, maxQueued: 10 }));
+  await waitUntil(() => gated.arrived() === 3 && proxy.routingCounters('capped').queuedNow === 1, 10_000, 'the raised cap to admit two more');
+  proxy.apply(spec(null));
+  await waitUntil(() => gated.arrived() === 4, 10_000, 'no cap: the last one admitted');
+  gated.open();
+  for (const r of await Promise.all(answers)) assert.equal(r.status, 200);
+});
