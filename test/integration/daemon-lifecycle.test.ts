@@ -4,15 +4,24 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import path from 'node:path';
 import { request } from 'undici';
 import { isGroupAlive } from '../../src/core/proc.ts';
 import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 
-async function slowGet(d: TestDaemon, ms: number): Promise<{ status: number; body: string }> {
-  const r = await request(`${d.url}/slow?ms=${ms}`);
+/** A GET the app answers only once `file` exists: in flight for as long as the test needs. */
+async function heldGet(d: TestDaemon, file: string): Promise<{ status: number; body: string }> {
+  const r = await request(`${d.url}/wait?file=${encodeURIComponent(file)}`);
   return { status: r.statusCode, body: (await r.body.text()).trim() };
+}
+
+/** Once the daemon says it is stopping, let the held requests go (they were in flight when it began). */
+async function releaseOnceStopping(d: TestDaemon, file: string): Promise<void> {
+  await waitUntil('the daemon to log that it is stopping', async () => /"msg":"daemon stopping"/.test(await d.daemonLog()), 15_000, 20);
+  await writeFile(file, '');
 }
 
 /** Fresh TCP connects to `port` every few ms: when were they refused? */
@@ -63,12 +72,14 @@ test('graceful SIGTERM of the daemon under load: in-flight requests finish, a ne
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });
   await load.waitFor(100, 10_000);
   const probe = probeConnects(d.port);
-  const slow = slowGet(d, 6000);
-  await waitUntil('the slow request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
+  const go = path.join(d.dir, 'release-held');
+  const slow = heldGet(d, go);
+  await waitUntil('the held request to be in flight', async () => (await d.status('web')).services[0].instances.some((i: any) => i.inflight > 0), 5_000, 20);
 
   const old = d.proc;
   const exited = new Promise((r) => old.once('exit', r));
   old.kill('SIGTERM');
+  await releaseOnceStopping(d, go);
   assert.deepEqual(await slow, { status: 200, body: 'v1' }, 'the request in flight at SIGTERM finished');
   await exited;
   for (const pid of pids) assert.ok(isGroupAlive(pid), `instance ${pid} keeps running without a daemon`);
@@ -100,13 +111,16 @@ test('shutdown --stop-instances: requests in flight finish, every instance proce
   const pids = (await d.status('web')).services[0].instances.map((i: any) => i.pid);
   assert.equal(pids.length, 2);
 
-  const slow = [slowGet(d, 6000), slowGet(d, 6000), slowGet(d, 6000)];
-  await waitUntil('the slow requests to be in flight', async () => {
+  const go = path.join(d.dir, 'release-held');
+  const slow = [heldGet(d, go), heldGet(d, go), heldGet(d, go)];
+  await waitUntil('the held requests to be in flight', async () => {
     const s = (await d.status('web')).services[0];
     return s.instances.reduce((n: number, i: any) => n + i.inflight, 0) === 3;
   }, 5_000, 20);
   const exited = new Promise((r) => d.proc.once('exit', r));
-  const r = await d.cli(['shutdown', '--stop-instances']);
+  const shutdown = d.cli(['shutdown', '--stop-instances']);
+  await releaseOnceStopping(d, go);
+  const r = await shutdown;
   assert.equal(r.code, 0, r.stdout + r.stderr);
   for (const s of await Promise.all(slow)) assert.deepEqual(s, { status: 200, body: 'v1' });
   await exited;

@@ -160,7 +160,7 @@ test('env changed by a reload is reported for the next deploy or restart, and th
 });
 
 test('a reload that needs a daemon restart, or resizes a service mid-deploy, is refused and changes nothing', async (t) => {
-  // A start timeout long enough for an instance that takes 6 s to listen.
+  // A start timeout long enough for an instance that waits for the test to let it listen.
   const base = BASE.map((l) => l.replace('start_timeout: 10s', 'start_timeout: 60s'));
   const d = await daemonWith(t, service([...base, 'drain_timeout: 1s']));
   assert.equal((await d.cli(['deploy', 'web', await d.release('v1')])).code, 0);
@@ -173,13 +173,15 @@ test('a reload that needs a daemon restart, or resizes a service mid-deploy, is 
 
   // A deployment in progress sized its new group from the old count.
   await configure(d, service([...base, 'drain_timeout: 1s']));
-  // Slow to start, so that the reload below surely comes before the switch (a deployment holds its service until then).
-  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_STARTUP_MS: '8000' })]);
+  // It starts only once the reload below was refused, so that reload surely comes before the switch (a deployment holds its service until then).
+  const mayStart = path.join(d.dir, 'v2-may-start');
+  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_START_FILE: mayStart })]);
   await waitUntil('the deploy to be starting instances', async () => (await d.status('web')).services[0].instances.some((i: any) => i.role === 'incoming'), 10_000);
   await configure(d, service([...base.map((l) => l.replace('instances: 1', 'instances: 2')), 'drain_timeout: 1s']));
   const refused = await d.cli(['reload']);
   assert.notEqual(refused.code, 0);
   assert.match(refused.stdout + refused.stderr, /services\.web\.instances: changed while deployment #\d+ runs/);
+  await writeFile(mayStart, '');
   const deployed = await deploy;
   assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
   const s = (await d.status('web')).services[0];
@@ -230,12 +232,15 @@ test('a reload that removes a service drains and stops it; the other keeps servi
 
   const load = startLoad({ url: d.url + '/', headers: { host: 'web.test' }, concurrency: 4, maxMs: 90_000 });
   await load.waitFor(100, 10_000);
-  const apiSlow = request(d.url + '/slow?ms=8000', { headers: { host: 'api.test' } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
+  // Held by the app until the service is removed: in flight while it drains.
+  const go = path.join(d.dir, 'release-held');
+  const apiHeld = request(`${d.url}/wait?file=${encodeURIComponent(go)}`, { headers: { host: 'api.test' } }).then(async (r) => ({ status: r.statusCode, body: (await r.body.text()).trim() }));
   await waitUntil('the api request to be in flight', async () => (await d.status('api')).services[0].instances.some((i: any) => i.inflight > 0), 7_000, 20);
 
   await d.writeConfig(both(false));
   assert.match(await reload(d), /services\.api: removed \(its instances are drained and stopped now\)/);
-  assert.deepEqual(await apiSlow, { status: 200, body: 'a1' }, 'the request in flight on the removed service finished');
+  await writeFile(go, '');
+  assert.deepEqual(await apiHeld, { status: 200, body: 'a1' }, 'the request in flight on the removed service finished');
   for (const pid of apiPids) await waitUntil(`api instance group ${pid} to be gone`, () => !isGroupAlive(pid), 15_000);
   const gone = await d.cli(['status', 'api', '--json']);
   assert.notEqual(gone.code, 0, 'the removed service is unknown');
