@@ -245,6 +245,21 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/drain.ts')).undrainCommand,
   },
   {
+    name: 'target drain',
+    summary: 'a front service sends one of its targets no new request (those in flight finish)',
+    help: 'For a service with `targets` (baton as the front balancer). Kept across a daemon restart; `baton target undrain` puts it back. See docs/fleet.md.',
+    args: [SERVICE, { name: 'TARGET', complete: 'none' }],
+    flags: { reason: { type: 'string', value: 'TEXT', help: 'why, shown by status' }, ...JSON_FLAG, ...CONNECT_FLAGS },
+    load: async () => (await import('./commands/target.ts')).targetDrainCommand,
+  },
+  {
+    name: 'target undrain',
+    summary: 'a front service sends one of its targets new requests again (once its checks pass)',
+    args: [SERVICE, { name: 'TARGET', complete: 'none' }],
+    flags: { ...JSON_FLAG, ...CONNECT_FLAGS },
+    load: async () => (await import('./commands/target.ts')).targetUndrainCommand,
+  },
+  {
     name: 'fleet deploy',
     summary: 'rolling deploy across the fleet over ssh: canary hosts, then batches; reverts as one on failure',
     help: 'Preflight of every host (nothing changes if one fails), one artifact shipped to all (sha256 checked), migrations once on the first host, then each host\'s own zero-downtime switch. Ctrl-C pauses after the hosts in progress; `baton fleet resume|abort`. See docs/fleet.md.',

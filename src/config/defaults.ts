@@ -52,6 +52,15 @@ export const DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS = 1_000;
 export const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS = 2_000;
 export const DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS = 60_000;
 
+/** A front service checks each target's readiness URL: 503 while that host is drained (`baton drain`). */
+export const DEFAULT_TARGET_HEALTH_PATH = '/_baton/health';
+export const DEFAULT_TARGET_HEALTHY_THRESHOLD = 2;
+export const DEFAULT_TARGET_UNHEALTHY_THRESHOLD = 2;
+export const DEFAULT_TARGET_WEIGHT = 1;
+export const MAX_TARGET_WEIGHT = 256;
+/** The keys a front service (one with `targets:`) reads; the others are about processes it does not run. */
+export const FRONT_SERVICE_KEYS = ['hosts', 'default', 'targets', 'health', 'balance', 'upstream', 'drain_timeout', 'ws_close_spread'] as const;
+
 export const DEFAULT_GIT_BRANCH = 'main';
 /** How long each hook may run before it is killed (and the deploy aborted). */
 export const DEFAULT_HOOK_TIMEOUT_MS = {

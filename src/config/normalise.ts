@@ -6,7 +6,7 @@ import { BatonError } from '../core/errors.ts';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
 import type { RawConfig, RawService } from './schema.ts';
-import type { CanaryConfig, CanaryStep, DaemonConfig, HookConfig, ListenerConfig, ServiceConfig, TlsConfig } from './types.ts';
+import type { CanaryConfig, CanaryStep, DaemonConfig, FrontServiceConfig, HookConfig, ListenerConfig, ServiceConfig, TlsConfig } from './types.ts';
 
 export interface ResolvedPaths {
   file: string;
@@ -63,7 +63,8 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       maxUrlLength: raw.proxy?.max_url_length ?? d.DEFAULT_MAX_URL_LENGTH,
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
-    services: entries.map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),
+    services: entries.filter(([, s]) => s.targets === undefined).map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),
+    fronts: entries.filter(([, s]) => s.targets !== undefined).map(([name, s]) => front(name, s, s.default ?? lone)),
   };
 }
 
@@ -153,12 +154,47 @@ function hook(h: RawHook, name: keyof typeof d.DEFAULT_HOOK_TIMEOUT_MS): HookCon
   return h ? { command: h.command, timeoutMs: h.timeout ?? d.DEFAULT_HOOK_TIMEOUT_MS[name] } : null;
 }
 
+/** A service with `targets`: the hosts behind this front balancer (rules.ts refused the process settings). */
+function front(name: string, s: RawService, isDefault: boolean): FrontServiceConfig {
+  return {
+    name,
+    hosts: s.hosts ?? [],
+    isDefault,
+    targets: Object.entries(s.targets ?? {}).map(([t, x]) => ({
+      name: t,
+      host: x.address.host,
+      port: x.address.port,
+      weight: x.weight ?? d.DEFAULT_TARGET_WEIGHT,
+      agent: x.agent ?? null,
+    })),
+    health: {
+      path: s.health?.path ?? d.DEFAULT_TARGET_HEALTH_PATH,
+      intervalMs: s.health?.interval ?? d.DEFAULT_HEALTH_INTERVAL_MS,
+      timeoutMs: s.health?.timeout ?? d.DEFAULT_HEALTH_TIMEOUT_MS,
+      healthyThreshold: s.health?.healthy_threshold ?? d.DEFAULT_TARGET_HEALTHY_THRESHOLD,
+      unhealthyThreshold: s.health?.unhealthy_threshold ?? d.DEFAULT_TARGET_UNHEALTHY_THRESHOLD,
+    },
+    balance: s.balance ?? d.DEFAULT_BALANCE,
+    upstream: upstream(s),
+    drainTimeoutMs: s.drain_timeout ?? d.DEFAULT_DRAIN_TIMEOUT_MS,
+    wsCloseSpreadMs: s.ws_close_spread ?? d.DEFAULT_WS_CLOSE_SPREAD_MS,
+  };
+}
+
+function upstream(s: RawService): ServiceConfig['upstream'] {
+  return {
+    keepAliveTimeoutMs: s.upstream?.keepalive_timeout ?? d.DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS,
+    connectTimeoutMs: s.upstream?.connect_timeout ?? d.DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
+    responseTimeoutMs: s.upstream?.response_timeout ?? d.DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
+  };
+}
+
 function service(name: string, s: RawService, isDefault: boolean, base: string): ServiceConfig {
   return {
     name,
     hosts: s.hosts ?? [],
     isDefault,
-    command: s.command,
+    command: s.command ?? '',
     env: s.env ?? {},
     runAs: s.user ? { user: s.user.name, uid: s.user.uid, gid: s.group?.gid ?? s.user.gid, home: s.user.home } : null,
     publicUrl: s.public_url ?? null,
@@ -178,11 +214,7 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
     stopTimeoutMs: s.stop_timeout ?? d.DEFAULT_STOP_TIMEOUT_MS,
     standbyMs: s.standby ?? d.DEFAULT_STANDBY_MS,
     balance: s.balance ?? d.DEFAULT_BALANCE,
-    upstream: {
-      keepAliveTimeoutMs: s.upstream?.keepalive_timeout ?? d.DEFAULT_UPSTREAM_KEEPALIVE_TIMEOUT_MS,
-      connectTimeoutMs: s.upstream?.connect_timeout ?? d.DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
-      responseTimeoutMs: s.upstream?.response_timeout ?? d.DEFAULT_UPSTREAM_RESPONSE_TIMEOUT_MS,
-    },
+    upstream: upstream(s),
     keepReleases: s.keep_releases ?? d.DEFAULT_KEEP_RELEASES,
     git: s.git ? { repo: resolveRepo(s.git.repo, base), branch: s.git.branch ?? d.DEFAULT_GIT_BRANCH } : null,
     shared: [...new Set(s.shared ?? [])],

@@ -7,7 +7,7 @@
 import { parseListenAddress, listenersClash } from './listen.ts';
 import type { Problem } from './problems.ts';
 import type { ListenerConfig } from './types.ts';
-import { DEFAULT_LISTEN } from './defaults.ts';
+import { DEFAULT_LISTEN, FRONT_SERVICE_KEYS } from './defaults.ts';
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -155,6 +155,7 @@ function checkServices(services: unknown): Problem[] {
     }
     const service = services[name];
     if (!isObject(service)) continue;
+    problems.push(...checkServiceKind(name, service));
     if (service['group'] !== undefined && service['user'] === undefined) {
       problems.push({ path: ['services', name, 'group'], message: 'a group without a user, expected "user:" too (the group applies to that user\'s processes)' });
     }
@@ -176,6 +177,51 @@ function checkServices(services: unknown): Problem[] {
         problems.push({ path: ['services', name, 'hosts', i], message });
       }
     });
+  }
+  return problems;
+}
+
+/**
+ * A service either runs a command (baton supervises its processes) or has
+ * targets (other hosts' listeners: baton is the front balancer), never both;
+ * a front service refuses the settings about processes rather than ignore them.
+ */
+function checkServiceKind(name: string, service: Record<string, unknown>): Problem[] {
+  const at = (...path: PropertyKey[]): PropertyKey[] => ['services', name, ...path];
+  const targets = service['targets'];
+  if (targets === undefined) {
+    return service['command'] === undefined ? [{ path: at('command'), message: 'missing, expected a command line such as "node server.js"' }] : [];
+  }
+  if (service['command'] !== undefined) {
+    return [{ path: at('targets'), message: 'a service runs a command or balances targets (other hosts), not both: remove "command" or "targets"' }];
+  }
+  const problems: Problem[] = [];
+  for (const key of Object.keys(service)) {
+    if (!(FRONT_SERVICE_KEYS as readonly string[]).includes(key) && key !== 'command') {
+      problems.push({ path: at(key), message: `not used by a front service (one with "targets": baton runs no process for it), expected only ${FRONT_SERVICE_KEYS.join(', ')}` });
+    }
+  }
+  const health = service['health'];
+  if (isObject(health) && health['start_timeout'] !== undefined) {
+    problems.push({ path: at('health', 'start_timeout'), message: 'not used by a front service (its targets are not started by baton), remove it' });
+  }
+  if (!isObject(targets)) return problems;
+  const names = Object.keys(targets);
+  if (names.length === 0) problems.push({ path: at('targets'), message: 'no targets, expected at least one "name: host:port"' });
+  const seen = new Map<string, string>();
+  for (const t of names) {
+    if (!SERVICE_NAME.test(t)) {
+      problems.push({ path: at('targets', t), message: 'invalid target name, expected lowercase letters, digits, "_" and "-", starting with a letter or digit, at most 63 characters' });
+    }
+    const item = targets[t];
+    const address = isObject(item) ? item['address'] : item;
+    if (typeof address !== 'string') continue;
+    const parsed = parseListenAddress(address);
+    if (typeof parsed === 'string') continue;
+    const key = `${parsed.host}:${parsed.port}`;
+    const other = seen.get(key);
+    if (other !== undefined) problems.push({ path: at('targets', t), message: `address "${address}" is already target "${other}", expected each host:port once` });
+    else seen.set(key, t);
   }
   return problems;
 }

@@ -6,7 +6,7 @@
 
 import { z } from 'zod';
 import { isIP } from 'node:net';
-import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, STOP_SIGNALS, STRATEGIES } from './defaults.ts';
+import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, MAX_TARGET_WEIGHT, STOP_SIGNALS, STRATEGIES } from './defaults.ts';
 import { describeValue } from './describe.ts';
 import { MAX_DURATION_MS, parseDuration } from './duration.ts';
 import { isHostName } from './hostname.ts';
@@ -423,10 +423,45 @@ export const controlSchema = mapping('a mapping of control socket settings', {
   remote: remoteControlSchema.nullish(),
 });
 
+const TARGET_EXPECTED = 'an address "host:port" such as "10.0.0.11:80" (or a mapping with "address")';
+
+/** A target written as a mapping, for what a bare address cannot carry (HAProxy's `server … weight … agent-port`). */
+export const targetSchema = mapping('a target: an address "host:port" or a mapping with "address"', {
+  address: listenAddress,
+  weight: integer(1, MAX_TARGET_WEIGHT).optional(),
+  agent: listenAddress.optional(),
+});
+
+export type RawTarget = z.output<typeof targetSchema>;
+
+/** One target of a front service: "host:port", or { address, weight, agent }; problems are reported at the item. */
+const target = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): RawTarget => {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const r = targetSchema.safeParse(value);
+      if (r.success) return r.data;
+      for (const issue of r.error.issues) ctx.issues.push(issue as never);
+      return z.NEVER;
+    }
+    const parsed = typeof value === 'string' ? parseListenAddress(value) : `expected ${TARGET_EXPECTED}, got ${describeValue(value)}`;
+    if (typeof parsed === 'string') {
+      ctx.issues.push({ code: 'custom', message: typeof value === 'string' ? `${parsed}, got ${describeValue(value)}` : parsed, input: value });
+      return z.NEVER;
+    }
+    return { address: parsed };
+  });
+
+const targets = z.record(z.string(), target, {
+  error: (iss) => `expected a mapping of target names to addresses such as { web1: "10.0.0.11:80" }, got ${describeValue(iss.input)}`,
+});
+
 export const serviceSchema = mapping('a mapping of service settings', {
   hosts: list('host names', host).optional(),
   default: bool.optional(),
-  command: text('a command line such as "node server.js"'),
+  // Required unless the service has `targets` (src/config/rules.ts says so, at this key).
+  command: text('a command line such as "node server.js"').optional(),
+  targets: targets.optional(),
   env: env.nullish(),
   user: user.optional(),
   group: group.optional(),
@@ -572,6 +607,7 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   if (first === 'listen' && path.length <= 2) return Object.keys(listenerSchema.shape);
   if (first === 'services' && path.length === 2) return Object.keys(serviceSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'health') return Object.keys(healthSchema.shape);
+  if (first === 'services' && path.length === 4 && third === 'targets') return Object.keys(targetSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'upstream') return Object.keys(upstreamSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'git') return Object.keys(gitSchema.shape);
   if (first === 'services' && path.length === 3 && third === 'hooks') return Object.keys(hooksSchema.shape);

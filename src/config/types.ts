@@ -146,6 +146,46 @@ export interface ServiceConfig {
   limits: ServiceLimits;
 }
 
+/** One host behind a front service: another host's baton listener (HAProxy's `server` line). */
+export interface RemoteTargetConfig {
+  /** Its name in the config, status and metrics (`release` label): "web1". */
+  name: string;
+  host: string;
+  port: number;
+  /** Share of new requests relative to the other targets (1–256). */
+  weight: number;
+  /** The host's agent-check listener (ready / drain / maint / up NN%), polled with the health check; null = none. */
+  agent: ListenerConfig | null;
+}
+
+/** How a front service checks its targets: GET `path` on each target every interval. */
+export interface TargetCheckConfig {
+  path: string;
+  intervalMs: number;
+  timeoutMs: number;
+  /** Consecutive successes before a target (back) gets traffic. */
+  healthyThreshold: number;
+  /** Consecutive failures before it is taken out. */
+  unhealthyThreshold: number;
+}
+
+/**
+ * A service whose targets are other hosts' baton listeners rather than
+ * processes this daemon runs: baton as the front balancer of a small fleet.
+ */
+export interface FrontServiceConfig {
+  name: string;
+  hosts: string[];
+  isDefault: boolean;
+  targets: RemoteTargetConfig[];
+  health: TargetCheckConfig;
+  balance: BalancePolicy;
+  upstream: UpstreamConfig;
+  /** A target removed from the config (or drained by the operator with a deadline) is waited for this long. */
+  drainTimeoutMs: number;
+  wsCloseSpreadMs: number;
+}
+
 export interface ProxyConfig {
   /** Idle keep-alive client connections are closed after this. */
   clientIdleTimeoutMs: number;
@@ -234,4 +274,6 @@ export interface DaemonConfig {
   /** HTTPS listeners and their certificates; null = plain HTTP only. */
   tls: TlsConfig | null;
   services: ServiceConfig[];
+  /** Services with `targets:` (other hosts' listeners) instead of a command: baton as the front balancer. */
+  fronts: FrontServiceConfig[];
 }

@@ -93,6 +93,48 @@ export interface StatusResponse {
   services: ServiceStatus[];
   /** HTTPS listeners and certificates; absent or null without `tls:` in the config. */
   tls?: TlsStatus | null;
+  /** Front services: baton balancing other hosts' listeners (src/front). */
+  fronts?: FrontServiceStatus[];
+}
+
+/** One host behind a front service, as the front daemon sees it. */
+export interface FrontTargetStatus {
+  name: string;
+  address: string;
+  /** Configured weight, and the one in use (an agent's "up NN%" scales it). */
+  weight: number;
+  effectiveWeight: number;
+  /**
+   * up: gets new requests; checking: no verdict yet; down: failed its checks;
+   * drain: the host says it is drained (503 "draining", or its agent), or the
+   * operator drained it here (`operator` says so); maint: its agent says maint.
+   */
+  state: 'up' | 'checking' | 'down' | 'drain' | 'maint';
+  inRotation: boolean;
+  /** The last check's failure, or why the target gets nothing; null when up. */
+  reason: string | null;
+  /** This daemon's operator drained the target (`baton target drain`): kept across restarts. */
+  operator: { mode: 'drain'; since: number; reason: string } | null;
+  /** Since when the target has been in (or out of) rotation (epoch ms). */
+  since: number;
+  lastCheckAt: number | null;
+  inflight: number;
+  websockets: number;
+  requests: number;
+  status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
+  connectionErrors: number;
+  retries: number;
+  p99Ms: number | null;
+}
+
+export interface FrontServiceStatus {
+  name: string;
+  hosts: string[];
+  isDefault: boolean;
+  balance: string;
+  check: { path: string; intervalMs: number; timeoutMs: number; healthyThreshold: number; unhealthyThreshold: number };
+  counters: ServiceCounters;
+  targets: FrontTargetStatus[];
 }
 
 /** What the TLS front door serves (docs/tls.md). Dates are ISO 8601. */

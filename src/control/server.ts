@@ -42,6 +42,8 @@ export interface ControlHandlers {
   /** Hand over to a new daemon (`baton upgrade`); resolves once it serves and this one drains. */
   upgrade(emit: (p: UpgradeProgress) => void): Promise<UpgradeResult>;
   setHostDrain(mode: 'ready' | 'drain' | 'maint', weightPercent: number | null, reason: string): Promise<unknown>;
+  /** A front service's target drained here by the operator (no new request), or put back. */
+  setTargetDrain(service: string, target: string, drain: boolean, reason: string): Promise<unknown>;
 }
 
 
@@ -228,6 +230,14 @@ export class ControlServer {
       if (weight !== null && typeof weight !== 'number') throw new BatonError('BAD_REQUEST', '"weightPercent" must be a number from 1 to 100');
       if (typeof reason !== 'string' || reason.length > 500) throw new BatonError('BAD_REQUEST', '"reason" must be a string of at most 500 characters');
       return json(res, 200, await h.setHostDrain(mode, weight, reason));
+    }
+    if (method === 'POST' && parts.length === 2 && parts[0] === 'target' && (parts[1] === 'drain' || parts[1] === 'undrain')) {
+      const body = await readJson(req);
+      const { service, target } = body;
+      const reason = body['reason'] ?? '';
+      if (typeof service !== 'string' || typeof target !== 'string') throw new BatonError('BAD_REQUEST', '"service" and "target" must be names');
+      if (typeof reason !== 'string' || reason.length > 500) throw new BatonError('BAD_REQUEST', '"reason" must be a string of at most 500 characters');
+      return json(res, 200, await h.setTargetDrain(service, target, parts[1] === 'drain', reason));
     }
     if (method === 'POST' && parts.length === 1 && parts[0] === 'reload') {
       return json(res, 200, await h.reload());

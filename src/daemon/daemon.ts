@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { loadConfigIsolated as loadConfig } from '../config/isolated.ts';
-import type { DaemonConfig, ServiceConfig } from '../config/types.ts';
+import type { DaemonConfig, FrontServiceConfig, ServiceConfig } from '../config/types.ts';
 import { BatonError } from '../core/errors.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { VERSION } from '../core/version.ts';
@@ -35,6 +35,8 @@ import { DEFAULT_DRAIN_TIMEOUT_MS } from '../config/defaults.ts';
 import type { UpgradeProgress, UpgradeResult } from '../control/protocol.ts';
 import { injectedFault, predecessorPid } from './handover.ts';
 import { upgrade as runUpgrade } from './upgrade.ts';
+import { FrontService } from '../front/front-service.ts';
+import { TargetModes } from '../front/target-modes.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -48,6 +50,9 @@ export class Daemon implements RuntimeHost {
   readonly logger: Logger;
   readonly stateDir: string;
   readonly runtimes = new Map<string, ServiceRuntime>();
+  /** Front services: other hosts' listeners balanced by this daemon (src/front). */
+  readonly fronts = new Map<string, FrontService>();
+  readonly modes: TargetModes;
   readonly deployer: Deployer;
   readonly #ops: Operations;
   readonly startedAt = Date.now();
@@ -81,6 +86,7 @@ export class Daemon implements RuntimeHost {
       limits: requestLimits(config.proxy),
     });
     this.hostDrain = new HostDrain(config.stateDir, logger.child({ component: 'agent-check' }), (s) => this.proxy.setHostHealth(s.mode === 'ready'));
+    this.modes = new TargetModes(config.stateDir, logger.child({ component: 'front' }));
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir });
     const sources = new ReleaseSources({ store, stateDir: config.stateDir, configFile: () => this.config.file });
     this.#ops = new Operations({ store, deployer: this.deployer, sources, logger });
@@ -101,6 +107,9 @@ export class Daemon implements RuntimeHost {
       await d.#restoreModes();
       await recover(store, logger, d.runtimes);
       injectedFault(logger);
+      for (const f of config.fronts) d.fronts.set(f.name, d.newFront(f));
+      // One round of checks first: the listeners route to the hosts that answer from the first request.
+      await Promise.all([...d.fronts.values()].map((f) => f.start()));
       d.publish();
       d.listeners = await d.proxy.listen(config.listeners);
       if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger });
@@ -152,12 +161,18 @@ export class Daemon implements RuntimeHost {
   /** Swap in a routing snapshot built from every service's live state (called by the runtimes). */
   publish(): void {
     if (this.#holdPublish) return;
-    const spec: ProxySpec = { services: [...this.runtimes.values()].map((rt) => routeSpec(rt, this.#secret)) };
+    const spec: ProxySpec = {
+      services: [...[...this.runtimes.values()].map((rt) => routeSpec(rt, this.#secret)), ...[...this.fronts.values()].map((f) => f.routeSpec())],
+    };
     this.proxy.apply(spec);
   }
 
   runtime(name: string): ServiceRuntime {
     const rt = this.runtimes.get(name);
+    const front = this.fronts.get(name);
+    if (!rt && front) {
+      throw new BatonError('SERVICE_UNKNOWN', `"${name}" is a front service: it balances other hosts (${front.config.targets.map((t) => t.name).join(', ')}) and runs nothing here; deploy on those hosts (\`baton fleet deploy\`)`);
+    }
     if (!rt) {
       const known = [...this.runtimes.keys()].join(', ') || '(none)';
       throw new BatonError('SERVICE_UNKNOWN', `no service named "${name}" in ${this.config.file} (services: ${known})`);
@@ -231,7 +246,9 @@ export class Daemon implements RuntimeHost {
   }
 
   status(service?: string): StatusResponse {
-    const rts = service ? [this.runtime(service)] : [...this.runtimes.values()];
+    const front = service === undefined ? undefined : this.fronts.get(service);
+    const rts = front !== undefined ? [] : service ? [this.runtime(service)] : [...this.runtimes.values()];
+    const fronts = front !== undefined ? [front] : service ? [] : [...this.fronts.values()];
     return {
       daemon: {
         pid: process.pid,
@@ -248,7 +265,28 @@ export class Daemon implements RuntimeHost {
       },
       services: rts.map((rt) => serviceStatus(rt, this.store, this.proxy)),
       tls: this.tls?.status() ?? null,
+      ...(this.fronts.size > 0 ? { fronts: fronts.map((f) => f.status({ targets: this.proxy.targets(), releases: this.proxy.releaseMetrics(f.name), counters: this.proxy.counters(f.name) })) } : {}),
     };
+  }
+
+  /** `baton target drain|undrain SERVICE TARGET`: this front daemon sends the target no new request (or again). */
+  async setTargetDrain(service: string, target: string, drain: boolean, reason: string): Promise<{ service: string; target: string; state: string }> {
+    this.#assertNotFrozen();
+    const f = this.fronts.get(service);
+    if (f === undefined) {
+      const known = [...this.fronts.keys()].join(', ') || '(none)';
+      throw new BatonError('SERVICE_UNKNOWN', `no front service named "${service}" in ${this.config.file} (front services: ${known})`);
+    }
+    return { service, target, state: await f.setOperatorDrain(target, drain, reason) };
+  }
+
+  newFront(config: FrontServiceConfig): FrontService {
+    return new FrontService(config, { logger: this.logger.child({ component: 'front', service: config.name }), modes: this.modes, publish: () => this.publish() });
+  }
+
+  /** A front target removed by a reload: out of the snapshot already; let what runs on it finish, then close its pool. */
+  retireTarget(id: string, drainMs: number): void {
+    void this.proxy.drain(id, drainMs).then(() => this.proxy.forget(id)).catch((err) => this.logger.error('retiring a front target failed', { target: id, error: String(err) }));
   }
 
   releases(service: string): ReleaseInfo[] {
@@ -355,6 +393,7 @@ export class Daemon implements RuntimeHost {
         await this.#dashboard?.close().catch(() => {});
         await this.tls?.close().catch(() => {});
         await this.hostDrain.close();
+        for (const f of this.fronts.values()) f.stop();
         await h.done;
         await drained(this.proxy.counterTotals());
         this.store.close();
@@ -380,6 +419,7 @@ export class Daemon implements RuntimeHost {
 
   async #teardown(stopInstances: boolean): Promise<void> {
     this.logger.info('daemon stopping', { stopInstances });
+    for (const f of this.fronts.values()) f.stop();
     await this.#control?.close().catch(() => {});
     await this.#dashboard?.close().catch(() => {});
     if (stopInstances) {

@@ -5,7 +5,8 @@
 // the daemon does.
 
 import { isDeepStrictEqual } from 'node:util';
-import type { CanaryConfig, DaemonConfig, DashboardConfig, HealthConfig, MaintenanceConfig, ProxyConfig, ServiceConfig } from '../config/types.ts';
+import type { CanaryConfig, DaemonConfig, DashboardConfig, FrontServiceConfig, HealthConfig, MaintenanceConfig, ProxyConfig, ServiceConfig, TargetCheckConfig } from '../config/types.ts';
+import { FrontService } from '../front/front-service.ts';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { formatDuration } from '../core/time.ts';
@@ -108,6 +109,25 @@ const SERVICE: Rules<Omit<ServiceConfig, 'name'>> = {
   limits: ['limits', 'now'],
 };
 
+const TARGET_CHECK: Rules<TargetCheckConfig> = {
+  path: ['path', 'now'],
+  intervalMs: ['interval', 'now'],
+  timeoutMs: ['timeout', 'now'],
+  healthyThreshold: ['healthy_threshold', 'now'],
+  unhealthyThreshold: ['unhealthy_threshold', 'now'],
+};
+
+/** A front service (one with `targets`): every setting is routing or checking, applied at once. */
+const FRONT: Rules<Omit<FrontServiceConfig, 'name' | 'targets'>> = {
+  hosts: ['hosts', 'now'],
+  isDefault: ['default', 'now'],
+  health: ['health', TARGET_CHECK],
+  balance: ['balance', 'now'],
+  upstream: ['upstream', 'now'],
+  drainTimeoutMs: ['drain_timeout', 'next_drain'],
+  wsCloseSpreadMs: ['ws_close_spread', 'next_drain'],
+};
+
 const PROXY: Rules<ProxyConfig> = {
   clientIdleTimeoutMs: ['client_idle_timeout', 'now'],
   headersTimeoutMs: ['headers_timeout', 'now'],
@@ -125,7 +145,7 @@ const DASHBOARD: Rules<DashboardConfig> = {
   sessionTimeoutMs: ['session_timeout', 'now'],
 };
 
-const DAEMON: Rules<Omit<DaemonConfig, 'file' | 'services'>> = {
+const DAEMON: Rules<Omit<DaemonConfig, 'file' | 'services' | 'fronts'>> = {
   listeners: ['listen', 'restart'],
   stateDir: ['state_dir', 'restart'],
   controlSocket: ['control_socket', 'restart'],
@@ -210,6 +230,20 @@ export function diffConfig(prev: DaemonConfig, next: DaemonConfig, ctx: ReloadCo
     if (old.instances !== s.instances) refused.push(`services.${name}.instances: changed while deployment #${dep} runs; reload again when it is done`);
     if (mine.some((c) => c.effect !== 'now' && c.effect !== 'now_running' && c.effect !== 'next_hold')) extra.push(`services.${name}: deployment #${dep} in progress keeps the settings it started with`);
   }
+  const frontsBefore = new Map(prev.fronts.map((f) => [f.name, f]));
+  for (const f of next.fronts) {
+    const old = frontsBefore.get(f.name);
+    if (old === undefined) {
+      // A name that was a supervised service is reported removed above, and its instances go.
+      extra.push(`services.${f.name}: added, a front service (its targets are checked now and routed once they answer)`);
+      continue;
+    }
+    compare(FRONT, old, f, `services.${f.name}.`, settings);
+    settings.push(...targetChanges(old, f));
+  }
+  const frontNames = new Set(next.fronts.map((f) => f.name));
+  for (const f of prev.fronts) if (!frontNames.has(f.name)) extra.push(`services.${f.name}: removed, a front service (its targets get no new request; what runs finishes)`);
+
   for (const c of settings) if (c.effect === 'restart') refused.push(`${c.line}; only a daemon restart applies it${c.key === 'tls' || c.key.startsWith('tls.') ? ' (replaced certificate files are picked up without one)' : ''}`);
 
   const changed = (key: string): boolean => settings.some((c) => c.key === key || c.key.startsWith(`${key}.`));
@@ -233,6 +267,10 @@ export interface Reloadable {
   readonly logger: Logger;
   readonly runtimes: Map<string, ServiceRuntime>;
   newRuntime(config: ServiceConfig): ServiceRuntime;
+  readonly fronts: Map<string, FrontService>;
+  newFront(config: FrontServiceConfig): FrontService;
+  /** A front target out of the snapshot for good: drain it (bounded), then close its pool. */
+  retireTarget(id: string, drainMs: number): void;
   /** Swap in a routing snapshot built from every service's runtime. */
   publish(): void;
 }
@@ -272,7 +310,26 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
     }
   }
   for (const name of plan.addedServices) d.runtimes.set(name, d.newRuntime(byName.get(name)!));
+  const retired: { id: string; drainMs: number }[] = [];
+  const frontsByName = new Map(next.fronts.map((f) => [f.name, f]));
+  for (const [name, f] of d.fronts) {
+    const cfg = frontsByName.get(name);
+    if (cfg) {
+      for (const id of f.setConfig(cfg)) retired.push({ id, drainMs: cfg.drainTimeoutMs });
+    } else {
+      d.fronts.delete(name);
+      f.stop();
+      for (const t of f.config.targets) retired.push({ id: FrontService.targetId(name, t.name), drainMs: f.config.drainTimeoutMs });
+    }
+  }
+  for (const cfg of next.fronts) {
+    if (d.fronts.has(cfg.name)) continue;
+    const f = d.newFront(cfg);
+    d.fronts.set(cfg.name, f);
+    void f.start();
+  }
   d.publish();
+  for (const r of retired) d.retireTarget(r.id, r.drainMs);
   for (const rt of d.runtimes.values()) {
     if (rt.current && rt.activeDeployment === null) {
       void rt.scale(rt.current).catch((err) => d.logger.error('scaling failed', { service: rt.name, error: errorMessage(err) }));
@@ -280,6 +337,32 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
   }
   d.logger.info('configuration reloaded', { config: next.file, changes: plan.changes });
   return { config: next.file, changes: plan.changes };
+}
+
+/** A front service's targets, one line per target added, removed or changed (all apply now). */
+function targetChanges(prev: FrontServiceConfig, next: FrontServiceConfig): SettingChange[] {
+  const out: SettingChange[] = [];
+  const before = new Map(prev.targets.map((t) => [t.name, t]));
+  const addr = (x: { host: string; port: number }): string => `${x.host}:${x.port}`;
+  for (const t of next.targets) {
+    const key = `services.${next.name}.targets.${t.name}`;
+    const o = before.get(t.name);
+    before.delete(t.name);
+    if (o === undefined) {
+      out.push({ key, effect: 'now', line: `${key}: added ${addr(t)} (checked now, routed once it answers)` });
+      continue;
+    }
+    const parts: string[] = [];
+    if (addr(o) !== addr(t)) parts.push(`address ${addr(o)} → ${addr(t)}`);
+    if (o.weight !== t.weight) parts.push(`weight ${o.weight} → ${t.weight}`);
+    if ((o.agent && addr(o.agent)) !== (t.agent && addr(t.agent))) parts.push(`agent ${o.agent ? addr(o.agent) : '(none)'} → ${t.agent ? addr(t.agent) : '(none)'}`);
+    if (parts.length > 0) out.push({ key, effect: 'now', line: `${key}: ${parts.join(', ')} (${WHEN.now})` });
+  }
+  for (const o of before.values()) {
+    const key = `services.${next.name}.targets.${o.name}`;
+    out.push({ key, effect: 'now', line: `${key}: removed (no new request; what it runs finishes within drain_timeout)` });
+  }
+  return out;
 }
 
 function compare<T>(rules: Rules<T>, prev: T, next: T, prefix: string, out: SettingChange[]): void {

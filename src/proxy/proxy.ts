@@ -367,6 +367,7 @@ export class Proxy {
     const known = this.#targets.get(t.id);
     if (known !== undefined && known.sameAddress(t) && known.service === service && known.release === t.release) {
       known.updateUpstream(upstream);
+      known.weight = t.weight ?? 1;
       return known;
     }
     if (known !== undefined) {

@@ -3,7 +3,7 @@
 import { BatonError } from '../core/errors.ts';
 import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
 import type { CanarySpec, MaintenanceSpec, PauseSpec, ProxySpec, RoutingCounters, ServiceCounters, ServiceRouteSpec, UpstreamTarget } from './types.ts';
-import type { Rotation } from './balancer.ts';
+import type { PickPolicy, Rotation } from './balancer.ts';
 import type { TargetState } from './target.ts';
 import type { ReleaseStats } from './metrics.ts';
 import type { PauseQueue } from './pause-queue.ts';
@@ -60,7 +60,7 @@ export interface MaintenanceRoute {
 /** One service as the hot path sees it. */
 export interface ServiceRoute {
   readonly name: string;
-  readonly policy: BalancePolicy;
+  readonly policy: PickPolicy;
   readonly upstream: UpstreamConfig;
   /** The stable pool. */
   readonly targets: readonly TargetState[];
@@ -258,6 +258,13 @@ export function validateSpec(spec: ProxySpec): void {
   }
 }
 
+/** The configured policy, in its weighted form when the targets' weights differ. */
+function policyOf(balance: BalancePolicy, targets: readonly UpstreamTarget[]): PickPolicy {
+  const first = targets[0]?.weight ?? 1;
+  if (targets.every((t) => (t.weight ?? 1) === first)) return balance;
+  return balance === 'round_robin' ? 'weighted_round_robin' : 'weighted_least_outstanding';
+}
+
 /** Validate the spec, then build its snapshot (creating or reusing target states through deps). */
 export function buildSnapshot(spec: ProxySpec, deps: SnapshotDeps): RoutingSnapshot {
   validateSpec(spec);
@@ -273,7 +280,7 @@ export function buildSnapshot(spec: ProxySpec, deps: SnapshotDeps): RoutingSnaps
       p.canary === null ? null : { ...p.canary, targets: s.canary!.targets.map((t) => deps.target(t, s.name, s.upstream)), rotation: shared.canaryRotation };
     const route: ServiceRoute = {
       name: s.name,
-      policy: s.balance,
+      policy: policyOf(s.balance, [...s.targets, ...(s.canary?.targets ?? [])]),
       upstream: s.upstream,
       targets: s.targets.map((t) => deps.target(t, s.name, s.upstream)),
       counters: shared.counters,

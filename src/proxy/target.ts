@@ -44,6 +44,10 @@ export class TargetState implements Candidate {
   readonly metrics: ReleaseStats;
   /** Present in the current routing snapshot. */
   inService = false;
+  /** Share of new requests against the other targets (from the last snapshot that named it). */
+  weight = 1;
+  /** Smooth weighted round robin's score (src/proxy/balancer.ts). */
+  swrr = 0;
   inflight = 0;
   requests = 0;
   readonly tunnels = new Set<TunnelHandle>();
@@ -57,6 +61,7 @@ export class TargetState implements Candidate {
     this.release = target.release;
     this.host = target.host;
     this.port = target.port;
+    this.weight = target.weight ?? 1;
     this.#upstream = upstream;
     this.pool = createPool(target.host, target.port, upstream);
   }

@@ -8,8 +8,10 @@ import type { BalancePolicy, ServiceLimits, UpstreamConfig } from '../config/typ
 export interface UpstreamTarget {
   id: string; // instance id, e.g. "web-3f2a1c"
   release: string; // release id
-  host: string; // always 127.0.0.1 for local instances
+  host: string; // 127.0.0.1 for local instances; another host's address for a front service's target
   port: number;
+  /** Relative share of new requests (1 unless a front service's target says otherwise). */
+  weight?: number;
 }
 
 export interface ServiceRouteSpec {

@@ -21,11 +21,11 @@ const FIXTURE_APP = path.join(ROOT, 'test/fixtures/app.mjs');
  * then with a retry when the child reports the address in use, as
  * createDaemon's start() does. A test's own server listens on port 0 instead.
  */
-export async function freePort(): Promise<number> {
+export async function freePort(host = '127.0.0.1'): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
+    s.listen(0, host, () => {
       const port = (s.address() as net.AddressInfo).port;
       s.close(() => resolve(port));
     });
@@ -109,11 +109,14 @@ export interface DaemonOptions {
   metrics?: boolean;
   /** The first proxy port to try instead of a free one (for the harness's own test of its retry). */
   port?: number;
+  /** The proxy's listen address (default 127.0.0.1): another loopback address stands for another host. */
+  listenHost?: string;
 }
 
 export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-e2e-'));
-  let port = opts.port ?? (await freePort());
+  const listenHost = opts.listenHost ?? '127.0.0.1';
+  let port = opts.port ?? (await freePort(listenHost));
   let metricsPort = opts.metrics ? await freePort() : null;
   let everStarted = false;
   let services = opts.services ?? serviceYaml();
@@ -126,7 +129,7 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
   const writeConfig = async (text: string): Promise<void> => {
     services = text;
     const metrics = metricsPort === null ? [] : [`metrics_listen: "127.0.0.1:${metricsPort}"`];
-    await writeFile(configFile, [`listen: ["127.0.0.1:${port}"]`, ...metrics, 'state_dir: ./state', 'log_level: debug', 'services:', text, ''].join('\n'));
+    await writeFile(configFile, [`listen: ["${listenHost}:${port}"]`, ...metrics, 'state_dir: ./state', 'log_level: debug', 'services:', text, ''].join('\n'));
   };
   await writeConfig(services);
 
@@ -188,10 +191,10 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         // Rewrite the harness's ports in place: a test may have written the file itself.
         let text = await readFile(configFile, 'utf8');
         const swap = (old: number, now: number): void => {
-          text = text.replaceAll(`127.0.0.1:${old}"`, `127.0.0.1:${now}"`);
+          text = text.replaceAll(`127.0.0.1:${old}"`, `127.0.0.1:${now}"`).replaceAll(`${listenHost}:${old}"`, `${listenHost}:${now}"`);
         };
         const oldPort = port;
-        port = await freePort();
+        port = await freePort(listenHost);
         swap(oldPort, port);
         if (metricsPort !== null) {
           const oldMetrics = metricsPort;
@@ -210,7 +213,7 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
       return port;
     },
     get url() {
-      return `http://127.0.0.1:${port}`;
+      return `http://${listenHost}:${port}`;
     },
     get metricsPort() {
       return metricsPort;

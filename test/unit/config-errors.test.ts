@@ -34,7 +34,7 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
     text: lines('services:', '  web:', '    command: x', '    drainTimeout: 3s', '    colour: blue'),
     expect: [
       'baton.yaml:4:5: services.web.drainTimeout: unknown key (did you mean "drain_timeout"?)',
-      'baton.yaml:5:5: services.web.colour: unknown key (expected one of hosts, default, command, env, user, group, logs, public_url, instances, health, drain_timeout, ws_close_spread, stop_signal, stop_timeout, standby, balance, keep_releases, upstream, git, shared, hooks, strategy, canary, maintenance, pause, limits)',
+      'baton.yaml:5:5: services.web.colour: unknown key (expected one of hosts, default, command, targets, env, user, group, logs, public_url, instances, health, drain_timeout, ws_close_spread, stop_signal, stop_timeout, standby, balance, keep_releases, upstream, git, shared, hooks, strategy, canary, maintenance, pause, limits)',
     ],
   },
   {

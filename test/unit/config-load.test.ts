@@ -95,6 +95,7 @@ test('a full file is normalised', () => {
     listeners: [{ host: '0.0.0.0', port: 80 }, { host: '::1', port: 8080 }],
     stateDir: '/etc/baton/var',
     controlSocket: '/run/baton/ctl.sock',
+    fronts: [],
     control: { gid: null, group: null, mode: 0o600, remote: null },
     logLevel: 'debug',
     metricsListener: null,
@@ -152,6 +153,7 @@ test('a minimal single-service file gets every default and is the default servic
     proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024 },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
+    fronts: [],
   });
 });
 

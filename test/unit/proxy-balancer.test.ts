@@ -54,3 +54,41 @@ test('pick: undefined when nothing is left', () => {
   const one = c(0);
   assert.equal(pick('round_robin', one, rotation, one), undefined);
 });
+
+test('weighted round robin: weights 3:1:0.5 give those shares, interleaved (smooth)', () => {
+  const cands: Candidate[] = [{ inflight: 0, weight: 3 }, { inflight: 0, weight: 1 }, { inflight: 0, weight: 0.5 }];
+  const rot = { next: 0 };
+  const seen = [0, 0, 0];
+  const order: number[] = [];
+  for (let i = 0; i < 90; i++) {
+    const t = pick('weighted_round_robin', cands, rot, null)!;
+    const idx = cands.indexOf(t);
+    seen[idx]!++;
+    if (i < 9) order.push(idx);
+  }
+  assert.deepEqual(seen, [60, 20, 10]);
+  // Never three of the heavy one in a row at the start: smooth, not a block of a a a.
+  assert.ok(!order.join('').includes('000'), `order ${order.join('')}`);
+});
+
+test('weighted least outstanding: load per unit of weight first, weights break ties', () => {
+  const heavy: Candidate = { inflight: 2, weight: 4 };
+  const light: Candidate = { inflight: 1, weight: 1 };
+  // 2/4 < 1/1: the heavy one, though it has more in flight.
+  assert.equal(pick('weighted_least_outstanding', [light, heavy], { next: 0 }, null), heavy);
+  const a: Candidate = { inflight: 0, weight: 2 };
+  const b: Candidate = { inflight: 0, weight: 1 };
+  const n = new Map<Candidate, number>([[a, 0], [b, 0]]);
+  for (let i = 0; i < 30; i++) {
+    const t = pick('weighted_least_outstanding', [a, b], { next: 0 }, null)!;
+    n.set(t, n.get(t)! + 1);
+  }
+  assert.deepEqual([n.get(a), n.get(b)], [20, 10]);
+});
+
+test('a weighted retry skips the excluded and changes no score', () => {
+  const cands: Candidate[] = [{ inflight: 0, weight: 3, swrr: 0 }, { inflight: 0, weight: 1, swrr: 0 }];
+  assert.equal(pick('weighted_round_robin', cands, { next: 0 }, [cands[0]!]), cands[1]);
+  assert.deepEqual(cands.map((x) => x.swrr), [0, 0]);
+  assert.equal(pick('weighted_round_robin', cands, { next: 0 }, [cands[0]!, cands[1]!]), undefined);
+});
