@@ -297,6 +297,19 @@ export const VERBS: readonly VerbSpec[] = [
     load: async () => (await import('./commands/fleet.ts')).fleetStatusCommand,
   },
   {
+    name: 'fleet dashboard',
+    summary: 'the fleet\'s hosts in one table in the browser, served from this machine (loopback, one-time link)',
+    help: 'Asks every host over one ssh connection per host every few seconds (as `baton fleet status` does) and reads the rollout records of this machine; prints a one-time sign-in link (Enter prints another). Runs until Ctrl-C. See docs/dashboard.md.',
+    args: [],
+    flags: {
+      listen: { type: 'string', value: 'ADDR', help: 'loopback address and port to serve on (default 127.0.0.1 and any free port)', complete: 'none' },
+      every: { type: 'string', value: 'DURATION', help: 'how often every host is asked (default 2s)', complete: 'none' },
+      ttl: { type: 'string', value: 'DURATION', help: 'how long a sign-in link stays valid (default 2m, at most 10m)', complete: 'none' },
+      ...FLEET_FLAGS,
+    },
+    load: async () => (await import('./commands/fleet-dashboard.ts')).fleetDashboardCommand,
+  },
+  {
     name: 'fleet unlock',
     summary: 'show who holds the fleet lock; --force removes it (a CLI that died)',
     args: [],

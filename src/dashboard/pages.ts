@@ -47,7 +47,7 @@ ${extra.charts ? html`<link rel="stylesheet" href="${assets.url('uplot.css')}"><
 <a class="skip" href="#main">Skip to content</a>
 <header class="top">
   <a class="brand" href="/">baton</a>
-  <nav aria-label="Services"><ul>${ctx.services.map((s) => html`<li><a href="/services/${encodeURIComponent(s)}"${s === extra.service ? html` aria-current="page"` : ''}>${s}</a></li>`)}</ul></nav>
+  ${ctx.services.length ? html`<nav aria-label="Services"><ul>${ctx.services.map((s) => html`<li><a href="/services/${encodeURIComponent(s)}"${s === extra.service ? html` aria-current="page"` : ''}>${s}</a></li>`)}</ul></nav>` : ''}
   <span id="live-state" class="live" role="status">connecting…</span>
   <form method="post" action="/logout" class="logout">${csrfField(ctx)}<button type="submit" class="link">Sign out</button></form>
 </header>

@@ -158,7 +158,8 @@
   }
 
   // ---- live fragments ---------------------------------------------------------------
-  if (page === 'overview' || page === 'service') {
+  // The fleet page (`baton fleet dashboard`) is kept live the same way, by its own server.
+  if (page === 'overview' || page === 'service' || page === 'fleet') {
     const es = new EventSource(page === 'service' ? `/live?service=${encodeURIComponent(service)}` : '/live');
     es.onopen = () => setLive('live');
     es.onerror = () => setLive(es.readyState === EventSource.CLOSED ? 'disconnected: reload the page' : 'reconnecting…');
@@ -215,7 +216,7 @@
         if (atEnd) pre.scrollTop = pre.scrollHeight;
       });
     });
-  } else if (page !== 'overview' && page !== 'service') {
+  } else if (page !== 'overview' && page !== 'service' && page !== 'fleet') {
     setLive('');
   }
 })();
