@@ -19,11 +19,9 @@ import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
-import { screenshotDir } from '../helpers/screenshots.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const TOKEN = 'dash'.repeat(4) + '0123456789abcdef0123456789abcdef';
-const shots = screenshotDir();
 const cleanups: Array<() => void> = [];
 let d: TestDaemon;
 let ca: TestCa;
@@ -121,7 +119,6 @@ after(async () => {
   await browser?.close().catch(() => {});
   await d?.cleanup();
   for (const c of cleanups) c();
-  shots.done();
 });
 
 test('`baton dashboard` over the remote control API gives an https link; the browser signs in over TLS with a Secure __Host- cookie', async () => {
@@ -161,7 +158,6 @@ test('a rollback with the button over TLS (Origin https) switches the daemon bac
   assert.match(await page.locator('.flash[role="alert"]').innerText(), /Rolling back web: deployment #\d+/);
   await waitUntil('the daemon to serve v1 again', async () => /v1/.test((await d.status('web')).services[0].currentRelease ?? ''), 30_000, 200);
   await page.locator('#deployment .state.done').waitFor({ timeout: 30_000 });
-  await page.screenshot({ path: path.join(shots.dir, 'tls.png') });
 });
 
 test('a link works only at its own door; a TLS session means nothing on the plain listener; the API still wants its token', async () => {
