@@ -102,9 +102,10 @@ function healthCell(s: FleetServiceView): Html {
 function hostRows(v: FleetView): Html {
   const latest = new Map(v.rollouts.map((r) => [r.service, r]));
   return html`${v.hosts.map((h) => {
-    const host = html`<th scope="row">${h.host}<br><span class="muted">${h.destination}</span></th>`;
+    // The ssh destination, when it is not simply the host's name (an alias of the ssh config).
+    const host = html`<th scope="row">${h.host}${h.destination !== h.host ? html`<br><span class="muted">${h.destination}</span>` : ''}</th>`;
     if (!h.reachable) {
-      return html`<tr data-host="${h.host}" data-service=""><th scope="row">${h.host}<br><span class="muted">${h.destination}</span></th><td colspan="7" data-k="error"><span class="bad">unreachable</span>: ${h.error ?? ''}${h.seenAt !== null ? html` <span class="muted">(last answer ${time(h.seenAt)})</span>` : ''}</td></tr>`;
+      return html`<tr data-host="${h.host}" data-service="">${host}<td colspan="7" data-k="error"><span class="bad">unreachable</span>: ${h.error ?? ''}${h.seenAt !== null ? html` <span class="muted">(last answer ${time(h.seenAt)})</span>` : ''}</td></tr>`;
     }
     if (h.services.length === 0) {
       return html`<tr data-host="${h.host}" data-service="">${host}<td class="muted" colspan="4">no service</td><td data-k="drain">${drainCell(h.drain)}</td><td data-k="version">${h.version ?? '–'}</td><td></td></tr>`;
