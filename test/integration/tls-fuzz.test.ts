@@ -1,7 +1,9 @@
 // A bounded run of random and mutated bytes at the TLS listener, over HTTP/2
 // (after the connection preface) and HTTP/1.1: no crash, no uncaught error,
 // and the listener still answers a normal client afterwards. The generator is
-// seeded (printed) so a failure can be replayed with BATON_FUZZ_SEED.
+// seeded (printed; the same seed every run, so a run is deterministic), and
+// BATON_FUZZ_SEED replays or explores another. test/integration/fuzz-listeners.test.ts
+// does the same at a real daemon, plain listener included, with its memory.
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -91,7 +93,7 @@ async function fuzzTarget(t: TestContext): Promise<{ port: number; ca: TestCa; h
 }
 
 test('random and mutated HTTP/2 frames and HTTP/1.1 requests over TLS: no crash, the listener still serves', async (t) => {
-  const seed = Number(process.env['BATON_FUZZ_SEED'] ?? Date.now() % 1_000_000);
+  const seed = Number(process.env['BATON_FUZZ_SEED'] ?? 753_001);
   t.diagnostic(`seed ${seed} (replay with BATON_FUZZ_SEED=${seed})`);
   const r = rng(seed);
   const { port, ca, hits } = await fuzzTarget(t);
