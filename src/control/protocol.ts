@@ -84,6 +84,13 @@ export interface ReleaseFigures {
   inflight: number;
   websockets: number;
   p99Ms: number | null;
+  /**
+   * The cumulative latency histogram behind p99Ms (counts[i] = responses with a
+   * head within bucketsMs[i]; the last is +Inf): a fleet rollout takes the
+   * difference of two samples to judge a canary host's latency over its bake.
+   * Absent from daemons older than this field.
+   */
+  latency?: { bucketsMs: readonly number[]; counts: number[] };
 }
 
 export interface StatusResponse {

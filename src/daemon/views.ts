@@ -71,6 +71,7 @@ export function serviceStatus(rt: ServiceRuntime, store: Store, proxy: Proxy): S
       inflight: m.inflight,
       websockets: m.websockets,
       p99Ms: p99FromHistogram(m.latency.bucketsMs, m.latency.counts),
+      latency: { bucketsMs: m.latency.bucketsMs, counts: m.latency.counts },
     })),
   };
 }

@@ -13,7 +13,7 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import { detailLines, type Problem } from '../config/problems.ts';
 import { suggestKey } from '../config/suggest.ts';
 import { describeValue } from '../config/describe.ts';
-import { DEFAULT_ANALYSIS_MIN_REQUESTS, DEFAULT_MAX_CONNECTION_ERROR_RATE, DEFAULT_MAX_ERROR_RATE } from '../config/defaults.ts';
+import { DEFAULT_ANALYSIS_MIN_REQUESTS, DEFAULT_MAX_CONNECTION_ERROR_RATE, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_P99_RATIO, DEFAULT_P99_FLOOR_MS } from '../config/defaults.ts';
 import { Invalid, bool, duration, integer, leaf, list, mapping, oneOf, text } from '../config/schema.ts';
 
 export const DEFAULT_FLEET_FILE = 'fleet.yaml';
@@ -75,6 +75,9 @@ export interface FleetAnalysis {
   minRequests: number;
   maxErrorRate: number;
   maxConnectionErrorRate: number;
+  /** The canary hosts' p99 may be at most this multiple of the other hosts' p99 (or p99FloorMs, whichever is larger). */
+  maxP99Ratio: number;
+  p99FloorMs: number;
 }
 
 export interface FleetServiceConfig {
@@ -158,6 +161,8 @@ export const fleetAnalysisSchema = mapping('a mapping of analysis settings', {
   min_requests: integer(1, 10_000_000).optional(),
   max_error_rate: ratio.optional(),
   max_connection_error_rate: ratio.optional(),
+  max_p99_ratio: leaf('a number greater than 0', (v) => (typeof v === 'number' && v > 0 && Number.isFinite(v) ? v : undefined)).optional(),
+  p99_floor: duration({ positive: false }).optional(),
 });
 
 const analysisValue = z
@@ -327,6 +332,8 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
           minRequests: ro.analysis.min_requests ?? DEFAULT_ANALYSIS_MIN_REQUESTS,
           maxErrorRate: ro.analysis.max_error_rate ?? DEFAULT_MAX_ERROR_RATE,
           maxConnectionErrorRate: ro.analysis.max_connection_error_rate ?? DEFAULT_MAX_CONNECTION_ERROR_RATE,
+          maxP99Ratio: ro.analysis.max_p99_ratio ?? DEFAULT_MAX_P99_RATIO,
+          p99FloorMs: ro.analysis.p99_floor ?? DEFAULT_P99_FLOOR_MS,
         }
       : null,
   };

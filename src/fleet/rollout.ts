@@ -19,7 +19,7 @@ import { formatDuration } from '../core/time.ts';
 import { VERSION } from '../core/version.ts';
 import type { DeployEvent } from '../core/deployment.ts';
 import type { ReleaseFigures, StatusResponse } from '../control/protocol.ts';
-import { judge, type Verdict, type WindowFigures } from '../deploy/analysis.ts';
+import { judge, p99FromHistogram, type Verdict, type WindowFigures } from '../deploy/analysis.ts';
 import type { Artifact } from './artifact.ts';
 import type { Balancer } from './balancer.ts';
 import type { FleetAnalysis, FleetConfig, RolloutPolicy } from './config.ts';
@@ -341,13 +341,22 @@ export class Rollout {
     return out;
   }
 
-  /** The canary hosts' 5xx and connection errors over the bake, against the other hosts' over the same time. */
+  /**
+   * The canary hosts' 5xx, connection errors and p99 latency over the bake,
+   * against the other hosts' over the same time. The p99 is taken from the sum
+   * of each side's latency histograms over the window (two samples of each
+   * daemon's cumulative histogram), not from cumulative p99s, which would
+   * remember everything before the bake. A host that reports no histogram (an
+   * older baton) leaves latency out of the verdict for its side.
+   */
   async #judge(canaries: string[], before: Map<string, ReleaseFigures | undefined>, a: FleetAnalysis): Promise<Verdict> {
     const after = await this.#figures(canaries);
     const sum = (names: string[]): WindowFigures => {
       let requests = 0;
       let errors5xx = 0;
       let connectionErrors = 0;
+      let hist: { bucketsMs: readonly number[]; counts: number[] } | null = null;
+      let histComplete = true;
       for (const n of names) {
         const b = before.get(n);
         const x = after.get(n);
@@ -357,8 +366,17 @@ export class Rollout {
         requests += x.requests - (same ? b.requests : 0);
         errors5xx += x.status['5xx'] - (same ? b.status['5xx'] : 0);
         connectionErrors += x.connectionErrors - (same ? b.connectionErrors : 0);
+        const lat = x.latency;
+        if (lat === undefined || (hist !== null && hist.bucketsMs.join() !== lat.bucketsMs.join())) {
+          histComplete = false;
+          continue;
+        }
+        const base = same ? b.latency : undefined;
+        hist ??= { bucketsMs: lat.bucketsMs, counts: lat.counts.map(() => 0) };
+        for (let i = 0; i < lat.counts.length; i++) hist.counts[i]! += (lat.counts[i] ?? 0) - (base?.counts[i] ?? 0);
       }
-      return { requests, errors5xx, errorRate: requests ? errors5xx / requests : 0, connectionErrors, connectionErrorRate: requests ? connectionErrors / requests : 0, p99Ms: null };
+      const p99Ms = hist !== null && histComplete ? p99FromHistogram(hist.bucketsMs, hist.counts) : null;
+      return { requests, errors5xx, errorRate: requests ? errors5xx / requests : 0, connectionErrors, connectionErrorRate: requests ? connectionErrors / requests : 0, p99Ms };
     };
     const others = [...after.keys()].filter((n) => !canaries.includes(n));
     return judge(sum(canaries), sum(others), {
@@ -366,8 +384,8 @@ export class Rollout {
       minRequests: a.minRequests,
       maxErrorRate: a.maxErrorRate,
       maxConnectionErrorRate: a.maxConnectionErrorRate,
-      maxP99Ratio: Infinity,
-      p99FloorMs: 0,
+      maxP99Ratio: a.maxP99Ratio,
+      p99FloorMs: a.p99FloorMs,
       check: null,
     });
   }

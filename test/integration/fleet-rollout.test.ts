@@ -202,6 +202,39 @@ test('canary analysis: a canary host answering 500s more often than the others i
   await f.writeFleetFile(fleetYaml(f));
 });
 
+test('canary analysis: a canary host whose app is slow (p99 against the other hosts\' over the bake) is stopped and reverted', async () => {
+  const h1 = f.hosts[0]!;
+  await h1.writeConfig(service('env: { APP_DELAY_MS: "600" }'));
+  assert.equal((await h1.cli(['reload'])).code, 0);
+  await f.writeFleetFile(fleetYaml(f, { rollout: 'batch: 2\ncanary: 1\nbake: 4s\nanalysis: { min_requests: 10, max_p99_ratio: 1.5, p99_floor: 100ms }' }));
+  const was = await currentReleases();
+  // Fast requests only: the other hosts' p99 is a few ms, the canary's at least its 600 ms delay.
+  const l = startLoad({ url: `${f.haproxy!.url}/`, concurrency: 6, keepAlive: true, maxMs: 120_000 });
+  await l.waitFor(20, 20_000);
+  const r = await f.fleet(['deploy', 'web', await f.release('v9'), '--json']);
+  const res = await l.stop();
+  assert.equal(r.code, 1, `${r.stdout}\n${r.stderr}`);
+  const events = r.stdout.trim().split('\n').map((line) => JSON.parse(line));
+  const verdict = events.find((e) => e.type === 'info' && e.message.startsWith('analysis of h1'));
+  assert.ok(verdict, `no analysis event:\n${r.stdout}`);
+  // Failed thresholds come first: the latency, with both sides' p99 (bucket bounds) and the limit, max(1.5 × others', 100 ms).
+  const m = /: fail: p99 (\d+)ms vs stable (\d+)ms; limit (\d+)ms/.exec(verdict.message);
+  assert.ok(m, verdict.message);
+  assert.ok(Number(m[1]) >= 600, `canary p99 ${m[1]} ms`);
+  assert.ok(Number(m[2]) < Number(m[1]), `the other hosts' p99 ${m[2]} ms`);
+  assert.match(verdict.message, /5xx rate 0\.00%/);
+  const result = events.find((e) => e.type === 'result').rollout;
+  assert.equal(result.hosts.h1.phase, 'reverted');
+  assert.match(result.hosts.h1.error, /canary analysis failed: p99/);
+  for (const h of ['h2', 'h3', 'h4']) assert.equal(result.hosts[h].phase, 'untouched');
+  assert.deepEqual(await currentReleases(), was);
+  assert.equal(res.failed, 0, `${res.failed} failed: ${res.errors.join(' | ')}`);
+  assert.ok((res.bodies['v9'] ?? 0) > 0, `the canary served v9: ${JSON.stringify(res.bodies)}`);
+  await h1.writeConfig(service());
+  assert.equal((await h1.cli(['reload'])).code, 0);
+  await f.writeFleetFile(fleetYaml(f));
+});
+
 test('a changed host key is refused with ssh\'s own message', async () => {
   const h2 = f.hosts[1]!;
   await h2.changeHostKey();
