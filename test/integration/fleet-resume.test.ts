@@ -29,7 +29,10 @@ before(async () => {
 after(async () => {
   const results = await Promise.all(loads.map((l) => l.stop()));
   await f?.cleanup();
-  for (const r of results) assert.equal(r.failed, 0, `failed requests: ${r.errors.join('; ')}`);
+  for (const r of results) {
+    assert.equal(r.failed, 0, `failed requests: ${r.errors.join('; ')}`);
+    assert.ok(r.total > 100, `only ${r.total} requests went through HAProxy`);
+  }
   console.log(`# ${results.reduce((a, r) => a + r.total, 0)} requests through HAProxy across pause, resume, abort: 0 failed`);
 });
 

@@ -30,6 +30,8 @@ test('the standby group is stopped when standby: elapses, traffic unaffected; ro
   await load.waitFor(seen + 100, 10_000);
   const result = await load.stop();
   assert.equal(result.failed, 0, result.errors.join('; '));
+  assert.deepEqual(Object.keys(result.bodies).sort(), ['v1', 'v2'], 'the load saw v1, then v2');
+  for (const seq of result.sequences) assert.deepEqual(seq, ['v1', 'v2'], 'no client went back to the standby');
 
   // Rolling back now starts the release again (no warm instances to switch to).
   const r = await d.cli(['rollback', 'web']);
