@@ -61,6 +61,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       maxHeaderSize: raw.proxy?.max_header_size ?? d.DEFAULT_MAX_HEADER_SIZE,
       maxHeaders: raw.proxy?.max_headers ?? d.DEFAULT_MAX_HEADERS,
       maxUrlLength: raw.proxy?.max_url_length ?? d.DEFAULT_MAX_URL_LENGTH,
+      maxConnectionsPerClient: raw.proxy?.max_connections_per_client ?? d.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.filter(([, s]) => s.targets === undefined).map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),

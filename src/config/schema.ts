@@ -494,6 +494,7 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   max_header_size: byteSize(1024, 1024 * 1024).optional(),
   max_headers: integer(1, 10_000).optional(),
   max_url_length: byteSize(64, 1024 * 1024).optional(),
+  max_connections_per_client: integer(1, 1_000_000).optional(),
 });
 
 /** A certificate's host name: a host name or a wildcard "*.example.com" (one leftmost label). */

@@ -203,6 +203,8 @@ export interface ProxyConfig {
   maxHeaders: number;
   /** Bytes of the request target (414 beyond). */
   maxUrlLength: number;
+  /** Open connections one client address may hold on the plain listeners (trusted proxies are not capped). */
+  maxConnectionsPerClient: number;
 }
 
 export interface CertificateFiles {

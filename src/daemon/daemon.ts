@@ -84,6 +84,7 @@ export class Daemon implements RuntimeHost {
       betaTokens: storedBetaTokens(store, logger),
       trustedProxies: config.proxy.trustedProxies,
       limits: requestLimits(config.proxy),
+      maxConnectionsPerClient: config.proxy.maxConnectionsPerClient,
     });
     this.hostDrain = new HostDrain(config.stateDir, logger.child({ component: 'agent-check' }), (s) => this.proxy.setHostHealth(s.mode === 'ready'));
     this.modes = new TargetModes(config.stateDir, logger.child({ component: 'front' }));

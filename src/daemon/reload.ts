@@ -137,6 +137,8 @@ const PROXY: Rules<ProxyConfig> = {
   // Checked on every request.
   maxHeaders: ['max_headers', 'now'],
   maxUrlLength: ['max_url_length', 'now'],
+  // Counted when a connection is accepted: open connections over a lowered cap stay.
+  maxConnectionsPerClient: ['max_connections_per_client', 'next_connection'],
 };
 
 const DASHBOARD: Rules<DashboardConfig> = {
@@ -298,6 +300,7 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
     d.proxy.setClientTimeouts(next.proxy);
     d.proxy.setTrustedProxies(next.proxy.trustedProxies);
     d.proxy.setRequestLimits(requestLimits(next.proxy));
+    d.proxy.setMaxConnectionsPerClient(next.proxy.maxConnectionsPerClient);
   }
   const byName = new Map(next.services.map((s) => [s.name, s]));
   for (const [name, rt] of d.runtimes) {

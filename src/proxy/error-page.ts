@@ -17,6 +17,7 @@ export type ProxyErrorCode =
   | 'too_many_headers' // 431: more header fields than proxy.max_headers
   | 'url_too_long' // 414: a request target longer than proxy.max_url_length
   | 'body_too_large' // 413: a body over the service's limits.max_body_size
+  | 'too_many_connections' // 503: the client's address holds proxy.max_connections_per_client connections already
   | 'at_capacity'; // 503: the service is at limits.max_inflight and its queue is full, or the request waited limits.queue_timeout
 
 interface Page {
@@ -39,6 +40,7 @@ const PAGES: Record<ProxyErrorCode, Page> = {
   too_many_headers: { status: 431, title: 'Request Header Fields Too Large', text: 'The request has more header fields than this site accepts (header count limit).' },
   url_too_long: { status: 414, title: 'URI Too Long', text: 'The request URL is longer than this site accepts (URL length limit).' },
   body_too_large: { status: 413, title: 'Content Too Large', text: 'The request body is larger than this site accepts (body size limit).' },
+  too_many_connections: { status: 503, title: 'Service Unavailable', text: 'Too many connections from your address (per-client connection limit). Try again in a moment.' },
   at_capacity: { status: 503, title: 'Service Unavailable', text: 'The site is serving as many requests as it can (in-flight request limit). Try again in a moment.' },
 };
 

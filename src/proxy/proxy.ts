@@ -13,7 +13,8 @@ import { buildSnapshot, RoutingSnapshot, type ServiceShared } from './snapshot.t
 import { TargetState } from './target.ts';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { closeSpread, isWebSocketUpgrade } from './websocket.ts';
-import { DEFAULT_WS_CLOSE_SPREAD_MS } from '../config/defaults.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT, DEFAULT_WS_CLOSE_SPREAD_MS } from '../config/defaults.ts';
+import { ClientConnections } from './client-cap.ts';
 import { MemoryBetaTokenLedger, onCheckContinue, onRequest, onUpgrade, refuseHeld, releaseHeld, type DispatchContext } from './dispatch.ts';
 import { PauseQueue } from './pause-queue.ts';
 import { Admission, renderShedding } from './admission.ts';
@@ -35,6 +36,8 @@ export interface ProxySettings {
   trustedProxies?: readonly string[];
   /** Bounds of a request head (431, 414); defaults: src/config/defaults.ts. */
   limits?: RequestLimits;
+  /** Open connections one client address may hold on the plain listeners (trusted proxies are not capped). Default 256. */
+  maxConnectionsPerClient?: number;
 }
 
 export interface ProxyOptions extends ProxySettings {
@@ -137,6 +140,8 @@ export class Proxy {
   readonly #tlsListeners: TlsListener[] = [];
   /** What plain listeners answer before routing when TLS is on (ACME challenges, redirect). */
   #front: PlainFront | null = null;
+  /** Open connections per client address on the plain listeners. */
+  readonly #clients: ClientConnections;
   #closing = false;
   #closed: Promise<void> | null = null;
 
@@ -145,6 +150,7 @@ export class Proxy {
     const limits = opts.limits ?? DEFAULT_REQUEST_LIMITS;
     this.#settings = { clientIdleTimeoutMs: opts.clientIdleTimeoutMs, headersTimeoutMs: opts.headersTimeoutMs, trustedProxies: opts.trustedProxies ?? [], limits };
     this.#trusted = trustedMatcher(this.#settings.trustedProxies!);
+    this.#clients = new ClientConnections(opts.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
     this.#logger = opts.logger;
     this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger(), limits };
   }
@@ -190,16 +196,19 @@ export class Proxy {
    * client a trusted peer's header names.
    */
   #identifyClients(server: http.Server<typeof IncomingMessage, typeof BatonResponse>, proxyProtocol: boolean): void {
+    // node:http's own connection handler runs once the client is known and admitted (and only then).
+    const httpHandlers = server.listeners('connection') as ((socket: Socket) => void)[];
+    server.removeAllListeners('connection');
     if (!proxyProtocol) {
-      server.prependListener('connection', (socket: Socket) => {
+      server.on('connection', (socket: Socket) => {
         const address = socket.remoteAddress ?? '';
-        setClient(socket, { address, proto: 'http', trusted: this.#trusted !== null && this.#trusted.matches(address) });
+        const trusted = this.#trusted !== null && this.#trusted.matches(address);
+        if (!trusted && !this.#clients.admit(socket, address)) return;
+        setClient(socket, { address, proto: 'http', trusted });
+        for (const h of httpHandlers) h.call(server, socket);
       });
       return;
     }
-    // node:http's own connection handler runs once the header is read (and only then).
-    const httpHandlers = server.listeners('connection') as ((socket: Socket) => void)[];
-    server.removeAllListeners('connection');
     server.on('connection', (socket: Socket) => {
       const peer = socket.remoteAddress ?? '';
       const trusted = this.#trusted;
@@ -214,6 +223,8 @@ export class Proxy {
         this.#settings.headersTimeoutMs,
         (header, rest) => {
           const address = header.source ?? peer;
+          // A header without an address (LOCAL: the balancer's own health check) is the balancer itself, not capped.
+          if (header.source !== null && !this.#clients.admit(socket, address)) return;
           // The balancer passed the client's bytes through: the client's own headers are trusted only if it is.
           setClient(socket, { address, proto: header.tls ? 'https' : 'http', trusted: trusted.matches(address) });
           for (const h of httpHandlers) h.call(server, socket);
@@ -590,6 +601,16 @@ export class Proxy {
     // Node reads it when it accepts a connection (a plain property, not in its typings).
     for (const server of this.#servers) (server as unknown as { maxHeaderSize: number }).maxHeaderSize = limits.maxHeaderSize;
     for (const l of this.#tlsListeners) l.setMaxHeaderSize(limits.maxHeaderSize);
+  }
+
+  /** A new cap on connections per client address (a reload): connections accepted from now on are judged by it. */
+  setMaxConnectionsPerClient(max: number): void {
+    this.#clients.setMax(max);
+  }
+
+  /** Connections open now from a client address on the plain listeners, and those refused by the cap since start. */
+  clientConnections(address: string): { open: number; refusedTotal: number } {
+    return { open: this.#clients.openFrom(address), refusedTotal: this.#clients.refused };
   }
 
   /** What GET /_baton/health answers: true → 200 "ok", false → 503 "draining" (take this host out of a load balancer). */

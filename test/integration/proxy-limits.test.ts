@@ -234,3 +234,84 @@ test('a chunked body within the limit streams through whole', async (t) => {
   assert.ok(raw.endsWith('got 1000'));
   assert.deepEqual(small.bodies, [{ bytes: 1000, complete: true }]);
 });
+
+// ---- connections per client address (plain listeners) ----
+
+/** A connection from `localAddress` that sends `first` and then one keep-alive GET; resolves with what came back once the answer (or the close) is in. */
+function connectAndAsk(t: TestContext, port: number, localAddress: string, first = ''): Promise<{ socket: net.Socket; got: string; closed: boolean }> {
+  return withTimeout(
+    new Promise((resolve, reject) => {
+      const socket = net.connect({ host: '127.0.0.1', port, localAddress });
+      t.after(() => socket.destroy());
+      let got = '';
+      let done = false;
+      const finish = (closed: boolean): void => {
+        if (done) return;
+        done = true;
+        resolve({ socket, got, closed });
+      };
+      socket.on('error', reject);
+      socket.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        // The instance answers "ok" (2 bytes, Content-Length): a whole answer on a connection that stays open.
+        if (got.startsWith('HTTP/1.1 200') && got.endsWith('\r\n\r\nok')) finish(false);
+      });
+      socket.on('close', () => finish(true));
+      socket.write(`${first}GET / HTTP/1.1\r\nHost: x\r\n\r\n`);
+    }),
+    10_000,
+    `an answer on a connection from ${localAddress}`,
+  );
+}
+
+async function capProxy(t: TestContext, max: number, opts: { trustedProxies?: string[]; proxyProtocol?: boolean } = {}): Promise<{ proxy: Proxy; port: number; seen: () => number }> {
+  let seen = 0;
+  const up = await startServer(t, (_req, res) => {
+    seen++;
+    res.end('ok');
+  });
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 30_000, headersTimeoutMs: 5000, closeTimeoutMs: 3000, maxConnectionsPerClient: max, trustedProxies: opts.trustedProxies });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0, proxyProtocol: opts.proxyProtocol }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
+  return { proxy, port: addr!.port, seen: () => seen };
+}
+
+test('connections beyond max_connections_per_client get 503 naming the limit and are closed; other addresses are served; a freed place is taken again', async (t) => {
+  const { proxy, port, seen } = await capProxy(t, 2);
+  const a = await connectAndAsk(t, port, '127.0.0.5');
+  const b = await connectAndAsk(t, port, '127.0.0.5');
+  assert.deepEqual([a.closed, b.closed], [false, false]);
+  const refused = await connectAndAsk(t, port, '127.0.0.5');
+  assert.equal(refused.closed, true);
+  assert.equal(statusLine(refused.got), 'HTTP/1.1 503 Service Unavailable');
+  assert.match(refused.got, /\r\nx-baton-error: too_many_connections\r\n/);
+  assert.match(refused.got, /\r\nretry-after: 1\r\n/);
+  assert.match(refused.got, /per-client connection limit/);
+  assert.equal(seen(), 2, 'the refused connection\'s request never reached the instance');
+  assert.equal((await connectAndAsk(t, port, '127.0.0.6')).closed, false, 'another address is served');
+  assert.deepEqual(proxy.clientConnections('127.0.0.5'), { open: 2, refusedTotal: 1 });
+  a.socket.destroy();
+  await waitUntil(() => proxy.clientConnections('127.0.0.5').open === 1, 10_000, 'the closed connection to be counted out');
+  assert.equal((await connectAndAsk(t, port, '127.0.0.5')).closed, false, 'the freed place is taken');
+});
+
+test('a trusted proxy\'s connections are not capped: each carries many clients', async (t) => {
+  const { port } = await capProxy(t, 1, { trustedProxies: ['127.0.0.7'] });
+  const conns = [await connectAndAsk(t, port, '127.0.0.7'), await connectAndAsk(t, port, '127.0.0.7'), await connectAndAsk(t, port, '127.0.0.7')];
+  assert.deepEqual(conns.map((c) => c.closed), [false, false, false]);
+  // Anyone else is.
+  await connectAndAsk(t, port, '127.0.0.8');
+  assert.equal((await connectAndAsk(t, port, '127.0.0.8')).closed, true);
+});
+
+test('behind the PROXY protocol the cap counts the address the header names', async (t) => {
+  const { proxy, port, seen } = await capProxy(t, 1, { trustedProxies: ['127.0.0.1'], proxyProtocol: true });
+  const header = (src: string): string => `PROXY TCP4 ${src} 10.0.0.1 56324 80\r\n`;
+  assert.equal((await connectAndAsk(t, port, '127.0.0.1', header('203.0.113.9'))).closed, false);
+  const refused = await connectAndAsk(t, port, '127.0.0.1', header('203.0.113.9'));
+  assert.equal(statusLine(refused.got), 'HTTP/1.1 503 Service Unavailable');
+  assert.equal((await connectAndAsk(t, port, '127.0.0.1', header('203.0.113.10'))).closed, false, 'another client behind the same balancer is served');
+  assert.equal(seen(), 2);
+  assert.equal(proxy.clientConnections('203.0.113.9').open, 1);
+});

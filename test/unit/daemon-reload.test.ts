@@ -75,8 +75,9 @@ test('listeners, state and socket are refused; so is resizing or removing a serv
 });
 
 test('request limits: the head size for new connections, the rest now', () => {
-  assert.deepEqual(effects('proxy: { max_header_size: 32KB, max_headers: 50, max_url_length: 4KB }\n', 'limits: { max_body_size: 1MB }'), {
+  assert.deepEqual(effects('proxy: { max_header_size: 32KB, max_headers: 50, max_url_length: 4KB, max_connections_per_client: 10 }\n', 'limits: { max_body_size: 1MB }'), {
     'proxy.max_header_size': 'next_connection',
+    'proxy.max_connections_per_client': 'next_connection',
     'proxy.max_headers': 'now',
     'proxy.max_url_length': 'now',
     'services.web.limits': 'now',
