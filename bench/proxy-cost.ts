@@ -6,12 +6,14 @@
 // The proxy (src/proxy's Proxy, one service, one target) runs alone in a child
 // process; the app (100-byte answers) and the client (4 keep-alive connections,
 // a browser's request headers) run in this process. Instructions: the child runs under
-// callgrind twice, for N1 and N2 requests; (I(N2) − I(N1)) / (N2 − N1) cancels
-// start-up, JIT warm-up and shutdown. Allocation: the child runs with a young
+// callgrind with instrumentation off for start-up and N1 requests of warm-up,
+// on for the next N2 − N1 requests only, off again for the shutdown (the
+// previous method, the difference of an N1 and an N2 run, still counted the
+// JIT's tiering up: 30% of its figure was the optimising compiler). Allocation: the child runs with a young
 // generation larger than the traffic allocates (no collection in between: it
 // checks) and reports the heap's growth over N2 − N1 requests after N1 of warm-up.
 //
-//   node bench/proxy-cost.ts [--n1 500] [--n2 2500] [--no-callgrind] [--node-options '...']
+//   node bench/proxy-cost.ts [--n1 3000] [--n2 5000] [--no-callgrind] [--node-options '...']
 //
 // Not part of `npm run bench`. Needs valgrind for the instruction count.
 
@@ -179,7 +181,12 @@ async function drive(port: number, n: number, agent: http.Agent): Promise<void> 
   if (failed > 0) throw new Error(`${failed} of ${n} requests failed`);
 }
 
-async function runChild(appPort: number, n1: number, n2: number, wrap: string[], nodeArgs: string[]): Promise<{ alloc?: Record<string, number> }> {
+/**
+ * Run the proxy child for n1 requests of warm-up, then n2 − n1 measured ones.
+ * `onWindow` (callgrind mode) is called with the child's pid when the measured
+ * window opens (true) and closes (false).
+ */
+async function runChild(appPort: number, n1: number, n2: number, wrap: string[], nodeArgs: string[], onWindow?: (pid: number, open: boolean) => void): Promise<{ alloc?: Record<string, number> }> {
   const node = process.execPath;
   const args = [...wrap, node, ...nodeArgs, path.join(HERE, 'proxy-cost.ts'), '--child', String(appPort)];
   const p = spawn(args[0]!, args.slice(1), { stdio: ['pipe', 'pipe', 'inherit'] });
@@ -190,7 +197,9 @@ async function runChild(appPort: number, n1: number, n2: number, wrap: string[],
     await drive(port, n1, agent);
     p.stdin!.write('mark\n');
     await it.next();
+    onWindow?.(p.pid!, true);
     await drive(port, n2 - n1, agent);
+    onWindow?.(p.pid!, false);
     p.stdin!.write('measure\n');
     const alloc = (await it.next()).value as Record<string, number>;
     agent.destroy();
@@ -203,7 +212,8 @@ async function runChild(appPort: number, n1: number, n2: number, wrap: string[],
 }
 
 function callgrindTotal(file: string): number {
-  const m = /^summary:\s*(\d+)/m.exec(readFileSync(file, 'utf8')) ?? /^totals:\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
+  // With instrumentation switched on mid-run, "summary:" says 0 and "totals:" holds the count.
+  const m = /^totals:\s*(\d+)/m.exec(readFileSync(file, 'utf8')) ?? /^summary:\s*(\d+)/m.exec(readFileSync(file, 'utf8'));
   if (!m) throw new Error(`no totals in ${file}`);
   return Number(m[1]);
 }
@@ -211,8 +221,8 @@ function callgrindTotal(file: string): number {
 async function parent(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      'n1': { type: 'string', default: '500' },
-      'n2': { type: 'string', default: '2500' },
+      'n1': { type: 'string', default: '3000' },
+      'n2': { type: 'string', default: '5000' },
       'no-callgrind': { type: 'boolean', default: false },
       'node-options': { type: 'string', default: '' },
     },
@@ -242,21 +252,26 @@ async function parent(): Promise<void> {
     if (spawnSync('valgrind', ['--version']).status !== 0) throw new Error('valgrind is missing (apt-get install valgrind)');
     const dir = mkdtempSync(path.join(os.tmpdir(), 'baton-cg-'));
     try {
-      const total = async (n: number): Promise<number> => {
-        const out = path.join(dir, `cg.${n}.out`);
-        // --perf-basic-prof off, no JIT-less mode: the real JIT is what runs in production.
-        // --predictable: V8 on one thread (no concurrent compilation, marking or
-        // sweeping) with a fixed hash seed. Without it, when background threads do
-        // work differs between runs and the difference of two runs was off by 25%.
-        await runChild(appPort, Math.min(n, 100), n, ['valgrind', '--tool=callgrind', '--trace-children=no', `--callgrind-out-file=${out}`, '--dump-instr=no', '--compress-strings=no'], ['--predictable', ...extra]);
-        return callgrindTotal(out);
+      const out = path.join(dir, 'cg.out');
+      // --perf-basic-prof off, no JIT-less mode: the real JIT is what runs in production.
+      // --predictable: V8 on one thread (no concurrent compilation, marking or
+      // sweeping) with a fixed hash seed, so that what background threads do, and
+      // when, does not move the count between runs.
+      // Instrumentation is off during start-up and the n1 requests of warm-up (the
+      // JIT's tiering up), and on for the n2 − n1 measured requests only
+      // (callgrind_control switches it through vgdb).
+      const toggle = (pid: number, open: boolean): void => {
+        const r = spawnSync('callgrind_control', [`--instr=${open ? 'on' : 'off'}`, String(pid)], { encoding: 'utf8', timeout: 120_000 });
+        if (r.status !== 0) throw new Error(`callgrind_control --instr=${open ? 'on' : 'off'} failed: ${r.stderr || r.stdout}`);
       };
-      const a = await total(n1);
-      const b = await total(n2);
-      console.log(`callgrind: ${n1} requests ${a.toLocaleString('en')} instructions, ${n2} requests ${b.toLocaleString('en')}`);
-      console.log(`instructions per proxied request: ${Math.round((b - a) / (n2 - n1)).toLocaleString('en')}`);
+      await runChild(appPort, n1, n2, ['valgrind', '--tool=callgrind', '--trace-children=no', '--instr-atstart=no', `--callgrind-out-file=${out}`, '--dump-instr=no', '--compress-strings=no'], ['--predictable', ...extra], toggle);
+      const total = callgrindTotal(out);
+      console.log(`callgrind: ${total.toLocaleString('en')} instructions for requests ${n1 + 1}–${n2}`);
+      console.log(`instructions per proxied request: ${Math.round(total / (n2 - n1)).toLocaleString('en')}`);
     } finally {
-      rmSync(dir, { recursive: true, force: true });
+      // PROXY_COST_KEEP=1 keeps the callgrind output (callgrind_annotate: where the instructions go).
+      if (process.env['PROXY_COST_KEEP']) console.log(`callgrind output kept in ${dir}`);
+      else rmSync(dir, { recursive: true, force: true });
     }
   } finally {
     app.closeAllConnections();
