@@ -11,6 +11,7 @@ import type { RequestLimits } from '../../src/proxy/index.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { rawExchange, request, service, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import type { TestContext } from 'node:test';
+import type { ServerResponse } from 'node:http';
 
 /** A proxy with these head limits in front of an instance that counts the requests it receives. */
 async function limitedProxy(t: TestContext, limits: RequestLimits): Promise<{ proxy: Proxy; port: number; seen: () => number }> {
@@ -314,4 +315,33 @@ test('behind the PROXY protocol the cap counts the address the header names', as
   assert.equal((await connectAndAsk(t, port, '127.0.0.1', header('203.0.113.10'))).closed, false, 'another client behind the same balancer is served');
   assert.equal(seen(), 2);
   assert.equal(proxy.clientConnections('203.0.113.9').open, 1);
+});
+
+// ---- time to the response head (per service) ----
+
+test('an instance that does not answer within response_timeout: 504, baton\'s failure, and the instance\'s request aborted', async (t) => {
+  let arrived = 0;
+  let aborted = 0;
+  const held: ServerResponse[] = [];
+  const up = await startServer(t, (req, res) => {
+    arrived++;
+    held.push(res);
+    // The instance would answer much later; baton must have cut it by then.
+    res.on('close', () => {
+      if (!res.writableEnded) aborted++;
+    });
+  });
+  t.after(() => held.forEach((r) => r.destroy()));
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000, closeTimeoutMs: 3000 });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true, upstream: { keepAliveTimeoutMs: 4000, connectTimeoutMs: 1000, responseTimeoutMs: 300 } })] });
+  const r = await request(addr!.port, { headers: { accept: 'text/plain' } });
+  assert.equal(r.status, 504);
+  assert.equal(r.headers['x-baton-error'], 'upstream_timeout');
+  assert.match(r.body, /did not answer in time/);
+  await waitUntil(() => aborted === 1, 10_000, 'the instance to see its request aborted');
+  assert.equal(arrived, 1, 'sent once, never retried');
+  assert.deepEqual(proxy.counters('s'), { requests: 1, failed: 1, appErrors: 0, retries: 0, websockets: 0 });
+  assert.equal(proxy.releaseMetrics('s').find((m) => m.release === 'r1')?.failed, 1);
 });
