@@ -45,3 +45,10 @@ export function freshShared(name: string): ServiceShared {
     noRelease: new ReleaseStats(name, '-'),
   };
 }
+
+/** checkProperty for an asynchronous property (each run may do I/O: keep numRuns small). */
+export async function checkAsyncProperty<T>(t: TestContext, property: fc.IAsyncProperty<T>, numRuns: number): Promise<void> {
+  const runs = Math.max(1, Math.round(numRuns * RUN_FACTOR));
+  t.diagnostic(`fast-check seed ${PROP_SEED}, ${runs} runs (replay: BATON_PROP_SEED=${PROP_SEED})`);
+  await fc.assert(property, { seed: PROP_SEED, numRuns: runs });
+}

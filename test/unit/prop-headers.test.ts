@@ -11,14 +11,12 @@ import fc from 'fast-check';
 import { connectionNominated, forwardRequestHeaders, forwardResponseHeaders } from '../../src/proxy/headers.ts';
 import type { ClientConnection } from '../../src/proxy/client.ts';
 import { checkProperty } from '../helpers/property.ts';
+import { FORWARDING, HOP_BY_HOP, OPTIONS_NOT_NOMINATING, forwardedModel as model, pairs } from '../helpers/header-model.ts';
 
-const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade'];
-const FORWARDING = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
 const SPECIAL = [...HOP_BY_HOP, ...FORWARDING, 'host', 'expect'];
 /** Same length and first letter as a special name: what the fast path must not mistake for one. */
 const LOOK_ALIKES = ['tx', 'hosx', 'hots', 'expecx', 'forwardex', 'connectiox', 'keep-alivx', 'trailex', 'upgradx', 'x-forwarded-fox', 'proxy-connectiox', 'x-forwarded-hosx', 'transfer-encodinx', 'x-forwarded-protx', 'te-', 'hostt'];
 const COMMON = ['accept', 'cookie', 'user-agent', 'content-length', 'content-type', 'authorization', 'x-request-id'];
-const OPTIONS_NOT_NOMINATING = ['close', 'keep-alive', 'upgrade'];
 
 const TCHAR = "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const tokenArb = fc.string({ unit: fc.constantFrom(...TCHAR.split('')), minLength: 1, maxLength: 18 });
@@ -68,64 +66,6 @@ const rawArb: fc.Arbitrary<string[]> = fc
     for (const [value, at, name] of conns) all.splice(at % (all.length + 1), 0, [name, value]);
     return all.flat();
   });
-
-/** What the instance should get, from the rules, as [name, value] pairs (names as sent), in order. */
-function model(raw: readonly string[], facts: ClientConnection, keepUpgrade: boolean): [string, string][] {
-  const nominated = new Set<string>();
-  for (let i = 0; i < raw.length; i += 2) {
-    if (raw[i]!.toLowerCase() !== 'connection') continue;
-    for (const part of raw[i + 1]!.split(',')) {
-      const token = part.trim().toLowerCase();
-      if (token !== '' && !OPTIONS_NOT_NOMINATING.includes(token)) nominated.add(token);
-    }
-  }
-  const out: [string, string][] = [];
-  const xff: string[] = [];
-  const fwd: string[] = [];
-  let xfp: string | null = null;
-  let xfh: string | null = null;
-  let host: string | null = null;
-  for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!;
-    const value = raw[i + 1]!;
-    const lower = name.toLowerCase();
-    if (lower === 'host') {
-      // End to end, and what the request was routed by: kept whatever Connection says. (Two Host
-      // lines are kept as sent: undici refuses them, and the client gets a 400, as RFC 9112 3.2 asks.)
-      host ??= value;
-      out.push([name, value]);
-      continue;
-    }
-    if (HOP_BY_HOP.includes(lower)) {
-      if (keepUpgrade && lower === 'upgrade') out.push([name, value]);
-      continue;
-    }
-    if (nominated.has(lower) || lower === 'expect') continue;
-    if (FORWARDING.includes(lower)) {
-      if (!facts.trusted) continue;
-      if (lower === 'x-forwarded-for') xff.push(value);
-      if (lower === 'forwarded') fwd.push(value);
-      if (lower === 'x-forwarded-proto') xfp ??= value;
-      if (lower === 'x-forwarded-host') xfh ??= value;
-      continue;
-    }
-    out.push([name, value]);
-  }
-  if (keepUpgrade) out.push(['connection', 'upgrade']);
-  out.push(['x-forwarded-for', [...xff, facts.address].join(', ')]);
-  out.push(['x-forwarded-proto', xfp ?? facts.proto]);
-  if ((xfh ?? host) !== null) out.push(['x-forwarded-host', (xfh ?? host)!]);
-  const node = facts.address.includes(':') ? `"[${facts.address}]"` : facts.address;
-  const element = host === null ? `for=${node};proto=${facts.proto}` : `for=${node};host="${host.replace(/[\\"]/g, '\\$&')}";proto=${facts.proto}`;
-  out.push(['forwarded', [...fwd, element].join(', ')]);
-  return out;
-}
-
-function pairs(flat: readonly string[]): [string, string][] {
-  const out: [string, string][] = [];
-  for (let i = 0; i < flat.length; i += 2) out.push([flat[i]!, flat[i + 1]!]);
-  return out;
-}
 
 test('request headers: exactly what the rules keep, names and values byte for byte, in order; X-Forwarded-* and Forwarded replaced or appended to', (t) => {
   checkProperty(
