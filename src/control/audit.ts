@@ -1,5 +1,6 @@
-// The audit log of the control API: one JSON line per action (every request
-// that changes something, and every refused one), in <state_dir>/audit.log
+// The audit log of the control API and the dashboard: one JSON line per action
+// (every request that changes something, every sign-in, and every refused
+// one), in <state_dir>/audit.log
 // (0600): when, through which door, who, what, and how it ended. Request
 // bodies and tokens are never written.
 
@@ -8,11 +9,15 @@ import type { Logger } from '../core/log.ts';
 import { errorMessage } from '../core/errors.ts';
 
 export interface AuditEntry {
-  /** "unix" (the socket) or "tcp" (the TLS listener). */
-  via: 'unix' | 'tcp';
-  /** For tcp the client's address; for unix "local". */
+  /**
+   * "unix" (the socket) or "tcp" (the TLS listener); for the dashboard's
+   * sign-ins and actions, "dashboard" (its loopback listener) or
+   * "dashboard-tls" (mounted on the TLS listener).
+   */
+  via: 'unix' | 'tcp' | 'dashboard' | 'dashboard-tls';
+  /** For tcp and the dashboard the client's address; for unix "local". */
   peer: string;
-  /** Who the client says it is (the CLI sends user@host), when it says. */
+  /** Who the client says it is (the CLI sends user@host), when it says; for the dashboard, its session. */
   actor: string | null;
   method: string;
   path: string;

@@ -118,6 +118,8 @@ export class Daemon implements RuntimeHost {
         const m = await d.proxy.listenMetrics(config.metricsListener.host, config.metricsListener.port);
         logger.info('metrics listening', { host: m.host, port: m.port, path: '/metrics' });
       }
+      // One audit log for both the control API and the dashboard's sign-ins and actions.
+      const audit = new AuditLog(path.join(config.stateDir, 'audit.log'), logger);
       if (config.dashboard) {
         // Loaded only when configured: a daemon without a dashboard keeps none of its code in memory.
         const { Dashboard } = await import('../dashboard/index.ts');
@@ -127,11 +129,12 @@ export class Daemon implements RuntimeHost {
           listener: config.dashboard.listener,
           sessionTimeoutMs: () => d.config.dashboard?.sessionTimeoutMs ?? 0,
           logger: logger.child({ component: 'dashboard' }),
+          audit: (entry) => audit.record(entry),
         });
         logger.info('dashboard listening', { host: d.#dashboard.address.host, port: d.#dashboard.address.port, login: '`baton dashboard` prints a one-time link' });
       }
       if (config.agentCheckListener) await d.hostDrain.listen(config.agentCheckListener.host, config.agentCheckListener.port);
-      d.#control = new ControlServer(d, logger.child({ component: 'control' }), new AuditLog(path.join(config.stateDir, 'audit.log'), logger));
+      d.#control = new ControlServer(d, logger.child({ component: 'control' }), audit);
       const remote = config.control.remote;
       if (remote) {
         const pair = await readControlKeyPair(remote.certFile, remote.keyFile);

@@ -11,6 +11,7 @@ import { isIP } from 'node:net';
 import { BatonError, errorMessage, isBatonError } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { ListenerConfig } from '../config/types.ts';
+import type { AuditEntry } from '../control/audit.ts';
 import type { ControlHandlers } from '../control/server.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import { hookLogFile } from '../deploy/prepare.ts';
@@ -36,6 +37,8 @@ export interface DashboardOptions {
   listener: ListenerConfig;
   sessionTimeoutMs: () => number;
   logger: Logger;
+  /** The daemon's audit log: every sign-in and every posted action, refused ones too. */
+  audit?: (entry: AuditEntry) => void;
 }
 
 const HOOKS: HookName[] = ['build', 'migrate', 'smoke', 'after_switch'];
@@ -65,6 +68,8 @@ export class Dashboard {
   readonly #server: http.Server;
   readonly #streams = new Set<Stream>();
   readonly #flash = new WeakMap<Session, { ok: boolean; text: string }>();
+  /** What the audit line of a request will say: the session behind it, or why it was refused. */
+  readonly #audit = new WeakMap<http.ServerResponse, { actor?: string; refused?: string }>();
   #address: { host: string; port: number } = { host: '', port: 0 };
 
   private constructor(o: DashboardOptions, assets: Assets) {
@@ -150,11 +155,13 @@ export class Dashboard {
     const method = req.method ?? 'GET';
 
     if ((method === 'GET' || method === 'HEAD') && url.pathname.startsWith('/assets/')) return this.#asset(req, res, url.pathname);
+    if (method === 'POST' || (method === 'GET' && url.pathname === '/login')) this.#audited(req, res, e, url.pathname);
     if (method === 'GET' && url.pathname === '/login') return this.#login(res, e, url.searchParams.get('token') ?? '');
     if (method === 'GET' && url.pathname === '/favicon.ico') return this.#send(res, 404, 'text/plain', '');
 
     const session = this.#auth.session(cookie(req, e.cookieName), e.door);
     if (method === 'POST') {
+      if (session) this.#note(res, { actor: actorOf(session) });
       if (!session) return this.#refuse(res, 'Not signed in: run `baton dashboard` on the server for a login link.');
       if (req.headers.origin !== `${e.scheme}://${hostHeader}`) return this.#refuse(res, 'The request did not come from this dashboard (Origin mismatch).');
       const form = await readForm(req);
@@ -303,6 +310,20 @@ export class Dashboard {
 
   // ---- helpers --------------------------------------------------------------------
 
+  /** One audit line once the answer is known, as the control API writes for its own requests. */
+  #audited(req: http.IncomingMessage, res: http.ServerResponse, e: Entry, pathname: string): void {
+    const audit = this.#o.audit;
+    if (!audit) return;
+    res.once('close', () => {
+      const n = this.#audit.get(res) ?? {};
+      audit({ via: e.door === 'tls' ? 'dashboard-tls' : 'dashboard', peer: req.socket.remoteAddress ?? '?', actor: n.actor ?? null, method: req.method ?? '?', path: pathname, status: res.statusCode, ...(n.refused ? { refused: n.refused } : {}) });
+    });
+  }
+
+  #note(res: http.ServerResponse, n: { actor?: string; refused?: string }): void {
+    this.#audit.set(res, { ...this.#audit.get(res), ...n });
+  }
+
   async #serviceView(name: string): Promise<pages.ServiceView> {
     const status = this.#o.host.status(name).services[0]!;
     const deployment = this.#o.host.history(name, 1, true)[0] ?? null;
@@ -336,9 +357,11 @@ export class Dashboard {
   #login(res: http.ServerResponse, e: Entry, token: string): void {
     const r = this.#auth.redeem(token, e.door);
     if (typeof r === 'string') {
+      this.#note(res, { refused: `login link ${r}` });
       this.#o.logger.warn('dashboard login refused', { reason: r });
       return this.#page(res, 403, pages.plainPage(this.#assets, 'Sign-in refused', html`<p>${REFUSED[r]}</p><p>Run <code>baton dashboard</code> on the server for a new link.</p>`));
     }
+    this.#note(res, { actor: actorOf(r.session) });
     this.#o.logger.info('dashboard login', { door: e.door });
     signedIn(res, e, r.cookie);
   }
@@ -352,6 +375,7 @@ export class Dashboard {
   }
 
   #refuse(res: http.ServerResponse, why: string): void {
+    this.#note(res, { refused: why });
     this.#page(res, 403, pages.plainPage(this.#assets, 'Refused', html`<p>${why}</p>`));
   }
 
@@ -369,6 +393,9 @@ export class Dashboard {
     this.#send(res, 500, 'text/plain; charset=utf-8', 'internal error (see the daemon log)\n');
   }
 }
+
+/** A session as the audit log names it: its id (not its secret). */
+const actorOf = (s: Session): string => `dashboard session ${s.id}`;
 
 /** Start a long operation; resolve with its deployment's number in the service once it has begun, reject if it is refused up front. */
 function startLong(op: (emit: (e: DeployEvent) => void) => Promise<DeployOutcome>, logger: Logger): Promise<number> {

@@ -5,15 +5,16 @@
 // a certificate it was not told about is still refused), gets a `__Host-`
 // cookie that is Secure, HttpOnly and SameSite=Strict, and rolls a service
 // back with the button. A link made for one door is refused at the other, a
-// TLS session is worthless on the plain listener, and the API beside the
-// dashboard still wants its token.
+// TLS session is worthless on the plain listener, the API beside the
+// dashboard still wants its token, and the audit log has every sign-in and
+// action with the door it came through.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, X509Certificate } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
@@ -199,7 +200,27 @@ test('a link works only at its own door; a TLS session means nothing on the plai
   });
   assert.equal(post, 403, 'an http:// Origin is not this https dashboard');
   assert.equal((await d.status('web')).services[0].currentRelease, before);
+
+  // Sign-ins and actions through either door are in the daemon's audit log, refused ones too, without secrets.
+  const text = await waitUntilAudit((lines) => lines.some((l) => l.via === 'dashboard-tls' && l.status === 403 && String(l.refused).includes('Origin mismatch')));
+  const lines = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const tls = lines.filter((l) => l.via === 'dashboard-tls');
+  assert.ok(tls.some((l) => l.path === '/login' && l.status === 303 && /^dashboard session /.test(String(l.actor))), JSON.stringify(tls));
+  assert.ok(tls.some((l) => l.method === 'POST' && l.path === '/services/web/rollback' && l.status === 303 && /^dashboard session /.test(String(l.actor)) && l.peer === '127.0.0.1'), JSON.stringify(tls));
+  assert.ok(tls.some((l) => l.path === '/login' && l.status === 403 && l.refused === 'login link door'), 'the loopback link tried over TLS');
+  assert.ok(lines.some((l) => l.via === 'dashboard' && l.path === '/login' && l.status === 303), 'the loopback sign-in');
+  assert.ok(!text.includes(tlsCookie.value) && !text.includes(csrf!), 'no cookie or CSRF token in the audit log');
 });
+
+/** The audit log's text once `done` holds for its lines (it is written in order, a moment after each answer). */
+async function waitUntilAudit(done: (lines: Array<Record<string, unknown>>) => boolean): Promise<string> {
+  let text = '';
+  await waitUntil('the audit log to record the dashboard\'s requests', async () => {
+    text = await readFile(path.join(d.dir, 'state', 'audit.log'), 'utf8').catch(() => '');
+    return done(text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>));
+  }, 10_000, 100);
+  return text;
+}
 
 test('verification is on: a certificate whose key Chromium was not told about is refused', async () => {
   const stranger = ca.issue(['127.0.0.1']);
