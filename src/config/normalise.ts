@@ -1,6 +1,7 @@
 // From the checked YAML shape to the DaemonConfig the rest of baton uses:
 // defaults filled in, paths made absolute, the default service decided.
 
+import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { BatonError } from '../core/errors.ts';
 import * as d from './defaults.ts';
@@ -62,6 +63,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       maxHeaders: raw.proxy?.max_headers ?? d.DEFAULT_MAX_HEADERS,
       maxUrlLength: raw.proxy?.max_url_length ?? d.DEFAULT_MAX_URL_LENGTH,
       maxConnectionsPerClient: raw.proxy?.max_connections_per_client ?? d.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+      workers: raw.proxy?.workers === 'auto' ? availableParallelism() : (raw.proxy?.workers ?? 1),
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.filter(([, s]) => s.targets === undefined).map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),

@@ -20,6 +20,7 @@ export function checkRules(data: unknown, controlSocket: string | undefined): Pr
     ...checkTls(data['listen'], data['tls']),
     ...checkDashboard(data),
     ...checkProxyProtocol(data['listen'], data['proxy'], data['tls']),
+    ...checkWorkers(data['proxy'], data['tls']),
     ...checkServices(data['services']),
     ...checkSocketPath(data, controlSocket),
   ];
@@ -135,6 +136,17 @@ function checkProxyProtocol(listen: unknown, proxy: unknown, tls: unknown): Prob
     problems.push({ path, message: 'the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it' });
   }
   return problems;
+}
+
+/**
+ * Proxy workers (src/daemon/workers.ts) serve the plain listeners only: the
+ * HTTPS listeners, their certificates and ACME live in the daemon. Refused
+ * rather than half-working.
+ */
+function checkWorkers(proxy: unknown, tls: unknown): Problem[] {
+  const workers = isObject(proxy) ? proxy['workers'] : undefined;
+  if (workers === undefined || workers === null || workers === 1 || !isObject(tls)) return [];
+  return [{ path: ['proxy', 'workers'], message: 'proxy.workers > 1 is not yet supported together with tls (HTTPS listeners), expected 1 (or no "workers") while "tls" is set' }];
 }
 
 function checkServices(services: unknown): Problem[] {

@@ -495,6 +495,9 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   max_headers: integer(1, 10_000).optional(),
   max_url_length: byteSize(64, 1024 * 1024).optional(),
   max_connections_per_client: integer(1, 1_000_000).optional(),
+  workers: leaf('an integer from 1 to 256, or "auto" (one per core)', (v) =>
+    v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) ? v : undefined,
+  ).optional(),
 });
 
 /** A certificate's host name: a host name or a wildcard "*.example.com" (one leftmost label). */

@@ -205,6 +205,11 @@ export interface ProxyConfig {
   maxUrlLength: number;
   /** Open connections one client address may hold on the plain listeners (trusted proxies are not capped). */
   maxConnectionsPerClient: number;
+  /**
+   * Proxy worker processes sharing the public listeners (`proxy.workers`,
+   * "auto" resolved to the cores here). 1: the proxy runs inside the daemon.
+   */
+  workers: number;
 }
 
 export interface CertificateFiles {

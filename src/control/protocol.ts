@@ -94,7 +94,17 @@ export interface ReleaseFigures {
 }
 
 export interface StatusResponse {
-  daemon: { pid: number; version: string; startedAt: number; config: string; listeners: string[]; stateDir: string; controlSocket?: string };
+  daemon: {
+    pid: number;
+    version: string;
+    startedAt: number;
+    config: string;
+    listeners: string[];
+    stateDir: string;
+    controlSocket?: string;
+    /** With `proxy.workers` > 1: each worker process, its requests since it (re)started and its restarts. */
+    proxyWorkers?: { index: number; pid: number | null; requests: number; restarts: number; rss: number }[];
+  };
   /** This host's place in the balancer in front (src/daemon/agent-check.ts). */
   host: { drain: HostDrainStatus; agentCheck: string | null };
   services: ServiceStatus[];

@@ -72,20 +72,28 @@ function inheritedFds(): Map<string, number> {
 }
 
 /**
- * Start `server` listening for `role` on host:port: on the socket inherited
- * from the previous daemon under the same key if there is one, otherwise by
- * binding the address. The server is then offered to the next upgrade.
+ * The inherited socket for listener `key`, taken (no one else gets it): a
+ * predecessor's first (`baton upgrade`), else systemd's (socket activation).
  */
-export async function bindListener(server: net.Server, role: ListenerRole, host: string, port: number): Promise<void> {
-  const key = listenerKey(role, host, port);
+export function claimInheritedFd(key: string): number | undefined {
   const fds = inheritedFds();
-  // A predecessor's socket first (`baton upgrade`), else systemd's (socket activation).
   let fd = fds.get(key);
   fds.delete(key);
   if (fd === undefined) {
     fd = activated.get(socketUnitName(key));
     activated.delete(socketUnitName(key));
   }
+  return fd;
+}
+
+/**
+ * Start `server` listening for `role` on host:port: on the socket inherited
+ * from the previous daemon under the same key if there is one, otherwise by
+ * binding the address. The server is then offered to the next upgrade.
+ */
+export async function bindListener(server: net.Server, role: ListenerRole, host: string, port: number): Promise<void> {
+  const key = listenerKey(role, host, port);
+  const fd = claimInheritedFd(key);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     const done = (): void => {

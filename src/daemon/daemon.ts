@@ -37,6 +37,7 @@ import { injectedFault, predecessorPid } from './handover.ts';
 import { upgrade as runUpgrade } from './upgrade.ts';
 import { FrontService } from '../front/front-service.ts';
 import { TargetModes } from '../front/target-modes.ts';
+import { WorkerProxy } from './workers.ts';
 
 export interface DaemonOptions {
   configFile: string;
@@ -77,7 +78,7 @@ export class Daemon implements RuntimeHost {
     this.store = store;
     this.logger = logger;
     this.stateDir = config.stateDir;
-    this.proxy = new Proxy({
+    const proxyOptions = {
       logger: logger.child({ component: 'proxy' }),
       clientIdleTimeoutMs: config.proxy.clientIdleTimeoutMs,
       headersTimeoutMs: config.proxy.headersTimeoutMs,
@@ -85,7 +86,11 @@ export class Daemon implements RuntimeHost {
       trustedProxies: config.proxy.trustedProxies,
       limits: requestLimits(config.proxy),
       maxConnectionsPerClient: config.proxy.maxConnectionsPerClient,
-    });
+    };
+    // proxy.workers > 1: the same Proxy to the rest of the daemon, its public traffic served by worker processes.
+    this.proxy = config.proxy.workers > 1
+      ? new WorkerProxy({ ...proxyOptions, workers: config.proxy.workers, dbFile: path.join(config.stateDir, 'baton.db'), logLevel: config.logLevel })
+      : new Proxy(proxyOptions);
     this.hostDrain = new HostDrain(config.stateDir, logger.child({ component: 'agent-check' }), (s) => this.proxy.setHostHealth(s.mode === 'ready'));
     this.modes = new TargetModes(config.stateDir, logger.child({ component: 'front' }));
     this.deployer = new Deployer({ store, proxy: this.proxy, logger, stateDir: config.stateDir });
@@ -262,6 +267,7 @@ export class Daemon implements RuntimeHost {
         listeners: this.listeners.map((l) => `${l.host}:${l.port}`),
         stateDir: this.stateDir,
         controlSocket: this.config.controlSocket,
+        ...(this.proxy instanceof WorkerProxy ? { proxyWorkers: this.proxy.workerStatus() } : {}),
       },
       host: {
         drain: this.hostDrain.state,
@@ -357,6 +363,7 @@ export class Daemon implements RuntimeHost {
       throw new BatonError('UPGRADE_REFUSED', `cannot upgrade now: ${why}; nothing was changed`);
     };
     if (this.#stopping !== null) refuse('the daemon is stopping');
+    if (this.proxy instanceof WorkerProxy) refuse('proxy.workers > 1: handing proxy workers over is not built yet (restart the daemon instead: instances keep running)');
     for (const rt of this.runtimes.values()) {
       try {
         rt.assertIdle();

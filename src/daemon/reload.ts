@@ -139,6 +139,8 @@ const PROXY: Rules<ProxyConfig> = {
   maxUrlLength: ['max_url_length', 'now'],
   // Counted when a connection is accepted: open connections over a lowered cap stay.
   maxConnectionsPerClient: ['max_connections_per_client', 'next_connection'],
+  // The worker processes are spawned with the listeners at start.
+  workers: ['workers', 'restart'],
 };
 
 const DASHBOARD: Rules<DashboardConfig> = {

@@ -4,7 +4,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, parseConfig, type DaemonConfig, type ServiceConfig } from '../../src/config/index.ts';
 import { BatonError } from '../../src/core/errors.ts';
@@ -101,7 +101,7 @@ test('a full file is normalised', () => {
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256 },
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256, workers: 1 },
     tls: null,
     services: [
       {
@@ -150,7 +150,7 @@ test('a minimal single-service file gets every default and is the default servic
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256 },
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256, workers: 1 },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
     fronts: [],
@@ -215,4 +215,17 @@ test('listeners as mappings (PROXY protocol) and trusted proxies', () => {
   // A single mapping works as a single string does.
   const one = parseConfig('listen: { address: "127.0.0.1:9000" }\nservices: { web: { command: x } }', '/a/baton.yaml');
   assert.deepEqual(one.listeners, [{ host: '127.0.0.1', port: 9000 }]);
+});
+
+test('proxy.workers: an integer from 1, or "auto" (the cores); refused beside tls', () => {
+  const parse = (proxy: string, extra = ''): DaemonConfig => parseConfig(`proxy: ${proxy}\n${extra}services: { web: { command: x } }`, '/a/baton.yaml');
+  assert.equal(parse('{ workers: 3 }').proxy.workers, 3);
+  assert.equal(parse('{ workers: auto }').proxy.workers, availableParallelism());
+  assert.equal(parse('{}').proxy.workers, 1);
+  for (const bad of ['0', '1.5', '"two"', '999']) {
+    assert.throws(() => parse(`{ workers: ${bad} }`), (err) => err instanceof BatonError && err.details.some((d) => /proxy\.workers.*an integer from 1 to 256, or "auto"/.test(d)), bad);
+  }
+  const tls = 'tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.example], cert: c.pem, key: k.pem }] }\n';
+  assert.throws(() => parse('{ workers: 2 }', tls), (err) => err instanceof BatonError && err.details.some((d) => /proxy\.workers: proxy\.workers > 1 is not yet supported together with tls/.test(d)));
+  assert.equal(parse('{ workers: 1 }', tls).proxy.workers, 1);
 });

@@ -1,0 +1,545 @@
+// The control plane's side of `proxy.workers` > 1: N proxy worker processes
+// (src/daemon/worker-main.ts) serve the public listeners, and this object
+// stands for all of them where the daemon, the deployer and the views expect
+// the proxy. It holds the listening sockets (bound, never accepted on here),
+// starts each worker with them as inherited fds — one kernel socket, one
+// accept queue shared by every worker, so a worker that dies loses nothing
+// queued and the others go on accepting — publishes every routing spec to
+// every worker (versioned, acknowledged), asks every worker to drain, and sums
+// their counters. What stays in this process: the preview listener, the
+// metrics listener, and the targets' registry (which target is in service).
+
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync } from 'node:fs';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { getSystemErrorName } from 'node:util';
+import { BatonError, errorMessage } from '../core/errors.ts';
+import { claimInheritedFd, LISTEN_FDS_ENV, listenerKey } from '../core/listen-fds.ts';
+import type { Logger, LogLevel } from '../core/log.ts';
+import { inExecutable } from '../core/self.ts';
+import { Proxy, type ListenerSpec, type ProxyOptions, type ProxySpec } from '../proxy/index.ts';
+import type { DrainResult, ReleaseMetrics, RequestLimits, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
+import { DEFAULT_REQUEST_LIMITS } from '../proxy/limits.ts';
+import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
+import { renderPrometheus } from '../proxy/metrics.ts';
+import { emptyReport, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
+
+/** How often each worker reports its counters: status, /metrics and the canary analysis read at most this old a sum. */
+const REPORT_EVERY_MS = 500;
+/** A worker must say `ready` (spec applied, listening) within this. */
+const WORKER_START_TIMEOUT_MS = 30_000;
+/** A worker that lived this long before it died is restarted at once; one dying sooner waits (doubling up to the max). */
+const STABLE_AFTER_MS = 10_000;
+const RESTART_DELAY_MS = 100;
+const MAX_RESTART_DELAY_MS = 5_000;
+/** The worker's stdio: fd 3 is the IPC channel, the listening sockets follow. */
+const FIRST_LISTENER_FD = 4;
+
+export interface WorkerProxyOptions extends ProxyOptions {
+  workers: number;
+  /** The store's file: workers claim used beta link tokens there. */
+  dbFile: string;
+  logLevel: LogLevel;
+}
+
+/** One worker as `status` shows it. */
+export interface WorkerStatus {
+  index: number;
+  pid: number | null;
+  /** Requests this worker (since its last start) counted. */
+  requests: number;
+  restarts: number;
+  rss: number;
+}
+
+interface Worker {
+  readonly index: number;
+  readonly child: ChildProcess;
+  readonly startedAt: number;
+  ready: boolean;
+  exited: boolean;
+  /** The highest routing version it acknowledged. */
+  applied: number;
+  report: WorkerReport;
+  /** Drains asked of it, by id: resolved with its answer, or (it died) with what its last report held. */
+  readonly drains: Map<number, { targetId: string; resolve: (r: DrainResult) => void }>;
+  readonly exit: Promise<void>;
+}
+
+/** A bound (not accepting) listening socket held for the workers, or one inherited. */
+interface HeldSocket {
+  key: string;
+  fd: number;
+  /** node's TCP handle when bound here; null for an inherited fd (systemd's or a predecessor's). */
+  handle: { fd: number; close(): void; getsockname(out: Record<string, unknown>): number } | null;
+  address: { host: string; port: number };
+}
+
+type CreateServerHandle = (address: string, port: number, addressType: number, fd?: number, flags?: number) => HeldSocket['handle'] | number;
+
+/**
+ * Bind host:port without accepting: node's own helper for node:cluster's
+ * shared handles (bind(2) only). The first worker's listen({ fd }) makes the
+ * socket listen; from then on it stays listening for as long as this process
+ * holds it, so while a worker restarts the kernel queues what arrives. A
+ * net.Server (or listen on this handle) would accept connections here.
+ */
+function bindOnly(host: string, port: number): NonNullable<HeldSocket['handle']> {
+  const create = (net as unknown as { _createServerHandle?: CreateServerHandle })._createServerHandle;
+  const family = net.isIP(host);
+  if (typeof create !== 'function' || family === 0) throw new BatonError('LISTEN_FAILED', `cannot listen on ${host}:${port} for the proxy workers: ${family === 0 ? 'not an IP address' : 'this Node cannot bind a shared socket'}`);
+  const h = create(host, port, family);
+  if (typeof h === 'number' || h === null) throw new BatonError('LISTEN_FAILED', `cannot listen on ${host}:${port}: ${typeof h === 'number' ? getSystemErrorName(h) : 'no handle'}`);
+  return h;
+}
+
+function workerScript(): string {
+  return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', import.meta.url));
+}
+
+function arenaEnv(): Record<string, string> {
+  const n = process.env['BATON_MALLOC_ARENA_MAX'];
+  return n === undefined ? {} : { MALLOC_ARENA_MAX: n };
+}
+
+/**
+ * What each worker is told: the pause queue and the in-flight cap with its
+ * queue are per worker (held and queued requests are sockets in that worker),
+ * so each gets its share of the bound. A worker may then shed while another
+ * has room: the kernel spreads connections, not load, evenly.
+ */
+function specForWorkers(spec: ProxySpec, n: number): ProxySpec {
+  const share = (x: number): number => Math.max(1, Math.ceil(x / n));
+  return {
+    services: spec.services.map((s) => {
+      let out = s;
+      if (s.pause) out = { ...out, pause: { ...s.pause, maxQueued: share(s.pause.maxQueued) } };
+      if (s.limits && s.limits.maxInflight !== null) out = { ...out, limits: { ...s.limits, maxInflight: share(s.limits.maxInflight), maxQueued: share(s.limits.maxQueued) } };
+      return out;
+    }),
+  };
+}
+
+export class WorkerProxy extends Proxy {
+  readonly #n: number;
+  readonly #log: Logger;
+  readonly #dbFile: string;
+  readonly #logLevel: LogLevel;
+  readonly #workers: (Worker | null)[];
+  readonly #restarts: number[];
+  #sockets: HeldSocket[] = [];
+  #listeners: ListenerSpec[] = [];
+  #version = 0;
+  #spec: ProxySpec = { services: [] };
+  /** The cumulative counters of workers that died: the sums keep counting from the daemon's start. */
+  #retired: WorkerReport = emptyReport();
+  /** The settings every worker is given (and sent again when a reload changes one). */
+  #settings: { clientIdleTimeoutMs: number; headersTimeoutMs: number; trustedProxies: string[]; limits: RequestLimits; maxConnectionsPerClient: number };
+  #hostHealthy = true;
+  #drainSeq = 0;
+  /** Waiters for every live worker to acknowledge a routing version. */
+  #ackWaiters = new Set<() => void>();
+  #closing = false;
+  /** listen() succeeded: from then on a worker that exits is replaced. */
+  #serving = false;
+  #closedWorkers: Promise<void> | null = null;
+
+  constructor(opts: WorkerProxyOptions) {
+    super(opts);
+    this.#n = opts.workers;
+    this.#log = opts.logger;
+    this.#dbFile = opts.dbFile;
+    this.#logLevel = opts.logLevel;
+    this.#workers = new Array<Worker | null>(opts.workers).fill(null);
+    this.#restarts = new Array<number>(opts.workers).fill(0);
+    this.#settings = {
+      clientIdleTimeoutMs: opts.clientIdleTimeoutMs,
+      headersTimeoutMs: opts.headersTimeoutMs,
+      trustedProxies: [...(opts.trustedProxies ?? [])],
+      limits: opts.limits ?? DEFAULT_REQUEST_LIMITS,
+      // Counted per worker: a client whose connections land on several workers may hold up to N × this.
+      maxConnectionsPerClient: opts.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+    };
+  }
+
+  /** Bind the public listeners here (not accepting), then start the workers on them; resolves once every worker serves. */
+  override async listen(listeners: ListenerSpec[]): Promise<{ host: string; port: number }[]> {
+    if (inExecutable()) throw new BatonError('CONFIG_INVALID', 'proxy.workers > 1 is not yet supported in the single executable (it has no worker entry); use 1, or the npm package');
+    if (listeners.some((l) => l.proxyProtocol === true) && this.#settings.trustedProxies.length === 0) {
+      throw new BatonError('CONFIG_INVALID', 'a listener requires the PROXY protocol, which is accepted only from trusted proxies, and none are set');
+    }
+    try {
+      for (const l of listeners) {
+        const key = listenerKey('public', l.host, l.port);
+        const inherited = claimInheritedFd(key);
+        if (inherited !== undefined) {
+          this.#sockets.push({ key, fd: inherited, handle: null, address: { host: l.host, port: l.port } });
+          continue;
+        }
+        const handle = bindOnly(l.host, l.port);
+        const out: Record<string, unknown> = {};
+        handle.getsockname(out);
+        this.#sockets.push({ key, fd: handle.fd, handle, address: { host: String(out['address']), port: Number(out['port']) } });
+      }
+      this.#listeners = listeners;
+      const started = Array.from({ length: this.#n }, (_, i) => this.#start(i));
+      await Promise.all(started.map((w) => this.#whenReady(w)));
+    } catch (err) {
+      await this.#stopWorkers(0);
+      this.#releaseSockets();
+      throw err instanceof BatonError ? err : new BatonError('LISTEN_FAILED', `cannot start the proxy workers: ${errorMessage(err)}`);
+    }
+    this.#serving = true;
+    const bound = this.#sockets.map((s) => s.address);
+    this.#log.info('proxy workers serving', { workers: this.#n, pids: this.#workers.map((w) => w?.child.pid), listen: bound.map((b) => `${b.host}:${b.port}`) });
+    return bound;
+  }
+
+  override listenTls(): Promise<{ host: string; port: number }[]> {
+    return Promise.reject(new BatonError('CONFIG_INVALID', 'proxy.workers > 1 is not yet supported together with tls (HTTPS listeners)'));
+  }
+
+  #start(index: number): Worker {
+    const fds: Record<string, number> = {};
+    this.#sockets.forEach((s, i) => (fds[s.key] = FIRST_LISTENER_FD + i));
+    const child = spawn(process.execPath, [...process.execArgv, workerScript()], {
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.#sockets.map((s) => s.fd)],
+      env: { ...process.env, ...arenaEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds) },
+    });
+    let exited!: () => void;
+    const w: Worker = {
+      index,
+      child,
+      startedAt: Date.now(),
+      ready: false,
+      exited: false,
+      applied: 0,
+      report: emptyReport(),
+      drains: new Map(),
+      exit: new Promise<void>((r) => (exited = r)),
+    };
+    this.#workers[index] = w;
+    child.on('message', (m: FromWorker) => this.#onMessage(w, m));
+    child.on('error', (err) => this.#log.error('proxy worker: spawn failed', { worker: index, error: errorMessage(err) }));
+    child.once('exit', (code, signal) => {
+      w.exited = true;
+      this.#onExit(w, code, signal);
+      exited();
+    });
+    this.#send(w, {
+      t: 'init',
+      index,
+      listeners: this.#listeners,
+      settings: this.#settings,
+      logLevel: this.#logLevel,
+      dbFile: this.#dbFile,
+      hostHealthy: this.#hostHealthy,
+      version: this.#version,
+      spec: specForWorkers(this.#spec, this.#n),
+      reportEveryMs: REPORT_EVERY_MS,
+    });
+    return w;
+  }
+
+  #whenReady(w: Worker): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new BatonError('LISTEN_FAILED', `proxy worker ${w.index} did not start within ${WORKER_START_TIMEOUT_MS / 1000} s`)), WORKER_START_TIMEOUT_MS);
+      const onMessage = (m: FromWorker): void => {
+        if (m.t === 'ready') done(null);
+        else if (m.t === 'failed') done(new BatonError('LISTEN_FAILED', `proxy worker ${w.index} failed to start: ${m.message}`));
+      };
+      const onExit = (code: number | null, signal: string | null): void => done(new BatonError('LISTEN_FAILED', `proxy worker ${w.index} exited during start-up (${signal ?? `status ${code}`})`));
+      const done = (err: BatonError | null): void => {
+        clearTimeout(timer);
+        w.child.off('message', onMessage);
+        w.child.off('exit', onExit);
+        if (err === null) resolve();
+        else reject(err);
+      };
+      w.child.on('message', onMessage);
+      w.child.once('exit', onExit);
+    });
+  }
+
+  #send(w: Worker, m: ToWorker): void {
+    if (w.exited || !w.child.connected) return;
+    // A worker dying meanwhile shows as its exit, handled there.
+    w.child.send(m, (err) => {
+      if (err) this.#log.debug('proxy worker: message not delivered', { worker: w.index, message: m.t, error: errorMessage(err) });
+    });
+  }
+
+  #broadcast(m: ToWorker): void {
+    for (const w of this.#workers) if (w !== null) this.#send(w, m);
+  }
+
+  #onMessage(w: Worker, m: FromWorker): void {
+    switch (m.t) {
+      case 'ready':
+        w.ready = true;
+        if (this.#restarts[w.index]! > 0) this.#log.info('proxy worker serving again', { worker: w.index, pid: m.pid });
+        break;
+      case 'applied':
+        w.applied = Math.max(w.applied, m.version);
+        this.#checkAcks();
+        break;
+      case 'drained':
+        w.drains.get(m.id)?.resolve(m.result);
+        w.drains.delete(m.id);
+        break;
+      case 'report':
+        w.report = m.report;
+        break;
+      case 'failed':
+        this.#log.error('proxy worker failed', { worker: w.index, error: m.message });
+        break;
+    }
+  }
+
+  #onExit(w: Worker, code: number | null, signal: string | null): void {
+    // What it counted stays counted; what it held in flight is gone with it.
+    this.#retired = sumReports([this.#retired, w.report], { gauges: false });
+    for (const [, d] of w.drains) {
+      const inflight = w.report.targets.find((t) => t.id === d.targetId)?.inflight ?? 0;
+      d.resolve({ abandonedRequests: inflight, closedWebSockets: 0, durationMs: 0 });
+    }
+    w.drains.clear();
+    this.#checkAcks();
+    if (this.#workers[w.index] === w) this.#workers[w.index] = null;
+    // During start-up listen() reports the failure; a stop is what close() asked for.
+    if (this.#closing || !this.#serving) return;
+    this.#log.warn('proxy worker exited; starting another on the same sockets (the other workers keep accepting)', { worker: w.index, pid: w.child.pid, code, signal });
+    this.#restartLater(w);
+  }
+
+  #restartLater(w: Worker): void {
+    const lived = Date.now() - w.startedAt;
+    const n = ++this.#restarts[w.index]!;
+    const wait = lived >= STABLE_AFTER_MS ? 0 : Math.min(MAX_RESTART_DELAY_MS, RESTART_DELAY_MS * 2 ** Math.min(10, n - 1));
+    setTimeout(() => {
+      if (this.#closing || this.#workers[w.index] !== null) return;
+      const next = this.#start(w.index);
+      this.#whenReady(next).catch((err) => this.#log.error('proxy worker restart failed', { worker: w.index, error: errorMessage(err) }));
+    }, wait).unref();
+  }
+
+  #checkAcks(): void {
+    for (const f of [...this.#ackWaiters]) f();
+  }
+
+  /** Every live worker routes by `version` (or newer), or `timeoutMs` passed: what a drain waits for before it starts. */
+  #routed(version: number, timeoutMs: number): Promise<void> {
+    const done = (): boolean => this.#workers.every((w) => w === null || w.exited || w.applied >= version);
+    if (done()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.#ackWaiters.delete(check);
+        resolve();
+      };
+      const check = (): void => {
+        if (done()) finish();
+      };
+      const timer = setTimeout(() => {
+        this.#log.warn('proxy workers: a routing change was not acknowledged in time', { version, workers: this.#workers.map((w) => w?.applied) });
+        finish();
+      }, Math.max(0, timeoutMs));
+      this.#ackWaiters.add(check);
+    });
+  }
+
+  override apply(spec: ProxySpec): void {
+    super.apply(spec);
+    this.#spec = spec;
+    this.#version++;
+    this.#broadcast({ t: 'apply', version: this.#version, spec: specForWorkers(spec, this.#n) });
+  }
+
+  /** A drain asks every worker, once each routes without the target, and ends when all have answered. */
+  override async drain(targetId: string, deadlineMs: number, signal?: AbortSignal): Promise<DrainResult> {
+    const started = performance.now();
+    await this.#routed(this.#version, deadlineMs);
+    const asked = this.#workers.filter((w): w is Worker => w !== null && !w.exited);
+    const ids: { w: Worker; id: number }[] = [];
+    const answers = asked.map(
+      (w) =>
+        new Promise<DrainResult>((resolve) => {
+          const id = ++this.#drainSeq;
+          ids.push({ w, id });
+          w.drains.set(id, { targetId, resolve });
+          this.#send(w, { t: 'drain', id, targetId, deadlineMs: Math.max(0, deadlineMs - (performance.now() - started)) });
+        }),
+    );
+    const onAbort = (): void => {
+      for (const { w, id } of ids) this.#send(w, { t: 'drain-abort', id });
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    if (signal?.aborted) onAbort();
+    try {
+      const results = await Promise.all(answers);
+      const durationMs = Math.round(performance.now() - started);
+      const r: DrainResult = {
+        abandonedRequests: results.reduce((n, x) => n + x.abandonedRequests, 0),
+        closedWebSockets: results.reduce((n, x) => n + x.closedWebSockets, 0),
+        durationMs,
+      };
+      if (signal?.aborted || results.some((x) => x.cancelled === true)) r.cancelled = true;
+      return r;
+    } finally {
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  override async forget(targetId: string): Promise<void> {
+    this.#broadcast({ t: 'forget', targetId });
+    await super.forget(targetId);
+    // A release whose figures went away here (its last instance) starts from zero if it comes back, as in one process.
+    const known = new Set(super.releaseMetrics().map((m) => `${m.service}\n${m.release}`));
+    this.#retired.releases = this.#retired.releases.filter((m) => known.has(`${m.service}\n${m.release}`));
+    this.#retired.targets = this.#retired.targets.filter((t) => t.id !== targetId);
+  }
+
+  /** Live workers' latest reports and the dead ones' totals, summed. */
+  #sum(): WorkerReport {
+    return sumReports([this.#retired, ...this.#workers.filter((w): w is Worker => w !== null).map((w) => w.report)]);
+  }
+
+  override counters(service: string): ServiceCounters {
+    const total = super.counters(service);
+    const w = this.#sum().services[service];
+    if (w !== undefined) for (const k of Object.keys(total) as (keyof ServiceCounters)[]) total[k] += w[k] ?? 0;
+    return total;
+  }
+
+  override routingCounters(service: string): RoutingCounters {
+    const total = super.routingCounters(service);
+    const w = this.#sum().routing[service];
+    if (w !== undefined) for (const k of Object.keys(total) as (keyof RoutingCounters)[]) total[k] += w[k] ?? 0;
+    return total;
+  }
+
+  /** The releases this process knows (in service or draining, as in one process), each with the workers' figures added. */
+  override releaseMetrics(service?: string): ReleaseMetrics[] {
+    const sum = this.#sum().releases;
+    const byKey = new Map(sum.map((m) => [`${m.service}\n${m.release}`, m]));
+    return super.releaseMetrics(service).map((mine) => {
+      const w = byKey.get(`${mine.service}\n${mine.release}`);
+      return w === undefined ? mine : sumReports([{ ...emptyReport(), releases: [mine] }, { ...emptyReport(), releases: [w] }]).releases[0]!;
+    });
+  }
+
+  override targets(): TargetStats[] {
+    const sum = new Map(this.#sum().targets.map((t) => [t.id, t]));
+    return super.targets().map((t) => {
+      const w = sum.get(t.id);
+      return w === undefined ? t : { ...t, inflight: t.inflight + w.inflight, websockets: t.websockets + w.websockets, requests: t.requests + w.requests };
+    });
+  }
+
+  override prometheusText(): string {
+    const services = new Set([...Object.keys(this.#sum().routing), ...super.releaseMetrics().map((m) => m.service)]);
+    const held = [...services].sort().map((service) => ({ service, held: this.routingCounters(service).heldNow }));
+    const lines = [
+      '# HELP process_resident_memory_bytes Resident memory size in bytes (the daemon: control plane).',
+      '# TYPE process_resident_memory_bytes gauge',
+      `process_resident_memory_bytes ${process.memoryUsage.rss()}`,
+      '# HELP baton_proxy_worker_requests_total Requests counted by each proxy worker since it (re)started.',
+      '# TYPE baton_proxy_worker_requests_total counter',
+      ...this.workerStatus().map((w) => `baton_proxy_worker_requests_total{worker="${w.index}"} ${w.requests}`),
+      '# HELP baton_proxy_worker_restarts_total Proxy workers started again after they died.',
+      '# TYPE baton_proxy_worker_restarts_total counter',
+      ...this.workerStatus().map((w) => `baton_proxy_worker_restarts_total{worker="${w.index}"} ${w.restarts}`),
+      '# HELP baton_proxy_worker_resident_memory_bytes Resident memory of each proxy worker, measured in the worker.',
+      '# TYPE baton_proxy_worker_resident_memory_bytes gauge',
+      ...this.workerStatus().map((w) => `baton_proxy_worker_resident_memory_bytes{worker="${w.index}"} ${w.rss}`),
+    ];
+    return renderPrometheus(this.releaseMetrics(), held) + lines.join('\n') + '\n';
+  }
+
+  /** Each worker: its pid, what it served since it started, how often it was restarted. */
+  workerStatus(): WorkerStatus[] {
+    return this.#workers.map((w, index) => ({
+      index,
+      pid: w?.child.pid ?? null,
+      requests: w === null ? 0 : Object.values(w.report.services).reduce((n, c) => n + c.requests, 0),
+      restarts: this.#restarts[index]!,
+      rss: w?.report.rss ?? 0,
+    }));
+  }
+
+  override setClientTimeouts(t: { clientIdleTimeoutMs: number; headersTimeoutMs: number }): void {
+    super.setClientTimeouts(t);
+    this.#settings = { ...this.#settings, clientIdleTimeoutMs: t.clientIdleTimeoutMs, headersTimeoutMs: t.headersTimeoutMs };
+    this.#broadcast({ t: 'settings', ...this.#settings });
+  }
+
+  override setTrustedProxies(cidrs: readonly string[]): void {
+    // Checked here first: a malformed network throws before any worker is told.
+    super.setTrustedProxies(cidrs);
+    this.#settings = { ...this.#settings, trustedProxies: [...cidrs] };
+    this.#broadcast({ t: 'settings', ...this.#settings });
+  }
+
+  override setRequestLimits(limits: RequestLimits): void {
+    super.setRequestLimits(limits);
+    this.#settings = { ...this.#settings, limits };
+    this.#broadcast({ t: 'settings', ...this.#settings });
+  }
+
+  override setMaxConnectionsPerClient(max: number): void {
+    super.setMaxConnectionsPerClient(max);
+    this.#settings = { ...this.#settings, maxConnectionsPerClient: max };
+    this.#broadcast({ t: 'settings', ...this.#settings });
+  }
+
+  override setHostHealth(healthy: boolean): void {
+    super.setHostHealth(healthy);
+    this.#hostHealthy = healthy;
+    this.#broadcast({ t: 'host-health', healthy });
+  }
+
+  override handOver(): never {
+    throw new BatonError('UPGRADE_REFUSED', 'proxy.workers > 1: handing the workers over to a new daemon is not built yet');
+  }
+
+  /** Every worker stops accepting and finishes what it has (bounded), then the sockets held here close. */
+  override close(): Promise<void> {
+    this.#closedWorkers ??= (async () => {
+      await this.#stopWorkers(15_000);
+      this.#releaseSockets();
+      await super.close();
+    })();
+    return this.#closedWorkers;
+  }
+
+  async #stopWorkers(graceMs: number): Promise<void> {
+    this.#closing = true;
+    const live = this.#workers.filter((w): w is Worker => w !== null && !w.exited);
+    for (const w of live) this.#send(w, { t: 'close' });
+    await Promise.all(
+      live.map(async (w) => {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([w.exit, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+        clearTimeout(timer);
+        if (!w.exited) {
+          w.child.kill('SIGKILL');
+          await w.exit;
+        }
+      }),
+    );
+  }
+
+  #releaseSockets(): void {
+    for (const s of this.#sockets.splice(0)) {
+      if (s.handle !== null) s.handle.close();
+      else {
+        try {
+          closeSync(s.fd);
+        } catch {
+          // already closed
+        }
+      }
+    }
+  }
+}

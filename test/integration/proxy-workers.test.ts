@@ -1,0 +1,144 @@
+// proxy.workers: 2 — two proxy worker processes accept from the daemon's one
+// listening socket. A deploy under load (keep-alive and new-connection
+// clients) fails nothing and moves v1 → v2; both workers serve; status and
+// /metrics show the workers' counters summed; a worker killed with SIGKILL
+// under load is replaced while the other keeps serving.
+
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { startLoad, type LoadResult } from '../helpers/load.ts';
+
+let d: TestDaemon;
+before(async () => {
+  d = await createDaemon({ start: false, metrics: true });
+  const text = await readFile(d.configFile, 'utf8');
+  await writeFile(d.configFile, text.replace('services:\n', 'proxy: { workers: 2 }\nservices:\n'));
+  await d.start();
+  const r = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+});
+after(async () => {
+  await d?.cleanup();
+});
+
+interface WorkerRow {
+  index: number;
+  pid: number | null;
+  requests: number;
+  restarts: number;
+}
+
+async function workers(): Promise<WorkerRow[]> {
+  return (await d.status()).daemon.proxyWorkers as WorkerRow[];
+}
+
+async function metricsText(): Promise<string> {
+  const res = await fetch(`http://127.0.0.1:${d.metricsPort}/metrics`);
+  assert.equal(res.status, 200);
+  return res.text();
+}
+
+/** Sum of a metric family's samples (optionally those whose labels match). */
+function metricSum(text: string, name: string, labels = /.*/): number {
+  let n = 0;
+  for (const line of text.split('\n')) {
+    const m = new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`).exec(line);
+    if (m && labels.test(m[1]!)) n += Number(m[2]);
+  }
+  return n;
+}
+
+function refused(r: LoadResult): string[] {
+  return [...r.errors, ...r.clients.flatMap((c) => c.failures)].filter((e) => /ECONNREFUSED|refused/i.test(e));
+}
+
+test('two workers, each its own process, neither the daemon', async () => {
+  const s = await d.status();
+  const ws = s.daemon.proxyWorkers as WorkerRow[];
+  assert.equal(ws.length, 2);
+  for (const w of ws) {
+    assert.equal(typeof w.pid, 'number');
+    assert.notEqual(w.pid, s.daemon.pid);
+  }
+  assert.notEqual(ws[0]!.pid, ws[1]!.pid);
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v1');
+});
+
+test('deploy v2 under keep-alive and new-connection load: 0 failed, v1 → v2, both workers served, counters summed', async () => {
+  const v2 = await d.release('v2');
+  const before = (await d.status('web')).services[0].counters.requests as number;
+  const keep = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  const fresh = startLoad({ url: d.url + '/', concurrency: 4, keepAlive: false, maxMs: 60_000 });
+  await keep.waitFor(100, 15_000);
+  await fresh.waitFor(100, 15_000);
+  const r = await d.cli(['deploy', 'web', v2]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const n = keep.snapshot().total + fresh.snapshot().total;
+  await waitUntil('100 more requests after the deploy', () => keep.snapshot().total + fresh.snapshot().total >= n + 100, 15_000);
+  const [a, b] = await Promise.all([keep.stop(), fresh.stop()]);
+  for (const [res, label] of [[a, 'keep-alive'], [b, 'new connections']] as const) {
+    assert.equal(res.failed, 0, `${label}: ${res.failed} of ${res.total} failed: ${res.errors.join('; ')}`);
+    assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2'], `${label}: ${JSON.stringify(res.bodies)}`);
+    for (const seq of res.sequences) assert.equal(seq.at(-1), 'v2', `${label}: a client ended on ${seq.join(' → ')}`);
+  }
+  for (const seq of a.sequences) assert.deepEqual(seq, ['v1', 'v2'], `a keep-alive client saw ${seq.join(' → ')}`);
+  const total = a.total + b.total;
+
+  // Each worker reports every 500 ms: poll until the sums include everything the clients got.
+  await waitUntil('the workers\' counters to include the load', async () => {
+    const c = (await d.status('web')).services[0].counters;
+    return c.requests >= before + total;
+  }, 10_000);
+  const s = await d.status('web');
+  const ws = s.daemon.proxyWorkers as WorkerRow[];
+  for (const w of ws) assert.ok(w.requests > 0, `worker ${w.index} served no request: ${JSON.stringify(ws)}`);
+  const c = s.services[0].counters;
+  assert.equal(c.failed, 0);
+  assert.equal(c.requests, ws.reduce((x, w) => x + w.requests, 0), `status's counters are the workers' sum: ${JSON.stringify({ c, ws })}`);
+  // /metrics: the per-release figures summed over the workers, and per-worker counts.
+  const text = await metricsText();
+  assert.equal(metricSum(text, 'baton_requests_total', /service="web"/), c.requests, text);
+  assert.ok(metricSum(text, 'baton_requests_total', /release="v2[^"]*"/) > 0, text);
+  for (const w of ws) assert.equal(metricSum(text, 'baton_proxy_worker_requests_total', new RegExp(`worker="${w.index}"`)), w.requests);
+  assert.equal(metricSum(text, 'baton_failed_requests_total'), 0);
+});
+
+test('a worker killed with SIGKILL under load: replaced on the same socket, the other kept serving, no connection refused', async () => {
+  const ws = await workers();
+  const victim = ws[0]!;
+  const survivor = ws[1]!;
+  const keep = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 60_000 });
+  const fresh = startLoad({ url: d.url + '/', concurrency: 4, keepAlive: false, maxMs: 60_000 });
+  await keep.waitFor(100, 15_000);
+  await fresh.waitFor(100, 15_000);
+  const survivorBefore = survivor.requests;
+  process.kill(victim.pid!, 'SIGKILL');
+  const atKill = fresh.snapshot().total;
+  await waitUntil('a new worker 0', async () => {
+    const now = (await workers())[0]!;
+    return now.pid !== victim.pid && now.pid !== null && now.restarts === 1 && now.requests > 0;
+  }, 20_000, 100);
+  await waitUntil('200 more new-connection requests', () => fresh.snapshot().total >= atKill + 200, 15_000);
+  const [a, b] = await Promise.all([keep.stop(), fresh.stop()]);
+  // Only requests in flight on the killed worker's connections can fail: at most one per client.
+  assert.equal(refused(b).length, 0, `new connections were refused: ${refused(b).join('; ')}`);
+  assert.ok(b.failed <= 4, `new connections: ${b.failed} failed (at most the 4 in flight): ${b.errors.join('; ')}`);
+  assert.ok(a.failed <= 4, `keep-alive: ${a.failed} failed (at most the 4 in flight): ${a.errors.join('; ')}`);
+  assert.deepEqual(Object.keys(a.bodies), ['v2']);
+  const after = await workers();
+  assert.equal(after[1]!.pid, survivor.pid, 'the other worker was not restarted');
+  assert.equal(after[1]!.restarts, 0);
+  assert.ok(after[1]!.requests > survivorBefore, 'the other worker kept serving');
+  // The dead worker's counts stay in the sums (up to its last report).
+  const c = (await d.status('web')).services[0].counters;
+  assert.ok(c.requests >= after[0]!.requests + after[1]!.requests + victim.requests, JSON.stringify({ c, after, victim }));
+});
+
+test('baton upgrade is refused with proxy workers, and the daemon keeps serving', async () => {
+  const r = await d.cli(['upgrade']);
+  assert.notEqual(r.code, 0);
+  assert.match(r.stderr + r.stdout, /proxy\.workers > 1/);
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v2');
+});
