@@ -136,6 +136,17 @@ test('a worker killed with SIGKILL under load: replaced on the same socket, the 
   assert.ok(c.requests >= after[0]!.requests + after[1]!.requests + victim.requests, JSON.stringify({ c, after, victim }));
 });
 
+test('pause holds requests in every worker (held count summed) and resume delivers them all', async () => {
+  assert.equal((await d.cli(['pause', 'web'])).code, 0);
+  // New connections: the kernel hands them to either worker.
+  const held = Array.from({ length: 10 }, () => fetch(d.url + '/', { headers: { connection: 'close' } }).then(async (r) => ({ status: r.status, body: (await r.text()).trim() })));
+  await waitUntil('the 10 requests to be held by the pause', async () => /^baton_held_requests\{service="web"\} 10$/m.test(await metricsText()), 10_000, 100);
+  assert.equal((await d.cli(['resume', 'web'])).code, 0);
+  const results = await Promise.all(held);
+  assert.deepEqual(results, Array.from({ length: 10 }, () => ({ status: 200, body: 'v2' })));
+  await waitUntil('released counted', async () => /^baton_held_requests\{service="web"\} 0$/m.test(await metricsText()), 10_000, 100);
+});
+
 test('baton upgrade is refused with proxy workers, and the daemon keeps serving', async () => {
   const r = await d.cli(['upgrade']);
   assert.notEqual(r.code, 0);
