@@ -381,7 +381,7 @@ export async function history(td: TestDaemon, service: string, id?: number): Pro
 }
 
 /** Options shared by the wrk benches (proxy.ts, canary.ts): rounds, seconds, connections, CPU pinning. */
-export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: number; PIN: boolean; SERVER_CPU: string | null; LOAD_CPU: string | null } {
+export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: number; PIN: boolean; SERVER_CPU: string | null; LOAD_CPU: string | null; WORKERS: number } {
   const { values } = parseArgs({
     options: {
       quick: { type: 'boolean', default: false },
@@ -389,6 +389,8 @@ export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: num
       seconds: { type: 'string' },
       'no-pin': { type: 'boolean', default: false },
       connections: { type: 'string', default: '50' },
+      // bench/proxy.ts: also a daemon with `proxy.workers: N` (N > 1), measured in the same rounds.
+      workers: { type: 'string', default: '1' },
     },
   });
   const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
@@ -399,5 +401,6 @@ export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: num
     PIN,
     SERVER_CPU: PIN ? '0' : null,
     LOAD_CPU: PIN ? '1' : null,
+    WORKERS: Number(values.workers),
   };
 }

@@ -17,7 +17,11 @@
 // daemon and the http-proxy server all share CPU 0. So "direct" gets one core
 // for the app alone, and a proxy's cost shows as CPU taken from the app.
 //
-//   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
+//   (f) with --workers N (N > 1): "baton-workers", a third daemon with
+//       `proxy.workers: N` (its own instance): the proxy CPU counted is the
+//       daemon's and its workers' together.
+//
+//   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin] [--workers N]
 // Needs wrk: apt-get update && apt-get install -y wrk
 
 import { readFileSync } from 'node:fs';
@@ -28,9 +32,9 @@ import {
   registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
-const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
+const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU, WORKERS } = wrkBenchOptions();
 
-type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor';
+type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor' | 'baton-workers';
 
 /** The V8 flags on a process's command line. */
 function v8Flags(pid: number): string {
@@ -104,10 +108,29 @@ async function main(): Promise<boolean> {
   if (SERVER_CPU) pin(inst2.pid, SERVER_CPU);
   console.log(`daemon V8 flags: baton ${v8Flags(td.proc.pid!)}; baton-v8-young ${v8Flags(d2.pid!)}`);
 
-  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'baton-v8-young': `${td2.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/` };
-  const proxyPid: Record<Target, number | null> = { direct: null, baton: td.proc.pid!, 'baton-v8-young': d2.pid!, 'http-proxy': hp.pid, 'undici-floor': floor.pid };
-  const appPid = (t: Target): number => (t === 'baton-v8-young' ? inst2.pid : inst.pid);
-  const targets: Target[] = ['direct', 'baton', 'baton-v8-young', 'http-proxy', 'undici-floor'];
+  // proxy.workers: N — the daemon (control plane) and its N worker processes.
+  let workersUrl = '';
+  let workersPids: number[] = [];
+  let inst3Pid = 0;
+  if (WORKERS > 1) {
+    const td3 = await createDaemon({ start: false });
+    registerDaemon(td3);
+    writeDaemonConfig(td3, fixtureService('web', { instances: 1 }), 'info', [`proxy: { workers: ${WORKERS} }`]);
+    await td3.start();
+    const dep3 = await td3.cli(['deploy', 'web', await td3.release('v1')]);
+    if (dep3.code !== 0) throw new Error(`deploy (workers daemon) failed: ${dep3.stdout}${dep3.stderr}`);
+    const st3 = await td3.status('web');
+    inst3Pid = st3.services[0].instances[0].pid;
+    workersPids = [td3.proc.pid!, ...(st3.daemon.proxyWorkers as { pid: number }[]).map((w) => w.pid)];
+    if (SERVER_CPU) for (const pid of [...workersPids, inst3Pid]) pin(pid, SERVER_CPU);
+    workersUrl = `${td3.url}/`;
+    console.log(`baton-workers: proxy.workers ${WORKERS}, daemon and worker pids ${workersPids.join(', ')}`);
+  }
+
+  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'baton-v8-young': `${td2.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/`, 'baton-workers': workersUrl };
+  const proxyPids: Record<Target, number[]> = { direct: [], baton: [td.proc.pid!], 'baton-v8-young': [d2.pid!], 'http-proxy': [hp.pid], 'undici-floor': [floor.pid], 'baton-workers': workersPids };
+  const appPid = (t: Target): number => (t === 'baton-v8-young' ? inst2.pid : t === 'baton-workers' ? inst3Pid : inst.pid);
+  const targets: Target[] = ['direct', 'baton', 'baton-v8-young', 'http-proxy', 'undici-floor', ...(WORKERS > 1 ? (['baton-workers'] as const) : [])];
   for (const t of targets) {
     const body = await (await fetch(urls[t])).text();
     if (body.trim() !== 'v1') throw new Error(`${t} answered ${JSON.stringify(body)}`);
@@ -116,14 +139,14 @@ async function main(): Promise<boolean> {
   // Warm-up (JIT, pools), not recorded.
   for (const t of targets) await runWrk(urls[t], { connections: CONNS, seconds: 2, cpus: LOAD_CPU });
 
-  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'baton-v8-young': [], 'http-proxy': [], 'undici-floor': [] };
+  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'baton-v8-young': [], 'http-proxy': [], 'undici-floor': [], 'baton-workers': [] };
+  const proxyCpu = (t: Target): number => proxyPids[t].reduce((n, pid) => n + cpuMs(pid), 0);
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
-      const pp = proxyPid[t];
-      const p0 = pp === null ? 0 : cpuMs(pp);
+      const p0 = proxyCpu(t);
       const a0 = cpuMs(appPid(t));
       const w = await runWrk(urls[t], { connections: CONNS, seconds: SECONDS, cpus: LOAD_CPU });
-      const proxyCpuUsPerReq = pp === null ? 0 : ((cpuMs(pp) - p0) * 1000) / w.requests;
+      const proxyCpuUsPerReq = proxyPids[t].length === 0 ? 0 : ((proxyCpu(t) - p0) * 1000) / w.requests;
       const appCpuUsPerReq = ((cpuMs(appPid(t)) - a0) * 1000) / w.requests;
       runs[t].push({ ...w, proxyCpuUsPerReq, appCpuUsPerReq });
       console.log(`  round ${r + 1} ${t.padEnd(10)} ${fmt(w.rps, 0).padStart(7)} req/s  p50 ${fmt(w.p50Ms)} ms  p99 ${fmt(w.p99Ms)} ms  errors ${w.non2xx + w.socketErrors}`);
@@ -183,6 +206,13 @@ async function main(): Promise<boolean> {
     ['(info) baton (1 MB semi-space) vs baton-v8-young: req/s', ratio(med('baton', 'rps'), med('baton-v8-young', 'rps')), '-'],
     ['(info) baton vs baton-v8-young: CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('baton-v8-young', 'proxyCpuUsPerReq')), '-'],
     ['(info) baton vs baton-v8-young: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton['baton-v8-young'].p99Ms), '-'],
+    ...(WORKERS > 1
+      ? [
+          [`(info) baton-workers (${WORKERS}) vs baton (in-process): req/s`, ratio(med('baton-workers', 'rps'), med('baton', 'rps')), '-'],
+          [`(info) baton-workers (${WORKERS}) vs baton: proxy CPU per request`, ratio(med('baton-workers', 'proxyCpuUsPerReq'), med('baton', 'proxyCpuUsPerReq')), '-'],
+          [`(info) baton-workers (${WORKERS}) vs baton: p99 at 50% of baton max`, ratio(halfBaton['baton-workers'].p99Ms, halfBaton.baton.p99Ms), '-'],
+        ]
+      : []),
     ['no errors', noErrors ? '0' : 'some', verdict(noErrors)],
   ]));
   return tput >= 0.3 && ahead && p99x < 2 && noErrors;
