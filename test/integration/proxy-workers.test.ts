@@ -2,11 +2,13 @@
 // listening socket. A deploy under load (keep-alive and new-connection
 // clients) fails nothing and moves v1 → v2; both workers serve; status and
 // /metrics show the workers' counters summed; a worker killed with SIGKILL
-// under load is replaced while the other keeps serving.
+// under load is replaced while the other keeps serving; pause holds requests
+// in each worker; a WebSocket is closed by its worker's drain.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
+import WebSocket from 'ws';
 import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
@@ -147,9 +149,28 @@ test('pause holds requests in every worker (held count summed) and resume delive
   await waitUntil('released counted', async () => /^baton_held_requests\{service="web"\} 0$/m.test(await metricsText()), 10_000, 100);
 });
 
+test('a WebSocket held by a worker survives the switch and is closed with 1001 by that worker\'s drain, counted in the deploy', async () => {
+  const ws = new WebSocket(d.url.replace('http', 'ws') + '/ws');
+  ws.on('error', () => {});
+  const closed = new Promise<number>((resolve) => ws.once('close', (code) => resolve(code)));
+  const first = await new Promise<string>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no WebSocket message within 5 s')), 5000);
+    ws.once('message', (m) => {
+      clearTimeout(t);
+      resolve(String(m));
+    });
+  });
+  assert.equal(first, 'hello v2');
+  const r = await d.cli(['deploy', 'web', await d.release('v3')]);
+  assert.equal(r.code, 0, r.stdout + r.stderr);
+  assert.equal(await closed, 1001);
+  assert.match(r.stdout, /1 WebSocket\(s\) closed with 1001/);
+  await waitUntil('the upgrade counted', async () => (await d.status('web')).services[0].counters.websockets >= 1, 10_000);
+});
+
 test('baton upgrade is refused with proxy workers, and the daemon keeps serving', async () => {
   const r = await d.cli(['upgrade']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr + r.stdout, /proxy\.workers > 1/);
-  assert.equal((await (await fetch(d.url)).text()).trim(), 'v2');
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
 });

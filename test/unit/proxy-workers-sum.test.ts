@@ -1,0 +1,71 @@
+// The sum of proxy workers' reports (src/daemon/worker-protocol.ts): what
+// status, /metrics and the canary analysis read with `proxy.workers` > 1.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { emptyReport, sumReports, type WorkerReport } from '../../src/daemon/worker-protocol.ts';
+import { LATENCY_BUCKETS_MS } from '../../src/proxy/index.ts';
+
+function report(requests: number, inflight: number, heldNow: number, latencyCounts: number[]): WorkerReport {
+  return {
+    services: { web: { requests, failed: 1, appErrors: 0, retries: 2, websockets: 0 } },
+    routing: { web: { stable: requests, canary: 0, overrides: 0, fallbacks: 0, cookiesSet: 0, maintenance: 0, held: heldNow, released: 0, expired: 0, overflowed: 0, abandoned: 0, heldNow, betaLinksAccepted: 0, betaLinksRefused: 0 } },
+    releases: [
+      {
+        service: 'web',
+        release: 'v1',
+        requests,
+        status: { '1xx': 0, '2xx': requests, '3xx': 0, '4xx': 0, '5xx': 0 },
+        connectionErrors: 0,
+        failed: 1,
+        appErrors: 0,
+        retries: 2,
+        inflight,
+        websockets: 1,
+        websocketsTotal: 3,
+        latency: { bucketsMs: LATENCY_BUCKETS_MS, counts: latencyCounts, sumMs: requests * 2 },
+      },
+    ],
+    targets: [{ id: 'web-1', service: 'web', release: 'v1', port: 4000, inService: true, inflight, websockets: 1, requests }],
+    rss: 50_000_000,
+  };
+}
+
+const counts = (n: number): number[] => LATENCY_BUCKETS_MS.map((_, i) => Math.min(n, i * 10));
+
+test('live workers: counters, routing, per-release figures (histogram bucket by bucket) and target gauges add up', () => {
+  const s = sumReports([report(100, 3, 2, counts(100)), report(50, 1, 4, counts(50))]);
+  assert.deepEqual(s.services['web'], { requests: 150, failed: 2, appErrors: 0, retries: 4, websockets: 0 });
+  assert.equal(s.routing['web']!.stable, 150);
+  assert.equal(s.routing['web']!.heldNow, 6);
+  const r = s.releases[0]!;
+  assert.equal(s.releases.length, 1);
+  assert.equal(r.requests, 150);
+  assert.equal(r.status['2xx'], 150);
+  assert.equal(r.inflight, 4);
+  assert.equal(r.websocketsTotal, 6);
+  assert.deepEqual(r.latency.counts, counts(100).map((c, i) => c + counts(50)[i]!));
+  assert.equal(r.latency.sumMs, 300);
+  assert.deepEqual(s.targets, [{ id: 'web-1', service: 'web', release: 'v1', port: 4000, inService: true, inflight: 4, websockets: 2, requests: 150 }]);
+  assert.equal(s.rss, 100_000_000);
+});
+
+test('a dead worker leaves its totals, not its gauges; the inputs are not changed', () => {
+  const dead = report(100, 3, 2, counts(100));
+  const before = JSON.stringify(dead);
+  const retired = sumReports([emptyReport(), dead], { gauges: false });
+  assert.equal(JSON.stringify(dead), before);
+  assert.equal(retired.services['web']!.requests, 100);
+  assert.equal(retired.routing['web']!.heldNow, 0);
+  assert.equal(retired.routing['web']!.held, 2);
+  assert.equal(retired.releases[0]!.inflight, 0);
+  assert.equal(retired.releases[0]!.websockets, 0);
+  assert.equal(retired.releases[0]!.requests, 100);
+  assert.equal(retired.targets[0]!.inflight, 0);
+  assert.equal(retired.targets[0]!.requests, 100);
+  assert.equal(retired.rss, 0);
+  // Then summed with a live replacement: totals keep counting from the first start.
+  const s = sumReports([retired, report(7, 1, 0, counts(7))]);
+  assert.equal(s.services['web']!.requests, 107);
+  assert.equal(s.releases[0]!.inflight, 1);
+});
