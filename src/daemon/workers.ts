@@ -23,6 +23,7 @@ import type { DrainResult, ReleaseMetrics, RequestLimits, RoutingCounters, Servi
 import { DEFAULT_REQUEST_LIMITS } from '../proxy/limits.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
 import { renderPrometheus } from '../proxy/metrics.ts';
+import { renderShedding } from '../proxy/admission.ts';
 import { emptyReport, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
 
 /** How often each worker reports its counters: status, /metrics and the canary analysis read at most this old a sum. */
@@ -110,7 +111,7 @@ function arenaEnv(): Record<string, string> {
  * has room: the kernel spreads connections, not load, evenly.
  */
 function specForWorkers(spec: ProxySpec, n: number): ProxySpec {
-  const share = (x: number): number => Math.max(1, Math.ceil(x / n));
+  const share = (x: number): number => (x === 0 ? 0 : Math.max(1, Math.ceil(x / n)));
   return {
     services: spec.services.map((s) => {
       let out = s;
@@ -438,8 +439,10 @@ export class WorkerProxy extends Proxy {
   }
 
   override prometheusText(): string {
-    const services = new Set([...Object.keys(this.#sum().routing), ...super.releaseMetrics().map((m) => m.service)]);
-    const held = [...services].sort().map((service) => ({ service, held: this.routingCounters(service).heldNow }));
+    const services = [...new Set([...Object.keys(this.#sum().routing), ...super.releaseMetrics().map((m) => m.service)])].sort();
+    const routing = services.map((service) => ({ service, routing: this.routingCounters(service) }));
+    const held = routing.map((r) => ({ service: r.service, held: r.routing.heldNow }));
+    const shedding = routing.map((r) => ({ ...r, queued: r.routing.queuedNow }));
     const lines = [
       '# HELP process_resident_memory_bytes Resident memory size in bytes (the daemon: control plane).',
       '# TYPE process_resident_memory_bytes gauge',
@@ -454,7 +457,7 @@ export class WorkerProxy extends Proxy {
       '# TYPE baton_proxy_worker_resident_memory_bytes gauge',
       ...this.workerStatus().map((w) => `baton_proxy_worker_resident_memory_bytes{worker="${w.index}"} ${w.rss}`),
     ];
-    return renderPrometheus(this.releaseMetrics(), held) + lines.join('\n') + '\n';
+    return renderPrometheus(this.releaseMetrics(), held) + renderShedding(shedding) + lines.join('\n') + '\n';
   }
 
   /** Each worker: its pid, what it served since it started, how often it was restarted. */

@@ -4,12 +4,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { emptyReport, sumReports, type WorkerReport } from '../../src/daemon/worker-protocol.ts';
-import { LATENCY_BUCKETS_MS } from '../../src/proxy/index.ts';
+import { LATENCY_BUCKETS_MS, Proxy, type ProxySpec } from '../../src/proxy/index.ts';
+import { WorkerProxy } from '../../src/daemon/workers.ts';
+import { createLogger } from '../../src/core/log.ts';
+import { defaultService } from '../../src/config/index.ts';
 
 function report(requests: number, inflight: number, heldNow: number, latencyCounts: number[]): WorkerReport {
   return {
     services: { web: { requests, failed: 1, appErrors: 0, retries: 2, websockets: 0 } },
-    routing: { web: { stable: requests, canary: 0, overrides: 0, fallbacks: 0, cookiesSet: 0, maintenance: 0, held: heldNow, released: 0, expired: 0, overflowed: 0, abandoned: 0, heldNow, betaLinksAccepted: 0, betaLinksRefused: 0 } },
+    routing: { web: { stable: requests, canary: 0, overrides: 0, fallbacks: 0, cookiesSet: 0, maintenance: 0, held: heldNow, released: 0, expired: 0, overflowed: 0, abandoned: 0, heldNow, betaLinksAccepted: 0, betaLinksRefused: 0, queued: 5, shed: 1, queueTimeouts: 0, queuedNow: 2 } },
     releases: [
       {
         service: 'web',
@@ -38,6 +41,8 @@ test('live workers: counters, routing, per-release figures (histogram bucket by 
   assert.deepEqual(s.services['web'], { requests: 150, failed: 2, appErrors: 0, retries: 4, websockets: 0 });
   assert.equal(s.routing['web']!.stable, 150);
   assert.equal(s.routing['web']!.heldNow, 6);
+  assert.equal(s.routing['web']!.queuedNow, 4);
+  assert.equal(s.routing['web']!.shed, 2);
   const r = s.releases[0]!;
   assert.equal(s.releases.length, 1);
   assert.equal(r.requests, 150);
@@ -58,6 +63,8 @@ test('a dead worker leaves its totals, not its gauges; the inputs are not change
   assert.equal(retired.services['web']!.requests, 100);
   assert.equal(retired.routing['web']!.heldNow, 0);
   assert.equal(retired.routing['web']!.held, 2);
+  assert.equal(retired.routing['web']!.queuedNow, 0);
+  assert.equal(retired.routing['web']!.queued, 5);
   assert.equal(retired.releases[0]!.inflight, 0);
   assert.equal(retired.releases[0]!.websockets, 0);
   assert.equal(retired.releases[0]!.requests, 100);
@@ -68,4 +75,19 @@ test('a dead worker leaves its totals, not its gauges; the inputs are not change
   const s = sumReports([retired, report(7, 1, 0, counts(7))]);
   assert.equal(s.services['web']!.requests, 107);
   assert.equal(s.releases[0]!.inflight, 1);
+});
+
+test('the workers\' /metrics has every family the in-process proxy has, and the per-worker ones', () => {
+  const logger = createLogger('error');
+  const opts = { logger, clientIdleTimeoutMs: 1000, headersTimeoutMs: 1000 };
+  const spec: ProxySpec = { services: [{ name: 'web', hosts: [], isDefault: true, balance: 'round_robin', upstream: defaultService('web', 'x').upstream, targets: [{ id: 'web-1', release: 'v1', host: '127.0.0.1', port: 1 }] }] };
+  const one = new Proxy(opts);
+  // Constructed only: no worker is started until listen().
+  const many = new WorkerProxy({ ...opts, workers: 2, dbFile: '/nonexistent/baton.db', logLevel: 'error' });
+  one.apply(spec);
+  many.apply(spec);
+  const families = (text: string): string[] => [...text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]!);
+  const mine = families(many.prometheusText());
+  for (const f of families(one.prometheusText())) assert.ok(mine.includes(f), `${f} is missing with proxy workers`);
+  for (const f of ['baton_proxy_worker_requests_total', 'baton_proxy_worker_restarts_total', 'baton_proxy_worker_resident_memory_bytes']) assert.ok(mine.includes(f), f);
 });
