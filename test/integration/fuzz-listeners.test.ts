@@ -1,6 +1,8 @@
 // A bounded run of random and mutated bytes at a real daemon's listeners: the
-// plain HTTP/1.1 listener, and the TLS listener over HTTP/1.1 and HTTP/2 (ALPN),
-// plus bytes that are not TLS at all at the TLS port. Requests are mutated from
+// plain HTTP/1.1 listener (from an untrusted client and from a trusted proxy,
+// whose X-Forwarded-* baton keeps), a listener that reads the PROXY protocol
+// (valid and mutated v1 and v2 headers), and the TLS listener over HTTP/1.1 and
+// HTTP/2 (ALPN), plus bytes that are not TLS at all at the TLS port. Requests are mutated from
 // a corpus of valid and tricky ones (chunked and sized bodies, absolute-form,
 // upgrades, Expect, pipelining, CONNECT, baton's own endpoints; HTTP/2 requests
 // with bodies, CONTINUATION, priorities, resets); the mutations flip, insert
@@ -20,7 +22,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { readdirSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 import { parsePrometheus, withTimeout, type PromSample } from '../fixtures/proxy-harness.ts';
@@ -30,7 +32,9 @@ const SEED = Number(process.env['BATON_FUZZ_SEED'] ?? 20261130);
 const SCALE = Number(process.env['BATON_FUZZ_SCALE'] ?? 1);
 const MiB = 2 ** 20;
 /** Connections per kind of input. */
-const PER_KIND = { plain: 240, tlsH1: 120, h2: 180, notTls: 40 };
+const PER_KIND = { plain: 160, trusted: 60, proxyProtocol: 100, tlsH1: 120, h2: 180, notTls: 40 };
+/** The loopback address the daemon trusts as a proxy (X-Forwarded-*, the PROXY protocol); the others connect from 127.0.0.1. */
+const TRUSTED = '127.0.0.3';
 /** Connections at once (the daemon's own per-client cap is raised above it). */
 const CONCURRENCY = 24;
 /**
@@ -149,6 +153,40 @@ const H2_CORPUS: readonly (() => Buffer[])[] = [
   () => [frame(HEADERS, END_STREAM | END_HEADERS, 1, headerBlock(false, '/download?bytes=300000')), frame(WINDOW_UPDATE, 0, 1, Buffer.from([0, 0, 0, 1]))],
 ];
 
+// ---- the PROXY protocol ----
+
+const PP2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a]);
+
+/** A PROXY header as a balancer sends it: v1 TCP4, TCP6 or UNKNOWN, or v2 PROXY/LOCAL over INET/INET6 with TLVs (the SSL one perhaps). */
+function proxyHeader(r: Rand): Buffer {
+  const v4 = (): string => [int(r, 256), int(r, 256), int(r, 256), int(r, 256)].join('.');
+  const v6 = (): string => Array.from({ length: 8 }, () => int(r, 65536).toString(16)).join(':');
+  switch (int(r, 5)) {
+    case 0:
+      return latin1(`PROXY TCP4 ${v4()} ${v4()} ${int(r, 65536)} ${int(r, 65536)}\r\n`);
+    case 1:
+      return latin1(`PROXY TCP6 ${v6()} ${oneOf(r, ['::1', v6()])} ${int(r, 65536)} ${int(r, 65536)}\r\n`);
+    case 2:
+      return latin1('PROXY UNKNOWN\r\n');
+    default: {
+      const inet6 = r() < 0.5;
+      const addrs = randomBytes(r, inet6 ? 36 : 12);
+      const tlvs = r() < 0.5 ? Buffer.from([0x20, 0, 5, int(r, 2), 0, 0, 0, 0]) : Buffer.from([0x04, 0, 2, 0x61, 0x62]);
+      const body = Buffer.concat([addrs, tlvs]);
+      return Buffer.concat([PP2_SIGNATURE, Buffer.from([r() < 0.9 ? 0x21 : 0x20, inet6 ? 0x21 : 0x11, body.length >> 8, body.length & 0xff]), body]);
+    }
+  }
+}
+
+/** What a balancer's connection carries: a header then a request, either perhaps mutated; or random bytes. */
+function proxyProtocolInput(r: Rand): Buffer {
+  const x = r();
+  if (x < 0.1) return randomBytes(r, 1 + int(r, 200));
+  if (x < 0.4) return Buffer.concat([mutate(proxyHeader(r), r, [PP2_SIGNATURE, latin1('PROXY '), latin1('\r\n'), Buffer.from([0xff, 0xff])]), oneOf(r, H1_CORPUS)]);
+  if (x < 0.5) return Buffer.concat([proxyHeader(r), oneOf(r, H1_CORPUS)]);
+  return Buffer.concat([proxyHeader(r), h1Input(r)]);
+}
+
 // ---- mutations ----
 
 function mutate(input: Buffer, r: Rand, tokens: readonly Buffer[]): Buffer {
@@ -212,10 +250,12 @@ function h2Input(r: Rand): Buffer[] {
 
 // ---- connections ----
 
-type Kind = 'plain' | 'tlsH1' | 'h2' | 'notTls';
+type Kind = keyof typeof PER_KIND;
 
 interface Target {
   plainPort: number;
+  /** The plain listener that reads a PROXY header first. */
+  proxyProtocolPort: number;
   tlsPort: number;
   ca: TestCa;
 }
@@ -230,9 +270,16 @@ function blast(to: Target, kind: Kind, chunks: Buffer[]): Promise<void> {
       for (const c of chunks) s.write(c);
     };
     const s: net.Socket =
-      kind === 'plain' || kind === 'notTls'
-        ? net.connect({ host: '127.0.0.1', port: kind === 'plain' ? to.plainPort : to.tlsPort }, write)
-        : tls.connect({ host: '127.0.0.1', port: to.tlsPort, servername: HOST, ca: to.ca.caPem, ALPNProtocols: [kind === 'h2' ? 'h2' : 'http/1.1'] }, write);
+      kind === 'tlsH1' || kind === 'h2'
+        ? tls.connect({ host: '127.0.0.1', port: to.tlsPort, servername: HOST, ca: to.ca.caPem, ALPNProtocols: [kind === 'h2' ? 'h2' : 'http/1.1'] }, write)
+        : net.connect(
+            {
+              host: '127.0.0.1',
+              port: kind === 'notTls' ? to.tlsPort : kind === 'proxyProtocol' ? to.proxyProtocolPort : to.plainPort,
+              localAddress: kind === 'trusted' || kind === 'proxyProtocol' ? TRUSTED : '127.0.0.1',
+            },
+            write,
+          );
     let quiet = setTimeout(() => s.destroy(), 300);
     const hard = setTimeout(() => s.destroy(), 2000);
     s.on('data', () => {
@@ -281,14 +328,18 @@ async function startDaemon(t: TestContext): Promise<{ d: TestDaemon; target: Tar
   // After the daemon's cleanup (hooks run in order): the daemon watches these files while it runs.
   const ca = makeCa(t);
   const files = ca.write('site', [HOST]);
+  let proxyProtocolPort = 0;
   const tlsPort = await withFreePort(async (port) => {
+    proxyProtocolPort = await freePort();
     await writeFile(
       d.configFile,
       [
-        `listen: ["127.0.0.1:${d.port}"]`,
+        `listen: ["127.0.0.1:${d.port}", { address: "127.0.0.1:${proxyProtocolPort}", proxy_protocol: true }]`,
         `metrics_listen: "127.0.0.1:${d.metricsPort}"`,
         'state_dir: ./state',
         'log_level: info',
+        'proxy:',
+        `  trusted_proxies: ["${TRUSTED}"]`,
         'tls:',
         `  listen: ["127.0.0.1:${port}"]`,
         `  certificates: [{ hosts: [${HOST}], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
@@ -303,7 +354,7 @@ async function startDaemon(t: TestContext): Promise<{ d: TestDaemon; target: Tar
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
-  return { d, target: { plainPort: d.port, tlsPort, ca } };
+  return { d, target: { plainPort: d.port, proxyProtocolPort, tlsPort, ca } };
 }
 
 /** Normal clients on each protocol: every request answered by the instance. */
@@ -323,7 +374,22 @@ async function normalTraffic(target: Target, requests: number, label: string): P
   }
 }
 
-test('random and mutated bytes at the plain and TLS listeners (HTTP/1.1, HTTP/2, not TLS at all): the daemon stays up, closes every connection, memory bounded', async (t) => {
+/** One request through the PROXY protocol listener, as a balancer would send it; the whole answer. */
+function viaProxyProtocol(target: Target, header: string): Promise<string> {
+  return withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: target.proxyProtocolPort, localAddress: TRUSTED }, () => s.write(`${header}GET / HTTP/1.1\r\nHost: ${HOST}\r\nConnection: close\r\n\r\n`));
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+    }),
+    10_000,
+    'an answer through the PROXY protocol listener',
+  );
+}
+
+test('random and mutated bytes at the plain, PROXY protocol and TLS listeners (HTTP/1.1, HTTP/2, not TLS at all): the daemon stays up, closes every connection, memory bounded', async (t) => {
   t.diagnostic(`seed ${SEED} (replay with BATON_FUZZ_SEED=${SEED})`);
   const r = rng(SEED);
   const { d, target } = await startDaemon(t);
@@ -355,7 +421,8 @@ test('random and mutated bytes at the plain and TLS listeners (HTTP/1.1, HTTP/2,
     for (const kind of kinds) {
       const chunks =
         kind === 'plain' ? [r() < 0.05 ? Buffer.concat([PREFACE, settings()]) : h1Input(r)]
-        : kind === 'tlsH1' ? [h1Input(r)]
+        : kind === 'trusted' || kind === 'tlsH1' ? [h1Input(r)]
+        : kind === 'proxyProtocol' ? [proxyProtocolInput(r)]
         : kind === 'h2' ? [PREFACE, ...h2Input(r)]
         : [r() < 0.5 ? randomBytes(r, 1 + int(r, 400)) : oneOf(r, H1_CORPUS)];
       const p = blast(target, kind, chunks).then(() => void running.delete(p));
@@ -395,5 +462,9 @@ test('random and mutated bytes at the plain and TLS listeners (HTTP/1.1, HTTP/2,
 
   // Normal clients are served as before, on every protocol.
   await normalTraffic(target, 100, 'after the fuzzing');
+  for (const header of ['PROXY TCP4 192.0.2.7 10.0.0.1 5000 80\r\n', 'PROXY TCP6 2001:db8::7 ::1 5000 80\r\n', 'PROXY UNKNOWN\r\n']) {
+    const answer = await viaProxyProtocol(target, header);
+    assert.match(answer, /^HTTP\/1\.1 200 [^]*\r\n\r\nv1\n$/, `after the fuzzing, through the PROXY protocol listener (${header.trim()})`);
+  }
   assert.equal(d.proc.exitCode, null, 'the daemon is still running');
 });
