@@ -211,4 +211,8 @@ test('a host killed: its requests are retried on the others, its checks take it 
   assert.match(t['h3'].reason, /ECONNREFUSED/);
   const s = await front.status();
   assert.equal(s.fronts[0].counters.failed, 0, 'the front failed no request itself');
+  const text = await front.cli(['status']);
+  assert.match(text.stdout, /front service shop \(default\)/);
+  assert.match(text.stdout, /\n +h3 +127\.0\.0\.4:\d+ +down /);
+  assert.match(text.stdout, /\n +h3: ECONNREFUSED\n/);
 });

@@ -2,7 +2,7 @@
 
 import { BatonError } from '../../core/errors.ts';
 import { formatDuration } from '../../core/time.ts';
-import type { DeploymentInfo, ReleaseInfo, StatusResponse } from '../../control/protocol.ts';
+import type { DeploymentInfo, FrontServiceStatus, ReleaseInfo, StatusResponse } from '../../control/protocol.ts';
 import { clientFor, type CliContext } from '../context.ts';
 import { ago, table, when } from '../output.ts';
 
@@ -67,7 +67,23 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
       ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
     }
   }
+  for (const f of s.fronts ?? []) frontLines(ctx, f);
   return 0;
+}
+
+/** A front service: its targets (other hosts), whether each gets new requests and why not, and its figures. */
+function frontLines(ctx: CliContext, f: FrontServiceStatus): void {
+  const c = f.check;
+  ctx.out(`\nfront service ${f.name}${f.isDefault ? ' (default)' : ''}${f.hosts.length ? `  hosts: ${f.hosts.join(', ')}` : ''}\n`);
+  ctx.out(`  balance: ${f.balance}; check: GET ${c.path} every ${formatDuration(c.intervalMs)} (timeout ${formatDuration(c.timeoutMs)}, in after ${c.healthyThreshold}, out after ${c.unhealthyThreshold})\n`);
+  ctx.out(`  requests: ${f.counters.requests}, failed in baton: ${f.counters.failed}, 5xx from targets: ${f.counters.appErrors}, retried: ${f.counters.retries}, websockets: ${f.counters.websockets}\n`);
+  const rows = [['TARGET', 'ADDRESS', 'STATE', 'WEIGHT', 'REQUESTS', '2XX', '5XX', 'CONN ERR', 'RETRIED', 'P99', 'INFLIGHT', 'WS', 'SINCE']];
+  for (const t of f.targets) {
+    const weight = t.effectiveWeight === t.weight ? String(t.weight) : `${t.effectiveWeight}/${t.weight}`;
+    rows.push([t.name, t.address, t.state, weight, String(t.requests), String(t.status['2xx']), String(t.status['5xx']), String(t.connectionErrors), String(t.retries), t.p99Ms === null ? '-' : t.p99Ms === Infinity ? '>10s' : `≤${t.p99Ms}ms`, String(t.inflight), String(t.websockets), formatDuration(Date.now() - t.since)]);
+  }
+  ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
+  for (const t of f.targets) if (t.reason !== null) ctx.out(`  ${t.name}: ${t.reason}\n`);
 }
 
 export async function releasesCommand(ctx: CliContext): Promise<number> {
