@@ -59,7 +59,7 @@ export const DEFAULT_TARGET_UNHEALTHY_THRESHOLD = 2;
 export const DEFAULT_TARGET_WEIGHT = 1;
 export const MAX_TARGET_WEIGHT = 256;
 /** The keys a front service (one with `targets:`) reads; the others are about processes it does not run. */
-export const FRONT_SERVICE_KEYS = ['hosts', 'default', 'targets', 'health', 'balance', 'upstream', 'drain_timeout', 'ws_close_spread'] as const;
+export const FRONT_SERVICE_KEYS = ['hosts', 'default', 'targets', 'health', 'balance', 'upstream', 'drain_timeout', 'ws_close_spread', 'limits'] as const;
 
 export const DEFAULT_GIT_BRANCH = 'main';
 /** How long each hook may run before it is killed (and the deploy aborted). */

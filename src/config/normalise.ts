@@ -181,6 +181,7 @@ function front(name: string, s: RawService, isDefault: boolean): FrontServiceCon
     upstream: upstream(s),
     drainTimeoutMs: s.drain_timeout ?? d.DEFAULT_DRAIN_TIMEOUT_MS,
     wsCloseSpreadMs: s.ws_close_spread ?? d.DEFAULT_WS_CLOSE_SPREAD_MS,
+    limits: limits(s),
   };
 }
 
@@ -238,14 +239,18 @@ function service(name: string, s: RawService, isDefault: boolean, base: string):
       maxQueued: s.pause?.max_queued ?? d.DEFAULT_PAUSE_MAX_QUEUED,
       maxWaitMs: s.pause?.max_wait ?? d.DEFAULT_PAUSE_MAX_WAIT_MS,
     },
-    limits: {
-      // No default: baton streams bodies with backpressure, so a body's size costs it no memory (as Caddy, Traefik, HAProxy, kamal-proxy).
-      maxBodyBytes: s.limits?.max_body_size ?? null,
-      // No default cap: a long poll or a server-sent event stream is a request in flight for its whole life.
-      maxInflight: s.limits?.max_inflight ?? null,
-      maxQueued: s.limits?.max_queued ?? d.DEFAULT_LIMITS_MAX_QUEUED,
-      queueTimeoutMs: s.limits?.queue_timeout ?? d.DEFAULT_LIMITS_QUEUE_TIMEOUT_MS,
-    },
+    limits: limits(s),
+  };
+}
+
+function limits(s: RawService): ServiceConfig['limits'] {
+  return {
+    // No default: baton streams bodies with backpressure, so a body's size costs it no memory (as Caddy, Traefik, HAProxy, kamal-proxy).
+    maxBodyBytes: s.limits?.max_body_size ?? null,
+    // No default cap: a long poll or a server-sent event stream is a request in flight for its whole life.
+    maxInflight: s.limits?.max_inflight ?? null,
+    maxQueued: s.limits?.max_queued ?? d.DEFAULT_LIMITS_MAX_QUEUED,
+    queueTimeoutMs: s.limits?.queue_timeout ?? d.DEFAULT_LIMITS_QUEUE_TIMEOUT_MS,
   };
 }
 

@@ -184,6 +184,8 @@ export interface FrontServiceConfig {
   /** A target removed from the config (or drained by the operator with a deadline) is waited for this long. */
   drainTimeoutMs: number;
   wsCloseSpreadMs: number;
+  /** Body size and in-flight cap, as for a supervised service (protects the hosts behind). */
+  limits: ServiceLimits;
 }
 
 export interface ProxyConfig {

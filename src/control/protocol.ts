@@ -137,7 +137,9 @@ export interface FrontTargetStatus {
   lastCheckAt: number | null;
   inflight: number;
   websockets: number;
+  /** Requests sent to it since this daemon started (counted when sent, retries included). */
   requests: number;
+  /** Its answers by status class (counted when the head arrives), and what it could not answer. */
   status: { '1xx': number; '2xx': number; '3xx': number; '4xx': number; '5xx': number };
   connectionErrors: number;
   retries: number;

@@ -126,6 +126,7 @@ const FRONT: Rules<Omit<FrontServiceConfig, 'name' | 'targets'>> = {
   upstream: ['upstream', 'now'],
   drainTimeoutMs: ['drain_timeout', 'next_drain'],
   wsCloseSpreadMs: ['ws_close_spread', 'next_drain'],
+  limits: ['limits', 'now'],
 };
 
 const PROXY: Rules<ProxyConfig> = {

@@ -172,7 +172,7 @@ export class FrontService {
       if (t.outOfRotation(this.#host.modes.get(this.name, t.config.name)) !== null) continue;
       targets.push({ id: FrontService.targetId(this.name, t.config.name), release: t.config.name, host: t.config.host, port: t.config.port, weight: t.effectiveWeight });
     }
-    return { name: c.name, hosts: c.hosts, isDefault: c.isDefault, balance: c.balance, upstream: c.upstream, targets, wsCloseSpreadMs: c.wsCloseSpreadMs };
+    return { name: c.name, hosts: c.hosts, isDefault: c.isDefault, balance: c.balance, upstream: c.upstream, targets, wsCloseSpreadMs: c.wsCloseSpreadMs, limits: c.limits };
   }
 
   /** The operator drains a target here (no new request; in-flight ones finish), or puts it back. */
@@ -218,7 +218,8 @@ export class FrontService {
           lastCheckAt: t.lastCheckAt,
           inflight: live?.inflight ?? 0,
           websockets: live?.websockets ?? 0,
-          requests: m?.requests ?? 0,
+          // Sent since this daemon started (attempts, counted when sent): what "gets no new request" is judged by.
+          requests: live?.requests ?? 0,
           status: m?.status ?? { '1xx': 0, '2xx': 0, '3xx': 0, '4xx': 0, '5xx': 0 },
           connectionErrors: m?.connectionErrors ?? 0,
           retries: m?.retries ?? 0,

@@ -118,12 +118,15 @@ test('a rolling deploy host by host behind the front: 0 failed, every host on v2
 test('a drained host gets nothing new from the front; its in-flight requests finish; undrain brings it back', async () => {
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
   // Slow requests in flight on every host (the balancer spreads them) when h2 is drained.
-  const slow = startLoad({ url: `${front.url}/slow?ms=1500`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  // Slow enough to be still running when the front has seen the drain (each CLI call here takes a second or so).
+  const slow = startLoad({ url: `${front.url}/slow?ms=6000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h2', async () => (await targets())['h2'].inflight > 0, 10_000);
   const drained = await hosts[1]!.cli(['drain']);
   assert.equal(drained.code, 0, drained.stderr);
-  await waitUntil('the front to see h2 drained', async () => (await targets())['h2'].state === 'drain', 10_000);
-  const at = (await targets())['h2'].requests;
+  let seenDrained: any = null;
+  await waitUntil('the front to see h2 drained', async () => (seenDrained = (await targets())['h2']).state === 'drain', 10_000);
+  assert.ok(seenDrained.inflight > 0, 'requests were in flight on h2 when the front took it out');
+  const at = seenDrained.requests;
   const seen = load.snapshot().total;
   await load.waitFor(seen + 200, 20_000);
   const slowRes = await slow.stop();
@@ -144,12 +147,13 @@ test('a drained host gets nothing new from the front; its in-flight requests fin
 
 test('an operator drain of a target at the front: nothing new to it, in flight finishes, kept across a reload', async () => {
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
-  const slow = startLoad({ url: `${front.url}/slow?ms=1500`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  const slow = startLoad({ url: `${front.url}/slow?ms=6000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h3', async () => (await targets())['h3'].inflight > 0, 10_000);
   const r = await front.cli(['target', 'drain', 'shop', 'h3', '--reason', 'kernel update']);
   assert.equal(r.code, 0, r.stderr);
   const t = await targets();
   assert.equal(t['h3'].state, 'drain');
+  assert.ok(t['h3'].inflight > 0, 'requests were in flight on h3 when it was drained');
   assert.equal(t['h3'].operator.reason, 'kernel update');
   const at = t['h3'].requests;
   const seen = load.snapshot().total;

@@ -85,6 +85,7 @@ test('checks and agent lines decide which targets the routing spec names, and wi
     upstream: { keepAliveTimeoutMs: 1000, connectTimeoutMs: 1000, responseTimeoutMs: 5000 },
     drainTimeoutMs: 1000,
     wsCloseSpreadMs: 0,
+    limits: { maxBodyBytes: null, maxInflight: null, maxQueued: 0, queueTimeoutMs: 1000 },
   };
   const f = new FrontService(config, { logger, modes, publish: () => published++ });
   cleanups.push(async () => f.stop());
@@ -97,6 +98,8 @@ test('checks and agent lines decide which targets the routing spec names, and wi
   // The first round decides: the hosts that answer are routed at once, the one that does not is not.
   await f.start();
   assert.deepEqual(inSpec(), { a: 2, b: 1 });
+  // The service's limits go to the proxy with it, as for a supervised service.
+  assert.deepEqual(f.routeSpec().limits, config.limits);
   assert.equal(state('c').state, 'down');
   assert.match(state('c').reason ?? '', /ECONNREFUSED/);
 

@@ -43,6 +43,7 @@ test('a front service is normalised apart from the supervised ones, with its def
     { name: 'web2', host: '10.0.0.12', port: 8080, weight: 3, agent: { host: '10.0.0.12', port: 9190 } },
   ]);
   assert.deepEqual(f.health, { path: '/_baton/health', intervalMs: 1000, timeoutMs: 2000, healthyThreshold: 2, unhealthyThreshold: 2 });
+  assert.equal(f.limits.maxBodyBytes, null);
 });
 
 test('front services: file:line:key errors for what does not fit', () => {
@@ -72,7 +73,7 @@ test('front services: file:line:key errors for what does not fit', () => {
     'baton.yaml:7:40: services.shop.targets.web3.weight: expected an integer from 1 to 256, got 0',
     'baton.yaml:8:7: services.shop.targets.Web4: invalid target name, expected lowercase letters, digits, "_" and "-", starting with a letter or digit, at most 63 characters',
     'baton.yaml:9:7: services.shop.targets.web5: address "10.0.0.13:80" is already target "web3", expected each host:port once',
-    'baton.yaml:10:5: services.shop.instances: not used by a front service (one with "targets": baton runs no process for it), expected only hosts, default, targets, health, balance, upstream, drain_timeout, ws_close_spread',
+    'baton.yaml:10:5: services.shop.instances: not used by a front service (one with "targets": baton runs no process for it), expected only hosts, default, targets, health, balance, upstream, drain_timeout, ws_close_spread, limits',
     'baton.yaml:11:25: services.shop.health.start_timeout: not used by a front service (its targets are not started by baton), remove it',
     'baton.yaml:14:5: services.both.targets: a service runs a command or balances targets (other hosts), not both: remove "command" or "targets"',
     'baton.yaml:16:5: services.none.targets: no targets, expected at least one "name: host:port"',
