@@ -196,3 +196,27 @@ test('a host whose daemon goes away shows unreachable, and comes back when it re
   const left = readdirSync(f.controlDir, { recursive: true, withFileTypes: true }).filter((e) => !e.isDirectory()).map((e) => e.name);
   assert.deepEqual(left, [], `ssh control sockets left behind: ${left.join(', ')}`);
 });
+
+test('bad input is refused with a clear message before anything starts', async () => {
+  const run = (args: string[]): Promise<{ code: number | null; stderr: string }> =>
+    new Promise((resolve) => {
+      const c = spawn(process.execPath, [BATON, 'fleet', 'dashboard', '--fleet', f.fleetFile, ...args], { env: { ...process.env, XDG_STATE_HOME: f.stateHome, BATON_SSH_CONTROL_DIR: f.controlDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+      let stderr = '';
+      c.stderr!.on('data', (b) => (stderr += b));
+      // It must end by itself; if not, it is killed and the exit status says so.
+      const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
+      c.once('exit', (code) => {
+        clearTimeout(t);
+        resolve({ code, stderr });
+      });
+    });
+  const open = await run(['--listen', '0.0.0.0:9191']);
+  assert.equal(open.code, 2);
+  assert.match(open.stderr, /--listen must be a loopback address and port such as 127\.0\.0\.1:9191 .*got "0\.0\.0\.0:9191"/);
+  const fast = await run(['--every', '10ms']);
+  assert.equal(fast.code, 2);
+  assert.match(fast.stderr, /--every must be a duration from 500ms/);
+  const missing = await run(['--fleet', path.join(f.dir, 'no-such-fleet.yaml')]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /no-such-fleet\.yaml: cannot read the fleet file/);
+});
