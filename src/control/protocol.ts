@@ -37,6 +37,8 @@ export interface ServiceStatus {
   /** Old instances still finishing their requests and WebSockets after a switch (a rollback to them is instant). */
   draining: DrainingStatus[];
   counters: ServiceCounters;
+  /** The in-flight cap (limits.max_inflight): requests shed with 503 since start (of which after waiting queue_timeout), and waiting now. Not failures. */
+  shedding: { shed: number; queueTimeouts: number; queuedNow: number };
   instances: InstanceStatus[];
   /** The canary rollout in progress. */
   canary: {

@@ -49,6 +49,7 @@ export function serviceStatus(rt: ServiceRuntime, store: Store, proxy: Proxy): S
       return { ...drain, seq, inflight: mine.reduce((n, i) => n + i.inflight, 0), websockets: mine.reduce((n, i) => n + i.websockets, 0), websocketsCloseFrom: d.deadline - spread };
     }),
     counters: proxy.counters(rt.name),
+    shedding: (({ shed, queueTimeouts, queuedNow }) => ({ shed, queueTimeouts, queuedNow }))(proxy.routingCounters(rt.name)),
     instances,
     canary: canary
       ? {

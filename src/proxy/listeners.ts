@@ -12,7 +12,7 @@ import net from 'node:net';
 import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
-import { onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
+import { onCheckContinue, onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
 import { H2Request, H2Response } from './h2.ts';
 import { bindListener } from '../core/listen-fds.ts';
@@ -188,6 +188,8 @@ export async function listenTls(
     server = s;
   }
   const accepted = capPerClient(server, opts.maxConnectionsPerClient);
+  // Expect: 100-continue: a body declared over the service's limit gets its 413 instead of 100 (dispatch.ts).
+  server.on('checkContinue', ((req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler)) as never);
   // HTTP/1.1 on this listener: every header field kept and counted, baton's pages for malformed heads (as on plain listeners).
   (server as unknown as { maxHeadersCount: number }).maxHeadersCount = 0;
   server.on('clientError', answerClientError);

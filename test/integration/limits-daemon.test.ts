@@ -47,6 +47,12 @@ test('limits from baton.yaml: 413, 414 and the in-flight cap answer with their p
   assert.equal(shed.status, 503);
   assert.equal(shed.headers['x-baton-error'], 'at_capacity');
   assert.equal(shed.headers['retry-after'], '1');
+  // The operator sees the shedding apart from failures.
+  const svc = (await d.status('web')).services[0];
+  assert.deepEqual(svc.shedding, { shed: 1, queueTimeouts: 0, queuedNow: 0 });
+  assert.equal(svc.counters.failed, 0);
+  const text = await d.cli(['status', 'web']);
+  assert.match(text.stdout, /in-flight cap: 1 shed with 503 \(0 after waiting\), 0 waiting now/);
 
   await configure(d, '{ max_body_size: 4KB }', '{ max_url_length: 4KB }');
   const r = await d.cli(['reload']);

@@ -51,6 +51,8 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     if (svc.maintenance) ctx.out(`  MAINTENANCE since ${when(svc.maintenance.since)}${svc.maintenance.message ? `: ${svc.maintenance.message}` : ''}\n`);
     if (svc.paused) ctx.out(`  PAUSED: new requests are held (\`baton resume ${svc.name}\`)\n`);
     ctx.out(`  requests: ${svc.counters.requests}, failed in baton: ${svc.counters.failed}, app 5xx: ${svc.counters.appErrors}, retried: ${svc.counters.retries}, websockets: ${svc.counters.websockets}\n`);
+    const sh = svc.shedding;
+    if (sh.shed > 0 || sh.queuedNow > 0) ctx.out(`  in-flight cap: ${sh.shed} shed with 503 (${sh.queueTimeouts} after waiting), ${sh.queuedNow} waiting now\n`);
     const shown = svc.releases.filter((r) => r.release !== '-' || r.requests > 0);
     if (shown.length) {
       const rows = [['RELEASE', 'REQUESTS', '2XX', '3XX', '4XX', 'APP 5XX', 'FAILED', 'CONN ERR', 'P99', 'INFLIGHT', 'WS']];
