@@ -6,10 +6,10 @@
 // not a failure of baton's: the operator set the cap.
 //
 // A waiting request holds its connection and nothing more: its body is not
-// read (Node stops reading the socket once the request's small buffer is
-// full; HTTP/2 flow control does the same per stream), so a full queue costs
-// a few KiB per request. WebSocket upgrades are not counted: they are
-// tunnels, not requests in flight.
+// read (its socket is paused: at most the one read that brought the head, 64
+// KiB, is held; HTTP/2 flow control does the same per stream), so a full
+// queue of 100 costs a few MB at worst. WebSocket upgrades are not counted:
+// they are tunnels, not requests in flight.
 
 import type { IncomingMessage } from 'node:http';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
@@ -97,6 +97,11 @@ export class Admission {
     res.once('close', item.onGone);
     this.#waiting.add(item);
     routing.queued++;
+    // Read no more of its body while it waits: what the socket's last read brought stays (Node
+    // reads on by itself up to the request's 64 KiB buffer otherwise). Reading the body (forwarding,
+    // or Node discarding it after a 503) resumes the socket. An HTTP/2 stream has its own flow control
+    // (its socket is the whole session's), and a request without a body is left alone.
+    if (req.httpVersionMajor === 1 && !req.complete) req.socket.pause();
   }
 
   /** Answer every waiting request 503 now (the proxy is closing). */

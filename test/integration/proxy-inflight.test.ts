@@ -7,6 +7,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ServerResponse } from 'node:http';
+import http from 'node:http';
 import net from 'node:net';
 import { Proxy } from '../../src/proxy/index.ts';
 import type { ServiceLimits } from '../../src/config/types.ts';
@@ -147,4 +148,56 @@ test('raising the cap (a reload) admits the waiting requests at once; removing i
   await waitUntil(() => gated.arrived() === 4, 10_000, 'no cap: the last one admitted');
   gated.open();
   for (const r of await Promise.all(answers)) assert.equal(r.status, 200);
+});
+
+test('a request with a body waits without its body being read, then streams it whole once admitted; a shed one\'s connection stays usable', async (t) => {
+  const bodies: number[] = [];
+  let gateOpen!: () => void;
+  const gate = new Promise<void>((resolve) => (gateOpen = resolve));
+  const up = await startServer(t, (req, res) => {
+    let n = 0;
+    req.on('data', (c: Buffer) => (n += c.length));
+    req.on('end', () => {
+      bodies.push(n);
+      void gate.then(() => res.end(`got ${n}`));
+    });
+  });
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000, closeTimeoutMs: 3000 });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true, limits: limits({ maxInflight: 1, maxQueued: 1, queueTimeoutMs: 30_000 }) })] });
+  const port = addr!.port;
+  const body = Buffer.alloc(2 * 1024 * 1024, 120);
+  const first = request(port, { method: 'POST', body });
+  await waitUntil(() => bodies.length === 1, 10_000, 'the first body to reach the instance');
+  const second = request(port, { method: 'POST', body });
+  await waitUntil(() => proxy.routingCounters('s').queuedNow === 1, 10_000, 'the second request to wait');
+  // A third is shed at once; Node discards its body and the connection goes on.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const shed = await request(port, { method: 'POST', body: Buffer.alloc(100_000, 121), agent });
+  assert.equal(shed.status, 503);
+  assert.equal(shed.headers.connection, 'keep-alive');
+  gateOpen();
+  assert.equal((await first).body, `got ${body.length}`);
+  assert.equal((await second).body, `got ${body.length}`, 'the waiting body streamed whole once admitted');
+  assert.equal((await request(port, { agent })).status, 200, 'the shed request\'s connection was reused');
+  assert.deepEqual(bodies, [body.length, body.length, 0], 'the instance saw the two admitted bodies whole, then the GET; never the shed body');
+});
+
+test('a waiting request with a body that passes queue_timeout: 503, its body discarded, its connection reused', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 1, queueTimeoutMs: 300 });
+  const first = request(port, { headers: { host: 'capped.test' } });
+  await waitUntil(() => gated.arrived() === 1, 10_000, 'the first request to be in flight');
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  t.after(() => agent.destroy());
+  const late = await request(port, { method: 'POST', headers: { host: 'capped.test' }, body: Buffer.alloc(1024 * 1024, 122), agent });
+  assert.equal(late.status, 503);
+  assert.equal(late.headers.connection, 'keep-alive');
+  assert.equal(proxy.routingCounters('capped').queueTimeouts, 1);
+  gated.open();
+  assert.equal((await first).status, 200);
+  const again = await request(port, { headers: { host: 'capped.test' }, agent });
+  assert.equal(again.status, 200);
+  assert.equal(gated.arrived(), 2);
 });
