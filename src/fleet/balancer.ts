@@ -9,13 +9,18 @@
 //   reports the server's current sessions at 0. The host's own drain state is
 //   left alone: HAProxy is the one told.
 // - Any balancer polling /_baton/health (503 while drained): as agent-check.
+// - A front baton (a service with `targets`): `baton target drain SERVICE
+//   SERVER` run on its host over ssh; done when the front reports nothing in
+//   flight (requests and WebSockets) to that target. The host's own drain
+//   state is left alone: the front is the one told.
 
 import net from 'node:net';
 import path from 'node:path';
 import { BatonError } from '../core/errors.ts';
 import type { BalancerConfig } from './config.ts';
 import type { RemoteHost } from './remote.ts';
-import type { SshHost } from './ssh.ts';
+import { shellQuote, type SshHost } from './ssh.ts';
+import type { FrontTargetStatus, StatusResponse } from '../control/protocol.ts';
 
 const POLL_MS = 200;
 
@@ -85,13 +90,51 @@ export class Balancer {
       await until(`${host.name}'s sessions in HAProxy to reach 0`, timeoutMs, async () => (await this.serverSessions(host.cfg.server)).scur === 0);
       return Date.now() - t0;
     }
+    if (this.cfg.type === 'baton') {
+      const server = host.cfg.server;
+      await this.#front(['target', 'drain', this.cfg.service, server, '--reason', reason]);
+      await until(`the front baton to have nothing in flight to ${server}`, timeoutMs, async () => {
+        const t = await this.frontTarget(server);
+        return t.inflight === 0 && t.websockets === 0;
+      });
+      return Date.now() - t0;
+    }
     const quietMs = this.cfg.quietMs;
     await host.drain(mode, reason, { quietMs, timeoutMs });
     return Date.now() - t0;
   }
 
+  /** Run baton on the front's host (`balancer.type: baton`) and read its --json answer. */
+  async #front<T>(args: string[]): Promise<T> {
+    if (this.cfg.type !== 'baton' || !this.#lb) throw new BatonError('USAGE', 'the fleet file names no front baton (balancer.type "baton", balancer.host)');
+    const b = this.cfg;
+    await this.#lb.connect();
+    const all = [...args, '--json', ...(b.config ? ['--config', b.config] : [])];
+    const r = await this.#lb.run(`${b.baton} ${all.map(shellQuote).join(' ')}`, { timeoutMs: 60_000 });
+    if (r.code !== 0) throw new BatonError('FLEET_ROLLOUT_FAILED', `the front baton on ${b.host}: \`baton ${args.join(' ')}\` failed (exit ${r.code}): ${(r.stderr.trim() || r.stdout.trim()).slice(0, 500)}`);
+    try {
+      return JSON.parse(r.stdout) as T;
+    } catch {
+      throw new BatonError('FLEET_ROLLOUT_FAILED', `the front baton on ${b.host}: not JSON: ${r.stdout.slice(0, 200)}`);
+    }
+  }
+
+  /** How the front baton sees one of its targets. */
+  async frontTarget(server: string): Promise<FrontTargetStatus> {
+    const service = this.cfg.type === 'baton' ? this.cfg.service : '';
+    const st = await this.#front<StatusResponse>(['status', service]);
+    const t = st.fronts?.find((f) => f.name === service)?.targets.find((x) => x.name === server);
+    if (t === undefined) throw new BatonError('FLEET_ROLLOUT_FAILED', `the front service ${service} has no target "${server}" (hosts.NAME.server names it)`);
+    return t;
+  }
+
   async undrain(host: RemoteHost, weightPercent: number | null, reason: string): Promise<void> {
     if (this.cfg.type === 'none') throw new BatonError('USAGE', 'the fleet file names no balancer (balancer.type)');
+    if (this.cfg.type === 'baton') {
+      if (weightPercent !== null) throw new BatonError('USAGE', 'a front baton takes a host back at its full weight (--weight: give the front service an agent: for the host, and run `baton undrain --weight` on the host)');
+      await this.#front(['target', 'undrain', this.cfg.service, host.cfg.server]);
+      return;
+    }
     if (!this.usesRuntimeApi) await host.undrain(weightPercent, reason);
     else {
       const r = await this.haproxy(`set server ${this.#be()}/${host.cfg.server} state ready`);

@@ -55,7 +55,19 @@ export type BalancerConfig =
       quietMs: number;
       drainTimeoutMs: number;
     }
-  | { type: 'readiness'; quietMs: number; drainTimeoutMs: number };
+  | { type: 'readiness'; quietMs: number; drainTimeoutMs: number }
+  | {
+      /** A front baton (a service with `targets`: docs/fleet.md): told with `baton target drain|undrain` on its host. */
+      type: 'baton';
+      /** ssh destination of the front's host. */
+      host: string;
+      /** The front service whose targets are the hosts (a host's target name is hosts.NAME.server). */
+      service: string;
+      /** The command line that runs baton there, and its --config. */
+      baton: string;
+      config: string | null;
+      drainTimeoutMs: number;
+    };
 
 export interface RolloutPolicy {
   batch: BatchSize;
@@ -146,7 +158,10 @@ export const sshSchema = mapping('a mapping of ssh settings', {
 });
 
 export const balancerSchema = mapping('a mapping with the balancer in front of the hosts', {
-  type: oneOf(['none', 'haproxy', 'readiness'] as const),
+  type: oneOf(['none', 'haproxy', 'readiness', 'baton'] as const),
+  service: text('the name of the front service whose targets are the hosts').optional(),
+  baton: text('a command line such as "/usr/local/bin/baton"').optional(),
+  config: pathText.optional(),
   via: oneOf(['agent', 'runtime'] as const).optional(),
   host: destination.optional(),
   socket: pathText.optional(),
@@ -310,13 +325,25 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
     balancer = { type: 'haproxy', via, host: b.host ?? null, socket: b.socket ?? null, backend: b.backend ?? 'baton', quietMs: b.quiet ?? 2_000, drainTimeoutMs: b.drain_timeout ?? 60_000 };
   } else if (b?.type === 'readiness') {
     balancer = { type: 'readiness', quietMs: b.quiet ?? 5_000, drainTimeoutMs: b.drain_timeout ?? 60_000 };
+  } else if (b?.type === 'baton') {
+    if (!b.host) problems.push({ path: ['balancer', 'host'], message: 'missing, expected the ssh destination of the front baton\'s host' });
+    if (!b.service) problems.push({ path: ['balancer', 'service'], message: 'missing, expected the name of the front service whose targets are the hosts' });
+    balancer = { type: 'baton', host: b.host ?? '', service: b.service ?? '', baton: b.baton ?? 'baton', config: b.config ?? null, drainTimeoutMs: b.drain_timeout ?? 60_000 };
   }
   if (b && b.type !== 'haproxy') {
-    for (const k of ['via', 'host', 'socket', 'backend'] as const) {
+    for (const k of ['via', 'socket', 'backend'] as const) {
       if (b[k] !== undefined) problems.push({ path: ['balancer', k], message: `only for type "haproxy"` });
     }
+    if (b.type !== 'baton' && b.host !== undefined) problems.push({ path: ['balancer', 'host'], message: 'only for type "haproxy" or "baton"' });
   }
-  if (b && b.type === 'none' && b.quiet !== undefined) problems.push({ path: ['balancer', 'quiet'], message: 'only for type "haproxy" or "readiness"' });
+  if (b && b.type !== 'baton') {
+    for (const k of ['service', 'baton', 'config'] as const) {
+      if (b[k] !== undefined) problems.push({ path: ['balancer', k], message: 'only for type "baton"' });
+    }
+  }
+  if (b && (b.type === 'none' || b.type === 'baton') && b.quiet !== undefined) {
+    problems.push({ path: ['balancer', 'quiet'], message: b.type === 'baton' ? 'not for type "baton": the drain is done when the front has nothing in flight to the host' : 'only for type "haproxy" or "readiness"' });
+  }
 
   const ro = raw.rollout ?? {};
   const rollout: RolloutPolicy = {
@@ -340,7 +367,7 @@ export function parseFleetConfig(source: string, file: string): FleetConfig {
   if (rollout.canary >= hosts.length && hosts.length > 0 && ro.canary !== undefined) {
     problems.push({ path: ['rollout', 'canary'], message: `expected fewer canary hosts than hosts (${hosts.length})` });
   }
-  if (rollout.drain && balancer.type === 'none') problems.push({ path: ['rollout', 'drain'], message: 'needs a balancer (balancer.type "haproxy" or "readiness") to drain from' });
+  if (rollout.drain && balancer.type === 'none') problems.push({ path: ['rollout', 'drain'], message: 'needs a balancer (balancer.type "haproxy", "readiness" or "baton") to drain from' });
 
   const services: Record<string, FleetServiceConfig> = {};
   for (const [name, s] of Object.entries(raw.services ?? {})) services[name] = { repo: s?.repo ? path.resolve(base, s.repo) : null };

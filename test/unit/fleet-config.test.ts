@@ -77,7 +77,7 @@ test('values that do not fit together are refused', () => {
   ]);
   assert.deepEqual(problems('hosts: [a, b]\nrollout: { canary: 2, drain: true }\n'), [
     'fleet.yaml:2:12: rollout.canary: expected fewer canary hosts than hosts (2)',
-    'fleet.yaml:2:23: rollout.drain: needs a balancer (balancer.type "haproxy" or "readiness") to drain from',
+    'fleet.yaml:2:23: rollout.drain: needs a balancer (balancer.type "haproxy", "readiness" or "baton") to drain from',
   ]);
   assert.deepEqual(problems('hosts: ["-oProxyCommand=x"]\n'), ['fleet.yaml:1:9: hosts[0]: expected an ssh destination such as "web1", got "-oProxyCommand=x"']);
 });
@@ -104,4 +104,23 @@ test('at most N hosts at a time, results in order, failures kept', async () => {
   });
   assert.equal(most, 3);
   assert.deepEqual(r.map((x) => (x.status === 'fulfilled' ? x.value : (x.reason as Error).message)), [10, 20, 30, 'four', 50, 60, 70]);
+});
+
+test('a front baton as the balancer, and the analysis latency settings', () => {
+  const c = parseFleetConfig([
+    'hosts: [web1, web2]',
+    'balancer: { type: baton, host: lb1, service: shop, baton: /usr/local/bin/baton, config: /etc/baton/front.yaml }',
+    'rollout: { analysis: { max_p99_ratio: 2, p99_floor: 80ms } }',
+  ].join('\n') + '\n', '/srv/fleet.yaml');
+  assert.deepEqual(c.balancer, { type: 'baton', host: 'lb1', service: 'shop', baton: '/usr/local/bin/baton', config: '/etc/baton/front.yaml', drainTimeoutMs: 60_000 });
+  assert.deepEqual(c.rollout.analysis, { minRequests: 100, maxErrorRate: 0.01, maxConnectionErrorRate: 0.01, maxP99Ratio: 2, p99FloorMs: 80 });
+  assert.deepEqual(problems('hosts: [a]\nbalancer: { type: baton, quiet: 2s }\n'), [
+    'fleet.yaml:2:1: balancer.host: missing, expected the ssh destination of the front baton\'s host',
+    'fleet.yaml:2:1: balancer.service: missing, expected the name of the front service whose targets are the hosts',
+    'fleet.yaml:2:26: balancer.quiet: not for type "baton": the drain is done when the front has nothing in flight to the host',
+  ]);
+  assert.deepEqual(problems('hosts: [a]\nbalancer: { type: readiness, service: shop, host: lb1 }\n'), [
+    'fleet.yaml:2:30: balancer.service: only for type "baton"',
+    'fleet.yaml:2:45: balancer.host: only for type "haproxy" or "baton"',
+  ]);
 });

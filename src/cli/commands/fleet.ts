@@ -62,7 +62,7 @@ class Session {
   balancer(): Balancer | null {
     const b = this.cfg.balancer;
     if (b.type === 'none') return null;
-    const lb = b.type === 'haproxy' && b.host ? this.sshFor(b.host, this.cfg.hosts.find((h) => h.name === b.host)?.destination ?? b.host) : null;
+    const lb = (b.type === 'haproxy' || b.type === 'baton') && b.host ? this.sshFor(b.host, this.cfg.hosts.find((h) => h.name === b.host)?.destination ?? b.host) : null;
     return new Balancer(b, lb, this.controlDir);
   }
 
