@@ -62,6 +62,71 @@ export const H2_MAX_SESSION_MEMORY_MB = 10;
 export const H2_RESET_BURST = 100;
 export const H2_RESET_RATE = 20;
 
+/**
+ * Most plaintext bytes handed to TLS in one write on an HTTP/1.1 connection (see paceTlsWrites).
+ * Under OpenSSL's 16 KiB record, so that a write is one record in buffers of NodeBIO's usual 16 KiB.
+ */
+export const TLS_WRITE_SLICE = 4 * 1024;
+
+type WriteCallback = (err?: Error | null) => void;
+type WritevChunk = { chunk: Buffer | string; encoding: BufferEncoding };
+
+/**
+ * Bound what a TLS connection holds for a client that reads slowly.
+ * Node's TLSWrap encrypts each write whole, into a buffer sized for it
+ * (NodeBIO: 16 KiB, or the write's size plus record overhead above that),
+ * holds it until the kernel took every byte, and keeps the two last buffers
+ * for the connection's life. Writes are what the socket had buffered,
+ * coalesced (writev: the response head with the first body chunk, undici's
+ * 64 KiB chunks, pipelined responses flushed at once), so a slow reader pinned
+ * ~150 KiB of encrypted copies besides the plaintext (bench/RESULTS.md,
+ * section 6). Here a large write goes out in slices of TLS_WRITE_SLICE, each
+ * once the previous one is in the kernel; small writes (a whole small
+ * response) still go as one. Stream backpressure is unchanged: the socket's
+ * writableLength counts the whole chunk until its last slice is written.
+ */
+function paceTlsWrites(socket: tls.TLSSocket): void {
+  const s = socket as unknown as {
+    _write(chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void;
+    _writev: ((chunks: WritevChunk[], cb: WriteCallback) => void) | null;
+  };
+  const write = s._write;
+  const writev = s._writev;
+  const sliced = (chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void => {
+    if (typeof chunk === 'string' ? chunk.length * 3 <= TLS_WRITE_SLICE : chunk.length <= TLS_WRITE_SLICE) {
+      write.call(socket, chunk, encoding, cb);
+      return;
+    }
+    const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+    let offset = 0;
+    const next = (err?: Error | null): void => {
+      if (err) return cb(err);
+      if (offset >= buf.length) return cb();
+      const piece = buf.subarray(offset, offset + TLS_WRITE_SLICE);
+      offset += piece.length;
+      write.call(socket, piece, 'buffer' as BufferEncoding, next);
+    };
+    next();
+  };
+  s._write = sliced;
+  s._writev = (chunks, cb) => {
+    let total = 0;
+    for (const c of chunks) total += typeof c.chunk === 'string' ? Buffer.byteLength(c.chunk, c.encoding) : c.chunk.length;
+    if (total <= TLS_WRITE_SLICE && writev !== null) {
+      writev.call(socket, chunks, cb);
+      return;
+    }
+    let i = 0;
+    const next = (err?: Error | null): void => {
+      if (err) return cb(err);
+      if (i >= chunks.length) return cb();
+      const c = chunks[i++]!;
+      sliced(c.chunk, c.encoding, next);
+    };
+    next();
+  };
+}
+
 /** A bound TLS listener, closed by the proxy. */
 export interface TlsListener {
   readonly address: net.AddressInfo;
@@ -193,6 +258,10 @@ export async function listenTls(
   // HTTP/1.1 on this listener: every header field kept and counted, baton's pages for malformed heads (as on plain listeners).
   (server as unknown as { maxHeadersCount: number }).maxHeadersCount = 0;
   server.on('clientError', answerClientError);
+  // HTTP/1.1 connections only: an h2 session writes from nghttp2 straight into TLSWrap, not through these.
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (socket.alpnProtocol !== 'h2') paceTlsWrites(socket);
+  });
   // A failed handshake (scanner, wrong name, timeout) is the client's business, not a daemon error.
   server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());
   const unsubscribe = certs.onDefaultChange(() => {
