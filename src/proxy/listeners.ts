@@ -85,7 +85,7 @@ type WritevChunk = { chunk: Buffer | string; encoding: BufferEncoding };
  * response) still go as one. Stream backpressure is unchanged: the socket's
  * writableLength counts the whole chunk until its last slice is written.
  */
-function paceTlsWrites(socket: tls.TLSSocket): void {
+export function paceTlsWrites(socket: tls.TLSSocket): void {
   const s = socket as unknown as {
     _write(chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void;
     _writev: ((chunks: WritevChunk[], cb: WriteCallback) => void) | null;

@@ -1,0 +1,132 @@
+// What a client that reads slowly can make baton hold. Over TLS, Node encrypts each
+// write whole and keeps the encrypted copy until the kernel took it, so a TLS
+// connection's writes are sliced (src/proxy/listeners.ts, paceTlsWrites); a
+// pipelined request is forwarded only once the responses before it are sent
+// (src/proxy/dispatch.ts). Counted in bytes and requests, never in time.
+
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import tls from 'node:tls';
+import { paceTlsWrites, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
+import { service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
+import { makeCa } from '../fixtures/tls-certs.ts';
+
+/** Bytes libuv holds for the kernel on the TCP socket under a server-side TLS socket (encrypted, waiting). */
+function tcpWriteQueue(socket: tls.TLSSocket): number {
+  const parent = (socket as unknown as { _parent?: { _handle?: { writeQueueSize?: number } } })._parent;
+  const n = parent?._handle?.writeQueueSize;
+  assert.equal(typeof n, 'number', 'the TLS socket has no TCP handle underneath');
+  return n!;
+}
+
+interface Sent {
+  /** Largest encrypted backlog seen on the TCP handle while the client did not read. */
+  maxQueued: number;
+  /** sha256 of what the client finally read. */
+  received: string;
+}
+
+/**
+ * A TLS server writes `parts` (cork, all, uncork: one writev) to a client that
+ * reads nothing until the server is stuck, then reads everything.
+ */
+async function writeToStalledClient(t: TestContext, parts: Array<Buffer | string>, paced: boolean): Promise<Sent> {
+  const ca = makeCa(t);
+  const leaf = ca.issue(['slow.test']);
+  let serverSide: tls.TLSSocket | null = null;
+  const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (socket) => {
+    if (paced) paceTlsWrites(socket);
+    serverSide = socket;
+    socket.on('error', () => undefined);
+    socket.cork();
+    for (const p of parts) socket.write(p);
+    socket.uncork();
+    socket.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername: 'slow.test', ca: ca.caPem });
+  t.after(() => client.destroy());
+  client.pause();
+  await withTimeout(new Promise<void>((resolve, reject) => client.once('secureConnect', resolve).once('error', reject)), 10_000, 'the TLS handshake');
+  await waitUntil(() => serverSide !== null, 10_000, 'the server side of the connection');
+  const s = serverSide!;
+  // Stuck: the kernel's buffers are full and the socket still has bytes to write (its writableLength stays up).
+  let maxQueued = 0;
+  let last = -1;
+  let still = 0;
+  await waitUntil(() => {
+    maxQueued = Math.max(maxQueued, tcpWriteQueue(s));
+    const pending = s.writableLength;
+    still = pending === last && pending > 0 ? still + 1 : 0;
+    last = pending;
+    return still >= 20;
+  }, 20_000, 'the server to be stuck on a client that does not read');
+  maxQueued = Math.max(maxQueued, tcpWriteQueue(s));
+  const hash = createHash('sha256');
+  client.on('data', (d: Buffer) => hash.update(d));
+  client.resume();
+  await withTimeout(new Promise<void>((resolve) => client.once('end', resolve)), 20_000, 'the client to read the whole answer');
+  return { maxQueued, received: hash.digest('hex') };
+}
+
+function sha256(parts: Array<Buffer | string>): string {
+  const h = createHash('sha256');
+  for (const p of parts) h.update(typeof p === 'string' ? Buffer.from(p, 'latin1') : p);
+  return h.digest('hex');
+}
+
+/** 16 MiB in 64 KiB chunks (undici's size) of changing bytes, after a head as a string, as http writes them. */
+function response(): Array<Buffer | string> {
+  const parts: Array<Buffer | string> = ['HTTP/1.1 200 OK\r\ncontent-length: 16777216\r\n\r\n'];
+  for (let i = 0; i < 256; i++) parts.push(Buffer.alloc(64 * 1024, i));
+  return parts;
+}
+
+test('a TLS connection to a client that does not read holds one slice of encrypted bytes, not whole writes; every byte arrives in order', async (t) => {
+  const parts = response();
+  const paced = await writeToStalledClient(t, parts, true);
+  assert.equal(paced.received, sha256(parts), 'the paced stream arrived changed');
+  // One slice encrypted (a TLS record adds 22 bytes for TLS 1.3; 29 for TLS 1.2 with AES-GCM).
+  assert.ok(paced.maxQueued <= TLS_WRITE_SLICE + 64, `the TCP handle held ${paced.maxQueued} encrypted bytes waiting for the kernel`);
+  t.diagnostic(`paced: at most ${paced.maxQueued} encrypted bytes queued`);
+});
+
+test('without the slicing the same stalled client pins whole writes (what the slicing is for)', async (t) => {
+  const parts = response();
+  const unpaced = await writeToStalledClient(t, parts, false);
+  assert.equal(unpaced.received, sha256(parts));
+  assert.ok(unpaced.maxQueued > 16 * 1024, `Node queued only ${unpaced.maxQueued} encrypted bytes: the slicing may no longer be needed`);
+  t.diagnostic(`unpaced: up to ${unpaced.maxQueued} encrypted bytes queued`);
+});
+
+test('a pipelined request reaches the instance only once the response before it is sent', async (t) => {
+  let inFlight = 0;
+  let maxInFlight = 0;
+  const seen: string[] = [];
+  const up = await startServer(t, (req, res) => {
+    inFlight++;
+    maxInFlight = Math.max(maxInFlight, inFlight);
+    seen.push(req.url!);
+    const done = (): void => {
+      inFlight--;
+      res.end(`${req.url}\n`);
+    };
+    // The first answer waits until the second request, if it was forwarded at once, would have arrived.
+    if (req.url === '/first') setTimeout(done, 300);
+    else done();
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
+  const socket = net.connect({ host: '127.0.0.1', port });
+  t.after(() => socket.destroy());
+  let got = '';
+  socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  socket.write('GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\nGET /third HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitUntil(() => (got.match(/HTTP\/1\.1 200 /g) ?? []).length === 3 && got.endsWith('/third\n'), 10_000, 'three answers');
+  assert.deepEqual(seen, ['/first', '/second', '/third']);
+  assert.equal(maxInFlight, 1, 'the pipelined requests reached the instance together');
+  assert.ok(got.indexOf('/first\n') < got.indexOf('/second\n') && got.indexOf('/second\n') < got.indexOf('/third\n'));
+});
