@@ -107,3 +107,35 @@ test('HTTP/1.1 over TLS: Expect: 100-continue with a body over the limit gets 41
   assert.match(got, /\r\nx-baton-error: body_too_large\r\n/);
   assert.equal(bodies.length, 0);
 });
+
+test('HTTP/2: streams count against the in-flight cap and wait in its queue; finished streams free their slots', async (t) => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  let arrived = 0;
+  const up = await startServer(t, (_req, res) => {
+    arrived++;
+    void gate.then(() => res.end('done'));
+  });
+  const ca = makeCa(t);
+  const a = ca.write('a', ['a.test']);
+  const store = new CertificateStore({ logger: silentLogger });
+  await store.loadFiles([{ hosts: ['a.test'], certFile: a.certFile, keyFile: a.keyFile, isDefault: true }]);
+  t.after(() => store.close());
+  const { proxy } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true, limits: { maxBodyBytes: null, maxInflight: 1, maxQueued: 1, queueTimeoutMs: 30_000 } })] });
+  const s = session(t, await listenTls(proxy, store), ca);
+  const get = (): Promise<{ status: number; error: string | undefined; body: string }> => h2(s, { ':method': 'GET', ':path': '/' }, (req) => req.end());
+  const first = get();
+  await waitUntil(() => arrived === 1, 10_000, 'the first stream to be in flight');
+  const second = get();
+  await waitUntil(() => proxy.routingCounters('s').queuedNow === 1, 10_000, 'the second stream to wait');
+  const shed = await get();
+  assert.deepEqual([shed.status, shed.error], [503, 'at_capacity']);
+  release();
+  assert.equal((await first).body, 'done');
+  assert.equal((await second).body, 'done', 'the waiting stream went on once the first finished');
+  // Admitted at once or after a short wait for the last slot to be given back: never shed.
+  assert.equal((await get()).status, 200);
+  assert.equal(arrived, 3);
+  assert.equal(proxy.routingCounters('s').shed, 1);
+});
