@@ -7,7 +7,8 @@
 import { parseListenAddress, listenersClash } from './listen.ts';
 import type { Problem } from './problems.ts';
 import type { ListenerConfig } from './types.ts';
-import { DEFAULT_LISTEN, FRONT_SERVICE_KEYS } from './defaults.ts';
+import { DEFAULT_LISTEN, DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_URL_LENGTH, FRONT_SERVICE_KEYS } from './defaults.ts';
+import { maxHeaderSize, maxUrlLength } from './schema.ts';
 
 const SERVICE_NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // sun_path is 108 bytes on Linux, including the terminating NUL.
@@ -21,6 +22,7 @@ export function checkRules(data: unknown, controlSocket: string | undefined): Pr
     ...checkDashboard(data),
     ...checkProxyProtocol(data['listen'], data['proxy'], data['tls']),
     ...checkWorkers(data['proxy'], data['tls']),
+    ...checkHeadLimits(data['proxy']),
     ...checkServices(data['services']),
     ...checkSocketPath(data, controlSocket),
   ];
@@ -143,6 +145,17 @@ function checkProxyProtocol(listen: unknown, proxy: unknown, tls: unknown): Prob
  * HTTPS listeners, their certificates and ACME live in the daemon. Refused
  * rather than half-working.
  */
+/** A URL limit at or above the head's size could never answer 414: the parser counts the URL in the head (431 first). */
+function checkHeadLimits(proxy: unknown): Problem[] {
+  if (!isObject(proxy)) return [];
+  const url = proxy['max_url_length'] === undefined ? DEFAULT_MAX_URL_LENGTH : maxUrlLength.safeParse(proxy['max_url_length']).data;
+  const head = proxy['max_header_size'] === undefined ? DEFAULT_MAX_HEADER_SIZE : maxHeaderSize.safeParse(proxy['max_header_size']).data;
+  // Values the schema refuses are reported there.
+  if (typeof url !== 'number' || typeof head !== 'number' || url < head) return [];
+  const key = proxy['max_url_length'] === undefined ? 'max_header_size' : 'max_url_length';
+  return [{ path: ['proxy', key], message: `max_url_length (${url} bytes) must be below max_header_size (${head} bytes): the parser counts the URL in the head, so a longer URL gets 431 before max_url_length can answer 414` }];
+}
+
 function checkWorkers(proxy: unknown, tls: unknown): Problem[] {
   const workers = isObject(proxy) ? proxy['workers'] : undefined;
   if (workers === undefined || workers === null || workers === 1 || !isObject(tls)) return [];

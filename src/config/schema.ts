@@ -389,6 +389,9 @@ export function byteSize(min: number, max: number = Number.MAX_SAFE_INTEGER) {
 }
 
 const size = byteSize(4096);
+/** proxy.max_header_size and max_url_length (rules.ts compares the two). */
+export const maxHeaderSize = byteSize(1024, 1024 * 1024);
+export const maxUrlLength = byteSize(64, 1024 * 1024);
 
 /** An absolute http(s) URL without query or fragment: where visitors reach a service. */
 const publicUrl = leaf('an http:// or https:// URL like "https://example.com"', (v) => {
@@ -491,9 +494,9 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   client_idle_timeout: duration({ positive: true }).optional(),
   headers_timeout: duration({ positive: true }).optional(),
   trusted_proxies: list('networks', network).optional(),
-  max_header_size: byteSize(1024, 1024 * 1024).optional(),
+  max_header_size: maxHeaderSize.optional(),
   max_headers: integer(1, 10_000).optional(),
-  max_url_length: byteSize(64, 1024 * 1024).optional(),
+  max_url_length: maxUrlLength.optional(),
   max_connections_per_client: integer(1, 1_000_000).optional(),
   workers: leaf('an integer from 1 to 256, or "auto" (one per core)', (v) =>
     v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) ? v : undefined,

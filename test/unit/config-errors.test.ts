@@ -229,6 +229,13 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
     ],
   },
   {
+    name: 'a URL limit the parser would never let answer',
+    text: lines('proxy:', '  max_header_size: 8KB', 'services:', '  web:', '    command: x'),
+    expect: [
+      'baton.yaml:2:3: proxy.max_header_size: max_url_length (8192 bytes) must be below max_header_size (8192 bytes): the parser counts the URL in the head, so a longer URL gets 431 before max_url_length can answer 414',
+    ],
+  },
+  {
     name: 'service limits',
     text: lines('services:', '  web:', '    command: x', '    limits: { max_body_size: 0, max_bodysize: 1MB }'),
     expect: [
