@@ -201,3 +201,19 @@ test('a waiting request with a body that passes queue_timeout: 503, its body dis
   assert.equal(again.status, 200);
   assert.equal(gated.arrived(), 2);
 });
+
+test('closing the proxy answers the waiting requests 503 at once and lets the ones in flight finish', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 5 });
+  const first = request(port, { headers: { host: 'capped.test' } });
+  await waitUntil(() => gated.arrived() === 1, 10_000, 'the first request to be in flight');
+  const waiting = request(port, { headers: { host: 'capped.test' } });
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 1, 10_000, 'the second request to wait');
+  const closed = proxy.close();
+  const r = await waiting;
+  assert.equal(r.status, 503);
+  assert.equal(r.headers['x-baton-error'], 'at_capacity');
+  gated.open();
+  assert.equal((await first).status, 200);
+  await withTimeout(closed, 10_000, 'proxy.close()');
+  assert.equal(gated.arrived(), 1);
+});
