@@ -100,7 +100,8 @@ export class Admission {
     // Read no more of its body while it waits: what the socket's last read brought stays (Node
     // reads on by itself up to the request's 64 KiB buffer otherwise). Reading the body (forwarding,
     // or Node discarding it after a 503) resumes the socket. An HTTP/2 stream has its own flow control
-    // (its socket is the whole session's), and a request without a body is left alone.
+    // (its socket is the whole session's), and a request without a body is left alone. The price: a
+    // paused client that leaves is noticed only once admitted (or at queue_timeout), not while it waits.
     if (req.httpVersionMajor === 1 && !req.complete) req.socket.pause();
   }
 
