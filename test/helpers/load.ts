@@ -56,6 +56,14 @@ export interface RunningLoad {
   stop(): Promise<LoadResult>;
   /** Resolves once at least n requests completed (bounded by timeoutMs). */
   waitFor(n: number, timeoutMs: number): Promise<void>;
+  /**
+   * Resolves once every client completed k more requests from now (bounded by
+   * timeoutMs). With k ≥ 2 each client has made at least one request that began
+   * after the call — what "every client ends on the new version" needs: a total
+   * count can be reached by the other clients while one still waits on an
+   * answer from the old version.
+   */
+  waitForEach(k: number, timeoutMs: number): Promise<void>;
   readonly snapshot: () => LoadResult;
 }
 
@@ -68,6 +76,9 @@ export function startLoad(opts: LoadOptions): RunningLoad {
   const maxMs = opts.maxMs ?? 120_000;
   const max = opts.maxRequests ?? Number.POSITIVE_INFINITY;
   const waiters: { n: number; resolve: () => void }[] = [];
+  /** Requests completed per client, by index into res.clients. */
+  const completed: number[] = [];
+  const eachWaiters: { targets: number[]; resolve: () => void }[] = [];
 
   const record = (client: ClientRecord, status: number | null, body: string | null, err: string | null): void => {
     const seq = client.sequence;
@@ -85,8 +96,13 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       res.bodies[b] = (res.bodies[b] ?? 0) + 1;
       if (seq[seq.length - 1] !== b) seq.push(b);
     }
+    const idx = res.clients.indexOf(client);
+    completed[idx] = (completed[idx] ?? 0) + 1;
     for (let i = waiters.length - 1; i >= 0; i--) {
       if (res.total >= waiters[i]!.n) waiters.splice(i, 1)[0]!.resolve();
+    }
+    for (let i = eachWaiters.length - 1; i >= 0; i--) {
+      if (eachWaiters[i]!.targets.every((n, c) => (completed[c] ?? 0) >= n)) eachWaiters.splice(i, 1)[0]!.resolve();
     }
   };
 
@@ -142,6 +158,16 @@ export function startLoad(opts: LoadOptions): RunningLoad {
       await new Promise<void>((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`load: only ${res.total} of ${n} requests completed within ${timeoutMs} ms`)), timeoutMs);
         waiters.push({ n, resolve: () => { clearTimeout(t); resolve(); } });
+      });
+    },
+    async waitForEach(k, timeoutMs) {
+      const targets = Array.from({ length: opts.concurrency }, (_, c) => (completed[c] ?? 0) + k);
+      await new Promise<void>((resolve, reject) => {
+        const t = setTimeout(() => {
+          const behind = targets.map((n, c) => `client ${c}: ${(completed[c] ?? 0) - n + k} of ${k}`).join(', ');
+          reject(new Error(`load: not every client completed ${k} more requests within ${timeoutMs} ms (${behind})`));
+        }, timeoutMs);
+        eachWaiters.push({ targets, resolve: () => { clearTimeout(t); resolve(); } });
       });
     },
     async stop() {

@@ -164,6 +164,7 @@ test('an abort during an analysis rolls back at once with 0 failed requests', as
   assert.match(r.stdout, /aborted by the operator/);
   const n = visitors.snapshot().total;
   await visitors.waitFor(n + 50, 20_000);
+  await visitors.waitForEach(2, 20_000);
   const v = await visitors.stop();
   assert.equal(v.failed, 0, v.errors.join('; '));
   for (const c of v.clients) assert.equal(c.sequence.at(-1), 'v2', `a visitor ended on ${c.sequence.join(' → ')}`);

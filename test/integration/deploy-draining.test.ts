@@ -117,6 +117,7 @@ test('rollback while the old release drains: back on its still-running instances
   assert.ok(!out.some((l) => l.type === 'event' && /instance .* started/.test(l.event.message)), 'no new instance');
   const n = load.snapshot().total;
   await load.waitFor(n + 30, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assertClean(res, 'rollback during the drain');
   t.diagnostic(`rollback during the drain: traffic switched ${outcome.switchAfterMs} ms after it began; ${res.total} requests, ${res.failed} failed`);

@@ -47,6 +47,7 @@ test('deploy v2 under keep-alive load: 0 failed, each client v1 → v2 once', as
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const n = load.snapshot().total;
   await load.waitFor(n + 100, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assertClean(res, 'deploy');
   assert.ok((res.bodies['v1'] ?? 0) > 0 && (res.bodies['v2'] ?? 0) > 0, JSON.stringify(res.bodies));
@@ -79,6 +80,7 @@ test('rollback to the warm standby under load: 0 failed, an instant switch to th
   assert.deepEqual(serving, standbyPids, 'the standby\'s processes serve, nothing was restarted');
   const n = load.snapshot().total;
   await load.waitFor(n + 50, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assertClean(res, 'rollback');
   assertMovedOnce(res, 'v2', 'v1');

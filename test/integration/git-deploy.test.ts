@@ -104,6 +104,7 @@ test('deploy of a tag under load: 0 failed, builds the older commit', async () =
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const n = load.snapshot().total;
   await load.waitFor(n + 30, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
   assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2'], 'the load saw v2, then the tag\'s v1');
@@ -223,6 +224,7 @@ test('deploying the warm standby\'s release again switches to its running instan
   assert.doesNotMatch(r.stdout, /instance .* started|migrate hook|build hook/);
   const n = load.snapshot().total;
   await load.waitFor(n + 30, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
   assert.deepEqual(Object.keys(res.bodies).sort(), ['v5', 'v6'], 'the load saw v5, then the standby\'s v6');

@@ -61,6 +61,7 @@ test('a push under load: 0 failed requests', async () => {
   assert.equal(r.code, 0, r.output);
   const n = load.snapshot().total;
   await load.waitFor(n + 30, 10_000);
+  await load.waitForEach(2, 10_000);
   const res = await load.stop();
   assert.equal(res.failed, 0, res.errors.join('; '));
   assert.deepEqual(Object.keys(res.bodies).sort(), ['v1', 'v2'], 'the load saw v1, then the pushed v2');

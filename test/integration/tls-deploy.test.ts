@@ -114,7 +114,9 @@ test('a deploy under HTTPS load, HTTP/1.1 and HTTP/2 clients: 0 failed, both ver
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const [n1, n2] = [h1.snapshot().total, h2.snapshot().total];
   await h1.waitFor(n1 + 100, 15_000);
+  await h1.waitForEach(2, 15_000);
   await h2.waitFor(n2 + 100, 15_000);
+  await h2.waitForEach(2, 15_000);
   const [r1, r2] = [await h1.stop(), await h2.stop()];
   assertClean(r1, 'HTTPS/1.1 load');
   assertClean(r2, 'HTTP/2 load');
