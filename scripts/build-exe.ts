@@ -63,6 +63,8 @@ await build({
 });
 
 const blob = path.join(WORK, 'baton.blob');
+/** The daemon's flags (bin/baton.js sets them by execve; here they are baked in). */
+const EXEC_ARGV = ['--max-semi-space-size=1', '--expose-gc'];
 const seaConfig = path.join(WORK, 'sea-config.json');
 writeFileSync(
   seaConfig,
@@ -71,12 +73,15 @@ writeFileSync(
     output: blob,
     disableExperimentalSEAWarning: true,
     useCodeCache: true,
-    execArgv: ['--max-semi-space-size=1', '--expose-gc'],
+    execArgv: EXEC_ARGV,
     // The dashboard's browser files, read back with node:sea's getAsset().
     assets: Object.fromEntries(Object.entries(assetFiles()).map(([name, file]) => [seaKey(name), file])),
   }),
 );
-execFileSync(process.execPath, ['--experimental-sea-config', seaConfig], { stdio: 'inherit' });
+// V8 accepts a code cache only from a process whose flags hash the same: the
+// blob is made under the executable's own flags, or every start would print
+// "Code cache data rejected" and compile from source.
+execFileSync(process.execPath, [...EXEC_ARGV, '--experimental-sea-config', seaConfig], { stdio: 'inherit' });
 
 rmSync(EXE, { force: true });
 copyFileSync(process.execPath, EXE);
