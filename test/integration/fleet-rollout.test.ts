@@ -202,7 +202,7 @@ test('canary analysis: a canary host answering 500s more often than the others i
   await f.writeFleetFile(fleetYaml(f));
 });
 
-test('canary analysis: a canary host whose app is slow (p99 against the other hosts\' over the bake) is stopped and reverted', async () => {
+test('canary analysis: a canary host whose app is slow (p99 against the other hosts\' over the bake) is stopped and reverted', async (t) => {
   const h1 = f.hosts[0]!;
   await h1.writeConfig(service('env: { APP_DELAY_MS: "600" }'));
   assert.equal((await h1.cli(['reload'])).code, 0);
@@ -220,6 +220,7 @@ test('canary analysis: a canary host whose app is slow (p99 against the other ho
   // Failed thresholds come first: the latency, with both sides' p99 (bucket bounds) and the limit, max(1.5 × others', 100 ms).
   const m = /: fail: p99 (\d+)ms vs stable (\d+)ms; limit (\d+)ms/.exec(verdict.message);
   assert.ok(m, verdict.message);
+  t.diagnostic(verdict.message);
   assert.ok(Number(m[1]) >= 600, `canary p99 ${m[1]} ms`);
   assert.ok(Number(m[2]) < Number(m[1]), `the other hosts' p99 ${m[2]} ms`);
   assert.match(verdict.message, /5xx rate 0\.00%/);

@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
+import { ControlClient } from '../../src/control/client.ts';
+import path from 'node:path';
 
 const HOSTS = [
   { name: 'h1', address: '127.0.0.2' },
@@ -35,9 +37,13 @@ function frontYaml(weights: Record<string, number> = {}): string {
   ].join('\n');
 }
 
-/** The front's view of each target, by name. */
+/**
+ * The front's view of each target, by name: asked on its control socket from
+ * this process (a CLI takes a second to start on a busy machine, longer than
+ * the timings these tests watch).
+ */
 async function targets(): Promise<Record<string, any>> {
-  const s = await front.status();
+  const s = await new ControlClient(path.join(front.dir, 'state', 'baton.sock')).get<any>('/status');
   return Object.fromEntries(s.fronts[0].targets.map((t: any) => [t.name, t]));
 }
 
@@ -119,7 +125,7 @@ test('a drained host gets nothing new from the front; its in-flight requests fin
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
   // Slow requests in flight on every host (the balancer spreads them) when h2 is drained.
   // Slow enough to be still running when the front has seen the drain (each CLI call here takes a second or so).
-  const slow = startLoad({ url: `${front.url}/slow?ms=6000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  const slow = startLoad({ url: `${front.url}/slow?ms=8000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h2', async () => (await targets())['h2'].inflight > 0, 10_000);
   const drained = await hosts[1]!.cli(['drain']);
   assert.equal(drained.code, 0, drained.stderr);
@@ -147,7 +153,7 @@ test('a drained host gets nothing new from the front; its in-flight requests fin
 
 test('an operator drain of a target at the front: nothing new to it, in flight finishes, kept across a reload', async () => {
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
-  const slow = startLoad({ url: `${front.url}/slow?ms=6000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  const slow = startLoad({ url: `${front.url}/slow?ms=8000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h3', async () => (await targets())['h3'].inflight > 0, 10_000);
   const r = await front.cli(['target', 'drain', 'shop', 'h3', '--reason', 'kernel update']);
   assert.equal(r.code, 0, r.stderr);
@@ -175,7 +181,7 @@ test('an operator drain of a target at the front: nothing new to it, in flight f
   assertClean(await load.stop(), 'operator drain');
 });
 
-test('weights: a target of weight 3 gets three times the share of each weight-1 target', async () => {
+test('weights: a target of weight 3 gets three times the share of each weight-1 target', async (t) => {
   const shares = async (what: string, concurrency: number): Promise<void> => {
     const load = startLoad({ url: `${front.url}/`, concurrency, keepAlive: true, maxRequests: 500 });
     await load.waitFor(500, 60_000);
@@ -183,6 +189,7 @@ test('weights: a target of weight 3 gets three times the share of each weight-1 
     assertClean(res, what);
     const n = byHost(res);
     const share = (h: string): number => (n[h] ?? 0) / res.ok;
+    t.diagnostic(`${what}: ${JSON.stringify(n)} of ${res.ok}`);
     // 3:1:1 → 60%, 20%, 20%: the smooth weighted round robin is exact; 3 points for requests at the edges.
     assert.ok(Math.abs(share('h1') - 0.6) < 0.03, `${what}: h1 share ${share('h1')}: ${JSON.stringify(n)}`);
     for (const h of ['h2', 'h3']) assert.ok(Math.abs(share(h) - 0.2) < 0.03, `${what}: ${h} share ${share(h)}: ${JSON.stringify(n)}`);
@@ -199,7 +206,7 @@ test('weights: a target of weight 3 gets three times the share of each weight-1 
   await shares('round_robin, four clients', 4);
 });
 
-test('a host killed: its requests are retried on the others, its checks take it out', async () => {
+test('a host killed: its requests are retried on the others, its checks take it out', async (tc) => {
   await front.writeConfig(frontYaml());
   assert.equal((await front.cli(['reload'])).code, 0);
   const load = startLoad({ url: `${front.url}/`, concurrency: 4, keepAlive: true });
@@ -215,6 +222,7 @@ test('a host killed: its requests are retried on the others, its checks take it 
   assert.match(t['h3'].reason, /ECONNREFUSED/);
   const s = await front.status();
   assert.equal(s.fronts[0].counters.failed, 0, 'the front failed no request itself');
+  tc.diagnostic(`killed: ${res.total} requests, ${res.failed} failed, ${s.fronts[0].counters.retries} retried by the front`);
   const text = await front.cli(['status']);
   assert.match(text.stdout, /front service shop \(default\)/);
   assert.match(text.stdout, /\n +h3 +127\.0\.0\.4:\d+ +down /);

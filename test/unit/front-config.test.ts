@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config/index.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { parseAgentLine } from '../../src/front/probe.ts';
+import { diffConfig } from '../../src/daemon/reload.ts';
 
 function problemsOf(text: string): string[] {
   try {
@@ -89,4 +90,31 @@ test('agent-check lines are read as HAProxy reads them', () => {
   assert.deepEqual(parseAgentLine('75%'), { state: null, percent: 75 });
   assert.deepEqual(parseAgentLine('up,10%'), { state: 'ready', percent: 10 });
   assert.equal(parseAgentLine('hello'), null);
+});
+
+test('a reload says what changes in a front service, target by target, and that it applies now', () => {
+  const before = parseConfig(lines(
+    'services:',
+    '  shop:',
+    '    targets:',
+    '      web1: "10.0.0.11:80"',
+    '      web2: "10.0.0.12:80"',
+    '    health: { interval: 1s }',
+  ), '/etc/baton/baton.yaml');
+  const after = parseConfig(lines(
+    'services:',
+    '  shop:',
+    '    targets:',
+    '      web1: { address: "10.0.0.11:80", weight: 3 }',
+    '      web3: "10.0.0.13:80"',
+    '    health: { interval: 2s }',
+  ), '/etc/baton/baton.yaml');
+  const plan = diffConfig(before, after);
+  assert.deepEqual(plan.refused, []);
+  assert.deepEqual(plan.changes, [
+    'services.shop.health.interval: 1.0s → 2.0s (applies now)',
+    'services.shop.targets.web1: weight 1 → 3 (applies now)',
+    'services.shop.targets.web3: added 10.0.0.13:80 (checked now, routed once it answers)',
+    'services.shop.targets.web2: removed (no new request; what it runs finishes within drain_timeout)',
+  ]);
 });
