@@ -132,6 +132,8 @@ export interface FrontTargetStatus {
   inRotation: boolean;
   /** The last check's failure, or why the target gets nothing; null when up. */
   reason: string | null;
+  /** What the target's agent-check said last ("ready up 50%"), or why it could not be asked; null without `agent:`. */
+  agent: string | null;
   /** This daemon's operator drained the target (`baton target drain`): kept across restarts. */
   operator: { mode: 'drain'; since: number; reason: string } | null;
   /** Since when the target has been in (or out of) rotation (epoch ms). */

@@ -213,6 +213,7 @@ export class FrontService {
           state: out?.state ?? 'up',
           inRotation: out === null,
           reason: out?.reason ?? null,
+          agent: t.config.agent === null ? null : (t.agentError ?? (t.agent === null ? 'not asked yet' : [t.agent.state ?? '', t.agent.percent === null ? '' : `${t.agent.percent}%`].filter(Boolean).join(' '))),
           operator,
           since: t.since,
           lastCheckAt: t.lastCheckAt,

@@ -106,6 +106,7 @@ test('checks and agent lines decide which targets the routing spec names, and wi
   // An agent's "up 50%" halves the weight; its "drain" and "maint" take the target out; "ready" puts it back.
   a.agentLine.text = 'ready up 50%\n';
   await waitUntil('a at half its weight', () => inSpec()['a'] === 1, 5000, 20);
+  assert.equal(f.status({ targets: [], releases: [], counters: { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 } }).targets.find((x) => x.name === 'a')!.agent, 'ready 50%');
   a.agentLine.text = 'drain\n';
   await waitUntil('a drained by its agent', () => !('a' in inSpec()), 5000, 20);
   assert.deepEqual(state('a'), { state: 'drain', reason: 'its agent says drain' });
@@ -120,6 +121,8 @@ test('checks and agent lines decide which targets the routing spec names, and wi
   await waitUntil('three more checks of a', () => a.checks.n >= seen + 3, 5000, 20);
   assert.deepEqual(inSpec(), { a: 2, b: 1 });
   assert.equal(published, publishedBefore);
+  const agentNow = f.status({ targets: [], releases: [], counters: { requests: 0, failed: 0, appErrors: 0, retries: 0, websockets: 0 } }).targets.find((x) => x.name === 'a')!.agent;
+  assert.equal(agentNow, 'agent ECONNREFUSED');
 
   // A host that says it is drained (baton's 503 "draining") is out at once, without being "down".
   b.answer.status = 503;

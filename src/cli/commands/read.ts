@@ -85,7 +85,10 @@ function frontLines(ctx: CliContext, f: FrontServiceStatus): void {
     rows.push([t.name, t.address, t.state, weight, String(t.requests), String(t.status['2xx']), String(t.status['5xx']), String(t.connectionErrors), String(t.retries), t.p99Ms === null ? '-' : t.p99Ms === Infinity ? '>10s' : `≤${t.p99Ms}ms`, String(t.inflight), String(t.websockets), formatDuration(Date.now() - t.since)]);
   }
   ctx.out(table(rows).replace(/^/gm, '  ') + '\n');
-  for (const t of f.targets) if (t.reason !== null) ctx.out(`  ${t.name}: ${t.reason}\n`);
+  for (const t of f.targets) {
+    if (t.reason !== null) ctx.out(`  ${t.name}: ${t.reason}\n`);
+    if (t.agent !== null && t.agent.startsWith('agent ')) ctx.out(`  ${t.name}: its agent-check cannot be read (${t.agent.slice(6)}); the HTTP check alone decides\n`);
+  }
 }
 
 export async function releasesCommand(ctx: CliContext): Promise<number> {
