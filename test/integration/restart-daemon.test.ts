@@ -3,6 +3,7 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { createDaemon, isGone, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 
 let d: TestDaemon;
@@ -41,8 +42,8 @@ test('kill -9 of the daemon and a restart keep the state and the same instance p
 });
 
 test('a deployment interrupted before the switch is marked failed and its instances stopped', async () => {
-  // Slow enough to start that the daemon is killed before the switch, even on a busy machine.
-  const slow = await d.release('v3', { APP_STARTUP_MS: '8000' });
+  // It never listens (its start file is never made): the daemon is surely killed before the switch, however busy the machine.
+  const slow = await d.release('v3', { APP_START_FILE: path.join(d.dir, 'never') });
   const deploy = d.cli(['deploy', 'web', slow]);
   let incoming: number[] = [];
   await waitUntil('the deploy to be starting instances', async () => {
