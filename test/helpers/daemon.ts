@@ -98,8 +98,15 @@ export async function withFreePort<T>(use: (port: number) => Promise<T>, attempt
   }
 }
 
-/** The daemon could not bind a port the harness picked: another process took it meanwhile. */
-class PortTaken extends Error {}
+/** The daemon could not bind a port: another process took it between its choice and the daemon's bind. */
+class PortTaken extends Error {
+  /** The ports the daemon's log names as in use. */
+  readonly ports: number[];
+  constructor(log: string) {
+    super(log);
+    this.ports = [...log.matchAll(/EADDRINUSE[^\n]*?:(\d+)/g)].map((m) => Number(m[1]));
+  }
+}
 
 export interface DaemonOptions {
   services?: string;
@@ -188,6 +195,9 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         return await startOnce();
       } catch (err) {
         if (!(err instanceof PortTaken) || everStarted || attempt === 5) throw err;
+        // A port the test chose itself (written into the config by the test): the
+        // test picks again (withFreePort); only the harness's own ports are re-picked here.
+        if (err.ports.length > 0 && !err.ports.some((p) => p === port || p === metricsPort)) throw err;
         // Rewrite the harness's ports in place: a test may have written the file itself.
         let text = await readFile(configFile, 'utf8');
         const swap = (old: number, now: number): void => {

@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { createDaemon } from '../helpers/daemon.ts';
+import { readFile, writeFile } from 'node:fs/promises';
+import { createDaemon, withFreePort } from '../helpers/daemon.ts';
 
 test('createDaemon picks another port when the chosen one is taken before the daemon binds it', async (t) => {
   const squatter = net.createServer();
@@ -21,4 +22,30 @@ test('createDaemon picks another port when the chosen one is taken before the da
   assert.equal(metrics.status, 200);
   await metrics.text();
   await health.text();
+});
+
+test('a port the test chose, taken before the daemon binds it, is picked again by withFreePort', async (t) => {
+  const squatter = net.createServer();
+  await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => squatter.close(() => resolve())));
+  const taken = (squatter.address() as net.AddressInfo).port;
+  const d = await createDaemon({ start: false });
+  t.after(() => d.cleanup());
+  const base = await readFile(d.configFile, 'utf8');
+  const tried: number[] = [];
+  const agentPort = await withFreePort(async (free) => {
+    const port = tried.length === 0 ? taken : free;
+    tried.push(port);
+    await writeFile(d.configFile, `agent_check: "127.0.0.1:${port}"\n${base}`);
+    await d.start();
+    return port;
+  });
+  assert.deepEqual(tried, [taken, agentPort], 'one failed start on the taken port, then another port');
+  const starts = (await d.daemonLog()).split('\n').filter((l) => /EADDRINUSE/.test(l)).length;
+  assert.equal(starts, 1, 'the harness did not re-pick its own ports for a port the test chose');
+  const answer = await new Promise<string>((resolve, reject) => {
+    let out = '';
+    net.connect(agentPort, '127.0.0.1').on('data', (c) => (out += String(c))).on('end', () => resolve(out)).on('error', reject);
+  });
+  assert.match(answer, /^ready/);
 });

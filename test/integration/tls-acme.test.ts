@@ -17,7 +17,7 @@ import type { AcmeConfig } from '../../src/config/types.ts';
 import { closedPort, service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
 import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
-import { createDaemon, freePort, serviceYaml, waitUntil } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, withFreePort } from '../helpers/daemon.ts';
 import { settlesWithin } from '../helpers/timeouts.ts';
 import { writeFile } from 'node:fs/promises';
 
@@ -127,26 +127,29 @@ test('a daemon with tls.acme in its config obtains a certificate from pebble and
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
   const pebble = await startPebble(t, ca, d.port);
-  const tlsPort = await freePort();
-  await writeFile(
-    d.configFile,
-    [
-      `listen: ["127.0.0.1:${d.port}"]`,
-      'state_dir: ./state',
-      'log_level: debug',
-      'tls:',
-      `  listen: ["127.0.0.1:${tlsPort}"]`,
-      '  acme:',
-      '    hosts: [localhost]',
-      `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
-      `    ca_file: ${JSON.stringify(ca.caFile)}`,
-      '  redirect_http: true',
-      'services:',
-      serviceYaml({ instances: 1 }),
-      '',
-    ].join('\n'),
-  );
-  await d.start();
+  // The daemon binds the TLS port itself: another one if it was taken meanwhile.
+  const tlsPort = await withFreePort(async (port) => {
+    await writeFile(
+      d.configFile,
+      [
+        `listen: ["127.0.0.1:${d.port}"]`,
+        'state_dir: ./state',
+        'log_level: debug',
+        'tls:',
+        `  listen: ["127.0.0.1:${port}"]`,
+        '  acme:',
+        '    hosts: [localhost]',
+        `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
+        `    ca_file: ${JSON.stringify(ca.caFile)}`,
+        '  redirect_http: true',
+        'services:',
+        serviceYaml({ instances: 1 }),
+        '',
+      ].join('\n'),
+    );
+    await d.start();
+    return port;
+  });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
   await waitUntil('the daemon to log the issued certificate', async () => /acme: certificate issued/.test(await d.daemonLog()), 30_000, 100);
