@@ -251,7 +251,7 @@ export class FrontService {
 
   async #check(t: RemoteTarget): Promise<void> {
     const h = this.config.health;
-    const hostHeader = this.config.hosts[0] ?? `${t.config.host}:${t.config.port}`;
+    const hostHeader = this.config.hosts[0] ?? `${t.config.host.includes(':') ? `[${t.config.host}]` : t.config.host}:${t.config.port}`;
     const agent = t.config.agent;
     const [http, agentVerdict] = await Promise.all([
       probeHttp(t.config.host, t.config.port, h.path, hostHeader, h.timeoutMs),

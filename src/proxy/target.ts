@@ -17,7 +17,8 @@ export interface TunnelHandle {
 }
 
 function createPool(host: string, port: number, up: UpstreamConfig): Pool {
-  return new PoolClass(`http://${host}:${port}`, {
+  // An IPv6 address (a front service's target "[2001:db8::1]:80") goes in brackets in a URL.
+  return new PoolClass(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
     // Pooled connections close before the app would close them, so we rarely
     // write into a connection the app is closing (the retry rules cover the rest).
     keepAliveTimeout: up.keepAliveTimeoutMs,

@@ -16,6 +16,7 @@ import { FrontService } from '../../src/front/front-service.ts';
 import { TargetModes } from '../../src/front/target-modes.ts';
 import type { FrontServiceConfig } from '../../src/config/types.ts';
 import { waitUntil } from '../helpers/daemon.ts';
+import { Proxy } from '../../src/proxy/index.ts';
 
 /** A host stand-in: its readiness answer and its agent line can be changed at any time. */
 async function fakeHost(): Promise<{ port: number; agentPort: number; answer: { status: number; body: string }; agentLine: { text: string }; checks: { n: number }; closeAgent(): Promise<void>; close(): Promise<void> }> {
@@ -155,4 +156,36 @@ test('checks and agent lines decide which targets the routing spec names, and wi
   const removed = f.setConfig({ ...config, targets: config.targets.filter((t) => t.name !== 'b') });
   assert.deepEqual(removed, ['shop@b']);
   assert.deepEqual(inSpec(), { a: 2 });
+});
+
+test('a target on an IPv6 address is checked and proxied to', async () => {
+  const server = http.createServer((req, res) => res.end(req.url === '/_baton/health' ? 'ok' : `v6 ${req.headers.host}`));
+  await new Promise<void>((r) => server.listen(0, '::1', r));
+  cleanups.push(() => new Promise<void>((r) => {
+    server.closeAllConnections();
+    server.close(() => r());
+  }));
+  const port = (server.address() as net.AddressInfo).port;
+  const logger = createLogger('error', () => {});
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-front-v6-'));
+  cleanups.push(() => rm(dir, { recursive: true, force: true }));
+  const proxy = new Proxy({ logger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000 });
+  cleanups.push(() => proxy.close());
+  const f = new FrontService({
+    name: 'v6', hosts: [], isDefault: true,
+    targets: [{ name: 'a', host: '::1', port, weight: 1, agent: null }],
+    health: { path: '/_baton/health', intervalMs: 1000, timeoutMs: 1000, healthyThreshold: 1, unhealthyThreshold: 1 },
+    balance: 'round_robin',
+    upstream: { keepAliveTimeoutMs: 1000, connectTimeoutMs: 1000, responseTimeoutMs: 5000 },
+    drainTimeoutMs: 1000, wsCloseSpreadMs: 0,
+    limits: { maxBodyBytes: null, maxInflight: null, maxQueued: 0, queueTimeoutMs: 1000 },
+  }, { logger, modes: new TargetModes(dir, logger), publish: () => proxy.apply({ services: [f.routeSpec()] }) });
+  cleanups.push(async () => f.stop());
+  await f.start();
+  proxy.apply({ services: [f.routeSpec()] });
+  const [l] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  const res = await fetch(`http://127.0.0.1:${l!.port}/x`);
+  assert.equal(res.status, 200);
+  // The client's Host goes through to the target unchanged.
+  assert.equal(await res.text(), `v6 127.0.0.1:${l!.port}`);
 });
