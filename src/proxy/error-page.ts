@@ -31,7 +31,7 @@ const PAGES: Record<ProxyErrorCode, Page> = {
   no_instance: { status: 503, title: 'Service Unavailable', text: 'The site has no running instance right now. Try again shortly.' },
   upstream_unreachable: { status: 502, title: 'Bad Gateway', text: 'The site could not be reached.' },
   upstream_failed: { status: 502, title: 'Bad Gateway', text: 'The site failed to answer this request.' },
-  upstream_timeout: { status: 504, title: 'Gateway Timeout', text: 'The site did not answer in time.' },
+  upstream_timeout: { status: 504, title: 'Gateway Timeout', text: 'The site did not answer in time (response timeout).' },
   bad_request: { status: 400, title: 'Bad Request', text: 'This request cannot be forwarded.' },
   paused: { status: 503, title: 'Service Unavailable', text: 'The site is busy with an update. Try again in a moment.' },
   beta_link_invalid: { status: 400, title: 'Bad Request', text: 'This beta link is invalid, has expired, or was already used.' },

@@ -339,7 +339,7 @@ test('an instance that does not answer within response_timeout: 504, baton\'s fa
   const r = await request(addr!.port, { headers: { accept: 'text/plain' } });
   assert.equal(r.status, 504);
   assert.equal(r.headers['x-baton-error'], 'upstream_timeout');
-  assert.match(r.body, /did not answer in time/);
+  assert.match(r.body, /did not answer in time \(response timeout\)/);
   await waitUntil(() => aborted === 1, 10_000, 'the instance to see its request aborted');
   assert.equal(arrived, 1, 'sent once, never retried');
   assert.deepEqual(proxy.counters('s'), { requests: 1, failed: 1, appErrors: 0, retries: 0, websockets: 0 });
