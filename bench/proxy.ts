@@ -112,8 +112,9 @@ async function main(): Promise<boolean> {
   let workersUrl = '';
   let workersPids: number[] = [];
   let inst3Pid = 0;
+  let td3: Awaited<ReturnType<typeof createDaemon>> | null = null;
   if (WORKERS > 1) {
-    const td3 = await createDaemon({ start: false });
+    td3 = await createDaemon({ start: false });
     registerDaemon(td3);
     writeDaemonConfig(td3, fixtureService('web', { instances: 1 }), 'info', [`proxy: { workers: ${WORKERS} }`]);
     await td3.start();
@@ -164,6 +165,10 @@ async function main(): Promise<boolean> {
       fmt(med(t, 'p50Ms')), fmt(med(t, 'p99Ms')), t === 'direct' ? '-' : fmt(med(t, 'proxyCpuUsPerReq'), 0), fmt(med(t, 'appCpuUsPerReq'), 0), errs(t),
     ]),
   ]));
+  if (td3 !== null) {
+    const ws = (await td3.status()).daemon.proxyWorkers as { index: number; requests: number; restarts: number }[];
+    console.log(`\nbaton-workers: requests per worker so far ${ws.map((w) => `#${w.index} ${w.requests}${w.restarts ? ` (${w.restarts} restarts)` : ''}`).join(', ')}`);
+  }
   console.log(`\nper round req/s: ${targets.map((t) => `${t} [${runs[t].map((x) => fmt(x.rps, 0)).join(', ')}]`).join('; ')}`);
 
   // p99 at half load: every target at 50% of the direct max rate (the issue's
@@ -171,16 +176,20 @@ async function main(): Promise<boolean> {
   const openLoop = async (rate: number, title: string): Promise<Record<Target, OpenLoopResult>> => {
     console.log(`\n## ${title}: ${rate} req/s, open loop, ${CONNS} connections, ${SECONDS} s after 1 s warm-up\n`);
     const res: Partial<Record<Target, OpenLoopResult>> = {};
+    const cpuPerReq: Partial<Record<Target, number>> = {};
     for (const t of targets) {
+      const p0 = proxyCpu(t);
       res[t] = await runOpenLoop(urls[t], { rate, seconds: SECONDS, connections: CONNS, cpus: LOAD_CPU });
+      // The 1 s warm-up is sent at the same rate and counted in the CPU time too.
+      cpuPerReq[t] = ((proxyCpu(t) - p0) * 1000) / (res[t].sent + rate);
       await sleep(500);
     }
     const d = res.direct!;
     console.log(mdTable([
-      ['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99 vs direct', 'max ms', 'errors + unfinished'],
+      ['target', 'achieved req/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99 vs direct', 'max ms', 'errors + unfinished', 'proxy CPU µs/req'],
       ...targets.map((t) => {
         const h = res[t]!;
-        return [t, fmt(h.achievedRps, 0), fmt(h.p50Ms), fmt(h.p90Ms), fmt(h.p99Ms), ratio(h.p99Ms, d.p99Ms), fmt(h.maxMs), h.errors + h.non2xx + h.unfinished];
+        return [t, fmt(h.achievedRps, 0), fmt(h.p50Ms), fmt(h.p90Ms), fmt(h.p99Ms), ratio(h.p99Ms, d.p99Ms), fmt(h.maxMs), h.errors + h.non2xx + h.unfinished, t === 'direct' ? '-' : fmt(cpuPerReq[t]!, 0)];
       }),
     ]));
     return res as Record<Target, OpenLoopResult>;
