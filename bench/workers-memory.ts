@@ -6,7 +6,7 @@
 //   node bench/workers-memory.ts
 
 import { createDaemon, waitUntil } from '../test/helpers/daemon.ts';
-import { fixtureService, machineLine, registerDaemon, runBench, sleep, writeDaemonConfig } from './lib.ts';
+import { fixtureService, machineLine, runBench, sleep, writeDaemonConfig } from './lib.ts';
 import { startLoad } from '../test/helpers/load.ts';
 import { freePort } from '../test/helpers/daemon.ts';
 
@@ -16,7 +16,14 @@ function metric(text: string, name: string): number[] {
 
 async function measure(workers: number): Promise<{ daemon: number; workers: number[] }> {
   const td = await createDaemon({ start: false });
-  registerDaemon(td);
+  try {
+    return await measureIn(td, workers);
+  } finally {
+    await td.cleanup();
+  }
+}
+
+async function measureIn(td: Awaited<ReturnType<typeof createDaemon>>, workers: number): Promise<{ daemon: number; workers: number[] }> {
   const metricsPort = await freePort();
   writeDaemonConfig(td, fixtureService('web', { instances: 1 }), 'info', [`metrics_listen: "127.0.0.1:${metricsPort}"`, ...(workers > 1 ? [`proxy: { workers: ${workers} }`] : [])]);
   await td.start();
@@ -33,9 +40,7 @@ async function measure(workers: number): Promise<{ daemon: number; workers: numb
     text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     return text.includes('process_resident_memory_bytes');
   }, 10_000);
-  const out = { daemon: metric(text, 'process_resident_memory_bytes')[0]!, workers: metric(text, 'baton_proxy_worker_resident_memory_bytes') };
-  await td.cleanup();
-  return out;
+  return { daemon: metric(text, 'process_resident_memory_bytes')[0]!, workers: metric(text, 'baton_proxy_worker_resident_memory_bytes') };
 }
 
 async function main(): Promise<boolean> {
