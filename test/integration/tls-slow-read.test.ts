@@ -6,12 +6,16 @@
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { paceTlsWrites, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
-import { service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
+import { parsePrometheus, promValue, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa } from '../fixtures/tls-certs.ts';
+import { createDaemon, serviceYaml, withFreePort } from '../helpers/daemon.ts';
+import { startLoad } from '../helpers/load.ts';
 
 /** Bytes libuv holds for the kernel on the TCP socket under a server-side TLS socket (encrypted, waiting). */
 function tcpWriteQueue(socket: tls.TLSSocket): number {
@@ -129,4 +133,93 @@ test('a pipelined request reaches the instance only once the response before it 
   assert.deepEqual(seen, ['/first', '/second', '/third']);
   assert.equal(maxInFlight, 1, 'the pipelined requests reached the instance together');
   assert.ok(got.indexOf('/first\n') < got.indexOf('/second\n') && got.indexOf('/second\n') < got.indexOf('/third\n'));
+});
+
+/** The daemon's resident memory in kB, as the daemon itself reports it (/metrics). */
+async function daemonRssKb(metricsPort: number): Promise<number> {
+  const text = await withTimeout(fetch(`http://127.0.0.1:${metricsPort}/metrics`).then((r) => r.text()), 10_000, "the daemon's /metrics");
+  const rss = promValue(parsePrometheus(text).samples, 'process_resident_memory_bytes', {});
+  assert.ok(rss !== undefined && rss > 0, 'the daemon reports its resident memory');
+  return rss / 1024;
+}
+
+/**
+ * What one slow reader may cost the daemon: a gross bound. Measured (bench/RESULTS.md, section 6):
+ * 94–226 kB of RSS per connection held, from run to run (how much of it glibc's heap keeps resident
+ * varies), against 185–305 kB before the slicing and the pipelining rule; nginx 43 kB, HAProxy 35 kB.
+ * What is left is Node's TLS state (a 64 KiB read buffer per connection, OpenSSL's ~22 kB) and the
+ * instance's response read in chunks of up to 64 KiB, one held per slow reader. A proxy that
+ * buffered the responses (3 × 512 KiB per connection here) would pass 1.5 MB per connection; this
+ * bound catches that, the byte counts of the tests above catch the mechanisms.
+ */
+const MAX_KB_PER_SLOW_READER = 384;
+
+test('slowhttptest slow read, 500 connections over HTTPS against a daemon: a normal client keeps every answer; memory bounded per connection', async (t) => {
+  const ca = makeCa(t);
+  const files = ca.write('site', ['site.test']);
+  const d = await createDaemon({ start: false, metrics: true });
+  t.after(() => d.cleanup());
+  const tlsPort = await withFreePort(async (port) => {
+    await writeFile(
+      d.configFile,
+      [
+        `listen: ["127.0.0.1:${d.port}"]`,
+        `metrics_listen: "127.0.0.1:${d.metricsPort}"`,
+        'state_dir: ./state',
+        'tls:',
+        `  listen: ["127.0.0.1:${port}"]`,
+        `  certificates: [{ hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
+        '  max_connections_per_client: 1000',
+        'services:',
+        serviceYaml({ instances: 1 }),
+        '',
+      ].join('\n'),
+    );
+    await d.start();
+    return port;
+  });
+  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  const url = `https://127.0.0.1:${tlsPort}/`;
+  const tlsOpts = { ca: ca.caPem, servername: 'site.test' };
+  // Memory is compared after traffic has warmed the daemon up (downloads too: the path the attack takes).
+  const warm = startLoad({ url: `${url}download?bytes=524288`, concurrency: 4, maxRequests: 100, tls: tlsOpts, localAddress: '127.0.0.2' });
+  await warm.waitFor(100, 60_000);
+  assert.equal((await warm.stop()).failed, 0);
+  const before = await daemonRssKb(d.metricsPort!);
+
+  const attack = spawn('slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', '15', '-p', '5', '-u', `${url}download?bytes=524288`], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  t.after(() => {
+    try {
+      process.kill(-attack.pid!, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  });
+  let attackOut = '';
+  const plain = (b: Buffer): string => b.toString().replace(new RegExp(String.fromCharCode(27) + '\\[[0-9;]*[A-Za-z]', 'g'), ''); // strip terminal colours
+  attack.stdout!.on('data', (b: Buffer) => (attackOut += plain(b)));
+  attack.stderr!.on('data', (b: Buffer) => (attackOut += plain(b)));
+  const attackDone = new Promise<number | null>((resolve) => attack.once('exit', (code) => resolve(code)));
+  let attacking = true;
+  let peak = before;
+  const sampler = (async () => {
+    while (attacking) {
+      peak = Math.max(peak, await daemonRssKb(d.metricsPort!));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  })();
+  // The normal client runs from another address for as long as the attack does.
+  const normal = startLoad({ url, concurrency: 2, maxRequests: 1_000_000, tls: tlsOpts, localAddress: '127.0.0.2' });
+  await withTimeout(attackDone, 90_000, 'slowhttptest to finish');
+  const during = await normal.stop();
+  attacking = false;
+  await sampler;
+  const connected = Math.max(0, ...[...attackOut.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
+  const growth = peak - before;
+  t.diagnostic(`slow read: up to ${connected} connections held; normal client ${during.ok}/${during.total}; daemon RSS ${Math.round(before / 1024)} → ${Math.round(peak / 1024)} MB (+${(growth / 1024).toFixed(1)} MB, ${connected > 0 ? Math.round(growth / connected) : '-'} kB per connection held)`);
+  assert.ok(connected >= 100, `slowhttptest held only ${connected} connections:\n${attackOut.slice(-2000)}`);
+  assert.equal(during.failed, 0, during.errors.join('; '));
+  assert.ok(during.ok >= 50, `the normal client got only ${during.ok} answers during the attack`);
+  assert.ok(growth / connected < MAX_KB_PER_SLOW_READER, `the daemon grew by ${Math.round(growth)} kB for ${connected} slow readers`);
 });
