@@ -100,6 +100,8 @@ test('a sticky 10% → 50% → 100% canary: split within ±3 points, each visito
   assert.equal(r.code, 0, r.stdout + r.stderr);
   const n = visitors.snapshot().total;
   await visitors.waitFor(n + 200, 20_000);
+  // Every visitor came back after the last step (a total count could leave one on its last v1 answer).
+  await visitors.waitForEach(2, 20_000);
   const v = await visitors.stop();
   assert.equal(v.failed, 0, v.errors.join('; '));
   for (const c of v.clients) assert.deepEqual(c.sequence, ['v1', 'v2'], `a visitor saw ${c.sequence.join(' → ')}`);

@@ -28,6 +28,7 @@ test('the standby group is stopped when standby: elapses, traffic unaffected; ro
 
   const seen = load.snapshot().total;
   await load.waitFor(seen + 100, 10_000);
+  await load.waitForEach(2, 10_000);
   const result = await load.stop();
   assert.equal(result.failed, 0, result.errors.join('; '));
   assert.deepEqual(Object.keys(result.bodies).sort(), ['v1', 'v2'], 'the load saw v1, then v2');
