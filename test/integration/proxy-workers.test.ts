@@ -9,7 +9,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import WebSocket from 'ws';
-import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, isGone, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
 let d: TestDaemon;
@@ -121,7 +121,7 @@ test('a worker killed with SIGKILL under load: replaced on the same socket, the 
   await waitUntil('a new worker 0', async () => {
     const now = (await workers())[0]!;
     return now.pid !== victim.pid && now.pid !== null && now.restarts === 1 && now.requests > 0;
-  }, 20_000, 100);
+  }, 30_000, 100);
   await waitUntil('200 more new-connection requests', () => fresh.snapshot().total >= atKill + 200, 15_000);
   const [a, b] = await Promise.all([keep.stop(), fresh.stop()]);
   // Only requests in flight on the killed worker's connections can fail: at most one per client.
@@ -172,5 +172,17 @@ test('baton upgrade is refused with proxy workers, and the daemon keeps serving'
   const r = await d.cli(['upgrade']);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr + r.stdout, /proxy\.workers > 1/);
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
+});
+
+test('kill -9 of the daemon: its workers leave by themselves (no orphan serves a stale routing), and a new daemon binds the port again', async () => {
+  const ws = await workers();
+  const pids = ws.map((w) => w.pid!);
+  await d.kill9();
+  await waitUntil('the orphaned workers to exit', () => pids.every((pid) => isGone(pid)), 20_000, 100);
+  await d.start();
+  const after = await workers();
+  assert.equal(after.length, 2);
+  for (const w of after) assert.ok(!pids.includes(w.pid!), 'new workers');
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
 });
