@@ -90,11 +90,11 @@ export function paceTlsWrites(socket: tls.TLSSocket): void {
     _write(chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void;
     _writev: ((chunks: WritevChunk[], cb: WriteCallback) => void) | null;
   };
-  const write = s._write;
-  const writev = s._writev;
+  const write = s._write.bind(socket);
+  const writev = s._writev?.bind(socket) ?? null;
   const sliced = (chunk: Buffer | string, encoding: BufferEncoding, cb: WriteCallback): void => {
     if (typeof chunk === 'string' ? chunk.length * 3 <= TLS_WRITE_SLICE : chunk.length <= TLS_WRITE_SLICE) {
-      write.call(socket, chunk, encoding, cb);
+      write(chunk, encoding, cb);
       return;
     }
     const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
@@ -104,7 +104,7 @@ export function paceTlsWrites(socket: tls.TLSSocket): void {
       if (offset >= buf.length) return cb();
       const piece = buf.subarray(offset, offset + TLS_WRITE_SLICE);
       offset += piece.length;
-      write.call(socket, piece, 'buffer' as BufferEncoding, next);
+      write(piece, 'buffer' as BufferEncoding, next);
     };
     next();
   };
@@ -113,7 +113,7 @@ export function paceTlsWrites(socket: tls.TLSSocket): void {
     let total = 0;
     for (const c of chunks) total += typeof c.chunk === 'string' ? Buffer.byteLength(c.chunk, c.encoding) : c.chunk.length;
     if (total <= TLS_WRITE_SLICE && writev !== null) {
-      writev.call(socket, chunks, cb);
+      writev(chunks, cb);
       return;
     }
     let i = 0;

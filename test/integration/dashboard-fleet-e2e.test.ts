@@ -20,6 +20,7 @@ import { BATON, createFleet, fleetServiceYaml, type FleetHost, type TestFleet } 
 import { fleetYaml } from '../helpers/fleet-file.ts';
 import { waitUntil } from '../helpers/daemon.ts';
 import { screenshotDir } from '../helpers/screenshots.ts';
+import { settlesWithin } from '../helpers/timeouts.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const shots = screenshotDir();
@@ -49,8 +50,7 @@ async function stopDashboard(): Promise<number | null> {
   dash = null;
   if (!d || d.proc.exitCode !== null) return d?.proc.exitCode ?? null;
   d.proc.kill('SIGTERM');
-  const code = await Promise.race([d.exited, new Promise<'late'>((r) => setTimeout(() => r('late'), 15_000))]);
-  if (code === 'late') {
+  if (!(await settlesWithin(d.exited, 15_000))) {
     try {
       process.kill(-d.proc.pid!, 'SIGKILL');
     } catch {
@@ -58,7 +58,7 @@ async function stopDashboard(): Promise<number | null> {
     }
     throw new Error(`baton fleet dashboard did not stop within 15 s after SIGTERM:\n${d.stderr()}`);
   }
-  return code;
+  return d.exited;
 }
 
 /** A cell of the table, as the page shows it now. */
