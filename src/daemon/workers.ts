@@ -321,7 +321,11 @@ export class WorkerProxy extends Proxy {
     setTimeout(() => {
       if (this.#closing || this.#workers[w.index] !== null) return;
       const next = this.#start(w.index);
-      this.#whenReady(next).catch((err) => this.#log.error('proxy worker restart failed', { worker: w.index, error: errorMessage(err) }));
+      this.#whenReady(next).catch((err) => {
+        this.#log.error('proxy worker restart failed', { worker: w.index, error: errorMessage(err) });
+        // One that hangs in its start is killed: its exit starts the next attempt (after the backoff).
+        if (!next.exited) next.child.kill('SIGKILL');
+      });
     }, wait).unref();
   }
 
