@@ -86,3 +86,8 @@ test('request limits: the head size for new connections, the rest now', () => {
   assert.equal(p.settings[0]?.line, 'proxy.max_header_size: 16384 → 32768 (applies to client connections accepted from now on; open ones keep the old value)');
   assert.ok(p.proxyChanged);
 });
+
+test('proxy.workers is refused by a reload: the workers are started with the listeners', () => {
+  const p = plan('proxy: { workers: 2 }\n', '');
+  assert.deepEqual(p.refused, ['proxy.workers: 1 → 2; only a daemon restart applies it']);
+});
