@@ -72,6 +72,8 @@ before(async () => {
   await front.writeConfig(frontYaml());
   await front.start();
   await waitUntil('every target in rotation at the front', async () => Object.values(await targets()).every((t) => t.inRotation), 10_000);
+  const check = await front.cli(['check']);
+  assert.equal(check.stdout, 'baton.yaml: ok (1 service: shop (front: 3 targets))\n');
 });
 
 after(async () => {

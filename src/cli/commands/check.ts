@@ -13,7 +13,9 @@ export async function checkCommand(ctx: CliContext): Promise<number> {
   const shown = rel.startsWith('..') || path.isAbsolute(rel) ? file : rel;
   const config = await loadConfig(shown);
   const services = config.services.map((s) => s.name);
-  if (ctx.json) ctx.out(JSON.stringify({ config: file, via, ok: true, services }) + '\n');
-  else ctx.out(`${shown}: ok (${services.length} service${services.length === 1 ? '' : 's'}: ${services.join(', ')})\n`);
+  const fronts = config.fronts.map((f) => f.name);
+  const all = [...services, ...fronts.map((f) => `${f} (front: ${config.fronts.find((x) => x.name === f)!.targets.length} targets)`)];
+  if (ctx.json) ctx.out(JSON.stringify({ config: file, via, ok: true, services, ...(fronts.length > 0 ? { fronts } : {}) }) + '\n');
+  else ctx.out(`${shown}: ok (${all.length} service${all.length === 1 ? '' : 's'}: ${all.join(', ')})\n`);
   return 0;
 }
