@@ -9,12 +9,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import WebSocket from 'ws';
-import { createDaemon, isGone, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, isGone, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
 let d: TestDaemon;
 before(async () => {
-  d = await createDaemon({ start: false, metrics: true });
+  // The canary plan is used only by the beta link test (`--strategy canary`); other deploys are blue/green.
+  d = await createDaemon({ start: false, metrics: true, services: serviceYaml({ extra: 'canary:\n  steps: [{ weight: 10 }, { pause: promote }, { weight: 100 }]' }) });
   const text = await readFile(d.configFile, 'utf8');
   await writeFile(d.configFile, text.replace('services:\n', 'proxy: { workers: 2 }\nservices:\n'));
   await d.start();
@@ -173,6 +174,22 @@ test('baton upgrade is refused with proxy workers, and the daemon keeps serving'
   assert.notEqual(r.code, 0);
   assert.match(r.stderr + r.stdout, /proxy\.workers > 1/);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
+});
+
+test('a beta link works once across the workers: of 8 concurrent visits on separate connections, one is accepted', async () => {
+  const deploy = d.cli(['deploy', 'web', await d.release('v4'), '--strategy', 'canary'], 60_000);
+  await waitUntil('the canary to wait for a promote', async () => (await d.status('web')).services[0].canary?.waiting === 'promote', 20_000, 100);
+  const link = new URL(JSON.parse((await d.cli(['beta', 'web', '--json'])).stdout).url as string);
+  const statuses = await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      const r = await fetch(`${d.url}${link.pathname}${link.search}`, { redirect: 'manual', headers: { connection: 'close' } });
+      await r.text();
+      return r.status;
+    }),
+  );
+  assert.deepEqual([...statuses].sort(), [302, 400, 400, 400, 400, 400, 400, 400], JSON.stringify(statuses));
+  assert.equal((await d.cli(['abort', 'web'])).code, 0);
+  await deploy;
 });
 
 test('kill -9 of the daemon: its workers leave by themselves (no orphan serves a stale routing), and a new daemon binds the port again', async () => {
