@@ -13,6 +13,7 @@ import { formatDuration } from '../core/time.ts';
 import type { ServiceRuntime } from '../deploy/service-runtime.ts';
 import type { Proxy, RequestLimits } from '../proxy/index.ts';
 import type { ReloadResult } from '../control/protocol.ts';
+import { WorkerProxy } from './workers.ts';
 
 /** When a changed setting takes effect. */
 export type Effect =
@@ -298,7 +299,11 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
     d.logger.info(m ? 'metrics listening' : 'metrics listener closed', m ? { host: m.host, port: m.port, path: '/metrics' } : {});
   }
   d.config = next;
-  if (plan.logLevelChanged) d.logger.setLevel(next.logLevel);
+  if (plan.logLevelChanged) {
+    d.logger.setLevel(next.logLevel);
+    // Proxy workers are processes of their own: they are told.
+    if (d.proxy instanceof WorkerProxy) d.proxy.setLogLevel(next.logLevel);
+  }
   if (plan.proxyChanged) {
     d.proxy.setClientTimeouts(next.proxy);
     d.proxy.setTrustedProxies(next.proxy.trustedProxies);

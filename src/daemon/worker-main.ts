@@ -75,6 +75,9 @@ async function run(init: WorkerInit): Promise<void> {
       case 'host-health':
         proxy.setHostHealth(m.healthy);
         break;
+      case 'log-level':
+        logger.setLevel(m.level);
+        break;
       case 'close':
         void close();
         break;

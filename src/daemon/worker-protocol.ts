@@ -32,6 +32,7 @@ export type ToWorker =
   | { t: 'forget'; targetId: string }
   | { t: 'settings'; clientIdleTimeoutMs: number; headersTimeoutMs: number; trustedProxies: string[]; limits: RequestLimits; maxConnectionsPerClient: number }
   | { t: 'host-health'; healthy: boolean }
+  | { t: 'log-level'; level: LogLevel }
   | { t: 'close' };
 
 /** A worker's figures: cumulative since it started, except the gauges (inflight, websockets, heldNow). */

@@ -126,7 +126,7 @@ export class WorkerProxy extends Proxy {
   readonly #n: number;
   readonly #log: Logger;
   readonly #dbFile: string;
-  readonly #logLevel: LogLevel;
+  #logLevel: LogLevel;
   readonly #workers: (Worker | null)[];
   readonly #restarts: number[];
   #sockets: HeldSocket[] = [];
@@ -504,6 +504,12 @@ export class WorkerProxy extends Proxy {
     super.setHostHealth(healthy);
     this.#hostHealthy = healthy;
     this.#broadcast({ t: 'host-health', healthy });
+  }
+
+  /** A reload changed log_level: workers started from now on, and those running, log at it. */
+  setLogLevel(level: LogLevel): void {
+    this.#logLevel = level;
+    this.#broadcast({ t: 'log-level', level });
   }
 
   override handOver(): never {
