@@ -208,6 +208,24 @@ test('weights: a target of weight 3 gets three times the share of each weight-1 
   await shares('round_robin, four clients', 4);
 });
 
+test('the front daemon replaced by `baton upgrade` under load: 0 failed, every target routed by the new one, counters continue', async () => {
+  const load = startLoad({ url: `${front.url}/`, concurrency: 4, keepAlive: true });
+  await load.waitFor(100, 20_000);
+  const before = (await front.status()).daemon.pid;
+  const requestsBefore = (await front.status()).fronts[0].counters.requests;
+  const r = await front.cli(['upgrade', '--json'], 90_000);
+  assert.equal(r.code, 0, `baton upgrade failed:\n${r.stdout}\n${r.stderr}`);
+  const s = await front.status();
+  assert.notEqual(s.daemon.pid, before, 'the new daemon answers');
+  // The new daemon checked every target before it took the listeners over: all in rotation at once.
+  assert.ok(s.fronts[0].targets.every((t: any) => t.inRotation), JSON.stringify(s.fronts[0].targets.map((t: any) => [t.name, t.state])));
+  // The old daemon hands its totals over once it has drained.
+  await waitUntil('the front counters to continue from the old daemon', async () => (await front.status()).fronts[0].counters.requests >= requestsBefore, 20_000, 200);
+  const seen = load.snapshot().total;
+  await load.waitFor(seen + 200, 20_000);
+  assertClean(await load.stop(), 'front upgrade');
+});
+
 test('a host killed: its requests are retried on the others, its checks take it out', async (tc) => {
   await front.writeConfig(frontYaml());
   assert.equal((await front.cli(['reload'])).code, 0);
