@@ -103,6 +103,7 @@
     }
   };
 
+  const clock = (secs) => new Date(secs * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
   const chartWidth = (el) => Math.max(240, el.div.clientWidth);
   const makeChart = (el) => {
     const css = getComputedStyle(body);
@@ -113,7 +114,9 @@
       height: 170,
       scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, el.metric === 'errorRate' ? 1 : 1)] } },
       axes: [
-        { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid } },
+        // One line per tick, the wall-clock time: uPlot's default adds a date
+        // line under the first tick of each minute, which crowds a narrow chart.
+        { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, space: 64, values: (u, splits) => splits.map(clock) },
         { stroke: fg, grid: { stroke: grid, width: 1 }, ticks: { stroke: grid }, size: 52 },
       ],
       // The legend names the releases (colour and dash); the table above the charts has the figures.
