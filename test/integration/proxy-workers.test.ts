@@ -192,6 +192,21 @@ test('a beta link works once across the workers: of 8 concurrent visits on separ
   await deploy;
 });
 
+test('a host drain reaches every worker: /_baton/health turns 503 on all of them, and 200 again', async () => {
+  // Separate connections, so that the kernel hands them to either worker.
+  const health = async (): Promise<number[]> =>
+    Promise.all(Array.from({ length: 8 }, async () => {
+      const r = await fetch(`${d.url}/_baton/health`, { headers: { connection: 'close' } });
+      await r.text();
+      return r.status;
+    }));
+  assert.equal((await d.cli(['drain', '--reason', 'workers test'])).code, 0);
+  // Each worker is told over its IPC channel: a few milliseconds later than the CLI's answer, at most.
+  await waitUntil('every worker to answer 503', async () => (await health()).every((x) => x === 503), 10_000, 50);
+  assert.equal((await d.cli(['undrain'])).code, 0);
+  await waitUntil('every worker to answer 200', async () => (await health()).every((x) => x === 200), 10_000, 50);
+});
+
 test('kill -9 of the daemon: its workers leave by themselves (no orphan serves a stale routing), and a new daemon binds the port again', async () => {
   const ws = await workers();
   const pids = ws.map((w) => w.pid!);
