@@ -187,7 +187,7 @@ test('a beta link works once across the workers: of 8 concurrent visits on separ
       return r.status;
     }),
   );
-  assert.deepEqual([...statuses].sort(), [302, 400, 400, 400, 400, 400, 400, 400], JSON.stringify(statuses));
+  assert.deepEqual([...statuses].sort((a, b) => a - b), [302, 400, 400, 400, 400, 400, 400, 400], JSON.stringify(statuses));
   assert.equal((await d.cli(['abort', 'web'])).code, 0);
   await deploy;
 });
