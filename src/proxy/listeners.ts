@@ -187,6 +187,28 @@ function capPerClient(server: net.Server, max: number): Set<net.Socket> {
   return sockets;
 }
 
+/**
+ * GOAWAY to a session that has had no open stream for `idleMs` (one opened
+ * since then finishes first). Not session.setTimeout(): Node's timer outlives
+ * the session (its clean-up clears it with setTimeout(0) only after flagging the
+ * session destroyed, when that call does nothing), so every closed session
+ * stayed in memory with its socket until the timer fired: ~7 KiB per h2
+ * connection for the whole client idle timeout (test/integration/tls-h2-sessions.test.ts).
+ */
+function closeWhenIdle(session: http2.ServerHttp2Session, idleMs: number): void {
+  const goaway = (): void => session.close();
+  let open = 0;
+  let timer: NodeJS.Timeout | undefined = setTimeout(goaway, idleMs).unref();
+  const onStreamClose = (): void => {
+    if (--open === 0 && !session.closed && !session.destroyed) timer = setTimeout(goaway, idleMs).unref();
+  };
+  session.on('stream', (stream: http2.ServerHttp2Stream) => {
+    if (open++ === 0) clearTimeout(timer);
+    stream.once('close', onStreamClose);
+  });
+  session.once('close', () => clearTimeout(timer));
+}
+
 /** Create and bind one TLS listener. */
 export async function listenTls(
   ctx: DispatchContext,
@@ -242,8 +264,7 @@ export async function listenTls(
     s.on('session', (session: http2.ServerHttp2Session) => {
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
-      // An idle session gets GOAWAY (its open streams, if any, finish first).
-      session.setTimeout(clientIdleTimeoutMs, () => session.close());
+      closeWhenIdle(session, clientIdleTimeoutMs);
       session.on('error', () => undefined);
     });
     server = s;
