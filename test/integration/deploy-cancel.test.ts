@@ -51,7 +51,7 @@ test('baton abort cancels a blue/green deploy before its switch: its instances a
   const load = startLoad({ url: d.url + '/', concurrency: 3, maxMs: 60_000 });
   t.after(() => load.stop());
   await load.waitFor(30, 10_000);
-  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_STARTUP_MS: '8000' })]);
+  const deploy = d.cli(['deploy', 'web', await d.release('v2', { APP_START_FILE: path.join(d.dir, 'never') })]);
   await waitUntil('the deploy to wait for health checks', async () => (await history())[0]?.state === 'verifying', 15_000, 100);
   const a = await d.cli(['abort', 'web']);
   assert.equal(a.code, 0, a.stderr);
@@ -73,7 +73,7 @@ test('baton abort cancels a blue/green deploy before its switch: its instances a
 });
 
 test('Ctrl-C of baton deploy before the switch cancels the deploy and exits 130', async () => {
-  const run = deployInteractive(await d.release('v3', { APP_STARTUP_MS: '8000' }));
+  const run = deployInteractive(await d.release('v3', { APP_START_FILE: path.join(d.dir, 'never') }));
   await waitUntil('the deploy to start its instances', () => run.lines.some((l) => l.type === 'event' && l.event.step === 'verifying'), 15_000);
   run.child.kill('SIGINT');
   assert.equal(await run.exit, 130, run.stderr());

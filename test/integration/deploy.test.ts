@@ -3,6 +3,8 @@
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 
@@ -118,7 +120,9 @@ test('a 2-second request started before the switch completes on the old release'
 });
 
 test('a second deploy, or a rollback, while one starts is refused with a clear message, a log line and a history entry', async () => {
-  const v4 = await d.release('v4', { APP_STARTUP_MS: '3000' });
+  // v4 listens only once both refusals are in: the first deploy is surely still starting when they come.
+  const mayStart = path.join(d.dir, 'v4-may-start');
+  const v4 = await d.release('v4', { APP_START_FILE: mayStart });
   const first = d.cli(['deploy', 'web', v4]);
   let running = 0;
   await waitUntil('the first deploy to be starting', async () => {
@@ -132,6 +136,7 @@ test('a second deploy, or a rollback, while one starts is refused with a clear m
   assert.match(second.stderr, new RegExp(`a deployment of web is already running \\(#${running}\\)`), 'names the running deployment by its number in the service');
   assert.equal(rollback.code, 1);
   assert.match(rollback.stderr, /a deployment of web is already running/);
+  await writeFile(mayStart, '');
   assert.equal((await first).code, 0);
 
   const h = JSON.parse((await d.cli(['history', 'web', '--json'])).stdout);
