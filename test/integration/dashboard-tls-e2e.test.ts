@@ -18,7 +18,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import https from 'node:https';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -84,22 +84,25 @@ before(async () => {
   const tokenFile = path.join(ca.dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   d = await createDaemon({ start: false });
-  tlsPort = await freePort();
-  await writeFile(d.configFile, [
-    `listen: ["127.0.0.1:${d.port}"]`,
-    'state_dir: ./state',
-    'dashboard: { listen: "127.0.0.1:0" }',
-    'control:',
-    '  remote:',
-    `    listen: "127.0.0.1:${tlsPort}"`,
-    `    cert: ${JSON.stringify(leaf.certFile)}`,
-    `    key: ${JSON.stringify(leaf.keyFile)}`,
-    `    token_file: ${JSON.stringify(tokenFile)}`,
-    'services:',
-    serviceYaml(),
-    '',
-  ].join('\n'));
-  await d.start();
+  // The daemon binds the TLS control port itself: another one if it was taken meanwhile.
+  tlsPort = await withFreePort(async (port) => {
+    await writeFile(d.configFile, [
+      `listen: ["127.0.0.1:${d.port}"]`,
+      'state_dir: ./state',
+      'dashboard: { listen: "127.0.0.1:0" }',
+      'control:',
+      '  remote:',
+      `    listen: "127.0.0.1:${port}"`,
+      `    cert: ${JSON.stringify(leaf.certFile)}`,
+      `    key: ${JSON.stringify(leaf.keyFile)}`,
+      `    token_file: ${JSON.stringify(tokenFile)}`,
+      'services:',
+      serviceYaml(),
+      '',
+    ].join('\n'));
+    await d.start();
+    return port;
+  });
   for (const v of ['v1', 'v2']) {
     const r = await d.cli(['deploy', 'web', await d.release(v)], 60_000);
     assert.equal(r.code, 0, r.stderr);
