@@ -14,6 +14,7 @@
 import type { IncomingMessage } from 'node:http';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { sendErrorPage } from './error-page.ts';
+import { answeredBeforeInstance } from './dispatch.ts';
 import type { ServiceRoute } from './snapshot.ts';
 import type { ServiceLimits } from '../config/types.ts';
 import type { RoutingCounters } from './types.ts';
@@ -141,6 +142,9 @@ export class Admission {
         sendErrorPage(item.res, 'no_route', item.req.headers.accept, false);
         continue;
       }
+      // Paused or under maintenance since it came (or its body is over a lowered limit): the gate answers
+      // or holds it (a held one comes back here once the pause ends), never the instance.
+      if (answeredBeforeInstance(route, item.req, item.res, item.ref, item.start)) continue;
       if (cap !== null) this.#enter(item.res);
       forward(item.req, item.res, route, item.ref, item.start);
     }

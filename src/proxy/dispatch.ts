@@ -73,14 +73,25 @@ export function routeRequest(ref: SnapshotRef, req: IncomingMessage, res: BatonR
     sendErrorPage(res, 'no_route', req.headers.accept, false);
     return;
   }
-  if (route.maxBodyBytes !== null && declaredBodyOver(req, route.maxBodyBytes)) {
-    refuseBody(route, req, res, start);
-    return;
-  }
-  if (route.gated && gateRequest(route, req, res, ref, start)) return;
+  if (answeredBeforeInstance(route, req, res, ref, start)) return;
   const cap = route.inflightCap;
   if (cap !== null) route.shared.admission.admit(route, cap, req, res, ref, start);
   else forward(req, res, route, ref, start);
+}
+
+/**
+ * What the service's route answers before any instance may see the request:
+ * a body declared over its limit (413), maintenance, a pause (held). True when
+ * the request was taken care of. Run on arrival, and again when a request that
+ * waited for a slot under the in-flight cap is admitted (admission.ts): the
+ * route may have been paused or put under maintenance meanwhile.
+ */
+export function answeredBeforeInstance(route: ServiceRoute, req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): boolean {
+  if (route.maxBodyBytes !== null && declaredBodyOver(req, route.maxBodyBytes)) {
+    refuseBody(route, req, res, start);
+    return true;
+  }
+  return route.gated && gateRequest(route, req, res, ref, start);
 }
 
 /**

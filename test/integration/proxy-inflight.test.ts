@@ -217,3 +217,47 @@ test('closing the proxy answers the waiting requests 503 at once and lets the on
   await withTimeout(closed, 10_000, 'proxy.close()');
   assert.equal(gated.arrived(), 1);
 });
+
+test('a request waiting for a slot when its service is paused, or put under maintenance, is held or answered by the gate: the instance never sees it', async (t) => {
+  const { proxy, port, gated } = await cappedProxy(t, { maxInflight: 1, maxQueued: 5 });
+  const spec = (extra: Record<string, unknown>) => ({
+    services: [
+      service('capped', [target('c', gated.port)], { hosts: ['capped.test'], limits: limits({ maxInflight: 1, maxQueued: 5 }), ...extra }),
+      service('other', [target('o', 1)], { isDefault: true }),
+    ],
+  });
+  const first = request(port, { path: '/first', headers: { host: 'capped.test' } });
+  await waitUntil(() => gated.arrived() === 1, 10_000, 'the first request to be in flight');
+  const paused = request(port, { path: '/paused', headers: { host: 'capped.test' } });
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 1, 10_000, 'the second request to wait for a slot');
+  // The service is paused (a migration runs): the slot the first request frees must not let the waiting one through.
+  proxy.apply(spec({ pause: { maxQueued: 5, maxWaitMs: 30_000 } }));
+  gated.open();
+  assert.equal((await first).status, 200);
+  await waitUntil(() => proxy.routingCounters('capped').heldNow === 1, 10_000, 'the waiting request to be held by the pause once admitted');
+  assert.equal(gated.arrived(), 1, 'the paused service\'s instance saw no request');
+  proxy.apply(spec({}));
+  assert.equal((await paused).status, 200, 'the held request goes on once the pause ends');
+  assert.equal(gated.arrived(), 2);
+
+  // The same under maintenance: the waiting request gets the maintenance page, not the instance.
+  const gated2 = await gatedInstance(t);
+  const spec2 = (extra: Record<string, unknown>) => ({
+    services: [
+      service('capped', [target('c2', gated2.port)], { hosts: ['capped.test'], limits: limits({ maxInflight: 1, maxQueued: 5 }), ...extra }),
+      service('other', [target('o', 1)], { isDefault: true }),
+    ],
+  });
+  proxy.apply(spec2({}));
+  const busy = request(port, { path: '/busy', headers: { host: 'capped.test' } });
+  await waitUntil(() => gated2.arrived() === 1, 10_000, 'a request to be in flight on the second instance');
+  const waiting = request(port, { path: '/waiting', headers: { host: 'capped.test' } });
+  await waitUntil(() => proxy.routingCounters('capped').queuedNow === 1, 10_000, 'a request to wait for a slot');
+  proxy.apply(spec2({ maintenance: { html: '<p>back soon</p>', retryAfterSeconds: 30, allow: [] } }));
+  gated2.open();
+  assert.equal((await busy).status, 200);
+  const m = await waiting;
+  assert.equal(m.status, 503);
+  assert.match(m.body, /back soon/);
+  assert.equal(gated2.arrived(), 1, 'the instance under maintenance saw no request');
+});
