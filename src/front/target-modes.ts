@@ -18,6 +18,8 @@ type Saved = Record<string, Record<string, OperatorDrain>>;
 export class TargetModes {
   readonly #file: string;
   #saved: Saved;
+  /** The last change being written (set() queues behind it). */
+  #writing: Promise<void> = Promise.resolve();
 
   constructor(stateDir: string, logger: Logger) {
     this.#file = path.join(stateDir, 'front-targets.json');
@@ -46,8 +48,20 @@ export class TargetModes {
     return this.#saved[service]?.[target] ?? null;
   }
 
-  /** Write the new state first, then hold it in memory (a failed write changes nothing). */
-  async set(service: string, target: string, drain: OperatorDrain | null): Promise<void> {
+  /**
+   * Write the new state first, then hold it in memory (a failed write changes
+   * nothing). One change at a time: two computed from the same state (a fleet
+   * undraining its hosts in parallel) would each drop the other's, and would
+   * rename the same temporary file under each other.
+   */
+  set(service: string, target: string, drain: OperatorDrain | null): Promise<void> {
+    const done = this.#writing.then(() => this.#write(service, target, drain));
+    this.#writing = done.catch(() => undefined);
+    return done;
+  }
+
+
+  async #write(service: string, target: string, drain: OperatorDrain | null): Promise<void> {
     const next: Saved = structuredClone(this.#saved);
     const mine = (next[service] ??= {});
     if (drain === null) delete mine[target];
