@@ -13,7 +13,7 @@
 // generation larger than the traffic allocates (no collection in between: it
 // checks) and reports the heap's growth over N2 − N1 requests after N1 of warm-up.
 //
-//   node bench/proxy-cost.ts [--n1 3000] [--n2 5000] [--no-callgrind] [--node-options '...']
+//   node bench/proxy-cost.ts [--n1 15000] [--n2 17000] [--no-callgrind] [--node-options '...']
 //
 // Not part of `npm run bench`. Needs valgrind for the instruction count.
 
@@ -221,8 +221,8 @@ function callgrindTotal(file: string): number {
 async function parent(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      'n1': { type: 'string', default: '3000' },
-      'n2': { type: 'string', default: '5000' },
+      'n1': { type: 'string', default: '15000' },
+      'n2': { type: 'string', default: '17000' },
       'no-callgrind': { type: 'boolean', default: false },
       'node-options': { type: 'string', default: '' },
     },
