@@ -12,7 +12,7 @@
 //   node bench/memory.ts [--quick] [--seconds S] [--probe] [--daemon-node-options=--max-semi-space-size=2]
 
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -96,6 +96,20 @@ function printAnonDiff(a: Map<string, { sizeKb: number; rssKb: number }>, b: Map
   }
   console.log(`\nAnonymous mappings whose RSS moved ≥ 0.5 MB, ${what} (/proc/PID/smaps; a 4 GB one is V8's heap cage, 64 MB ones glibc arenas, 8 MB ones thread stacks):\n`);
   console.log(rows.length === 0 ? '(none)' : mdTable([['mapping', 'size MB', 'before', 'after', 'moved'], ...rows]));
+}
+
+/** Per arena: bytes glibc got from the system and how many of them are free (malloc_info's XML). */
+function mallocSummary(xml: string): string {
+  const rows: string[][] = [['arena', 'from the system MB', 'free in it MB']];
+  const total = (body: string, type: string): number => Number(new RegExp(`<total type="${type}" count="\\d+" size="(\\d+)"`).exec(body)?.[1] ?? 0);
+  for (const m of xml.matchAll(/<heap nr="(\d+)">([\s\S]*?)<\/heap>/g)) {
+    const body = m[2]!;
+    const system = Number(/<system type="current" size="(\d+)"/.exec(body)?.[1] ?? 0);
+    rows.push([m[1]!, mb(system / 1024), mb((total(body, 'fast') + total(body, 'rest')) / 1024)]);
+  }
+  const rest = xml.slice(xml.lastIndexOf('</heap>'));
+  rows.push(['chunks mmapped on their own', mb(total(rest, 'mmap') / 1024), '-']);
+  return mdTable(rows);
 }
 
 /** The daemon's latest self-report (bench/memory-probe.mjs), or null without --probe. */
@@ -210,8 +224,15 @@ async function main(): Promise<boolean> {
 
   let trimmed: number | null = null;
   if (values['gdb-trim']) {
-    const r = spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', 'call (int) malloc_trim(0)'], { encoding: 'utf8', timeout: 60_000 });
+    // glibc's own account first (malloc_info's XML: per arena, what it holds from the
+    // system and how much of that is free), then the trim.
+    const xml = path.join(os.tmpdir(), `baton-malloc-info-${process.pid}.xml`);
+    const r = spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', `call (void *) fopen("${xml}", "w")`, '-ex', 'call (int) malloc_info(0, $1)', '-ex', 'call (int) fclose($1)', '-ex', 'call (int) malloc_trim(0)'], { encoding: 'utf8', timeout: 60_000 });
     if (r.status !== 0) console.log(`gdb failed: ${r.stderr}`);
+    if (existsSync(xml)) {
+      console.log(`\nglibc malloc_info a minute after the load (before the trim):\n${mallocSummary(readFileSync(xml, 'utf8'))}`);
+      rmSync(xml, { force: true });
+    }
     await sleep(1000);
     trimmed = await sampleRss(pid, 5, 200);
   }
