@@ -178,7 +178,8 @@ async function main(): Promise<boolean> {
   const instanceRss = median(instances.map((i) => rssKb(i.pid) ?? NaN).filter(Number.isFinite));
   // "Idle" as users see it is idle after traffic: the first proxied requests load
   // code and open pools (13 MB more than before any, /work/shared/DESIGN.md). A
-  // short burst per service, the same mix as the load, then 10 s of quiet.
+  // short burst per service, the same mix as the load, then 30 s of quiet (the
+  // GC pacer's collection at the end of a burst comes within 20 s).
   const mix = [{ path: '/download?bytes=262144', every: 100 }];
   const warmLoads = SERVICES.flatMap((s) => [
     startLoad({ url: `${td.url}/`, concurrency: 4, keepAlive: true, headers: { host: host(s) }, mix, maxRequests: 200, maxMs: 60_000 }),
@@ -187,7 +188,7 @@ async function main(): Promise<boolean> {
   await Promise.all(warmLoads.map((l, i) => l.waitFor(i % 2 === 0 ? 200 : 50, 60_000)));
   const warm = await Promise.all(warmLoads.map((l) => l.stop()));
   const warmFailed = warm.reduce((a, r) => a + r.failed, 0);
-  await sleep(10_000);
+  await sleep(QUICK ? 10_000 : 30_000);
   const idle = await sampleRss(pid, 10, 500);
   const probeIdle = probeNow(probeFile);
   const mapsIdle = anonMappings(pid);
@@ -247,7 +248,7 @@ async function main(): Promise<boolean> {
     ['daemon VmRSS', 'MB', 'vs idle', 'vs one app instance'],
     ['started, no service running', mb(empty), ratio(empty, idle), ratio(empty, instanceRss)],
     ['3 services × 2 instances, before any proxied request', mb(beforeTraffic), ratio(beforeTraffic, idle), ratio(beforeTraffic, instanceRss)],
-    ['3 × 2, idle after traffic (750 requests, 10 s quiet)', mb(idle), '1.00x', ratio(idle, instanceRss)],
+    ['3 × 2, idle after traffic (750 requests, then 30 s quiet)', mb(idle), '1.00x', ratio(idle, instanceRss)],
     [`under load: peak (1 s samples over ${LOAD_SECONDS} s)`, mb(peak), ratio(peak, idle), ratio(peak, instanceRss)],
     ['under load: at the end', mb(endOfLoad), ratio(endOfLoad, idle), ratio(endOfLoad, instanceRss)],
     ['10 s after the load', mb(settled), ratio(settled, idle), ratio(settled, instanceRss)],
