@@ -75,15 +75,16 @@ export class LiveFigures {
     return h?.[h.length - 1] ?? null;
   }
 
-  /** Requests/s, 5xx share and p99 of a service over the last `seconds` ticks, all releases together. */
-  summary(service: string, seconds: number): { rps: number; errorRate: number | null; failed: number; p99Ms: number | null } {
+  /** Requests/s, 5xx share and p99 of a service over the last `seconds` ticks: all releases together, or one (a front service's target). */
+  summary(service: string, seconds: number, release?: string): { rps: number; errorRate: number | null; failed: number; p99Ms: number | null } {
     const ticks = this.history(service).slice(-seconds);
     let requests = 0;
     let errors = 0;
     let failed = 0;
     let p99: number | null = null;
     for (const t of ticks) {
-      for (const p of Object.values(t.releases)) {
+      for (const [r, p] of Object.entries(t.releases)) {
+        if (release !== undefined && r !== release) continue;
         const n = p.rps;
         requests += n;
         failed += p.failed;

@@ -22,13 +22,13 @@ export interface PageContext {
 /** The releases' column names: "-" is what the proxy answered itself (no instance). */
 export const releaseLabel = (r: string): string => (r === '-' ? 'baton (no instance)' : r);
 
-const time = (ms: number): Html => {
+export const time = (ms: number): Html => {
   const iso = new Date(ms).toISOString();
   return html`<time datetime="${iso}">${iso.slice(11, 19)} UTC</time>`;
 };
-const rate = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-const pct = (x: number | null): string => (x === null ? '–' : `${(x * 100).toFixed(x > 0 && x < 0.001 ? 3 : 1)}%`);
-const ms = (x: number | null): string => (x === null ? '–' : x >= 10_000 ? '≥10s' : `≤${x} ms`);
+export const rate = (n: number): string => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
+export const pct = (x: number | null): string => (x === null ? '–' : `${(x * 100).toFixed(x > 0 && x < 0.001 ? 3 : 1)}%`);
+export const ms = (x: number | null): string => (x === null ? '–' : x >= 10_000 ? '≥10s' : `≤${x} ms`);
 
 export function layout(ctx: PageContext, title: string, main: Html, extra: { charts?: boolean; page: string; service?: string }): Html {
   const { assets } = ctx;
@@ -64,7 +64,7 @@ ${main}
 `;
 }
 
-function csrfField(ctx: PageContext): Html {
+export function csrfField(ctx: PageContext): Html {
   return html`<input type="hidden" name="_csrf" value="${ctx.csrf}">`;
 }
 
@@ -73,7 +73,7 @@ function action(ctx: PageContext, service: string, verb: string, label: string, 
   return html`<form method="post" action="/services/${encodeURIComponent(service)}/${verb}" data-confirm="${confirm}">${csrfField(ctx)}<button type="submit" class="${style}">${label}</button></form>`;
 }
 
-function region(id: string, frags: Fragments, tag = 'div', attrs = ''): Html {
+export function region(id: string, frags: Fragments, tag = 'div', attrs = ''): Html {
   return new Html(`<${tag} id="${id}"${attrs}>${frags[id]?.value ?? ''}</${tag}>`);
 }
 
@@ -118,11 +118,12 @@ function badges(s: ServiceStatus): Html {
   return html`${b.map((x) => html`${x} `)}`;
 }
 
-export function overviewPage(ctx: PageContext, status: StatusResponse, frags: Fragments): Html {
+/** `after`: what follows the services' table (the front services, src/dashboard/front-pages.ts). */
+export function overviewPage(ctx: PageContext, status: StatusResponse, frags: Fragments, after: Html | null = null): Html {
   const cell = (s: string, k: string, cls = ''): Html => region(`svc-${s}-${k}`, frags, 'td', cls ? ` class="${cls}"` : '');
   const main = html`
 <h1>Services</h1>
-<div class="scroll">
+${status.services.length === 0 && after !== null ? '' : html`<div class="scroll">
 <table class="services">
 <caption class="sr-only">Every service, live: requests per second, the app's 5xx share, requests baton failed and p99 latency over the last 5 seconds</caption>
 <thead><tr><th scope="col">Service</th><th scope="col">Release</th><th scope="col">Standby</th><th scope="col">Instances</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num"><abbr title="Share of requests the app answered with a 5xx">App 5xx</abbr></th><th scope="col" class="num"><abbr title="Requests baton itself failed (no instance, 502, 504, cut responses), per second">Failed</abbr></th><th scope="col" class="num">p99</th><th scope="col">State</th></tr></thead>
@@ -130,7 +131,8 @@ export function overviewPage(ctx: PageContext, status: StatusResponse, frags: Fr
 ${status.services.map((s) => html`<tr data-service="${s.name}"><th scope="row"><a href="/services/${encodeURIComponent(s.name)}">${s.name}</a></th>${cell(s.name, 'release')}${cell(s.name, 'standby')}${cell(s.name, 'instances')}${cell(s.name, 'rps', 'num')}${cell(s.name, 'err', 'num')}${cell(s.name, 'failed', 'num')}${cell(s.name, 'p99', 'num')}${cell(s.name, 'state')}</tr>`)}
 </tbody>
 </table>
-</div>
+</div>`}
+${after}
 ${region('host', frags, 'p')}
 <p class="muted">Daemon ${status.daemon.version}, pid ${status.daemon.pid}, up since ${time(status.daemon.startedAt)}; listening on ${status.daemon.listeners.join(', ')}.</p>`;
   return layout(ctx, 'Services', main, { page: 'overview' });
@@ -166,12 +168,12 @@ function summary(s: ServiceStatus): Html {
 </dl>`;
 }
 
-/** The latest second, per release: the charts' figures as text (what a screen reader and the tests read). */
-function nowTable(tick: Tick | null): Html {
+/** The latest second, per release (or per target of a front service): the charts' figures as text (what a screen reader and the tests read). */
+export function nowTable(tick: Tick | null, per: 'release' | 'target' = 'release'): Html {
   const rows = Object.entries(tick?.releases ?? {});
   if (rows.length === 0) return html`<p class="muted">No traffic in the last minute.</p>`;
-  return html`<div class="scroll"><table class="now"><caption>Last second, per release</caption>
-<thead><tr><th scope="col">Release</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">App 5xx</th><th scope="col" class="num">Failed/s</th><th scope="col" class="num">p99</th><th scope="col" class="num">In-flight</th><th scope="col" class="num">WebSockets</th></tr></thead>
+  return html`<div class="scroll"><table class="now"><caption>Last second, per ${per}</caption>
+<thead><tr><th scope="col">${per === 'release' ? 'Release' : 'Target'}</th><th scope="col" class="num">Requests/s</th><th scope="col" class="num">App 5xx</th><th scope="col" class="num">Failed/s</th><th scope="col" class="num">p99</th><th scope="col" class="num">In-flight</th><th scope="col" class="num">WebSockets</th></tr></thead>
 <tbody>${rows.map(([r, p]) => html`<tr data-release="${r}"><th scope="row">${releaseLabel(r)}</th><td class="num" data-k="rps">${rate(p.rps)}</td><td class="num">${pct(p.errorRate)}</td><td class="num${p.failed > 0 ? ' bad' : ''}" data-k="failed">${p.failed > 0 ? rate(p.failed) : '0'}</td><td class="num">${ms(p.p99Ms)}</td><td class="num">${p.inflight}</td><td class="num">${p.websockets}</td></tr>`)}</tbody></table></div>`;
 }
 
@@ -282,11 +284,12 @@ export function logsPage(ctx: PageContext, name: string, lines: string[]): Html 
   return layout(ctx, `${name} logs`, main, { page: 'logs', service: name });
 }
 
-export function confirmPage(ctx: PageContext, service: string, verb: string, question: string): Html {
+/** `action`: the path the confirmed form posts to (a service's verb, or a front target's). */
+export function confirmPage(ctx: PageContext, service: string, action: string, question: string): Html {
   const main = html`
 <h1>Confirm</h1>
 <p>${question}</p>
-<form method="post" action="/services/${encodeURIComponent(service)}/${verb}">${csrfField(ctx)}<input type="hidden" name="confirmed" value="1">
+<form method="post" action="${action}">${csrfField(ctx)}<input type="hidden" name="confirmed" value="1">
 <div class="buttons"><a class="button secondary" href="/services/${encodeURIComponent(service)}">Cancel</a> <button type="submit" class="danger">Confirm</button></div></form>`;
   return layout(ctx, 'Confirm', main, { page: 'confirm', service });
 }

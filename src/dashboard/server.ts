@@ -1,7 +1,8 @@
 // The dashboard's HTTP listener (loopback only, never the proxy's): sign-in
 // through one-time links, pages, live fragments over server-sent events, and
 // the operator's actions. Actions call the very daemon methods the control
-// API calls for the CLI (promote, abort, rollback), so the rules are the same.
+// API calls for the CLI (promote, abort, rollback, a front target's drain and
+// undrain), so the rules are the same.
 
 import { bindListener } from '../core/listen-fds.ts';
 import { existsSync } from 'node:fs';
@@ -13,6 +14,7 @@ import type { Logger } from '../core/log.ts';
 import type { ListenerConfig } from '../config/types.ts';
 import type { AuditEntry } from '../control/audit.ts';
 import type { ControlHandlers } from '../control/server.ts';
+import type { FrontServiceStatus, StatusResponse } from '../control/protocol.ts';
 import type { DeployEvent, DeployOutcome } from '../core/deployment.ts';
 import { hookLogFile } from '../deploy/prepare.ts';
 import type { HookName } from '../hooks/index.ts';
@@ -23,11 +25,12 @@ import { DashboardAuth, DEFAULT_LOGIN_TTL_MS, MAX_LOGIN_TTL_MS, type Door, type 
 import { html, type Html } from './html.ts';
 import { LiveFigures } from './live.ts';
 import * as pages from './pages.ts';
+import * as fronts from './front-pages.ts';
 import { allowedHost, clearedCookie, cookie, entry, isHostPort, openEventStream, readForm, REFUSED, SECURITY_HEADERS, send, sendAsset, signedIn, sse, type Entry } from './web.ts';
 import path from 'node:path';
 
 /** What the dashboard needs from the daemon: the control API's own handlers, and the proxy's figures. */
-export interface DashboardHost extends Pick<ControlHandlers, 'status' | 'history' | 'logFiles' | 'promote' | 'abort' | 'rollback'> {
+export interface DashboardHost extends Pick<ControlHandlers, 'status' | 'history' | 'logFiles' | 'promote' | 'abort' | 'rollback' | 'setTargetDrain'> {
   readonly stateDir: string;
 }
 
@@ -76,7 +79,7 @@ export class Dashboard {
     this.#o = o;
     this.#assets = assets;
     this.#auth = new DashboardAuth({ sessionTimeoutMs: o.sessionTimeoutMs });
-    this.#live = new LiveFigures({ services: () => o.host.status().services.map((s) => s.name), metrics: o.metrics });
+    this.#live = new LiveFigures({ services: () => serviceNames(o.host.status()), metrics: o.metrics });
     this.#server = nodeHttp.createServer((req, res) => {
       this.#handle(req, res, entry('local', this.#address.port)).catch((err) => this.#fail(res, err));
     });
@@ -179,18 +182,23 @@ export class Dashboard {
     const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
     if (parts[0] === 'live' && parts.length === 1) return this.#liveStream(req, res, session, url);
     if (parts.length === 4 && parts[0] === 'services' && parts[2] === 'logs' && parts[3] === 'live') {
-      this.#o.host.status(parts[1]!);
+      this.#o.host.logFiles(parts[1]!); // unknown, or a front service (no instance here): refused before the stream opens
       return this.#logStream(req, res, session, parts[1]!);
     }
     // A page: it shows (and so takes) the message left by the last action.
     const ctx = this.#ctx(session);
     if (parts.length === 0) {
       const status = this.#o.host.status();
-      return this.#page(res, 200, pages.overviewPage(ctx, status, pages.overviewFragments(status, this.#live)));
+      const frags = this.#overviewFragments(status);
+      return this.#page(res, 200, pages.overviewPage(ctx, status, frags, fronts.frontOverview(status, frags)));
     }
     if (parts[0] === 'services' && parts.length >= 2) {
       const name = parts[1]!;
-      this.#o.host.status(name); // an unknown service is a 404 here
+      const front = this.#front(name); // an unknown service is a 404 here
+      if (front !== null) {
+        if (parts.length === 2) return this.#page(res, 200, fronts.frontPage(ctx, name, fronts.frontFragments(ctx, front, this.#live), this.#live.history(name)));
+        return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p>${name} is a front service: it runs nothing here, so it has no deployments or logs of its own; see its targets' hosts.</p><p><a href="/services/${encodeURIComponent(name)}">Back to ${name}</a></p>`));
+      }
       if (parts.length === 2) {
         const frags = pages.serviceFragments(ctx, await this.#serviceView(name), this.#live);
         return this.#page(res, 200, pages.servicePage(ctx, name, frags, this.#live.history(name)));
@@ -207,13 +215,15 @@ export class Dashboard {
       for (const s of this.#streams) if (s.session === session) s.res.end();
       return this.#page(res, 200, pages.plainPage(this.#assets, 'Signed out', html`<p>Run <code>baton dashboard</code> for a new link.</p>`), { 'set-cookie': clearedCookie(e) });
     }
+    const t = /^\/services\/([^/]+)\/targets\/([^/]+)\/(drain|undrain)$/.exec(pathname);
+    if (t) return this.#postTarget(res, session, decodeURIComponent(t[1]!), decodeURIComponent(t[2]!), t[3] as 'drain' | 'undrain', form);
     const m = /^\/services\/([^/]+)\/([a-z-]+)$/.exec(pathname);
     const verb = m?.[2] ?? '';
     if (!m || !(verb in ACTIONS)) return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
     const service = decodeURIComponent(m[1]!);
     this.#o.host.status(service);
     if (form.get('confirmed') !== '1') {
-      return this.#page(res, 200, pages.confirmPage(this.#ctx(session), service, verb, ACTIONS[verb]!(service)));
+      return this.#page(res, 200, pages.confirmPage(this.#ctx(session), service, `/services/${encodeURIComponent(service)}/${verb}`, ACTIONS[verb]!(service)));
     }
     const flash = await this.#act(service, verb).then(
       (text) => ({ ok: true, text }),
@@ -223,6 +233,35 @@ export class Dashboard {
       },
     );
     this.#o.logger.info('dashboard action', { service, action: verb, ok: flash.ok, result: flash.text });
+    this.#flash.set(session, flash);
+    res.writeHead(303, { location: `/services/${encodeURIComponent(service)}`, 'cache-control': 'no-store', ...SECURITY_HEADERS });
+    res.end();
+  }
+
+  /** A front target drained or undrained here, as `baton target drain|undrain` does (the control API's own handler). */
+  async #postTarget(res: http.ServerResponse, session: Session, service: string, target: string, verb: 'drain' | 'undrain', form: URLSearchParams): Promise<void> {
+    const front = this.#front(service);
+    if (front === null) throw new BatonError('SERVICE_UNKNOWN', `"${service}" is not a front service: it has no targets to drain`);
+    if (!front.targets.some((x) => x.name === target)) {
+      throw new BatonError('SERVICE_UNKNOWN', `front service "${service}" has no target "${target}" (targets: ${front.targets.map((x) => x.name).join(', ')})`);
+    }
+    if (form.get('confirmed') !== '1') {
+      return this.#page(res, 200, pages.confirmPage(this.#ctx(session), service, fronts.targetActionPath(service, target, verb), fronts.targetQuestion(service, target, verb)));
+    }
+    const flash = await this.#o.host.setTargetDrain(service, target, verb === 'drain', 'from the dashboard').then(
+      (r) => {
+        const state = (r as { state: string }).state;
+        const text = verb === 'drain'
+          ? `${target} drained at the front of ${service}: no new request; those in flight finish.`
+          : state === 'up' ? `${target} is back in rotation at the front of ${service}.` : `${target} undrained here, still out of rotation (${state}).`;
+        return { ok: true, text };
+      },
+      (err: unknown) => {
+        if (!isBatonError(err)) throw err;
+        return { ok: false, text: err.message };
+      },
+    );
+    this.#o.logger.info('dashboard action', { service, target, action: verb, ok: flash.ok, result: flash.text });
     this.#flash.set(session, flash);
     res.writeHead(303, { location: `/services/${encodeURIComponent(service)}`, 'cache-control': 'no-store', ...SECURITY_HEADERS });
     res.end();
@@ -248,7 +287,7 @@ export class Dashboard {
 
   #liveStream(req: http.IncomingMessage, res: http.ServerResponse, session: Session, url: URL): void {
     const service = url.searchParams.get('service');
-    if (service) this.#o.host.status(service);
+    if (service) this.#front(service);
     if (!this.#openStream(res)) return;
     const sent = new Map<string, string>();
     let busy = false;
@@ -257,9 +296,12 @@ export class Dashboard {
       busy = true;
       try {
         const ctx = this.#ctx(session, false);
-        const frags = service
-          ? pages.serviceFragments(ctx, await this.#serviceView(service), this.#live)
-          : pages.overviewFragments(this.#o.host.status(), this.#live);
+        const front = service ? this.#front(service) : null;
+        const frags = front !== null
+          ? fronts.frontFragments(ctx, front, this.#live)
+          : service
+            ? pages.serviceFragments(ctx, await this.#serviceView(service), this.#live)
+            : this.#overviewFragments(this.#o.host.status());
         const changed: Record<string, string> = {};
         for (const [id, h] of Object.entries(frags)) {
           if (sent.get(id) !== h.value) changed[id] = h.value;
@@ -324,6 +366,15 @@ export class Dashboard {
     this.#audit.set(res, { ...this.#audit.get(res), ...n });
   }
 
+  /** A front service's status, or null for a service that runs instances here; an unknown name throws (a 404). */
+  #front(name: string): FrontServiceStatus | null {
+    return this.#o.host.status(name).fronts?.[0] ?? null;
+  }
+
+  #overviewFragments(status: StatusResponse): pages.Fragments {
+    return { ...pages.overviewFragments(status, this.#live), ...fronts.frontOverviewFragments(status, this.#live) };
+  }
+
   async #serviceView(name: string): Promise<pages.ServiceView> {
     const status = this.#o.host.status(name).services[0]!;
     const deployment = this.#o.host.history(name, 1, true)[0] ?? null;
@@ -351,7 +402,7 @@ export class Dashboard {
   #ctx(session: Session, takeFlash = true): pages.PageContext {
     const flash = takeFlash ? (this.#flash.get(session) ?? null) : null;
     if (takeFlash) this.#flash.delete(session);
-    return { assets: this.#assets, csrf: session.csrf, services: this.#o.host.status().services.map((s) => s.name), flash };
+    return { assets: this.#assets, csrf: session.csrf, services: serviceNames(this.#o.host.status()), flash };
   }
 
   #login(res: http.ServerResponse, e: Entry, token: string): void {
@@ -393,6 +444,9 @@ export class Dashboard {
     this.#send(res, 500, 'text/plain; charset=utf-8', 'internal error (see the daemon log)\n');
   }
 }
+
+/** Every service's name, front services too (they are routed by the same proxy, so they have figures). */
+const serviceNames = (s: StatusResponse): string[] => [...s.services, ...(s.fronts ?? [])].map((x) => x.name);
 
 /** A session as the audit log names it: its id (not its secret). */
 const actorOf = (s: Session): string => `dashboard session ${s.id}`;

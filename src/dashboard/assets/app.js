@@ -45,6 +45,11 @@
       yes.value = '1';
       form.append(yes);
       for (const b of form.querySelectorAll('button')) b.disabled = true;
+      // A live fragment redrawn while the dialog was open took the form out of the page; a detached form does not submit.
+      if (!form.isConnected) {
+        form.hidden = true;
+        document.body.append(form);
+      }
       form.submit();
     };
     dialog.onclick = (e) => {
