@@ -16,11 +16,15 @@ const DEFAULT_SEED = 1130;
 export const PROP_SEED = Number(process.env['BATON_PROP_SEED'] ?? DEFAULT_SEED);
 const RUN_FACTOR = Number(process.env['BATON_PROP_RUNS'] ?? 1);
 
-/** Check `property` for `numRuns` cases from the fixed seed; the seed and count go to the test's diagnostics. */
-export function checkProperty<T>(t: TestContext, property: fc.IProperty<T>, numRuns: number): void {
+/**
+ * Check `property` for `numRuns` cases from the fixed seed; the seed and count go
+ * to the test's diagnostics. `shrink: false` reports the first failing case as it
+ * is (for cases of thousands of values, whose shrinking would take minutes).
+ */
+export function checkProperty<T>(t: TestContext, property: fc.IProperty<T>, numRuns: number, opts: { shrink?: boolean } = {}): void {
   const runs = Math.max(1, Math.round(numRuns * RUN_FACTOR));
   t.diagnostic(`fast-check seed ${PROP_SEED}, ${runs} runs (replay: BATON_PROP_SEED=${PROP_SEED})`);
-  fc.assert(property, { seed: PROP_SEED, numRuns: runs });
+  fc.assert(property, { seed: PROP_SEED, numRuns: runs, endOnFailure: opts.shrink === false });
 }
 
 /** A string of latin1 characters (what Node's HTTP parser hands over as header text). */

@@ -169,6 +169,7 @@ test('split: for any weight, the canary\'s share of 2,000 distinct visitors is w
       assert.ok(Math.abs(share - p) <= bound, `weight ${weight} (${kind} key, e.g. ${keys[0]}): canary share ${share}, expected ${p} ± ${bound.toFixed(4)}`);
     }),
     60,
+    { shrink: false },
   );
 });
 
