@@ -122,22 +122,13 @@ function proxyProtocolItems(listen: unknown, at: PropertyKey[]): PropertyKey[][]
 
 /**
  * The PROXY protocol is accepted only from trusted proxies: a listener that
- * requires it needs some. TLS listeners do not read it (yet): refused there
- * rather than ignored.
+ * requires it (plain or TLS) needs some.
  */
 function checkProxyProtocol(listen: unknown, proxy: unknown, tls: unknown): Problem[] {
-  const problems: Problem[] = [];
-  if (isObject(tls)) {
-    for (const path of proxyProtocolItems(tls['listen'], ['tls', 'listen'])) {
-      problems.push({ path, message: 'the PROXY protocol is not supported on TLS listeners, expected it on a plain "listen" address only' });
-    }
-  }
   const trusted = isObject(proxy) ? proxy['trusted_proxies'] : undefined;
-  if (Array.isArray(trusted) && trusted.length > 0) return problems;
-  for (const path of proxyProtocolItems(listen, ['listen'])) {
-    problems.push({ path, message: 'the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it' });
-  }
-  return problems;
+  if (Array.isArray(trusted) && trusted.length > 0) return [];
+  const items = [...proxyProtocolItems(listen, ['listen']), ...(isObject(tls) ? proxyProtocolItems(tls['listen'], ['tls', 'listen']) : [])];
+  return items.map((path) => ({ path, message: 'the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it' }));
 }
 
 /**

@@ -17,6 +17,10 @@ import { isWebSocketUpgrade } from './websocket.ts';
 import { H2Request, H2Response } from './h2.ts';
 import { bindListener } from '../core/listen-fds.ts';
 import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
+import type { Logger } from '../core/log.ts';
+import type { AddressMatcher } from './cidr.ts';
+import { clientOf, setClient, type ClientConnection } from './client.ts';
+import { acceptProxyHeader } from './proxy-protocol.ts';
 
 /** PEM texts of one certificate chain and its key. */
 export interface KeyPair {
@@ -161,28 +165,90 @@ function withHsts<T extends ResponseClass>(Base: T): T {
   };
 }
 
+/** Who may speak for clients on a TLS listener (the proxy owns the trusted networks; a reload replaces them). */
+export interface TlsClientPolicy {
+  /** The trusted proxies now (null: none); each connection is judged by those at its accept. */
+  trusted(): AddressMatcher | null;
+  /** Every connection starts with a PROXY protocol header from a trusted proxy, before its TLS ClientHello. */
+  proxyProtocol: boolean;
+}
+
+const IGNORE = (): void => undefined;
+
 /**
- * Cap connections per client address (counted from the TCP accept, before any TLS work).
- * Returns every accepted socket still open, so closing can cut those still in their handshake too.
+ * Decide who each accepted connection's client is before TLS sees a byte (as
+ * the plain listeners do, proxy.ts): the TCP peer, or on a PROXY protocol
+ * listener the client a trusted balancer's header names; then cap open
+ * connections per client address (trusted proxies are not capped: each of
+ * their connections carries many clients). The answer is kept on the TLS
+ * socket the requests arrive on (clientOf). Returns every accepted socket
+ * still open, so closing can cut those still in their handshake (or PROXY header) too.
  */
-function capPerClient(server: net.Server, max: number): Set<net.Socket> {
+function identifyClients(server: tls.Server, max: number, policy: TlsClientPolicy, headerTimeoutMs: number, logger: Logger): Set<net.Socket> {
+  // tls.Server's own connection handler (wrap in a TLSSocket) runs once the client is known and admitted.
+  const tlsHandlers = server.listeners('connection') as ((socket: net.Socket) => void)[];
+  server.removeAllListeners('connection');
   const open = new Map<string, number>();
   const sockets = new Set<net.Socket>();
-  server.on('connection', (socket: net.Socket) => {
-    const addr = socket.remoteAddress ?? '';
-    const n = (open.get(addr) ?? 0) + 1;
+  const admit = (socket: net.Socket, address: string): boolean => {
+    const n = (open.get(address) ?? 0) + 1;
     if (n > max) {
+      // No TLS yet, so no way to say why: closed at once.
+      socket.on('error', IGNORE);
+      socket.destroy();
+      return false;
+    }
+    open.set(address, n);
+    socket.once('close', () => {
+      const left = (open.get(address) ?? 1) - 1;
+      if (left <= 0) open.delete(address);
+      else open.set(address, left);
+    });
+    return true;
+  };
+  const handOn = (socket: net.Socket, client: ClientConnection): void => {
+    setClient(socket, client);
+    for (const h of tlsHandlers) h.call(server, socket);
+  };
+  server.on('connection', (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+    const peer = socket.remoteAddress ?? '';
+    const trusted = policy.trusted();
+    const peerTrusted = trusted !== null && trusted.matches(peer);
+    if (!policy.proxyProtocol) {
+      if (!peerTrusted && !admit(socket, peer)) return;
+      handOn(socket, { address: peer, proto: 'https', trusted: peerTrusted });
+      return;
+    }
+    if (!peerTrusted) {
+      logger.warn('proxy: PROXY protocol connection from an untrusted peer closed (TLS listener)', { peer });
+      socket.on('error', IGNORE);
       socket.destroy();
       return;
     }
-    open.set(addr, n);
-    sockets.add(socket);
-    socket.once('close', () => {
-      sockets.delete(socket);
-      const left = (open.get(addr) ?? 1) - 1;
-      if (left <= 0) open.delete(addr);
-      else open.set(addr, left);
-    });
+    acceptProxyHeader(
+      socket,
+      headerTimeoutMs,
+      (header, rest) => {
+        const address = header.source ?? peer;
+        // A header without an address (LOCAL: the balancer's own health check) is the balancer itself, not capped.
+        if (header.source !== null && !admit(socket, address)) return;
+        // The bytes after the header are the start of the ClientHello. Left in
+        // the socket's own buffer (paused, so not emitted), they are what the
+        // TLSSocket wrapping it reads first (Node's initRead), before anything newer from the kernel.
+        socket.pause();
+        if (rest.length > 0) socket.unshift(rest);
+        // The balancer passed the client's bytes through: the client's own headers are trusted only if it is.
+        handOn(socket, { address, proto: 'https', trusted: trusted.matches(address) });
+      },
+      (reason) => logger.warn('proxy: connection without a valid PROXY header closed (TLS listener)', { peer, reason }),
+    );
+  });
+  // Requests arrive on the TLS socket, not the TCP one: it inherits the client decided above.
+  server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
+    const raw = (socket as unknown as { _parent?: net.Socket | null })._parent;
+    if (raw !== undefined && raw !== null) setClient(socket, clientOf(raw));
   });
   return sockets;
 }
@@ -215,6 +281,7 @@ export async function listenTls(
   ref: SnapshotRef,
   timeouts: ProxyTimeouts,
   opts: TlsListenerOptions,
+  policy: TlsClientPolicy,
   host: string,
   port: number,
 ): Promise<TlsListener> {
@@ -273,7 +340,7 @@ export async function listenTls(
     s.on('upgrade', upgrade);
     server = s;
   }
-  const accepted = capPerClient(server, opts.maxConnectionsPerClient);
+  const accepted = identifyClients(server, opts.maxConnectionsPerClient, policy, opts.handshakeTimeoutMs, ctx.logger);
   // Expect: 100-continue: a body declared over the service's limit gets its 413 instead of 100 (dispatch.ts).
   server.on('checkContinue', ((req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler)) as never);
   // HTTP/1.1 on this listener: every header field kept and counted, baton's pages for malformed heads (as on plain listeners).

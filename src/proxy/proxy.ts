@@ -236,12 +236,19 @@ export class Proxy {
   }
 
   /** Bind HTTPS listeners (HTTP/2 by ALPN when asked) routing through the same snapshot; returns the bound addresses. */
-  async listenTls(listeners: { host: string; port: number }[], opts: TlsListenerOptions): Promise<{ host: string; port: number }[]> {
+  async listenTls(listeners: ListenerSpec[], opts: TlsListenerOptions): Promise<{ host: string; port: number }[]> {
     const started: TlsListener[] = [];
     try {
-      for (const l of listeners) started.push(await listenTls(this.#ctx, this.#ref, this.#settings, opts, l.host, l.port));
+      for (const l of listeners) {
+        if (l.proxyProtocol === true && this.#trusted === null) {
+          throw new BatonError('CONFIG_INVALID', `TLS listener ${l.host}:${l.port} requires the PROXY protocol, which is accepted only from trusted proxies, and none are set`);
+        }
+        const policy = { trusted: () => this.#trusted, proxyProtocol: l.proxyProtocol === true };
+        started.push(await listenTls(this.#ctx, this.#ref, this.#settings, opts, policy, l.host, l.port));
+      }
     } catch (err) {
       await Promise.all(started.map((s) => s.close()));
+      if (err instanceof BatonError) throw err;
       throw new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`);
     }
     this.#tlsListeners.push(...started);

@@ -99,7 +99,7 @@ const cases: Array<{ name: string; text: string; expect: string[] }> = [
       'baton.yaml:4:5: listen[2].address: missing, expected an address "host:port" such as "127.0.0.1:8080"',
       'baton.yaml:4:7: listen[2].adress: unknown key (did you mean "address"?)',
       'baton.yaml:5:32: listen[3].proxy_protocol: expected true or false, got "yes"',
-      'baton.yaml:7:46: tls.listen[0].proxy_protocol: the PROXY protocol is not supported on TLS listeners, expected it on a plain "listen" address only',
+      'baton.yaml:7:46: tls.listen[0].proxy_protocol: the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it',
     ],
   },
   {
