@@ -98,3 +98,17 @@ test('a reload that changes tls (or control.remote) is refused: only a restart a
   const remote = diffConfig(prev, parseConfig(base('tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.test], cert: a.pem, key: a.key }] }\ncontrol: { remote: { listen: "127.0.0.1:9443", cert: c.pem, key: c.key, token_file: t } }'), '/x/baton.yaml'));
   assert.match(remote.refused.join('\n'), /^control: .*only a daemon restart applies it/m);
 });
+
+test('a TLS listener behind a TCP balancer: proxy_protocol with trusted proxies', () => {
+  const cfg = parseConfig(
+    [
+      'proxy: { trusted_proxies: ["10.0.0.10"] }',
+      'tls:',
+      '  listen: [{ address: "0.0.0.0:443", proxy_protocol: true }, "127.0.0.1:8443"]',
+      '  certificates: [{ hosts: [a.test], cert: /etc/a.pem, key: /etc/a.key }]',
+      SERVICES,
+    ].join('\n'),
+    '/srv/baton.yaml',
+  );
+  assert.deepEqual(cfg.tls?.listeners, [{ host: '0.0.0.0', port: 443, proxyProtocol: true }, { host: '127.0.0.1', port: 8443 }]);
+});
