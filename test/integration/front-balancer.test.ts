@@ -11,6 +11,8 @@ import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helper
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 import { ControlClient } from '../../src/control/client.ts';
 import path from 'node:path';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 
 const HOSTS = [
   { name: 'h1', address: '127.0.0.2' },
@@ -52,6 +54,20 @@ function assertClean(res: LoadResult, what: string): void {
   assert.ok(res.ok > 50, `${what}: only ${res.ok} requests answered`);
 }
 
+/**
+ * A file whose existence lets the app answer `/wait?file=` requests: they stay
+ * in flight exactly until release() (or the end of the file's tests).
+ */
+function heldUntil(): { file: string; release: () => void } {
+  const file = path.join(heldDir, `go-${++heldCount}`);
+  const release = (): void => writeFileSync(file, '');
+  releases.push(release);
+  return { file, release };
+}
+let heldCount = 0;
+const heldDir = mkdtempSync(path.join(tmpdir(), 'baton-front-held-'));
+const releases: (() => void)[] = [];
+
 /** Which host answered each body ("h2-v1" → h2). */
 function byHost(res: LoadResult): Record<string, number> {
   const out: Record<string, number> = {};
@@ -77,7 +93,10 @@ before(async () => {
 });
 
 after(async () => {
+  // Requests still held (a test that failed before letting them go) are answered, so nothing waits on them.
+  for (const release of releases) release();
   await Promise.all([front?.cleanup(), ...hosts.map((h) => h.cleanup())]);
+  rmSync(heldDir, { recursive: true, force: true });
 });
 
 test('a rolling deploy host by host behind the front: 0 failed, every host on v2', async () => {
@@ -125,9 +144,10 @@ test('a rolling deploy host by host behind the front: 0 failed, every host on v2
 
 test('a drained host gets nothing new from the front; its in-flight requests finish; undrain brings it back', async () => {
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
-  // Slow requests in flight on every host (the balancer spreads them) when h2 is drained.
-  // Slow enough to be still running when the front has seen the drain (each CLI call here takes a second or so).
-  const slow = startLoad({ url: `${front.url}/slow?ms=8000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  // Requests held in flight on every host (the balancer spreads them) until the front has seen the drain,
+  // however long the CLI calls take on a busy machine: the app answers them once `go` exists.
+  const go = heldUntil();
+  const slow = startLoad({ url: `${front.url}/wait?file=${encodeURIComponent(go.file)}`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h2', async () => (await targets())['h2'].inflight > 0, 10_000);
   const drained = await hosts[1]!.cli(['drain']);
   assert.equal(drained.code, 0, drained.stderr);
@@ -137,6 +157,7 @@ test('a drained host gets nothing new from the front; its in-flight requests fin
   const at = seenDrained.requests;
   const seen = load.snapshot().total;
   await load.waitFor(seen + 200, 20_000);
+  go.release();
   const slowRes = await slow.stop();
   assert.equal(slowRes.failed, 0, `slow requests: ${slowRes.errors.join(' | ')}`);
   assert.ok((slowRes.bodies['h2-v2'] ?? 0) > 0, `a slow request was on h2 when it was drained: ${JSON.stringify(slowRes.bodies)}`);
@@ -155,7 +176,8 @@ test('a drained host gets nothing new from the front; its in-flight requests fin
 
 test('an operator drain of a target at the front: nothing new to it, in flight finishes, kept across a reload', async () => {
   const load = startLoad({ url: `${front.url}/`, concurrency: 3, keepAlive: true });
-  const slow = startLoad({ url: `${front.url}/slow?ms=8000`, concurrency: 6, keepAlive: true, maxRequests: 6 });
+  const go = heldUntil();
+  const slow = startLoad({ url: `${front.url}/wait?file=${encodeURIComponent(go.file)}`, concurrency: 6, keepAlive: true, maxRequests: 6 });
   await waitUntil('slow requests in flight on h3', async () => (await targets())['h3'].inflight > 0, 10_000);
   const r = await front.cli(['target', 'drain', 'shop', 'h3', '--reason', 'kernel update']);
   assert.equal(r.code, 0, r.stderr);
@@ -166,6 +188,7 @@ test('an operator drain of a target at the front: nothing new to it, in flight f
   const at = t['h3'].requests;
   const seen = load.snapshot().total;
   await load.waitFor(seen + 200, 20_000);
+  go.release();
   const slowRes = await slow.stop();
   assert.equal(slowRes.failed, 0, `slow requests: ${slowRes.errors.join(' | ')}`);
   assert.ok((slowRes.bodies['h3-v2'] ?? 0) > 0, `a slow request was on h3 when it was drained: ${JSON.stringify(slowRes.bodies)}`);
