@@ -22,10 +22,10 @@ export function targetQuestion(service: string, target: string, verb: 'drain' | 
     : `Undrain ${target} at the front of ${service}: it takes new requests again once its checks pass?`;
 }
 
-const STATE_WORDS: Record<FrontTargetStatus['state'], string> = { up: 'in rotation', checking: 'checking', down: 'down', drain: 'drained', maint: 'maintenance' };
-
+/** In rotation, or out and why (the reason names the state: "drained here by the operator: …", "its agent says maint", a check's error). */
 function targetState(t: FrontTargetStatus): Html {
-  return html`<span class="${t.inRotation ? 'ok' : 'bad'}">${STATE_WORDS[t.state]}</span>${t.reason ? html` <span class="muted">${t.reason}</span>` : ''}`;
+  if (t.inRotation) return html`<span class="ok">in rotation</span>`;
+  return html`<span class="bad">out</span> <span class="muted">${t.reason ?? t.state}</span>`;
 }
 
 function weight(t: FrontTargetStatus): Html {
@@ -106,11 +106,11 @@ function frontSummary(s: FrontServiceStatus): Html {
  */
 function targetTable(ctx: PageContext, s: FrontServiceStatus): Html {
   return html`<div class="scroll"><table class="targets"><caption class="sr-only">The targets of ${s.name}: state, why out of rotation, weight, agent and the operator's drain</caption>
-<thead><tr><th scope="col">Target</th><th scope="col">Address</th><th scope="col">State</th><th scope="col">Since</th><th scope="col" class="num">Weight</th><th scope="col">Agent</th><th scope="col">Operator</th></tr></thead>
+<thead><tr><th scope="col">Target</th><th scope="col">Address</th><th scope="col">State</th><th scope="col">Since</th><th scope="col" class="num">Weight</th><th scope="col">Agent</th><th scope="col">Action</th></tr></thead>
 <tbody>${s.targets.map((t) => {
     const verb = t.operator ? 'undrain' : 'drain';
     const button = html`<form method="post" action="${targetActionPath(s.name, t.name, verb)}" data-confirm="${targetQuestion(s.name, t.name, verb)}">${csrfField(ctx)}<button type="submit" class="${verb === 'drain' ? 'danger' : 'primary'}">${verb === 'drain' ? 'Drain' : 'Undrain'} ${t.name}</button></form>`;
-    return html`<tr data-target="${t.name}" data-state="${t.state}"><th scope="row">${t.name}</th><td>${t.address}</td><td>${targetState(t)}</td><td>${time(t.since)}</td><td class="num">${weight(t)}</td><td>${t.agent ?? '–'}</td><td>${t.operator ? html`<span class="muted">drained here since ${time(t.operator.since)}</span> ` : ''}${button}</td></tr>`;
+    return html`<tr data-target="${t.name}" data-state="${t.state}"><th scope="row">${t.name}</th><td>${t.address}</td><td>${targetState(t)}</td><td>${time(t.since)}</td><td class="num">${weight(t)}</td><td>${t.agent ?? '–'}</td><td>${button}</td></tr>`;
   })}</tbody></table></div>`;
 }
 
