@@ -106,16 +106,27 @@ test('restart under load: 0 failed, new processes, same release', async () => {
   for (const p of newPids) assert.ok(!oldPids.includes(p), 'restart started new processes');
 });
 
-test('a 2-second request started before the switch completes on the old release', async () => {
+test('a request in flight across the switch completes on the old release', async () => {
   const v3 = await d.release('v3');
-  const slow = fetch(d.url + '/slow?ms=2000').then(async (r) => ({ status: r.status, body: (await r.text()).trim() }));
-  await waitUntil('the slow request to reach an instance', async () => {
+  // Held by the app until the switch is seen (a fixed 2 s request could end before it on a slow machine, and prove nothing).
+  const go = path.join(d.dir, 'slow-request-may-end');
+  let settled = false;
+  const slow = fetch(`${d.url}/wait?file=${encodeURIComponent(go)}`).then(async (r) => ({ status: r.status, body: (await r.text()).trim() }));
+  void slow.finally(() => (settled = true)).catch(() => undefined);
+  await waitUntil('the held request to reach an instance', async () => {
     const s = await d.status('web');
     return s.services[0].instances.some((i: any) => i.inflight > 0);
   }, 5_000);
-  const r = await d.cli(['deploy', 'web', v3]);
-  assert.equal(r.code, 0, r.stdout + r.stderr);
+  const deploy = d.cli(['deploy', 'web', v3]);
+  try {
+    await waitUntil('the switch to v3', async () => /v3/.test((await d.status('web')).services[0].currentRelease ?? ''), 60_000);
+    assert.equal(settled, false, 'the held request was still in flight at the switch');
+  } finally {
+    await writeFile(go, '');
+  }
   assert.deepEqual(await slow, { status: 200, body: 'v1' });
+  const r = await deploy;
+  assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
 });
 
