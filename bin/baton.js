@@ -25,16 +25,20 @@ const SEMI_SPACE = '--max-semi-space-size=1';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
 const EXPOSE_GC = '--expose-gc';
-// glibc's malloc gives threads that allocate at the same time arenas of their
-// own (up to 8 per core), and what is freed in one stays with the process. The
-// daemon is one JavaScript thread and a few helpers: two arenas are enough, and
-// under load and after it the daemon is 5-9 MB smaller (bench/RESULTS.md, "proxy
-// cost"). glibc reads the variable once, at start: it is set for the daemon's
-// execve and removed from its environment right after, so that the apps it starts
-// do not inherit it; BATON_MALLOC_ARENA_MAX keeps the value for the successor of
-// `baton upgrade` (src/daemon/upgrade.ts). An operator's own MALLOC_ARENA_MAX wins.
-const ARENAS = 'MALLOC_ARENA_MAX';
-const OUR_ARENAS = 'BATON_MALLOC_ARENA_MAX';
+// glibc's malloc settings of the daemon (bench/RESULTS.md, "proxy cost" and
+// section 11). MALLOC_ARENA_MAX: glibc gives threads that allocate at the same
+// time arenas of their own (up to 8 per core), and what is freed in one stays with
+// the process; the daemon is one JavaScript thread and a few helpers, two arenas
+// are enough (5-9 MB smaller under and after load). MALLOC_TRIM_THRESHOLD_ and
+// MALLOC_TOP_PAD_: free memory at the top of an arena goes back to the system once
+// it passes 128 KiB, with no extra kept on top; left to itself glibc raises that
+// threshold after the first large block it frees, and the daemon then kept 3-5 MB
+// more a minute after a load. glibc reads these once, at start: they are set for
+// the daemon's execve and removed from its environment right after, so that the
+// apps it starts do not inherit them; BATON_<name> keeps each value for the
+// processes that are the daemon again (`baton upgrade`'s successor, proxy
+// workers: src/core/malloc-env.ts). An operator's own value of each wins.
+const MALLOC = { MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072', MALLOC_TOP_PAD_: '0' };
 const isDaemon = verb(process.argv.slice(2)) === 'daemon';
 // Not under systemd socket activation: process.execve closes the inherited
 // listening sockets (fd 3…); put the flags in ExecStart instead (docs/server.md).
@@ -42,10 +46,19 @@ if (isDaemon && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve 
   // The daemon is long-lived and mostly idle: a small young generation keeps its
   // resident memory low (V8 reads these flags only at start, so the process
   // replaces itself with the flags set: same pid, nothing in between).
-  const env = process.env[ARENAS] === undefined ? { ...process.env, [ARENAS]: '2', [OUR_ARENAS]: '2' } : process.env;
+  const env = { ...process.env };
+  for (const [name, value] of Object.entries(MALLOC)) {
+    if (env[name] !== undefined) continue;
+    env[name] = value;
+    env[`BATON_${name}`] = value;
+  }
   process.execve(process.execPath, [process.execPath, SEMI_SPACE, EXPOSE_GC, ...process.execArgv, ...process.argv.slice(1)], env);
 }
-if (isDaemon && process.env[OUR_ARENAS] !== undefined && process.env[ARENAS] === process.env[OUR_ARENAS]) delete process.env[ARENAS];
+if (isDaemon) {
+  for (const name of Object.keys(MALLOC)) {
+    if (process.env[`BATON_${name}`] !== undefined && process.env[name] === process.env[`BATON_${name}`]) delete process.env[name];
+  }
+}
 
 // node:sqlite and type stripping announce themselves as experimental; the
 // operator cannot act on that, so only other warnings are printed.

@@ -13,6 +13,7 @@ import { inExecutable, selfCommand } from '../core/self.ts';
 import type { UpgradeProgress, UpgradeResult } from '../control/protocol.ts';
 import type { CounterTotals } from '../proxy/types.ts';
 import { FAULT_EXIT_STATUS, SUCCESSOR_ENV, type SuccessorMessage } from './handover.ts';
+import { daemonMallocEnv } from '../core/malloc-env.ts';
 
 /** How long a successor may take to say `ready` (store, re-adoption with health checks, listeners). */
 export const SUCCESSOR_START_TIMEOUT_MS = 60_000;
@@ -34,11 +35,6 @@ export interface UpgradingDaemon {
    * (the proxy's counters are final then), then exit. Returns what is still open.
    */
   retire(drained: (totals: CounterTotals) => Promise<void>): { inflight: number; webSockets: number; deadline: number };
-}
-
-function arenaEnv(): Record<string, string> {
-  const n = process.env['BATON_MALLOC_ARENA_MAX'];
-  return n === undefined ? {} : { MALLOC_ARENA_MAX: n };
 }
 
 /** The argv of the successor: the baton installed now, run as this one was (Node flags included). */
@@ -71,7 +67,7 @@ export async function upgrade(d: UpgradingDaemon, emit: (p: UpgradeProgress) => 
       child = spawn(exe!, args, {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...listeners.map((l) => l.fd)],
         // bin/baton.js's malloc arena limit, which it removed from this daemon's environment (apps must not inherit it).
-        env: { ...process.env, ...arenaEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds), [SUCCESSOR_ENV]: String(process.pid) },
+        env: { ...process.env, ...daemonMallocEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds), [SUCCESSOR_ENV]: String(process.pid) },
       });
     } catch (err) {
       await d.thaw();

@@ -25,6 +25,7 @@ import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
 import { renderPrometheus } from '../proxy/metrics.ts';
 import { renderShedding } from '../proxy/admission.ts';
 import { emptyReport, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
+import { daemonMallocEnv } from '../core/malloc-env.ts';
 
 /** How often each worker reports its counters: status, /metrics and the canary analysis read at most this old a sum. */
 const REPORT_EVERY_MS = 500;
@@ -97,11 +98,6 @@ function bindOnly(host: string, port: number): NonNullable<HeldSocket['handle']>
 
 function workerScript(): string {
   return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? './worker-main.ts' : './worker-main.js', import.meta.url));
-}
-
-function arenaEnv(): Record<string, string> {
-  const n = process.env['BATON_MALLOC_ARENA_MAX'];
-  return n === undefined ? {} : { MALLOC_ARENA_MAX: n };
 }
 
 /**
@@ -206,7 +202,7 @@ export class WorkerProxy extends Proxy {
     this.#sockets.forEach((s, i) => (fds[s.key] = FIRST_LISTENER_FD + i));
     const child = spawn(process.execPath, [...process.execArgv, workerScript()], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc', ...this.#sockets.map((s) => s.fd)],
-      env: { ...process.env, ...arenaEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds) },
+      env: { ...process.env, ...daemonMallocEnv(), [LISTEN_FDS_ENV]: JSON.stringify(fds) },
     });
     let exited!: () => void;
     const w: Worker = {

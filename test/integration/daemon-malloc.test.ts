@@ -19,12 +19,17 @@ async function instancePid(d: TestDaemon): Promise<number> {
   return (await d.status('web')).services[0].instances[0].pid as number;
 }
 
-test('the daemon runs with two malloc arenas; the apps it starts do not inherit the setting', async (t) => {
+test('the daemon runs with two malloc arenas trimmed past 128 KiB; the apps it starts do not inherit the settings', async (t) => {
   const d = await createDaemon();
   t.after(() => d.cleanup());
-  assert.equal(startEnv(d.proc.pid!).get('MALLOC_ARENA_MAX'), '2');
+  const daemon = startEnv(d.proc.pid!);
+  assert.equal(daemon.get('MALLOC_ARENA_MAX'), '2');
+  assert.equal(daemon.get('MALLOC_TRIM_THRESHOLD_'), '131072');
+  assert.equal(daemon.get('MALLOC_TOP_PAD_'), '0');
   const app = startEnv(await instancePid(d));
   assert.equal(app.get('MALLOC_ARENA_MAX'), undefined);
+  assert.equal(app.get('MALLOC_TRIM_THRESHOLD_'), undefined);
+  assert.equal(app.get('MALLOC_TOP_PAD_'), undefined);
 });
 
 test("an operator's own MALLOC_ARENA_MAX is kept, for the daemon and its apps", async (t) => {
