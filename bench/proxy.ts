@@ -20,13 +20,18 @@
 //   (f) with --workers N (N > 1): "baton-workers", a third daemon with
 //       `proxy.workers: N` (its own instance): the proxy CPU counted is the
 //       daemon's and its workers' together.
+//   (g) "nginx" (one worker process, upstream keep-alive) and "haproxy" (one
+//       thread, http-reuse always) in front of the same app, when installed
+//       (`apt-get install -y nginx-light haproxy`): issue 13's peers. Both add
+//       X-Forwarded-For, as baton does.
 //
 //   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin] [--workers N]
 // Needs wrk: apt-get update && apt-get install -y wrk
 
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { createDaemon, waitUntil } from '../test/helpers/daemon.ts';
+import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
   BENCH_DIR, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, pin, pinned, ratio,
   registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
@@ -34,7 +39,56 @@ import {
 
 const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU, WORKERS } = wrkBenchOptions();
 
-type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor' | 'baton-workers';
+type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-floor' | 'baton-workers' | 'nginx' | 'haproxy';
+
+const hasNginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).error === undefined;
+const hasHaproxy = spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).error === undefined;
+
+/** nginx, one worker process (no master), proxying to `app` with keep-alive upstream connections. */
+function nginxConfig(dir: string, port: number, app: URL): string {
+  return `daemon off;
+master_process off;
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  upstream app { server ${app.host}; keepalive 64; }
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://app;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host $host;
+      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+    }
+  }
+}
+`;
+}
+
+/** HAProxy, one thread, reusing server connections. */
+function haproxyConfig(port: number, app: URL): string {
+  return `global
+  nbthread 1
+  maxconn 4096
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+  option forwardfor
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+backend be
+  server app ${app.host}
+`;
+}
 
 /** The V8 flags on a process's command line. */
 function v8Flags(pid: number): string {
@@ -128,10 +182,38 @@ async function main(): Promise<boolean> {
     console.log(`baton-workers: proxy.workers ${WORKERS}, daemon and worker pids ${workersPids.join(', ')}`);
   }
 
-  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'baton-v8-young': `${td2.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/`, 'baton-workers': workersUrl };
-  const proxyPids: Record<Target, number[]> = { direct: [], baton: [td.proc.pid!], 'baton-v8-young': [d2.pid!], 'http-proxy': [hp.pid], 'undici-floor': [floor.pid], 'baton-workers': workersPids };
+  // The peers of issue 13, in front of the same app instance, pinned like the proxies.
+  const peerDir = path.join(td.dir, 'peers');
+  mkdirSync(peerDir, { recursive: true });
+  const startPeer = async (name: string, cmd: string, args: string[], port: number): Promise<{ url: string; pid: number }> => {
+    const [c, a] = pinned(SERVER_CPU, cmd, args);
+    const p = spawnGroup(c, a, { stdio: 'ignore' });
+    const url = `http://127.0.0.1:${port}/`;
+    await waitUntil(`${name} answering on ${port}`, async () => (await fetch(url).catch(() => null))?.status === 200, 15_000, 100);
+    return { url, pid: p.pid! };
+  };
+  let nginx: { url: string; pid: number } | null = null;
+  let haproxy: { url: string; pid: number } | null = null;
+  if (hasNginx) {
+    const port = await freePort();
+    writeFileSync(path.join(peerDir, 'nginx.conf'), nginxConfig(peerDir, port, new URL(appUrl)));
+    nginx = await startPeer('nginx', 'nginx', ['-p', peerDir, '-c', path.join(peerDir, 'nginx.conf'), '-e', path.join(peerDir, 'nginx-error.log')], port);
+  } else console.log('nginx: not installed (apt-get install -y nginx-light), left out');
+  if (hasHaproxy) {
+    const port = await freePort();
+    writeFileSync(path.join(peerDir, 'haproxy.cfg'), haproxyConfig(port, new URL(appUrl)));
+    haproxy = await startPeer('haproxy', 'haproxy', ['-db', '-f', path.join(peerDir, 'haproxy.cfg')], port);
+  } else console.log('haproxy: not installed (apt-get install -y haproxy), left out');
+
+  const urls: Record<Target, string> = { direct: appUrl, baton: `${td.url}/`, 'baton-v8-young': `${td2.url}/`, 'http-proxy': `http://127.0.0.1:${hp.port}/`, 'undici-floor': `http://127.0.0.1:${floor.port}/`, 'baton-workers': workersUrl, nginx: nginx?.url ?? '', haproxy: haproxy?.url ?? '' };
+  const proxyPids: Record<Target, number[]> = { direct: [], baton: [td.proc.pid!], 'baton-v8-young': [d2.pid!], 'http-proxy': [hp.pid], 'undici-floor': [floor.pid], 'baton-workers': workersPids, nginx: nginx === null ? [] : [nginx.pid], haproxy: haproxy === null ? [] : [haproxy.pid] };
   const appPid = (t: Target): number => (t === 'baton-v8-young' ? inst2.pid : t === 'baton-workers' ? inst3Pid : inst.pid);
-  const targets: Target[] = ['direct', 'baton', 'baton-v8-young', 'http-proxy', 'undici-floor', ...(WORKERS > 1 ? (['baton-workers'] as const) : [])];
+  const targets: Target[] = [
+    'direct', 'baton', 'baton-v8-young', 'http-proxy', 'undici-floor',
+    ...(WORKERS > 1 ? (['baton-workers'] as const) : []),
+    ...(nginx !== null ? (['nginx'] as const) : []),
+    ...(haproxy !== null ? (['haproxy'] as const) : []),
+  ];
   for (const t of targets) {
     const body = await (await fetch(urls[t])).text();
     if (body.trim() !== 'v1') throw new Error(`${t} answered ${JSON.stringify(body)}`);
@@ -140,7 +222,7 @@ async function main(): Promise<boolean> {
   // Warm-up (JIT, pools), not recorded.
   for (const t of targets) await runWrk(urls[t], { connections: CONNS, seconds: 2, cpus: LOAD_CPU });
 
-  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'baton-v8-young': [], 'http-proxy': [], 'undici-floor': [], 'baton-workers': [] };
+  const runs: Record<Target, (WrkResult & { proxyCpuUsPerReq: number; appCpuUsPerReq: number })[]> = { direct: [], baton: [], 'baton-v8-young': [], 'http-proxy': [], 'undici-floor': [], 'baton-workers': [], nginx: [], haproxy: [] };
   const proxyCpu = (t: Target): number => proxyPids[t].reduce((n, pid) => n + cpuMs(pid), 0);
   for (let r = 0; r < ROUNDS; r++) {
     for (const t of targets) {
@@ -222,6 +304,20 @@ async function main(): Promise<boolean> {
           [`(info) baton-workers (${WORKERS}) vs baton: p99 at 50% of baton max`, ratio(halfBaton['baton-workers'].p99Ms, halfBaton.baton.p99Ms), '-'],
         ]
       : []),
+    ...(nginx !== null
+      ? [
+          ['(info, issue 13: ≥ 0.75) baton vs nginx: req/s', ratio(med('baton', 'rps'), med('nginx', 'rps')), '-'],
+          ['(info) baton vs nginx: proxy CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('nginx', 'proxyCpuUsPerReq')), '-'],
+          ['(info, issue 13: ≤ 1.5) baton vs nginx: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton.nginx.p99Ms), '-'],
+        ]
+      : []),
+    ...(haproxy !== null
+      ? [
+          ['(info) baton vs haproxy: req/s', ratio(med('baton', 'rps'), med('haproxy', 'rps')), '-'],
+          ['(info) baton vs haproxy: proxy CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('haproxy', 'proxyCpuUsPerReq')), '-'],
+        ]
+      : []),
+    ['(info, issue 13: ≥ 2) baton vs http-proxy: req/s', ratio(med('baton', 'rps'), med('http-proxy', 'rps')), '-'],
     ['no errors', noErrors ? '0' : 'some', verdict(noErrors)],
   ]));
   return tput >= 0.3 && ahead && p99x < 2 && noErrors;

@@ -26,7 +26,7 @@ const SEMI_SPACE = '--max-semi-space-size=1';
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
 const EXPOSE_GC = '--expose-gc';
 // glibc's malloc settings of the daemon (bench/RESULTS.md, "proxy cost" and
-// section 11). MALLOC_ARENA_MAX: glibc gives threads that allocate at the same
+// section 12). MALLOC_ARENA_MAX: glibc gives threads that allocate at the same
 // time arenas of their own (up to 8 per core), and what is freed in one stays with
 // the process; the daemon is one JavaScript thread and a few helpers, two arenas
 // are enough (5-9 MB smaller under and after load). MALLOC_TRIM_THRESHOLD_ and
