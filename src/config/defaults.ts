@@ -95,3 +95,6 @@ export const STOP_SIGNALS: readonly StopSignal[] = [
 ];
 export const BALANCE_POLICIES: readonly BalancePolicy[] = ['least_outstanding', 'round_robin'];
 export const LOG_LEVELS = ['debug', 'info', 'warn', 'error'] as const;
+
+/** ACME challenge types baton answers (tls.acme.challenge); the first is the default. */
+export const ACME_CHALLENGES = ['http-01', 'tls-alpn-01'] as const;

@@ -92,6 +92,7 @@ function tls(t: NonNullable<RawConfig['tls']>, base: string): TlsConfig {
           directoryUrl: a.directory ?? d.DEFAULT_ACME_DIRECTORY,
           caFile: a.ca_file === undefined ? null : resolve(base, a.ca_file),
           renewBeforeMs: a.renew_before ?? null,
+          challenge: a.challenge ?? 'http-01',
         },
     http2: t.http2 ?? d.DEFAULT_TLS_HTTP2,
     redirectHttp: t.redirect_http ?? false,

@@ -6,7 +6,7 @@
 
 import { z } from 'zod';
 import { isIP } from 'node:net';
-import { BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, MAX_TARGET_WEIGHT, STOP_SIGNALS, STRATEGIES } from './defaults.ts';
+import { ACME_CHALLENGES, BALANCE_POLICIES, LOG_LEVELS, MAX_INSTANCES, MAX_TARGET_WEIGHT, STOP_SIGNALS, STRATEGIES } from './defaults.ts';
 import { describeValue } from './describe.ts';
 import { MAX_DURATION_MS, parseDuration } from './duration.ts';
 import { isHostName } from './hostname.ts';
@@ -546,6 +546,7 @@ export const acmeSchema = mapping('a mapping of ACME settings', {
   directory: acmeDirectory.optional(),
   ca_file: text('the path of a PEM CA certificate file').optional(),
   renew_before: longDuration.optional(),
+  challenge: oneOf(ACME_CHALLENGES).optional(),
 });
 
 export const tlsSchema = mapping('a mapping of TLS settings', {

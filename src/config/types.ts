@@ -223,9 +223,14 @@ export interface CertificateFiles {
   isDefault: boolean;
 }
 
+/** How the CA checks that baton answers for a name: on the plain port 80 (http-01) or the TLS port 443 (tls-alpn-01). */
+export type AcmeChallenge = 'http-01' | 'tls-alpn-01';
+
 export interface AcmeConfig {
-  /** Names to obtain one certificate for (HTTP-01 on the plain listeners). */
+  /** Names to obtain one certificate for. */
   hosts: string[];
+  /** http-01: answered by the plain listeners; tls-alpn-01: by the TLS listeners (protocol acme-tls/1). */
+  challenge: AcmeChallenge;
   email: string | null;
   directoryUrl: string;
   /** Extra CA to trust for the directory's HTTPS (a private ACME server); null = the system's. */

@@ -51,7 +51,18 @@ export interface TlsListenerOptions {
   maxConcurrentStreams: number;
   /** Open connections one client address may hold; beyond, new ones are closed at once. */
   maxConnectionsPerClient: number;
+  /** Answer ACME TLS-ALPN-01 challenges (the acme-tls/1 protocol); null or absent: refused like any unknown protocol. */
+  acmeTlsAlpn?: AcmeTlsAlpnResponder | null;
 }
+
+/** Where a TLS listener finds the challenge certificates of ACME's TLS-ALPN-01 (src/tls/acme.ts implements it). */
+export interface AcmeTlsAlpnResponder {
+  /** The challenge certificate's context for `servername` while a TLS-ALPN-01 challenge for it is pending. */
+  challengeContext(servername: string): tls.SecureContext | undefined;
+}
+
+/** The ALPN protocol of ACME's TLS-ALPN-01 validation (RFC 8737). */
+export const ACME_TLS_ALPN = 'acme-tls/1';
 
 /** One year, the value HSTS preload lists ask for. */
 export const HSTS_VALUE = 'max-age=31536000';
@@ -275,6 +286,63 @@ function closeWhenIdle(session: http2.ServerHttp2Session, idleMs: number): void 
   session.once('close', () => clearTimeout(timer));
 }
 
+// ---- ACME TLS-ALPN-01 (RFC 8737) ----
+
+const kChallenge = Symbol('baton.acmeChallenge');
+const kCertificateChosen = Symbol('baton.certificateChosen');
+type ChallengeSocket = tls.TLSSocket & { [kChallenge]?: tls.SecureContext; [kCertificateChosen]?: true };
+
+/**
+ * The SNI callback of a listener that answers TLS-ALPN-01: the challenge
+ * certificate for a connection whose ALPN callback chose acme-tls/1 (both are
+ * called on the TLSSocket), the usual certificate otherwise.
+ */
+function challengeAwareSni(certs: CertificateProvider): (name: string, cb: (err: Error | null, ctx?: tls.SecureContext) => void) => void {
+  return function (this: ChallengeSocket, name, cb) {
+    const challenge = this[kChallenge];
+    if (challenge !== undefined) return cb(null, challenge);
+    this[kCertificateChosen] = true;
+    certs.SNICallback(name, cb);
+  };
+}
+
+/**
+ * Offer acme-tls/1 beside h2/http/1.1, for names with a pending challenge only
+ * (a client asking it for any other name gets the fatal no_application_protocol
+ * alert, as for any protocol not offered), and end such a connection once its
+ * handshake is done: the validator only looks at the certificate (RFC 8737 §3).
+ * In TLS 1.3 OpenSSL asks for the protocol before the certificate, so the
+ * certificate can follow the protocol; in TLS 1.2 it is the other way round,
+ * and a validator limited to TLS 1.2 is refused rather than shown the wrong
+ * certificate (Let's Encrypt's and pebble's validators speak TLS 1.3).
+ */
+function answerTlsAlpnChallenges(server: tls.Server, responder: AcmeTlsAlpnResponder, protocols: string[]): void {
+  // The ALPN callback replaces the protocol list (Node takes one or the other); read per connection.
+  const s = server as unknown as { ALPNProtocols: unknown; ALPNCallback: (this: ChallengeSocket, a: { servername: string; protocols: string[] }) => string | undefined };
+  s.ALPNProtocols = undefined;
+  s.ALPNCallback = function (this: ChallengeSocket, { servername, protocols: offered }) {
+    if (offered.includes(ACME_TLS_ALPN)) {
+      const challenge = servername ? responder.challengeContext(servername) : undefined;
+      if (challenge === undefined || this[kCertificateChosen]) return undefined;
+      this[kChallenge] = challenge;
+      return ACME_TLS_ALPN;
+    }
+    // As Node's own selection from a list: the server's order of preference.
+    return protocols.find((p) => offered.includes(p));
+  };
+  // HTTP (and HTTP/2's session setup) never see a validation connection.
+  const handlers = server.listeners('secureConnection') as ((socket: tls.TLSSocket) => void)[];
+  server.removeAllListeners('secureConnection');
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    if (socket.alpnProtocol === ACME_TLS_ALPN) {
+      socket.on('error', IGNORE);
+      socket.end();
+      return;
+    }
+    for (const h of handlers) h.call(server, socket);
+  });
+}
+
 /** Create and bind one TLS listener. */
 export async function listenTls(
   ctx: DispatchContext,
@@ -289,7 +357,7 @@ export async function listenTls(
   const certs = opts.certificates;
   const pair = certs.defaultPair();
   const secure: tls.TlsOptions = {
-    SNICallback: (name, cb) => certs.SNICallback(name, cb),
+    SNICallback: opts.acmeTlsAlpn ? challengeAwareSni(certs) : (name, cb) => certs.SNICallback(name, cb),
     minVersion: opts.minVersion,
     ciphers: opts.ciphers,
     handshakeTimeout: opts.handshakeTimeoutMs,
@@ -340,6 +408,7 @@ export async function listenTls(
     s.on('upgrade', upgrade);
     server = s;
   }
+  if (opts.acmeTlsAlpn) answerTlsAlpnChallenges(server, opts.acmeTlsAlpn, opts.http2 ? ['h2', 'http/1.1'] : ['http/1.1']);
   const accepted = identifyClients(server, opts.maxConnectionsPerClient, policy, opts.handshakeTimeoutMs, ctx.logger);
   // Expect: 100-continue: a body declared over the service's limit gets its 413 instead of 100 (dispatch.ts).
   server.on('checkContinue', ((req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler)) as never);

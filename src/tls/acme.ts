@@ -1,6 +1,7 @@
 // Automatic certificates: one certificate for the configured host names,
 // obtained from an ACME directory (Let's Encrypt unless configured) with
-// HTTP-01 answered by baton's own plain listeners, kept in the state directory
+// HTTP-01 answered by baton's own plain listeners (or TLS-ALPN-01 by its TLS
+// listeners, for hosts whose port 80 is closed), kept in the state directory
 // (0600), served at once through the certificate store, and renewed well
 // before it expires. Failures are retried with a growing delay while the
 // current certificate (if any) keeps being served.
@@ -17,8 +18,8 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { AcmeConfig } from '../config/types.ts';
 import type { CertificateStore } from './certificates.ts';
-import { leafOf } from './certificates.ts';
-import type { KeyPair } from '../proxy/listeners.ts';
+import { leafOf, TLS_MIN_VERSION } from './certificates.ts';
+import type { AcmeTlsAlpnResponder, KeyPair } from '../proxy/listeners.ts';
 
 const DAY_MS = 86_400_000;
 /** How long stop() waits for an order in progress. */
@@ -58,7 +59,7 @@ export interface AcmeState {
   nextAttempt: Date | null;
 }
 
-export class AcmeManager {
+export class AcmeManager implements AcmeTlsAlpnResponder {
   readonly #config: AcmeConfig;
   readonly #certs: CertificateStore;
   readonly #logger: Logger;
@@ -68,6 +69,8 @@ export class AcmeManager {
   readonly #retryMaxMs: number;
   /** HTTP-01 token → key authorization, while an order is pending. */
   readonly #tokens = new Map<string, string>();
+  /** TLS-ALPN-01: lowercase name → context of its challenge certificate, while an order is pending. */
+  readonly #alpn = new Map<string, tls.SecureContext>();
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #stopped = false;
@@ -124,6 +127,11 @@ export class AcmeManager {
   /** The key authorization for a pending HTTP-01 token. */
   challengeResponse(token: string): string | undefined {
     return this.#tokens.get(token);
+  }
+
+  /** The challenge certificate for `servername` while a TLS-ALPN-01 challenge for it is pending. */
+  challengeContext(servername: string): tls.SecureContext | undefined {
+    return this.#alpn.get(servername.toLowerCase());
   }
 
   state(): AcmeState {
@@ -225,14 +233,21 @@ export class AcmeManager {
         email: cfg.email ?? undefined,
         // Configuring ACME is the operator's agreement to the CA's terms (docs/tls.md).
         termsOfServiceAgreed: true,
-        challengePriority: ['http-01'],
+        challengePriority: [cfg.challenge],
         // The CA validates; a self-check from here would fail behind NAT without hairpinning.
         skipChallengeVerification: true,
-        challengeCreateFn: async (_authz, challenge, keyAuthorization) => {
+        challengeCreateFn: async (authz, challenge, keyAuthorization) => {
           if (challenge.type === 'http-01') this.#tokens.set(challenge.token, keyAuthorization);
+          // acme-client's types name only http-01 and dns-01; it handles tls-alpn-01 all the same.
+          if ((challenge.type as string) === 'tls-alpn-01') {
+            // RFC 8737: a self-signed certificate for the name carrying the key authorization's digest, served only to acme-tls/1.
+            const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey());
+            this.#alpn.set(authz.identifier.value.toLowerCase(), tls.createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION }));
+          }
         },
-        challengeRemoveFn: async (_authz, challenge) => {
+        challengeRemoveFn: async (authz, challenge) => {
           this.#tokens.delete(challenge.token);
+          if ((challenge.type as string) === 'tls-alpn-01') this.#alpn.delete(authz.identifier.value.toLowerCase());
         },
       });
     } catch (err) {

@@ -67,6 +67,7 @@ export class TlsFrontDoor {
         handshakeTimeoutMs: config.handshakeTimeoutMs,
         maxConcurrentStreams: config.maxConcurrentStreams,
         maxConnectionsPerClient: config.maxConnectionsPerClient,
+        acmeTlsAlpn: acme !== null && config.acme!.challenge === 'tls-alpn-01' ? acme : null,
       });
       const a = acme;
       proxy.setPlainFront({

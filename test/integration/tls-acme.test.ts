@@ -61,7 +61,7 @@ test('a certificate is obtained from pebble with HTTP-01 on baton\'s listener, s
   proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
   const pebble = await startPebble(t, ca, plainPort);
   const dir = stateDir(t);
-  const config: AcmeConfig = { hosts: ['localhost'], email: 'ops@example.com', directoryUrl: pebble.directoryUrl, caFile: ca.caFile, renewBeforeMs: null };
+  const config: AcmeConfig = { hosts: ['localhost'], email: 'ops@example.com', directoryUrl: pebble.directoryUrl, caFile: ca.caFile, renewBeforeMs: null, challenge: 'http-01' };
 
   const store = new CertificateStore({ logger: recordingLogger().logger });
   t.after(() => store.close());
@@ -174,7 +174,7 @@ test('an unreachable directory is retried with a growing delay, logged without s
   const { logger, lines } = recordingLogger();
   const port = await closedPort();
   const m = new AcmeManager({
-    config: { hosts: ['shop.example.com'], email: null, directoryUrl: `https://127.0.0.1:${port}/dir`, caFile: null, renewBeforeMs: null },
+    config: { hosts: ['shop.example.com'], email: null, directoryUrl: `https://127.0.0.1:${port}/dir`, caFile: null, renewBeforeMs: null, challenge: 'http-01' },
     stateDir: dir,
     certificates: store,
     logger,

@@ -37,7 +37,7 @@ test('a tls section is normalised: paths absolute, first certificate the default
       { hosts: ['example.com', '*.example.com'], certFile: '/srv/certs/a.pem', keyFile: '/srv/certs/a.key', isDefault: true },
       { hosts: ['b.example.org'], certFile: '/etc/b.pem', keyFile: '/etc/b.key', isDefault: false },
     ],
-    acme: { hosts: ['shop.example.com'], email: null, directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', caFile: null, renewBeforeMs: 30 * 86_400_000 },
+    acme: { hosts: ['shop.example.com'], email: null, directoryUrl: 'https://acme-v02.api.letsencrypt.org/directory', caFile: null, renewBeforeMs: 30 * 86_400_000, challenge: 'http-01' },
     http2: true,
     redirectHttp: false,
     hsts: false,
@@ -111,4 +111,13 @@ test('a TLS listener behind a TCP balancer: proxy_protocol with trusted proxies'
     '/srv/baton.yaml',
   );
   assert.deepEqual(cfg.tls?.listeners, [{ host: '0.0.0.0', port: 443, proxyProtocol: true }, { host: '127.0.0.1', port: 8443 }]);
+});
+
+test('tls.acme.challenge: http-01 by default, tls-alpn-01 on request, nothing else', () => {
+  const base = (extra: string): string => ['tls:', '  listen: ["0.0.0.0:443"]', `  acme: { hosts: [shop.example.com]${extra} }`, SERVICES].join('\n');
+  assert.equal(parseConfig(base(''), '/srv/baton.yaml').tls?.acme?.challenge, 'http-01');
+  assert.equal(parseConfig(base(', challenge: tls-alpn-01'), '/srv/baton.yaml').tls?.acme?.challenge, 'tls-alpn-01');
+  const problems = problemsOf(base(', challenge: dns-01'));
+  assert.equal(problems.length, 1, problems.join('\n'));
+  assert.match(problems[0]!, /tls\.acme\.challenge: .*"http-01".*"tls-alpn-01".*got "dns-01"/);
 });
