@@ -316,7 +316,7 @@ function challengeAwareSni(certs: CertificateProvider): (name: string, cb: (err:
  * and a validator limited to TLS 1.2 is refused rather than shown the wrong
  * certificate (Let's Encrypt's and pebble's validators speak TLS 1.3).
  */
-function answerTlsAlpnChallenges(server: tls.Server, responder: AcmeTlsAlpnResponder, protocols: string[]): void {
+function answerTlsAlpnChallenges(server: tls.Server, responder: AcmeTlsAlpnResponder, protocols: string[], logger: Logger): void {
   // The ALPN callback replaces the protocol list (Node takes one or the other); read per connection.
   const s = server as unknown as { ALPNProtocols: unknown; ALPNCallback: (this: ChallengeSocket, a: { servername: string; protocols: string[] }) => string | undefined };
   s.ALPNProtocols = undefined;
@@ -335,6 +335,7 @@ function answerTlsAlpnChallenges(server: tls.Server, responder: AcmeTlsAlpnRespo
   server.removeAllListeners('secureConnection');
   server.on('secureConnection', (socket: tls.TLSSocket) => {
     if (socket.alpnProtocol === ACME_TLS_ALPN) {
+      logger.info('acme: TLS-ALPN-01 challenge certificate shown', { host: (socket as { servername?: string }).servername, peer: socket.remoteAddress });
       socket.on('error', IGNORE);
       socket.end();
       return;
@@ -408,7 +409,7 @@ export async function listenTls(
     s.on('upgrade', upgrade);
     server = s;
   }
-  if (opts.acmeTlsAlpn) answerTlsAlpnChallenges(server, opts.acmeTlsAlpn, opts.http2 ? ['h2', 'http/1.1'] : ['http/1.1']);
+  if (opts.acmeTlsAlpn) answerTlsAlpnChallenges(server, opts.acmeTlsAlpn, opts.http2 ? ['h2', 'http/1.1'] : ['http/1.1'], ctx.logger);
   const accepted = identifyClients(server, opts.maxConnectionsPerClient, policy, opts.handshakeTimeoutMs, ctx.logger);
   // Expect: 100-continue: a body declared over the service's limit gets its 413 instead of 100 (dispatch.ts).
   server.on('checkContinue', ((req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler)) as never);

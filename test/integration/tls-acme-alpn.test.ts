@@ -24,6 +24,9 @@ import { closedPort, service, startProxy, startServer, target, withTimeout } fro
 import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
 import { settlesWithin } from '../helpers/timeouts.ts';
+import { createDaemon, serviceYaml, waitUntil, withFreePort } from '../helpers/daemon.ts';
+import { writeFile } from 'node:fs/promises';
+import type { Pebble } from '../fixtures/pebble.ts';
 
 const ALPN_OID = '1.3.6.1.5.5.7.1.31';
 
@@ -160,4 +163,55 @@ test('pebble validates TLS-ALPN-01 on baton\'s TLS listener (port 80 closed) and
   );
   assert.equal(r.status, 200);
   assert.equal(r.body, 'app');
+});
+
+test('a daemon with tls.acme.challenge: tls-alpn-01 obtains its certificate through its TLS listener', async (t) => {
+  const ca = makeCa(t);
+  const d = await createDaemon({ start: false });
+  t.after(() => d.cleanup());
+  const noHttp = await closedPort();
+  // pebble validates on the daemon's TLS port, so both take the same free port (both retried if it was taken meanwhile).
+  let pebble!: Pebble;
+  const tlsPort = await withFreePort(async (port) => {
+    pebble = await startPebble(t, ca, noHttp, port);
+    await writeFile(
+      d.configFile,
+      [
+        `listen: ["127.0.0.1:${d.port}"]`,
+        'state_dir: ./state',
+        'tls:',
+        `  listen: ["127.0.0.1:${port}"]`,
+        '  acme:',
+        '    hosts: [localhost]',
+        '    challenge: tls-alpn-01',
+        `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
+        `    ca_file: ${JSON.stringify(ca.caFile)}`,
+        'services:',
+        serviceYaml({ instances: 1 }),
+        '',
+      ].join('\n'),
+    );
+    await d.start();
+    return port;
+  });
+  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  await waitUntil('the daemon to log the issued certificate', async () => /acme: certificate issued/.test(await d.daemonLog()), 30_000, 100);
+  const root = await pebble.rootPem();
+  const body = await withTimeout(
+    new Promise<string>((resolve, reject) => {
+      const req = https.get({ host: '127.0.0.1', port: tlsPort, servername: 'localhost', ca: root, agent: false, headers: { host: 'localhost' } }, (res) => {
+        let b = '';
+        res.on('data', (c: Buffer) => (b += c));
+        res.on('end', () => resolve(b));
+      });
+      req.on('error', reject);
+    }),
+    5000,
+    'GET https://localhost/ from the daemon',
+  );
+  assert.equal(body.trim(), 'v1');
+  assert.match(await d.daemonLog(), /acme: TLS-ALPN-01 challenge certificate shown.*localhost/, 'pebble\'s validator was answered on the TLS listener');
+  const st = await d.status();
+  assert.equal(st.tls.acme.failures, 0);
 });
