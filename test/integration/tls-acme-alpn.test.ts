@@ -28,8 +28,6 @@ import { createDaemon, serviceYaml, waitUntil, withFreePort } from '../helpers/d
 import { writeFile } from 'node:fs/promises';
 import type { Pebble } from '../fixtures/pebble.ts';
 
-const ALPN_OID = '1.3.6.1.5.5.7.1.31';
-
 /** A TLS handshake to 127.0.0.1:`port`: the negotiated protocol and the certificate served, or the error that ended it. */
 function handshake(t: TestContext, port: number, opts: tls.ConnectionOptions): Promise<{ alpn: string | false | null; cert: string } | Error> {
   return withTimeout(
