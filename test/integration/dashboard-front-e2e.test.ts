@@ -166,11 +166,13 @@ test('the front\'s page: targets, live per-target charts that move with the traf
   const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, deviceScaleFactor: 1, isMobile: true, hasTouch: true, storageState: await context.storageState() });
   try {
     const p = await phone.newPage();
-    await p.goto(base + '/services/shop');
-    await p.locator('#live-state', { hasText: 'live' }).waitFor({ timeout: 10_000 });
-    const wide = await p.evaluate<number>(`document.documentElement.scrollWidth - document.documentElement.clientWidth`);
-    const culprits = await p.evaluate<string[]>(`[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 8).map((e) => e.tagName + (e.id ? '#' + e.id : ''))`);
-    assert.ok(wide <= 1, `the page is ${wide}px wider than a phone screen: ${culprits.join(', ')}`);
+    for (const where of ['/services/shop', '/']) {
+      await p.goto(base + where);
+      await p.locator('#live-state', { hasText: 'live' }).waitFor({ timeout: 10_000 });
+      const wide = await p.evaluate<number>(`document.documentElement.scrollWidth - document.documentElement.clientWidth`);
+      const culprits = await p.evaluate<string[]>(`[...document.querySelectorAll('body *')].filter((e) => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).slice(0, 8).map((e) => e.tagName + (e.id ? '#' + e.id : ''))`);
+      assert.ok(wide <= 1, `${where} is ${wide}px wider than a phone screen: ${culprits.join(', ')}`);
+    }
   } finally {
     await phone.close();
   }
@@ -199,7 +201,8 @@ test('drain by the button: the target is out in the daemon under load (0 failed)
   assert.equal(h2.inRotation, false);
   assert.match(h2.operator?.reason ?? '', /from the dashboard/);
   const status = await front.cli(['status', 'shop'], 10_000);
-  assert.match(status.stdout, /h2[^\n]*drain/, `baton status shows h2 drained:\n${status.stdout}`);
+  assert.match(status.stdout, /^\s+h2\s+\S+\s+drain\s/m, `baton status shows h2 drained:\n${status.stdout}`);
+  assert.match(status.stdout, /h2: drained here by the operator: from the dashboard/);
   await waitUntil('h2 to finish what it had in flight', async () => (await targets())['h2'].inflight === 0, 10_000, 100);
   const sentToH2 = (await targets())['h2'].requests;
   const h1Before = (await targets())['h1'].requests;
