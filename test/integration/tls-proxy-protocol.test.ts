@@ -22,11 +22,14 @@ import type { TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { service, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa, tlsOptions, type TestCa } from '../fixtures/tls-certs.ts';
+import { startLoad } from '../helpers/load.ts';
 
 /** HAProxy's own loopback address (its connections to baton come from it: `source`), the one baton trusts. */
 const BALANCER = '127.0.0.10';
 
 type Seen = { headers: Record<string, string> };
+/** A response large enough to need many TLS records and the socket's backpressure. */
+const BIG = 4 * 1024 * 1024;
 
 interface Setup {
   ca: TestCa;
@@ -37,6 +40,11 @@ interface Setup {
 async function startBaton(t: TestContext, listener: Omit<ListenerSpec, 'port'>, trustedProxies: string[], extra: Partial<TlsListenerOptions> = {}): Promise<Setup> {
   const seen: Seen[] = [];
   const app = await startServer(t, (req, res) => {
+    if (req.url === '/big') {
+      req.resume();
+      res.end(Buffer.alloc(BIG, 'x'));
+      return;
+    }
     seen.push({ headers: req.headers as Record<string, string> });
     req.resume();
     res.setHeader('content-type', 'application/json');
@@ -185,6 +193,31 @@ test('behind HAProxy (mode tcp, send-proxy-v2): the app sees the client HAProxy 
   assert.equal(h2.status, 200);
   assert.equal(h2.body.headers['x-forwarded-for'], '127.0.0.78');
   assert.equal(h2.body.headers['host'], 'a.test');
+
+  // A large response comes through whole (the TLS socket reads from the TCP one handed over after the header).
+  const big = await withTimeout(
+    new Promise<number>((resolve, reject) => {
+      https.get({ host: BALANCER, port: hp, localAddress: '127.0.0.77', servername: 'a.test', ca: s.ca.caPem, agent: false, path: '/big', headers: { host: 'a.test' } }, (res) => {
+        let n = 0;
+        res.on('data', (c: Buffer) => (n += c.length));
+        res.on('end', () => resolve(n));
+        res.on('error', reject);
+      }).on('error', reject);
+    }),
+    20_000,
+    'a 4 MiB response through HAProxy',
+  );
+  assert.equal(big, BIG);
+
+  // Under load, a new connection (PROXY header + TLS handshake) per HTTP/1.1 request, and HTTP/2 sessions: nothing fails.
+  for (const http2 of [false, true]) {
+    const load = startLoad({ url: `https://${BALANCER}:${hp}/`, concurrency: 8, keepAlive: false, http2, maxRequests: 200, maxMs: 60_000, localAddress: '127.0.0.80', tls: { ca: s.ca.caPem, servername: 'a.test' } });
+    await load.waitFor(200, 60_000);
+    const res = await load.stop();
+    assert.equal(res.failed, 0, `${http2 ? 'h2' : 'HTTP/1.1'}: ${JSON.stringify(res.errors)}`);
+    assert.ok(res.ok >= 200, `${http2 ? 'h2' : 'HTTP/1.1'}: ${res.ok} answered`);
+  }
+  assert.equal(s.seen.at(-1)?.headers['x-forwarded-for'], '127.0.0.80');
 });
 
 test('behind HAProxy: the per-client connection cap counts the client the header names, not the balancer', async (t) => {
