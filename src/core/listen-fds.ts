@@ -109,13 +109,24 @@ export async function bindListener(server: net.Server, role: ListenerRole, host:
   });
 }
 
-/** Every listener bound through bindListener that is still listening, with its fd (for the next daemon). */
-export function handoverListeners(): { key: string; fd: number; server: net.Server }[] {
-  const out: { key: string; fd: number; server: net.Server }[] = [];
+/** Listening sockets held without a net.Server (the proxy workers' shared sockets, src/daemon/workers.ts), by key. */
+const held = new Map<string, number>();
+
+/** Offer a socket held by fd alone to the next daemon too; returns the call that withdraws it (before it is closed). */
+export function holdListener(key: string, fd: number): () => void {
+  held.set(key, fd);
+  return () => {
+    if (held.get(key) === fd) held.delete(key);
+  };
+}
+
+/** Every listener bound through bindListener (or held) that is still listening, with its fd (for the next daemon). */
+export function handoverListeners(): { key: string; fd: number }[] {
+  const out: { key: string; fd: number }[] = [...held].map(([key, fd]) => ({ key, fd }));
   for (const [key, server] of bound) {
     // node's handle of a listening TCP server carries its descriptor (Unix).
     const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
-    if (server.listening && typeof fd === 'number' && fd >= 0) out.push({ key, fd, server });
+    if (server.listening && typeof fd === 'number' && fd >= 0) out.push({ key, fd });
   }
   return out;
 }

@@ -363,7 +363,6 @@ export class Daemon implements RuntimeHost {
       throw new BatonError('UPGRADE_REFUSED', `cannot upgrade now: ${why}; nothing was changed`);
     };
     if (this.#stopping !== null) refuse('the daemon is stopping');
-    if (this.proxy instanceof WorkerProxy) refuse('proxy.workers > 1: handing proxy workers over is not built yet (restart the daemon instead: instances keep running)');
     for (const rt of this.runtimes.values()) {
       try {
         rt.assertIdle();

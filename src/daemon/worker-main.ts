@@ -81,6 +81,17 @@ async function run(init: WorkerInit): Promise<void> {
       case 'close':
         void close();
         break;
+      case 'hand-over':
+        closing ??= (async () => {
+          clearInterval(timer);
+          // Only this process's copies of the sockets close: what is queued stays for the new workers.
+          await proxy.handOver(m.deadlineMs).done.catch((err) => logger.error('proxy worker: hand-over failed', { error: errorMessage(err) }));
+          send({ t: 'report', report: report(proxy) });
+          store.close();
+          if (process.connected) process.disconnect();
+          setTimeout(() => process.exit(0), 1000).unref();
+        })();
+        break;
       case 'init':
         break;
     }

@@ -5,6 +5,7 @@
 
 import type { LogLevel } from '../core/log.ts';
 import type { ListenerSpec, ProxySettings, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
+import type { CounterTotals } from '../proxy/types.ts';
 import type { DrainResult, RequestLimits } from '../proxy/index.ts';
 
 /** Everything a worker needs to start: sent first, before it listens. */
@@ -33,7 +34,9 @@ export type ToWorker =
   | { t: 'settings'; clientIdleTimeoutMs: number; headersTimeoutMs: number; trustedProxies: string[]; limits: RequestLimits; maxConnectionsPerClient: number }
   | { t: 'host-health'; healthy: boolean }
   | { t: 'log-level'; level: LogLevel }
-  | { t: 'close' };
+  | { t: 'close' }
+  /** `baton upgrade`: a new daemon's workers accept on the same sockets now; stop accepting, drain (bounded), report, exit. */
+  | { t: 'hand-over'; deadlineMs: number };
 
 /** A worker's figures: cumulative since it started, except the gauges (inflight, websockets, heldNow). */
 export interface WorkerReport {
@@ -120,4 +123,28 @@ export function sumReports(reports: readonly WorkerReport[], opts: { gauges: boo
   out.releases = [...releases.values()];
   out.targets = [...targets.values()];
   return out;
+}
+
+/**
+ * The cumulative part of one release's figures in the form a successor daemon
+ * adds (`CounterTotals`, as `ReleaseStats.totals()` writes it): the histogram
+ * per bucket, not cumulative over buckets.
+ */
+export function releaseTotals(m: ReleaseMetrics): CounterTotals['releases'][number] {
+  const figures: Record<string, number> = {
+    requests: m.requests,
+    s1: m.status['1xx'],
+    s2: m.status['2xx'],
+    s3: m.status['3xx'],
+    s4: m.status['4xx'],
+    s5: m.status['5xx'],
+    connectionErrors: m.connectionErrors,
+    failed: m.failed,
+    appErrors: m.appErrors,
+    retries: m.retries,
+    websocketsTotal: m.websocketsTotal,
+    sumMs: m.latency.sumMs,
+  };
+  const hist = m.latency.counts.map((c, i) => c - (i === 0 ? 0 : m.latency.counts[i - 1]!));
+  return { service: m.service, release: m.release, figures, hist };
 }

@@ -15,7 +15,7 @@ import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { getSystemErrorName } from 'node:util';
 import { BatonError, errorMessage } from '../core/errors.ts';
-import { claimInheritedFd, LISTEN_FDS_ENV, listenerKey } from '../core/listen-fds.ts';
+import { claimInheritedFd, holdListener, LISTEN_FDS_ENV, listenerKey } from '../core/listen-fds.ts';
 import type { Logger, LogLevel } from '../core/log.ts';
 import { inExecutable } from '../core/self.ts';
 import { Proxy, type ListenerSpec, type ProxyOptions, type ProxySpec } from '../proxy/index.ts';
@@ -24,8 +24,9 @@ import { DEFAULT_REQUEST_LIMITS } from '../proxy/limits.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
 import { renderPrometheus } from '../proxy/metrics.ts';
 import { renderShedding } from '../proxy/admission.ts';
-import { emptyReport, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
+import { emptyReport, releaseTotals, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
 import { daemonMallocEnv } from '../core/malloc-env.ts';
+import type { CounterTotals } from '../proxy/types.ts';
 
 /** How often each worker reports its counters: status, /metrics and the canary analysis read at most this old a sum. */
 const REPORT_EVERY_MS = 500;
@@ -60,10 +61,15 @@ interface Worker {
   readonly child: ChildProcess;
   readonly startedAt: number;
   ready: boolean;
+  /** Its process ended. */
   exited: boolean;
+  /** Its IPC channel closed: every message it sent has been read (a final report comes before this). */
+  disconnected: boolean;
   /** The highest routing version it acknowledged. */
   applied: number;
   report: WorkerReport;
+  exitCode: number | null;
+  exitSignal: string | null;
   /** Drains asked of it, by id: resolved with its answer, or (it died) with what its last report held. */
   readonly drains: Map<number, { targetId: string; resolve: (r: DrainResult) => void }>;
   readonly exit: Promise<void>;
@@ -73,6 +79,8 @@ interface Worker {
 interface HeldSocket {
   key: string;
   fd: number;
+  /** Withdraws it from what `baton upgrade` passes on (before it is closed). */
+  unhold: () => void;
   /** node's TCP handle when bound here; null for an inherited fd (systemd's or a predecessor's). */
   handle: { fd: number; close(): void; getsockname(out: Record<string, unknown>): number } | null;
   address: { host: string; port: number };
@@ -171,13 +179,13 @@ export class WorkerProxy extends Proxy {
         const key = listenerKey('public', l.host, l.port);
         const inherited = claimInheritedFd(key);
         if (inherited !== undefined) {
-          this.#sockets.push({ key, fd: inherited, handle: null, address: { host: l.host, port: l.port } });
+          this.#sockets.push({ key, fd: inherited, unhold: holdListener(key, inherited), handle: null, address: { host: l.host, port: l.port } });
           continue;
         }
         const handle = bindOnly(l.host, l.port);
         const out: Record<string, unknown> = {};
         handle.getsockname(out);
-        this.#sockets.push({ key, fd: handle.fd, handle, address: { host: String(out['address']), port: Number(out['port']) } });
+        this.#sockets.push({ key, fd: handle.fd, unhold: holdListener(key, handle.fd), handle, address: { host: String(out['address']), port: Number(out['port']) } });
       }
       this.#listeners = listeners;
       const started = Array.from({ length: this.#n }, (_, i) => this.#start(i));
@@ -211,18 +219,33 @@ export class WorkerProxy extends Proxy {
       startedAt: Date.now(),
       ready: false,
       exited: false,
+      disconnected: false,
       applied: 0,
       report: emptyReport(),
+      exitCode: null,
+      exitSignal: null,
       drains: new Map(),
       exit: new Promise<void>((r) => (exited = r)),
     };
     this.#workers[index] = w;
     child.on('message', (m: FromWorker) => this.#onMessage(w, m));
     child.on('error', (err) => this.#log.error('proxy worker: spawn failed', { worker: index, error: errorMessage(err) }));
+    // Gone once it exited and its channel closed, whichever comes last: its last report is read by then.
+    const gone = (): void => {
+      if (!w.exited || !w.disconnected) return;
+      this.#onExit(w, w.exitCode, w.exitSignal);
+      exited();
+    };
     child.once('exit', (code, signal) => {
       w.exited = true;
-      this.#onExit(w, code, signal);
-      exited();
+      w.exitCode = code;
+      w.exitSignal = signal;
+      if (!child.connected) w.disconnected = true;
+      gone();
+    });
+    child.once('disconnect', () => {
+      w.disconnected = true;
+      gone();
     });
     this.#send(w, {
       t: 'init',
@@ -508,8 +531,40 @@ export class WorkerProxy extends Proxy {
     this.#broadcast({ t: 'log-level', level });
   }
 
-  override handOver(): never {
-    throw new BatonError('UPGRADE_REFUSED', 'proxy.workers > 1: handing the workers over to a new daemon is not built yet');
+  /**
+   * `baton upgrade`: the new daemon's workers accept on the same sockets (it
+   * was given them, they are listening): every worker here stops accepting,
+   * lets what it holds finish (bounded by `deadlineMs`) and exits with a last
+   * report; then this process's copies of the sockets close.
+   */
+  override handOver(deadlineMs: number): { inflight: number; webSockets: number; done: Promise<void> } {
+    const sum = this.#sum();
+    const inflight = sum.targets.reduce((n, t) => n + t.inflight, 0);
+    const webSockets = sum.targets.reduce((n, t) => n + t.websockets, 0);
+    // The metrics listener and the local targets (the base's part).
+    const local = super.handOver(deadlineMs);
+    this.#closing = true;
+    const live = this.#workers.filter((w): w is Worker => w !== null && !w.exited);
+    for (const w of live) this.#send(w, { t: 'hand-over', deadlineMs });
+    const done = (async () => {
+      await Promise.all(live.map((w) => this.#awaitExit(w, deadlineMs + 15_000)));
+      this.#releaseSockets();
+      await local.done;
+    })();
+    return { inflight: inflight + local.inflight, webSockets: webSockets + local.webSockets, done };
+  }
+
+  /** Every cumulative counter, the workers' included (the dead ones' too): what a successor daemon goes on from. */
+  override counterTotals(): CounterTotals {
+    const names = new Set([...Object.keys(super.counterTotals().services), ...Object.keys(this.#sum().services)]);
+    const services: CounterTotals['services'] = {};
+    const routing: CounterTotals['routing'] = {};
+    for (const name of names) {
+      services[name] = this.counters(name);
+      const { heldNow: _h, queuedNow: _q, ...totals } = this.routingCounters(name);
+      routing[name] = totals;
+    }
+    return { services, routing, releases: this.releaseMetrics().map(releaseTotals) };
   }
 
   /** Every worker stops accepting and finishes what it has (bounded), then the sockets held here close. */
@@ -526,21 +581,21 @@ export class WorkerProxy extends Proxy {
     this.#closing = true;
     const live = this.#workers.filter((w): w is Worker => w !== null && !w.exited);
     for (const w of live) this.#send(w, { t: 'close' });
-    await Promise.all(
-      live.map(async (w) => {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([w.exit, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
-        clearTimeout(timer);
-        if (!w.exited) {
-          w.child.kill('SIGKILL');
-          await w.exit;
-        }
-      }),
-    );
+    await Promise.all(live.map((w) => this.#awaitExit(w, graceMs)));
+  }
+
+  /** Until the worker is gone; SIGKILL after `graceMs`. */
+  async #awaitExit(w: Worker, graceMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([w.exit, new Promise<void>((r) => (timer = setTimeout(r, graceMs)))]);
+    clearTimeout(timer);
+    if (!w.exited) w.child.kill('SIGKILL');
+    await w.exit;
   }
 
   #releaseSockets(): void {
     for (const s of this.#sockets.splice(0)) {
+      s.unhold();
       if (s.handle !== null) s.handle.close();
       else {
         try {

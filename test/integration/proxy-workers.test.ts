@@ -3,7 +3,9 @@
 // clients) fails nothing and moves v1 → v2; both workers serve; status and
 // /metrics show the workers' counters summed; a worker killed with SIGKILL
 // under load is replaced while the other keeps serving; pause holds requests
-// in each worker; a WebSocket is closed by its worker's drain.
+// in each worker; a WebSocket is closed by its worker's drain; a beta link
+// works once; a host drain reaches every worker; workers leave with their
+// daemon; `baton upgrade` hands the sockets to a new daemon and its workers.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -169,13 +171,6 @@ test('a WebSocket held by a worker survives the switch and is closed with 1001 b
   await waitUntil('the upgrade counted', async () => (await d.status('web')).services[0].counters.websockets >= 1, 10_000);
 });
 
-test('baton upgrade is refused with proxy workers, and the daemon keeps serving', async () => {
-  const r = await d.cli(['upgrade']);
-  assert.notEqual(r.code, 0);
-  assert.match(r.stderr + r.stdout, /proxy\.workers > 1/);
-  assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
-});
-
 test('a beta link works once across the workers: of 8 concurrent visits on separate connections, one is accepted', async () => {
   const deploy = d.cli(['deploy', 'web', await d.release('v4'), '--strategy', 'canary'], 60_000);
   await waitUntil('the canary to wait for a promote', async () => (await d.status('web')).services[0].canary?.waiting === 'promote', 20_000, 100);
@@ -216,5 +211,38 @@ test('kill -9 of the daemon: its workers leave by themselves (no orphan serves a
   const after = await workers();
   assert.equal(after.length, 2);
   for (const w of after) assert.ok(!pids.includes(w.pid!), 'new workers');
+  assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
+});
+
+test('baton upgrade under load: a new daemon and new workers take the same sockets, 0 failed, the old workers drain and exit, counters go on', async () => {
+  const before = await d.status('web');
+  const oldPid = before.daemon.pid as number;
+  const oldWorkers = (before.daemon.proxyWorkers as WorkerRow[]).map((w) => w.pid!);
+  const instancePids = before.services[0].instances.map((i: any) => i.pid).sort();
+  const countedBefore = before.services[0].counters.requests as number;
+  const keep = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });
+  const fresh = startLoad({ url: d.url + '/', concurrency: 4, keepAlive: false, maxMs: 90_000 });
+  await keep.waitFor(100, 15_000);
+  await fresh.waitFor(100, 15_000);
+  const r = await d.cli(['upgrade', '--json'], 90_000);
+  assert.equal(r.code, 0, `baton upgrade failed:\n${r.stdout}\n${r.stderr}`);
+  assert.equal(JSON.parse(r.stdout).oldPid, oldPid);
+  const n = keep.snapshot().total + fresh.snapshot().total;
+  await waitUntil('200 more requests after the upgrade', () => keep.snapshot().total + fresh.snapshot().total >= n + 200, 15_000);
+  await waitUntil(`the old daemon (pid ${oldPid}) and its workers to exit`, () => [oldPid, ...oldWorkers].every((pid) => isGone(pid)), 30_000, 100);
+  const [a, b] = await Promise.all([keep.stop(), fresh.stop()]);
+  for (const [res, label] of [[a, 'keep-alive'], [b, 'new connections']] as const) {
+    assert.equal(res.failed, 0, `${label}: ${res.failed} of ${res.total} failed: ${res.errors.join('; ')}`);
+    assert.deepEqual(Object.keys(res.bodies), ['v3']);
+  }
+  const after = await d.status('web');
+  assert.notEqual(after.daemon.pid, oldPid);
+  const ws = after.daemon.proxyWorkers as WorkerRow[];
+  assert.equal(ws.length, 2);
+  for (const w of ws) assert.ok(w.pid !== null && !oldWorkers.includes(w.pid), `worker ${w.index} is new`);
+  assert.deepEqual(after.services[0].instances.map((i: any) => i.pid).sort(), instancePids, 'instances re-adopted, not restarted');
+  // The old daemon's totals (its workers' included) were handed over once it drained.
+  const sent = a.total + b.total;
+  await waitUntil('the counters to include both generations', async () => (await d.status('web')).services[0].counters.requests >= countedBefore + sent, 10_000);
   assert.equal((await (await fetch(d.url)).text()).trim(), 'v3');
 });
