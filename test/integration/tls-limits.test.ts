@@ -143,7 +143,8 @@ test('slowhttptest slowloris, 500 connections over HTTPS against a daemon: a nor
   const before0 = rssKb(pid);
   const again = startLoad({ url, concurrency: 2, maxRequests: 400, tls: tlsOpts, localAddress: '127.0.0.2' });
   await again.waitFor(400, 30_000);
-  await again.stop();
+  const warmer = await again.stop();
+  assert.equal(warmer.failed, 0, warmer.errors.join('; '));
   const before = rssKb(pid);
   t.diagnostic(`daemon RSS after warm-up ${before0} kB, after 400 more requests ${before} kB`);
 
