@@ -26,7 +26,7 @@ import { html, type Html } from './html.ts';
 import { LiveFigures } from './live.ts';
 import * as pages from './pages.ts';
 import * as fronts from './front-pages.ts';
-import { allowedHost, clearedCookie, cookie, entry, isHostPort, openEventStream, readForm, REFUSED, SECURITY_HEADERS, send, sendAsset, signedIn, sse, type Entry } from './web.ts';
+import { allowedHost, clearedCookie, cookie, decodePathPart, entry, isHostPort, openEventStream, readForm, REFUSED, SECURITY_HEADERS, send, sendAsset, signedIn, sse, type Entry } from './web.ts';
 import path from 'node:path';
 
 /** What the dashboard needs from the daemon: the control API's own handlers, and the proxy's figures. */
@@ -179,7 +179,7 @@ export class Dashboard {
   }
 
   async #get(req: http.IncomingMessage, res: http.ServerResponse, session: Session, url: URL): Promise<void> {
-    const parts = url.pathname.split('/').filter(Boolean).map(decodeURIComponent);
+    const parts = url.pathname.split('/').filter(Boolean).map((p) => decodePathPart(p, url.pathname));
     if (parts[0] === 'live' && parts.length === 1) return this.#liveStream(req, res, session, url);
     if (parts.length === 4 && parts[0] === 'services' && parts[2] === 'logs' && parts[3] === 'live') {
       this.#o.host.logFiles(parts[1]!); // unknown, or a front service (no instance here): refused before the stream opens
@@ -216,11 +216,11 @@ export class Dashboard {
       return this.#page(res, 200, pages.plainPage(this.#assets, 'Signed out', html`<p>Run <code>baton dashboard</code> for a new link.</p>`), { 'set-cookie': clearedCookie(e) });
     }
     const t = /^\/services\/([^/]+)\/targets\/([^/]+)\/(drain|undrain)$/.exec(pathname);
-    if (t) return this.#postTarget(res, session, decodeURIComponent(t[1]!), decodeURIComponent(t[2]!), t[3] as 'drain' | 'undrain', form);
+    if (t) return this.#postTarget(res, session, decodePathPart(t[1]!, pathname), decodePathPart(t[2]!, pathname), t[3] as 'drain' | 'undrain', form);
     const m = /^\/services\/([^/]+)\/([a-z-]+)$/.exec(pathname);
     const verb = m?.[2] ?? '';
     if (!m || !(verb in ACTIONS)) return this.#page(res, 404, pages.plainPage(this.#assets, 'Not found', html`<p><a href="/">All services</a></p>`));
-    const service = decodeURIComponent(m[1]!);
+    const service = decodePathPart(m[1]!, pathname);
     this.#o.host.status(service);
     if (form.get('confirmed') !== '1') {
       return this.#page(res, 200, pages.confirmPage(this.#ctx(session), service, `/services/${encodeURIComponent(service)}/${verb}`, ACTIONS[verb]!(service)));

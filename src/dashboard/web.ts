@@ -116,6 +116,15 @@ export function isHostPort(s: string): boolean {
   return /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?)(?::\d{1,5})?$/.test(s);
 }
 
+/** One segment of a request path, percent-decoded; malformed escapes are the request's fault (400), not the dashboard's (500). */
+export function decodePathPart(part: string, pathname: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    throw new BatonError('BAD_REQUEST', `the path ${JSON.stringify(pathname.slice(0, 200))} has a malformed %-escape`);
+  }
+}
+
 export async function readForm(req: http.IncomingMessage): Promise<URLSearchParams> {
   let size = 0;
   const chunks: Buffer[] = [];

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DashboardAuth, type Session } from '../../src/dashboard/auth.ts';
 import { html, jsonScript } from '../../src/dashboard/html.ts';
+import { decodePathPart } from '../../src/dashboard/web.ts';
 import { parseConfig } from '../../src/config/index.ts';
 import { BatonError } from '../../src/core/errors.ts';
 import { diffConfig } from '../../src/daemon/reload.ts';
@@ -114,4 +115,12 @@ test('a reload that turns the dashboard on, off or moves it is refused; a new se
   const plan = diffConfig(on, longer);
   assert.deepEqual(plan.refused, []);
   assert.ok(plan.changes.some((c) => c.startsWith('dashboard.session_timeout') && c.includes('applies now')), plan.changes.join('; '));
+});
+
+test('a path segment with a malformed %-escape is the request\'s fault: BAD_REQUEST naming the path (a 400 page, not a 500)', () => {
+  assert.equal(decodePathPart('web%2Fa', '/services/web%2Fa'), 'web/a');
+  assert.throws(
+    () => decodePathPart('%E0%A4%A', '/services/%E0%A4%A/targets/h1/drain'),
+    (err: unknown) => err instanceof BatonError && err.code === 'BAD_REQUEST' && err.message.includes('"/services/%E0%A4%A/targets/h1/drain"'),
+  );
 });
