@@ -53,9 +53,11 @@ test('an idle HTTP/2 session gets GOAWAY after the client idle timeout; a reques
   const store = new CertificateStore({ logger: silentLogger });
   await store.loadFiles([{ hosts: ['a.test'], certFile: files.certFile, keyFile: files.keyFile, isDefault: true }]);
   t.after(() => store.close());
-  // The slow answer takes three idle timeouts.
-  const up = await startServer(t, (req, res) => (req.url === '/slow' ? setTimeout(() => res.end('slow'), 900) : res.end('ok')));
-  const { proxy } = await startProxy(t, { clientIdleTimeoutMs: 300 });
+  // The slow answer takes three idle timeouts. The idle timer starts with the session, before the
+  // client's first request: a second leaves a busy machine time to send it (at 300 ms a slow
+  // handshake's aftermath could see GOAWAY before the request, and the test fail).
+  const up = await startServer(t, (req, res) => (req.url === '/slow' ? setTimeout(() => res.end('slow'), 3000) : res.end('ok')));
+  const { proxy } = await startProxy(t, { clientIdleTimeoutMs: 1000 });
   proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
   const port = await listenTls(proxy, store);
   const session = http2.connect(`https://127.0.0.1:${port}`, { ca: ca.caPem, servername: 'a.test' });
