@@ -3,7 +3,7 @@
 // sets them for the daemon's own start and removes them from its environment
 // (the apps it starts must not inherit them), keeping each value as BATON_<name>.
 
-const NAMES = ['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_', 'MALLOC_TOP_PAD_'] as const;
+const NAMES = ['MALLOC_ARENA_MAX', 'MALLOC_TRIM_THRESHOLD_'] as const;
 
 /** The settings bin/baton.js gave this daemon, to add to a daemon process's environment. */
 export function daemonMallocEnv(): Record<string, string> {
