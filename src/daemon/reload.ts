@@ -337,7 +337,7 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
     if (d.fronts.has(cfg.name)) continue;
     const f = d.newFront(cfg);
     d.fronts.set(cfg.name, f);
-    void f.start();
+    void f.start(); // its checks log their own failures (FrontService.#checkLogged)
   }
   d.publish();
   for (const r of retired) d.retireTarget(r.id, r.drainMs);

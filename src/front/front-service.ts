@@ -8,7 +8,7 @@
 // `release` in the proxy's metrics).
 
 import type { FrontServiceConfig, RemoteTargetConfig } from '../config/types.ts';
-import { BatonError } from '../core/errors.ts';
+import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { FrontServiceStatus, FrontTargetStatus } from '../control/protocol.ts';
 import { p99FromHistogram } from '../deploy/analysis.ts';
@@ -125,7 +125,7 @@ export class FrontService {
    * the hosts that answer, and never to one that does not.
    */
   async start(): Promise<void> {
-    await Promise.all([...this.#targets.values()].map((t) => this.#check(t)));
+    await Promise.all([...this.#targets.values()].map((t) => this.#checkLogged(t)));
     for (const t of this.#targets.values()) this.#schedule(t);
   }
 
@@ -159,7 +159,7 @@ export class FrontService {
       if (known !== undefined) this.#unschedule(known);
       const t = new RemoteTarget(c);
       this.#targets.set(c.name, t);
-      if (!this.#stopped) void this.#check(t).then(() => this.#schedule(t));
+      if (!this.#stopped) void this.#checkLogged(t).then(() => this.#schedule(t));
     }
     return removed;
   }
@@ -272,11 +272,24 @@ export class FrontService {
     this.#changed(t, before);
   }
 
+  /**
+   * A check whose own failure (not the target's: probes answer verdicts, they
+   * do not throw) is logged and leaves the target as it was: a rejection left
+   * unhandled would take the daemon, and every service it proxies, down.
+   */
+  async #checkLogged(t: RemoteTarget): Promise<void> {
+    try {
+      await this.#check(t);
+    } catch (err) {
+      this.#host.logger.error('front target check failed; its state is unchanged', { service: this.name, target: t.config.name, error: errorMessage(err) });
+    }
+  }
+
   #schedule(t: RemoteTarget): void {
     if (this.#stopped || this.#targets.get(t.config.name) !== t) return;
     t.timer = setTimeout(() => {
       t.timer = null;
-      void this.#check(t).then(() => this.#schedule(t));
+      void this.#checkLogged(t).then(() => this.#schedule(t));
     }, this.config.health.intervalMs);
     t.timer.unref();
   }

@@ -49,6 +49,8 @@ export class Admission {
   // A Set keeps insertion order and removes from the middle in O(1).
   readonly #waiting = new Set<Waiting>();
   #cap: InflightCap | null = null;
+  /** Set by refuseAll(): the proxy is closing, no request waits any more. */
+  #closing = false;
 
   get inflight(): number {
     return this.#inflight;
@@ -77,7 +79,9 @@ export class Admission {
       return;
     }
     const routing = route.shared.routing;
-    if (this.#waiting.size >= cap.maxQueued) {
+    // Closing: nothing will free a slot in time, so a request whose head
+    // arrived after refuseAll() is answered now rather than at queue_timeout.
+    if (this.#closing || this.#waiting.size >= cap.maxQueued) {
       shed(route, req, res, start);
       return;
     }
@@ -106,8 +110,9 @@ export class Admission {
     if (req.httpVersionMajor === 1 && !req.complete) req.socket.pause();
   }
 
-  /** Answer every waiting request 503 now (the proxy is closing). */
+  /** Answer every waiting request 503 now, and every one beyond the cap from now on (the proxy is closing). */
   refuseAll(route: (service: string) => ServiceRoute | undefined): void {
+    this.#closing = true;
     for (const item of [...this.#waiting]) {
       this.#waiting.delete(item);
       clearTimeout(item.timer!);
