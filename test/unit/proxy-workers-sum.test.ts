@@ -3,7 +3,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { emptyReport, sumReports, type WorkerReport } from '../../src/daemon/worker-protocol.ts';
+import { emptyReport, releaseTotals, sumReports, type WorkerReport } from '../../src/daemon/worker-protocol.ts';
+import { ReleaseStats } from '../../src/proxy/metrics.ts';
 import { LATENCY_BUCKETS_MS, Proxy, type ProxySpec } from '../../src/proxy/index.ts';
 import { WorkerProxy } from '../../src/daemon/workers.ts';
 import { createLogger } from '../../src/core/log.ts';
@@ -90,4 +91,16 @@ test('the workers\' /metrics has every family the in-process proxy has, and the 
   const mine = families(many.prometheusText());
   for (const f of families(one.prometheusText())) assert.ok(mine.includes(f), `${f} is missing with proxy workers`);
   for (const f of ['baton_proxy_worker_requests_total', 'baton_proxy_worker_restarts_total', 'baton_proxy_worker_resident_memory_bytes']) assert.ok(mine.includes(f), f);
+});
+
+test('a worker\'s release figures go to a successor daemon in the form ReleaseStats.totals() writes', () => {
+  const st = new ReleaseStats('web', 'v1');
+  st.appResponse(200, 3);
+  st.appResponse(503, 40);
+  st.batonAnswer(502, 0.5);
+  st.retries = 2;
+  st.connectionErrors = 1;
+  st.websocketsTotal = 4;
+  st.inflight = 7;
+  assert.deepEqual(releaseTotals(st.snapshot()), { service: 'web', release: 'v1', ...st.totals() });
 });
