@@ -6,8 +6,8 @@ import { dirname, join, resolve } from 'node:path';
 import { BatonError } from '../core/errors.ts';
 import * as d from './defaults.ts';
 import { parseListenAddress } from './listen.ts';
-import type { RawConfig, RawService } from './schema.ts';
-import type { CanaryConfig, CanaryStep, DaemonConfig, FrontServiceConfig, HookConfig, ListenerConfig, ServiceConfig, TlsConfig } from './types.ts';
+import type { RawAccessLog, RawConfig, RawService } from './schema.ts';
+import type { CanaryConfig, CanaryStep, DaemonConfig, FrontServiceConfig, HookConfig, ListenerConfig, ProxyConfig, ServiceConfig, TlsConfig } from './types.ts';
 
 export interface ResolvedPaths {
   file: string;
@@ -64,6 +64,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       maxUrlLength: raw.proxy?.max_url_length ?? d.DEFAULT_MAX_URL_LENGTH,
       maxConnectionsPerClient: raw.proxy?.max_connections_per_client ?? d.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
       workers: raw.proxy?.workers === 'auto' ? availableParallelism() : (raw.proxy?.workers ?? 1),
+      accessLog: normaliseAccessLog(raw.proxy?.access_log, dirname(paths.file)),
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.filter(([, s]) => s.targets === undefined).map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),
@@ -258,4 +259,14 @@ function limits(s: RawService): ServiceConfig['limits'] {
 /** A service with every default, as a config file naming only its command would give (tests, tools). */
 export function defaultService(name: string, command: string): ServiceConfig {
   return service(name, { command } as RawService, true, '/');
+}
+
+/** proxy.access_log: a relative path is the config file's directory's; "stdout" is the daemon's log stream. */
+function normaliseAccessLog(raw: RawAccessLog | undefined, base: string): ProxyConfig['accessLog'] {
+  if (raw === undefined) return null;
+  return {
+    path: raw.path === 'stdout' ? 'stdout' : resolve(base, raw.path),
+    maxBytes: raw.max_size ?? d.DEFAULT_LOG_MAX_BYTES,
+    keep: raw.keep ?? d.DEFAULT_LOG_KEEP,
+  };
 }

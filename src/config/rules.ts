@@ -149,6 +149,9 @@ function checkHeadLimits(proxy: unknown): Problem[] {
 
 function checkWorkers(proxy: unknown, tls: unknown): Problem[] {
   const workers = isObject(proxy) ? proxy['workers'] : undefined;
+  if (isObject(proxy) && proxy['access_log'] !== undefined && proxy['access_log'] !== null && workers !== undefined && workers !== null && workers !== 1) {
+    return [{ path: ['proxy', 'access_log'], message: 'proxy.access_log is not yet supported with proxy.workers > 1 (one writer per file: the workers would each rotate it), expected workers 1 (or no "workers") while "access_log" is set' }];
+  }
   if (workers === undefined || workers === null || workers === 1 || !isObject(tls)) return [];
   return [{ path: ['proxy', 'workers'], message: 'proxy.workers > 1 is not yet supported together with tls (HTTPS listeners), expected 1 (or no "workers") while "tls" is set' }];
 }

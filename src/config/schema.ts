@@ -490,6 +490,32 @@ export const serviceSchema = mapping('a mapping of service settings', {
   limits: limitsSchema.nullish(),
 });
 
+/** proxy.access_log as a mapping: the file and its rotation (as an instance log's `logs:`). */
+export const accessLogSchema = mapping('a mapping with "path" (and "max_size", "keep")', {
+  path: text('a file path, or "stdout"'),
+  max_size: size.optional(),
+  keep: integer(0, 100).optional(),
+});
+
+export type RawAccessLog = z.output<typeof accessLogSchema>;
+
+const ACCESS_LOG_EXPECTED = 'a file path, "stdout", or a mapping with "path", "max_size" and "keep"';
+
+/** proxy.access_log: "stdout", a file path, or { path, max_size, keep }; problems are reported at the key. */
+const accessLog = z
+  .custom<unknown>((v) => v !== undefined)
+  .transform((value, ctx): RawAccessLog => {
+    if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      const r = accessLogSchema.safeParse(value);
+      if (r.success) return r.data;
+      for (const issue of r.error.issues) ctx.issues.push(issue as never);
+      return z.NEVER;
+    }
+    if (typeof value === 'string' && value.trim() !== '') return { path: value.trim() };
+    ctx.issues.push({ code: 'custom', message: `expected ${ACCESS_LOG_EXPECTED}, got ${describeValue(value)}`, input: value });
+    return z.NEVER;
+  });
+
 export const proxySchema = mapping('a mapping of proxy settings', {
   client_idle_timeout: duration({ positive: true }).optional(),
   headers_timeout: duration({ positive: true }).optional(),
@@ -498,6 +524,7 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   max_headers: integer(1, 10_000).optional(),
   max_url_length: maxUrlLength.optional(),
   max_connections_per_client: integer(1, 1_000_000).optional(),
+  access_log: accessLog.optional(),
   workers: leaf('an integer from 1 to 256, or "auto" (one per core)', (v) =>
     v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) ? v : undefined,
   ).optional(),
@@ -606,6 +633,7 @@ export function knownKeysAt(path: readonly PropertyKey[]): string[] {
   const [first, , third] = path;
   if (path.length === 0) return Object.keys(configSchema.shape);
   if (first === 'proxy' && path.length === 1) return Object.keys(proxySchema.shape);
+  if (first === 'proxy' && path.length === 2 && path[1] === 'access_log') return Object.keys(accessLogSchema.shape);
   if (first === 'tls' && path.length === 1) return Object.keys(tlsSchema.shape);
   if (first === 'tls' && path.length === 2 && path[1] === 'acme') return Object.keys(acmeSchema.shape);
   if (first === 'tls' && path.length === 3 && path[1] === 'certificates') return Object.keys(certificateSchema.shape);

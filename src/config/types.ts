@@ -212,6 +212,12 @@ export interface ProxyConfig {
    * "auto" resolved to the cores here). 1: the proxy runs inside the daemon.
    */
   workers: number;
+  /**
+   * The access log (`proxy.access_log`), or null (off, the default): one JSON
+   * line per request to `path` (absolute, or "stdout": the daemon's own log
+   * stream), rotated past maxBytes keeping `keep` older files (<path>.1 …).
+   */
+  accessLog: { path: string; maxBytes: number; keep: number } | null;
 }
 
 export interface CertificateFiles {

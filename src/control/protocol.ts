@@ -106,6 +106,8 @@ export interface StatusResponse {
     controlSocket?: string;
     /** With `proxy.workers` > 1: each worker process, its requests since it (re)started and its restarts. */
     proxyWorkers?: { index: number; pid: number | null; requests: number; restarts: number; rss: number }[];
+    /** proxy.access_log: where, lines written and lines dropped (the disk was slower than the traffic) since the daemon started; null when off. */
+    accessLog?: { path: string; written: number; dropped: number } | null;
   };
   /** This host's place in the balancer in front (src/daemon/agent-check.ts). */
   host: { drain: HostDrainStatus; agentCheck: string | null };

@@ -117,6 +117,7 @@ export class Daemon implements RuntimeHost {
       // One round of checks first: the listeners route to the hosts that answer from the first request.
       await Promise.all([...d.fronts.values()].map((f) => f.start()));
       d.publish();
+      await d.proxy.setAccessLog(config.proxy.accessLog);
       d.listeners = await d.proxy.listen(config.listeners);
       if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger });
       if (config.metricsListener) {
@@ -268,6 +269,7 @@ export class Daemon implements RuntimeHost {
         stateDir: this.stateDir,
         controlSocket: this.config.controlSocket,
         ...(this.proxy instanceof WorkerProxy ? { proxyWorkers: this.proxy.workerStatus() } : {}),
+        accessLog: this.proxy.accessLogStats(),
       },
       host: {
         drain: this.hostDrain.state,

@@ -143,6 +143,8 @@ const PROXY: Rules<ProxyConfig> = {
   maxConnectionsPerClient: ['max_connections_per_client', 'next_connection'],
   // The worker processes are spawned with the listeners at start.
   workers: ['workers', 'restart'],
+  // Opened again by every reload (changed or not), so an outside rotation is followed.
+  accessLog: ['access_log', 'now'],
 };
 
 const DASHBOARD: Rules<DashboardConfig> = {
@@ -293,10 +295,17 @@ export async function applyReload(d: Reloadable, next: DaemonConfig): Promise<Re
   if (plan.refused.length) {
     throw new BatonError('CONFIG_INVALID', `${d.config.file}: cannot apply without a restart or while deploying`, plan.refused);
   }
-  // The one step that can fail; done first so a failure changes nothing.
+  // The steps that can fail; done first so a failure changes nothing. The
+  // access log is reopened on every reload (a file an outside rotation moved away is created again).
+  await d.proxy.setAccessLog(next.proxy.accessLog);
   if (plan.metricsChanged) {
-    const m = await d.proxy.moveMetrics(next.metricsListener);
-    d.logger.info(m ? 'metrics listening' : 'metrics listener closed', m ? { host: m.host, port: m.port, path: '/metrics' } : {});
+    try {
+      const m = await d.proxy.moveMetrics(next.metricsListener);
+      d.logger.info(m ? 'metrics listening' : 'metrics listener closed', m ? { host: m.host, port: m.port, path: '/metrics' } : {});
+    } catch (err) {
+      await d.proxy.setAccessLog(d.config.proxy.accessLog).catch(() => {});
+      throw err;
+    }
   }
   d.config = next;
   if (plan.logLevelChanged) {

@@ -5,7 +5,7 @@ import type { IncomingMessage } from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
-import { rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText } from './error-page.ts';
+import { errorStatus, rawErrorResponse, rawMaintenanceResponse, sendErrorPage, sendMaintenancePage, sendText, type ProxyErrorCode } from './error-page.ts';
 import { openTunnel } from './websocket.ts';
 import { normaliseAbsoluteForm } from './request-target.ts';
 import { declaredBodyOver, headOverLimit, lingerOnClose, type RequestLimits } from './limits.ts';
@@ -14,6 +14,7 @@ import { COOKIE_MAX_AGE_S, setCookieHeader } from './sticky.ts';
 import type { HeldRequest, PauseQueue } from './pause-queue.ts';
 import type { CanaryRoute, ServiceRoute, ServiceShared } from './snapshot.ts';
 import type { BetaTokenLedger, PauseSpec, RoutingCounters } from './types.ts';
+import { noteUpgradeStatus, type AccessLog } from './access-log.ts';
 
 /** Proxy-wide state the dispatch reads. */
 export interface DispatchContext {
@@ -26,6 +27,8 @@ export interface DispatchContext {
   readonly betaTokens: BetaTokenLedger;
   /** Bounds of a request head (URL length, header fields); replaced by a reload. */
   limits: RequestLimits;
+  /** proxy.access_log, or null (off: no cost per request). */
+  accessLog: AccessLog | null;
 }
 
 export const HEALTH_PATH = '/_baton/health';
@@ -48,6 +51,7 @@ export function onRequest(ctx: DispatchContext, ref: SnapshotRef, req: IncomingM
     return;
   }
   const start = performance.now();
+  if (ctx.accessLog !== null) ctx.accessLog.request(req, res, ref, start);
   if (ctx.closing) res.shouldKeepAlive = false;
   const over = headOverLimit(req, ctx.limits);
   if (over !== null) {
@@ -245,13 +249,14 @@ function betaLink(ctx: DispatchContext, route: ServiceRoute, c: CanaryRoute, req
 export function onUpgrade(ctx: DispatchContext, ref: SnapshotRef, req: IncomingMessage, socket: net.Socket, head: Buffer): void {
   const start = performance.now();
   socket.on('error', noop); // a reset client surfaces as 'close'
+  if (ctx.accessLog !== null) ctx.accessLog.upgrade(req, socket, ref, start);
   const over = headOverLimit(req, ctx.limits);
   if (over !== null) {
-    socket.end(rawErrorResponse(over));
+    refuseUpgrade(socket, over);
     return;
   }
   if (req.url !== undefined && req.url.charCodeAt(0) !== 47 /* / */ && !normaliseAbsoluteForm(req)) {
-    socket.end(rawErrorResponse('bad_request'));
+    refuseUpgrade(socket, 'bad_request');
     return;
   }
   routeUpgrade(ctx.logger, ref, req, socket, head, start);
@@ -260,7 +265,7 @@ export function onUpgrade(ctx: DispatchContext, ref: SnapshotRef, req: IncomingM
 export function routeUpgrade(logger: Logger, ref: SnapshotRef, req: IncomingMessage, client: net.Socket, head: Buffer, start: number): void {
   const route = ref.current.route(req.headers.host);
   if (route === null) {
-    client.end(rawErrorResponse('no_route'));
+    refuseUpgrade(client, 'no_route');
     return;
   }
   if (route.gated) {
@@ -268,6 +273,7 @@ export function routeUpgrade(logger: Logger, ref: SnapshotRef, req: IncomingMess
     if (m !== null && (m.allow === null || !m.allow.matches(clientAddress(client)))) {
       route.shared.routing.maintenance++;
       route.shared.noRelease.respond(503, performance.now() - start);
+      noteUpgradeStatus(client, 503, 'maintenance');
       client.end(rawMaintenanceResponse(m.html, m.retryAfter));
       return;
     }
@@ -284,7 +290,7 @@ function holdUpgrade(route: ServiceRoute, p: PauseSpec, req: IncomingMessage, cl
   if (queue.size >= p.maxQueued) {
     routing.overflowed++;
     noRelease.batonAnswer(503, performance.now() - start);
-    client.end(rawErrorResponse('paused'));
+    refuseUpgrade(client, 'paused');
     return;
   }
   const item: HeldRequest = { req, res: null, socket: client, head, start, ref, timer: null, onGone: noop, onData: null };
@@ -310,13 +316,19 @@ function holdUpgrade(route: ServiceRoute, p: PauseSpec, req: IncomingMessage, cl
     detach();
     routing.expired++;
     noRelease.batonAnswer(503, performance.now() - start);
-    client.end(rawErrorResponse('paused'));
+    refuseUpgrade(client, 'paused');
   }, p.maxWaitMs);
   // Reading keeps a client's departure visible (end/close) while it waits.
   client.on('data', item.onData);
   client.once('end', item.onGone);
   client.once('close', item.onGone);
   hold(queue, routing, item);
+}
+
+/** baton's answer to an upgrade it does not forward (noted for the access log). */
+function refuseUpgrade(socket: net.Socket, code: ProxyErrorCode): void {
+  noteUpgradeStatus(socket, errorStatus(code), code);
+  socket.end(rawErrorResponse(code));
 }
 
 // ---- the end of a pause ----
@@ -361,7 +373,7 @@ export function refuseHeld(shared: ServiceShared): void {
       client.off('end', item.onGone);
       client.off('close', item.onGone);
       shared.noRelease.batonAnswer(503, performance.now() - item.start);
-      client.end(rawErrorResponse('paused'));
+      refuseUpgrade(client, 'paused');
     }
   }
 }

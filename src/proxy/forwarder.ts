@@ -24,6 +24,10 @@ export interface SnapshotRef {
 /** The response object of baton's servers: it points at its exchange, so shared listeners need no closures. */
 export class BatonResponse extends nodeHttp.ServerResponse<IncomingMessage> {
   exchange: Exchange | null = null;
+  /** For the access log: the target that answered (null: baton answered), its retries, the body bytes relayed. */
+  target: TargetState | null = null;
+  retries = 0;
+  bodyBytes = 0;
 }
 
 // A response whose head goes out after its listener stopped accepting (the
@@ -174,6 +178,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
 
   #attempt(target: TargetState): void {
     this.#target = target;
+    this.#res.target = target;
     this.#sent = false;
     this.#responseStarted = false;
     this.#controller = null;
@@ -236,6 +241,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     bodyBytes(chunk.length);
+    this.#res.bodyBytes += chunk.length;
     if (!this.#res.write(chunk)) {
       controller.pause();
       if (!this.#drainHooked) {
@@ -300,6 +306,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       if (next !== undefined) {
         this.#route.counters.retries++;
         target.metrics.retries++;
+        this.#res.retries++;
         this.#attempt(next);
         return;
       }

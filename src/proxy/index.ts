@@ -6,6 +6,7 @@ export { LATENCY_BUCKETS_MS } from './metrics.ts';
 export { HEALTH_PATH, BETA_PATH } from './dispatch.ts';
 export type { ProxyErrorCode } from './error-page.ts';
 export type { RequestLimits } from './limits.ts';
+export type { AccessLogConfig, AccessLogStats } from './access-log.ts';
 export type {
   BetaTokenLedger,
   CanarySpec,

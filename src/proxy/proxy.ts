@@ -25,6 +25,7 @@ import { setClient } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
 import { bindListener } from '../core/listen-fds.ts';
 import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
+import { AccessLog, type AccessLogConfig, type AccessLogStats } from './access-log.ts';
 
 /** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
 export interface ProxySettings {
@@ -152,7 +153,7 @@ export class Proxy {
     this.#trusted = trustedMatcher(this.#settings.trustedProxies!);
     this.#clients = new ClientConnections(opts.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
     this.#logger = opts.logger;
-    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger(), limits };
+    this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger(), limits, accessLog: null };
   }
 
   /**
@@ -610,6 +611,26 @@ export class Proxy {
     for (const l of this.#tlsListeners) l.setMaxHeaderSize(limits.maxHeaderSize);
   }
 
+  /**
+   * proxy.access_log (start-up, a reload): null turns it off; the same settings
+   * reopen the file (an outside rotation may have moved it away), others
+   * replace it. Lines buffered for the old file are flushed to it.
+   */
+  async setAccessLog(cfg: AccessLogConfig | null): Promise<void> {
+    const old = this.#ctx.accessLog;
+    if (old !== null && cfg !== null && sameAccessLog(old.config, cfg)) {
+      old.reopen();
+      return;
+    }
+    this.#ctx.accessLog = cfg === null ? null : new AccessLog(cfg, this.#logger);
+    await old?.close();
+  }
+
+  /** Lines written and dropped by the access log, or null when it is off. */
+  accessLogStats(): AccessLogStats | null {
+    return this.#ctx.accessLog?.stats() ?? null;
+  }
+
   /** A new cap on connections per client address (a reload): connections accepted from now on are judged by it. */
   setMaxConnectionsPerClient(max: number): void {
     this.#clients.setMax(max);
@@ -684,6 +705,7 @@ export class Proxy {
     await Promise.all(metricsClosed);
     await Promise.all(targets.map((t) => t.destroy()));
     this.#targets.clear();
+    await this.#ctx.accessLog?.close();
   }
 
   async #close(): Promise<void> {
@@ -706,7 +728,12 @@ export class Proxy {
     await Promise.all([...closed, ...metricsClosed]);
     await Promise.all(targets.map((t) => t.destroy()));
     this.#targets.clear();
+    await this.#ctx.accessLog?.close();
   }
+}
+
+function sameAccessLog(a: AccessLogConfig, b: AccessLogConfig): boolean {
+  return a.path === b.path && a.maxBytes === b.maxBytes && a.keep === b.keep;
 }
 
 /** Stop listening and cut every connection at once: for listeners whose clients retry (metrics scrapes, the smoke hook's preview). */

@@ -14,6 +14,7 @@ import type { SnapshotRef } from './forwarder.ts';
 import type { ServiceRoute } from './snapshot.ts';
 import type { TargetState, TunnelHandle } from './target.ts';
 import type { ServiceCounters } from './types.ts';
+import { noteUpgrade, noteUpgradeStatus } from './access-log.ts';
 
 /** Largest response head we accept from an instance before the tunnel starts. */
 const MAX_RESPONSE_HEAD = 16 * 1024;
@@ -48,6 +49,7 @@ export function openTunnel(req: IncomingMessage, client: net.Socket, head: Buffe
   }
   if (target === undefined) {
     route.shared.noRelease.batonAnswer(503, performance.now() - start);
+    noteUpgradeStatus(client, 503, 'no_instance');
     client.end(rawErrorResponse('no_instance'));
     return;
   }
@@ -117,6 +119,7 @@ class TunnelOpener {
         this.connect(next);
       } else {
         target.metrics.batonAnswer(502, performance.now() - this.#start);
+        noteUpgrade(this.#client, 502, 'upstream_unreachable', target, this.#tried.length - 1);
         this.#client.end(rawErrorResponse('upstream_unreachable'));
       }
     };
@@ -131,6 +134,7 @@ class TunnelOpener {
         target.metrics.abandoned();
         return;
       }
+      noteUpgrade(this.#client, 0, null, target, this.#tried.length);
       new Tunnel(this.#client, up, target, this.#route, this.#firstBytes, this.#start);
     });
   }
@@ -253,6 +257,7 @@ export class Tunnel implements TunnelHandle {
       stats.websockets++;
       stats.websocketsTotal++;
       stats.respond(101, performance.now() - this.#start);
+      noteUpgradeStatus(this.#client, 101, null);
       this.#write(this.#down, buf.subarray(0, headEnd));
       if (headEnd < buf.length) this.#relay(this.#down, buf.subarray(headEnd));
     } else {
@@ -261,6 +266,7 @@ export class Tunnel implements TunnelHandle {
       const status = /^HTTP\/1\.[01] (\d{3})/.exec(statusLine);
       if (status === null) stats.batonAnswer(502, performance.now() - this.#start);
       else stats.appResponse(Number(status[1]), performance.now() - this.#start);
+      noteUpgradeStatus(this.#client, status === null ? 502 : Number(status[1]), status === null ? 'upstream_failed' : null);
       this.#write(this.#down, buf);
     }
   }
@@ -301,6 +307,7 @@ export class Tunnel implements TunnelHandle {
     this.#mode = 'raw';
     this.#target.metrics.batonAnswer(errorStatus(code), performance.now() - this.#start);
     this.#upstream.destroy();
+    noteUpgradeStatus(this.#client, errorStatus(code), code);
     this.#client.end(rawErrorResponse(code));
   }
 

@@ -101,7 +101,7 @@ test('a full file is normalised', () => {
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256, workers: 1 },
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256, workers: 1, accessLog: null },
     tls: null,
     services: [
       {

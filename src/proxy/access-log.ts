@@ -1,0 +1,244 @@
+// The proxy's access log (`proxy.access_log`): one JSON line per answered
+// request or WebSocket tunnel, written when the exchange ends (nginx's
+// access_log, HAProxy's httplog, Caddy's JSON access log). Off by default;
+// nothing here runs on the hot path then (the hook in dispatch.ts is one null
+// test). Lines go through one buffered stream per file, never a sync write per
+// request; when the disk is slower than the traffic, lines beyond MAX_PENDING
+// bytes waiting are dropped and counted (status shows the count) instead of
+// buffered without bound. The file is rotated by size like an instance log
+// (<file> → <file>.1 …, `keep` older files) and reopened by `baton reload`
+// (so an outside logrotate can move it away first).
+
+import { createWriteStream, fstatSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
+import { BatonError } from '../core/errors.ts';
+import type { IncomingMessage } from 'node:http';
+import type net from 'node:net';
+import type { Logger } from '../core/log.ts';
+import { clientAddress } from './client.ts';
+import type { BatonResponse, SnapshotRef } from './forwarder.ts';
+import type { TargetState } from './target.ts';
+
+/** Where lines go: a file path, or the daemon's own JSON-lines log stream (stdout). */
+export interface AccessLogConfig {
+  /** An absolute file path, or "stdout". */
+  path: string;
+  /** Rotate the file past this size (bytes); 0 = never. */
+  maxBytes: number;
+  /** Older files kept (<path>.1 …). */
+  keep: number;
+}
+
+/** Bytes of lines waiting for the disk beyond which new lines are dropped (counted). */
+export const MAX_PENDING = 1024 * 1024;
+
+/** What an upgrade's tunnel tells the access log about itself (set on the client socket). */
+export interface UpgradeNote {
+  status: number;
+  /** baton's refusal code (x-baton-error), or null. */
+  error: string | null;
+  target: TargetState | null;
+  retries: number;
+}
+
+const kNote = Symbol('baton.access.upgrade');
+type Noted = net.Socket & { [kNote]?: UpgradeNote };
+
+/** Record what answered an upgrade (the tunnel's target, its status, or baton's refusal). Cheap: one property. */
+export function noteUpgrade(socket: net.Socket, status: number, error: string | null, target: TargetState | null, retries = 0): void {
+  (socket as Noted)[kNote] = { status, error, target, retries };
+}
+
+/** The answer to a noted upgrade: the instance's status, or baton's refusal. */
+export function noteUpgradeStatus(socket: net.Socket, status: number, error: string | null): void {
+  const note = (socket as Noted)[kNote];
+  if (note === undefined) noteUpgrade(socket, status, error, null);
+  else {
+    note.status = status;
+    note.error = error;
+  }
+}
+
+/** Figures of the access log for `baton status`. */
+export interface AccessLogStats {
+  path: string;
+  written: number;
+  dropped: number;
+}
+
+export class AccessLog {
+  readonly #cfg: AccessLogConfig;
+  readonly #logger: Logger;
+  #stream: WriteStream | null = null;
+  /** Bytes in the current file (rotation). */
+  #size = 0;
+  #written = 0;
+  #dropped = 0;
+  #closed = false;
+  #warnedDrop = false;
+
+  constructor(cfg: AccessLogConfig, logger: Logger) {
+    this.#cfg = cfg;
+    this.#logger = logger;
+    if (cfg.path !== 'stdout') this.#open();
+  }
+
+  get config(): AccessLogConfig {
+    return this.#cfg;
+  }
+
+  stats(): AccessLogStats {
+    return { path: this.#cfg.path, written: this.#written, dropped: this.#dropped };
+  }
+
+  /** The hook for an HTTP request: one line when its response closes. */
+  request(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
+    res.once('close', () => this.#requestDone(req, res, ref, start));
+  }
+
+  /** The hook for an upgrade: one line when the client's socket closes (the tunnel's end, or baton's refusal). */
+  upgrade(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number): void {
+    const before = socket.bytesWritten;
+    socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before));
+  }
+
+  /** Close and open the file again (a reload: an outside rotation moved it away). */
+  reopen(): void {
+    if (this.#cfg.path === 'stdout' || this.#closed) return;
+    const old = this.#stream;
+    this.#open();
+    old?.end();
+  }
+
+  /** Flush what is buffered and close the file. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    const s = this.#stream;
+    this.#stream = null;
+    if (s === null) return;
+    await new Promise<void>((resolve) => s.end(resolve));
+  }
+
+  #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
+    const error = res.getHeader('x-baton-error');
+    const status = res.statusCode;
+    let outcome: string;
+    if (!res.writableFinished) outcome = 'client_gone';
+    else if (typeof error === 'string') outcome = error === 'at_capacity' ? 'shed' : error;
+    else if (status >= 500) outcome = 'app_5xx';
+    else if (res.retries > 0) outcome = 'retried';
+    else outcome = 'ok';
+    let bytes = res.bodyBytes;
+    if (res.target === null || typeof error === 'string') {
+      // baton's own answer: its declared length.
+      bytes = req.method === 'HEAD' ? 0 : Number(res.getHeader('content-length') ?? 0) || 0;
+    }
+    this.#line(req, ref, start, status, bytes, res.target, outcome, res.retries);
+  }
+
+  #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number): void {
+    const note = (socket as Noted)[kNote];
+    const status = note?.status ?? 0;
+    let outcome: string;
+    if (note === undefined) outcome = 'client_gone';
+    else if (note.error !== null) outcome = note.error === 'at_capacity' ? 'shed' : note.error;
+    else if (status >= 500) outcome = 'app_5xx';
+    else if (note.retries > 0) outcome = 'retried';
+    else outcome = 'ok';
+    this.#line(req, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
+  }
+
+  #line(req: IncomingMessage, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
+    if (this.#closed) return;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    const host = req.headers.host;
+    // The query is left out: it can carry secrets (tokens, baton's beta links). Headers never appear.
+    const fields = {
+      time: new Date().toISOString(),
+      client: clientAddress(req.socket) ?? null,
+      method: req.method ?? null,
+      host: host ?? null,
+      path: q < 0 ? url : url.slice(0, q),
+      proto: req.httpVersionMajor === 2 ? 'h2' : 'h1',
+      status,
+      bytes,
+      ms: Math.round((performance.now() - start) * 10) / 10,
+      service: target?.service ?? ref.current.route(host)?.name ?? null,
+      release: target?.release ?? null,
+      instance: target?.id ?? null,
+      outcome,
+      retries,
+    };
+    if (this.#cfg.path === 'stdout') {
+      if (process.stdout.writableLength > MAX_PENDING) return this.#drop();
+      process.stdout.write(JSON.stringify({ level: 'info', msg: 'access', ...fields }) + '\n');
+      this.#written++;
+      return;
+    }
+    const s = this.#stream;
+    if (s === null || s.writableLength > MAX_PENDING) return this.#drop();
+    const line = JSON.stringify(fields) + '\n';
+    s.write(line);
+    this.#written++;
+    this.#size += Buffer.byteLength(line);
+    if (this.#cfg.maxBytes > 0 && this.#size >= this.#cfg.maxBytes) this.#rotate();
+  }
+
+  #drop(): void {
+    this.#dropped++;
+    if (!this.#warnedDrop) {
+      // Once per file opened: a slow disk must not flood the daemon's log too.
+      this.#warnedDrop = true;
+      this.#logger.warn('access log: lines dropped (the disk is slower than the traffic)', { path: this.#cfg.path });
+    }
+  }
+
+  /** Open (or create) the file; a path that cannot be opened is refused here, at start-up or reload, not dropped silently later. */
+  #open(): void {
+    const file = this.#cfg.path;
+    let fd: number;
+    try {
+      fd = openSync(file, 'a', 0o640);
+      this.#size = fstatSync(fd).size;
+    } catch (err) {
+      throw new BatonError('CONFIG_INVALID', `proxy.access_log: cannot open ${file}: ${(err as Error).message}`);
+    }
+    const s = createWriteStream('', { fd, flags: 'a' });
+    s.on('error', (err) => {
+      // A file that cannot be written any more (full disk): lines are dropped and counted.
+      this.#logger.error('access log: cannot write', { path: file, error: err.message });
+      if (this.#stream === s) this.#stream = null;
+    });
+    this.#stream = s;
+    this.#warnedDrop = false;
+  }
+
+  /** <file> → <file>.1 → … → <file>.<keep>, as the instance logs; lines still buffered go to <file>.1 with their fd. */
+  #rotate(): void {
+    const file = this.#cfg.path;
+    this.#stream?.end();
+    this.#stream = null;
+    try {
+      if (this.#cfg.keep <= 0) {
+        rmSync(file, { force: true });
+      } else {
+        for (let i = this.#cfg.keep - 1; i >= 1; i--) {
+          try {
+            renameSync(`${file}.${i}`, `${file}.${i + 1}`);
+          } catch {
+            // not there yet
+          }
+        }
+        renameSync(file, `${file}.1`);
+      }
+    } catch (err) {
+      this.#logger.error('access log: cannot rotate', { path: file, error: (err as Error).message });
+    }
+    try {
+      this.#open();
+    } catch (err) {
+      // Lines are dropped (and counted) until a reload opens it again.
+      this.#logger.error('access log: cannot reopen after rotation', { path: file, error: (err as Error).message });
+    }
+  }
+}
