@@ -15,6 +15,7 @@ import type { IncomingMessage } from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/log.ts';
 import { clientAddress } from './client.ts';
+import { ownAnswer } from './error-page.ts';
 import type { BatonResponse, SnapshotRef } from './forwarder.ts';
 import type { TargetState } from './target.ts';
 
@@ -92,13 +93,16 @@ export class AccessLog {
 
   /** The hook for an HTTP request: one line when its response closes. */
   request(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
-    res.once('close', () => this.#requestDone(req, res, ref, start));
+    // Read now: an HTTP/2 stream's socket is gone once it has closed.
+    const client = clientAddress(req.socket) ?? null;
+    res.once('close', () => this.#requestDone(req, res, ref, start, client));
   }
 
   /** The hook for an upgrade: one line when the client's socket closes (the tunnel's end, or baton's refusal). */
   upgrade(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number): void {
     const before = socket.bytesWritten;
-    socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before));
+    const client = clientAddress(socket) ?? null;
+    socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before, client));
   }
 
   /** Close and open the file again (a reload: an outside rotation moved it away). */
@@ -118,24 +122,22 @@ export class AccessLog {
     await new Promise<void>((resolve) => s.end(resolve));
   }
 
-  #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
-    const error = res.getHeader('x-baton-error');
+  #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number, client: string | null): void {
+    const own = ownAnswer(res);
+    const error = own?.error ?? null;
     const status = res.statusCode;
     let outcome: string;
     if (!res.writableFinished) outcome = 'client_gone';
-    else if (typeof error === 'string') outcome = error === 'at_capacity' ? 'shed' : error;
+    else if (error !== null) outcome = error === 'at_capacity' ? 'shed' : error;
     else if (status >= 500) outcome = 'app_5xx';
     else if (res.retries > 0) outcome = 'retried';
     else outcome = 'ok';
-    let bytes = res.bodyBytes;
-    if (res.target === null || typeof error === 'string') {
-      // baton's own answer: its declared length.
-      bytes = req.method === 'HEAD' ? 0 : Number(res.getHeader('content-length') ?? 0) || 0;
-    }
-    this.#line(req, ref, start, status, bytes, res.target, outcome, res.retries);
+    // baton's own answer: its page's size; the instance's: the body bytes relayed.
+    const bytes = own !== undefined ? own.bytes : res.bodyBytes;
+    this.#line(req, client, ref, start, status, bytes, res.target, outcome, res.retries);
   }
 
-  #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number): void {
+  #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number, client: string | null): void {
     const note = (socket as Noted)[kNote];
     const status = note?.status ?? 0;
     let outcome: string;
@@ -144,10 +146,10 @@ export class AccessLog {
     else if (status >= 500) outcome = 'app_5xx';
     else if (note.retries > 0) outcome = 'retried';
     else outcome = 'ok';
-    this.#line(req, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
+    this.#line(req, client, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
   }
 
-  #line(req: IncomingMessage, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
+  #line(req: IncomingMessage, client: string | null, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
     if (this.#closed) return;
     const url = req.url ?? '';
     const q = url.indexOf('?');
@@ -155,7 +157,7 @@ export class AccessLog {
     // The query is left out: it can carry secrets (tokens, baton's beta links). Headers never appear.
     const fields = {
       time: new Date().toISOString(),
-      client: clientAddress(req.socket) ?? null,
+      client,
       method: req.method ?? null,
       host: host ?? null,
       path: q < 0 ? url : url.slice(0, q),

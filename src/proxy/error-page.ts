@@ -96,6 +96,23 @@ export function prefersPlainText(accept: string | undefined): boolean {
   return plain > quality(accept, 'text/html');
 }
 
+const kAnswer = Symbol('baton.answer');
+/** What baton answered itself on a response (for the access log): its x-baton-error code and body bytes. */
+export interface OwnAnswer {
+  error: string | null;
+  bytes: number;
+}
+type Answered = ServerResponse & { [kAnswer]?: OwnAnswer };
+
+/** baton's own answer on `res`, if it gave one (its head is written straight from an object: getHeader cannot see it). */
+export function ownAnswer(res: ServerResponse): OwnAnswer | undefined {
+  return (res as Answered)[kAnswer];
+}
+
+function markAnswer(res: ServerResponse, error: string | null, bytes: number): void {
+  (res as Answered)[kAnswer] = { error, bytes };
+}
+
 /** Answer with baton's own page. `closeConnection` when the request body may be left half-read. */
 export function sendErrorPage(res: ServerResponse, code: ProxyErrorCode, accept: string | undefined, closeConnection: boolean): void {
   const r = RENDERED[code];
@@ -113,7 +130,9 @@ export function sendErrorPage(res: ServerResponse, code: ProxyErrorCode, accept:
     res.shouldKeepAlive = false;
   }
   res.writeHead(r.status, headers);
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  const head = res.req.method === 'HEAD';
+  markAnswer(res, code, head ? 0 : body.length);
+  res.end(head ? undefined : body);
 }
 
 /** A complete HTTP/1.1 error response for a raw socket (a refused WebSocket upgrade). */
@@ -136,7 +155,9 @@ export function sendText(res: ServerResponse, status: number, text: string, extr
     'cache-control': 'no-store',
     ...extra,
   });
-  res.end(res.req.method === 'HEAD' ? undefined : body);
+  const head = res.req.method === 'HEAD';
+  markAnswer(res, null, head ? 0 : body.length);
+  res.end(head ? undefined : body);
 }
 
 /** The maintenance page: 503, Retry-After, never cached. */
@@ -148,7 +169,9 @@ export function sendMaintenancePage(res: ServerResponse, html: Buffer, retryAfte
     'retry-after': retryAfter,
     'x-baton-error': 'maintenance',
   });
-  res.end(res.req.method === 'HEAD' ? undefined : html);
+  const head = res.req.method === 'HEAD';
+  markAnswer(res, 'maintenance', head ? 0 : html.length);
+  res.end(head ? undefined : html);
 }
 
 /** The maintenance page for a raw socket (a WebSocket upgrade). */

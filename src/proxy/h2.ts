@@ -6,6 +6,7 @@ import { Http2ServerRequest, Http2ServerResponse, type IncomingHttpHeaders, type
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Exchange } from './forwarder.ts';
+import type { TargetState } from './target.ts';
 
 /**
  * An HTTP/2 request as the HTTP/1.1 code reads it: `:authority` becomes
@@ -58,6 +59,10 @@ function withoutConnectionSpecific(headers: OutgoingHttpHeaders | undefined): Ou
 export class H2Response extends Http2ServerResponse {
   exchange: Exchange | null = null;
   shouldKeepAlive = true;
+  /** For the access log, as BatonResponse's. */
+  target: TargetState | null = null;
+  retries = 0;
+  bodyBytes = 0;
 
   override writeHead(statusCode: number, a?: string | OutgoingHttpHeaders | readonly string[], b?: OutgoingHttpHeaders | readonly string[]): this {
     const headers = (typeof a === 'string' || a === undefined ? b : a) as OutgoingHttpHeaders | undefined;

@@ -11,7 +11,7 @@ import { BatonError } from '../../src/core/errors.ts';
 const doc = readFileSync(new URL('../../docs/config.md', import.meta.url), 'utf8');
 
 test('every config key has a row in docs/config.md', () => {
-  const paths = [[], ['listen', 0], ['proxy'], ['dashboard'], ['control'], ['control', 'remote'], ['tls'], ['tls', 'acme'], ['tls', 'certificates', 0], ['services', 'x'], ['services', 'x', 'health'], ['services', 'x', 'targets', 'y'], ['services', 'x', 'upstream'], ['services', 'x', 'git'], ['services', 'x', 'hooks'], ['services', 'x', 'hooks', 'build'], ['services', 'x', 'canary'], ['services', 'x', 'canary', 'analysis'], ['services', 'x', 'canary', 'sticky'], ['services', 'x', 'canary', 'beta'], ['services', 'x', 'maintenance'], ['services', 'x', 'pause'], ['services', 'x', 'limits']];
+  const paths = [[], ['listen', 0], ['proxy'], ['proxy', 'access_log'], ['dashboard'], ['control'], ['control', 'remote'], ['tls'], ['tls', 'acme'], ['tls', 'certificates', 0], ['services', 'x'], ['services', 'x', 'health'], ['services', 'x', 'targets', 'y'], ['services', 'x', 'upstream'], ['services', 'x', 'git'], ['services', 'x', 'hooks'], ['services', 'x', 'hooks', 'build'], ['services', 'x', 'canary'], ['services', 'x', 'canary', 'analysis'], ['services', 'x', 'canary', 'sticky'], ['services', 'x', 'canary', 'beta'], ['services', 'x', 'maintenance'], ['services', 'x', 'pause'], ['services', 'x', 'limits']];
   for (const path of paths) {
     for (const key of knownKeysAt(path)) assert.ok(doc.includes(`| \`${key}\` |`), `docs/config.md has no row for ${key}`);
   }

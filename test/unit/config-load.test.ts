@@ -150,7 +150,7 @@ test('a minimal single-service file gets every default and is the default servic
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256, workers: 1 },
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256, workers: 1, accessLog: null },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
     fronts: [],
@@ -228,4 +228,20 @@ test('proxy.workers: an integer from 1, or "auto" (the cores); refused beside tl
   const tls = 'tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.example], cert: c.pem, key: k.pem }] }\n';
   assert.throws(() => parse('{ workers: 2 }', tls), (err) => err instanceof BatonError && err.details.some((d) => /proxy\.workers: proxy\.workers > 1 is not yet supported together with tls/.test(d)));
   assert.equal(parse('{ workers: 1 }', tls).proxy.workers, 1);
+});
+
+test('proxy.access_log: off by default; "stdout", a path (relative to the file) or { path, max_size, keep }; refused with workers > 1', () => {
+  const parse = (proxy: string): DaemonConfig => parseConfig(`proxy: ${proxy}\nservices: { web: { command: x } }`, '/a/baton.yaml');
+  assert.equal(parse('{}').proxy.accessLog, null);
+  assert.deepEqual(parse('{ access_log: stdout }').proxy.accessLog, { path: 'stdout', maxBytes: 10 * 1024 * 1024, keep: 5 });
+  assert.deepEqual(parse('{ access_log: logs/access.log }').proxy.accessLog, { path: '/a/logs/access.log', maxBytes: 10 * 1024 * 1024, keep: 5 });
+  assert.deepEqual(parse('{ access_log: { path: /var/log/baton/access.log, max_size: 1MB, keep: 2 } }').proxy.accessLog, { path: '/var/log/baton/access.log', maxBytes: 1024 * 1024, keep: 2 });
+  const refused = (proxy: string, message: RegExp): void => {
+    assert.throws(() => parse(proxy), (err) => err instanceof BatonError && err.details.some((d) => message.test(d)), proxy);
+  };
+  refused('{ access_log: 3 }', /baton\.yaml:1:\d+: proxy\.access_log: expected a file path, "stdout", or a mapping with "path", "max_size" and "keep", got 3/);
+  refused('{ access_log: { path: a.log, keep: 101 } }', /proxy\.access_log\.keep: expected an integer from 0 to 100/);
+  refused('{ access_log: { max_size: 1MB } }', /proxy\.access_log\.path: missing/);
+  refused('{ access_log: { path: a.log, size: 1MB } }', /proxy\.access_log\.size/);
+  refused('{ access_log: a.log, workers: 2 }', /proxy\.access_log: proxy\.access_log is not yet supported with proxy\.workers > 1/);
 });

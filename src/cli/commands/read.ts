@@ -26,6 +26,8 @@ export async function statusCommand(ctx: CliContext): Promise<number> {
     return 0;
   }
   ctx.out(`baton ${s.daemon.version}, pid ${s.daemon.pid}, up ${formatDuration(Date.now() - s.daemon.startedAt)}, listening on ${s.daemon.listeners.join(', ')}\n`);
+  const al = s.daemon.accessLog;
+  if (al) ctx.out(`access log: ${al.path}, ${al.written} line(s) written${al.dropped > 0 ? `, ${al.dropped} dropped (the disk was slower than the traffic)` : ''}\n`);
   if (s.tls) tlsLines(ctx, s.tls);
   for (const svc of s.services) {
     const standby = svc.standbyRelease
