@@ -12,6 +12,7 @@ import WebSocket from 'ws';
 import { Client, request } from 'undici';
 import { createDaemon, freePort, isGone, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
+import { withTimeout } from '../helpers/timeouts.ts';
 
 let d: TestDaemon;
 before(async () => {
@@ -113,13 +114,13 @@ test('baton upgrade under load: 0 failed, same instances, WebSockets kept until 
   for (const s of sockets) {
     const echoed = new Promise<string>((resolve) => s.ws.once('message', (m) => resolve(String(m))));
     s.ws.send('still there');
-    assert.equal(await echoed, 'still there');
+    assert.equal(await withTimeout(echoed, 10_000, 'the echo over a WebSocket kept by the old daemon'), 'still there');
   }
   const n = t.loads[0]!.snapshot().total;
   await t.loads[0]!.waitFor(n + 200, 30_000);
   await waitUntil(`the old daemon (pid ${oldPid}) to exit after its drain deadline`, () => isGone(oldPid), 30_000, 100);
   for (const s of sockets) {
-    const c = await s.closed;
+    const c = await withTimeout(s.closed, 10_000, 'the close of a WebSocket whose daemon has exited');
     assert.equal(c.code, 1001, 'closed by the old daemon with 1001 (going away)');
     assert.ok(c.at >= result.drainDeadline - 50, `closed at ${c.at}, before the drain deadline ${result.drainDeadline}`);
     assert.ok(c.at >= beforeUpgrade);
