@@ -14,7 +14,8 @@ import { BatonError } from '../core/errors.ts';
 import type { IncomingMessage } from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/log.ts';
-import { clientAddress } from './client.ts';
+import { isIP } from 'node:net';
+import { clientOf } from './client.ts';
 import { ownAnswer } from './error-page.ts';
 import type { BatonResponse, SnapshotRef } from './forwarder.ts';
 import type { TargetState } from './target.ts';
@@ -59,6 +60,28 @@ export function noteUpgradeStatus(socket: net.Socket, status: number, error: str
   }
 }
 
+/** The client as the log names it, and the connection's own client (the TCP peer, or a PROXY protocol header's). */
+interface Who {
+  client: string;
+  peer: string;
+}
+
+/**
+ * The connection's client, or, when that is a trusted proxy, the address it
+ * put last in X-Forwarded-For (the client it saw: nginx's realip with one
+ * hop). Read at the request's start: an HTTP/2 stream's socket is gone once
+ * it has closed.
+ */
+function whoAsked(req: IncomingMessage, socket: net.Socket): Who {
+  const c = clientOf(socket);
+  const peer = c.address;
+  if (!c.trusted) return { client: peer, peer };
+  const xff = req.headers['x-forwarded-for'];
+  if (typeof xff !== 'string') return { client: peer, peer };
+  const last = xff.slice(xff.lastIndexOf(',') + 1).trim();
+  return { client: isIP(last) !== 0 ? last : peer, peer };
+}
+
 /** Figures of the access log for `baton status`. */
 export interface AccessLogStats {
   path: string;
@@ -94,15 +117,15 @@ export class AccessLog {
   /** The hook for an HTTP request: one line when its response closes. */
   request(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number): void {
     // Read now: an HTTP/2 stream's socket is gone once it has closed.
-    const client = clientAddress(req.socket) ?? null;
-    res.once('close', () => this.#requestDone(req, res, ref, start, client));
+    const who = whoAsked(req, req.socket);
+    res.once('close', () => this.#requestDone(req, res, ref, start, who));
   }
 
   /** The hook for an upgrade: one line when the client's socket closes (the tunnel's end, or baton's refusal). */
   upgrade(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number): void {
     const before = socket.bytesWritten;
-    const client = clientAddress(socket) ?? null;
-    socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before, client));
+    const who = whoAsked(req, socket);
+    socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before, who));
   }
 
   /** Close and open the file again (a reload: an outside rotation moved it away). */
@@ -122,7 +145,7 @@ export class AccessLog {
     await new Promise<void>((resolve) => s.end(resolve));
   }
 
-  #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number, client: string | null): void {
+  #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number, who: Who): void {
     const own = ownAnswer(res);
     const error = own?.error ?? null;
     const status = res.statusCode;
@@ -134,10 +157,10 @@ export class AccessLog {
     else outcome = 'ok';
     // baton's own answer: its page's size; the instance's: the body bytes relayed.
     const bytes = own !== undefined ? own.bytes : res.bodyBytes;
-    this.#line(req, client, ref, start, status, bytes, res.target, outcome, res.retries);
+    this.#line(req, who, ref, start, status, bytes, res.target, outcome, res.retries);
   }
 
-  #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number, client: string | null): void {
+  #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number, who: Who): void {
     const note = (socket as Noted)[kNote];
     const status = note?.status ?? 0;
     let outcome: string;
@@ -146,10 +169,10 @@ export class AccessLog {
     else if (status >= 500) outcome = 'app_5xx';
     else if (note.retries > 0) outcome = 'retried';
     else outcome = 'ok';
-    this.#line(req, client, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
+    this.#line(req, who, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
   }
 
-  #line(req: IncomingMessage, client: string | null, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
+  #line(req: IncomingMessage, who: Who, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
     if (this.#closed) return;
     const url = req.url ?? '';
     const q = url.indexOf('?');
@@ -157,7 +180,8 @@ export class AccessLog {
     // The query is left out: it can carry secrets (tokens, baton's beta links). Headers never appear.
     const fields = {
       time: new Date().toISOString(),
-      client,
+      client: who.client,
+      peer: who.peer,
       method: req.method ?? null,
       host: host ?? null,
       path: q < 0 ? url : url.slice(0, q),

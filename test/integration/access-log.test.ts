@@ -19,6 +19,7 @@ import { withTimeout } from '../helpers/timeouts.ts';
 interface Line {
   time: string;
   client: string;
+  peer: string;
   method: string;
   host: string;
   path: string;
@@ -34,9 +35,9 @@ interface Line {
   msg?: string;
 }
 
-async function configure(d: TestDaemon, proxy: string | null, extra: string): Promise<void> {
+async function configure(d: TestDaemon, proxy: string, extra: string): Promise<void> {
   await d.writeConfig(serviceYaml({ instances: 1, extra }));
-  if (proxy !== null) await writeFile(d.configFile, `proxy: ${proxy}\n${await readFile(d.configFile, 'utf8')}`);
+  await writeFile(d.configFile, `proxy: ${proxy}\n${await readFile(d.configFile, 'utf8')}`);
 }
 
 async function call(url: string, opts: { method?: 'GET' | 'POST'; body?: string; headers?: Record<string, string> } = {}): Promise<{ status: number; body: string; headers: Record<string, string | string[] | undefined> }> {
@@ -60,7 +61,8 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
   const file = path.join(d.dir, 'access.log');
-  await configure(d, null, 'limits: { max_body_size: 1KB }');
+  // The test's client stands for a trusted balancer too (from the start: a reload trusts new connections only).
+  await configure(d, '{ trusted_proxies: ["127.0.0.1"] }', 'limits: { max_body_size: 1KB }');
   await d.start();
   // The app answers 500 to every second request on its default path.
   const dep = await d.cli(['deploy', 'web', await d.release('v1', { APP_ERROR_EVERY: '2' })]);
@@ -73,7 +75,7 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
   assert.ok(!(await d.daemonLog()).includes('"msg":"access"'), 'no access line in the daemon log while off');
   assert.equal(existsSync(file), false);
 
-  await configure(d, `{ access_log: ${JSON.stringify(file)}, max_headers: 10 }`, 'limits: { max_body_size: 1KB }');
+  await configure(d, `{ access_log: ${JSON.stringify(file)}, max_headers: 10, trusted_proxies: ["127.0.0.1"] }`, 'limits: { max_body_size: 1KB }');
   const r = await d.cli(['reload']);
   assert.equal(r.code, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /proxy\.access_log: .* \(applies now\)/);
@@ -87,6 +89,8 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
   // An ordinary request carrying secrets in its query and headers.
   const ok = await call(`${d.url}/page?token=s3cret`, { headers: { authorization: 'Bearer s3cret', cookie: 'session=s3cret' } });
   assert.equal(ok.status, 200);
+  // Through a trusted balancer: the client it saw (the last X-Forwarded-For entry) is the one logged.
+  assert.equal((await call(`${d.url}/echo-headers`, { headers: { 'x-forwarded-for': '198.51.100.7, 203.0.113.9' } })).status, 200);
   // baton's 502: the instance cuts the connection without an answer.
   const cut = await call(`${d.url}/destroy`);
   assert.equal(cut.status, 502);
@@ -117,13 +121,16 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
 
   const okLine = await lineFor(lines, 'the ok request', (l) => l.path === '/page');
   assert.deepEqual(
-    { method: okLine.method, host: okLine.host, proto: okLine.proto, status: okLine.status, bytes: okLine.bytes, service: okLine.service, release: okLine.release, instance: okLine.instance, outcome: okLine.outcome, retries: okLine.retries, client: okLine.client },
-    { method: 'GET', host: `127.0.0.1:${d.port}`, proto: 'h1', status: 200, bytes: 'v1\n'.length, service: 'web', release, instance: inst.id, outcome: 'ok', retries: 0, client: '127.0.0.1' },
+    { peer: okLine.peer, method: okLine.method, host: okLine.host, proto: okLine.proto, status: okLine.status, bytes: okLine.bytes, service: okLine.service, release: okLine.release, instance: okLine.instance, outcome: okLine.outcome, retries: okLine.retries, client: okLine.client },
+    { peer: '127.0.0.1', method: 'GET', host: `127.0.0.1:${d.port}`, proto: 'h1', status: 200, bytes: 'v1\n'.length, service: 'web', release, instance: inst.id, outcome: 'ok', retries: 0, client: '127.0.0.1' },
   );
   assert.ok(okLine.ms >= 0 && Number.isFinite(okLine.ms));
   assert.ok(!Number.isNaN(Date.parse(okLine.time)));
   const text = await readFile(file, 'utf8');
   assert.ok(!text.includes('s3cret'), 'no query string, Authorization or Cookie in the access log');
+
+  const forwarded = await lineFor(lines, 'the request through a trusted balancer', (l) => l.path === '/echo-headers');
+  assert.deepEqual([forwarded.client, forwarded.peer, forwarded.outcome], ['203.0.113.9', '127.0.0.1', 'ok']);
 
   const bad = await lineFor(lines, "baton's 502", (l) => l.path === '/destroy');
   assert.equal(bad.status, 502);
@@ -149,10 +156,10 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
 
   // Nothing before the reload, one line per request after it.
   assert.equal((await lines()).filter((l) => l.path === '/first').length, 0);
-  await waitUntil('the access log counts in status', async () => (await d.status()).daemon.accessLog?.written === 6, 10_000);
-  assert.deepEqual((await d.status()).daemon.accessLog, { path: file, written: 6, dropped: 0 });
+  await waitUntil('the access log counts in status', async () => (await d.status()).daemon.accessLog?.written === 7, 10_000);
+  assert.deepEqual((await d.status()).daemon.accessLog, { path: file, written: 7, dropped: 0 });
   const shown = (await d.cli(['status'])).stdout;
-  assert.ok(shown.includes(`access log: ${file}, 6 line(s) written\n`), shown);
+  assert.ok(shown.includes(`access log: ${file}, 7 line(s) written\n`), shown);
 
   // A reload reopens the file: one moved away (an outside rotation) is created again.
   await rename(file, `${file}.old`);

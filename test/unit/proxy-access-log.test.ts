@@ -46,7 +46,7 @@ test('a disk slower than the traffic: lines beyond MAX_PENDING waiting are dropp
   const lines = text.split('\n').filter((l) => l !== '');
   assert.equal(lines.length, written, 'every kept line reached the file');
   const first = JSON.parse(lines[0]!);
-  assert.deepEqual({ ...first, time: 'x', ms: 0 }, { time: 'x', client: '192.0.2.1', method: 'GET', host: 'example.com', path: '/p0', proto: 'h1', status: 200, bytes: 3, ms: 0, service: null, release: null, instance: null, outcome: 'ok', retries: 0 });
+  assert.deepEqual({ ...first, time: 'x', ms: 0 }, { time: 'x', client: '192.0.2.1', peer: '192.0.2.1', method: 'GET', host: 'example.com', path: '/p0', proto: 'h1', status: 200, bytes: 3, ms: 0, service: null, release: null, instance: null, outcome: 'ok', retries: 0 });
 });
 
 test('rotation past max_size keeps `keep` older files; every line lands in one of them', async (t) => {
