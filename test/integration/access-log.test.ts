@@ -166,6 +166,14 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
   assert.equal((await d.cli(['reload'])).code, 0);
   assert.equal((await call(`${d.url}/pid`)).status, 200);
   await lineFor(lines, 'the request after the outside rotation', (l) => l.path === '/pid');
+
+  // A path that cannot be opened: the reload is refused, naming it, and the log goes on where it was.
+  await configure(d, `{ access_log: "/nonexistent-dir/access.log", max_headers: 10, trusted_proxies: ["127.0.0.1"] }`, 'limits: { max_body_size: 1KB }');
+  const refused = await d.cli(['reload']);
+  assert.notEqual(refused.code, 0);
+  assert.match(refused.stderr + refused.stdout, /proxy\.access_log: cannot open \/nonexistent-dir\/access\.log/);
+  assert.equal((await call(`${d.url}/healthz`)).status, 200);
+  await lineFor(lines, 'a request after the refused reload', (l) => l.path === '/healthz');
 });
 
 test('access log to stdout: HTTP/2 over TLS is logged as h2 in the daemon log stream', async (t) => {
