@@ -156,7 +156,7 @@ export class AccessLog {
     else if (res.retries > 0) outcome = 'retried';
     else outcome = 'ok';
     // baton's own answer: its page's size; the instance's: the body bytes relayed.
-    const bytes = own !== undefined ? own.bytes : res.bodyBytes;
+    const bytes = own !== undefined ? own.bytes : res.relayedBytes;
     this.#line(req, who, ref, start, status, bytes, res.target, outcome, res.retries);
   }
 

@@ -27,7 +27,7 @@ export class BatonResponse extends nodeHttp.ServerResponse<IncomingMessage> {
   /** For the access log: the target that answered (null: baton answered), its retries, the body bytes relayed. */
   target: TargetState | null = null;
   retries = 0;
-  bodyBytes = 0;
+  relayedBytes = 0;
 }
 
 // A response whose head goes out after its listener stopped accepting (the
@@ -241,7 +241,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     bodyBytes(chunk.length);
-    this.#res.bodyBytes += chunk.length;
+    this.#res.relayedBytes += chunk.length;
     if (!this.#res.write(chunk)) {
       controller.pause();
       if (!this.#drainHooked) {

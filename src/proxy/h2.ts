@@ -62,7 +62,7 @@ export class H2Response extends Http2ServerResponse {
   /** For the access log, as BatonResponse's. */
   target: TargetState | null = null;
   retries = 0;
-  bodyBytes = 0;
+  relayedBytes = 0;
 
   override writeHead(statusCode: number, a?: string | OutgoingHttpHeaders | readonly string[], b?: OutgoingHttpHeaders | readonly string[]): this {
     const headers = (typeof a === 'string' || a === undefined ? b : a) as OutgoingHttpHeaders | undefined;

@@ -26,7 +26,7 @@ const ref = { current: { route: () => null } } as unknown as SnapshotRef;
 /** One finished exchange through the log's request hook (a response object reduced to what the log reads). */
 function exchange(log: AccessLog, path: string): void {
   const req = { url: path, method: 'GET', headers: { host: 'example.com' }, httpVersionMajor: 1, socket: { remoteAddress: '192.0.2.1' } } as unknown as IncomingMessage;
-  const res = Object.assign(new EventEmitter(), { statusCode: 200, writableFinished: true, target: null, retries: 0, bodyBytes: 3 }) as unknown as BatonResponse;
+  const res = Object.assign(new EventEmitter(), { statusCode: 200, writableFinished: true, target: null, retries: 0, relayedBytes: 3 }) as unknown as BatonResponse;
   log.request(req, res, ref, performance.now());
   res.emit('close');
 }
