@@ -12,9 +12,10 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
-import { createDaemon, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { makeCa } from '../fixtures/tls-certs.ts';
 import { withTimeout } from '../helpers/timeouts.ts';
+import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 
 interface Line {
   time: string;
@@ -181,24 +182,10 @@ test('access log to stdout: HTTP/2 over TLS is logged as h2 in the daemon log st
   const files = ca.write('site', ['site.test']);
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
-  const tlsPort = await withFreePort(async (port) => {
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        'state_dir: ./state',
-        'proxy: { access_log: stdout }',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        '  certificates:',
-        `    - { hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }`,
-        'services:',
-        serviceYaml({ instances: 1, extra: 'hosts: [site.test]' }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  const tlsPort = await startWithTls(d, {
+    top: ['proxy: { access_log: stdout }'],
+    tls: ['  certificates:', certificateLine(['site.test'], files)],
+    services: serviceYaml({ instances: 1, extra: 'hosts: [site.test]' }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);

@@ -24,8 +24,8 @@ import { closedPort, service, startProxy, startServer, target, withTimeout } fro
 import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
 import { settlesWithin } from '../helpers/timeouts.ts';
-import { createDaemon, serviceYaml, waitUntil, withFreePort } from '../helpers/daemon.ts';
-import { writeFile } from 'node:fs/promises';
+import { createDaemon, serviceYaml, waitUntil } from '../helpers/daemon.ts';
+import { startWithTls } from '../helpers/tls-daemon.ts';
 import type { Pebble } from '../fixtures/pebble.ts';
 
 /** A TLS handshake to 127.0.0.1:`port`: the negotiated protocol and the certificate served, or the error that ended it. */
@@ -170,27 +170,12 @@ test('a daemon with tls.acme.challenge: tls-alpn-01 obtains its certificate thro
   const noHttp = await closedPort();
   // pebble validates on the daemon's TLS port, so both take the same free port (both retried if it was taken meanwhile).
   let pebble!: Pebble;
-  const tlsPort = await withFreePort(async (port) => {
-    pebble = await startPebble(t, ca, noHttp, port);
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        'state_dir: ./state',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        '  acme:',
-        '    hosts: [localhost]',
-        '    challenge: tls-alpn-01',
-        `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
-        `    ca_file: ${JSON.stringify(ca.caFile)}`,
-        'services:',
-        serviceYaml({ instances: 1 }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  const tlsPort = await startWithTls(d, {
+    prepare: async (port) => {
+      pebble = await startPebble(t, ca, noHttp, port);
+    },
+    tls: () => ['  acme:', '    hosts: [localhost]', '    challenge: tls-alpn-01', `    directory: ${JSON.stringify(pebble.directoryUrl)}`, `    ca_file: ${JSON.stringify(ca.caFile)}`],
+    services: serviceYaml({ instances: 1 }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);

@@ -17,9 +17,9 @@ import type { AcmeConfig } from '../../src/config/types.ts';
 import { closedPort, service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
 import { listenTls, makeCa, recordingLogger } from '../fixtures/tls-certs.ts';
 import { startPebble } from '../fixtures/pebble.ts';
-import { createDaemon, serviceYaml, waitUntil, withFreePort } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil } from '../helpers/daemon.ts';
 import { settlesWithin } from '../helpers/timeouts.ts';
-import { writeFile } from 'node:fs/promises';
+import { startWithTls } from '../helpers/tls-daemon.ts';
 
 const YEAR_MS = 365 * 86_400_000;
 
@@ -128,27 +128,10 @@ test('a daemon with tls.acme in its config obtains a certificate from pebble and
   t.after(() => d.cleanup());
   const pebble = await startPebble(t, ca, d.port);
   // The daemon binds the TLS port itself: another one if it was taken meanwhile.
-  const tlsPort = await withFreePort(async (port) => {
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        'state_dir: ./state',
-        'log_level: debug',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        '  acme:',
-        '    hosts: [localhost]',
-        `    directory: ${JSON.stringify(pebble.directoryUrl)}`,
-        `    ca_file: ${JSON.stringify(ca.caFile)}`,
-        '  redirect_http: true',
-        'services:',
-        serviceYaml({ instances: 1 }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  const tlsPort = await startWithTls(d, {
+    top: ['log_level: debug'],
+    tls: ['  acme:', '    hosts: [localhost]', `    directory: ${JSON.stringify(pebble.directoryUrl)}`, `    ca_file: ${JSON.stringify(ca.caFile)}`, '  redirect_http: true'],
+    services: serviceYaml({ instances: 1 }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);

@@ -9,8 +9,9 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { renameSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, freePort, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
+import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 let d: TestDaemon;
@@ -24,26 +25,10 @@ before(async () => {
   files = ca.write('site', ['site.test', 'www.site.test']);
   d = await createDaemon({ start: false });
   // The daemon binds the TLS port itself: another one if it was taken meanwhile.
-  tlsPort = await withFreePort(async (port) => {
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        'state_dir: ./state',
-        'log_level: debug',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        '  certificates:',
-        `    - { hosts: [site.test, www.site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }`,
-        '  redirect_http: true',
-        '  hsts: true',
-        'services:',
-        serviceYaml({ extra: 'hosts: [site.test, www.site.test]' }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  tlsPort = await startWithTls(d, {
+    top: ['log_level: debug'],
+    tls: ['  certificates:', certificateLine(['site.test', 'www.site.test'], files), '  redirect_http: true', '  hsts: true'],
+    services: serviceYaml({ extra: 'hosts: [site.test, www.site.test]' }),
   });
 });
 after(async () => {

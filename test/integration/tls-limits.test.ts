@@ -9,14 +9,14 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
 import { CertificateStore } from '../../src/tls/index.ts';
 import type { TlsListenerOptions } from '../../src/proxy/listeners.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { service, startProxy, startServer, target, withTimeout } from '../fixtures/proxy-harness.ts';
 import { listenTls, makeCa, type TestCa } from '../fixtures/tls-certs.ts';
-import { createDaemon, serviceYaml, withFreePort } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
+import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 
 async function tlsProxy(t: TestContext, extra: Partial<TlsListenerOptions>, opts: { headersTimeoutMs?: number } = {}): Promise<{ port: number; ca: TestCa }> {
   const ca = makeCa(t);
@@ -112,23 +112,9 @@ test('slowhttptest slowloris, 500 connections over HTTPS against a daemon: a nor
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
   // The daemon binds the TLS port itself: another one if it was taken meanwhile.
-  const tlsPort = await withFreePort(async (port) => {
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        'state_dir: ./state',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        `  certificates: [{ hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
-        '  max_connections_per_client: 1000',
-        'services:',
-        serviceYaml({ instances: 1 }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  const tlsPort = await startWithTls(d, {
+    tls: ['  certificates:', certificateLine(['site.test'], files), '  max_connections_per_client: 1000'],
+    services: serviceYaml({ instances: 1 }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);

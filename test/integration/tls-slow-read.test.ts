@@ -8,14 +8,14 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { paceTlsWrites, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
 import { parsePrometheus, promValue, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa } from '../fixtures/tls-certs.ts';
-import { createDaemon, serviceYaml, withFreePort } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
+import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 
 /** Bytes libuv holds for the kernel on the TCP socket under a server-side TLS socket (encrypted, waiting). */
 function tcpWriteQueue(socket: tls.TLSSocket): number {
@@ -159,24 +159,9 @@ test('slowhttptest slow read, 500 connections over HTTPS against a daemon: a nor
   const files = ca.write('site', ['site.test']);
   const d = await createDaemon({ start: false, metrics: true });
   t.after(() => d.cleanup());
-  const tlsPort = await withFreePort(async (port) => {
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        `metrics_listen: "127.0.0.1:${d.metricsPort}"`,
-        'state_dir: ./state',
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        `  certificates: [{ hosts: [site.test], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
-        '  max_connections_per_client: 1000',
-        'services:',
-        serviceYaml({ instances: 1 }),
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
+  const tlsPort = await startWithTls(d, {
+    tls: ['  certificates:', certificateLine(['site.test'], files), '  max_connections_per_client: 1000'],
+    services: serviceYaml({ instances: 1 }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
