@@ -8,6 +8,7 @@
 // Used by `npm run test:integration` next to the spec reporter.
 
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 export default async function* fileTimes(source) {
   /** file → { first, last, inTests } in ms */
@@ -16,10 +17,12 @@ export default async function* fileTimes(source) {
     const data = event.data ?? {};
     if (!data.file || event.type === 'test:enqueue') continue;
     const now = Date.now();
-    let f = files.get(data.file);
-    if (!f) files.set(data.file, (f = { first: now, last: now, inTests: 0 }));
+    // One file is named both as a path and as a file: URL (by different events): one row for both.
+    const file = data.file.startsWith('file:') ? fileURLToPath(data.file) : path.resolve(data.file);
+    let f = files.get(file);
+    if (!f) files.set(file, (f = { first: now, last: now, inTests: 0 }));
     f.last = now;
-    const isFileItself = typeof data.name === 'string' && data.file.endsWith(data.name);
+    const isFileItself = typeof data.name === 'string' && (data.file.endsWith(data.name) || file.endsWith(data.name));
     if ((event.type === 'test:pass' || event.type === 'test:fail') && data.nesting === 0 && !isFileItself) {
       f.inTests += data.details?.duration_ms ?? 0;
     }
