@@ -8,8 +8,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFile, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
+import { appendFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -17,6 +16,7 @@ import { chromium, type Browser, type BrowserContext, type Page } from 'playwrig
 import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
 import { screenshotDir } from '../helpers/screenshots.ts';
+import { assertAccessible } from '../helpers/accessibility.ts';
 
 const shots = screenshotDir();
 const SHOTS = shots.dir;
@@ -65,16 +65,6 @@ async function shot(p: Page, name: string): Promise<void> {
   await p.screenshot({ path: path.join(SHOTS, name), clip: { x: 0, y: 0, width, height: Math.min(height, bottom + 8) } });
 }
 
-let axeSource: string | null = null;
-
-/** axe-core's WCAG 2 A and AA rules on the page as it is now (run through the DevTools protocol: the page's CSP stays on). */
-async function assertAccessible(p: Page, what: string): Promise<void> {
-  axeSource ??= await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-  await p.evaluate(`${axeSource}\n;undefined`);
-  const violations = await p.evaluate<string[]>(`axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
-    .then((r) => r.violations.map((v) => v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')'))`);
-  assert.deepEqual(violations, [], `accessibility problems on ${what}:\n${violations.join('\n')}`);
-}
 
 async function confirmAction(p: Page, button: string): Promise<void> {
   await p.getByRole('button', { name: button, exact: true }).click();

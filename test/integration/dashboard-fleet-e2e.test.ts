@@ -12,8 +12,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { BATON, createFleet, fleetServiceYaml, type FleetHost, type TestFleet } from '../helpers/fleet-hosts.ts';
@@ -21,6 +19,7 @@ import { fleetYaml } from '../helpers/fleet-file.ts';
 import { waitUntil } from '../helpers/daemon.ts';
 import { screenshotDir } from '../helpers/screenshots.ts';
 import { settlesWithin } from '../helpers/timeouts.ts';
+import { assertAccessible } from '../helpers/accessibility.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const shots = screenshotDir();
@@ -72,14 +71,6 @@ async function shows(what: string, check: () => Promise<boolean>, timeoutMs = 20
 
 const short = (release: string): string => release.replace(/^(v\d+)-.*$/, '$1');
 
-let axeSource: string | null = null;
-async function assertAccessible(p: Page, what: string): Promise<void> {
-  axeSource ??= await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-  await p.evaluate(`${axeSource}\n;undefined`);
-  const violations = await p.evaluate<string[]>(`axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
-    .then((r) => r.violations.map((v) => v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')'))`);
-  assert.deepEqual(violations, [], `accessibility problems on ${what}:\n${violations.join('\n')}`);
-}
 
 before(async () => {
   f = await createFleet({ hosts: 2, services: () => fleetServiceYaml() });

@@ -12,13 +12,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { appendFile, readFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ControlClient } from '../../src/control/client.ts';
 import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type RunningLoad } from '../helpers/load.ts';
 import { screenshotDir } from '../helpers/screenshots.ts';
+import { assertAccessible } from '../helpers/accessibility.ts';
 
 const shots = screenshotDir();
 const CHROMIUM = '/usr/bin/chromium';
@@ -52,16 +52,6 @@ function shownRates(p: Page): Promise<Record<string, number>> {
   })()`);
 }
 
-let axeSource: string | null = null;
-
-/** axe-core's WCAG 2 A and AA rules on the page as it is now. */
-async function assertAccessible(p: Page, what: string): Promise<void> {
-  axeSource ??= await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
-  await p.evaluate(`${axeSource}\n;undefined`);
-  const violations = await p.evaluate<string[]>(`axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } })
-    .then((r) => r.violations.map((v) => v.id + ': ' + v.help + ' (' + v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ') + ')'))`);
-  assert.deepEqual(violations, [], `accessibility problems on ${what}:\n${violations.join('\n')}`);
-}
 
 /** The audit log's text once `done` holds for it (written a moment after each answer). */
 async function auditLog(done: (text: string) => boolean, what: string): Promise<string> {
