@@ -21,7 +21,6 @@ export function checkRules(data: unknown, controlSocket: string | undefined): Pr
     ...checkTls(data['listen'], data['tls']),
     ...checkDashboard(data),
     ...checkProxyProtocol(data['listen'], data['proxy'], data['tls']),
-    ...checkWorkers(data['proxy'], data['tls']),
     ...checkHeadLimits(data['proxy']),
     ...checkServices(data['services']),
     ...checkSocketPath(data, controlSocket),
@@ -131,11 +130,6 @@ function checkProxyProtocol(listen: unknown, proxy: unknown, tls: unknown): Prob
   return items.map((path) => ({ path, message: 'the PROXY protocol is accepted only from trusted proxies, expected proxy.trusted_proxies to list the balancers that send it' }));
 }
 
-/**
- * Proxy workers (src/daemon/workers.ts) serve the plain listeners only: the
- * HTTPS listeners, their certificates and ACME live in the daemon. Refused
- * rather than half-working.
- */
 /** A URL limit at or above the head's size could never answer 414: the parser counts the URL in the head (431 first). */
 function checkHeadLimits(proxy: unknown): Problem[] {
   if (!isObject(proxy)) return [];
@@ -145,15 +139,6 @@ function checkHeadLimits(proxy: unknown): Problem[] {
   if (typeof url !== 'number' || typeof head !== 'number' || url < head) return [];
   const key = proxy['max_url_length'] === undefined ? 'max_header_size' : 'max_url_length';
   return [{ path: ['proxy', key], message: `max_url_length (${url} bytes) must be below max_header_size (${head} bytes): the parser counts the URL in the head, so a longer URL gets 431 before max_url_length can answer 414` }];
-}
-
-function checkWorkers(proxy: unknown, tls: unknown): Problem[] {
-  const workers = isObject(proxy) ? proxy['workers'] : undefined;
-  if (isObject(proxy) && proxy['access_log'] !== undefined && proxy['access_log'] !== null && workers !== undefined && workers !== null && workers !== 1) {
-    return [{ path: ['proxy', 'access_log'], message: 'proxy.access_log is not yet supported with proxy.workers > 1 (one writer per file: the workers would each rotate it), expected workers 1 (or no "workers") while "access_log" is set' }];
-  }
-  if (workers === undefined || workers === null || workers === 1 || !isObject(tls)) return [];
-  return [{ path: ['proxy', 'workers'], message: 'proxy.workers > 1 is not yet supported together with tls (HTTPS listeners), expected 1 (or no "workers") while "tls" is set' }];
 }
 
 function checkServices(services: unknown): Problem[] {

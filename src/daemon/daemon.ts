@@ -119,7 +119,10 @@ export class Daemon implements RuntimeHost {
       d.publish();
       await d.proxy.setAccessLog(config.proxy.accessLog);
       d.listeners = await d.proxy.listen(config.listeners);
-      if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger });
+      const workers = d.proxy instanceof WorkerProxy ? d.proxy : null;
+      if (config.tls) d.tls = await TlsFrontDoor.start({ proxy: d.proxy, config: config.tls, stateDir: config.stateDir, logger, workers });
+      // proxy.workers > 1: the workers start once every public socket (plain and TLS) is bound: they inherit them at spawn.
+      await workers?.serve();
       if (config.metricsListener) {
         const m = await d.proxy.listenMetrics(config.metricsListener.host, config.metricsListener.port);
         logger.info('metrics listening', { host: m.host, port: m.port, path: '/metrics' });

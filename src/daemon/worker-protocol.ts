@@ -4,9 +4,24 @@
 // boundary as JSON.
 
 import type { LogLevel } from '../core/log.ts';
-import type { ListenerSpec, ProxySettings, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
+import type { AccessLogConfig, ListenerSpec, ProxySettings, ProxySpec, ReleaseMetrics, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
 import type { CounterTotals } from '../proxy/types.ts';
 import type { DrainResult, RequestLimits } from '../proxy/index.ts';
+import type { TlsListenerOptions } from '../proxy/listeners.ts';
+import type { CertificateSetEntry, PendingChallenges } from '../tls/index.ts';
+
+/** The TLS listeners a worker serves, and how (the control plane's TlsFrontDoor decided it). */
+export interface WorkerTls {
+  listeners: ListenerSpec[];
+  /** As the front door asked, without the two providers (the worker's own mirrors of the control plane's). */
+  options: Omit<TlsListenerOptions, 'certificates' | 'acmeTlsAlpn'> & { tlsAlpn01: boolean };
+}
+
+/** The plain listeners' answers before routing when TLS is on (the redirect port; HTTP-01 from the worker's mirror). */
+export interface WorkerPlainFront {
+  redirectPort: number | null;
+  http01: boolean;
+}
 
 /** Everything a worker needs to start: sent first, before it listens. */
 export interface WorkerInit {
@@ -22,6 +37,16 @@ export interface WorkerInit {
   spec: ProxySpec;
   /** How often the worker sends its figures. */
   reportEveryMs: number;
+  /** null: no `tls:` (or not with these workers). */
+  tls: WorkerTls | null;
+  /** What is served on the TLS listeners now; later changes come as `certificates`. */
+  certificates: CertificateSetEntry[];
+  /** The pending ACME challenges now, as of `challengesId`; later changes come as `challenges`. */
+  challenges: PendingChallenges;
+  challengesId: number;
+  plainFront: WorkerPlainFront | null;
+  /** The worker's lines go to the control plane (`access-lines`), which writes this file. */
+  accessLog: AccessLogConfig | null;
 }
 
 /** Control plane → worker. Messages on one channel arrive in order: a drain always follows the routing it was asked under. */
@@ -34,6 +59,12 @@ export type ToWorker =
   | { t: 'settings'; clientIdleTimeoutMs: number; headersTimeoutMs: number; trustedProxies: string[]; limits: RequestLimits; maxConnectionsPerClient: number }
   | { t: 'host-health'; healthy: boolean }
   | { t: 'log-level'; level: LogLevel }
+  /** What the TLS listeners serve from now on (a file replaced, a certificate issued or renewed). */
+  | { t: 'certificates'; set: CertificateSetEntry[] }
+  /** The pending ACME challenges; acknowledged with `challenges-applied` (the CA is told to look only then). */
+  | { t: 'challenges'; id: number; challenges: PendingChallenges }
+  | { t: 'plain-front'; front: WorkerPlainFront | null }
+  | { t: 'access-log'; config: AccessLogConfig | null }
   | { t: 'close' }
   /** `baton upgrade`: a new daemon's workers accept on the same sockets now; stop accepting, drain (bounded), report, exit. */
   | { t: 'hand-over'; deadlineMs: number };
@@ -46,6 +77,8 @@ export interface WorkerReport {
   targets: TargetStats[];
   /** The worker's resident memory, measured in the worker. */
   rss: number;
+  /** Access log lines the worker dropped (its batch to the control plane was full); those written are counted where they are written. */
+  accessLogDropped: number;
 }
 
 /** Worker → control plane. */
@@ -54,10 +87,13 @@ export type FromWorker =
   | { t: 'failed'; message: string }
   | { t: 'applied'; version: number }
   | { t: 'drained'; id: number; result: DrainResult }
+  | { t: 'challenges-applied'; id: number }
+  /** A batch of `count` whole access log lines, for the control plane to write. */
+  | { t: 'access-lines'; text: string; count: number }
   | { t: 'report'; report: WorkerReport };
 
 export function emptyReport(): WorkerReport {
-  return { services: {}, routing: {}, releases: [], targets: [], rss: 0 };
+  return { services: {}, routing: {}, releases: [], targets: [], rss: 0, accessLogDropped: 0 };
 }
 
 /** Routing counters that are gauges (now), not totals: a dead worker's are gone with it. */
@@ -94,6 +130,7 @@ export function sumReports(reports: readonly WorkerReport[], opts: { gauges: boo
   const releases = new Map<string, ReleaseMetrics>();
   const targets = new Map<string, TargetStats>();
   for (const r of reports) {
+    out.accessLogDropped += r.accessLogDropped ?? 0;
     for (const [name, c] of Object.entries(r.services)) addNumbers((out.services[name] ??= zeroLike(c)), c);
     for (const [name, c] of Object.entries(r.routing)) {
       const mine = (out.routing[name] ??= zeroLike(c));

@@ -6,8 +6,12 @@
 // accept queue shared by every worker, so a worker that dies loses nothing
 // queued and the others go on accepting — publishes every routing spec to
 // every worker (versioned, acknowledged), asks every worker to drain, and sums
-// their counters. What stays in this process: the preview listener, the
-// metrics listener, and the targets' registry (which target is in service).
+// their counters. The TLS listeners are shared the same way: the certificates
+// (files watched, ACME obtained) and the pending ACME challenges stay here and
+// every change is sent to every worker (TlsWorkers). The workers' access log
+// lines come here in batches and this process alone writes the file. What
+// stays in this process: the preview listener, the metrics listener, and the
+// targets' registry (which target is in service).
 
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync } from 'node:fs';
@@ -18,13 +22,16 @@ import { BatonError, errorMessage } from '../core/errors.ts';
 import { claimInheritedFd, holdListener, LISTEN_FDS_ENV, listenerKey } from '../core/listen-fds.ts';
 import type { Logger, LogLevel } from '../core/log.ts';
 import { inExecutable } from '../core/self.ts';
-import { Proxy, type ListenerSpec, type ProxyOptions, type ProxySpec } from '../proxy/index.ts';
+import { Proxy, type AccessLogConfig, type AccessLogStats, type ListenerSpec, type ProxyOptions, type ProxySpec } from '../proxy/index.ts';
 import type { DrainResult, ReleaseMetrics, RequestLimits, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
+import type { PlainFront, TlsListenerOptions } from '../proxy/listeners.ts';
+import type { AccessLineForward } from '../proxy/access-log.ts';
+import type { CertificateSetEntry, PendingChallenges, TlsWorkers } from '../tls/index.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../proxy/limits.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
 import { renderPrometheus } from '../proxy/metrics.ts';
 import { renderShedding } from '../proxy/admission.ts';
-import { emptyReport, releaseTotals, sumReports, type FromWorker, type ToWorker, type WorkerReport } from './worker-protocol.ts';
+import { emptyReport, releaseTotals, sumReports, type FromWorker, type ToWorker, type WorkerPlainFront, type WorkerReport, type WorkerTls } from './worker-protocol.ts';
 import { daemonMallocEnv } from '../core/malloc-env.ts';
 import type { CounterTotals } from '../proxy/types.ts';
 
@@ -36,6 +43,8 @@ const WORKER_START_TIMEOUT_MS = 30_000;
 const STABLE_AFTER_MS = 10_000;
 const RESTART_DELAY_MS = 100;
 const MAX_RESTART_DELAY_MS = 5_000;
+/** Every live worker acknowledges new ACME challenges within this, or the CA is told to look anyway (and retried later if it fails). */
+const CHALLENGE_ACK_TIMEOUT_MS = 10_000;
 /** The worker's stdio: fd 3 is the IPC channel, the listening sockets follow. */
 const FIRST_LISTENER_FD = 4;
 
@@ -67,6 +76,9 @@ interface Worker {
   disconnected: boolean;
   /** The highest routing version it acknowledged. */
   applied: number;
+  /** The newest ACME challenges it answers (those of its start once it is ready, then each acknowledged). */
+  challengesApplied: number;
+  readonly initChallenges: number;
   report: WorkerReport;
   exitCode: number | null;
   exitSignal: string | null;
@@ -126,7 +138,7 @@ function specForWorkers(spec: ProxySpec, n: number): ProxySpec {
   };
 }
 
-export class WorkerProxy extends Proxy {
+export class WorkerProxy extends Proxy implements TlsWorkers {
   readonly #n: number;
   readonly #log: Logger;
   readonly #dbFile: string;
@@ -149,6 +161,13 @@ export class WorkerProxy extends Proxy {
   /** listen() succeeded: from then on a worker that exits is replaced. */
   #serving = false;
   #closedWorkers: Promise<void> | null = null;
+  /** The TLS listeners every worker serves (null: none). */
+  #tls: WorkerTls | null = null;
+  #certificates: CertificateSetEntry[] | null = null;
+  #challenges: PendingChallenges = { http01: {}, tlsAlpn01: {} };
+  #challengesId = 0;
+  #plainFront: WorkerPlainFront | null = null;
+  #accessLog: AccessLogConfig | null = null;
 
   constructor(opts: WorkerProxyOptions) {
     super(opts);
@@ -168,26 +187,70 @@ export class WorkerProxy extends Proxy {
     };
   }
 
-  /** Bind the public listeners here (not accepting), then start the workers on them; resolves once every worker serves. */
+  /**
+   * Bind the public listeners here (not accepting); the workers start on them
+   * (and on the TLS ones, listenTls) with serve().
+   */
   override async listen(listeners: ListenerSpec[]): Promise<{ host: string; port: number }[]> {
     if (inExecutable()) throw new BatonError('CONFIG_INVALID', 'proxy.workers > 1 is not yet supported in the single executable (it has no worker entry); use 1, or the npm package');
     if (listeners.some((l) => l.proxyProtocol === true) && this.#settings.trustedProxies.length === 0) {
       throw new BatonError('CONFIG_INVALID', 'a listener requires the PROXY protocol, which is accepted only from trusted proxies, and none are set');
     }
+    const bound = this.#bind('public', listeners);
+    this.#listeners = listeners;
+    return bound;
+  }
+
+  /**
+   * Bind the TLS listeners here (not accepting), for the workers serve()
+   * starts: each terminates TLS on them with `opts` and its copy of the
+   * certificates (setCertificates, which the front door calls first) and of
+   * the pending ACME challenges.
+   */
+  override listenTls(listeners: ListenerSpec[], opts: TlsListenerOptions): Promise<{ host: string; port: number }[]> {
+    try {
+      if (this.#workers.some((w) => w !== null)) throw new BatonError('LISTEN_FAILED', 'the TLS listeners must be bound before the proxy workers start (they inherit the sockets at spawn)');
+      if (this.#certificates === null) throw new BatonError('LISTEN_FAILED', 'the TLS listeners of proxy workers need the certificates sent to the workers (the front door\'s `workers` option)');
+      if (listeners.some((l) => l.proxyProtocol === true) && this.#settings.trustedProxies.length === 0) {
+        throw new BatonError('CONFIG_INVALID', 'a TLS listener requires the PROXY protocol, which is accepted only from trusted proxies, and none are set');
+      }
+      const bound = this.#bind('tls', listeners);
+      const { certificates: _c, acmeTlsAlpn, ...options } = opts;
+      this.#tls = { listeners, options: { ...options, tlsAlpn01: acmeTlsAlpn !== null && acmeTlsAlpn !== undefined } };
+      this.#log.info('proxy listening (TLS, in the workers)', { listen: bound.map((b) => `${b.host}:${b.port}`), http2: opts.http2 });
+      return Promise.resolve(bound);
+    } catch (err) {
+      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  /** Bind (or take over) each listener's socket without accepting on it; the addresses bound, in order. */
+  #bind(role: 'public' | 'tls', listeners: ListenerSpec[]): { host: string; port: number }[] {
+    const mine: HeldSocket[] = [];
     try {
       for (const l of listeners) {
-        const key = listenerKey('public', l.host, l.port);
+        const key = listenerKey(role, l.host, l.port);
         const inherited = claimInheritedFd(key);
         if (inherited !== undefined) {
-          this.#sockets.push({ key, fd: inherited, unhold: holdListener(key, inherited), handle: null, address: { host: l.host, port: l.port } });
+          mine.push({ key, fd: inherited, unhold: holdListener(key, inherited), handle: null, address: { host: l.host, port: l.port } });
           continue;
         }
         const handle = bindOnly(l.host, l.port);
         const out: Record<string, unknown> = {};
         handle.getsockname(out);
-        this.#sockets.push({ key, fd: handle.fd, unhold: holdListener(key, handle.fd), handle, address: { host: String(out['address']), port: Number(out['port']) } });
+        mine.push({ key, fd: handle.fd, unhold: holdListener(key, handle.fd), handle, address: { host: String(out['address']), port: Number(out['port']) } });
       }
-      this.#listeners = listeners;
+    } catch (err) {
+      releaseSockets(mine);
+      throw err instanceof BatonError ? err : new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`);
+    }
+    this.#sockets.push(...mine);
+    return mine.map((m) => m.address);
+  }
+
+  /** Start every worker on the sockets bound by listen() and listenTls(); resolves once every worker serves. */
+  async serve(): Promise<void> {
+    try {
       const started = Array.from({ length: this.#n }, (_, i) => this.#start(i));
       await Promise.all(started.map((w) => this.#whenReady(w)));
     } catch (err) {
@@ -196,13 +259,50 @@ export class WorkerProxy extends Proxy {
       throw err instanceof BatonError ? err : new BatonError('LISTEN_FAILED', `cannot start the proxy workers: ${errorMessage(err)}`);
     }
     this.#serving = true;
-    const bound = this.#sockets.map((s) => s.address);
-    this.#log.info('proxy workers serving', { workers: this.#n, pids: this.#workers.map((w) => w?.child.pid), listen: bound.map((b) => `${b.host}:${b.port}`) });
-    return bound;
+    this.#checkAcks();
+    this.#log.info('proxy workers serving', { workers: this.#n, pids: this.#workers.map((w) => w?.child.pid), listen: this.#sockets.map((s) => `${s.address.host}:${s.address.port}`) });
   }
 
-  override listenTls(): Promise<{ host: string; port: number }[]> {
-    return Promise.reject(new BatonError('CONFIG_INVALID', 'proxy.workers > 1 is not yet supported together with tls (HTTPS listeners)'));
+  /** What the TLS listeners serve (TlsWorkers): kept for workers started later, sent to those running. */
+  setCertificates(set: CertificateSetEntry[]): void {
+    this.#certificates = set;
+    this.#broadcast({ t: 'certificates', set });
+  }
+
+  /**
+   * The pending ACME challenges (TlsWorkers): resolves once every live worker
+   * answers them (whichever the CA's connection reaches), or after
+   * CHALLENGE_ACK_TIMEOUT_MS; a worker started later gets them at its start.
+   */
+  setChallenges(c: PendingChallenges): Promise<void> {
+    this.#challenges = c;
+    const id = ++this.#challengesId;
+    this.#broadcast({ t: 'challenges', id, challenges: c });
+    const done = (): boolean => this.#serving && this.#workers.every((w) => w === null || w.exited || (w.ready && w.challengesApplied >= id));
+    return this.#until(done, CHALLENGE_ACK_TIMEOUT_MS, () => this.#log.warn('proxy workers: ACME challenges not acknowledged in time; the CA is told to look anyway', { workers: this.#workers.map((w) => w?.challengesApplied) }));
+  }
+
+  override setPlainFront(front: PlainFront | null): void {
+    super.setPlainFront(front);
+    this.#plainFront = front === null ? null : { redirectPort: front.redirectPort, http01: front.challenge !== null };
+    this.#broadcast({ t: 'plain-front', front: this.#plainFront });
+  }
+
+  /**
+   * The access log is written here, from the lines the workers send in
+   * batches (one writer: rotation and reopen as with one process); the
+   * workers are told whether to send them, and in which form.
+   */
+  override async setAccessLog(cfg: AccessLogConfig | null, forward: AccessLineForward | null = null): Promise<void> {
+    await super.setAccessLog(cfg, forward);
+    this.#accessLog = cfg;
+    this.#broadcast({ t: 'access-log', config: cfg });
+  }
+
+  /** Lines written here (every worker's), and those dropped here or in a worker. */
+  override accessLogStats(): AccessLogStats | null {
+    const own = super.accessLogStats();
+    return own === null ? null : { ...own, dropped: own.dropped + this.#sum().accessLogDropped };
   }
 
   #start(index: number): Worker {
@@ -221,6 +321,8 @@ export class WorkerProxy extends Proxy {
       exited: false,
       disconnected: false,
       applied: 0,
+      challengesApplied: 0,
+      initChallenges: this.#challengesId,
       report: emptyReport(),
       exitCode: null,
       exitSignal: null,
@@ -258,6 +360,12 @@ export class WorkerProxy extends Proxy {
       version: this.#version,
       spec: specForWorkers(this.#spec, this.#n),
       reportEveryMs: REPORT_EVERY_MS,
+      tls: this.#tls,
+      certificates: this.#certificates ?? [],
+      challenges: this.#challenges,
+      challengesId: this.#challengesId,
+      plainFront: this.#plainFront,
+      accessLog: this.#accessLog,
     });
     return w;
   }
@@ -298,6 +406,8 @@ export class WorkerProxy extends Proxy {
     switch (m.t) {
       case 'ready':
         w.ready = true;
+        w.challengesApplied = Math.max(w.challengesApplied, w.initChallenges);
+        this.#checkAcks();
         if (this.#restarts[w.index]! > 0) this.#log.info('proxy worker serving again', { worker: w.index, pid: m.pid });
         break;
       case 'applied':
@@ -310,6 +420,13 @@ export class WorkerProxy extends Proxy {
         break;
       case 'report':
         w.report = m.report;
+        break;
+      case 'challenges-applied':
+        w.challengesApplied = Math.max(w.challengesApplied, m.id);
+        this.#checkAcks();
+        break;
+      case 'access-lines':
+        this.writeAccessLines(m.text, m.count);
         break;
       case 'failed':
         this.#log.error('proxy worker failed', { worker: w.index, error: m.message });
@@ -355,6 +472,11 @@ export class WorkerProxy extends Proxy {
   /** Every live worker routes by `version` (or newer), or `timeoutMs` passed: what a drain waits for before it starts. */
   #routed(version: number, timeoutMs: number): Promise<void> {
     const done = (): boolean => this.#workers.every((w) => w === null || w.exited || w.applied >= version);
+    return this.#until(done, timeoutMs, () => this.#log.warn('proxy workers: a routing change was not acknowledged in time', { version, workers: this.#workers.map((w) => w?.applied) }));
+  }
+
+  /** Until `done()` holds (checked on each worker's acknowledgement, start and exit), or `timeoutMs` passed (`late` is called). */
+  #until(done: () => boolean, timeoutMs: number, late: () => void): Promise<void> {
     if (done()) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const finish = (): void => {
@@ -366,7 +488,7 @@ export class WorkerProxy extends Proxy {
         if (done()) finish();
       };
       const timer = setTimeout(() => {
-        this.#log.warn('proxy workers: a routing change was not acknowledged in time', { version, workers: this.#workers.map((w) => w?.applied) });
+        late();
         finish();
       }, Math.max(0, timeoutMs));
       this.#ackWaiters.add(check);
@@ -594,15 +716,19 @@ export class WorkerProxy extends Proxy {
   }
 
   #releaseSockets(): void {
-    for (const s of this.#sockets.splice(0)) {
-      s.unhold();
-      if (s.handle !== null) s.handle.close();
-      else {
-        try {
-          closeSync(s.fd);
-        } catch {
-          // already closed
-        }
+    releaseSockets(this.#sockets.splice(0));
+  }
+}
+
+function releaseSockets(sockets: HeldSocket[]): void {
+  for (const s of sockets) {
+    s.unhold();
+    if (s.handle !== null) s.handle.close();
+    else {
+      try {
+        closeSync(s.fd);
+      } catch {
+        // already closed
       }
     }
   }

@@ -8,6 +8,9 @@
 // buffered without bound. The file is rotated by size like an instance log
 // (<file> → <file>.1 …, `keep` older files) and reopened by `baton reload`
 // (so an outside logrotate can move it away first).
+// With proxy workers (`proxy.workers` > 1) each worker's AccessLog forwards
+// its lines (batched, bounded the same way) to the control plane's, which
+// alone writes, rotates and reopens the file: one writer per file.
 
 import { createWriteStream, fstatSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { BatonError } from '../core/errors.ts';
@@ -89,9 +92,16 @@ export interface AccessLogStats {
   dropped: number;
 }
 
+/**
+ * Where a proxy worker's lines go instead of a file (src/daemon/worker-access-log.ts):
+ * takes one whole line (ending in a newline); false when it was not taken (dropped, counted).
+ */
+export type AccessLineForward = (line: string) => boolean;
+
 export class AccessLog {
   readonly #cfg: AccessLogConfig;
   readonly #logger: Logger;
+  readonly #forward: AccessLineForward | null;
   #stream: WriteStream | null = null;
   /** Bytes in the current file (rotation). */
   #size = 0;
@@ -100,10 +110,12 @@ export class AccessLog {
   #closed = false;
   #warnedDrop = false;
 
-  constructor(cfg: AccessLogConfig, logger: Logger) {
+  /** With `forward`, lines go there (a proxy worker's), and no file is opened here. */
+  constructor(cfg: AccessLogConfig, logger: Logger, forward: AccessLineForward | null = null) {
     this.#cfg = cfg;
     this.#logger = logger;
-    if (cfg.path !== 'stdout') this.#open();
+    this.#forward = forward;
+    if (cfg.path !== 'stdout' && forward === null) this.#open();
   }
 
   get config(): AccessLogConfig {
@@ -130,7 +142,7 @@ export class AccessLog {
 
   /** Close and open the file again (a reload: an outside rotation moved it away). */
   reopen(): void {
-    if (this.#cfg.path === 'stdout' || this.#closed) return;
+    if (this.#cfg.path === 'stdout' || this.#closed || this.#forward !== null) return;
     const old = this.#stream;
     this.#open();
     old?.end();
@@ -195,23 +207,40 @@ export class AccessLog {
       outcome,
       retries,
     };
+    // On stdout a line is one of the daemon's own JSON log lines.
+    const line = (this.#cfg.path === 'stdout' ? JSON.stringify({ level: 'info', msg: 'access', ...fields }) : JSON.stringify(fields)) + '\n';
+    if (this.#forward === null) this.#write(line, 1);
+    else if (this.#forward(line)) this.#written++;
+    else this.#drop(1);
+  }
+
+  /**
+   * Whole lines made by a proxy worker (a batch of `count`): written as one
+   * write, under the same bound as this process's own lines, or dropped and
+   * counted. Rotation falls between batches.
+   */
+  writeLines(text: string, count: number): void {
+    if (this.#closed || this.#forward !== null) return;
+    this.#write(text, count);
+  }
+
+  #write(text: string, count: number): void {
     if (this.#cfg.path === 'stdout') {
-      if (process.stdout.writableLength > MAX_PENDING) return this.#drop();
-      process.stdout.write(JSON.stringify({ level: 'info', msg: 'access', ...fields }) + '\n');
-      this.#written++;
+      if (process.stdout.writableLength > MAX_PENDING) return this.#drop(count);
+      process.stdout.write(text);
+      this.#written += count;
       return;
     }
     const s = this.#stream;
-    if (s === null || s.writableLength > MAX_PENDING) return this.#drop();
-    const line = JSON.stringify(fields) + '\n';
-    s.write(line);
-    this.#written++;
-    this.#size += Buffer.byteLength(line);
+    if (s === null || s.writableLength > MAX_PENDING) return this.#drop(count);
+    s.write(text);
+    this.#written += count;
+    this.#size += Buffer.byteLength(text);
     if (this.#cfg.maxBytes > 0 && this.#size >= this.#cfg.maxBytes) this.#rotate();
   }
 
-  #drop(): void {
-    this.#dropped++;
+  #drop(count: number): void {
+    this.#dropped += count;
     if (!this.#warnedDrop) {
       // Once per file opened: a slow disk must not flood the daemon's log too.
       this.#warnedDrop = true;

@@ -25,7 +25,7 @@ import { setClient } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
 import { bindListener } from '../core/listen-fds.ts';
 import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
-import { AccessLog, type AccessLogConfig, type AccessLogStats } from './access-log.ts';
+import { AccessLog, type AccessLineForward, type AccessLogConfig, type AccessLogStats } from './access-log.ts';
 
 /** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
 export interface ProxySettings {
@@ -614,16 +614,22 @@ export class Proxy {
   /**
    * proxy.access_log (start-up, a reload): null turns it off; the same settings
    * reopen the file (an outside rotation may have moved it away), others
-   * replace it. Lines buffered for the old file are flushed to it.
+   * replace it. Lines buffered for the old file are flushed to it. A proxy
+   * worker passes `forward`: its lines go to the control plane, which writes them.
    */
-  async setAccessLog(cfg: AccessLogConfig | null): Promise<void> {
+  async setAccessLog(cfg: AccessLogConfig | null, forward: AccessLineForward | null = null): Promise<void> {
     const old = this.#ctx.accessLog;
     if (old !== null && cfg !== null && sameAccessLog(old.config, cfg)) {
       old.reopen();
       return;
     }
-    this.#ctx.accessLog = cfg === null ? null : new AccessLog(cfg, this.#logger);
+    this.#ctx.accessLog = cfg === null ? null : new AccessLog(cfg, this.#logger, forward);
     await old?.close();
+  }
+
+  /** A proxy worker's batch of access log lines (`count` whole lines), written by this process's access log; nothing when it is off. */
+  writeAccessLines(text: string, count: number): void {
+    this.#ctx.accessLog?.writeLines(text, count);
   }
 
   /** Lines written and dropped by the access log, or null when it is off. */

@@ -29,11 +29,28 @@ const REQUEST_TIMEOUT_MS = 30_000;
 /** Longest wait a timer can take (Node fires longer ones at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
+/**
+ * The challenges pending now, as plain data: what the proxy workers
+ * (src/daemon/workers.ts) answer with on the listeners they accept on.
+ */
+export interface PendingChallenges {
+  /** HTTP-01: token → key authorization. */
+  http01: Record<string, string>;
+  /** TLS-ALPN-01: lowercase host name → its challenge certificate and key. */
+  tlsAlpn01: Record<string, KeyPair>;
+}
+
 export interface AcmeManagerOptions {
   config: AcmeConfig;
   stateDir: string;
   certificates: CertificateStore;
   logger: Logger;
+  /**
+   * Other processes answer the challenges too (the proxy workers): called on
+   * every change of the pending challenges; resolves once they answer them.
+   * The CA is told a challenge is ready only after.
+   */
+  publishChallenges?: ((c: PendingChallenges) => Promise<void>) | undefined;
   /** How often the certificate's remaining lifetime is checked. Default 12 h. */
   checkIntervalMs?: number;
   /** First retry delay after a failure, doubled each time up to retryMaxMs. Defaults 1 min and 6 h. */
@@ -71,6 +88,9 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
   readonly #tokens = new Map<string, string>();
   /** TLS-ALPN-01: lowercase name → context of its challenge certificate, while an order is pending. */
   readonly #alpn = new Map<string, tls.SecureContext>();
+  /** The same challenge certificates as PEM, for publishChallenges. */
+  readonly #alpnPairs = new Map<string, KeyPair>();
+  readonly #publish: AcmeManagerOptions['publishChallenges'];
   #timer: NodeJS.Timeout | null = null;
   #running: Promise<void> | null = null;
   #stopped = false;
@@ -90,6 +110,12 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
     this.#checkMs = opts.checkIntervalMs ?? 12 * 3_600_000;
     this.#retryMinMs = opts.retryMinMs ?? 60_000;
     this.#retryMaxMs = opts.retryMaxMs ?? 6 * 3_600_000;
+    this.#publish = opts.publishChallenges;
+  }
+
+  /** What is pending now (plain data; key authorizations and challenge keys: never logged). */
+  pendingChallenges(): PendingChallenges {
+    return { http01: Object.fromEntries(this.#tokens), tlsAlpn01: Object.fromEntries(this.#alpnPairs) };
   }
 
   get #certDir(): string {
@@ -242,12 +268,20 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
           if ((challenge.type as string) === 'tls-alpn-01') {
             // RFC 8737: a self-signed certificate for the name carrying the key authorization's digest, served only to acme-tls/1.
             const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey());
-            this.#alpn.set(authz.identifier.value.toLowerCase(), tls.createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION }));
+            const name = authz.identifier.value.toLowerCase();
+            this.#alpn.set(name, tls.createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION }));
+            this.#alpnPairs.set(name, { cert: cert.toString(), key: key.toString() });
           }
+          // Whichever worker the CA's connection reaches must know the answer before the CA is told to look.
+          await this.#publish?.(this.pendingChallenges());
         },
         challengeRemoveFn: async (authz, challenge) => {
           this.#tokens.delete(challenge.token);
-          if ((challenge.type as string) === 'tls-alpn-01') this.#alpn.delete(authz.identifier.value.toLowerCase());
+          if ((challenge.type as string) === 'tls-alpn-01') {
+            this.#alpn.delete(authz.identifier.value.toLowerCase());
+            this.#alpnPairs.delete(authz.identifier.value.toLowerCase());
+          }
+          await this.#publish?.(this.pendingChallenges());
         },
       });
     } catch (err) {

@@ -42,6 +42,20 @@ interface Entry {
   mtimes: string;
 }
 
+/**
+ * One served certificate as plain data, for the proxy workers
+ * (src/daemon/workers.ts): the control plane loads, watches and obtains
+ * certificates, and sends the whole set to every worker on each change. PEM
+ * texts with the key: they cross a process boundary (the workers' IPC
+ * channels), never a log.
+ */
+export interface CertificateSetEntry {
+  hosts: string[];
+  pair: KeyPair;
+  /** The one served without SNI and for names no entry has. */
+  isDefault: boolean;
+}
+
 export interface CertificateStoreOptions {
   logger: Logger;
   /** Quiet time after a file event before the pair is read (a deploy writes both files). */
@@ -69,6 +83,7 @@ export class CertificateStore implements CertificateProvider {
   #byName = new Map<string, Entry>();
   #default: Entry | null = null;
   readonly #defaultListeners = new Set<() => void>();
+  readonly #changeListeners = new Set<() => void>();
   readonly #watchers: FSWatcher[] = [];
   readonly #timers = new Map<string, NodeJS.Timeout>();
   #poll: NodeJS.Timeout | null = null;
@@ -125,6 +140,38 @@ export class CertificateStore implements CertificateProvider {
     this.#rebuild();
   }
 
+  /** What is served, in the order that decides who wins a name (files, then issued), for the proxy workers' mirrors. */
+  exportSet(): CertificateSetEntry[] {
+    return this.#ordered().map((e) => ({ hosts: [...e.hosts], pair: e.pair, isDefault: e === this.#default }));
+  }
+
+  /**
+   * A proxy worker's store: serve exactly `set` (what the control plane's
+   * store exported), in place of what was served. Contexts of unchanged pairs
+   * are kept. Throws (and changes nothing) when a pair does not load.
+   */
+  mirror(set: CertificateSetEntry[]): void {
+    const old = new Map([...this.#entries.values()].map((e) => [`${e.pair.cert}\n${e.pair.key}`, e]));
+    const next = new Map<string, Entry>();
+    for (const [i, c] of set.entries()) {
+      const id = `mirror:${i}`;
+      const same = old.get(`${c.pair.cert}\n${c.pair.key}`);
+      const entry = same !== undefined
+        ? { ...same, id, hosts: [...c.hosts], isDefault: c.isDefault }
+        : this.#makeEntry(id, c.hosts, c.pair, c.isDefault, null, '', false);
+      next.set(id, entry);
+    }
+    this.#entries.clear();
+    for (const [id, e] of next) this.#entries.set(id, e);
+    this.#rebuild();
+  }
+
+  /** Called after every change of what is served (a file reloaded, a certificate issued); returns an unsubscribe function. */
+  onChange(listener: () => void): () => void {
+    this.#changeListeners.add(listener);
+    return () => this.#changeListeners.delete(listener);
+  }
+
   /** The certificate currently served for `name` (tests, status). */
   certificateFor(name: string): X509Certificate | null {
     const e = this.#lookup(name.toLowerCase()) ?? this.#default;
@@ -172,7 +219,7 @@ export class CertificateStore implements CertificateProvider {
     return dot > 0 ? this.#byName.get(`*${name.slice(dot)}`) : undefined;
   }
 
-  #makeEntry(id: string, hosts: string[], pair: KeyPair, isDefault: boolean, files: Entry['files'], mtimes: string): Entry {
+  #makeEntry(id: string, hosts: string[], pair: KeyPair, isDefault: boolean, files: Entry['files'], mtimes: string, warn = true): Entry {
     const where = files === null ? id : files.cert;
     let context: tls.SecureContext;
     let leaf: X509Certificate;
@@ -182,18 +229,22 @@ export class CertificateStore implements CertificateProvider {
     } catch (err) {
       throw new BatonError('TLS_CERT_INVALID', `${where}: cannot use this certificate and key${files ? ` (${files.key})` : ''}: ${errorMessage(err)}`);
     }
-    for (const h of hosts) {
+    for (const h of warn ? hosts : []) {
       const covered = h.startsWith('*.') ? leaf.checkHost(`x${h.slice(1)}`, { wildcards: true }) : leaf.checkHost(h);
       if (covered === undefined) this.#logger.warn('tls: the certificate does not name a host it is configured for', { cert: where, host: h });
     }
     return { id, hosts, pair, context, notAfter: new Date(leaf.validTo), isDefault, files, mtimes };
   }
 
+  /** Files first, in config order; an issued certificate for the same name wins (it is the newer, automatic one). */
+  #ordered(): Entry[] {
+    return [...this.#entries.values()].sort((a, b) => Number(a.files === null) - Number(b.files === null));
+  }
+
   #rebuild(): void {
     const byName = new Map<string, Entry>();
     let def: Entry | null = null;
-    // Files first, in config order; an issued certificate for the same name wins (it is the newer, automatic one).
-    const ordered = [...this.#entries.values()].sort((a, b) => Number(a.files === null) - Number(b.files === null));
+    const ordered = this.#ordered();
     for (const e of ordered) {
       for (const h of e.hosts) byName.set(h, e);
       if (e.isDefault) def = e;
@@ -206,6 +257,7 @@ export class CertificateStore implements CertificateProvider {
       this.#defaultSeen = def?.pair ?? null;
       for (const l of this.#defaultListeners) l();
     }
+    for (const l of this.#changeListeners) l();
   }
 
   #defaultSeen: KeyPair | null = null;

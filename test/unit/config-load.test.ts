@@ -217,7 +217,7 @@ test('listeners as mappings (PROXY protocol) and trusted proxies', () => {
   assert.deepEqual(one.listeners, [{ host: '127.0.0.1', port: 9000 }]);
 });
 
-test('proxy.workers: an integer from 1, or "auto" (the cores); refused beside tls', () => {
+test('proxy.workers: an integer from 1, or "auto" (the cores); with tls too', () => {
   const parse = (proxy: string, extra = ''): DaemonConfig => parseConfig(`proxy: ${proxy}\n${extra}services: { web: { command: x } }`, '/a/baton.yaml');
   assert.equal(parse('{ workers: 3 }').proxy.workers, 3);
   assert.equal(parse('{ workers: auto }').proxy.workers, availableParallelism());
@@ -226,11 +226,11 @@ test('proxy.workers: an integer from 1, or "auto" (the cores); refused beside tl
     assert.throws(() => parse(`{ workers: ${bad} }`), (err) => err instanceof BatonError && err.details.some((d) => /proxy\.workers.*an integer from 1 to 256, or "auto"/.test(d)), bad);
   }
   const tls = 'tls: { listen: "127.0.0.1:8443", certificates: [{ hosts: [a.example], cert: c.pem, key: k.pem }] }\n';
-  assert.throws(() => parse('{ workers: 2 }', tls), (err) => err instanceof BatonError && err.details.some((d) => /proxy\.workers: proxy\.workers > 1 is not yet supported together with tls/.test(d)));
+  assert.equal(parse('{ workers: 2 }', tls).proxy.workers, 2);
   assert.equal(parse('{ workers: 1 }', tls).proxy.workers, 1);
 });
 
-test('proxy.access_log: off by default; "stdout", a path (relative to the file) or { path, max_size, keep }; refused with workers > 1', () => {
+test('proxy.access_log: off by default; "stdout", a path (relative to the file) or { path, max_size, keep }; with workers > 1 too', () => {
   const parse = (proxy: string): DaemonConfig => parseConfig(`proxy: ${proxy}\nservices: { web: { command: x } }`, '/a/baton.yaml');
   assert.equal(parse('{}').proxy.accessLog, null);
   assert.deepEqual(parse('{ access_log: stdout }').proxy.accessLog, { path: 'stdout', maxBytes: 10 * 1024 * 1024, keep: 5 });
@@ -243,5 +243,5 @@ test('proxy.access_log: off by default; "stdout", a path (relative to the file) 
   refused('{ access_log: { path: a.log, keep: 101 } }', /proxy\.access_log\.keep: expected an integer from 0 to 100/);
   refused('{ access_log: { max_size: 1MB } }', /proxy\.access_log\.path: missing/);
   refused('{ access_log: { path: a.log, size: 1MB } }', /proxy\.access_log\.size/);
-  refused('{ access_log: a.log, workers: 2 }', /proxy\.access_log: proxy\.access_log is not yet supported with proxy\.workers > 1/);
+  assert.deepEqual(parse('{ access_log: a.log, workers: 2 }').proxy.accessLog, { path: '/a/a.log', maxBytes: 10 * 1024 * 1024, keep: 5 });
 });

@@ -32,6 +32,7 @@ function report(requests: number, inflight: number, heldNow: number, latencyCoun
     ],
     targets: [{ id: 'web-1', service: 'web', release: 'v1', port: 4000, inService: true, inflight, websockets: 1, requests }],
     rss: 50_000_000,
+    accessLogDropped: 3,
   };
 }
 
@@ -54,6 +55,7 @@ test('live workers: counters, routing, per-release figures (histogram bucket by 
   assert.equal(r.latency.sumMs, 300);
   assert.deepEqual(s.targets, [{ id: 'web-1', service: 'web', release: 'v1', port: 4000, inService: true, inflight: 4, websockets: 2, requests: 150 }]);
   assert.equal(s.rss, 100_000_000);
+  assert.equal(s.accessLogDropped, 6);
 });
 
 test('a dead worker leaves its totals, not its gauges; the inputs are not changed', () => {
@@ -72,6 +74,8 @@ test('a dead worker leaves its totals, not its gauges; the inputs are not change
   assert.equal(retired.targets[0]!.inflight, 0);
   assert.equal(retired.targets[0]!.requests, 100);
   assert.equal(retired.rss, 0);
+  // Dropped access log lines are a total: they stay counted.
+  assert.equal(retired.accessLogDropped, 3);
   // Then summed with a live replacement: totals keep counting from the first start.
   const s = sumReports([retired, report(7, 1, 0, counts(7))]);
   assert.equal(s.services['web']!.requests, 107);
