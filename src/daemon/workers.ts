@@ -220,7 +220,7 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
       this.#log.info('proxy listening (TLS, in the workers)', { listen: bound.map((b) => `${b.host}:${b.port}`), http2: opts.http2 });
       return Promise.resolve(bound);
     } catch (err) {
-      return Promise.reject(err instanceof Error ? err : new Error(String(err)));
+      return Promise.reject(err instanceof BatonError ? err : new BatonError('LISTEN_FAILED', `cannot listen on ${listeners.map((l) => `${l.host}:${l.port}`).join(', ')}: ${errorMessage(err)}`));
     }
   }
 
