@@ -339,7 +339,10 @@ export class Daemon implements RuntimeHost {
    */
   async reload(): Promise<ReloadResult> {
     this.#assertNotFrozen();
-    return applyReload(this, await loadConfig(this.config.file));
+    const result = await applyReload(this, await loadConfig(this.config.file));
+    // The certificate files are read again too: a replacement not yet seen is served now (by every proxy worker too).
+    await this.tls?.certificates.recheck();
+    return result;
   }
 
   // ---- `baton upgrade`: this daemon hands over to a new one (src/daemon/upgrade.ts) ----

@@ -133,6 +133,15 @@ export class CertificateStore implements CertificateProvider {
     this.#poll.unref();
   }
 
+  /**
+   * Read every certificate file again now (`baton reload`, as nginx's reload
+   * does): a replacement the watcher and the poll have not seen yet is served
+   * from now on; an unchanged pair changes nothing, a broken one keeps the old.
+   */
+  async recheck(): Promise<void> {
+    await Promise.all([...this.#entries.values()].filter((e) => e.files !== null).map((e) => this.#reload(e.id)));
+  }
+
   /** A pair obtained at run time (ACME): served from now on for `hosts`. Throws when the pair does not load. */
   setIssued(id: string, hosts: string[], pair: KeyPair): void {
     const entry = this.#makeEntry(`issued:${id}`, hosts, pair, false, null, '');
@@ -250,7 +259,8 @@ export class CertificateStore implements CertificateProvider {
       if (e.isDefault) def = e;
     }
     def ??= ordered[0] ?? null;
-    const changed = def !== this.#default || (def !== null && this.#defaultSeen !== def.pair);
+    // By the pair served: a mirror's entries are new objects on every set, but an unchanged pair needs no new context.
+    const changed = (def?.pair ?? null) !== this.#defaultSeen;
     this.#byName = byName;
     this.#default = def;
     if (changed) {

@@ -5,8 +5,9 @@
 // nothing and moves v1 → v2; certificate files replaced under load reach every
 // worker (new connections get the new certificate on each, 0 failed); the
 // access log is one file, written by the control plane with the lines of both
-// workers, rotated by size, counted in status and reopened by a reload;
-// `baton upgrade` under HTTPS load hands the TLS socket to a new daemon's workers.
+// workers, rotated by size, counted in status and reopened by a reload; a
+// worker killed is started again with the current certificate; `baton
+// upgrade` under HTTPS load hands the TLS socket to a new daemon's workers.
 
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +21,7 @@ import { createDaemon, isGone, serviceYaml, waitUntil, type TestDaemon } from '.
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 import { withTimeout } from '../helpers/timeouts.ts';
 import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
+import { fromEachWorker as eachWorker, workerRows, type WorkerRow } from '../helpers/workers.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 let d: TestDaemon;
@@ -48,14 +50,8 @@ after(async () => {
   for (const c of cleanups) c();
 });
 
-interface WorkerRow {
-  index: number;
-  pid: number | null;
-  requests: number;
-}
-
 async function workers(): Promise<WorkerRow[]> {
-  return (await d.status()).daemon.proxyWorkers as WorkerRow[];
+  return workerRows(d);
 }
 
 function assertClean(r: LoadResult, label: string): void {
@@ -116,35 +112,8 @@ function h2(servername: string, urlPath = '/'): Promise<Answer> {
   );
 }
 
-/**
- * Make one request on a new connection and find the worker that served it:
- * the one whose count went up by one (nothing else is sent meanwhile; each
- * worker reports every 500 ms).
- */
-async function servedBy<T>(send: () => Promise<T>): Promise<{ worker: number; answer: T }> {
-  const before = (await workers()).map((w) => w.requests);
-  const answer = await send();
-  let worker = -1;
-  await waitUntil('the request to be counted by one worker', async () => {
-    const up = (await workers()).map((w, i) => w.requests - before[i]!);
-    const total = up.reduce((a, b) => a + b, 0);
-    assert.ok(total <= 1, `one request, counted ${JSON.stringify(up)}`);
-    worker = up.indexOf(1);
-    return total === 1;
-  }, 10_000, 50);
-  return { worker, answer };
-}
-
-/** Requests on new connections until each worker has served at least one (the kernel picks the worker): the answers per worker. */
-async function fromEachWorker<T>(send: (attempt: number) => Promise<T>): Promise<Map<number, T[]>> {
-  const seen = new Map<number, T[]>();
-  // Each connection goes to either worker: 40 all to one would be a 1 in 2^39 chance.
-  for (let attempt = 0; attempt < 40 && seen.size < 2; attempt++) {
-    const { worker, answer } = await servedBy(() => send(attempt));
-    seen.set(worker, [...(seen.get(worker) ?? []), answer]);
-  }
-  assert.deepEqual([...seen.keys()].sort((a, b) => a - b), [0, 1], 'both workers served a request');
-  return seen;
+function fromEachWorker<T>(send: (attempt: number) => Promise<T>): Promise<Map<number, T[]>> {
+  return eachWorker(d, send);
 }
 
 function serialOf(servername: string): Promise<string> {
@@ -268,6 +237,17 @@ test('certificate files replaced under HTTPS load: 0 failed; every worker serves
   // Loaded and checked once, by the control plane; the workers were sent the pair.
   assert.equal((await d.daemonLog()).match(/tls: certificate reloaded/g)?.length, 1);
   files = { ...files, serial: next.serial };
+});
+
+test('a worker killed after the replacement is started again with the current certificate', async () => {
+  const before = await workers();
+  process.kill(before[0]!.pid!, 'SIGKILL');
+  await waitUntil('worker 0 to be started again', async () => {
+    const w = (await workers())[0]!;
+    return w.pid !== null && w.pid !== before[0]!.pid && w.restarts === 1;
+  }, 30_000, 100);
+  const each = await fromEachWorker((i) => (i % 2 === 0 ? https1('site.test') : h2('www.site.test')));
+  for (const [worker, answers] of each) for (const a of answers) assert.deepEqual({ status: a.status, serial: a.serial }, { status: 200, serial: files.serial }, `worker ${worker}`);
 });
 
 test('access log with workers: one file written by the control plane, every request of both workers in it, rotated by size, counts in status, reopened by a reload', async () => {
