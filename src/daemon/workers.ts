@@ -25,7 +25,7 @@ import { inExecutable } from '../core/self.ts';
 import { Proxy, type AccessLogConfig, type AccessLogStats, type ListenerSpec, type ProxyOptions, type ProxySpec } from '../proxy/index.ts';
 import type { DrainResult, ReleaseMetrics, RequestLimits, RoutingCounters, ServiceCounters, TargetStats } from '../proxy/index.ts';
 import type { PlainFront, TlsListenerOptions } from '../proxy/listeners.ts';
-import type { AccessLineForward } from '../proxy/access-log.ts';
+import type { AccessLineForward, AccessLog } from '../proxy/access-log.ts';
 import type { CertificateSetEntry, PendingChallenges, TlsWorkers } from '../tls/index.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../proxy/limits.ts';
 import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT } from '../config/defaults.ts';
@@ -168,6 +168,8 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
   #challengesId = 0;
   #plainFront: WorkerPlainFront | null = null;
   #accessLog: AccessLogConfig | null = null;
+  /** During a hand-over: the access log, taken from the base (which closes its own at once), open until the workers are gone. */
+  #draining: AccessLog | null = null;
 
   constructor(opts: WorkerProxyOptions) {
     super(opts);
@@ -426,7 +428,8 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
         this.#checkAcks();
         break;
       case 'access-lines':
-        this.writeAccessLines(m.text, m.count);
+        if (this.#draining !== null) this.#draining.writeLines(m.text, m.count);
+        else this.writeAccessLines(m.text, m.count);
         break;
       case 'failed':
         this.#log.error('proxy worker failed', { worker: w.index, error: m.message });
@@ -663,6 +666,8 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
     const sum = this.#sum();
     const inflight = sum.targets.reduce((n, t) => n + t.inflight, 0);
     const webSockets = sum.targets.reduce((n, t) => n + t.websockets, 0);
+    // The workers' lines go on being written until the last one has left (the base closes what it holds when its part is done).
+    this.#draining = this.detachAccessLog();
     // The metrics listener and the local targets (the base's part).
     const local = super.handOver(deadlineMs);
     this.#closing = true;
@@ -672,6 +677,7 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
       await Promise.all(live.map((w) => this.#awaitExit(w, deadlineMs + 15_000)));
       this.#releaseSockets();
       await local.done;
+      await this.#draining?.close();
     })();
     return { inflight: inflight + local.inflight, webSockets: webSockets + local.webSockets, done };
   }

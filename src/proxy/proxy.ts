@@ -627,6 +627,17 @@ export class Proxy {
     await old?.close();
   }
 
+  /**
+   * Take the access log out of this proxy (its own exchanges are no longer
+   * logged, and closing leaves it open): the proxy workers' control plane
+   * keeps writing its draining workers' lines after its own part handed over.
+   */
+  detachAccessLog(): AccessLog | null {
+    const log = this.#ctx.accessLog;
+    this.#ctx.accessLog = null;
+    return log;
+  }
+
   /** A proxy worker's batch of access log lines (`count` whole lines), written by this process's access log; nothing when it is off. */
   writeAccessLines(text: string, count: number): void {
     this.#ctx.accessLog?.writeLines(text, count);

@@ -277,10 +277,17 @@ test('access log with workers: one file written by the control plane, every requ
   }, 10_000);
 });
 
-test('baton upgrade under HTTPS load: the new daemon\'s workers take the TLS socket, 0 failed, the old ones drain and exit', async () => {
+test('baton upgrade under HTTPS load: the new daemon\'s workers take the TLS socket, 0 failed, the old ones drain and exit, every request logged once', async () => {
   const before = await d.status();
   const oldPid = before.daemon.pid as number;
   const oldWorkers = (before.daemon.proxyWorkers as WorkerRow[]).map((w) => w.pid!);
+  // Every line so far is in the files (those before the reload in access.log.moved).
+  const moved = (): number => readFileSync(`${accessLog}.moved`, 'utf8').split('\n').filter((l) => l !== '').length;
+  let n0 = 0;
+  await waitUntil('every line so far to be written', async () => {
+    n0 = accessLines().length;
+    return (await d.status()).daemon.accessLog?.written === n0 + moved();
+  }, 10_000);
   const url = `https://127.0.0.1:${tlsPort}/`;
   const opts = { url, maxMs: 90_000, tls: { ca: ca.caPem, servername: 'site.test' }, headers: { host: 'site.test' } };
   const fresh = startLoad({ ...opts, concurrency: 2, keepAlive: false });
@@ -300,4 +307,9 @@ test('baton upgrade under HTTPS load: the new daemon\'s workers take the TLS soc
   for (const w of ws) assert.ok(w.pid !== null && !oldWorkers.includes(w.pid), `worker ${w.index} is new`);
   const each = await fromEachWorker(() => https1('site.test'));
   for (const answers of each.values()) for (const x of answers) assert.deepEqual({ status: x.status, serial: x.serial }, { status: 200, serial: files.serial });
+  // One line per request, in the one file: those the old workers finished while draining (written by the
+  // old daemon, appending) and those of the new workers (written by the new daemon).
+  const expected = n0 + a.total + b.total + [...each.values()].flat().length;
+  await waitUntil(`${expected} lines in the access log`, () => accessLines().length >= expected, 10_000);
+  assert.equal(accessLines().length, expected);
 });
