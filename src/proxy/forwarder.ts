@@ -1,9 +1,7 @@
-// One proxied HTTP exchange: client request → chosen target (undici dispatch) → client response, with the retry rules.
+// One proxied HTTP exchange: client request → chosen target (its upstream pool) → client response, with the retry rules.
 
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';
-import type { Dispatcher } from 'undici';
-import type { Readable } from 'node:stream';
 import { pick } from './balancer.ts';
 import { decideRetry } from './retry.ts';
 import { forwardRequestHeaders, forwardResponseHeaders } from './headers.ts';
@@ -12,7 +10,7 @@ import { bodyBytes, onRequestBodyData } from './gc-pacer.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
 import { limitedBody, lingerOnClose } from './limits.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
-import { expectSend, forgetSend, type SendObserver } from './socket-reuse.ts';
+import type { ResponseHeaders, UpstreamController, UpstreamHandler, UpstreamRequest } from './upstream/pool.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
 
@@ -48,10 +46,10 @@ class ClientGoneError extends Error {
   readonly code = 'BATON_CLIENT_GONE';
 }
 
-/** Errors raised while validating a request: not the instance's fault. */
-const REQUEST_INVALID = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+/** A request that cannot be sent as it is: not the instance's fault. */
+const REQUEST_INVALID = 'BATON_UPSTREAM_INVALID_REQUEST';
 
-const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
+const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'BATON_UPSTREAM_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
 
 function errorCodeOf(err: unknown): string | undefined {
   const code = (err as { code?: unknown } | null)?.code;
@@ -60,8 +58,8 @@ function errorCodeOf(err: unknown): string | undefined {
 
 /** Which page answers an attempt that failed before any response byte. */
 function failureCode(sent: boolean, code: string | undefined): ProxyErrorCode {
-  if (code === 'UND_ERR_HEADERS_TIMEOUT') return 'upstream_timeout';
-  if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') return 'bad_request';
+  if (code === 'BATON_UPSTREAM_HEADERS_TIMEOUT') return 'upstream_timeout';
+  if (code === REQUEST_INVALID) return 'bad_request';
   if (!sent && code !== undefined && CONNECT_ERRORS.has(code)) return 'upstream_unreachable';
   return 'upstream_failed';
 }
@@ -77,7 +75,7 @@ function onClientDrain(this: BatonResponse): void {
 /**
  * Forward `req` to a target of `route` (the canary split decides the pool when
  * a canary is active). `start`: performance.now() at the request's arrival.
- * Returns synchronously; the exchange runs on undici's callbacks.
+ * Returns synchronously; the exchange runs on the pool's callbacks.
  */
 export function forward(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef, start: number): void {
   const c = route.canary;
@@ -109,12 +107,12 @@ function hasBody(req: IncomingMessage): boolean {
   return cl !== undefined && cl !== '0';
 }
 
-export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
+export class Exchange implements UpstreamHandler {
   readonly #req: IncomingMessage;
   readonly #res: BatonResponse;
   readonly #route: ServiceRoute;
   readonly #ref: SnapshotRef;
-  readonly #opts: Dispatcher.DispatchOptions;
+  readonly #opts: UpstreamRequest;
   readonly #hasBody: boolean;
   /** performance.now() at the request's arrival. */
   readonly #start: number;
@@ -126,8 +124,8 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   #recorded = false;
   #target: TargetState | null = null;
   #tried: TargetState[] | null = null;
-  #controller: Dispatcher.DispatchController | null = null;
-  /** undici handed the current attempt to a socket. */
+  #controller: UpstreamController | null = null;
+  /** The pool handed the current attempt to a connection. */
   #sent = false;
   /** A response byte of the current attempt arrived. */
   #responseStarted = false;
@@ -142,7 +140,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
   /** That body passed the service's limit (the upstream request is being aborted). */
   #bodyOver = false;
   #done = false;
-  /** Set by the socket-reuse tracker: requests carried by the attempt's connection, this one included. */
+  /** Requests carried by the attempt's connection, this one included. */
   socketUses = 0;
 
   constructor(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef, start: number, canary: boolean, setCookie: string | null) {
@@ -163,10 +161,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       method: req.method ?? 'GET',
       path: req.url ?? '/',
       headers: forwardRequestHeaders(req.rawHeaders, clientOf(socket)),
-      // undici takes any async iterable as a body (its typings name only streams).
-      body: body ? (this.#bodyLimited ? (limitedBody(req, max!, bodyBytes, () => (this.#bodyOver = true)) as unknown as Readable) : req) : null,
-      // The pool runs one request per connection (no pipelining): nothing to hold back.
-      blocking: false,
+      body: body ? (this.#bodyLimited ? limitedBody(req, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null,
     };
     res.exchange = this;
     res.on('close', onClientClose);
@@ -189,20 +184,20 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     target.pool.dispatch(this.#opts, this);
   }
 
-  // ---- undici DispatchHandler ----
+  // ---- the pool's handler ----
 
-  onRequestStart(controller: Dispatcher.DispatchController): void {
+  onRequestStart(controller: UpstreamController, uses: number): void {
     this.#controller = controller;
     this.#sent = true;
+    this.socketUses = uses;
     if (this.#clientGone) {
       controller.abort(new ClientGoneError('client went away'));
       return;
     }
-    expectSend(this);
-    // Count the body's bytes. Only now: undici attaches its own 'data' listener in
+    // Count the body's bytes. Only now: the pool attaches its own 'data' listener in
     // this same synchronous step, so the stream starts flowing (next tick) with both
-    // listeners on, and no chunk can pass before undici reads it. A body is sent
-    // once at most (never resent once on a socket), so this runs once per request.
+    // listeners on, and no chunk can pass before the pool reads it. A body is sent
+    // once at most (never resent once on a connection), so this runs once per request.
     if (this.#hasBody && !this.#bodyLimited) this.#req.on('data', onRequestBodyData);
   }
 
@@ -210,14 +205,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     this.#responseStarted = true;
   }
 
-  onResponseStart(
-    controller: Dispatcher.DispatchController,
-    statusCode: number,
-    headers: Record<string, string | string[] | undefined>,
-    statusMessage?: string,
-  ): void {
-    // 1xx informational responses (103 Early Hints) are not forwarded.
-    if (statusCode < 200) return;
+  onResponseStart(controller: UpstreamController, statusCode: number, headers: ResponseHeaders, statusMessage: string): void {
     this.#responseStarted = true;
     const out = forwardResponseHeaders(headers);
     const cookie = this.#setCookie;
@@ -239,7 +227,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     if (statusCode >= 500) this.#route.counters.appErrors++;
   }
 
-  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+  onResponseData(controller: UpstreamController, chunk: Buffer): void {
     bodyBytes(chunk.length);
     this.#res.relayedBytes += chunk.length;
     if (!this.#res.write(chunk)) {
@@ -257,8 +245,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     this.#finish(false);
   }
 
-  onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {
-    forgetSend(this);
+  onResponseError(_controller: UpstreamController | null, err: Error): void {
     const target = this.#target!;
     target.requestDone();
     if (this.#done) return;
@@ -279,7 +266,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
       return;
     }
     const code = errorCodeOf(err);
-    if (code === undefined || !REQUEST_INVALID.has(code)) target.metrics.connectionErrors++;
+    if (code !== REQUEST_INVALID) target.metrics.connectionErrors++;
     const decision = decideRetry({
       method: this.#opts.method,
       hasBody: this.#hasBody,
@@ -356,7 +343,7 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
 
   #fail(code: ProxyErrorCode): void {
     const req = this.#req;
-    // A body undici began to read cannot be drained by Node any more: close after the page.
+    // A body the pool began to read may not have been read to its end: close after the page.
     const closeConnection = this.#hasBody && this.#sent && !req.complete;
     this.#recorded = true;
     const status = errorStatus(code);
@@ -364,10 +351,10 @@ export class Exchange implements Dispatcher.DispatchHandler, SendObserver {
     try {
       sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
     } catch {
-      // Never throw into undici (it would surface as an unhandled 'error' on its client).
+      // Never throw into the pool's callbacks.
       this.#res.destroy();
     }
-    // A 400 (a request undici refused to send) is the client's failure, not baton's.
+    // A 400 (a request that could not be sent) is the client's failure, not baton's.
     this.#finish(status >= 500);
   }
 

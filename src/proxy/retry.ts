@@ -25,16 +25,16 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE'])
 const CONNECTION_LOST = new Set([
   'ECONNRESET',
   'EPIPE',
-  'UND_ERR_SOCKET', // undici SocketError: "other side closed", "closed"
+  'BATON_UPSTREAM_CLOSED', // closed by the instance before a complete response (src/proxy/upstream/)
 ]);
 
 /** Errors raised while validating a request: sending it elsewhere cannot help. */
-const REQUEST_INVALID = new Set(['UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+const REQUEST_INVALID = new Set(['BATON_UPSTREAM_INVALID_REQUEST']);
 
 export interface AttemptFailure {
   method: string;
   hasBody: boolean;
-  /** The request was handed to a socket (undici called onRequestStart). */
+  /** The request was handed to a connection (the pool called onRequestStart). */
   sent: boolean;
   /** That socket had carried at least one request before this one. */
   reusedConnection: boolean;

@@ -1,10 +1,6 @@
 // One upstream target's live state: its connection pool, in-flight and WebSocket counts, idle waiters.
 
-import type { Pool } from 'undici';
-// Only the pool, not undici's index: the index loads all of undici (fetch, web
-// streams, WebSocket, caches, mocks), about 13 MB of the daemon's resident memory
-// for code the proxy never runs (measured in bench/RESULTS.md, "proxy cost").
-import PoolClass from 'undici/lib/dispatcher/pool.js';
+import { UpstreamPool } from './upstream/pool.ts';
 import type { UpstreamConfig } from '../config/types.ts';
 import type { TargetStats, UpstreamTarget } from './types.ts';
 import type { Candidate } from './balancer.ts';
@@ -16,21 +12,16 @@ export interface TunnelHandle {
   goAway(graceMs: number): Promise<void>;
 }
 
-function createPool(host: string, port: number, up: UpstreamConfig): Pool {
-  // An IPv6 address (a front service's target "[2001:db8::1]:80") goes in brackets in a URL.
-  return new PoolClass(`http://${host.includes(':') ? `[${host}]` : host}:${port}`, {
-    // Pooled connections close before the app would close them, so we rarely
-    // write into a connection the app is closing (the retry rules cover the rest).
-    keepAliveTimeout: up.keepAliveTimeoutMs,
-    keepAliveMaxTimeout: up.keepAliveTimeoutMs,
-    // With "Keep-Alive: timeout=N" from the app, stay this far below N.
-    keepAliveTimeoutThreshold: 1000,
-    connectTimeout: up.connectTimeoutMs,
-    headersTimeout: up.responseTimeoutMs,
-    // No limit between body chunks: long downloads, server-sent events and
-    // long polls are legitimate; a client that leaves aborts the exchange.
-    bodyTimeout: 0,
-    pipelining: 1,
+function createPool(host: string, port: number, up: UpstreamConfig): UpstreamPool {
+  // Pooled connections close before the app would close them (keepalive_timeout,
+  // and below the app's own "Keep-Alive: timeout=N"), so we rarely write into a
+  // connection the app is closing (the retry rules cover the rest). No limit
+  // between body chunks: long downloads, server-sent events and long polls are
+  // legitimate; a client that leaves aborts the exchange.
+  return new UpstreamPool(host, port, {
+    keepAliveTimeoutMs: up.keepAliveTimeoutMs,
+    connectTimeoutMs: up.connectTimeoutMs,
+    responseTimeoutMs: up.responseTimeoutMs,
   });
 }
 
@@ -40,7 +31,7 @@ export class TargetState implements Candidate {
   readonly release: string;
   readonly host: string;
   readonly port: number;
-  pool: Pool;
+  pool: UpstreamPool;
   /** Metrics of this target's service+release (shared with the other targets of the release). */
   readonly metrics: ReleaseStats;
   /** Present in the current routing snapshot. */
@@ -85,7 +76,7 @@ export class TargetState implements Candidate {
     const old = this.pool;
     this.#upstream = up;
     this.pool = createPool(this.host, this.port, up);
-    old.close().catch(() => undefined);
+    void old.close();
   }
 
   get idle(): boolean {

@@ -1,0 +1,384 @@
+// An instance's HTTP/1.1 responses, parsed incrementally and strictly. Pure (no I/O).
+//
+// The framing decides where one response ends and the next begins on a pooled
+// connection: a response read too short or too long would hand one user's bytes
+// to another user's request. So whatever is ambiguous is an error (the
+// connection is closed, never reused): differing Content-Length values, a
+// malformed chunk size, obs-fold, bare CR or LF, control characters, a head
+// over its bound. What is clear but unusual (a body delimited by the close of
+// the connection, Transfer-Encoding without chunked last, a Transfer-Encoding
+// next to a Content-Length) is read as RFC 9112 6.3 says, and the connection
+// is not reused after it.
+
+import { UpstreamError } from './errors.ts';
+
+/** Headers as the proxy reads them: lowercase names, repeated names as arrays. */
+export type ResponseHeaders = Record<string, string | string[]>;
+
+/**
+ * What the parser reports, in order: onHead once for the final response, then
+ * onBody any number of times. The end is not a callback: execute() returns
+ * where the response ended, and `done` says it did, so the caller sees any
+ * byte after it before it hands the connection to another request.
+ */
+export interface ResponseSink {
+  onHead(status: number, reason: string, headers: ResponseHeaders): void;
+  /** `chunk` is a view of the buffer given to execute(): copy it to keep it past the call. */
+  onBody(chunk: Buffer): void;
+}
+
+/** A malformed response (the connection must be closed). */
+export class ResponseProtocolError extends UpstreamError {
+  constructor(message: string) {
+    super('BATON_UPSTREAM_PROTOCOL', message);
+  }
+}
+
+/** Bounds against an instance gone wrong (Node's own server limit for a head is 16 KiB; instances may add more). */
+export const MAX_HEAD_BYTES = 64 * 1024;
+const MAX_HEADER_LINES = 256;
+const MAX_CHUNK_LINE = 4096;
+const MAX_TRAILER_BYTES = 16 * 1024;
+
+type State =
+  | 'head' // reading a status line and header fields
+  | 'length' // a Content-Length body
+  | 'chunk-size' // a chunk-size line
+  | 'chunk-data'
+  | 'chunk-end' // the CRLF after a chunk's data
+  | 'trailers' // trailer fields after the last chunk, up to an empty line
+  | 'close' // a body delimited by the end of the connection
+  | 'done';
+
+const CR = 13;
+const LF = 10;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** A field value's characters (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
+const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
+/** A field name (RFC 9110 5.1, token). */
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+const DIGITS = /^[0-9]+$/;
+const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[ \t]*(?:;[^\x00-\x08\x0a-\x1f\x7f]*)?$/;
+const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: ([^\x00-\x08\x0a-\x1f\x7f]*))?$/;
+
+export class ResponseParser {
+  #sink: ResponseSink | null = null;
+  #state: State = 'done';
+  /** The request was HEAD: a response has no body whatever its fields say. */
+  #head = false;
+  /** Bytes of a head, a chunk-size line or trailers that arrived split across reads. */
+  #pending: Buffer | null = null;
+  #remaining = 0;
+  #keepAlive = false;
+  /** The CR after a chunk's data was read (its LF may come in the next read). */
+  #chunkCr = false;
+  /** halt() was called: the rest of the current execute() is ignored. */
+  #halted = false;
+  /** The server's Keep-Alive timeout hint (ms), 0 when it gave none. */
+  keepAliveHintMs = 0;
+
+  /** Expect the response to a new request, reported to `sink`. */
+  expect(method: string, sink: ResponseSink): void {
+    this.#sink = sink;
+    this.#state = 'head';
+    this.#head = method === 'HEAD';
+    this.#pending = null;
+    this.#remaining = 0;
+    this.#keepAlive = false;
+    this.#chunkCr = false;
+    this.#halted = false;
+    this.keepAliveHintMs = 0;
+  }
+
+  /** Stop: the exchange was aborted from a sink callback; nothing more is reported. */
+  halt(): void {
+    this.#halted = true;
+    this.#state = 'done';
+  }
+
+  /** The final response's head was read (or nothing is expected). */
+  get headSeen(): boolean {
+    return this.#state !== 'head';
+  }
+
+  /** The response is complete. */
+  get done(): boolean {
+    return this.#state === 'done' && !this.#halted;
+  }
+
+  /** The complete response leaves the connection fit for another request (framing known, keep-alive). */
+  get reusable(): boolean {
+    return this.#keepAlive;
+  }
+
+  /** The body runs until the connection closes. */
+  get readsToClose(): boolean {
+    return this.#state === 'close';
+  }
+
+  /**
+   * Parse `data`; returns the index where parsing stopped: data.length, or
+   * the end of the response when it completed in `data` (the caller decides
+   * what bytes after it mean). Throws ResponseProtocolError on malformed input
+   * (the connection must then be closed).
+   */
+  execute(data: Buffer): number {
+    let at = 0;
+    const end = data.length;
+    while (at < end && !this.#halted) {
+      switch (this.#state) {
+        case 'head':
+          at = this.#readHead(data, at);
+          break;
+        case 'length': {
+          const n = Math.min(this.#remaining, end - at);
+          this.#remaining -= n;
+          const chunk = data.subarray(at, at + n);
+          at += n;
+          if (this.#remaining === 0) this.#state = 'done';
+          this.#sink!.onBody(chunk);
+          break;
+        }
+        case 'chunk-size':
+          at = this.#readChunkSize(data, at);
+          break;
+        case 'chunk-data': {
+          const n = Math.min(this.#remaining, end - at);
+          this.#remaining -= n;
+          const chunk = data.subarray(at, at + n);
+          at += n;
+          if (this.#remaining === 0) this.#state = 'chunk-end';
+          this.#sink!.onBody(chunk);
+          break;
+        }
+        case 'chunk-end':
+          at = this.#readChunkEnd(data, at);
+          break;
+        case 'trailers':
+          at = this.#readTrailers(data, at);
+          break;
+        case 'close':
+          this.#sink!.onBody(data.subarray(at));
+          at = end;
+          break;
+        case 'done':
+          return at;
+      }
+    }
+    return at;
+  }
+
+  /** The connection ended: completes a body read to the close; anything else was cut. */
+  finish(): void {
+    if (this.#state === 'close') {
+      this.#state = 'done';
+      return;
+    }
+    if (this.#state !== 'done') throw new ResponseProtocolError(`connection closed in the middle of a response (${this.#state})`);
+  }
+
+  /** Accumulate split bytes (copied: `data` may be a reused read buffer). */
+  #hold(data: Buffer, from: number, to: number, bound: number, what: string): void {
+    const part = data.subarray(from, to);
+    const prev = this.#pending;
+    const size = (prev === null ? 0 : prev.length) + part.length;
+    if (size > bound) throw new ResponseProtocolError(`${what} over ${bound} bytes`);
+    this.#pending = prev === null ? Buffer.from(part) : Buffer.concat([prev, part], size);
+  }
+
+  #readHead(data: Buffer, at: number): number {
+    let buf = data;
+    let start = at;
+    const prev = this.#pending;
+    if (prev !== null) {
+      // Join only what can hold the end of the head (3 bytes back for a split CRLFCRLF).
+      const take = Math.min(data.length - at, MAX_HEAD_BYTES + 4 - prev.length);
+      buf = Buffer.concat([prev, data.subarray(at, at + take)]);
+      start = 0;
+    }
+    const stop = buf.indexOf(HEAD_END, start);
+    if (stop < 0) {
+      if (prev !== null) {
+        this.#pending = null;
+        this.#hold(buf, 0, buf.length, MAX_HEAD_BYTES, 'response head');
+      } else {
+        this.#hold(data, at, data.length, MAX_HEAD_BYTES, 'response head');
+      }
+      return data.length;
+    }
+    if (stop - start > MAX_HEAD_BYTES) throw new ResponseProtocolError(`response head over ${MAX_HEAD_BYTES} bytes`);
+    const consumed = prev === null ? stop + 4 - at : stop + 4 - prev.length;
+    this.#pending = null;
+    this.#parseHead(buf.toString('latin1', start, stop));
+    return at + consumed;
+  }
+
+  #parseHead(text: string): void {
+    const lines = text.split('\r\n');
+    if (lines.length > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
+    const m = STATUS_LINE.exec(lines[0]!);
+    if (m === null) throw new ResponseProtocolError(`malformed status line ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+    const http10 = m[1] === '0';
+    const status = Number(m[2]);
+    const headers: ResponseHeaders = {};
+    let length: string | null = null;
+    let te: string | null = null;
+    let connection: string | null = null;
+    let keepAlive: string | null = null;
+    for (let i = 1; i < lines.length; i++) {
+      const line = lines[i]!;
+      const colon = line.indexOf(':');
+      if (colon <= 0) throw new ResponseProtocolError(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
+      const name = line.slice(0, colon);
+      if (!TOKEN.test(name)) throw new ResponseProtocolError(`invalid header name ${JSON.stringify(name.slice(0, 80))}`);
+      const value = line.slice(colon + 1).trim();
+      if (INVALID_VALUE.test(value)) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
+      const lower = name.toLowerCase();
+      switch (lower) {
+        case 'content-length':
+          length = length === null ? value : `${length},${value}`;
+          break;
+        case 'transfer-encoding':
+          te = te === null ? value : `${te},${value}`;
+          break;
+        case 'connection':
+          connection = connection === null ? value : `${connection},${value}`;
+          break;
+        case 'keep-alive':
+          keepAlive = value;
+          break;
+        case '__proto__':
+          // Never a key of a plain object (it would set the prototype); no application needs it.
+          continue;
+      }
+      const prevValue = headers[lower];
+      // A function: a name of Object.prototype's (constructor, toString...), not a field seen before.
+      if (prevValue === undefined || typeof prevValue === 'function') headers[lower] = value;
+      else if (typeof prevValue === 'string') headers[lower] = [prevValue, value];
+      else prevValue.push(value);
+    }
+    if (status < 200) {
+      // 100 Continue, 103 Early Hints: not forwarded; the final response follows. 101 was never asked for.
+      if (status === 101) throw new ResponseProtocolError('101 Switching Protocols to a request that asked for no upgrade');
+      return;
+    }
+
+    let reusable = true;
+    if (connection !== null) {
+      for (const token of connection.toLowerCase().split(',')) {
+        const t = token.trim();
+        if (t === 'close') reusable = false;
+        else if (t === 'keep-alive' && http10) reusable = true;
+      }
+      if (http10 && !/(?:^|,)\s*keep-alive\s*(?:,|$)/i.test(connection)) reusable = false;
+    } else if (http10) {
+      reusable = false;
+    }
+    if (keepAlive !== null) {
+      const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(keepAlive);
+      if (t !== null) this.keepAliveHintMs = Number(t[1]) * 1000;
+    }
+
+    // RFC 9112 6.3: how the body ends.
+    let framing: 'none' | 'length' | 'chunked' | 'close';
+    if (this.#head || status === 204 || status === 304) {
+      framing = 'none';
+    } else if (te !== null) {
+      const codings = te.toLowerCase().split(',');
+      framing = codings[codings.length - 1]!.trim() === 'chunked' ? 'chunked' : 'close';
+      // Both fields: the length is ignored, and this connection is not trusted with another request.
+      if (length !== null) reusable = false;
+    } else if (length !== null) {
+      const values = length.split(',');
+      const first = values[0]!.trim();
+      for (const v of values) {
+        const s = v.trim();
+        if (!DIGITS.test(s) || s !== first) throw new ResponseProtocolError(`invalid Content-Length ${JSON.stringify(length.slice(0, 80))}`);
+      }
+      const n = Number(first);
+      if (!Number.isSafeInteger(n)) throw new ResponseProtocolError(`Content-Length ${first} too large`);
+      framing = n === 0 ? 'none' : 'length';
+      this.#remaining = n;
+    } else {
+      framing = 'close';
+    }
+    this.#keepAlive = reusable && framing !== 'close';
+
+    if (framing === 'length') this.#state = 'length';
+    else if (framing === 'chunked') this.#state = 'chunk-size';
+    else if (framing === 'close') this.#state = 'close';
+    else this.#state = 'done';
+    this.#sink!.onHead(status, m[3] ?? '', headers);
+  }
+
+  /** Read up to a CRLF-terminated line; returns [line, next index] or null (held for the next read). */
+  #line(data: Buffer, at: number, bound: number, what: string): [string, number] | null {
+    const lf = data.indexOf(LF, at);
+    if (lf < 0) {
+      this.#hold(data, at, data.length, bound, what);
+      return null;
+    }
+    let line: Buffer = data.subarray(at, lf);
+    const prev = this.#pending;
+    if (prev !== null) {
+      this.#pending = null;
+      if (prev.length + line.length > bound) throw new ResponseProtocolError(`${what} over ${bound} bytes`);
+      line = Buffer.concat([prev, line]);
+    } else if (line.length > bound) {
+      throw new ResponseProtocolError(`${what} over ${bound} bytes`);
+    }
+    if (line.length === 0 || line[line.length - 1] !== CR) throw new ResponseProtocolError(`${what} not ended by CRLF`);
+    return [line.toString('latin1', 0, line.length - 1), lf + 1];
+  }
+
+  #readChunkSize(data: Buffer, at: number): number {
+    const got = this.#line(data, at, MAX_CHUNK_LINE, 'chunk-size line');
+    if (got === null) return data.length;
+    const [line, next] = got;
+    const m = CHUNK_SIZE.exec(line);
+    if (m === null) throw new ResponseProtocolError(`malformed chunk-size line ${JSON.stringify(line.slice(0, 80))}`);
+    const size = parseInt(m[1]!, 16);
+    if (size === 0) {
+      this.#state = 'trailers';
+      this.#remaining = 0;
+    } else {
+      this.#state = 'chunk-data';
+      this.#remaining = size;
+    }
+    return next;
+  }
+
+  #readChunkEnd(data: Buffer, at: number): number {
+    // Exactly CRLF; the CR may have come at the end of the previous read.
+    if (!this.#chunkCr) {
+      if (data[at] !== CR) throw new ResponseProtocolError('chunk data not followed by CRLF');
+      this.#chunkCr = true;
+      return at + 1;
+    }
+    if (data[at] !== LF) throw new ResponseProtocolError('chunk data not followed by CRLF');
+    this.#chunkCr = false;
+    this.#state = 'chunk-size';
+    return at + 1;
+  }
+
+  #readTrailers(data: Buffer, at: number): number {
+    // Trailer fields are read and dropped (the proxy does not forward trailers), up to the empty line.
+    for (;;) {
+      const got = this.#line(data, at, MAX_TRAILER_BYTES, 'trailer line');
+      if (got === null) return data.length;
+      const [line, next] = got;
+      at = next;
+      if (line === '') {
+        this.#state = 'done';
+        return at;
+      }
+      this.#remaining += line.length;
+      if (this.#remaining > MAX_TRAILER_BYTES) throw new ResponseProtocolError(`trailers over ${MAX_TRAILER_BYTES} bytes`);
+      const colon = line.indexOf(':');
+      if (colon <= 0 || !TOKEN.test(line.slice(0, colon)) || INVALID_VALUE.test(line.slice(colon + 1))) {
+        throw new ResponseProtocolError(`malformed trailer line ${JSON.stringify(line.slice(0, 80))}`);
+      }
+      if (at >= data.length) return at;
+    }
+  }
+}
