@@ -12,7 +12,7 @@ import type { TargetState } from './target.ts';
  * An HTTP/2 request as the HTTP/1.1 code reads it: `:authority` becomes
  * `Host` (RFC 9113 8.3.1: it wins over a Host field), pseudo-headers are not in
  * `rawHeaders`, split cookie fields are one (RFC 9113 8.2.3), and a body sent
- * without content-length is announced as chunked, which is how undici sends it.
+ * without content-length is announced as chunked, which is how the upstream client sends it.
  */
 export class H2Request extends Http2ServerRequest {
   constructor(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, options: ConstructorParameters<typeof Readable>[0], rawHeaders: string[]) {

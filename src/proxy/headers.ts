@@ -103,7 +103,7 @@ function forwardedElement(facts: ClientConnection, host: string | null): string 
 
 /**
  * Request headers for the instance, as a flat [name, value, ...] list (the
- * form undici takes), from Node's `rawHeaders`. Removes hop-by-hop headers and
+ * form the upstream client takes), from Node's `rawHeaders`. Removes hop-by-hop headers and
  * the ones named in Connection (Host excepted); removes Expect (Node has already answered
  * "100-continue" to the client). Host is kept as sent.
  *
@@ -145,7 +145,7 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
       continue;
     }
     // Host is end to end and is what the request was routed by: a Connection
-    // header naming it must not leave the instance with another host (undici's).
+    // header naming it must not leave the instance with another host (the pool's default).
     if (nominated !== null && lower !== 'host' && nominated.includes(lower)) continue;
     switch (lower) {
       case 'host':
@@ -179,11 +179,11 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
 }
 
 /**
- * Response headers for the client from undici's parsed (lowercase-keyed)
+ * Response headers for the client from the upstream parser's (lowercase-keyed)
  * headers, without hop-by-hop headers: Node adds its own Connection,
  * Keep-Alive and framing for the client connection.
  *
- * A copy, not deletes on undici's object: deleting properties turns it into a
+ * A copy, not deletes on the parser's object: deleting properties turns it into a
  * dictionary, and Node's writeHead then iterates that for more than the copy
  * costs (measured: +640 bytes allocated per request, bench/proxy-cost.ts).
  */

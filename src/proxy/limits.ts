@@ -88,7 +88,7 @@ export class BodyTooLargeError extends Error {
 /**
  * The request's body as the instance gets it when its length is not declared
  * (chunked; HTTP/2 without content-length): at most `max` bytes pass, then
- * the iteration fails and undici aborts the upstream request, so the instance
+ * the iteration fails and the upstream client aborts its request, so the instance
  * sees its connection closed before the body's end. `chunk` counts every chunk
  * passed on; `over` is called before the iteration fails. The request itself is left alone (not destroyed): baton still
  * answers on its connection.

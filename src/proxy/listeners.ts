@@ -93,7 +93,7 @@ type WritevChunk = { chunk: Buffer | string; encoding: BufferEncoding };
  * holds it until the kernel took every byte, and keeps the two last buffers
  * for the connection's life. Writes are what the socket had buffered,
  * coalesced (writev: the response head with the first body chunk, undici's
- * 64 KiB chunks, pipelined responses flushed at once), so a slow reader pinned
+ * 64 KiB chunks then, pipelined responses flushed at once), so a slow reader pinned
  * ~150 KiB of encrypted copies besides the plaintext (bench/RESULTS.md,
  * section 6). Here a large write goes out in slices of TLS_WRITE_SLICE, each
  * once the previous one is in the kernel; small writes (a whole small
