@@ -1,4 +1,4 @@
-// What a client that reads slowly can make baton hold. Over TLS, Node encrypts each
+// What a client that reads slowly can make baton hold, over TLS and plain HTTP. Over TLS, Node encrypts each
 // write whole and keeps the encrypted copy until the kernel took it, so a TLS
 // connection's writes are sliced (src/proxy/listeners.ts, paceTlsWrites); a
 // pipelined request is forwarded only once the responses before it are sent
@@ -8,12 +8,13 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import tls from 'node:tls';
 import { paceTlsWrites, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
 import { parsePrometheus, promValue, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { makeCa } from '../fixtures/tls-certs.ts';
-import { createDaemon, serviceYaml } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 
@@ -148,25 +149,15 @@ async function daemonRssKb(metricsPort: number): Promise<number> {
  * 94–226 kB of RSS per connection held, from run to run (how much of it glibc's heap keeps resident
  * varies), against 185–305 kB before the slicing and the pipelining rule; nginx 43 kB, HAProxy 35 kB.
  * What is left is Node's TLS state (a 64 KiB read buffer per connection, OpenSSL's ~22 kB) and the
- * instance's response read in chunks of up to 64 KiB, one held per slow reader. A proxy that
+ * client's write queue (up to its 16 KiB high-water mark, and one 16 KiB read of the instance's
+ * response: the upstream client stops handing over a read when the exchange pauses). A proxy that
  * buffered the responses (3 × 512 KiB per connection here) would pass 1.5 MB per connection; this
  * bound catches that, the byte counts of the tests above catch the mechanisms.
  */
 const MAX_KB_PER_SLOW_READER = 384;
 
-test('slowhttptest slow read, 500 connections over HTTPS against a daemon: a normal client keeps every answer; memory bounded per connection', async (t) => {
-  const ca = makeCa(t);
-  const files = ca.write('site', ['site.test']);
-  const d = await createDaemon({ start: false, metrics: true });
-  t.after(() => d.cleanup());
-  const tlsPort = await startWithTls(d, {
-    tls: ['  certificates:', certificateLine(['site.test'], files), '  max_connections_per_client: 1000'],
-    services: serviceYaml({ instances: 1 }),
-  });
-  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
-  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
-  const url = `https://127.0.0.1:${tlsPort}/`;
-  const tlsOpts = { ca: ca.caPem, servername: 'site.test' };
+/** A daemon serving `url` under slowhttptest's slow read; the normal client's totals and the daemon's growth. */
+async function slowReadAttack(t: TestContext, d: TestDaemon, url: string, tlsOpts: { ca: string; servername: string } | undefined): Promise<void> {
   // Memory is compared after traffic has warmed the daemon up (downloads too: the path the attack takes).
   const warm = startLoad({ url: `${url}download?bytes=524288`, concurrency: 4, maxRequests: 100, tls: tlsOpts, localAddress: '127.0.0.2' });
   await warm.waitFor(100, 60_000);
@@ -203,9 +194,37 @@ test('slowhttptest slow read, 500 connections over HTTPS against a daemon: a nor
   const connected = Math.max(0, ...[...attackOut.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
   const growth = peak - before;
   t.diagnostic(`slow read: up to ${connected} connections held; normal client ${during.ok}/${during.total}; daemon RSS ${Math.round(before / 1024)} → ${Math.round(peak / 1024)} MB (+${(growth / 1024).toFixed(1)} MB, ${connected > 0 ? Math.round(growth / connected) : '-'} kB per connection held)`);
-  // baton held 122–500 of the 500 in the runs measured (its handshakes are slower than slowhttptest's pace on a busy machine).
+  // baton held 122–500 of the 500 in the runs measured over TLS (its handshakes are slower than slowhttptest's pace on a busy machine).
   assert.ok(connected >= 50, `slowhttptest held only ${connected} connections:\n${attackOut.slice(-2000)}`);
   assert.equal(during.failed, 0, during.errors.join('; '));
   assert.ok(during.ok >= 50, `the normal client got only ${during.ok} answers during the attack`);
   assert.ok(growth / connected < MAX_KB_PER_SLOW_READER, `the daemon grew by ${Math.round(growth)} kB for ${connected} slow readers`);
+}
+
+test('slowhttptest slow read, 500 connections over HTTPS against a daemon: a normal client keeps every answer; memory bounded per connection', async (t) => {
+  const ca = makeCa(t);
+  const files = ca.write('site', ['site.test']);
+  const d = await createDaemon({ start: false, metrics: true });
+  t.after(() => d.cleanup());
+  const tlsPort = await startWithTls(d, {
+    tls: ['  certificates:', certificateLine(['site.test'], files), '  max_connections_per_client: 1000'],
+    services: serviceYaml({ instances: 1 }),
+  });
+  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  await slowReadAttack(t, d, `https://127.0.0.1:${tlsPort}/`, { ca: ca.caPem, servername: 'site.test' });
+});
+
+test('slowhttptest slow read, 500 connections over plain HTTP against a daemon: a normal client keeps every answer; memory bounded per connection', async (t) => {
+  const d = await createDaemon({ start: false, metrics: true });
+  t.after(() => d.cleanup());
+  // slowhttptest's 500 connections come from one address: past the default per-client cap (256).
+  await writeFile(
+    d.configFile,
+    [`listen: ["127.0.0.1:${d.port}"]`, `metrics_listen: "127.0.0.1:${d.metricsPort}"`, 'state_dir: ./state', 'proxy: { max_connections_per_client: 1000 }', 'services:', serviceYaml({ instances: 1 }), ''].join('\n'),
+  );
+  await d.start();
+  const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+  assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  await slowReadAttack(t, d, `${d.url}/`, undefined);
 });

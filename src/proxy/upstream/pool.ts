@@ -124,11 +124,11 @@ class Attempt implements UpstreamController, ResponseSink {
   }
 
   pause(): void {
-    if (!this.finished) this.#conn.socket.pause();
+    if (!this.finished) this.#conn.pauseFor(this);
   }
 
   resume(): void {
-    if (!this.finished) this.#conn.socket.resume();
+    if (!this.finished) this.#conn.resumeFor(this);
   }
 
   // ---- parser sink ----
@@ -286,6 +286,10 @@ class Connection {
   #attempt: Attempt | null = null;
   /** The attempt waiting for the connection to open. */
   #waiting: Attempt | null = null;
+  /** The exchange paused reading (its client is slow). */
+  #paused = false;
+  /** Response bytes read but not yet handed over when the exchange paused. */
+  #held: Buffer | null = null;
 
   constructor(pool: UpstreamPool, host: string, port: number, connectTimeoutMs: number) {
     this.#pool = pool;
@@ -339,6 +343,8 @@ class Connection {
 
   #start(a: Attempt): void {
     this.#attempt = a;
+    this.#paused = false;
+    this.#held = null;
     this.uses++;
     a.started = true;
     this.#parser.expect(a.request.method, a);
@@ -362,20 +368,49 @@ class Connection {
       this.#destroy();
       return;
     }
-    const data = readBuffer.subarray(0, n);
+    this.#feed(a, readBuffer.subarray(0, n), true);
+  }
+
+  /** Parse `data` for `a`; `shared`: it is a view of the shared read buffer (a rest kept must be copied). */
+  #feed(a: Attempt, data: Buffer, shared: boolean): void {
+    const parser = this.#parser;
     let used: number;
     try {
-      used = a.received(data, this.#parser);
+      used = a.received(data, parser);
     } catch (err) {
       a.fail(err as Error);
       return;
     }
-    if (a.finished || !this.#parser.done) return;
+    if (a.finished) return;
+    if (!parser.done) {
+      // The exchange paused in the middle of this read: the rest waits here, not in the client's queue.
+      if (used < data.length) this.#held = shared ? Buffer.from(data.subarray(used)) : data.subarray(used);
+      return;
+    }
     // Complete. The connection carries another request only if nothing is left over or unsent.
-    const reusable = this.#parser.reusable && used === n && a.bodySent && a.request.method !== 'HEAD';
+    const reusable = parser.reusable && used === data.length && this.#held === null && a.bodySent && a.request.method !== 'HEAD';
     this.#attempt = null;
     this.#release(reusable);
     a.complete();
+  }
+
+  pauseFor(a: Attempt): void {
+    if (this.#attempt !== a) return;
+    this.#paused = true;
+    this.socket.pause();
+    this.#parser.yieldNow();
+  }
+
+  resumeFor(a: Attempt): void {
+    if (this.#attempt !== a || !this.#paused) return;
+    this.#paused = false;
+    const held = this.#held;
+    if (held !== null) {
+      this.#held = null;
+      this.#feed(a, held, false);
+      if (this.#paused || this.#attempt !== a) return;
+    }
+    this.socket.resume();
   }
 
   #release(reusable: boolean): void {
@@ -391,7 +426,10 @@ class Connection {
       return;
     }
     this.deadline = performance.now() + idleMs;
-    if (this.socket.isPaused()) this.socket.resume();
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
     pool.idled(this);
   }
 

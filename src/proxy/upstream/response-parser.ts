@@ -74,6 +74,8 @@ export class ResponseParser {
   #chunkCr = false;
   /** halt() was called: the rest of the current execute() is ignored. */
   #halted = false;
+  /** yieldNow() was called during execute(): it returns where it stopped, the caller keeps the rest. */
+  #yielded = false;
   /** The server's Keep-Alive timeout hint (ms), 0 when it gave none. */
   keepAliveHintMs = 0;
 
@@ -88,6 +90,14 @@ export class ResponseParser {
     this.#chunkCr = false;
     this.#halted = false;
     this.keepAliveHintMs = 0;
+  }
+
+  /**
+   * From a sink callback: stop after this piece of body, so a slow client is
+   * not handed the rest of the read; execute() returns where it stopped.
+   */
+  yieldNow(): void {
+    this.#yielded = true;
   }
 
   /** Stop: the exchange was aborted from a sink callback; nothing more is reported. */
@@ -117,15 +127,16 @@ export class ResponseParser {
   }
 
   /**
-   * Parse `data`; returns the index where parsing stopped: data.length, or
-   * the end of the response when it completed in `data` (the caller decides
-   * what bytes after it mean). Throws ResponseProtocolError on malformed input
+   * Parse `data`; returns the index where parsing stopped: data.length, the
+   * end of the response when it completed in `data` (the caller decides what
+   * bytes after it mean), or where a sink callback called yieldNow(). Throws ResponseProtocolError on malformed input
    * (the connection must then be closed).
    */
   execute(data: Buffer): number {
     let at = 0;
     const end = data.length;
-    while (at < end && !this.#halted) {
+    this.#yielded = false;
+    while (at < end && !this.#halted && !this.#yielded) {
       switch (this.#state) {
         case 'head':
           at = this.#readHead(data, at);
