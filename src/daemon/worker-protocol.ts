@@ -41,9 +41,8 @@ export interface WorkerInit {
   tls: WorkerTls | null;
   /** What is served on the TLS listeners now; later changes come as `certificates`. */
   certificates: CertificateSetEntry[];
-  /** The pending ACME challenges now, as of `challengesId`; later changes come as `challenges`. */
+  /** The pending ACME challenges now; later changes come as `challenges`. */
   challenges: PendingChallenges;
-  challengesId: number;
   plainFront: WorkerPlainFront | null;
   /** The worker's lines go to the control plane (`access-lines`), which writes this file. */
   accessLog: AccessLogConfig | null;

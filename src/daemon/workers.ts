@@ -158,7 +158,7 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
   /** Waiters for every live worker to acknowledge a routing version. */
   #ackWaiters = new Set<() => void>();
   #closing = false;
-  /** listen() succeeded: from then on a worker that exits is replaced. */
+  /** serve() succeeded: from then on a worker that exits is replaced. */
   #serving = false;
   #closedWorkers: Promise<void> | null = null;
   /** The TLS listeners every worker serves (null: none). */
@@ -365,7 +365,6 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
       tls: this.#tls,
       certificates: this.#certificates ?? [],
       challenges: this.#challenges,
-      challengesId: this.#challengesId,
       plainFront: this.#plainFront,
       accessLog: this.#accessLog,
     });
