@@ -7,7 +7,8 @@
 //     (with workers the lines travel to the control plane, which writes them).
 // Per round and variant: HTTPS/1.1 keep-alive (wrk -t1 -c50) and HTTP/2
 // (h2load -c5 -m10); req/s and the proxy's CPU per request (the daemon and its
-// workers together, from /proc). Nothing is pinned: the workers may use both
+// workers together, from /proc), and the control plane's own share of it (with
+// workers and the access log: the writing of every worker's lines). Nothing is pinned: the workers may use both
 // cores, which wrk, h2load and the apps also use.
 //
 //   node bench/workers-tls.ts [--quick] [--rounds N] [--seconds S]
@@ -77,25 +78,27 @@ async function main(): Promise<boolean> {
   console.log(`wrk -t1 -c${CONNS} -d${SECONDS}s, h2load -c${Math.max(1, Math.round(CONNS / 10))} -m10 -D${SECONDS}; ${ROUNDS} interleaved round(s); nothing pinned\n`);
 
   const cpu = (t: Target): number => t.pids.reduce((n, pid) => n + cpuMs(pid), 0);
-  const runs: Record<Variant, { h1: number; h1Cpu: number; h2: number; h2Cpu: number; errors: number }[]> = { 'workers-1': [], 'workers-2': [], 'workers-1-log': [], 'workers-2-log': [] };
+  const runs: Record<Variant, { h1: number; h1Cpu: number; h2: number; h2Cpu: number; ctlCpu: number; errors: number }[]> = { 'workers-1': [], 'workers-2': [], 'workers-1-log': [], 'workers-2-log': [] };
   for (let r = 0; r < ROUNDS; r++) {
     const order = [...VARIANTS.slice(r % VARIANTS.length), ...VARIANTS.slice(0, r % VARIANTS.length)];
     for (const v of order) {
       const t = targets[v];
       let c0 = cpu(t);
+      const ctl0 = cpuMs(t.pids[0]!);
       const w = await runWrk(t.url, { connections: CONNS, seconds: SECONDS, cpus: null });
       const h1Cpu = ((cpu(t) - c0) * 1000) / w.requests;
       c0 = cpu(t);
       const h = await h2load(t.url, SECONDS);
       const h2Cpu = ((cpu(t) - c0) * 1000) / h.requests;
-      runs[v].push({ h1: w.rps, h1Cpu, h2: h.rps, h2Cpu, errors: w.non2xx + w.socketErrors + h.failed });
-      console.log(`round ${r + 1} ${v}: HTTPS/1.1 ${fmt(w.rps, 0)} req/s (${fmt(h1Cpu, 0)} µs/req), HTTP/2 ${fmt(h.rps, 0)} req/s (${fmt(h2Cpu, 0)} µs/req), load ${os.loadavg()[0]!.toFixed(1)}`);
+      const ctlCpu = ((cpuMs(t.pids[0]!) - ctl0) * 1000) / (w.requests + h.requests);
+      runs[v].push({ h1: w.rps, h1Cpu, h2: h.rps, h2Cpu, ctlCpu, errors: w.non2xx + w.socketErrors + h.failed });
+      console.log(`round ${r + 1} ${v}: HTTPS/1.1 ${fmt(w.rps, 0)} req/s (${fmt(h1Cpu, 0)} µs/req), HTTP/2 ${fmt(h.rps, 0)} req/s (${fmt(h2Cpu, 0)} µs/req), control plane ${fmt(ctlCpu, 1)} µs/req, load ${os.loadavg()[0]!.toFixed(1)}`);
     }
   }
-  const med = (v: Variant, k: 'h1' | 'h1Cpu' | 'h2' | 'h2Cpu'): number => median(runs[v].map((x) => x[k]));
+  const med = (v: Variant, k: 'h1' | 'h1Cpu' | 'h2' | 'h2Cpu' | 'ctlCpu'): number => median(runs[v].map((x) => x[k]));
   console.log(`\n${mdTable([
-    ['variant', 'HTTPS/1.1 req/s', 'vs workers-1', 'CPU µs/req', 'HTTP/2 req/s', 'vs workers-1', 'CPU µs/req', 'errors'],
-    ...VARIANTS.map((v) => [v, fmt(med(v, 'h1'), 0), fmt(med(v, 'h1') / med('workers-1', 'h1')), fmt(med(v, 'h1Cpu'), 0), fmt(med(v, 'h2'), 0), fmt(med(v, 'h2') / med('workers-1', 'h2')), fmt(med(v, 'h2Cpu'), 0), String(runs[v].reduce((n, x) => n + x.errors, 0))]),
+    ['variant', 'HTTPS/1.1 req/s', 'vs workers-1', 'CPU µs/req', 'HTTP/2 req/s', 'vs workers-1', 'CPU µs/req', 'control plane µs/req (with workers)', 'errors'],
+    ...VARIANTS.map((v) => [v, fmt(med(v, 'h1'), 0), fmt(med(v, 'h1') / med('workers-1', 'h1')), fmt(med(v, 'h1Cpu'), 0), fmt(med(v, 'h2'), 0), fmt(med(v, 'h2') / med('workers-1', 'h2')), fmt(med(v, 'h2Cpu'), 0), v.startsWith('workers-2') ? fmt(med(v, 'ctlCpu'), 1) : '-', String(runs[v].reduce((n, x) => n + x.errors, 0))]),
   ])}`);
   for (const v of ['workers-2', 'workers-2-log'] as const) {
     const ws = (await targets[v].td.status()).daemon.proxyWorkers as { index: number; requests: number }[];
