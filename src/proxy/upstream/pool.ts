@@ -3,7 +3,7 @@
 // baton's own client rather than undici's Pool: the proxy needs one request
 // shape (a rewritten head and a streamed body), and undici's generality cost
 // 6% of the proxy's instructions and 22% of its allocation per request
-// (bench/RESULTS.md section 14).
+// (bench/RESULTS.md, "baton's own upstream client").
 // Owning the socket also bounds what a slow reader pins: responses are read
 // into one shared 16 KiB buffer and copied out a read at a time, and a paused
 // exchange stops reading, so the rest waits in the kernel, not in the heap
