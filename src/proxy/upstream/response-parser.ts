@@ -141,27 +141,15 @@ export class ResponseParser {
         case 'head':
           at = this.#readHead(data, at);
           break;
-        case 'length': {
-          const n = Math.min(this.#remaining, end - at);
-          this.#remaining -= n;
-          const chunk = data.subarray(at, at + n);
-          at += n;
-          if (this.#remaining === 0) this.#state = 'done';
-          this.#sink!.onBody(chunk);
+        case 'length':
+          at = this.#readBody(data, at, 'done');
           break;
-        }
         case 'chunk-size':
           at = this.#readChunkSize(data, at);
           break;
-        case 'chunk-data': {
-          const n = Math.min(this.#remaining, end - at);
-          this.#remaining -= n;
-          const chunk = data.subarray(at, at + n);
-          at += n;
-          if (this.#remaining === 0) this.#state = 'chunk-end';
-          this.#sink!.onBody(chunk);
+        case 'chunk-data':
+          at = this.#readBody(data, at, 'chunk-end');
           break;
-        }
         case 'chunk-end':
           at = this.#readChunkEnd(data, at);
           break;
@@ -186,6 +174,16 @@ export class ResponseParser {
       return;
     }
     if (this.#state !== 'done') throw new ResponseProtocolError(`connection closed in the middle of a response (${this.#state})`);
+  }
+
+  /** Hand over up to the #remaining bytes of a body or chunk; `next`: the state once all are read. */
+  #readBody(data: Buffer, at: number, next: State): number {
+    const n = Math.min(this.#remaining, data.length - at);
+    this.#remaining -= n;
+    // The state moves first: the sink may pause or halt, and the parser must already know the body ended.
+    if (this.#remaining === 0) this.#state = next;
+    this.#sink!.onBody(data.subarray(at, at + n));
+    return at + n;
   }
 
   /** Accumulate split bytes (copied: `data` may be a reused read buffer). */
