@@ -247,8 +247,15 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
       acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...tls.rootCertificates, ca] });
     }
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
-    const accountKey = await this.#accountKey(acme);
+    const { key: accountKey, existed } = await this.#accountKey(acme);
     const client = new acme.Client({ directoryUrl: cfg.directoryUrl, accountKey });
+    if (existed) {
+      // The account this key already has is looked up (onlyReturnExisting, then a POST-as-GET), so that
+      // auto() does not register it again: acme-client follows a registration that finds an account with an
+      // update, which without an email carries nothing, and pebble refuses an empty update ("Use POST-as-GET
+      // …"): a renewal by a restarted daemon failed. A key this directory does not know is registered by auto().
+      await client.createAccount({ onlyReturnExisting: true }).catch(() => undefined);
+    }
     const certKey = await acme.crypto.createPrivateEcdsaKey();
     const [, csr] = await acme.crypto.createCsr({ commonName: cfg.hosts[0]!, altNames: cfg.hosts }, certKey);
     this.#logger.info('acme: ordering a certificate', { hosts: cfg.hosts, directory: cfg.directoryUrl });
@@ -300,15 +307,16 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
     this.#logger.info('acme: certificate issued', { hosts: cfg.hosts, serial: leaf.serialNumber, notAfter: this.#notAfter.toISOString() });
   }
 
-  async #accountKey(acme: typeof import('acme-client')): Promise<Buffer> {
+  /** The account key kept in the state directory, or a new one (`existed` false). */
+  async #accountKey(acme: typeof import('acme-client')): Promise<{ key: Buffer; existed: boolean }> {
     const file = path.join(this.#dir, 'account.key');
     try {
-      return await readFile(file);
+      return { key: await readFile(file), existed: true };
     } catch {
       const key = await acme.crypto.createPrivateEcdsaKey();
       await writePrivate(file, key.toString());
       this.#logger.info('acme: created an account key', { file });
-      return key;
+      return { key, existed: false };
     }
   }
 }

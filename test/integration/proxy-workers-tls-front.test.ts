@@ -3,7 +3,8 @@
 // served by each worker with the client the header names; ACME certificates
 // obtained from a real ACME server (pebble) by the control plane while its
 // validation connections reach the workers — HTTP-01 on the plain listener,
-// TLS-ALPN-01 on the TLS listener — and then served by each worker.
+// TLS-ALPN-01 on the TLS listener — and then served by each worker; a renewal
+// is sent to the workers while they run.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -104,13 +105,14 @@ test('a TLS listener with the PROXY protocol: each worker serves HTTP/1.1 and HT
   }
 });
 
-function httpsGet(port: number, ca: string): Promise<{ status: number; body: string }> {
+function httpsGet(port: number, ca: string): Promise<{ status: number; body: string; serial: string }> {
   return withTimeout(
     new Promise((resolve, reject) => {
       const req = https.get({ host: '127.0.0.1', port, servername: 'localhost', ca, agent: false, headers: { host: 'localhost' } }, (res) => {
+        const serial = (res.socket as tls.TLSSocket).getPeerX509Certificate()?.serialNumber ?? '(not kept)';
         let body = '';
         res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => resolve({ status: res.statusCode!, body: body.trim() }));
+        res.on('end', () => resolve({ status: res.statusCode!, body: body.trim(), serial }));
       });
       req.on('error', reject);
     }),
@@ -119,14 +121,15 @@ function httpsGet(port: number, ca: string): Promise<{ status: number; body: str
   );
 }
 
-test('ACME HTTP-01 with workers: pebble validates on the plain listener (a worker answers), and each worker serves the certificate', async (t) => {
+test('ACME HTTP-01 with workers: pebble validates on the plain listener (a worker answers), each worker serves the certificate, and a renewal reaches the running workers', async (t) => {
   const ca = makeCa(t);
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
   const pebble = await startPebble(t, ca, d.port);
   const tlsPort = await startWithTls(d, {
     top: ['proxy: { workers: 2 }'],
-    tls: ['  acme:', '    hosts: [localhost]', `    directory: ${JSON.stringify(pebble.directoryUrl)}`, `    ca_file: ${JSON.stringify(ca.caFile)}`, '  redirect_http: true'],
+    // Longer than pebble's certificates live: the certificate kept is due for renewal as soon as a daemon starts.
+    tls: ['  acme:', '    hosts: [localhost]', '    renew_before: 36500d', `    directory: ${JSON.stringify(pebble.directoryUrl)}`, `    ca_file: ${JSON.stringify(ca.caFile)}`, '  redirect_http: true'],
     services: serviceYaml({ instances: 1 }),
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
@@ -134,10 +137,23 @@ test('ACME HTTP-01 with workers: pebble validates on the plain listener (a worke
   await waitUntil('the daemon to log the issued certificate', async () => /acme: certificate issued/.test(await d.daemonLog()), 30_000, 100);
   const root = await pebble.rootPem();
   const each = await fromEachWorker(d, () => httpsGet(tlsPort, root));
-  for (const [worker, answers] of each) for (const a of answers) assert.deepEqual(a, { status: 200, body: 'v1' }, `worker ${worker}`);
+  const issued = [...each.values()][0]![0]!.serial;
+  for (const [worker, answers] of each) for (const a of answers) assert.deepEqual(a, { status: 200, body: 'v1', serial: issued }, `worker ${worker}`);
   const st = await d.status();
   assert.equal(st.tls.certificates[0].source, 'acme');
   assert.equal(st.tls.acme.failures, 0);
+  // A new daemon (baton upgrade) starts its workers with the certificate kept in the state directory, which is
+  // due: the control plane renews it (HTTP-01 through the new workers) and sends the renewed one to them, running.
+  const up = await d.cli(['upgrade', '--json'], 90_000);
+  assert.equal(up.code, 0, up.stdout + up.stderr);
+  await waitUntil('the renewed certificate to be served', async () => (await httpsGet(tlsPort, root)).serial !== issued, 30_000, 200).catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\nstatus: ${JSON.stringify((await d.status()).tls)}\nlog: ${(await d.daemonLog()).split('\n').filter((l) => /acme|tls|upgrade/.test(l)).slice(-30).join('\n')}`);
+  });
+  const renewed = await fromEachWorker(d, () => httpsGet(tlsPort, root));
+  const serials = new Set([...renewed.values()].flat().map((a) => a.serial));
+  assert.equal(serials.size, 1, `every worker serves one certificate: ${[...serials].join(', ')}`);
+  assert.ok(!serials.has(issued), 'the renewed one');
+  assert.equal((await d.status()).tls.acme.failures, 0);
 });
 
 test('ACME TLS-ALPN-01 with workers: pebble validates on the shared TLS listener, and each worker serves the certificate', async (t) => {
@@ -161,6 +177,6 @@ test('ACME TLS-ALPN-01 with workers: pebble validates on the shared TLS listener
   assert.match(await d.daemonLog(), /acme: TLS-ALPN-01 challenge certificate shown.*localhost/);
   const root = await pebble.rootPem();
   const each = await fromEachWorker(d, () => httpsGet(tlsPort, root));
-  for (const [worker, answers] of each) for (const a of answers) assert.deepEqual(a, { status: 200, body: 'v1' }, `worker ${worker}`);
+  for (const [worker, answers] of each) for (const a of answers) assert.deepEqual({ status: a.status, body: a.body }, { status: 200, body: 'v1' }, `worker ${worker}`);
   assert.equal((await d.status()).tls.acme.failures, 0);
 });
