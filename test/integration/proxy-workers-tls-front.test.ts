@@ -1,6 +1,7 @@
 // proxy.workers: 2 at the TLS front door's edges: a TLS listener behind a
 // balancer speaking the PROXY protocol (the header before the ClientHello) is
-// served by each worker with the client the header names; ACME certificates
+// served by each worker with the client the header names (and the access log
+// on stdout has each request once, in the daemon's own stream); ACME certificates
 // obtained from a real ACME server (pebble) by the control plane while its
 // validation connections reach the workers — HTTP-01 on the plain listener,
 // TLS-ALPN-01 on the TLS listener — and then served by each worker; a renewal
@@ -68,7 +69,7 @@ function echo(socket: tls.TLSSocket): Promise<{ xff: string | undefined; proto: 
   );
 }
 
-test('a TLS listener with the PROXY protocol: each worker serves HTTP/1.1 and HTTP/2 with the client the header names', async (t) => {
+test('a TLS listener with the PROXY protocol: each worker serves HTTP/1.1 and HTTP/2 with the client the header names, logged (stdout) by the daemon', async (t) => {
   const ca = makeCa(t);
   const files = ca.write('site', ['site.test']);
   const d = await createDaemon({ start: false });
@@ -79,7 +80,7 @@ test('a TLS listener with the PROXY protocol: each worker serves HTTP/1.1 and HT
       [
         `listen: ["127.0.0.1:${d.port}"]`,
         'state_dir: ./state',
-        'proxy: { workers: 2, trusted_proxies: [127.0.0.1] }',
+        'proxy: { workers: 2, trusted_proxies: [127.0.0.1], access_log: stdout }',
         'tls:',
         `  listen: [{ address: "127.0.0.1:${port}", proxy_protocol: true }]`,
         '  certificates:',
@@ -94,15 +95,29 @@ test('a TLS listener with the PROXY protocol: each worker serves HTTP/1.1 and HT
   });
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+  let sent = 0;
   for (const alpn of ['http/1.1', 'h2']) {
     const each = await fromEachWorker(d, async (i) => echo(await behindBalancer(tlsPort, `198.51.100.${i + 1}`, ca.caPem, alpn)));
     for (const [worker, answers] of each) {
       for (const a of answers) {
         assert.equal(a.proto, alpn, `worker ${worker}`);
         assert.match(a.xff ?? '', /^198\.51\.100\.\d+$/, `worker ${worker}: the app saw X-Forwarded-For ${a.xff}`);
+        sent++;
       }
     }
   }
+  // access_log: stdout: every worker's lines, written by the daemon into its own log stream, with the header's client.
+  const lines = async (): Promise<{ msg: string; path: string; peer: string; proto: string }[]> =>
+    (await d.daemonLog()).split('\n').filter((l) => l.includes('"msg":"access"')).map((l) => JSON.parse(l) as { msg: string; path: string; peer: string; proto: string });
+  await waitUntil(`${sent} access lines in the daemon log`, async () => (await lines()).length >= sent, 10_000);
+  const logged = await lines();
+  assert.equal(logged.length, sent);
+  for (const l of logged) {
+    assert.equal(l.path, '/echo-headers');
+    assert.match(l.peer, /^198\.51\.100\.\d+$/);
+  }
+  assert.deepEqual([...new Set(logged.map((l) => l.proto))].sort(), ['h1', 'h2']);
+  assert.deepEqual((await d.status()).daemon.accessLog, { path: 'stdout', written: sent, dropped: 0 });
 });
 
 function httpsGet(port: number, ca: string): Promise<{ status: number; body: string; serial: string }> {
