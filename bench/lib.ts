@@ -37,9 +37,10 @@ function killGroup(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
 }
 
 /** Spawn a child in its own process group; it is killed (the whole group) at cleanup. */
-export function spawnGroup(cmd: string, args: string[], opts: { stdio?: 'pipe' | 'ignore' | 'inherit'; env?: NodeJS.ProcessEnv; cwd?: string } = {}): ChildProcess {
+export function spawnGroup(cmd: string, args: string[], opts: { stdio?: 'pipe' | 'ignore' | 'inherit'; env?: NodeJS.ProcessEnv; cwd?: string; outFd?: number } = {}): ChildProcess {
   const stdio = opts.stdio ?? 'pipe';
-  const c = spawn(cmd, args, { detached: true, stdio: stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : stdio, env: opts.env ?? process.env, cwd: opts.cwd ?? ROOT });
+  // outFd: stdout and stderr to this open file.
+  const c = spawn(cmd, args, { detached: true, stdio: opts.outFd !== undefined ? ['ignore', opts.outFd, opts.outFd] : stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : stdio, env: opts.env ?? process.env, cwd: opts.cwd ?? ROOT });
   // The group stays in the set after the leader exits (it may still hold children):
   // cleanup kills it, a no-op once it is empty.
   if (c.pid !== undefined) groups.add(c.pid);
@@ -282,10 +283,14 @@ export interface OpenLoopResult {
   p90Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The longest gap between two of the generator's 1 ms ticks in the measured window. */
+  generatorMaxGapMs: number;
+  /** With `slowMs`: [wall-clock ms, slowest latency ms] of each 100 ms window of scheduled time with a request at least that slow. */
+  slowWindows?: [number, number][];
 }
 
 /** Run bench/openloop.ts as a pinned child: a fixed request rate over `connections` keep-alive connections. */
-export async function runOpenLoop(url: string, o: { rate: number; seconds: number; connections: number; cpus: string | null; warmupSeconds?: number }): Promise<OpenLoopResult> {
+export async function runOpenLoop(url: string, o: { rate: number; seconds: number; connections: number; cpus: string | null; warmupSeconds?: number; slowMs?: number; nice?: number }): Promise<OpenLoopResult> {
   const args = [
     '--no-warnings',
     path.join(BENCH_DIR, 'openloop.ts'),
@@ -294,6 +299,8 @@ export async function runOpenLoop(url: string, o: { rate: number; seconds: numbe
     '--seconds', String(o.seconds),
     '--connections', String(o.connections),
     '--warmup', String(o.warmupSeconds ?? 1),
+    ...(o.slowMs === undefined ? [] : ['--slow-ms', String(o.slowMs)]),
+    ...(o.nice === undefined ? [] : [`--nice=${o.nice}`]),
   ];
   const [cmd, a] = pinned(o.cpus, process.execPath, args);
   const out = await collect(spawnGroup(cmd, a), (o.seconds + (o.warmupSeconds ?? 1) + 30) * 1000, 'openloop');

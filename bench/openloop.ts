@@ -7,6 +7,7 @@
 //
 //   node bench/openloop.ts --url http://127.0.0.1:8080/ --rate 5000 --seconds 10 --connections 50
 
+import { writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
 
@@ -18,8 +19,19 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '50' },
     warmup: { type: 'string', default: '1' },
     host: { type: 'string' },
+    // Also report the 100 ms windows (by scheduled time) in which some request took at least this long.
+    'slow-ms': { type: 'string' },
+    // A CPU weight for this process's autogroup (root only; see bench/latency.ts --nice).
+    nice: { type: 'string' },
   },
 });
+if (values.nice !== undefined) {
+  try {
+    writeFileSync('/proc/self/autogroup', values.nice);
+  } catch (err) {
+    process.stderr.write(`openloop: could not set the autogroup's nice value: ${(err as Error).message}\n`);
+  }
+}
 if (!values.url) {
   console.error('usage: node bench/openloop.ts --url URL --rate N --seconds S --connections C [--warmup S] [--host HOST]');
   process.exit(2);
@@ -32,12 +44,15 @@ const nconn = Number(values.connections);
 const port = Number(url.port || 80);
 const request = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${values.host ?? url.host}\r\nUser-Agent: baton-openloop\r\n\r\n`;
 const intervalMs = 1000 / rate;
+const slowMs = values['slow-ms'] === undefined ? null : Number(values['slow-ms']);
 
 // Pending requests: their scheduled times, FIFO.
 const queue: number[] = [];
 let qHead = 0;
 const lat = new Float64Array(Math.ceil(rate * (seconds + 1) * 1.2) + 1000);
 let nLat = 0;
+/** With --slow-ms: the slowest latency per 100 ms window of scheduled time, from measureFrom. */
+const windowMax = new Float64Array(Math.ceil((seconds + 1) * 10) + 1);
 let sent = 0;
 let completed = 0;
 let errors = 0;
@@ -108,7 +123,11 @@ function onData(c: Conn, d: string): void {
   c.busy = false;
   completed++;
   if (status < 200 || status >= 400) non2xx++;
-  if (c.scheduled >= measureFrom && c.scheduled < endAt && nLat < lat.length) lat[nLat++] = now - c.scheduled;
+  if (c.scheduled >= measureFrom && c.scheduled < endAt && nLat < lat.length) {
+    lat[nLat++] = now - c.scheduled;
+    const w = Math.floor((c.scheduled - measureFrom) / 100);
+    if (now - c.scheduled > windowMax[w]!) windowMax[w] = now - c.scheduled;
+  }
   if (/\r\nconnection:\s*close/i.test(head)) {
     c.socket.destroy();
     return;
@@ -135,8 +154,14 @@ function dispatch(): void {
   }
 }
 
+/** The generator's own stalls: the longest gap between two ticks in the measured window (its loop is late, so are its readings). */
+let lastTick = 0;
+let maxTickGap = 0;
+
 function tick(): void {
   const now = performance.now();
+  if (now >= measureFrom && now < endAt && lastTick > 0) maxTickGap = Math.max(maxTickGap, now - lastTick);
+  lastTick = now;
   if (now >= t0) {
     const due = Math.floor((Math.min(now, endAt) - t0) / intervalMs);
     for (; issued < due; issued++) queue.push(t0 + issued * intervalMs);
@@ -176,6 +201,9 @@ async function finish(): Promise<void> {
     p90Ms: pct(90),
     p99Ms: pct(99),
     maxMs: nLat ? s[nLat - 1]! : NaN,
+    generatorMaxGapMs: maxTickGap,
+    // [wall-clock ms at the window's start, slowest latency ms] of each slow 100 ms window.
+    ...(slowMs === null ? {} : { slowWindows: [...windowMax].flatMap((m, i) => (m >= slowMs ? [[Math.round(performance.timeOrigin + measureFrom + i * 100), Math.round(m)]] : [])) }),
   };
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exit(0);
