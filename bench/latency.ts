@@ -30,7 +30,7 @@ import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, ROOT, cpuMs, daemonCode, fixtureService, fmt, hasTaskset, machineLine, mdTable, median, NCPU, onCleanup, pin, pinned, registerDaemon,
+  BENCH_DIR, DAEMON_SEMI_SPACE, ROOT, cpuMs, daemonCode, fixtureService, fmt, hasTaskset, machineLine, mdTable, median, NCPU, onCleanup, pin, pinned, registerDaemon,
   runBench, runOpenLoop, sleep, spawnGroup, writeDaemonConfig, type OpenLoopResult,
 } from './lib.ts';
 
@@ -165,7 +165,7 @@ async function main(): Promise<boolean> {
     const root = t === 'baton-b' && values['b-root'] !== undefined ? path.resolve(values['b-root']) : ROOT;
     // --b-exec-argv: V8 flags on the command line, where they win over bin/baton.js's own
     // (which then does not re-execute the daemon: its flags and malloc settings are given here).
-    const execArgv = t === 'baton-b' && values['b-exec-argv'] !== undefined ? ['--max-semi-space-size=1', '--expose-gc', ...values['b-exec-argv'].split(' ').filter(Boolean)] : [];
+    const execArgv = t === 'baton-b' && values['b-exec-argv'] !== undefined ? [DAEMON_SEMI_SPACE, '--expose-gc', ...values['b-exec-argv'].split(' ').filter(Boolean)] : [];
     if (execArgv.length > 0) Object.assign(env, { MALLOC_ARENA_MAX: '2', MALLOC_TRIM_THRESHOLD_: '131072' });
     const [cmd, args] = pinned(SERVER_CPU, process.execPath, [...execArgv, path.join(root, 'bin/baton.js'), 'daemon', '--config', td.configFile]);
     // The daemon's own output (its log goes to the state dir; V8's --trace-gc lines come here).
@@ -228,7 +228,7 @@ async function main(): Promise<boolean> {
   const urls: Record<Target, string> = { nginx: nginxUrl, floor: `http://127.0.0.1:${floorPort}/`, baton: baton.url, 'baton-b': batonB?.url ?? '' };
   const wanted = (values.targets ?? 'nginx,floor,baton,baton-b').split(',') as Target[];
   const targets = wanted.filter((t) => urls[t] !== '');
-  if (batonB !== null) console.log(`baton-b: ${[values['b-exec-argv'] && `node flags --max-semi-space-size=1 --expose-gc ${values['b-exec-argv']}`, values['b-node-options'] && `NODE_OPTIONS ${values['b-node-options']}`, values['b-env'] && `env ${values['b-env']}`, values['b-root'] && `code of ${values['b-root']}`].filter(Boolean).join('; ')}`);
+  if (batonB !== null) console.log(`baton-b: ${[values['b-exec-argv'] && `node flags ${DAEMON_SEMI_SPACE} --expose-gc ${values['b-exec-argv']}`, values['b-node-options'] && `NODE_OPTIONS ${values['b-node-options']}`, values['b-env'] && `env ${values['b-env']}`, values['b-root'] && `code of ${values['b-root']}`].filter(Boolean).join('; ')}`);
 
   // Warm-up (JIT, pools): 3 s at the rate, not recorded.
   for (const t of targets) await runOpenLoop(urls[t], { rate: RATE, seconds: 3, connections: CONNS, cpus: LOAD_CPU, nice: NICE });

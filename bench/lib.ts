@@ -101,6 +101,9 @@ export async function runBench(name: string, hardLimitMs: number, main: () => Pr
   process.exitCode = ok ? 0 : 1;
 }
 
+/** The daemon's young-generation flag as bin/baton.js sets it (a daemon started with it is not re-executed). */
+export const DAEMON_SEMI_SPACE = '--max-semi-space-size=2';
+
 // ---- machine -------------------------------------------------------------
 
 export function machineLine(): string {

@@ -21,7 +21,14 @@ function verb(args) {
   return undefined;
 }
 
-const SEMI_SPACE = '--max-semi-space-size=1';
+// A small young generation keeps the mostly idle daemon's memory low; 2 MB and
+// not 1: with 1 MB, under steady traffic a scavenge came every ~70 requests, so
+// the objects of any request slower than two scavenges (~20 ms) were promoted
+// (12 MB/s at 6,000 req/s), the old space grew to 49 MB between full
+// collections every 3 s, with marking steps of up to 21 ms on the loop; with 2
+// MB, 20x less is promoted, full collections come every 15-30 s, the peak and
+// idle memory are no higher (bench/RESULTS.md section 14). 4 MB peaked 8 MB higher.
+const SEMI_SPACE = '--max-semi-space-size=2';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
 const EXPOSE_GC = '--expose-gc';
@@ -44,9 +51,8 @@ const isDaemon = verb(process.argv.slice(2)) === 'daemon';
 // Not under systemd socket activation: process.execve closes the inherited
 // listening sockets (fd 3…); put the flags in ExecStart instead (docs/server.md).
 if (isDaemon && !process.execArgv.includes(SEMI_SPACE) && typeof process.execve === 'function' && !process.env.LISTEN_FDS) {
-  // The daemon is long-lived and mostly idle: a small young generation keeps its
-  // resident memory low (V8 reads these flags only at start, so the process
-  // replaces itself with the flags set: same pid, nothing in between).
+  // V8 reads these flags only at start, so the process replaces itself with the
+  // flags set: same pid, nothing in between.
   const env = { ...process.env };
   for (const [name, value] of Object.entries(MALLOC)) {
     if (env[name] !== undefined) continue;
