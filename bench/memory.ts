@@ -9,7 +9,7 @@
 // (bench/memory-probe.mjs: V8's heap, external memory, glibc's heap, other
 // anonymous and file-backed pages), at idle, at the end of the load and a minute after.
 //
-//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--daemon-node-options=--max-semi-space-size=2]
+//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--daemon-node-options=--max-old-space-size=64]
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -24,8 +24,9 @@ const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     seconds: { type: 'string' },
-    // Extra Node flags for the daemon (e.g. "--max-semi-space-size=2"), to try memory settings.
-    // Passed through NODE_OPTIONS, so the CLI runs and the instances get them too.
+    // Extra Node flags for the daemon, to try memory settings. Passed through NODE_OPTIONS,
+    // so the CLI runs and the instances get them too; flags bin/baton.js puts on the
+    // daemon's command line (its semi-space) win over these.
     'daemon-node-options': { type: 'string' },
     probe: { type: 'boolean', default: false },
     // After the last sample: gdb makes the daemon call glibc's malloc_trim(0), and

@@ -27,7 +27,7 @@ function verb(args) {
 // (12 MB/s at 6,000 req/s), the old space grew to 49 MB between full
 // collections every 3 s, with marking steps of up to 21 ms on the loop; with 2
 // MB, 20x less is promoted, full collections come every 15-30 s, the peak and
-// idle memory are no higher (bench/RESULTS.md section 14). 4 MB peaked 8 MB higher.
+// idle memory are no higher (bench/RESULTS.md section 15). 4 MB peaked 8 MB higher.
 const SEMI_SPACE = '--max-semi-space-size=2';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).

@@ -18,7 +18,10 @@
 // pages back) returns what the burst made V8 take: measured, the V8 heap stayed
 // 8-10 MB above its idle size a minute after a load, its pages kept committed
 // (bench/RESULTS.md, "proxy cost"). It runs at most once per burst, when no body
-// has moved for a whole check interval, so busy daemons never pay for it.
+// has moved for a whole check interval, so busy daemons never pay for it (a
+// request every 10 s is enough to keep it off). V8 runs it as at least two full
+// collections (20-60 ms each, measured); one "regular" collection instead left
+// the heap's pages committed (bench/RESULTS.md section 15).
 //
 // The collector is the one `--expose-gc` gives (bin/baton.js starts the daemon
 // with it); without it (tests, other entries) this does nothing.
