@@ -22,12 +22,12 @@ function verb(args) {
 }
 
 // A small young generation keeps the mostly idle daemon's memory low; 2 MB and
-// not 1: with 1 MB, under steady traffic a scavenge came every ~70 requests, so
-// the objects of any request slower than two scavenges (~20 ms) were promoted
-// (12 MB/s at 6,000 req/s), the old space grew to 49 MB between full
-// collections every 3 s, with marking steps of up to 21 ms on the loop; with 2
-// MB, 20x less is promoted, full collections come every 15-30 s, the peak and
-// idle memory are no higher (bench/RESULTS.md section 15). 4 MB peaked 8 MB higher.
+// not 1: with 1 MB, under steady traffic a scavenge came every ~10 ms at 6,000
+// req/s, so the objects of any request slower than two scavenges were promoted
+// (with undici's Pool: 12 MB/s, a full collection every 3 s with marking steps
+// of up to 21 ms on the loop); 2 MB halves the scavenges and the full
+// collections, and the peak and idle memory are no higher (bench/RESULTS.md
+// section 15). 4 MB peaked 8 MB higher.
 const SEMI_SPACE = '--max-semi-space-size=2';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
