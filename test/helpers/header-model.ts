@@ -32,7 +32,7 @@ export function forwardedModel(raw: readonly string[], facts: ClientConnection, 
     const lower = name.toLowerCase();
     if (lower === 'host') {
       // End to end, and what the request was routed by: kept whatever Connection says. (Two Host
-      // lines are kept as sent: undici refuses them, and the client gets a 400, as RFC 9112 3.2 asks.)
+      // lines are kept as sent: the upstream client refuses them, and the client gets a 400, as RFC 9112 3.2 asks.)
       host ??= value;
       out.push([name, value]);
       continue;

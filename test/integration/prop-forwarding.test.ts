@@ -2,8 +2,8 @@
 // request heads sent as raw bytes to the real proxy (HTTP/1.1) and through
 // Node's HTTP/2 client over TLS, and what the instance's own parser receives
 // compared with the model of the rules (test/helpers/header-model.ts). This
-// covers what the unit properties cannot: Node's parser before baton, undici's
-// serialisation after it, the HTTP/2 adaptation (:authority, split cookies),
+// covers what the unit properties cannot: Node's parser before baton, the upstream
+// client's serialisation after it, the HTTP/2 adaptation (:authority, split cookies),
 // and that every byte of a value arrives as sent.
 
 import { test, type TestContext } from 'node:test';
@@ -97,9 +97,9 @@ function rawRequest(port: number, lines: [string, string][]): Promise<{ status: 
 
 /**
  * A field list as it is compared: names lowercased (a name's case means nothing,
- * and the unit properties check that baton itself keeps it), Host first (undici
- * writes "host" right after the request line; the order of fields of different
- * names is not significant, RFC 9110 5.3), and without what undici adds to every
+ * and the unit properties check that baton itself keeps it), Host first (the upstream
+ * client writes "host" right after the request line; the order of fields of different
+ * names is not significant, RFC 9110 5.3), and without what the upstream client adds to every
  * request it sends (its framing of the upstream connection).
  */
 function comparable(raw: [string, string][]): [string, string][] {

@@ -1,6 +1,6 @@
 // Properties of the canary split (src/proxy/split.ts, sticky.ts), checked by
 // fast-check through the real path a request takes: a snapshot built by
-// buildSnapshot with real target states (undici pools that never connect),
+// buildSnapshot with real target states (upstream pools that never connect),
 // Node's IncomingMessage on a socket tagged with its client, chooseWithCanary
 // picking the pool, and the Set-Cookie it hands out read back as the next
 // request's cookie. For any weight in [0, 100]: the canary's share of many

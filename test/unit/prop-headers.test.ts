@@ -165,8 +165,8 @@ test('request headers: Forwarded\'s host is a quoted-string that reads back as t
 });
 
 /**
- * Response headers as undici hands them over: lowercase names, a string or a list of strings.
- * Never an own "__proto__" key: undici's parser assigns into a plain object, so an instance's
+ * Response headers as the upstream parser hands them over: lowercase names, a string or a list of strings.
+ * Never an own "__proto__" key: the upstream parser skips that name (src/proxy/upstream/response-parser.ts), so an instance's
  * "__proto__" field never reaches baton (checked through the proxy: it is not forwarded).
  */
 const responseArb: fc.Arbitrary<Record<string, string | string[]>> = fc
