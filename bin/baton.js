@@ -21,14 +21,13 @@ function verb(args) {
   return undefined;
 }
 
-// A small young generation keeps the mostly idle daemon's memory low; 2 MB and
-// not 1: with 1 MB, under steady traffic a scavenge came every ~10 ms at 6,000
-// req/s, so the objects of any request slower than two scavenges were promoted
-// (with undici's Pool: 12 MB/s, a full collection every 3 s with marking steps
-// of up to 21 ms on the loop); 2 MB halves the scavenges and the full
-// collections, and the peak and idle memory are no higher (bench/RESULTS.md
-// section 15). 4 MB peaked 8 MB higher.
-const SEMI_SPACE = '--max-semi-space-size=2';
+// A small young generation keeps the mostly idle daemon's memory low. 2 MB
+// halves the scavenges under load; with undici's Pool upstream that also cut
+// the p99 at a fixed rate (the objects of every request slower than two 1 MB
+// scavenges were promoted: full collections every 3 s), but with baton's own
+// upstream client the p99 was no better and the daemon 3-9 MB larger at peak
+// (bench/RESULTS.md section 15): 1 MB stays.
+const SEMI_SPACE = '--max-semi-space-size=1';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
 const EXPOSE_GC = '--expose-gc';

@@ -64,7 +64,7 @@ await build({
 
 const blob = path.join(WORK, 'baton.blob');
 /** The daemon's flags (bin/baton.js sets them by execve; here they are baked in). */
-const EXEC_ARGV = ['--max-semi-space-size=2', '--expose-gc'];
+const EXEC_ARGV = ['--max-semi-space-size=1', '--expose-gc'];
 const seaConfig = path.join(WORK, 'sea-config.json');
 writeFileSync(
   seaConfig,
