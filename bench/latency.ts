@@ -23,7 +23,7 @@
 //        [--targets nginx,floor,baton,baton-b] [--b-node-options=--max-semi-space-size=4]
 //        [--b-exec-argv='--max-semi-space-size=4'] [--b-env BATON_X=1] [--b-root /path/to/checkout] [--no-pin]
 
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
@@ -215,6 +215,7 @@ async function main(): Promise<boolean> {
   if (hasNginx) {
     const dir = path.join(os.tmpdir(), `baton-latency-nginx-${process.pid}`);
     mkdirSync(dir, { recursive: true });
+    onCleanup(() => rmSync(dir, { recursive: true, force: true }));
     const port = await freePort();
     writeFileSync(path.join(dir, 'nginx.conf'), nginxConfig(dir, port, new URL(baton.appUrl)));
     const [c, a] = pinned(SERVER_CPU, 'nginx', ['-p', dir, '-c', path.join(dir, 'nginx.conf'), '-e', path.join(dir, 'nginx-error.log')]);
