@@ -22,6 +22,7 @@
 //   node bench/latency.ts [--rate 6000] [--seconds 10] [--rounds 2] [--probe] [--stall-ms 20]
 //        [--targets nginx,floor,baton,baton-b] [--b-node-options=--max-semi-space-size=4]
 //        [--b-exec-argv='--max-semi-space-size=4'] [--b-env BATON_X=1] [--b-root /path/to/checkout] [--no-pin]
+//        [--nice=-15] [--settle 21]
 
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -49,6 +50,10 @@ const { values } = parseArgs({
     'b-exec-argv': { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     nice: { type: 'string' },
+    // Seconds to wait after a daemon's run: its GC pacer's end-of-burst collection
+    // (10-20 s after its traffic stops, two full collections) otherwise lands in the
+    // next target's run on the same core.
+    settle: { type: 'string', default: '0' },
   },
 });
 const RATE = Number(values.rate);
@@ -60,6 +65,7 @@ const PIN = !values['no-pin'] && hasTaskset && NCPU >= 2;
 const SERVER_CPU = PIN ? '0' : null;
 const LOAD_CPU = PIN ? '1' : null;
 const hasB = values['b-exec-argv'] !== undefined || values['b-node-options'] !== undefined || values['b-env'] !== undefined || values['b-root'] !== undefined;
+const SETTLE_MS = Number(values.settle) * 1000;
 const NICE = values.nice === undefined ? undefined : Number(values.nice);
 const hasNginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).error === undefined;
 
@@ -278,7 +284,7 @@ async function main(): Promise<boolean> {
         if (stalls.length > 0) console.log(`    daemon stalls ≥ ${STALL_MS} ms (time, ms): ${stalls.map(([w, m]) => `${new Date(w).toISOString().slice(17, 23)} ${m}`).join(', ')}`);
         if (longGcs.length > 0) console.log(`    daemon GC pauses ≥ ${STALL_MS} ms and every full GC: ${longGcs.map(([w, m, k]) => `${new Date(w).toISOString().slice(17, 23)} ${k} ${m}`).join(', ')}`);
       }
-      await sleep(500);
+      await sleep(t === 'baton' || t === 'baton-b' ? Math.max(500, SETTLE_MS) : 500);
     }
   }
 
