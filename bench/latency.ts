@@ -31,7 +31,7 @@ import { spawnSync } from 'node:child_process';
 import { parseArgs } from 'node:util';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, DAEMON_SEMI_SPACE, ROOT, cpuMs, daemonCode, fixtureService, fmt, hasTaskset, machineLine, mdTable, median, NCPU, onCleanup, pin, pinned, registerDaemon,
+  BENCH_DIR, DAEMON_SEMI_SPACE, ROOT, cpuMs, daemonCode, fixtureService, fmt, hasTaskset, machineLine, mdTable, median, NCPU, nginxConfig, onCleanup, pin, pinned, registerDaemon,
   runBench, runOpenLoop, sleep, spawnGroup, writeDaemonConfig, type OpenLoopResult,
 } from './lib.ts';
 
@@ -114,31 +114,6 @@ function setNice(pid: number): void {
   } catch (err) {
     console.log(`--nice: ${pid}: ${(err as Error).message}`);
   }
-}
-
-function nginxConfig(dir: string, port: number, app: URL): string {
-  return `daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream app { server ${app.host}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }
-}
-`;
 }
 
 async function main(): Promise<boolean> {

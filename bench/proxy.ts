@@ -33,7 +33,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, DAEMON_SEMI_SPACE, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, pin, pinned, ratio,
+  BENCH_DIR, DAEMON_SEMI_SPACE, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, nginxConfig, pin, pinned, ratio,
   registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
@@ -43,32 +43,6 @@ type Target = 'direct' | 'baton' | 'baton-v8-young' | 'http-proxy' | 'undici-flo
 
 const hasNginx = spawnSync('nginx', ['-v'], { stdio: 'ignore' }).error === undefined;
 const hasHaproxy = spawnSync('haproxy', ['-v'], { stdio: 'ignore' }).error === undefined;
-
-/** nginx, one worker process (no master), proxying to `app` with keep-alive upstream connections. */
-function nginxConfig(dir: string, port: number, app: URL): string {
-  return `daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fastcgi; uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
-  upstream app { server ${app.host}; keepalive 64; }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-    }
-  }
-}
-`;
-}
 
 /** HAProxy, one thread, reusing server connections. */
 function haproxyConfig(port: number, app: URL): string {
