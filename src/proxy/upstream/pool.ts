@@ -316,10 +316,6 @@ class Connection {
     watch(this);
   }
 
-  get busy(): boolean {
-    return this.#attempt !== null || this.#waiting !== null;
-  }
-
   get closed(): boolean {
     return this.#closed;
   }
@@ -518,11 +514,6 @@ export class UpstreamPool {
     this.#defaultHost = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   }
 
-  /** Connections open (busy or idle), for tests and status. */
-  get connections(): number {
-    return this.#all.size;
-  }
-
   /** Send `request`; `handler` hears everything from here on (never synchronously an error: those come in a microtask). */
   dispatch(request: UpstreamRequest, handler: UpstreamHandler): void {
     let head: RequestHead;
@@ -559,12 +550,8 @@ export class UpstreamPool {
     return c;
   }
 
-  /** A connection finished a request and may carry another. */
+  /** A connection finished a request and may carry another (never called once the pool is closing). */
   idled(c: Connection): void {
-    if (this.closing) {
-      c.destroy(new UpstreamError('BATON_UPSTREAM_POOL_CLOSED', 'pool closed'));
-      return;
-    }
     this.#idle.push(c);
   }
 

@@ -121,11 +121,6 @@ export class ResponseParser {
     return this.#keepAlive;
   }
 
-  /** The body runs until the connection closes. */
-  get readsToClose(): boolean {
-    return this.#state === 'close';
-  }
-
   /**
    * Parse `data`; returns the index where parsing stopped: data.length, the
    * end of the response when it completed in `data` (the caller decides what
