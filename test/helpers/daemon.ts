@@ -10,27 +10,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { settlesWithin } from './timeouts.ts';
+import { freePort, HeldListeners, type BatonListenerRole } from './ports.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const BATON = path.join(ROOT, 'bin/baton.js');
 const FIXTURE_APP = path.join(ROOT, 'test/fixtures/app.mjs');
 
-/**
- * A port that was free a moment ago. Racy by nature (another process may take
- * it before it is used): only for ports a child process must bind itself, and
- * then with a retry when the child reports the address in use, as
- * createDaemon's start() does. A test's own server listens on port 0 instead.
- */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, host, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+// The ports of the daemons started here are held from choice to use (test/helpers/ports.ts).
+export { freePort };
 
 export async function waitUntil(what: string, cond: () => boolean | Promise<boolean>, timeoutMs: number, everyMs = 50): Promise<void> {
   const end = Date.now() + timeoutMs;
@@ -61,6 +48,12 @@ export interface TestDaemon {
   /** Make a release directory of the fixture app answering with `version`. */
   release(version: string, env?: Record<string, string>): Promise<string>;
   start(): Promise<void>;
+  /**
+   * A port for one more listener of this daemon (`tls`, `agent-check`, …), for
+   * the test to write into the config: its socket is bound now and handed to the
+   * daemon at its next start, so no other process can take the port meanwhile.
+   */
+  holdPort(role: BatonListenerRole, host?: string): Promise<number>;
   kill9(): Promise<void>;
   /** Rewrite baton.yaml with these services (listen, state_dir, log_level and metrics_listen stay as the harness set them). */
   writeConfig(services: string): Promise<void>;
@@ -114,7 +107,10 @@ export interface DaemonOptions {
   start?: boolean;
   /** Add a metrics listener (`metricsPort`). */
   metrics?: boolean;
-  /** The first proxy port to try instead of a free one (for the harness's own test of its retry). */
+  /**
+   * A proxy port the daemon binds itself instead of one the harness holds (for
+   * the harness's own test of its retry when that port was taken).
+   */
   port?: number;
   /** The proxy's listen address (default 127.0.0.1): another loopback address stands for another host. */
   listenHost?: string;
@@ -123,8 +119,11 @@ export interface DaemonOptions {
 export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-e2e-'));
   const listenHost = opts.listenHost ?? '127.0.0.1';
-  let port = opts.port ?? (await freePort(listenHost));
-  let metricsPort = opts.metrics ? await freePort() : null;
+  // The harness's own ports (the proxy's, the metrics listener's): sockets bound
+  // here and handed to the daemon at its first start.
+  const held = new HeldListeners();
+  let port = opts.port ?? (await held.add('public', listenHost));
+  let metricsPort = opts.metrics ? await held.add('metrics') : null;
   let everStarted = false;
   let services = opts.services ?? serviceYaml();
   const configFile = path.join(dir, 'baton.yaml');
@@ -169,8 +168,13 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     const logFile = path.join(dir, 'daemon.log');
     const logStart = existsSync(logFile) ? statSync(logFile).size : 0;
     const logFd = openSync(logFile, 'a');
-    proc = spawn(process.execPath, [BATON, 'daemon', '--config', configFile], { cwd: dir, stdio: ['ignore', logFd, logFd] });
-    closeSync(logFd);
+    const sockets = held.forSpawn();
+    try {
+      proc = spawn(process.execPath, [...sockets.node, BATON, 'daemon', '--config', configFile], { cwd: dir, stdio: ['ignore', logFd, logFd, ...sockets.stdio], env: { ...process.env, ...sockets.env } });
+    } finally {
+      closeSync(logFd);
+      held.closeHere();
+    }
     const p = proc;
     let exited = false;
     p.once('exit', () => (exited = true));
@@ -186,9 +190,11 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     everStarted = true;
   };
 
-  // The ports were free when picked; if another process took one before the
-  // daemon bound it, pick again (only before the first start: a restarted
-  // daemon must come back on the port its clients know).
+  // The harness's ports are held until the daemon has them; one can still be
+  // taken before a start when the test gave it (opts.port), or when the first
+  // start failed for another reason and the daemon binds it itself next time:
+  // then take others (only before the first start: a restarted daemon must come
+  // back on the port its clients know).
   const start = async (): Promise<void> => {
     for (let attempt = 1; ; attempt++) {
       try {
@@ -204,18 +210,19 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
           text = text.replaceAll(`127.0.0.1:${old}"`, `127.0.0.1:${now}"`).replaceAll(`${listenHost}:${old}"`, `${listenHost}:${now}"`);
         };
         const oldPort = port;
-        port = await freePort(listenHost);
+        held.drop(oldPort);
+        port = await held.add('public', listenHost);
         swap(oldPort, port);
         if (metricsPort !== null) {
           const oldMetrics = metricsPort;
-          metricsPort = await freePort();
+          held.drop(oldMetrics);
+          metricsPort = await held.add('metrics');
           swap(oldMetrics, metricsPort);
         }
         await writeFile(configFile, text);
       }
     }
   };
-
 
   const td: TestDaemon = {
     dir,
@@ -236,6 +243,7 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     status,
     writeConfig,
     start,
+    holdPort: (role, host) => held.add(role, host),
     async release(version, env = {}) {
       const rdir = path.join(dir, 'src', `${version}-${++releaseN}`);
       await mkdir(rdir, { recursive: true });
@@ -253,6 +261,8 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     },
     daemonLog: () => readFile(path.join(dir, 'daemon.log'), 'utf8').catch(() => ''),
     async cleanup() {
+      // Sockets held for a start that never came.
+      held.closeHere();
       // The daemon answering may not be `proc`: `baton upgrade` replaces it with a process of its own.
       const other = proc && (proc.exitCode !== null || proc.signalCode !== null) ? ((await status().catch(() => null))?.daemon?.pid as number | undefined) : undefined;
       if (other !== undefined) {

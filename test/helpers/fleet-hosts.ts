@@ -17,6 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { killInstanceGroups, waitUntil, type CliResult } from './daemon.ts';
 import { settlesWithin } from './timeouts.ts';
+import { freePort, HeldListeners, PortInUse, saysPortInUse, startOnFreePorts } from './ports.ts';
 
 const run = promisify(execFile);
 const ROOT = path.resolve(import.meta.dirname, '../..');
@@ -28,6 +29,7 @@ export interface FleetHost {
   /** The ssh alias in the operator's ssh config (h1, h2, …). */
   name: string;
   address: string; // 127.0.0.11, …
+  /** sshd's port (final once createFleet has returned). */
   sshPort: number;
   port: number; // baton's public listener
   agentPort: number; // baton's HAProxy agent-check listener
@@ -82,18 +84,6 @@ export interface FleetOptions {
   haproxy?: { agentCheck: boolean } | false;
 }
 
-/** A port free on `address` at the time of asking (sshd and HAProxy take a number, not a socket). */
-async function freePortOn(address: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, address, () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
 function cliRunner(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string; timeoutMs: number; onStdout?: (s: string) => void }): { proc: ChildProcess; done: Promise<CliResult>; stdout: () => string } {
   // Own process group: a test's signal reaches only the CLI, and cleanup can end the group.
   const c = spawn(process.execPath, [BATON, ...args], { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
@@ -121,9 +111,21 @@ function cliRunner(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string
   return { proc: c, done, stdout: () => stdout };
 }
 
-async function waitForBanner(address: string, port: number, what: string, proc: ChildProcess, log: string): Promise<void> {
+/**
+ * Wait until the sshd just started (its log from `logStart` on) says it listens
+ * on address:port and that port answers with an SSH banner. PortInUse when it
+ * exits because another process had taken the port.
+ */
+async function waitForSshd(address: string, port: number, what: string, proc: ChildProcess, log: string, logStart: number): Promise<void> {
+  const since = async (): Promise<string> => (await readFile(log, 'utf8').catch(() => '')).slice(logStart);
   await waitUntil(what, async () => {
-    if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`${what}: the process exited:\n${await readFile(log, 'utf8').catch(() => '')}`);
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      const text = await since();
+      if (saysPortInUse(text)) throw new PortInUse(`${what}:\n${text}`);
+      throw new Error(`${what}: the process exited:\n${text}`);
+    }
+    // Its own word that it bound the port: a banner alone could come from another sshd that took it.
+    if (!(await since()).includes(`Server listening on ${address} port ${port}`)) return false;
     return new Promise<boolean>((resolve) => {
       const s = net.connect(port, address);
       s.setTimeout(1000);
@@ -177,21 +179,28 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
   const node = process.execPath;
   const procs: ChildProcess[] = [];
   const hosts: FleetHost[] = [];
-  const sshConfigLines: string[] = [];
-  const knownLines: string[] = [];
+  /** Each host's first host key, as known_hosts gives it. */
+  const hostKeys = new Map<FleetHost, string>();
+  /** Close the sockets held for daemons that never started. */
+  const heldSockets: HeldListeners[] = [];
 
   for (let i = 1; i <= opts.hosts; i++) {
     const name = `h${i}`;
     const address = `127.0.0.${10 + i}`;
     const hdir = path.join(dir, name);
     await mkdir(hdir, { recursive: true });
-    const sshPort = await freePortOn(address);
-    const port = await freePortOn(address);
-    const agentPort = await freePortOn(address);
+    // baton's listeners: sockets bound here, handed to the daemon at its first start.
+    const held = new HeldListeners();
+    heldSockets.push(held);
+    const port = await held.add('public', address);
+    const agentPort = await held.add('agent-check', address);
+    // sshd takes a number: picked at its first start (startSshd), again if it was taken.
+    let sshPort = 0;
+    let sshdEverStarted = false;
     const hostKey = path.join(hdir, 'ssh_host_ed25519_key');
     await run('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', name, '-f', hostKey]);
     const sshdConfig = path.join(hdir, 'sshd_config');
-    await writeFile(sshdConfig, [
+    const writeSshdConfig = (): Promise<void> => writeFile(sshdConfig, [
       `ListenAddress ${address}:${sshPort}`,
       `HostKey ${hostKey}`,
       'PidFile none',
@@ -228,7 +237,9 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
     const host: FleetHost = {
       name,
       address,
-      sshPort,
+      get sshPort() {
+        return sshPort;
+      },
       port,
       agentPort,
       dir: hdir,
@@ -249,8 +260,14 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
       },
       async startDaemon() {
         const fd = openSync(daemonLogFile, 'a');
-        daemon = spawn(node, [BATON, 'daemon', '--config', configFile], { cwd: hdir, stdio: ['ignore', fd, fd], detached: true });
-        closeSync(fd);
+        // The first start is handed the sockets held for it; a restart binds the ports itself.
+        const sockets = held.forSpawn();
+        try {
+          daemon = spawn(node, [...sockets.node, BATON, 'daemon', '--config', configFile], { cwd: hdir, stdio: ['ignore', fd, fd, ...sockets.stdio], env: { ...process.env, ...sockets.env }, detached: true });
+        } finally {
+          closeSync(fd);
+          held.closeHere();
+        }
         procs.push(daemon);
         const p = daemon;
         await waitUntil(`${name}'s daemon to answer`, async () => {
@@ -274,11 +291,22 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
         await killGroup(daemon, 'SIGKILL');
       },
       async startSshd() {
-        const fd = openSync(sshdLog, 'a');
-        sshd = spawn(SSHD, ['-D', '-e', '-f', sshdConfig], { stdio: ['ignore', fd, fd], detached: true });
-        closeSync(fd);
-        procs.push(sshd);
-        await waitForBanner(address, sshPort, `${name}'s sshd on ${address}:${sshPort}`, sshd, sshdLog);
+        const once = async (): Promise<void> => {
+          await writeSshdConfig();
+          const logStart = existsSync(sshdLog) ? (await readFile(sshdLog, 'utf8')).length : 0;
+          const fd = openSync(sshdLog, 'a');
+          sshd = spawn(SSHD, ['-D', '-e', '-f', sshdConfig], { stdio: ['ignore', fd, fd], detached: true });
+          closeSync(fd);
+          procs.push(sshd);
+          await waitForSshd(address, sshPort, `${name}'s sshd on ${address}:${sshPort}`, sshd, sshdLog, logStart);
+        };
+        // Started again (a host back up, a new host key): the port the operator's ssh config and known_hosts name.
+        if (sshdEverStarted) return once();
+        await startOnFreePorts(`${name}'s sshd`, async () => {
+          sshPort = await freePort(address);
+          await once();
+        });
+        sshdEverStarted = true;
       },
       async stopSshd() {
         await killGroup(sshd);
@@ -299,26 +327,33 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
     };
     await host.writeConfig(opts.services(i));
     hosts.push(host);
-    sshConfigLines.push(
-      `Host ${name}`,
-      `  HostName ${address}`,
-      `  Port ${sshPort}`,
-      '  User root',
-      `  IdentityFile ${key}`,
-      '  IdentitiesOnly yes',
-      `  UserKnownHostsFile ${knownHosts}`,
-      '  GlobalKnownHostsFile /dev/null',
-      '  StrictHostKeyChecking yes',
-      '  UpdateHostKeys no',
-      '  LogLevel ERROR',
-      '',
-    );
-    const pub = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' ');
-    knownLines.push(`[${address}]:${sshPort} ${pub}`);
+    hostKeys.set(host, (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(' ').slice(0, 2).join(' '));
   }
-  await writeFile(sshConfig, sshConfigLines.join('\n'));
-  await writeFile(knownHosts, knownLines.join('\n') + '\n');
-  await chmod(sshConfig, 0o600);
+  // sshd's ports are final once each has started: the operator's ssh config and known_hosts name them.
+  const writeOperatorSsh = async (): Promise<void> => {
+    const sshConfigLines: string[] = [];
+    const knownLines: string[] = [];
+    for (const h of hosts) {
+      sshConfigLines.push(
+        `Host ${h.name}`,
+        `  HostName ${h.address}`,
+        `  Port ${h.sshPort}`,
+        '  User root',
+        `  IdentityFile ${key}`,
+        '  IdentitiesOnly yes',
+        `  UserKnownHostsFile ${knownHosts}`,
+        '  GlobalKnownHostsFile /dev/null',
+        '  StrictHostKeyChecking yes',
+        '  UpdateHostKeys no',
+        '  LogLevel ERROR',
+        '',
+      );
+      knownLines.push(`[${h.address}]:${h.sshPort} ${hostKeys.get(h)}`);
+    }
+    await writeFile(sshConfig, sshConfigLines.join('\n'));
+    await writeFile(knownHosts, knownLines.join('\n') + '\n');
+    await chmod(sshConfig, 0o600);
+  };
 
   let haproxy: ChildProcess | null = null;
   let haproxyInfo: TestFleet['haproxy'] = null;
@@ -373,60 +408,72 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
       await killGroup(haproxy);
       await Promise.all(hosts.map((h) => h.stopSshd()));
       for (const p of procs) await killGroup(p, 'SIGKILL');
+      for (const h of heldSockets) h.closeHere();
       if (!process.env['BATON_KEEP_TEST_DIRS']) await rm(dir, { recursive: true, force: true });
     },
   };
 
   try {
     await Promise.all(hosts.map((h) => h.startSshd()));
+    await writeOperatorSsh();
     await Promise.all(hosts.map((h) => h.startDaemon()));
-    if (opts.haproxy) {
-      // Its own loopback address too: other suites' ports live on 127.0.0.1.
-      const port = await freePortOn('127.0.0.10');
+    const withHaproxy = opts.haproxy;
+    if (withHaproxy) {
       const servers = hosts.map((h) =>
-        opts.haproxy && opts.haproxy.agentCheck
+        withHaproxy.agentCheck
           ? `  server ${h.name} ${h.address}:${h.port} weight 100 check inter 200ms agent-check agent-addr ${h.address} agent-port ${h.agentPort} agent-inter 200ms`
           : `  server ${h.name} ${h.address}:${h.port} weight 100 check inter 200ms`,
       );
       const cfgFile = path.join(dir, 'haproxy.cfg');
-      await writeFile(cfgFile, [
-        'global',
-        `  stats socket ${haproxySocket} mode 600 level admin`,
-        '  maxconn 2000',
-        'defaults',
-        '  mode http',
-        '  timeout connect 2s',
-        '  timeout client 30s',
-        '  timeout server 30s',
-        // As an operator would: a GET whose server vanished before answering (a host lost) is retried elsewhere.
-        '  option redispatch 1',
-        '  retries 2',
-        '  retry-on conn-failure empty-response response-timeout',
-        'frontend fe',
-        `  bind 127.0.0.10:${port}`,
-        '  default_backend be_web',
-        'backend be_web',
-        '  balance roundrobin',
-        // With the agent-check, the agent is the host's one voice (a health check of
-        // /_baton/health would also turn the drained host DOWN); without, /_baton/health is.
-        ...(opts.haproxy.agentCheck ? [] : ['  option httpchk GET /_baton/health']),
-        ...servers,
-        '',
-      ].join('\n'));
       const log = path.join(dir, 'haproxy.log');
-      const fd = openSync(log, 'a');
-      haproxy = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', fd, fd], detached: true });
-      closeSync(fd);
-      procs.push(haproxy);
-      const hp = haproxy;
-      await waitUntil('HAProxy to see every server up', async () => {
-        if (hp.exitCode !== null) throw new Error(`haproxy exited:\n${await readFile(log, 'utf8')}`);
-        if (!existsSync(haproxySocket)) return false;
-        const stat = await haproxyCommand('show stat').catch(() => '');
-        const rows = stat.split('\n').filter((l) => l.startsWith('be_web,h'));
-        return rows.length === hosts.length && rows.every((r) => r.split(',')[17] === 'UP');
-      }, 20_000, 100);
-      haproxyInfo = { url: `http://127.0.0.10:${port}`, socket: haproxySocket, port, backend: 'be_web' };
+      // HAProxy takes a number: a free port, another if it says that one was taken before it bound it.
+      await startOnFreePorts('HAProxy', async () => {
+        // Its own loopback address too: other suites' ports live on 127.0.0.1.
+        const port = await freePort('127.0.0.10');
+        await writeFile(cfgFile, [
+          'global',
+          `  stats socket ${haproxySocket} mode 600 level admin`,
+          '  maxconn 2000',
+          'defaults',
+          '  mode http',
+          '  timeout connect 2s',
+          '  timeout client 30s',
+          '  timeout server 30s',
+          // As an operator would: a GET whose server vanished before answering (a host lost) is retried elsewhere.
+          '  option redispatch 1',
+          '  retries 2',
+          '  retry-on conn-failure empty-response response-timeout',
+          'frontend fe',
+          `  bind 127.0.0.10:${port}`,
+          '  default_backend be_web',
+          'backend be_web',
+          '  balance roundrobin',
+          // With the agent-check, the agent is the host's one voice (a health check of
+          // /_baton/health would also turn the drained host DOWN); without, /_baton/health is.
+          ...(withHaproxy.agentCheck ? [] : ['  option httpchk GET /_baton/health']),
+          ...servers,
+          '',
+        ].join('\n'));
+        await rm(haproxySocket, { force: true });
+        const logStart = existsSync(log) ? (await readFile(log, 'utf8')).length : 0;
+        const fd = openSync(log, 'a');
+        const hp = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', fd, fd], detached: true });
+        closeSync(fd);
+        haproxy = hp;
+        procs.push(hp);
+        await waitUntil('HAProxy to see every server up', async () => {
+          if (hp.exitCode !== null || hp.signalCode !== null) {
+            const text = (await readFile(log, 'utf8')).slice(logStart);
+            if (saysPortInUse(text)) throw new PortInUse(`HAProxy on 127.0.0.10:${port}:\n${text}`);
+            throw new Error(`haproxy exited:\n${text}`);
+          }
+          if (!existsSync(haproxySocket)) return false;
+          const stat = await haproxyCommand('show stat').catch(() => '');
+          const rows = stat.split('\n').filter((l) => l.startsWith('be_web,h'));
+          return rows.length === hosts.length && rows.every((r) => r.split(',')[17] === 'UP');
+        }, 20_000, 100);
+        haproxyInfo = { url: `http://127.0.0.10:${port}`, socket: haproxySocket, port, backend: 'be_web' };
+      });
     }
   } catch (err) {
     await fleet.cleanup().catch(() => {});

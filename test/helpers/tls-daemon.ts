@@ -1,9 +1,9 @@
 // A test daemon with a TLS listener: the config every TLS test writes, with
-// the port held from choice to use as the daemon binds it itself (another one
-// is picked if it was taken meanwhile, withFreePort).
+// the port held from choice to use (the harness binds the socket and hands it
+// to the daemon at its start: TestDaemon.holdPort).
 
 import { writeFile } from 'node:fs/promises';
-import { withFreePort, type TestDaemon } from './daemon.ts';
+import type { TestDaemon } from './daemon.ts';
 
 export interface TlsConfigParts {
   /** Top-level lines after `listen`, `metrics_listen` and `state_dir` (e.g. `log_level: debug`). */
@@ -18,26 +18,25 @@ export interface TlsConfigParts {
 
 /** Writes `d`'s config with a TLS listener on a free port, starts the daemon and returns that port. */
 export async function startWithTls(d: TestDaemon, parts: TlsConfigParts): Promise<number> {
-  return withFreePort(async (port) => {
-    await parts.prepare?.(port);
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}"]`,
-        ...(d.metricsPort === null ? [] : [`metrics_listen: "127.0.0.1:${d.metricsPort}"`]),
-        'state_dir: ./state',
-        ...(parts.top ?? []),
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        ...(typeof parts.tls === 'function' ? parts.tls(port) : parts.tls),
-        'services:',
-        parts.services,
-        '',
-      ].join('\n'),
-    );
-    await d.start();
-    return port;
-  });
+  const port = await d.holdPort('tls');
+  await parts.prepare?.(port);
+  await writeFile(
+    d.configFile,
+    [
+      `listen: ["127.0.0.1:${d.port}"]`,
+      ...(d.metricsPort === null ? [] : [`metrics_listen: "127.0.0.1:${d.metricsPort}"`]),
+      'state_dir: ./state',
+      ...(parts.top ?? []),
+      'tls:',
+      `  listen: ["127.0.0.1:${port}"]`,
+      ...(typeof parts.tls === 'function' ? parts.tls(port) : parts.tls),
+      'services:',
+      parts.services,
+      '',
+    ].join('\n'),
+  );
+  await d.start();
+  return port;
 }
 
 /** A `tls.certificates` entry, as one flow-style line of that list. */
