@@ -11,6 +11,9 @@
 // With proxy workers (`proxy.workers` > 1) each worker's AccessLog forwards
 // its lines (batched, bounded the same way) to the control plane's, which
 // alone writes, rotates and reopens the file: one writer per file.
+// A request the HTTP/1.1 parser refuses before there is a request (400, 408,
+// 431: limits.ts answerClientError) gets a line too, with what is known of it
+// (logRefusal); that path runs only for such refusals.
 
 import { createWriteStream, fstatSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { BatonError } from '../core/errors.ts';
@@ -98,6 +101,30 @@ export interface AccessLogStats {
  */
 export type AccessLineForward = (line: string) => boolean;
 
+/** An answer baton wrote on a connection whose request the HTTP parser refused (limits.ts). */
+export interface Refusal {
+  status: number;
+  /** baton's code for the answer (its x-baton-error): the line's outcome. */
+  outcome: string;
+  /** Why the parser refused: its error code (llhttp's `HPE_…`, node's `ERR_HTTP_REQUEST_TIMEOUT`). */
+  reason: string;
+  /** Body bytes of the answer. */
+  bytes: number;
+}
+
+/**
+ * The access log of this process's proxy, for refusals: node:http's
+ * 'clientError' hands over the connection, not the proxy that accepted it.
+ * The daemon runs one proxy per process (each proxy worker too), so this is
+ * the log opened last and not yet closed.
+ */
+let refusalLog: AccessLog | null = null;
+
+/** One line for a request the HTTP parser refused on `socket` (nothing when the access log is off). */
+export function logRefusal(socket: net.Socket, refusal: Refusal): void {
+  refusalLog?.refused(socket, refusal);
+}
+
 export class AccessLog {
   readonly #cfg: AccessLogConfig;
   readonly #logger: Logger;
@@ -116,6 +143,7 @@ export class AccessLog {
     this.#logger = logger;
     this.#forward = forward;
     if (cfg.path !== 'stdout' && forward === null) this.#open();
+    refusalLog = this;
   }
 
   get config(): AccessLogConfig {
@@ -140,6 +168,34 @@ export class AccessLog {
     socket.once('close', () => this.#upgradeDone(req, socket, ref, start, before, who));
   }
 
+  /**
+   * The hook for a refused request (logRefusal): no request line or Host was
+   * parsed, so method, host and path are null rather than guessed, as are the
+   * duration and the service; `reason` names the parser's error.
+   */
+  refused(socket: net.Socket, r: Refusal): void {
+    if (this.#closed) return;
+    const peer = clientOf(socket).address;
+    this.#emit({
+      time: new Date().toISOString(),
+      client: peer,
+      peer,
+      method: null,
+      host: null,
+      path: null,
+      proto: 'h1',
+      status: r.status,
+      bytes: r.bytes,
+      ms: null,
+      service: null,
+      release: null,
+      instance: null,
+      outcome: r.outcome,
+      retries: 0,
+      reason: r.reason,
+    });
+  }
+
   /** Close and open the file again (a reload: an outside rotation moved it away). */
   reopen(): void {
     if (this.#cfg.path === 'stdout' || this.#closed || this.#forward !== null) return;
@@ -151,6 +207,7 @@ export class AccessLog {
   /** Flush what is buffered and close the file. */
   async close(): Promise<void> {
     this.#closed = true;
+    if (refusalLog === this) refusalLog = null;
     const s = this.#stream;
     this.#stream = null;
     if (s === null) return;
@@ -207,6 +264,10 @@ export class AccessLog {
       outcome,
       retries,
     };
+    this.#emit(fields);
+  }
+
+  #emit(fields: object): void {
     // On stdout a line is one of the daemon's own JSON log lines.
     const line = (this.#cfg.path === 'stdout' ? JSON.stringify({ level: 'info', msg: 'access', ...fields }) : JSON.stringify(fields)) + '\n';
     if (this.#forward === null) this.#write(line, 1);

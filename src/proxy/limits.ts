@@ -8,12 +8,16 @@
 // fields, so a URL longer than the whole head's limit gets 431 from the parser
 // before the URL check below can answer 414. The count of fields and the URL's
 // length are checked per request, so a reload changes them at once.
+//
+// A parser's refusal answered here is written to the access log when it is on
+// (access-log.ts logRefusal), as nginx logs its 400/408/414 answers.
 
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { DEFAULT_MAX_HEADER_SIZE, DEFAULT_MAX_HEADERS, DEFAULT_MAX_URL_LENGTH } from '../config/defaults.ts';
 import { rawErrorResponse, type ProxyErrorCode } from './error-page.ts';
+import { logRefusal } from './access-log.ts';
 
 /** Bounds of a request head (proxy: in the config file). */
 export interface RequestLimits {
@@ -47,27 +51,52 @@ export function headOverLimit(req: IncomingMessage, limits: RequestLimits): Prox
 /** Node's own answer for an overlong chunk extension (kept: it is not a limit of baton's). */
 const CHUNK_EXTENSIONS_TOO_LARGE = Buffer.from('HTTP/1.1 413 Payload Too Large\r\nConnection: close\r\n\r\n', 'latin1');
 
-function clientErrorAnswer(code: string | undefined): Buffer {
+/** The answer to a parser's error, and what the access log says of it. */
+interface ClientErrorAnswer {
+  raw: Buffer;
+  status: number;
+  /** baton's code (the page's x-baton-error). */
+  outcome: string;
+  /** Body bytes. */
+  bytes: number;
+}
+
+function ownPage(code: ProxyErrorCode): ClientErrorAnswer {
+  const raw = rawErrorResponse(code);
+  return { raw, status: Number(raw.toString('latin1', 9, 12)), outcome: code, bytes: raw.length - raw.indexOf('\r\n\r\n') - 4 };
+}
+
+function clientErrorAnswer(code: string | undefined): ClientErrorAnswer {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':
-      return rawErrorResponse('headers_too_large');
+      return ownPage('headers_too_large');
     case 'ERR_HTTP_REQUEST_TIMEOUT':
-      return rawErrorResponse('headers_timeout');
+      return ownPage('headers_timeout');
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
-      return CHUNK_EXTENSIONS_TOO_LARGE;
+      return { raw: CHUNK_EXTENSIONS_TOO_LARGE, status: 413, outcome: 'chunk_extensions_too_large', bytes: 0 };
     default:
-      return rawErrorResponse('bad_request');
+      return ownPage('bad_request');
   }
 }
 
 /**
  * The servers' 'clientError' listener: what Node does by default (answer
  * unless a response is under way on the connection, then destroy it), with
- * baton's pages, which name the limit that was passed.
+ * baton's pages, which name the limit that was passed. An answer to a request
+ * that never became one gets its access log line here; a request already
+ * under way on the connection gets its own when its response closes, and a
+ * connection that timed out before sending a byte (a browser's preconnect)
+ * none, as in nginx.
  */
 export function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
   const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && (inProgress == null || inProgress.headersSent !== true)) socket.write(clientErrorAnswer(err.code));
+  if (socket.writable && (inProgress == null || inProgress.headersSent !== true)) {
+    const answer = clientErrorAnswer(err.code);
+    socket.write(answer.raw);
+    if (inProgress == null && (socket as Socket).bytesRead > 0) {
+      logRefusal(socket as Socket, { status: answer.status, outcome: answer.outcome, reason: err.code ?? 'unknown', bytes: answer.bytes });
+    }
+  }
   socket.destroy(err);
 }
 

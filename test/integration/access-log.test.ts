@@ -2,13 +2,18 @@
 // line anywhere), turned on by `baton reload`, one JSON line per exchange with
 // who answered and how (ok, retried, an app 500, baton's 502, the limits' 413
 // and 431, a WebSocket tunnel); no query string and no header beyond Host;
-// HTTP/2 over TLS logged as h2 to the daemon's log stream (`stdout`).
+// HTTP/2 over TLS logged as h2 to the daemon's log stream (`stdout`);
+// requests the HTTP/1.1 parser refuses (malformed, head too large, header
+// timeout) logged once each, on plain and TLS listeners, with and without
+// proxy workers.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import { readFile, rename, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
+import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { request } from 'undici';
 import { WebSocket } from 'ws';
@@ -21,18 +26,20 @@ interface Line {
   time: string;
   client: string;
   peer: string;
-  method: string;
-  host: string;
-  path: string;
+  method: string | null;
+  host: string | null;
+  path: string | null;
   proto: string;
   status: number;
   bytes: number;
-  ms: number;
+  ms: number | null;
   service: string | null;
   release: string | null;
   instance: string | null;
   outcome: string;
   retries: number;
+  /** Only on the line of a request the parser refused: its error code. */
+  reason?: string;
   msg?: string;
 }
 
@@ -125,7 +132,7 @@ test('access log: off by default; a reload turns it on; ok, app 500, baton 502, 
     { peer: okLine.peer, method: okLine.method, host: okLine.host, proto: okLine.proto, status: okLine.status, bytes: okLine.bytes, service: okLine.service, release: okLine.release, instance: okLine.instance, outcome: okLine.outcome, retries: okLine.retries, client: okLine.client },
     { peer: '127.0.0.1', method: 'GET', host: `127.0.0.1:${d.port}`, proto: 'h1', status: 200, bytes: 'v1\n'.length, service: 'web', release, instance: inst.id, outcome: 'ok', retries: 0, client: '127.0.0.1' },
   );
-  assert.ok(okLine.ms >= 0 && Number.isFinite(okLine.ms));
+  assert.ok(okLine.ms !== null && okLine.ms >= 0 && Number.isFinite(okLine.ms));
   assert.ok(!Number.isNaN(Date.parse(okLine.time)));
   const text = await readFile(file, 'utf8');
   assert.ok(!text.includes('s3cret'), 'no query string, Authorization or Cookie in the access log');
@@ -212,3 +219,76 @@ test('access log to stdout: HTTP/2 over TLS is logged as h2 in the daemon log st
   assert.equal(line.service, 'web');
   assert.equal(line.client, '127.0.0.1');
 });
+
+/** Send `bytes` (nothing: stay silent) on a new connection and read until the daemon closes it: the answer's status line. */
+async function refusedExchange(open: () => net.Socket, bytes: string | null, what: string): Promise<string> {
+  return withTimeout(new Promise<string>((resolve, reject) => {
+    const s = open();
+    let answer = '';
+    s.on(s instanceof tls.TLSSocket ? 'secureConnect' : 'connect', () => {
+      if (bytes !== null) s.write(bytes);
+    });
+    s.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+    s.on('close', () => resolve(answer.split('\r\n')[0]!));
+    s.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' ? undefined : reject(err)));
+  }), 10_000, what);
+}
+
+for (const workers of [1, 2]) {
+  test(`access log, proxy.workers ${workers}: a malformed request, a head over max_header_size and a header timeout each get one line (plain and TLS); the daemon keeps serving`, async (t) => {
+    const ca = makeCa(t);
+    const files = ca.write('site', ['site.test']);
+    const d = await createDaemon({ start: false });
+    t.after(() => d.cleanup());
+    const file = path.join(d.dir, 'access.log');
+    const tlsPort = await startWithTls(d, {
+      top: [`proxy: { access_log: ${JSON.stringify(file)}, headers_timeout: 1s, max_header_size: 1KB, workers: ${workers} }`],
+      tls: ['  certificates:', certificateLine(['site.test'], files)],
+      services: serviceYaml({ instances: 1, extra: 'hosts: [site.test]' }),
+    });
+    const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
+    assert.equal(dep.code, 0, dep.stdout + dep.stderr);
+
+    const plain = (): net.Socket => net.connect(d.port, '127.0.0.1');
+    const secure = (): net.Socket => tls.connect({ port: tlsPort, host: '127.0.0.1', servername: 'site.test', ca: ca.caPem });
+    const listeners = [{ name: 'plain', open: plain }, { name: 'TLS', open: secure }];
+    const expected: { status: number; outcome: string; reason: string }[] = [];
+    for (const l of listeners) {
+      // A header line without its colon.
+      assert.match(await refusedExchange(l.open, 'GET /secret?token=1 HTTP/1.1\r\nHost site.test\r\n\r\n', `a malformed request (${l.name})`), /^HTTP\/1\.1 400 /);
+      assert.match(await refusedExchange(l.open, `GET / HTTP/1.1\r\nHost: site.test\r\nx-big: ${'a'.repeat(4096)}\r\n\r\n`, `a head over 1KB (${l.name})`), /^HTTP\/1\.1 431 /);
+      // Half a head, then silence until the header timeout.
+      assert.match(await refusedExchange(l.open, 'GET / HTTP/1.1\r\nHost: site.test\r\n', `the header timeout (${l.name})`), /^HTTP\/1\.1 408 /);
+      expected.push(
+        { status: 400, outcome: 'bad_request', reason: 'HPE_INVALID_HEADER_TOKEN' },
+        { status: 431, outcome: 'headers_too_large', reason: 'HPE_HEADER_OVERFLOW' },
+        { status: 408, outcome: 'headers_timeout', reason: 'ERR_HTTP_REQUEST_TIMEOUT' },
+      );
+    }
+    // A connection that never sends a byte (a browser's preconnect) is closed at the timeout without a line, as in nginx.
+    assert.match(await refusedExchange(plain, null, 'a silent connection'), /^HTTP\/1\.1 408 /);
+
+    // Still serving, and the ordinary request logged as before.
+    const ok = await call(`${d.url}/after`, { headers: { host: 'site.test' } });
+    assert.equal(ok.status, 200);
+    const lines = (): Promise<Line[]> => fileLines(file);
+    await lineFor(lines, 'the request after the refusals', (l) => l.path === '/after');
+    const refused = (all: Line[]): Line[] => all.filter((l) => l.reason !== undefined);
+    await waitUntil(`${expected.length} refusal lines`, async () => refused(await lines()).length >= expected.length, 10_000);
+    const got = refused(await lines());
+    assert.deepEqual(
+      got.map((l) => ({ status: l.status, outcome: l.outcome, reason: l.reason })).sort((a, b) => a.status - b.status),
+      [...expected].sort((a, b) => a.status - b.status),
+      'one line for each refusal, none for the silent connection',
+    );
+    for (const l of got) {
+      assert.deepEqual(
+        { client: l.client, peer: l.peer, method: l.method, host: l.host, path: l.path, proto: l.proto, ms: l.ms, service: l.service, release: l.release, instance: l.instance, retries: l.retries },
+        { client: '127.0.0.1', peer: '127.0.0.1', method: null, host: null, path: null, proto: 'h1', ms: null, service: null, release: null, instance: null, retries: 0 },
+        'what the parser never gave is null, not guessed',
+      );
+      assert.ok(l.bytes > 0, 'the size of baton\'s page');
+    }
+    assert.equal((await lines()).filter((l) => l.reason === undefined).length, 1, 'the ordinary request has its line, without a reason');
+  });
+}
