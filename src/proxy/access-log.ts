@@ -118,11 +118,11 @@ export interface Refusal {
  * The daemon runs one proxy per process (each proxy worker too), so this is
  * the log opened last and not yet closed.
  */
-let refusalLog: AccessLog | null = null;
+const refusals: { log: AccessLog | null } = { log: null };
 
 /** One line for a request the HTTP parser refused on `socket` (nothing when the access log is off). */
 export function logRefusal(socket: net.Socket, refusal: Refusal): void {
-  refusalLog?.refused(socket, refusal);
+  refusals.log?.refused(socket, refusal);
 }
 
 export class AccessLog {
@@ -143,7 +143,7 @@ export class AccessLog {
     this.#logger = logger;
     this.#forward = forward;
     if (cfg.path !== 'stdout' && forward === null) this.#open();
-    refusalLog = this;
+    refusals.log = this;
   }
 
   get config(): AccessLogConfig {
@@ -207,7 +207,7 @@ export class AccessLog {
   /** Flush what is buffered and close the file. */
   async close(): Promise<void> {
     this.#closed = true;
-    if (refusalLog === this) refusalLog = null;
+    if (refusals.log === this) refusals.log = null;
     const s = this.#stream;
     this.#stream = null;
     if (s === null) return;
