@@ -11,6 +11,7 @@ import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts
 import { limitedBody, lingerOnClose } from './limits.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
 import type { ResponseHeaders, UpstreamController, UpstreamHandler, UpstreamRequest } from './upstream/pool.ts';
+import { UPSTREAM_INVALID_REQUEST } from './upstream/errors.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
 
@@ -46,9 +47,6 @@ class ClientGoneError extends Error {
   readonly code = 'BATON_CLIENT_GONE';
 }
 
-/** A request that cannot be sent as it is: not the instance's fault. */
-const REQUEST_INVALID = 'BATON_UPSTREAM_INVALID_REQUEST';
-
 const CONNECT_ERRORS = new Set(['ECONNREFUSED', 'BATON_UPSTREAM_CONNECT_TIMEOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL', 'ECONNRESET']);
 
 function errorCodeOf(err: unknown): string | undefined {
@@ -59,7 +57,7 @@ function errorCodeOf(err: unknown): string | undefined {
 /** Which page answers an attempt that failed before any response byte. */
 function failureCode(sent: boolean, code: string | undefined): ProxyErrorCode {
   if (code === 'BATON_UPSTREAM_HEADERS_TIMEOUT') return 'upstream_timeout';
-  if (code === REQUEST_INVALID) return 'bad_request';
+  if (code === UPSTREAM_INVALID_REQUEST) return 'bad_request';
   if (!sent && code !== undefined && CONNECT_ERRORS.has(code)) return 'upstream_unreachable';
   return 'upstream_failed';
 }
@@ -70,6 +68,94 @@ function onClientClose(this: BatonResponse): void {
 }
 function onClientDrain(this: BatonResponse): void {
   this.exchange?.resumeUpstream();
+}
+
+/**
+ * The client's side of an exchange: where the response goes. node:http's and
+ * node:http2's responses (NodeReply), or a connection of baton's own HTTP/1.1
+ * path (src/proxy/h1/), which writes heads and bodies on the socket itself.
+ */
+export interface ClientReply {
+  /** The client is gone or its connection was cut: nothing more can be written. */
+  readonly gone: boolean;
+  /** The exchange answering on this reply now (null once it is done). */
+  attach(exchange: Exchange | null): void;
+  /** The instance's response head; throws when the head cannot be written as it is (then the attempt is aborted). */
+  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void;
+  /** A piece of the body; false: the client's queue is full, exchange.resumeUpstream() comes once it drained. */
+  body(chunk: Buffer): boolean;
+  end(): void;
+  /** Cut the connection: a response that cannot be completed must not look complete. */
+  cut(): void;
+  /** baton's own page; `closeConnection` when the request's body may be left half-read. */
+  page(code: ProxyErrorCode, closeConnection: boolean): void;
+  /** For the access log: the target of the current attempt, a retry, relayed body bytes. */
+  noteTarget(target: TargetState): void;
+  noteRetry(): void;
+}
+
+/** A ClientReply on node:http's (or node:http2's compatibility) response. */
+class NodeReply implements ClientReply {
+  readonly #res: BatonResponse;
+  #drainHooked = false;
+
+  constructor(res: BatonResponse) {
+    this.#res = res;
+  }
+
+  get gone(): boolean {
+    return this.#res.destroyed;
+  }
+
+  attach(exchange: Exchange | null): void {
+    this.#res.exchange = exchange;
+    if (exchange !== null) this.#res.on('close', onClientClose);
+  }
+
+  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void {
+    const out = forwardResponseHeaders(headers);
+    if (setCookie !== null) {
+      const prev = out['set-cookie'];
+      out['set-cookie'] = prev === undefined ? setCookie : Array.isArray(prev) ? [...prev, setCookie] : [String(prev), setCookie];
+    }
+    this.#res.writeHead(status, reason || undefined, out);
+  }
+
+  body(chunk: Buffer): boolean {
+    const res = this.#res;
+    res.relayedBytes += chunk.length;
+    if (res.write(chunk)) return true;
+    if (!this.#drainHooked) {
+      this.#drainHooked = true;
+      res.on('drain', onClientDrain);
+    }
+    return false;
+  }
+
+  end(): void {
+    this.#res.end();
+  }
+
+  cut(): void {
+    this.#res.destroy();
+  }
+
+  page(code: ProxyErrorCode, closeConnection: boolean): void {
+    try {
+      sendErrorPage(this.#res, code, this.#res.req.headers.accept, closeConnection);
+    } catch {
+      // Never throw into the pool's callbacks.
+      this.#res.destroy();
+    }
+  }
+
+  noteTarget(target: TargetState): void {
+    this.#res.target = target;
+  }
+
+  noteRetry(): void {
+    this.#res.retries++;
+  }
 }
 
 /**
@@ -97,19 +183,25 @@ export function forward(req: IncomingMessage, res: BatonResponse, route: Service
     sendErrorPage(res, 'no_instance', req.headers.accept, false);
     return;
   }
-  new Exchange(req, res, route, ref, start, canary, setCookie).start(target);
+  const head = { method: req.method ?? 'GET', path: req.url ?? '/', headers: forwardRequestHeaders(req.rawHeaders, clientOf(req.socket)) };
+  new Exchange(new NodeReply(res), req, head, route, ref, start, canary, setCookie).start(target);
 }
 
-function hasBody(req: IncomingMessage): boolean {
+function hasBody(req: IncomingMessage | null): boolean {
+  if (req === null) return false;
   const te = req.headers['transfer-encoding'];
   if (te !== undefined) return true;
   const cl = req.headers['content-length'];
   return cl !== undefined && cl !== '0';
 }
 
+/** The request's method, target and rewritten header list (src/proxy/headers.ts). */
+export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers'>;
+
 export class Exchange implements UpstreamHandler {
-  readonly #req: IncomingMessage;
-  readonly #res: BatonResponse;
+  readonly #reply: ClientReply;
+  /** node:http's request when it may carry a body (null: baton's own HTTP/1.1 path, bodiless requests only). */
+  readonly #req: IncomingMessage | null;
   readonly #route: ServiceRoute;
   readonly #ref: SnapshotRef;
   readonly #opts: UpstreamRequest;
@@ -133,7 +225,6 @@ export class Exchange implements UpstreamHandler {
   #responding = false;
   /** The one resend after a lost connection was used. */
   #resendUsed = false;
-  #drainHooked = false;
   #clientGone = false;
   /** The body has no declared length and the service limits it: it streams through limitedBody. */
   readonly #bodyLimited: boolean;
@@ -141,11 +232,11 @@ export class Exchange implements UpstreamHandler {
   #bodyOver = false;
   #done = false;
   /** Requests carried by the attempt's connection, this one included. */
-  socketUses = 0;
+  #socketUses = 0;
 
-  constructor(req: IncomingMessage, res: BatonResponse, route: ServiceRoute, ref: SnapshotRef, start: number, canary: boolean, setCookie: string | null) {
+  constructor(reply: ClientReply, req: IncomingMessage | null, head: RequestHeadOut, route: ServiceRoute, ref: SnapshotRef, start: number, canary: boolean, setCookie: string | null) {
+    this.#reply = reply;
     this.#req = req;
-    this.#res = res;
     this.#route = route;
     this.#ref = ref;
     this.#start = start;
@@ -155,16 +246,14 @@ export class Exchange implements UpstreamHandler {
     this.#hasBody = body;
     const max = route.maxBodyBytes;
     // A declared length over the limit never gets here (dispatch's 413); a declared one within it is exact (llhttp).
-    this.#bodyLimited = body && max !== null && req.headers['content-length'] === undefined;
-    const socket = req.socket;
+    this.#bodyLimited = body && max !== null && req!.headers['content-length'] === undefined;
     this.#opts = {
-      method: req.method ?? 'GET',
-      path: req.url ?? '/',
-      headers: forwardRequestHeaders(req.rawHeaders, clientOf(socket)),
-      body: body ? (this.#bodyLimited ? limitedBody(req, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null,
+      method: head.method,
+      path: head.path,
+      headers: head.headers,
+      body: body ? (this.#bodyLimited ? limitedBody(req!, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null,
     };
-    res.exchange = this;
-    res.on('close', onClientClose);
+    reply.attach(this);
   }
 
   start(target: TargetState): void {
@@ -173,11 +262,11 @@ export class Exchange implements UpstreamHandler {
 
   #attempt(target: TargetState): void {
     this.#target = target;
-    this.#res.target = target;
+    this.#reply.noteTarget(target);
     this.#sent = false;
     this.#responseStarted = false;
     this.#controller = null;
-    this.socketUses = 0;
+    this.#socketUses = 0;
     target.inflight++;
     target.metrics.inflight++;
     target.requests++;
@@ -189,7 +278,7 @@ export class Exchange implements UpstreamHandler {
   onRequestStart(controller: UpstreamController, uses: number): void {
     this.#controller = controller;
     this.#sent = true;
-    this.socketUses = uses;
+    this.#socketUses = uses;
     if (this.#clientGone) {
       controller.abort(new ClientGoneError('client went away'));
       return;
@@ -198,7 +287,7 @@ export class Exchange implements UpstreamHandler {
     // this same synchronous step, so the stream starts flowing (next tick) with both
     // listeners on, and no chunk can pass before the pool reads it. A body is sent
     // once at most (never resent once on a connection), so this runs once per request.
-    if (this.#hasBody && !this.#bodyLimited) this.#req.on('data', onRequestBodyData);
+    if (this.#hasBody && !this.#bodyLimited) this.#req!.on('data', onRequestBodyData);
   }
 
   onResponseStarted(): void {
@@ -207,20 +296,15 @@ export class Exchange implements UpstreamHandler {
 
   onResponseStart(controller: UpstreamController, statusCode: number, headers: ResponseHeaders, statusMessage: string): void {
     this.#responseStarted = true;
-    const out = forwardResponseHeaders(headers);
     const cookie = this.#setCookie;
-    if (cookie !== null) {
-      const prev = out['set-cookie'];
-      out['set-cookie'] = prev === undefined ? cookie : Array.isArray(prev) ? [...prev, cookie] : [String(prev), cookie];
-      this.#route.shared.routing.cookiesSet++;
-    }
     try {
-      this.#res.writeHead(statusCode, statusMessage || undefined, out);
+      this.#reply.head(statusCode, statusMessage, headers, cookie);
     } catch (err) {
       // A head Node refuses to write (invalid header value): treat as a failed instance.
       controller.abort(err instanceof Error ? err : new Error(String(err)));
       return;
     }
+    if (cookie !== null) this.#route.shared.routing.cookiesSet++;
     this.#responding = true;
     this.#recorded = true;
     this.#target!.metrics.appResponse(statusCode, performance.now() - this.#start);
@@ -229,20 +313,13 @@ export class Exchange implements UpstreamHandler {
 
   onResponseData(controller: UpstreamController, chunk: Buffer): void {
     bodyBytes(chunk.length);
-    this.#res.relayedBytes += chunk.length;
-    if (!this.#res.write(chunk)) {
-      controller.pause();
-      if (!this.#drainHooked) {
-        this.#drainHooked = true;
-        this.#res.on('drain', onClientDrain);
-      }
-    }
+    if (!this.#reply.body(chunk)) controller.pause();
   }
 
   onResponseEnd(): void {
-    this.#res.end();
     this.#target!.requestDone();
     this.#finish(false);
+    this.#reply.end();
   }
 
   onResponseError(_controller: UpstreamController | null, err: Error): void {
@@ -253,25 +330,25 @@ export class Exchange implements UpstreamHandler {
       this.#refuseBody();
       return;
     }
-    const res = this.#res;
-    if (this.#clientGone || res.destroyed) {
+    const reply = this.#reply;
+    if (this.#clientGone || reply.gone) {
       this.#finish(false);
       return;
     }
     if (this.#responding) {
       // Part of the response went out: never let the client take a cut body for a complete one.
-      res.destroy();
       target.metrics.cut();
       this.#finish(true);
+      reply.cut();
       return;
     }
     const code = errorCodeOf(err);
-    if (code !== REQUEST_INVALID) target.metrics.connectionErrors++;
+    if (code !== UPSTREAM_INVALID_REQUEST) target.metrics.connectionErrors++;
     const decision = decideRetry({
       method: this.#opts.method,
       hasBody: this.#hasBody,
       sent: this.#sent,
-      reusedConnection: this.socketUses > 1,
+      reusedConnection: this.#socketUses > 1,
       responseStarted: this.#responseStarted,
       errorCode: code,
       resendUsed: this.#resendUsed,
@@ -293,7 +370,7 @@ export class Exchange implements UpstreamHandler {
       if (next !== undefined) {
         this.#route.counters.retries++;
         target.metrics.retries++;
-        this.#res.retries++;
+        reply.noteRetry();
         this.#attempt(next);
         return;
       }
@@ -322,45 +399,37 @@ export class Exchange implements UpstreamHandler {
    * answered already, its response is cut. The client's doing, not baton's failure.
    */
   #refuseBody(): void {
-    const req = this.#req;
-    const res = this.#res;
-    if (!this.#clientGone && !res.destroyed) {
-      if (this.#responding) {
-        res.destroy();
-      } else {
-        this.#recorded = true;
-        this.#target!.metrics.batonAnswer(413, performance.now() - this.#start);
-        lingerOnClose(req.httpVersionMajor === 2 ? null : req.socket);
-        try {
-          sendErrorPage(res, 'body_too_large', req.headers.accept, true);
-        } catch {
-          res.destroy();
-        }
-      }
-    }
+    const req = this.#req!;
+    const reply = this.#reply;
+    const answer = !this.#clientGone && !reply.gone;
     this.#finish(false);
+    if (!answer) return;
+    if (this.#responding) {
+      reply.cut();
+      return;
+    }
+    this.#recorded = true;
+    this.#target!.metrics.batonAnswer(413, performance.now() - this.#start);
+    lingerOnClose(req.httpVersionMajor === 2 ? null : req.socket);
+    reply.page('body_too_large', true);
   }
 
   #fail(code: ProxyErrorCode): void {
     const req = this.#req;
     // A body the pool began to read may not have been read to its end: close after the page.
-    const closeConnection = this.#hasBody && this.#sent && !req.complete;
+    const closeConnection = this.#hasBody && this.#sent && !req!.complete;
     this.#recorded = true;
     const status = errorStatus(code);
     this.#target!.metrics.batonAnswer(status, performance.now() - this.#start);
-    try {
-      sendErrorPage(this.#res, code, req.headers.accept, closeConnection);
-    } catch {
-      // Never throw into the pool's callbacks.
-      this.#res.destroy();
-    }
     // A 400 (a request that could not be sent) is the client's failure, not baton's.
     this.#finish(status >= 500);
+    this.#reply.page(code, closeConnection);
   }
 
+  /** Counted and detached before the client's side is ended: a lean connection may start its next request from end(). */
   #finish(failed: boolean): void {
     this.#done = true;
-    this.#res.exchange = null;
+    this.#reply.attach(null);
     const counters = this.#route.counters;
     counters.requests++;
     if (failed) counters.failed++;

@@ -189,10 +189,14 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
  */
 export function forwardResponseHeaders(headers: Record<string, string | string[] | undefined>): OutgoingHttpHeaders {
   const nominated = connectionNominated(headers['connection']);
+  // With Transfer-Encoding the body was read chunked and its Content-Length is not its length (RFC 9112 6.3):
+  // passed on, it would frame the client's response wrongly.
+  const chunked = headers['transfer-encoding'] !== undefined;
   const out: OutgoingHttpHeaders = {};
   for (const name in headers) {
     if (HOP_BY_HOP.has(name)) continue;
     if (nominated !== null && nominated.includes(name)) continue;
+    if (chunked && name === 'content-length') continue;
     out[name] = headers[name];
   }
   return out;

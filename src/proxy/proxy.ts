@@ -25,6 +25,7 @@ import { setClient } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
 import { bindListener } from '../core/listen-fds.ts';
 import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
+import { LeanConnections } from './h1/connection.ts';
 import { AccessLog, type AccessLineForward, type AccessLogConfig, type AccessLogStats } from './access-log.ts';
 
 /** The proxy's settings that a reload may change (setClientTimeouts, setTrustedProxies); `proxy:` in the config file. */
@@ -47,6 +48,8 @@ export interface ProxyOptions extends ProxySettings {
   closeTimeoutMs?: number;
   /** Where used beta link tokens are remembered. Default: in memory. */
   betaTokens?: BetaTokenLedger;
+  /** Plain requests on the public plain listeners go through baton's own HTTP/1.1 path (src/proxy/h1/). Default true. */
+  leanHttp1?: boolean;
 }
 
 /** A public listener. */
@@ -145,6 +148,9 @@ export class Proxy {
   readonly #clients: ClientConnections;
   #closing = false;
   #closed: Promise<void> | null = null;
+  /** baton's own HTTP/1.1 path on the public plain listeners (ProxyOptions.leanHttp1). */
+  readonly #leanHttp1: boolean;
+  readonly #lean: LeanConnections[] = [];
 
   constructor(opts: ProxyOptions) {
     this.#closeTimeoutMs = opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
@@ -153,6 +159,7 @@ export class Proxy {
     this.#trusted = trustedMatcher(this.#settings.trustedProxies!);
     this.#clients = new ClientConnections(opts.maxConnectionsPerClient ?? DEFAULT_MAX_CONNECTIONS_PER_CLIENT);
     this.#logger = opts.logger;
+    this.#leanHttp1 = opts.leanHttp1 ?? true;
     this.#ctx = { logger: opts.logger, hostHealthy: true, closing: false, betaTokens: opts.betaTokens ?? new MemoryBetaTokenLedger(), limits, accessLog: null };
   }
 
@@ -200,13 +207,26 @@ export class Proxy {
     // node:http's own connection handler runs once the client is known and admitted (and only then).
     const httpHandlers = server.listeners('connection') as ((socket: Socket) => void)[];
     server.removeAllListeners('connection');
+    const nodeHttpTakes = (socket: Socket): void => {
+      for (const h of httpHandlers) h.call(server, socket);
+    };
+    const lean = this.#leanHttp1 ? this.#leanConnections(server, nodeHttpTakes) : null;
+    // baton's own HTTP/1.1 path serves the connection, or node:http does from the start (it would hand every request over).
+    const serve = (socket: Socket, first: Buffer | null): void => {
+      if (lean !== null && !this.#leanBypass()) {
+        lean.accept(socket, first);
+        return;
+      }
+      nodeHttpTakes(socket);
+      if (first !== null && first.length > 0) socket.emit('data', first);
+    };
     if (!proxyProtocol) {
       server.on('connection', (socket: Socket) => {
         const address = socket.remoteAddress ?? '';
         const trusted = this.#trusted !== null && this.#trusted.matches(address);
         if (!trusted && !this.#clients.admit(socket, address)) return;
         setClient(socket, { address, proto: 'http', trusted });
-        for (const h of httpHandlers) h.call(server, socket);
+        serve(socket, null);
       });
       return;
     }
@@ -228,12 +248,30 @@ export class Proxy {
           if (header.source !== null && !this.#clients.admit(socket, address)) return;
           // The balancer passed the client's bytes through: the client's own headers are trusted only if it is.
           setClient(socket, { address, proto: header.tls ? 'https' : 'http', trusted: trusted.matches(address) });
-          for (const h of httpHandlers) h.call(server, socket);
-          if (rest.length > 0) socket.emit('data', rest);
+          serve(socket, rest);
         },
         (reason) => this.#logger.warn('proxy: connection without a valid PROXY header closed', { peer, reason }),
       );
     });
+  }
+
+  /** The lean connections of a public plain listener (src/proxy/h1/), kept so that closing reaches them. */
+  #leanConnections(server: http.Server<typeof IncomingMessage, typeof BatonResponse>, nodeHttpTakes: (socket: Socket) => void): LeanConnections {
+    const lean = new LeanConnections({
+      ref: this.#ref,
+      limits: () => this.#ctx.limits,
+      closing: () => this.#ctx.closing || !server.listening,
+      bypass: () => this.#leanBypass(),
+      timeouts: () => this.#settings,
+      handOff: nodeHttpTakes,
+    });
+    this.#lean.push(lean);
+    return lean;
+  }
+
+  /** Requests that must go through node:http whatever they are: the access log hooks its objects; the plain front answers first. */
+  #leanBypass(): boolean {
+    return this.#ctx.accessLog !== null || this.#front !== null;
   }
 
   /** Bind HTTPS listeners (HTTP/2 by ALPN when asked) routing through the same snapshot; returns the bound addresses. */
@@ -718,6 +756,7 @@ export class Proxy {
     spread?.stop();
     await Promise.all([spread?.done, ...targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS)))]);
     for (const s of servers) s.closeAllConnections();
+    for (const l of this.#lean) l.closeAll();
     for (const l of tlsListeners) l.closeAll();
     await Promise.all(metricsClosed);
     await Promise.all(targets.map((t) => t.destroy()));
@@ -735,12 +774,14 @@ export class Proxy {
     const tlsListeners = this.#tlsListeners.splice(0);
     const closed = [...servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))), ...tlsListeners.map((l) => l.close())];
     for (const s of servers) s.closeIdleConnections();
+    for (const l of this.#lean) l.closeIdle();
     const targets = [...this.#targets.values()];
     const bound = delay(this.#closeTimeoutMs);
     const tunnelsClosed = Promise.all(targets.flatMap((t) => [...t.tunnels].map((x) => x.goAway(WEBSOCKET_CLOSE_GRACE_MS))));
     await Promise.race([Promise.all([tunnelsClosed, ...targets.map((t) => t.whenIdle())]), bound.promise]);
     bound.cancel();
     for (const s of servers) s.closeAllConnections();
+    for (const l of this.#lean) l.closeAll();
     for (const l of tlsListeners) l.closeAll();
     await Promise.all([...closed, ...metricsClosed]);
     await Promise.all(targets.map((t) => t.destroy()));

@@ -18,6 +18,8 @@
 //  - everything else fails (a response that started, a timeout waiting for
 //    the response head: the instance may be acting on the request).
 
+import { UPSTREAM_INVALID_REQUEST } from './upstream/errors.ts';
+
 /** Methods whose repetition has the same effect as one call (RFC 9110 9.2.2). */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
@@ -27,9 +29,6 @@ const CONNECTION_LOST = new Set([
   'EPIPE',
   'BATON_UPSTREAM_CLOSED', // closed by the instance before a complete response (src/proxy/upstream/)
 ]);
-
-/** Errors raised while validating a request: sending it elsewhere cannot help. */
-const REQUEST_INVALID = new Set(['BATON_UPSTREAM_INVALID_REQUEST']);
 
 export interface AttemptFailure {
   method: string;
@@ -60,7 +59,8 @@ export function isIdempotent(method: string): boolean {
 
 export function decideRetry(f: AttemptFailure): RetryDecision {
   if (f.responseStarted) return 'none';
-  if (f.errorCode !== undefined && REQUEST_INVALID.has(f.errorCode)) return 'none';
+  // A request that cannot be sent as it is: sending it elsewhere cannot help.
+  if (f.errorCode === UPSTREAM_INVALID_REQUEST) return 'none';
   if (!f.sent) return 'other';
   if (!f.hasBody && !f.resendUsed && IDEMPOTENT.has(f.method) && f.errorCode !== undefined && CONNECTION_LOST.has(f.errorCode)) {
     return f.reusedConnection ? 'again' : 'elsewhere';

@@ -21,3 +21,6 @@ export class UpstreamError extends Error {
     this.code = code;
   }
 }
+
+/** The code of a request that cannot be sent as it is: the client's failure (400), never retried, not the instance's fault. */
+export const UPSTREAM_INVALID_REQUEST: UpstreamErrorCode = 'BATON_UPSTREAM_INVALID_REQUEST';

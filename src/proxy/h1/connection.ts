@@ -1,0 +1,383 @@
+// baton's own HTTP/1.1 server path for plain requests on the plain listeners.
+//
+// Why: node:http's server costs more per request than all of baton's own work
+// (IncomingMessage and ServerResponse, their streams, a headers object built
+// for every request). A prototype on this machine served 17.5k req/s through
+// node:http and 25.5k with its own reads and writes on both sides (nginx: 31k).
+//
+// What: a connection starts here. Each request head is read by
+// request-head.ts; a plain one (GET, HEAD, DELETE or OPTIONS without a body,
+// HTTP/1.1, to a service that is not gated, capped or splitting a canary, with
+// no access log, no TLS front) is forwarded by the same Exchange as node:http's
+// requests, its response head and body written on the socket here. The first
+// request that is anything else, or a head that has not fully arrived, hands
+// the connection to node:http for the rest of its life, with every byte not
+// yet answered, between two responses, never during one. So anything unusual
+// (bodies, upgrades, 100-continue, pipelined bodies, malformed or slow heads,
+// baton's own endpoints and pages for the limits) is handled exactly as before.
+//
+// Timers: none per request. One interval checks each connection's deadline:
+// the headers timeout of a new connection (408, as node:http), the idle
+// timeout between requests (closed, as node:http).
+
+import type { Socket } from 'node:net';
+import { STATUS_CODES } from 'node:http';
+import { pick } from '../balancer.ts';
+import { clientOf } from '../client.ts';
+import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
+import { Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
+import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../headers.ts';
+import { answerClientError, type RequestLimits } from '../limits.ts';
+import type { ResponseHeaders } from '../upstream/pool.ts';
+import type { TargetState } from '../target.ts';
+import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from './request-head.ts';
+
+/** What a listener's lean connections read from the proxy. */
+export interface LeanListener {
+  readonly ref: SnapshotRef;
+  /** Read per request: a reload replaces them. */
+  limits(): RequestLimits;
+  /** The proxy closes, or the listener no longer accepts (a successor took it over): answers say Connection: close. */
+  closing(): boolean;
+  /** Requests go to node:http now (an access log, the plain front of TLS listeners). */
+  bypass(): boolean;
+  /** The client timeouts now (a reload changes them). */
+  timeouts(): { clientIdleTimeoutMs: number; headersTimeoutMs: number };
+  /** node:http's own handling of a connection (its 'connection' listeners). */
+  handOff(socket: Socket): void;
+}
+
+/** Bytes read ahead while a response is under way (pipelined requests) before reading stops until it ends. */
+const READ_AHEAD_BYTES = 64 * 1024;
+/** node:http keeps an idle connection this much past the timeout it announces, so a client's reuse at the edge does not race the close. */
+const KEEP_ALIVE_GRACE_MS = 1000;
+const DEADLINE_TICK_MS = 100;
+
+let dateSecond = -1;
+let dateText = '';
+
+/** The Date value, computed once a second. */
+function httpDate(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== dateSecond) {
+    dateSecond = second;
+    dateText = new Date(now).toUTCString();
+  }
+  return dateText;
+}
+
+function uncork(socket: Socket): void {
+  socket.uncork();
+}
+
+function serveNext(c: LeanConnection): void {
+  c.serve();
+}
+
+/** The lean connections of one listener: accepted, closed idle, cut at the end. */
+export class LeanConnections {
+  readonly #listener: LeanListener;
+  readonly #open = new Set<LeanConnection>();
+  #ticker: NodeJS.Timeout | null = null;
+  #keepAliveMs = -1;
+  #keepAliveLines = '';
+
+  constructor(listener: LeanListener) {
+    this.#listener = listener;
+  }
+
+  /** Announced in every kept-alive response (node:http's form). */
+  keepAliveLines(): string {
+    const ms = this.#listener.timeouts().clientIdleTimeoutMs;
+    if (ms !== this.#keepAliveMs) {
+      this.#keepAliveMs = ms;
+      this.#keepAliveLines = `connection: keep-alive\r\nkeep-alive: timeout=${Math.floor(ms / 1000)}\r\n`;
+    }
+    return this.#keepAliveLines;
+  }
+
+  /** Serve `socket` (its client already identified); `first`: bytes already read from it (after a PROXY header). */
+  accept(socket: Socket, first: Buffer | null): void {
+    const c = new LeanConnection(socket, this.#listener, this);
+    this.#open.add(c);
+    if (this.#ticker === null) {
+      this.#ticker = setInterval(() => this.#checkDeadlines(), DEADLINE_TICK_MS);
+      this.#ticker.unref();
+    }
+    if (first !== null && first.length > 0) c.received(first);
+  }
+
+  forget(c: LeanConnection): void {
+    this.#open.delete(c);
+    if (this.#open.size === 0 && this.#ticker !== null) {
+      clearInterval(this.#ticker);
+      this.#ticker = null;
+    }
+  }
+
+  /** Close the connections between requests (the proxy closes); the others close after their response. */
+  closeIdle(): void {
+    for (const c of this.#open) if (!c.busy) c.destroy();
+  }
+
+  closeAll(): void {
+    for (const c of this.#open) c.destroy();
+  }
+
+  #checkDeadlines(): void {
+    const now = performance.now();
+    for (const c of this.#open) if (c.deadline !== 0 && now >= c.deadline) c.deadlinePassed();
+  }
+}
+
+/** One client connection while baton's own path serves it; it is the reply of its current exchange. */
+class LeanConnection implements ClientReply {
+  readonly #socket: Socket;
+  readonly #listener: LeanListener;
+  readonly #owner: LeanConnections;
+  /** Bytes read and not yet answered. */
+  #pending: Buffer | null = null;
+  #exchange: Exchange | null = null;
+  /** The request being answered (null between requests). */
+  #current: LeanHead | null = null;
+  /** The response in progress has no body (HEAD, 204, 304) / is sent chunked. */
+  #noBody = false;
+  #chunked = false;
+  /** The connection ends after the response in progress. */
+  #closeAfter = false;
+  /** The client ended its side. */
+  #readEnded = false;
+  /** Reading stopped: pipelined bytes over READ_AHEAD_BYTES. */
+  #readsPaused = false;
+  /** No request was answered yet: the headers timeout applies, not the idle one. */
+  #fresh = true;
+  /** node:http has the connection. */
+  #handedOff = false;
+  /** performance.now() past which the connection is closed (0: none, a request is under way). */
+  deadline: number;
+  readonly #onData = (chunk: Buffer): void => this.received(chunk);
+  readonly #onEnd = (): void => this.#ended();
+  readonly #onClose = (): void => this.#closed();
+  readonly #onDrain = (): void => this.#exchange?.resumeUpstream();
+
+  constructor(socket: Socket, listener: LeanListener, owner: LeanConnections) {
+    this.#socket = socket;
+    this.#listener = listener;
+    this.#owner = owner;
+    this.deadline = performance.now() + listener.timeouts().headersTimeoutMs;
+    socket.on('data', this.#onData);
+    socket.on('end', this.#onEnd);
+    socket.on('close', this.#onClose);
+    socket.on('drain', this.#onDrain);
+    socket.on('error', noop); // a reset client surfaces as 'close'
+  }
+
+  get busy(): boolean {
+    return this.#current !== null;
+  }
+
+  received(chunk: Buffer): void {
+    const prev = this.#pending;
+    this.#pending = prev === null ? chunk : Buffer.concat([prev, chunk]);
+    if (this.#current === null) {
+      this.serve();
+    } else if (!this.#readsPaused && this.#pending.length > READ_AHEAD_BYTES) {
+      this.#readsPaused = true;
+      this.#socket.pause();
+    }
+  }
+
+  /** Answer the next request from the bytes read, or hand the connection over. */
+  serve(): void {
+    const buf = this.#pending;
+    if (buf === null || this.#current !== null || this.#handedOff || this.#socket.destroyed) return;
+    const l = this.#listener;
+    const head = parseLeanHead(buf, 0, l.limits());
+    if (head === INCOMPLETE || head === HAND_OFF || l.bypass() || l.closing()) {
+      this.#handOff();
+      return;
+    }
+    const url = head.url;
+    // baton's endpoints (/_baton/health, /_baton/beta) answer on node:http.
+    if (url.length >= 8 && url.charCodeAt(1) === 95 /* _ */ && url.startsWith('/_baton/')) {
+      this.#handOff();
+      return;
+    }
+    const route = l.ref.current.route(head.host);
+    if (route === null || route.gated || route.inflightCap !== null || route.canary !== null) {
+      this.#handOff();
+      return;
+    }
+    const target = pick(route.policy, route.targets, route.rotation, null);
+    if (target === undefined) {
+      this.#handOff();
+      return;
+    }
+    const start = performance.now();
+    this.#pending = head.end === buf.length ? null : buf.subarray(head.end);
+    this.#current = head;
+    this.#fresh = false;
+    this.deadline = 0;
+    if (head.close) this.#closeAfter = true;
+    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)) };
+    new Exchange(this, null, out, route, l.ref, start, false, null).start(target);
+  }
+
+  // ---- ClientReply ----
+
+  get gone(): boolean {
+    return this.#socket.destroyed;
+  }
+
+  attach(exchange: Exchange | null): void {
+    this.#exchange = exchange;
+  }
+
+  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void {
+    const noBody = this.#current!.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    const nominated = connectionNominated(headers['connection']);
+    let length = false;
+    let date = false;
+    // With Transfer-Encoding the body was read chunked and its Content-Length is not its length (RFC 9112 6.3).
+    const te = headers['transfer-encoding'] !== undefined;
+    for (const name in headers) {
+      if (isHopByHop(name) || (nominated !== null && nominated.includes(name))) continue;
+      if (name === 'content-length') {
+        if (te) continue;
+        length = true;
+      } else if (name === 'date') date = true;
+      const v = headers[name]!;
+      if (typeof v === 'string') text += `${name}: ${v}\r\n`;
+      else for (const one of v) text += `${name}: ${one}\r\n`;
+    }
+    if (setCookie !== null) text += `set-cookie: ${setCookie}\r\n`;
+    if (!date) text += `date: ${httpDate()}\r\n`;
+    text += this.#connectionLines();
+    this.#noBody = noBody;
+    this.#chunked = !noBody && !length;
+    if (this.#chunked) text += 'transfer-encoding: chunked\r\n';
+    const socket = this.#socket;
+    // The head waits for the body's first piece, usually from the same read: one write for both.
+    socket.cork();
+    socket.write(`${text}\r\n`, 'latin1');
+    process.nextTick(uncork, socket);
+  }
+
+  body(chunk: Buffer): boolean {
+    // An empty chunk would end a chunked body early.
+    if (this.#noBody || chunk.length === 0) return true;
+    const socket = this.#socket;
+    if (!this.#chunked) return socket.write(chunk);
+    socket.cork();
+    socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
+    socket.write(chunk);
+    const more = socket.write('\r\n', 'latin1');
+    socket.uncork();
+    return more;
+  }
+
+  end(): void {
+    if (this.#chunked) this.#socket.write('0\r\n\r\n', 'latin1');
+    this.#responseDone();
+  }
+
+  cut(): void {
+    this.destroy();
+  }
+
+  page(code: ProxyErrorCode, closeConnection: boolean): void {
+    if (closeConnection) this.#closeAfter = true;
+    const head = this.#current!;
+    if (!this.#socket.destroyed) this.#socket.write(errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#connectionLines()}`));
+    this.#responseDone();
+  }
+
+  noteTarget(_target: TargetState): void {
+    // Only the access log reads it, and with an access log requests go to node:http.
+  }
+
+  noteRetry(): void {}
+
+  // ---- the connection ----
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  /** The headers timeout of a new connection (node:http's 408), or the idle timeout between requests. */
+  deadlinePassed(): void {
+    this.deadline = 0;
+    if (this.#fresh) answerClientError(new HeadersTimeoutError('no request head within the headers timeout'), this.#socket);
+    else this.#socket.destroy();
+  }
+
+  #connectionLines(): string {
+    if (!this.#closeAfter && !this.#readEnded && !this.#listener.closing()) return this.#owner.keepAliveLines();
+    this.#closeAfter = true;
+    return 'connection: close\r\n';
+  }
+
+  #responseDone(): void {
+    this.#current = null;
+    this.#exchange = null;
+    const socket = this.#socket;
+    if (this.#closeAfter || (this.#readEnded && this.#pending === null)) {
+      this.#owner.forget(this);
+      socket.destroySoon();
+      return;
+    }
+    this.deadline = performance.now() + this.#listener.timeouts().clientIdleTimeoutMs + KEEP_ALIVE_GRACE_MS;
+    if (this.#readsPaused) {
+      this.#readsPaused = false;
+      socket.resume();
+    }
+    // A pipelined request goes on once this response's last write is queued, outside the pool's callback.
+    if (this.#pending !== null) process.nextTick(serveNext, this);
+  }
+
+  /**
+   * node:http takes the connection with the bytes not yet answered (never
+   * during a response: its answers would interleave with this one's). Its
+   * listeners read the socket's handle directly, so the bytes are replayed as
+   * a 'data' event (as after a PROXY protocol header).
+   */
+  #handOff(): void {
+    this.#handedOff = true;
+    this.#owner.forget(this);
+    const socket = this.#socket;
+    socket.off('data', this.#onData);
+    socket.off('end', this.#onEnd);
+    socket.off('close', this.#onClose);
+    socket.off('drain', this.#onDrain);
+    const pending = this.#pending;
+    this.#pending = null;
+    this.#listener.handOff(socket);
+    if (pending !== null) socket.emit('data', pending);
+  }
+
+  #ended(): void {
+    this.#readEnded = true;
+    if (this.#current !== null) return; // ends after the response (#connectionLines says close)
+    if (this.#pending !== null) {
+      // A request whose head did not arrive whole before the end: node:http answers it.
+      this.#handOff();
+      return;
+    }
+    this.#owner.forget(this);
+    this.#socket.end();
+  }
+
+  #closed(): void {
+    this.#owner.forget(this);
+    this.#exchange?.clientClosed();
+  }
+}
+
+function noop(): void {}
+
+/** node:http's code for the headers timeout, which answerClientError answers with 408. */
+class HeadersTimeoutError extends Error {
+  readonly code = 'ERR_HTTP_REQUEST_TIMEOUT';
+}

@@ -1,0 +1,172 @@
+// The request heads baton's own HTTP/1.1 path takes: a strict subset of what
+// node:http's parser (llhttp, strict mode) accepts, read the same way. Pure.
+//
+// The lean path never decides what llhttp would decide differently. It takes a
+// head only when every byte is of the plain form below; anything else (a body,
+// an upgrade, Expect, HTTP/1.0, obs-fold, a bare CR or LF, a byte outside
+// printable ASCII, a second Host, a limit reached, an incomplete head) is
+// handed with its bytes untouched to node:http, whose answer stays the one
+// baton always gave. So the request-smuggling forms (two lengths, a
+// Transfer-Encoding spelled oddly, whitespace before the colon) never reach
+// this path's framing: a request here has no body, and the next one starts
+// right after its empty line.
+
+import type { RequestLimits } from '../limits.ts';
+
+/** A head the lean path serves. */
+export interface LeanHead {
+  readonly method: string;
+  /** Origin form, as sent. */
+  readonly url: string;
+  /** [name, value, ...] as sent (values without surrounding whitespace), like node:http's rawHeaders. */
+  readonly rawHeaders: string[];
+  readonly host: string;
+  /** The Accept value (baton's pages answer in HTML or text), or undefined. */
+  readonly accept: string | undefined;
+  /** Connection: close was asked for. */
+  readonly close: boolean;
+  /** Offset just past the head's empty line: where the next request starts. */
+  readonly end: number;
+}
+
+/** Not all of the head has arrived. */
+export const INCOMPLETE = 0;
+/** Not of the lean form: node:http reads it. */
+export const HAND_OFF = 1;
+
+const CR = 13;
+const LF = 10;
+const SP = 32;
+const HTAB = 9;
+const COLON = 58;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
+
+/** Methods that carry no body when they declare none (a POST without a body is unusual: node:http reads it). */
+const METHODS = ['GET', 'HEAD', 'DELETE', 'OPTIONS'].map((m) => ({ name: m, bytes: Buffer.from(`${m} `, 'latin1') }));
+
+/** tchar (RFC 9110 5.6.2). */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
+for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
+for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
+
+/** Bytes of a field value here: printable ASCII, SP and HTAB (obs-text goes to node:http). */
+const VALUE = new Uint8Array(256);
+for (let c = 32; c <= 126; c++) VALUE[c] = 1;
+VALUE[HTAB] = 1;
+
+/** Bytes of a request target here: visible ASCII. */
+function targetByte(c: number): boolean {
+  return c > 32 && c < 127;
+}
+
+function startsWith(buf: Buffer, at: number, bytes: Buffer): boolean {
+  if (buf.length - at < bytes.length) return false;
+  for (let i = 0; i < bytes.length; i++) if (buf[at + i] !== bytes[i]) return false;
+  return true;
+}
+
+/** buf[at, at + name.length) is `name` (lowercase ASCII) in any case. */
+function nameIs(buf: Buffer, at: number, len: number, name: string): boolean {
+  if (len !== name.length) return false;
+  for (let i = 0; i < len; i++) if ((buf[at + i]! | 0x20) !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Fields the lean path never serves: the request has a body, asks for an upgrade or a 100 Continue. */
+function refusedName(buf: Buffer, at: number, len: number): boolean {
+  switch (len) {
+    case 6:
+      return nameIs(buf, at, len, 'expect');
+    case 7:
+      return nameIs(buf, at, len, 'upgrade');
+    case 14:
+      return nameIs(buf, at, len, 'content-length');
+    case 17:
+      return nameIs(buf, at, len, 'transfer-encoding');
+    default:
+      return false;
+  }
+}
+
+/** The tokens of a Connection value: close asked, or an upgrade (node:http's). */
+function connectionTokens(value: string): { close: boolean; upgrade: boolean } {
+  let close = false;
+  let upgrade = false;
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t === 'close') close = true;
+    else if (t === 'upgrade') upgrade = true;
+  }
+  return { close, upgrade };
+}
+
+/**
+ * Read the head starting at `start` of `buf`. INCOMPLETE when its end has not
+ * arrived (and the bytes so far are within the head's limit), HAND_OFF when
+ * node:http must read it, else the head.
+ */
+export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits): LeanHead | typeof INCOMPLETE | typeof HAND_OFF {
+  const stop = buf.indexOf(HEAD_END, start);
+  if (stop < 0) return buf.length - start > limits.maxHeaderSize ? HAND_OFF : INCOMPLETE;
+  const end = stop + 4;
+  if (end - start > limits.maxHeaderSize) return HAND_OFF;
+
+  // Request line: METHOD SP origin-form SP HTTP/1.1 CRLF.
+  let method: string | null = null;
+  let at = start;
+  for (const m of METHODS) {
+    if (startsWith(buf, start, m.bytes)) {
+      method = m.name;
+      at = start + m.bytes.length;
+      break;
+    }
+  }
+  if (method === null || buf[at] !== 47 /* / */) return HAND_OFF;
+  const urlStart = at;
+  while (at < stop && targetByte(buf[at]!)) at++;
+  if (!startsWith(buf, at, VERSION)) return HAND_OFF;
+  if (at - urlStart > limits.maxUrlLength) return HAND_OFF;
+  const url = buf.toString('latin1', urlStart, at);
+  at += VERSION.length;
+
+  // Field lines: token ":" OWS value OWS CRLF, up to the empty line.
+  const rawHeaders: string[] = [];
+  let host: string | null = null;
+  let accept: string | undefined;
+  let close = false;
+  while (at < end - 2) {
+    const nameStart = at;
+    while (TCHAR[buf[at]!] === 1) at++;
+    const nameLen = at - nameStart;
+    if (nameLen === 0 || buf[at] !== COLON) return HAND_OFF;
+    if (refusedName(buf, nameStart, nameLen)) return HAND_OFF;
+    at++;
+    while (buf[at] === SP || buf[at] === HTAB) at++;
+    const valueStart = at;
+    while (VALUE[buf[at]!] === 1) at++;
+    if (buf[at] !== CR || buf[at + 1] !== LF) return HAND_OFF;
+    let valueEnd = at;
+    while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
+    at += 2;
+    if (rawHeaders.length >= limits.maxHeaders * 2) return HAND_OFF;
+    const name = buf.toString('latin1', nameStart, nameStart + nameLen);
+    const value = buf.toString('latin1', valueStart, valueEnd);
+    rawHeaders.push(name, value);
+    if (nameLen === 4 && nameIs(buf, nameStart, 4, 'host')) {
+      if (host !== null) return HAND_OFF;
+      host = value;
+    } else if (nameLen === 6 && nameIs(buf, nameStart, 6, 'accept')) {
+      accept = accept === undefined ? value : `${accept}, ${value}`;
+    } else if (nameLen === 10 && nameIs(buf, nameStart, 10, 'connection')) {
+      const t = connectionTokens(value);
+      if (t.upgrade) return HAND_OFF;
+      if (t.close) close = true;
+    }
+  }
+  // HTTP/1.1 requires Host; node:http answers its absence.
+  if (host === null) return HAND_OFF;
+  return { method, url, rawHeaders, host, accept, close, end };
+}
