@@ -32,7 +32,9 @@ const HERE = path.dirname(new URL(import.meta.url).pathname);
 async function child(appPort: number): Promise<void> {
   const { Proxy } = await import('../src/proxy/proxy.ts');
   const logger = { debug() {}, info() {}, warn() {}, error() {}, child() { return logger; } };
-  const proxy = new Proxy({ logger: logger as never, clientIdleTimeoutMs: 60_000, headersTimeoutMs: 60_000, closeTimeoutMs: 3000 });
+  // BATON_BENCH_LEAN=0: node:http serves every request (the path before src/proxy/h1/), for a before/after in one run.
+  const leanHttp1 = process.env['BATON_BENCH_LEAN'] !== '0';
+  const proxy = new Proxy({ logger: logger as never, clientIdleTimeoutMs: 60_000, headersTimeoutMs: 60_000, closeTimeoutMs: 3000, leanHttp1 });
   const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
   proxy.apply({
     services: [
