@@ -220,3 +220,23 @@ test('closing: an idle lean connection is closed at once, a response under way e
   assert.match(r!.head, /\r\nconnection: close\r\n/);
   await withTimeout(closed, 10_000, 'proxy.close()');
 });
+
+test('a client that ends its side while its request is under way has gone: the instance sees the request abandoned', async (t) => {
+  let abandoned = false;
+  let arrived = false;
+  const app = await startServer(t, (req, res) => {
+    arrived = true;
+    res.on('close', () => (abandoned = !res.writableFinished));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  s.on('error', () => undefined);
+  s.write('GET /held HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitUntil(() => arrived, 10_000, 'the request to reach the instance');
+  s.end();
+  await waitUntil(() => abandoned, 10_000, 'the instance to see its request abandoned');
+  await waitUntil(() => proxy.counters('a').requests === 1, 10_000, 'the exchange to be counted');
+  assert.equal(proxy.counters('a').failed, 0);
+});

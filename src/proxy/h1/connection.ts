@@ -146,7 +146,7 @@ class LeanConnection implements ClientReply {
   #chunked = false;
   /** The connection ends after the response in progress. */
   #closeAfter = false;
-  /** The client ended its side. */
+  /** The client ended its side (then the connection ends: node:http's way without httpAllowHalfOpen). */
   #readEnded = false;
   /** Reading stopped: pipelined bytes over READ_AHEAD_BYTES. */
   #readsPaused = false;
@@ -359,7 +359,14 @@ class LeanConnection implements ClientReply {
 
   #ended(): void {
     this.#readEnded = true;
-    if (this.#current !== null) return; // ends after the response (#connectionLines says close)
+    if (this.#current !== null) {
+      // As node:http (without httpAllowHalfOpen): a client that ends its side has gone; its request is abandoned.
+      this.#closeAfter = true;
+      this.#owner.forget(this);
+      this.#exchange?.clientClosed();
+      this.#socket.end();
+      return;
+    }
     if (this.#pending !== null) {
       // A request whose head did not arrive whole before the end: node:http answers it.
       this.#handOff();
