@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
 import net from 'node:net';
-import { createDaemon, waitUntil, withFreePort } from '../helpers/daemon.ts';
+import { createDaemon, waitUntil } from '../helpers/daemon.ts';
 
 function agent(port: number): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -25,12 +25,10 @@ test('drain state: agent-check answers, /_baton/health, kept across a daemon res
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
   const base = await readFile(d.configFile, 'utf8');
-  // The daemon binds the agent-check port itself: another one if it was taken meanwhile.
-  const agentPort = await withFreePort(async (port) => {
-    await writeFile(d.configFile, `agent_check: "127.0.0.1:${port}"\n${base}`);
-    await d.start();
-    return port;
-  });
+  // Held by the harness until the daemon has it.
+  const agentPort = await d.holdPort('agent-check');
+  await writeFile(d.configFile, `agent_check: "127.0.0.1:${agentPort}"\n${base}`);
+  await d.start();
   assert.equal(await agent(agentPort), 'ready up 100%\n');
   assert.equal((await fetch(`${d.url}/_baton/health`)).status, 200);
 

@@ -27,7 +27,7 @@ import tls from 'node:tls';
 import { readdirSync } from 'node:fs';
 import WebSocket from 'ws';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, freePort, serviceYaml, waitUntil, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 import { parsePrometheus, withTimeout, type PromSample } from '../fixtures/proxy-harness.ts';
@@ -394,38 +394,36 @@ async function startDaemon(t: TestContext): Promise<{ d: TestDaemon; target: Tar
   // After the daemon's cleanup (hooks run in order): the daemon watches these files while it runs.
   const ca = makeCa(t);
   const files = ca.write('site', [HOST]);
-  let proxyProtocolPort = 0;
-  const tlsPort = await withFreePort(async (port) => {
-    proxyProtocolPort = await freePort();
-    await writeFile(
-      d.configFile,
-      [
-        `listen: ["127.0.0.1:${d.port}", { address: "127.0.0.1:${proxyProtocolPort}", proxy_protocol: true }]`,
-        `metrics_listen: "127.0.0.1:${d.metricsPort}"`,
-        'state_dir: ./state',
-        'log_level: info',
-        'proxy:',
-        `  trusted_proxies: ["${TRUSTED}"]`,
-        'tls:',
-        `  listen: ["127.0.0.1:${port}"]`,
-        `  certificates: [{ hosts: [${HOST}], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
-        '  max_connections_per_client: 1000',
-        'services:',
-        serviceYaml({ instances: 1, extra: `hosts: [${HOST}]` }),
-        '',
-      ].join('\n'),
-    );
-    // Where SIGUSR1 opens the daemon's inspector (see memoryAfterFullGc): any free port.
-    const nodeOptions = process.env['NODE_OPTIONS'];
-    process.env['NODE_OPTIONS'] = `${nodeOptions ?? ''} --inspect-port=127.0.0.1:0`.trim();
-    try {
-      await d.start();
-    } finally {
-      if (nodeOptions === undefined) delete process.env['NODE_OPTIONS'];
-      else process.env['NODE_OPTIONS'] = nodeOptions;
-    }
-    return port;
-  });
+  // Held by the harness until the daemon has them.
+  const proxyProtocolPort = await d.holdPort('public');
+  const tlsPort = await d.holdPort('tls');
+  await writeFile(
+    d.configFile,
+    [
+      `listen: ["127.0.0.1:${d.port}", { address: "127.0.0.1:${proxyProtocolPort}", proxy_protocol: true }]`,
+      `metrics_listen: "127.0.0.1:${d.metricsPort}"`,
+      'state_dir: ./state',
+      'log_level: info',
+      'proxy:',
+      `  trusted_proxies: ["${TRUSTED}"]`,
+      'tls:',
+      `  listen: ["127.0.0.1:${tlsPort}"]`,
+      `  certificates: [{ hosts: [${HOST}], cert: ${JSON.stringify(files.certFile)}, key: ${JSON.stringify(files.keyFile)} }]`,
+      '  max_connections_per_client: 1000',
+      'services:',
+      serviceYaml({ instances: 1, extra: `hosts: [${HOST}]` }),
+      '',
+    ].join('\n'),
+  );
+  // Where SIGUSR1 opens the daemon's inspector (see memoryAfterFullGc): any free port.
+  const nodeOptions = process.env['NODE_OPTIONS'];
+  process.env['NODE_OPTIONS'] = `${nodeOptions ?? ''} --inspect-port=127.0.0.1:0`.trim();
+  try {
+    await d.start();
+  } finally {
+    if (nodeOptions === undefined) delete process.env['NODE_OPTIONS'];
+    else process.env['NODE_OPTIONS'] = nodeOptions;
+  }
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
   return { d, target: { plainPort: d.port, proxyProtocolPort, tlsPort, ca } };

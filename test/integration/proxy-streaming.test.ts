@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { Readable } from 'node:stream';
-import { createDaemon, freePort, serviceYaml, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, type TestDaemon } from '../helpers/daemon.ts';
 import { parsePrometheus, promValue, withTimeout } from '../fixtures/proxy-harness.ts';
 
 const SIZE = 1024 ** 3;
@@ -100,13 +100,10 @@ function upload(port: number, agent: http.Agent, bytes: number): Promise<number>
 const fmt = (b: number): string => `${(b / MiB).toFixed(1)} MiB`;
 
 test('a 1 GiB download and a 1 GiB upload through the daemon: its own RSS stays within a bound', async (t) => {
-  const metricsPort = await freePort();
   let d: TestDaemon | null = null;
   t.after(() => d?.cleanup());
-  d = await createDaemon({ start: false, services: serviceYaml({ instances: 1 }) });
-  const cfg = await import('node:fs/promises').then((fs) => fs.readFile(d!.configFile, 'utf8'));
-  await import('node:fs/promises').then((fs) => fs.writeFile(d!.configFile, `metrics_listen: "127.0.0.1:${metricsPort}"\n${cfg}`));
-  await d.start();
+  d = await createDaemon({ metrics: true, services: serviceYaml({ instances: 1 }) });
+  const metricsPort = d.metricsPort!;
   const deployed = await d.cli(['deploy', 'web', await d.release('v1')], 60_000);
   assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);
 

@@ -10,7 +10,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, freePort, serviceYaml, withFreePort, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, freePort, serviceYaml, type TestDaemon } from '../helpers/daemon.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
 
 const TOKEN = 'a'.repeat(16) + '0123456789abcdef0123456789abcdef';
@@ -25,24 +25,23 @@ before(async () => {
   const tokenFile = path.join(ca.dir, 'token');
   writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
   d = await createDaemon({ start: false });
-  // The daemon binds the remote control port itself: another one if it was taken meanwhile.
-  port = await withFreePort(async (remotePort) => {
-    await writeFile(d.configFile, [
-      `listen: ["127.0.0.1:${d.port}"]`,
-      'state_dir: ./state',
-      'control:',
-      '  remote:',
-      `    listen: "127.0.0.1:${remotePort}"`,
-      `    cert: ${JSON.stringify(leaf.certFile)}`,
-      `    key: ${JSON.stringify(leaf.keyFile)}`,
-      `    token_file: ${JSON.stringify(tokenFile)}`,
-      'services:',
-      serviceYaml(),
-      '',
-    ].join('\n'));
-    await d.start();
-    return remotePort;
-  });
+  // Held by the harness until the daemon has it.
+  const remotePort = await d.holdPort('control-remote');
+  await writeFile(d.configFile, [
+    `listen: ["127.0.0.1:${d.port}"]`,
+    'state_dir: ./state',
+    'control:',
+    '  remote:',
+    `    listen: "127.0.0.1:${remotePort}"`,
+    `    cert: ${JSON.stringify(leaf.certFile)}`,
+    `    key: ${JSON.stringify(leaf.keyFile)}`,
+    `    token_file: ${JSON.stringify(tokenFile)}`,
+    'services:',
+    serviceYaml(),
+    '',
+  ].join('\n'));
+  await d.start();
+  port = remotePort;
 });
 after(async () => {
   await d?.cleanup();
@@ -150,6 +149,7 @@ test('a token file others can read stops the start, naming the file', async () =
   const tokenFile = path.join(ca.dir, 'token-open');
   writeFileSync(tokenFile, TOKEN);
   chmodSync(tokenFile, 0o644);
+  // Never bound: the start stops at the token file first.
   const p2 = await freePort();
   await writeFile(other.configFile, [
     `listen: ["127.0.0.1:${other.port}"]`,
@@ -172,7 +172,7 @@ test('secrets from the config (service env, the control token) appear in no log,
   const leaf = ca.write('control3', ['127.0.0.1']);
   const tokenFile = path.join(ca.dir, 'token3');
   writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
-  let p3 = 0;
+  const p3 = await other.holdPort('control-remote');
   const config = (value: string): string => [
     `listen: ["127.0.0.1:${other.port}"]`,
     'state_dir: ./state',
@@ -182,11 +182,8 @@ test('secrets from the config (service env, the control token) appear in no log,
     serviceYaml({ extra: `env: { DATABASE_PASSWORD: ${JSON.stringify(value)} }` }),
     '',
   ].join('\n');
-  await withFreePort(async (port) => {
-    p3 = port;
-    await writeFile(other.configFile, config(secret));
-    await other.start();
-  });
+  await writeFile(other.configFile, config(secret));
+  await other.start();
   const outputs: string[] = [];
   const dep = await other.cli(['deploy', 'web', await other.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);

@@ -9,7 +9,7 @@ import https from 'node:https';
 import tls from 'node:tls';
 import { renameSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
-import { createDaemon, freePort, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
+import { createDaemon, serviceYaml, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../helpers/load.ts';
 import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
 import { makeCa, type TestCa } from '../fixtures/tls-certs.ts';
@@ -138,7 +138,7 @@ test('a daemon whose certificate cannot be used refuses to start, naming the fil
   const other = await createDaemon({ start: false });
   after(() => other.cleanup());
   const wrong = ca.write('wrong', ['site.test']);
-  const port = await freePort();
+  const port = await other.holdPort('tls');
   await writeFile(
     other.configFile,
     [
