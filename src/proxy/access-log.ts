@@ -79,13 +79,49 @@ interface Who {
  * it has closed.
  */
 function whoAsked(req: IncomingMessage, socket: net.Socket): Who {
+  const xff = req.headers['x-forwarded-for'];
+  return whoFrom(socket, typeof xff === 'string' ? xff : undefined);
+}
+
+function whoFrom(socket: net.Socket, xff: string | undefined): Who {
   const c = clientOf(socket);
   const peer = c.address;
-  if (!c.trusted) return { client: peer, peer };
-  const xff = req.headers['x-forwarded-for'];
-  if (typeof xff !== 'string') return { client: peer, peer };
+  if (!c.trusted || xff === undefined) return { client: peer, peer };
   const last = xff.slice(xff.lastIndexOf(',') + 1).trim();
   return { client: isIP(last) !== 0 ? last : peer, peer };
+}
+
+/** The last X-Forwarded-For value of a [name, value, ...] list (its last address is the client a trusted proxy saw). */
+function lastForwardedFor(raw: readonly string[]): string | undefined {
+  for (let i = raw.length - 2; i >= 0; i -= 2) if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'x-forwarded-for') return raw[i + 1];
+  return undefined;
+}
+
+/** What a line says of how the exchange ended. */
+function outcomeOf(finished: boolean, error: string | null, status: number, retries: number): string {
+  if (!finished) return 'client_gone';
+  if (error !== null) return error === 'at_capacity' ? 'shed' : error;
+  if (status >= 500) return 'app_5xx';
+  return retries > 0 ? 'retried' : 'ok';
+}
+
+/** A request of baton's own HTTP/1.1 path (src/proxy/h1/), as its connection saw it. */
+export interface LeanExchangeNote {
+  method: string;
+  url: string;
+  host: string;
+  rawHeaders: readonly string[];
+  /** performance.now() at its arrival. */
+  start: number;
+  status: number;
+  /** Body bytes: relayed from the instance, or baton's page. */
+  bytes: number;
+  target: TargetState | null;
+  /** baton's answer code (x-baton-error), or null. */
+  error: string | null;
+  retries: number;
+  /** The whole response was written (false: the client went away first). */
+  finished: boolean;
 }
 
 /** Figures of the access log for `baton status`. */
@@ -214,47 +250,57 @@ export class AccessLog {
     await new Promise<void>((resolve) => s.end(resolve));
   }
 
+  /** The line of a request answered on baton's own HTTP/1.1 path, written by its connection when the exchange ends. */
+  leanExchange(socket: net.Socket, ref: SnapshotRef, n: LeanExchangeNote): void {
+    const who = whoFrom(socket, lastForwardedFor(n.rawHeaders));
+    this.#line(n.method, n.url, n.host, 'h1', who, ref, n.start, n.status, n.bytes, n.target, outcomeOf(n.finished, n.error, n.status, n.retries), n.retries);
+  }
+
   #requestDone(req: IncomingMessage, res: BatonResponse, ref: SnapshotRef, start: number, who: Who): void {
     const own = ownAnswer(res);
     const error = own?.error ?? null;
     const status = res.statusCode;
-    let outcome: string;
-    if (!res.writableFinished) outcome = 'client_gone';
-    else if (error !== null) outcome = error === 'at_capacity' ? 'shed' : error;
-    else if (status >= 500) outcome = 'app_5xx';
-    else if (res.retries > 0) outcome = 'retried';
-    else outcome = 'ok';
     // baton's own answer: its page's size; the instance's: the body bytes relayed.
     const bytes = own !== undefined ? own.bytes : res.relayedBytes;
-    this.#line(req, who, ref, start, status, bytes, res.target, outcome, res.retries);
+    this.#requestLine(req, who, ref, start, status, bytes, res.target, outcomeOf(res.writableFinished, error, status, res.retries), res.retries);
   }
 
   #upgradeDone(req: IncomingMessage, socket: net.Socket, ref: SnapshotRef, start: number, before: number, who: Who): void {
     const note = (socket as Noted)[kNote];
     const status = note?.status ?? 0;
-    let outcome: string;
-    if (note === undefined) outcome = 'client_gone';
-    else if (note.error !== null) outcome = note.error === 'at_capacity' ? 'shed' : note.error;
-    else if (status >= 500) outcome = 'app_5xx';
-    else if (note.retries > 0) outcome = 'retried';
-    else outcome = 'ok';
-    this.#line(req, who, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
+    const outcome = outcomeOf(note !== undefined, note?.error ?? null, status, note?.retries ?? 0);
+    this.#requestLine(req, who, ref, start, status, socket.bytesWritten - before, note?.target ?? null, outcome, note?.retries ?? 0);
   }
 
-  #line(req: IncomingMessage, who: Who, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
+  #requestLine(req: IncomingMessage, who: Who, ref: SnapshotRef, start: number, status: number, bytes: number, target: TargetState | null, outcome: string, retries: number): void {
+    this.#line(req.method ?? null, req.url ?? '', req.headers.host, req.httpVersionMajor === 2 ? 'h2' : 'h1', who, ref, start, status, bytes, target, outcome, retries);
+  }
+
+  #line(
+    method: string | null,
+    url: string,
+    host: string | undefined,
+    proto: 'h1' | 'h2',
+    who: Who,
+    ref: SnapshotRef,
+    start: number,
+    status: number,
+    bytes: number,
+    target: TargetState | null,
+    outcome: string,
+    retries: number,
+  ): void {
     if (this.#closed) return;
-    const url = req.url ?? '';
     const q = url.indexOf('?');
-    const host = req.headers.host;
     // The query is left out: it can carry secrets (tokens, baton's beta links). Headers never appear.
     const fields = {
       time: new Date().toISOString(),
       client: who.client,
       peer: who.peer,
-      method: req.method ?? null,
+      method,
       host: host ?? null,
       path: q < 0 ? url : url.slice(0, q),
-      proto: req.httpVersionMajor === 2 ? 'h2' : 'h1',
+      proto,
       status,
       bytes,
       ms: Math.round((performance.now() - start) * 10) / 10,

@@ -140,14 +140,15 @@ export function sendErrorPage(res: ServerResponse, code: ProxyErrorCode, accept:
  * writes (baton's own HTTP/1.1 path, src/proxy/h1/); `lines`: the
  * connection's own header lines (Date, Connection), each ending in CRLF.
  */
-export function errorResponse(code: ProxyErrorCode, accept: string | undefined, headRequest: boolean, lines: string): Buffer {
+export function errorResponse(code: ProxyErrorCode, accept: string | undefined, headRequest: boolean, lines: string): { raw: Buffer; status: number; bodyBytes: number } {
   const r = RENDERED[code];
   const plain = prefersPlainText(accept);
   const body = plain ? r.plain : r.html;
   const head =
     `HTTP/1.1 ${r.status} ${PAGES[code].title}\r\ncontent-type: ${plain ? 'text/plain' : 'text/html'}; charset=utf-8\r\n` +
     `content-length: ${body.length}\r\ncache-control: no-store\r\nx-baton-error: ${code}\r\n${r.status === 503 ? 'retry-after: 1\r\n' : ''}${lines}\r\n`;
-  return headRequest ? Buffer.from(head, 'latin1') : Buffer.concat([Buffer.from(head, 'latin1'), body]);
+  if (headRequest) return { raw: Buffer.from(head, 'latin1'), status: r.status, bodyBytes: 0 };
+  return { raw: Buffer.concat([Buffer.from(head, 'latin1'), body]), status: r.status, bodyBytes: body.length };
 }
 
 /** A complete HTTP/1.1 error response for a raw socket (a refused WebSocket upgrade). */

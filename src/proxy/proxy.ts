@@ -262,6 +262,7 @@ export class Proxy {
       limits: () => this.#ctx.limits,
       closing: () => this.#ctx.closing || !server.listening,
       bypass: () => this.#leanBypass(),
+      accessLog: () => this.#ctx.accessLog,
       timeouts: () => this.#settings,
       handOff: nodeHttpTakes,
     });
@@ -269,9 +270,9 @@ export class Proxy {
     return lean;
   }
 
-  /** Requests that must go through node:http whatever they are: the access log hooks its objects; the plain front answers first. */
+  /** Requests that must go through node:http whatever they are: the plain front of the TLS listeners answers first. */
   #leanBypass(): boolean {
-    return this.#ctx.accessLog !== null || this.#front !== null;
+    return this.#front !== null;
   }
 
   /** Bind HTTPS listeners (HTTP/2 by ALPN when asked) routing through the same snapshot; returns the bound addresses. */

@@ -7,8 +7,8 @@
 //
 // What: a connection starts here. Each request head is read by
 // request-head.ts; a plain one (GET, HEAD, DELETE or OPTIONS without a body,
-// HTTP/1.1, to a service that is not gated, capped or splitting a canary, with
-// no access log, no TLS front) is forwarded by the same Exchange as node:http's
+// HTTP/1.1, to a service that is not gated, capped or splitting a canary, on a
+// listener that is not the TLS listeners' plain front) is forwarded by the same Exchange as node:http's
 // requests, its response head and body written on the socket here. The first
 // request that is anything else, or a head that has not fully arrived, hands
 // the connection to node:http for the rest of its life, with every byte not
@@ -30,6 +30,7 @@ import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../heade
 import { answerClientError, type RequestLimits } from '../limits.ts';
 import type { ResponseHeaders } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
+import type { AccessLog } from '../access-log.ts';
 import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from './request-head.ts';
 
 /** What a listener's lean connections read from the proxy. */
@@ -39,8 +40,10 @@ export interface LeanListener {
   limits(): RequestLimits;
   /** The proxy closes, or the listener no longer accepts (a successor took it over): answers say Connection: close. */
   closing(): boolean;
-  /** Requests go to node:http now (an access log, the plain front of TLS listeners). */
+  /** Requests go to node:http now (the plain front of TLS listeners answers first). */
   bypass(): boolean;
+  /** proxy.access_log now, or null. */
+  accessLog(): AccessLog | null;
   /** The client timeouts now (a reload changes them). */
   timeouts(): { clientIdleTimeoutMs: number; headersTimeoutMs: number };
   /** node:http's own handling of a connection (its 'connection' listeners). */
@@ -154,6 +157,14 @@ class LeanConnection implements ClientReply {
   #fresh = true;
   /** node:http has the connection. */
   #handedOff = false;
+  // The current request, for the access log (#log null: off, and nothing below is read).
+  #log: AccessLog | null = null;
+  #start = 0;
+  #status = 0;
+  #bytes = 0;
+  #target: TargetState | null = null;
+  #retries = 0;
+  #error: string | null = null;
   /** performance.now() past which the connection is closed (0: none, a request is under way). */
   deadline: number;
   readonly #onData = (chunk: Buffer): void => this.received(chunk);
@@ -220,6 +231,16 @@ class LeanConnection implements ClientReply {
     this.#fresh = false;
     this.deadline = 0;
     if (head.close) this.#closeAfter = true;
+    const log = l.accessLog();
+    this.#log = log;
+    if (log !== null) {
+      this.#start = start;
+      this.#status = 0;
+      this.#bytes = 0;
+      this.#target = null;
+      this.#retries = 0;
+      this.#error = null;
+    }
     const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)) };
     new Exchange(this, null, out, route, l.ref, start, false, null).start(target);
   }
@@ -236,6 +257,7 @@ class LeanConnection implements ClientReply {
 
   head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void {
     const noBody = this.#current!.method === 'HEAD' || status === 204 || status === 304 || status < 200;
+    this.#status = status;
     let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
     const nominated = connectionNominated(headers['connection']);
     let length = false;
@@ -268,6 +290,7 @@ class LeanConnection implements ClientReply {
   body(chunk: Buffer): boolean {
     // An empty chunk would end a chunked body early.
     if (this.#noBody || chunk.length === 0) return true;
+    this.#bytes += chunk.length;
     const socket = this.#socket;
     if (!this.#chunked) return socket.write(chunk);
     socket.cork();
@@ -290,15 +313,21 @@ class LeanConnection implements ClientReply {
   page(code: ProxyErrorCode, closeConnection: boolean): void {
     if (closeConnection) this.#closeAfter = true;
     const head = this.#current!;
-    if (!this.#socket.destroyed) this.#socket.write(errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#connectionLines()}`));
+    const answer = errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#connectionLines()}`);
+    this.#status = answer.status;
+    this.#bytes = answer.bodyBytes;
+    this.#error = code;
+    if (!this.#socket.destroyed) this.#socket.write(answer.raw);
     this.#responseDone();
   }
 
-  noteTarget(_target: TargetState): void {
-    // Only the access log reads it, and with an access log requests go to node:http.
+  noteTarget(target: TargetState): void {
+    this.#target = target;
   }
 
-  noteRetry(): void {}
+  noteRetry(): void {
+    this.#retries++;
+  }
 
   // ---- the connection ----
 
@@ -319,7 +348,29 @@ class LeanConnection implements ClientReply {
     return 'connection: close\r\n';
   }
 
+  /** The access log's line for the current request (`finished`: its whole response was written). */
+  #logLine(finished: boolean): void {
+    const log = this.#log;
+    const head = this.#current;
+    if (log === null || head === null) return;
+    this.#log = null;
+    log.leanExchange(this.#socket, this.#listener.ref, {
+      method: head.method,
+      url: head.url,
+      host: head.host,
+      rawHeaders: head.rawHeaders,
+      start: this.#start,
+      status: this.#status,
+      bytes: this.#bytes,
+      target: this.#target,
+      error: this.#error,
+      retries: this.#retries,
+      finished,
+    });
+  }
+
   #responseDone(): void {
+    if (this.#log !== null) this.#logLine(true);
     this.#current = null;
     this.#exchange = null;
     const socket = this.#socket;
@@ -378,6 +429,7 @@ class LeanConnection implements ClientReply {
 
   #closed(): void {
     this.#owner.forget(this);
+    if (this.#log !== null) this.#logLine(false);
     this.#exchange?.clientClosed();
   }
 }
