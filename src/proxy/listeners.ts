@@ -21,6 +21,7 @@ import type { Logger } from '../core/log.ts';
 import type { AddressMatcher } from './cidr.ts';
 import { clientOf, setClient, type ClientConnection } from './client.ts';
 import { acceptProxyHeader } from './proxy-protocol.ts';
+import { LeanConnections, type LeanListener } from './h1/connection.ts';
 
 /** PEM texts of one certificate chain and its key. */
 export interface KeyPair {
@@ -344,6 +345,26 @@ function answerTlsAlpnChallenges(server: tls.Server, responder: AcmeTlsAlpnRespo
   });
 }
 
+/**
+ * HTTP/1.1 connections of a TLS listener start on baton's own path (src/proxy/h1/),
+ * as on the plain listeners; node:http (or node:http2's HTTP/1.1 fallback)
+ * takes those it hands over, h2 sessions and ACME's validation connections.
+ */
+function serveHttp1Lean(server: tls.Server, listener: Omit<LeanListener, 'handOff'>): LeanConnections {
+  const nodeHandlers = server.listeners('secureConnection') as ((socket: net.Socket) => void)[];
+  server.removeAllListeners('secureConnection');
+  const handOff = (socket: net.Socket): void => {
+    for (const h of nodeHandlers) h.call(server, socket);
+  };
+  const lean = new LeanConnections({ ...listener, handOff });
+  server.on('secureConnection', (socket: tls.TLSSocket) => {
+    const alpn = socket.alpnProtocol;
+    if (alpn === false || alpn === 'http/1.1') lean.accept(socket, null);
+    else handOff(socket);
+  });
+  return lean;
+}
+
 /** Create and bind one TLS listener. */
 export async function listenTls(
   ctx: DispatchContext,
@@ -353,6 +374,7 @@ export async function listenTls(
   policy: TlsClientPolicy,
   host: string,
   port: number,
+  leanHttp1 = true,
 ): Promise<TlsListener> {
   const { clientIdleTimeoutMs, headersTimeoutMs } = timeouts;
   const certs = opts.certificates;
@@ -410,6 +432,18 @@ export async function listenTls(
     server = s;
   }
   if (opts.acmeTlsAlpn) answerTlsAlpnChallenges(server, opts.acmeTlsAlpn, opts.http2 ? ['h2', 'http/1.1'] : ['http/1.1'], ctx.logger);
+  const tlsServer = server;
+  const lean = leanHttp1
+    ? serveHttp1Lean(server, {
+        ref,
+        limits: () => ctx.limits,
+        closing: () => ctx.closing || !tlsServer.listening,
+        bypass: () => false,
+        accessLog: () => ctx.accessLog,
+        extraLines: opts.hsts ? `strict-transport-security: ${HSTS_VALUE}\r\n` : '',
+        timeouts: () => timeouts,
+      })
+    : null;
   const accepted = identifyClients(server, opts.maxConnectionsPerClient, policy, opts.handshakeTimeoutMs, ctx.logger);
   // Expect: 100-continue: a body declared over the service's limit gets its 413 instead of 100 (dispatch.ts).
   server.on('checkContinue', ((req: IncomingMessage, res: BatonResponse) => onCheckContinue(ref, req, res, handler)) as never);
@@ -444,10 +478,12 @@ export async function listenTls(
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // The http2 server's close() already closes idle HTTP/1.1 connections and sends GOAWAY to sessions.
       if (!opts.http2) h1Server.closeIdleConnections();
+      lean?.closeIdle();
       return closed;
     },
     closeAll: () => {
       nodeHttp.Server.prototype.closeAllConnections.call(h1Server);
+      lean?.closeAll();
       for (const s of sessions) s.destroy();
       // What is left: connections still in (or stuck before) their TLS handshake.
       for (const s of accepted) s.destroy();

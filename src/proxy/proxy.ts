@@ -263,6 +263,7 @@ export class Proxy {
       closing: () => this.#ctx.closing || !server.listening,
       bypass: () => this.#leanBypass(),
       accessLog: () => this.#ctx.accessLog,
+      extraLines: '',
       timeouts: () => this.#settings,
       handOff: nodeHttpTakes,
     });
@@ -284,7 +285,7 @@ export class Proxy {
           throw new BatonError('CONFIG_INVALID', `TLS listener ${l.host}:${l.port} requires the PROXY protocol, which is accepted only from trusted proxies, and none are set`);
         }
         const policy = { trusted: () => this.#trusted, proxyProtocol: l.proxyProtocol === true };
-        started.push(await listenTls(this.#ctx, this.#ref, this.#settings, opts, policy, l.host, l.port));
+        started.push(await listenTls(this.#ctx, this.#ref, this.#settings, opts, policy, l.host, l.port, this.#leanHttp1));
       }
     } catch (err) {
       await Promise.all(started.map((s) => s.close()));

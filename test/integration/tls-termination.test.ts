@@ -46,6 +46,7 @@ interface HttpsResult {
   serial: string;
   protocol: string;
   localPort: number;
+  rawHeaders: string[];
 }
 
 function httpsGet(port: number, ca: TestCa, servername: string, opts: { path?: string; agent?: https.Agent | false } = {}): Promise<HttpsResult> {
@@ -58,7 +59,7 @@ function httpsGet(port: number, ca: TestCa, servername: string, opts: { path?: s
         const serial = socket.getPeerX509Certificate()?.serialNumber ?? '(not kept)';
         const protocol = socket.getProtocol() ?? '';
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString(), serial, protocol, localPort: socket.localPort ?? 0 }));
+        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body: Buffer.concat(chunks).toString(), serial, protocol, localPort: socket.localPort ?? 0, rawHeaders: res.rawHeaders }));
       });
       req.on('error', reject);
       req.end();
@@ -119,6 +120,8 @@ test('HTTPS requests reach the instance with X-Forwarded-Proto https and their H
   assert.deepEqual(JSON.parse(r.body), { host: 'a.test', proto: 'https', url: '/p?q=1' });
   assert.equal(r.headers['strict-transport-security'], 'max-age=31536000');
   assert.equal(r.serial, a.serial);
+  // Written by baton's own HTTP/1.1 path (src/proxy/h1/: lowercase field names; node:http writes "Connection").
+  assert.ok(r.rawHeaders.includes('connection'), JSON.stringify(r.rawHeaders));
   // Plain HTTP stays plain (no HSTS there, X-Forwarded-Proto http).
   const p = await request(plainPort, { headers: { host: 'a.test' } });
   assert.equal(JSON.parse(p.body).proto, 'http');

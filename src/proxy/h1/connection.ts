@@ -1,4 +1,5 @@
-// baton's own HTTP/1.1 server path for plain requests on the plain listeners.
+// baton's own HTTP/1.1 server path for plain requests on the public listeners
+// (plain HTTP, and HTTPS connections that chose HTTP/1.1).
 //
 // Why: node:http's server costs more per request than all of baton's own work
 // (IncomingMessage and ServerResponse, their streams, a headers object built
@@ -44,6 +45,8 @@ export interface LeanListener {
   bypass(): boolean;
   /** proxy.access_log now, or null. */
   accessLog(): AccessLog | null;
+  /** Header lines every response of this listener carries, each ending in CRLF (HSTS on a TLS listener), or ''. */
+  readonly extraLines: string;
   /** The client timeouts now (a reload changes them). */
   timeouts(): { clientIdleTimeoutMs: number; headersTimeoutMs: number };
   /** node:http's own handling of a connection (its 'connection' listeners). */
@@ -276,6 +279,9 @@ class LeanConnection implements ClientReply {
     }
     if (setCookie !== null) text += `set-cookie: ${setCookie}\r\n`;
     if (!date) text += `date: ${httpDate()}\r\n`;
+    // The listener's own lines (HSTS): an instance's own value of the field wins.
+    const extra = this.#listener.extraLines;
+    if (extra !== '' && headers['strict-transport-security'] === undefined) text += extra;
     text += this.#connectionLines();
     this.#noBody = noBody;
     this.#chunked = !noBody && !length;
@@ -313,7 +319,7 @@ class LeanConnection implements ClientReply {
   page(code: ProxyErrorCode, closeConnection: boolean): void {
     if (closeConnection) this.#closeAfter = true;
     const head = this.#current!;
-    const answer = errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#connectionLines()}`);
+    const answer = errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#listener.extraLines}${this.#connectionLines()}`);
     this.#status = answer.status;
     this.#bytes = answer.bodyBytes;
     this.#error = code;
