@@ -240,7 +240,7 @@ test('an empty pool falls back to the other; a refused canary attempt is retried
   assert.equal(none.headers['x-baton-error'], 'no_instance');
 
   // The canary's first target refuses: the other canary target answers, not stable.
-  const dead = target('dead', await closedPort(), 'r2');
+  const dead = target('dead', await closedPort(t), 'r2');
   proxy.apply(spec([stable], canary([dead, target('c2', c2server.port, 'r2')], 100), { balance: 'round_robin' }));
   for (let i = 0; i < 4; i++) assert.equal((await request(port)).body, 'canary-2');
   // Only a refusing canary target: the retry goes to stable.

@@ -93,7 +93,7 @@ test('503 with Retry-After when the service has no instance; text/plain when pre
 });
 
 test('502 when the only target refuses; with a second target the request is retried there', async (t) => {
-  const dead = await closedPort();
+  const dead = await closedPort(t);
   const live = await startServer(t, namedHandler('live'));
   const { proxy, port } = await startProxy(t);
   proxy.apply({ services: [service('a', [target('dead', dead)], { isDefault: true })] });

@@ -175,7 +175,7 @@ test('ACME TLS-ALPN-01 with workers: pebble validates on the shared TLS listener
   const ca = makeCa(t);
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
-  const noHttp = await closedPort();
+  const noHttp = await closedPort(t);
   let pebble!: Pebble;
   const tlsPort = await startWithTls(d, {
     prepare: async (port) => {

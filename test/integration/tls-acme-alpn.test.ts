@@ -116,7 +116,7 @@ test('pebble validates TLS-ALPN-01 on baton\'s TLS listener (port 80 closed) and
   t.after(() => store.close());
 
   // Nothing listens where pebble would check HTTP-01.
-  const noHttp = await closedPort();
+  const noHttp = await closedPort(t);
   // The listener is bound first (its port is pebble's tlsPort); pebble's directory URL comes after, so the config is filled in then.
   let manager: AcmeManager | null = null;
   let shown = 0;
@@ -167,7 +167,7 @@ test('a daemon with tls.acme.challenge: tls-alpn-01 obtains its certificate thro
   const ca = makeCa(t);
   const d = await createDaemon({ start: false });
   t.after(() => d.cleanup());
-  const noHttp = await closedPort();
+  const noHttp = await closedPort(t);
   // pebble validates on the daemon's TLS port, so both take the same free port (both retried if it was taken meanwhile).
   let pebble!: Pebble;
   const tlsPort = await startWithTls(d, {

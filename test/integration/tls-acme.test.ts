@@ -155,7 +155,7 @@ test('an unreachable directory is retried with a growing delay, logged without s
   const store = new CertificateStore({ logger: recordingLogger().logger });
   t.after(() => store.close());
   const { logger, lines } = recordingLogger();
-  const port = await closedPort();
+  const port = await closedPort(t);
   const m = new AcmeManager({
     config: { hosts: ['shop.example.com'], email: null, directoryUrl: `https://127.0.0.1:${port}/dir`, caFile: null, renewBeforeMs: null, challenge: 'http-01' },
     stateDir: dir,
