@@ -426,54 +426,58 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
       );
       const cfgFile = path.join(dir, 'haproxy.cfg');
       const log = path.join(dir, 'haproxy.log');
-      // HAProxy takes a number: a free port, another if it says that one was taken before it bound it.
-      await startOnFreePorts('HAProxy', async () => {
-        // Its own loopback address too: other suites' ports live on 127.0.0.1.
-        const port = await freePort('127.0.0.10');
-        await writeFile(cfgFile, [
-          'global',
-          `  stats socket ${haproxySocket} mode 600 level admin`,
-          '  maxconn 2000',
-          'defaults',
-          '  mode http',
-          '  timeout connect 2s',
-          '  timeout client 30s',
-          '  timeout server 30s',
-          // As an operator would: a GET whose server vanished before answering (a host lost) is retried elsewhere.
-          '  option redispatch 1',
-          '  retries 2',
-          '  retry-on conn-failure empty-response response-timeout',
-          'frontend fe',
-          `  bind 127.0.0.10:${port}`,
-          '  default_backend be_web',
-          'backend be_web',
-          '  balance roundrobin',
-          // With the agent-check, the agent is the host's one voice (a health check of
-          // /_baton/health would also turn the drained host DOWN); without, /_baton/health is.
-          ...(withHaproxy.agentCheck ? [] : ['  option httpchk GET /_baton/health']),
-          ...servers,
-          '',
-        ].join('\n'));
-        await rm(haproxySocket, { force: true });
-        const logStart = existsSync(log) ? (await readFile(log, 'utf8')).length : 0;
-        const fd = openSync(log, 'a');
-        const hp = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', fd, fd], detached: true });
-        closeSync(fd);
-        haproxy = hp;
-        procs.push(hp);
-        await waitUntil('HAProxy to see every server up', async () => {
-          if (hp.exitCode !== null || hp.signalCode !== null) {
-            const text = (await readFile(log, 'utf8')).slice(logStart);
-            if (saysPortInUse(text)) throw new PortInUse(`HAProxy on 127.0.0.10:${port}:\n${text}`);
-            throw new Error(`haproxy exited:\n${text}`);
-          }
-          if (!existsSync(haproxySocket)) return false;
-          const stat = await haproxyCommand('show stat').catch(() => '');
-          const rows = stat.split('\n').filter((l) => l.startsWith('be_web,h'));
-          return rows.length === hosts.length && rows.every((r) => r.split(',')[17] === 'UP');
-        }, 20_000, 100);
-        haproxyInfo = { url: `http://127.0.0.10:${port}`, socket: haproxySocket, port, backend: 'be_web' };
+      // Its listening socket is made here and handed over (`bind fd@3`): the port is held from choice to use.
+      // Its own loopback address too: other suites' ports live on 127.0.0.1.
+      const listening = net.createServer();
+      await new Promise<void>((resolve, reject) => {
+        listening.once('error', reject);
+        listening.listen(0, '127.0.0.10', () => resolve());
       });
+      const port = (listening.address() as net.AddressInfo).port;
+      await writeFile(cfgFile, [
+        'global',
+        `  stats socket ${haproxySocket} mode 600 level admin`,
+        '  maxconn 2000',
+        'defaults',
+        '  mode http',
+        '  timeout connect 2s',
+        '  timeout client 30s',
+        '  timeout server 30s',
+        // As an operator would: a GET whose server vanished before answering (a host lost) is retried elsewhere.
+        '  option redispatch 1',
+        '  retries 2',
+        '  retry-on conn-failure empty-response response-timeout',
+        'frontend fe',
+        '  bind fd@3',
+        '  default_backend be_web',
+        'backend be_web',
+        '  balance roundrobin',
+        // With the agent-check, the agent is the host's one voice (a health check of
+        // /_baton/health would also turn the drained host DOWN); without, /_baton/health is.
+        ...(withHaproxy.agentCheck ? [] : ['  option httpchk GET /_baton/health']),
+        ...servers,
+        '',
+      ].join('\n'));
+      const fd = openSync(log, 'a');
+      const socketFd = (listening as unknown as { _handle: { fd: number } })._handle.fd;
+      let hp: ChildProcess;
+      try {
+        hp = spawn('haproxy', ['-f', cfgFile, '-db'], { stdio: ['ignore', fd, fd, socketFd], detached: true });
+      } finally {
+        closeSync(fd);
+        // HAProxy holds its copy of the socket now; ours would accept connections too.
+        listening.close();
+      }
+      haproxy = hp;
+      procs.push(hp);
+      await waitUntil('HAProxy to see every server up', async () => {
+        if (hp.exitCode !== null || hp.signalCode !== null) throw new Error(`haproxy exited:\n${await readFile(log, 'utf8')}`);
+        if (!existsSync(haproxySocket)) return false;
+        const stat = await haproxyCommand('show stat').catch(() => '');
+        const rows = stat.split('\n').filter((l) => l.startsWith('be_web,h'));
+        return rows.length === hosts.length && rows.every((r) => r.split(',')[17] === 'UP');
+      }, 20_000, 100);
+      haproxyInfo = { url: `http://127.0.0.10:${port}`, socket: haproxySocket, port, backend: 'be_web' };
     }
   } catch (err) {
     await fleet.cleanup().catch(() => {});

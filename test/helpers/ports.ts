@@ -7,9 +7,10 @@
 // to the next daemon: src/core/listen-fds.ts). No moment exists when the port
 // is free for another process to take.
 //
-// sshd, pebble and HAProxy take a number and bind it themselves: for them the
-// port can only be chosen free and the start retried when the program reports
-// that it was taken meanwhile (startOnFreePorts, PortInUse).
+// HAProxy takes a socket too (`bind fd@3`, test/helpers/fleet-hosts.ts). sshd,
+// pebble and the fixture app take a number and bind it themselves: for them
+// the port can only be chosen free and the start retried when the program
+// reports that it was taken meanwhile (startOnFreePorts, PortInUse).
 
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
