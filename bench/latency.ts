@@ -124,7 +124,8 @@ async function main(): Promise<boolean> {
 
   /** A daemon with one instance of the fixture app, pinned with it on the server CPU. */
   const startDaemon = async (t: 'baton' | 'baton-b'): Promise<{ url: string; pid: number; appUrl: string }> => {
-    const td = await createDaemon({ start: false });
+    // Spawned here, not by td.start(): the daemon binds a port of its own (the harness holds its ports only for start()).
+    const td = await createDaemon({ start: false, port: await freePort() });
     registerDaemon(td);
     writeDaemonConfig(td, fixtureService('web', { instances: 1 }), 'info');
     const env: NodeJS.ProcessEnv = { ...process.env };

@@ -122,7 +122,8 @@ async function main(): Promise<boolean> {
   // semi-space bin/baton.js sets: started by hand with the flag given twice
   // (bin/baton.js does not re-execute a process that has it; V8 takes the last
   // value, 0 = V8's default).
-  const td2 = await createDaemon({ start: false });
+  // Spawned here, not by td.start(): the daemon binds a port of its own (the harness holds its ports only for start()).
+  const td2 = await createDaemon({ start: false, port: await freePort() });
   registerDaemon(td2);
   writeDaemonConfig(td2, fixtureService('web', { instances: 1 }), 'info');
   const d2 = spawnGroup(process.execPath, [DAEMON_SEMI_SPACE, '--max-semi-space-size=0', path.join(ROOT, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
