@@ -139,7 +139,7 @@ export class HeldListeners {
 }
 
 /** node's handle of a listening TCP server carries its descriptor (Unix). */
-function fdOf(server: net.Server): number {
+export function fdOf(server: net.Server): number {
   const fd = (server as unknown as { _handle?: { fd?: number } | null })._handle?.fd;
   if (typeof fd !== 'number' || fd < 0) throw new Error('a listening socket without a descriptor: cannot hand it to the daemon');
   return fd;

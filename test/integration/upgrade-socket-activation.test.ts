@@ -13,19 +13,17 @@ import { fileURLToPath } from 'node:url';
 import { createDaemon, waitUntil, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { listenerKey, socketUnitName } from '../../src/core/listen-fds.ts';
+import { fdOf } from '../helpers/ports.ts';
+import net from 'node:net';
 
 const BATON = fileURLToPath(new URL('../../bin/baton.js', import.meta.url));
 
-// Bind, keep the socket as fd 3, run the daemon with it (restarted up to 5 times, as Restart=always would).
+// Keep the listening socket it is handed as fd 3 (bound by the test: no port
+// picked and bound later), run the daemon with it (restarted up to 5 times, as Restart=always would).
 const HOLDER = `
 import os, socket, subprocess, sys, time
-port, name, log, cmd = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
-s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind(("127.0.0.1", port))
-s.listen(511)
-if s.fileno() != 3:
-    os.dup2(s.fileno(), 3)
+name, log, cmd = sys.argv[1], sys.argv[2], sys.argv[3:]
+s = socket.socket(fileno=3)
 os.set_inheritable(3, True)
 out = open(log, "ab")
 for i in range(5):
@@ -39,13 +37,17 @@ let d: TestDaemon;
 let holder: ChildProcess | null = null;
 const started: number[] = [];
 before(async () => {
-  d = await createDaemon({ start: false });
+  // The service manager's socket: bound here, handed to the holder.
+  const socket = net.createServer();
+  await new Promise<void>((resolve) => socket.listen({ host: '127.0.0.1', port: 0, backlog: 511 }, resolve));
+  d = await createDaemon({ start: false, port: (socket.address() as net.AddressInfo).port });
   const name = socketUnitName(listenerKey('public', '127.0.0.1', d.port));
-  holder = spawn('/usr/bin/python3', ['-c', HOLDER, String(d.port), name, path.join(d.dir, 'daemon.log'), process.execPath, BATON, 'daemon', '--config', d.configFile], {
+  holder = spawn('/usr/bin/python3', ['-c', HOLDER, name, path.join(d.dir, 'daemon.log'), process.execPath, BATON, 'daemon', '--config', d.configFile], {
     cwd: d.dir,
     detached: true,
-    stdio: ['ignore', 'pipe', 'inherit'],
+    stdio: ['ignore', 'pipe', 'inherit', fdOf(socket)],
   });
+  socket.close();
   holder.stdout!.on('data', (c) => {
     for (const l of String(c).split('\n')) if (/^\d+$/.test(l.trim())) started.push(Number(l.trim()));
   });
