@@ -177,14 +177,19 @@ export function forward(req: IncomingMessage, res: BatonResponse, route: Service
     setCookie = choice.setCookie;
   }
   if (target === undefined) {
-    route.counters.requests++;
-    route.counters.failed++;
-    route.shared.noRelease.batonAnswer(503, performance.now() - start);
+    countNoInstance(route, start);
     sendErrorPage(res, 'no_instance', req.headers.accept, false);
     return;
   }
   const head = { method: req.method ?? 'GET', path: req.url ?? '/', headers: forwardRequestHeaders(req.rawHeaders, clientOf(req.socket)) };
   new Exchange(new NodeReply(res), req, head, route, ref, start, canary, setCookie).start(target);
+}
+
+/** A request answered 503 no_instance (no target in either pool): a failure of the service, of no release. */
+export function countNoInstance(route: ServiceRoute, start: number): void {
+  route.counters.requests++;
+  route.counters.failed++;
+  route.shared.noRelease.batonAnswer(503, performance.now() - start);
 }
 
 function hasBody(req: IncomingMessage | null): boolean {

@@ -7,6 +7,9 @@ import { KEY_CLIENT_ADDRESS, KEY_HEADER, type CanaryRoute, type ServiceRoute } f
 import type { TargetState } from './target.ts';
 import { clientAddress } from './client.ts';
 
+/** What the split reads of a request: its headers as node:http gives them (lowercase names, repeats joined) and its connection. */
+export type SplitRequest = Pick<IncomingMessage, 'headers' | 'socket'>;
+
 /** canaryBucket(): an override rule matched. */
 export const OVERRIDE = -1;
 
@@ -22,7 +25,7 @@ function clientKey(address: string | undefined): string {
  *   0 ≤ b < BUCKETS        bucket b from a valid bucket cookie;
  *   BUCKETS + b            bucket b computed now (sticky.key): the response sets the cookie.
  */
-export function canaryBucket(c: CanaryRoute, req: IncomingMessage): number {
+export function canaryBucket(c: CanaryRoute, req: SplitRequest): number {
   const headers = req.headers;
   if (c.overrideHeader !== null && headers[c.overrideHeader] === c.overrideValue) return OVERRIDE;
   const cookies = headers.cookie;
@@ -77,7 +80,7 @@ export interface Choice {
 }
 
 /** The first target of a request of a service with a canary: split, overrides, fallback; counted. */
-export function chooseWithCanary(route: ServiceRoute, c: CanaryRoute, req: IncomingMessage): Choice {
+export function chooseWithCanary(route: ServiceRoute, c: CanaryRoute, req: SplitRequest): Choice {
   const code = canaryBucket(c, req);
   const canary = code === OVERRIDE || isCanary(c, code);
   const routing = route.shared.routing;

@@ -11,6 +11,8 @@ import fc from 'fast-check';
 import { checkProperty } from '../helpers/property.ts';
 import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../../src/proxy/limits.ts';
+import { nodeHeaders } from '../../src/proxy/h1/node-headers.ts';
+import { IncomingMessage } from 'node:http';
 
 interface LlhttpParser {
   initialize(type: number, resource: object, maxHeaderSize: number, lenient: number): void;
@@ -179,4 +181,18 @@ test('the plain forms are taken; bodies, upgrades, Expect, HTTP/1.0, obs-fold, b
     assert.equal(h(s), HAND_OFF, JSON.stringify(s));
   }
   assert.equal(h(`GET / HTTP/1.1\r\nHost: a\r\nX: ${'v'.repeat(DEFAULT_REQUEST_LIMITS.maxHeaderSize)}`), HAND_OFF);
+});
+
+test('nodeHeaders gives what node:http gives as req.headers for the same raw list (repeats, case, cookies)', (t) => {
+  const names = ['Cookie', 'cookie', 'Host', 'HOST', 'X-User', 'x-user', 'User-Agent', 'Authorization', 'Accept', 'Set-Cookie', 'x-canary', 'Content-Type', 'If-None-Match', 'Referer'];
+  checkProperty(
+    t,
+    fc.property(fc.array(fc.tuple(fc.constantFrom(...names), fc.constantFrom('a', 'b=1', '', 'v, w', 'c=2; d=3')), { maxLength: 10 }), (pairs) => {
+      const raw = pairs.flat();
+      const msg = new IncomingMessage(null as never) as IncomingMessage & { _addHeaderLines(h: string[], n: number): void };
+      msg._addHeaderLines(raw, raw.length);
+      assert.deepEqual({ ...nodeHeaders(raw) }, { ...msg.headers });
+    }),
+    1000,
+  );
 });

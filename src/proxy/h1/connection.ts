@@ -8,7 +8,8 @@
 //
 // What: a connection starts here. Each request head is read by
 // request-head.ts; a plain one (GET, HEAD, DELETE or OPTIONS without a body,
-// HTTP/1.1, to a service that is not gated, capped or splitting a canary, on a
+// HTTP/1.1, to a service that is not gated or capped (a canary split is made
+// as node:http's path makes it), on a
 // listener that is not the TLS listeners' plain front) is forwarded by the same Exchange as node:http's
 // requests, its response head and body written on the socket here. The first
 // request that is anything else, or a head that has not fully arrived, hands
@@ -26,13 +27,15 @@ import { STATUS_CODES } from 'node:http';
 import { pick } from '../balancer.ts';
 import { clientOf } from '../client.ts';
 import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
-import { Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
+import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
 import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../headers.ts';
 import { answerClientError, type RequestLimits } from '../limits.ts';
 import type { ResponseHeaders } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
 import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from './request-head.ts';
+import { nodeHeaders } from './node-headers.ts';
+import { chooseWithCanary } from '../split.ts';
 
 /** What a listener's lean connections read from the proxy. */
 export interface LeanListener {
@@ -219,14 +222,22 @@ class LeanConnection implements ClientReply {
       return;
     }
     const route = l.ref.current.route(head.host);
-    if (route === null || route.gated || route.inflightCap !== null || route.canary !== null) {
+    if (route === null || route.gated || route.inflightCap !== null) {
       this.#handOff();
       return;
     }
-    const target = pick(route.policy, route.targets, route.rotation, null);
-    if (target === undefined) {
-      this.#handOff();
-      return;
+    const c = route.canary;
+    let target: TargetState | undefined;
+    let canary = false;
+    let setCookie: string | null = null;
+    if (c === null) {
+      target = pick(route.policy, route.targets, route.rotation, null);
+    } else {
+      // The split reads the headers as node:http gives them: both paths put a user in the same bucket.
+      const choice = chooseWithCanary(route, c, { headers: nodeHeaders(head.rawHeaders), socket: this.#socket });
+      target = choice.target;
+      canary = choice.canary;
+      setCookie = choice.setCookie;
     }
     const start = performance.now();
     this.#pending = head.end === buf.length ? null : buf.subarray(head.end);
@@ -244,8 +255,13 @@ class LeanConnection implements ClientReply {
       this.#retries = 0;
       this.#error = null;
     }
+    if (target === undefined) {
+      countNoInstance(route, start);
+      this.page('no_instance', false);
+      return;
+    }
     const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)) };
-    new Exchange(this, null, out, route, l.ref, start, false, null).start(target);
+    new Exchange(this, null, out, route, l.ref, start, canary, setCookie).start(target);
   }
 
   // ---- ClientReply ----
