@@ -9,7 +9,9 @@
 // read (its socket is paused: at most the one read that brought the head, 64
 // KiB, is held; HTTP/2 flow control does the same per stream), so a full
 // queue of 100 costs a few MB at worst. WebSocket upgrades are not counted:
-// they are tunnels, not requests in flight.
+// they are tunnels, not requests in flight. baton's own HTTP/1.1 path takes a
+// free slot at once (tryEnter); a request that would wait goes to node:http's
+// path, which queues it here.
 
 import type { IncomingMessage } from 'node:http';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
@@ -108,6 +110,24 @@ export class Admission {
     // (its socket is the whole session's), and a request without a body is left alone. The price: a
     // paused client that leaves is noticed only once admitted (or at queue_timeout), not while it waits.
     if (req.httpVersionMajor === 1 && !req.complete) req.socket.pause();
+  }
+
+  /**
+   * A slot at once, for a request of baton's own HTTP/1.1 path (src/proxy/h1/);
+   * null when the cap is reached or requests wait (that request then goes to
+   * node:http's path, which queues or sheds it here). The function returned
+   * frees the slot (once, whatever the number of calls).
+   */
+  tryEnter(cap: InflightCap): (() => void) | null {
+    this.#cap = cap;
+    if (this.#closing || this.#inflight >= cap.maxInflight || this.#waiting.size > 0) return null;
+    this.#inflight++;
+    let left = false;
+    return () => {
+      if (left) return;
+      left = true;
+      this.#leave();
+    };
   }
 
   /** Answer every waiting request 503 now, and every one beyond the cap from now on (the proxy is closing). */

@@ -7,11 +7,11 @@
 // node:http and 25.5k with its own reads and writes on both sides (nginx: 31k).
 //
 // What: a connection starts here. Each request head is read by
-// request-head.ts; a plain one (GET, HEAD, DELETE or OPTIONS without a body,
-// HTTP/1.1, to a service that is not gated or capped (a canary split is made
-// as node:http's path makes it), on a
-// listener that is not the TLS listeners' plain front) is forwarded by the same Exchange as node:http's
-// requests, its response head and body written on the socket here. The first
+// request-head.ts. A plain one (GET, HEAD, DELETE or OPTIONS without a body,
+// in HTTP/1.1) to a service that is not gated (maintenance, pause), within its
+// in-flight cap if it has one, is forwarded by the same Exchange as
+// node:http's requests (a canary's split made as node:http's path makes it),
+// its response head and body written on the socket here. The first
 // request that is anything else, or a head that has not fully arrived, hands
 // the connection to node:http for the rest of its life, with every byte not
 // yet answered, between two responses, never during one. So anything unusual
@@ -163,6 +163,8 @@ class LeanConnection implements ClientReply {
   #fresh = true;
   /** node:http has the connection. */
   #handedOff = false;
+  /** Frees the current request's slot under its service's in-flight cap (null: no cap). */
+  #leaveSlot: (() => void) | null = null;
   // The current request, for the access log (#log null: off, and nothing below is read).
   #log: AccessLog | null = null;
   #start = 0;
@@ -222,7 +224,7 @@ class LeanConnection implements ClientReply {
       return;
     }
     const route = l.ref.current.route(head.host);
-    if (route === null || route.gated || route.inflightCap !== null) {
+    if (route === null || route.gated) {
       this.#handOff();
       return;
     }
@@ -238,6 +240,16 @@ class LeanConnection implements ClientReply {
       target = choice.target;
       canary = choice.canary;
       setCookie = choice.setCookie;
+    }
+    // Under an in-flight cap: a free slot now, or node:http's path queues (or sheds) the request.
+    const cap = route.inflightCap;
+    if (cap !== null) {
+      const leave = route.shared.admission.tryEnter(cap);
+      if (leave === null) {
+        this.#handOff();
+        return;
+      }
+      this.#leaveSlot = leave;
     }
     const start = performance.now();
     this.#pending = head.end === buf.length ? null : buf.subarray(head.end);
@@ -393,6 +405,7 @@ class LeanConnection implements ClientReply {
 
   #responseDone(): void {
     if (this.#log !== null) this.#logLine(true);
+    this.#freeSlot();
     this.#current = null;
     this.#exchange = null;
     const socket = this.#socket;
@@ -449,9 +462,17 @@ class LeanConnection implements ClientReply {
     this.#socket.end();
   }
 
+  #freeSlot(): void {
+    const leave = this.#leaveSlot;
+    if (leave === null) return;
+    this.#leaveSlot = null;
+    leave();
+  }
+
   #closed(): void {
     this.#owner.forget(this);
     if (this.#log !== null) this.#logLine(false);
+    this.#freeSlot();
     this.#exchange?.clientClosed();
   }
 }
