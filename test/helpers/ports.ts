@@ -146,7 +146,7 @@ export function fdOf(server: net.Server): number {
 }
 
 const BATON_JS = path.resolve(import.meta.dirname, '../../bin/baton.js');
-let started: { flags: string[]; env: Record<string, string> } | null = null;
+let batonJs: string | null = null;
 
 /**
  * What bin/baton.js sets for the daemon before it runs: Node flags and glibc's
@@ -157,8 +157,8 @@ let started: { flags: string[]; env: Record<string, string> } | null = null;
  * so that the two cannot drift apart.
  */
 function daemonStart(): { flags: string[]; env: Record<string, string> } {
-  if (started) return started;
-  const text = readFileSync(BATON_JS, 'utf8');
+  // The file is read once; the environment is looked at on every start (a test may set its own value).
+  const text = (batonJs ??= readFileSync(BATON_JS, 'utf8'));
   const constant = (name: string): string => {
     const m = new RegExp(`const ${name} = '([^']+)';`).exec(text);
     if (!m) throw new Error(`${BATON_JS} no longer has \`const ${name} = '…'\`: update daemonStart in test/helpers/ports.ts`);
@@ -173,6 +173,5 @@ function daemonStart(): { flags: string[]; env: Record<string, string> } {
     env[name!] = value!;
     env[`BATON_${name}`] = value!;
   }
-  started = { flags: [constant('SEMI_SPACE'), constant('EXPOSE_GC')], env };
-  return started;
+  return { flags: [constant('SEMI_SPACE'), constant('EXPOSE_GC')], env };
 }

@@ -10,7 +10,7 @@ import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { createDaemon, waitUntil } from '../helpers/daemon.ts';
+import { createDaemon, freePort, waitUntil } from '../helpers/daemon.ts';
 import { locateConfig } from '../../src/cli/locate.ts';
 import { BatonError } from '../../src/core/errors.ts';
 
@@ -252,7 +252,8 @@ test('with a daemon: release paths are the caller\'s; output into a pipe closed 
 });
 
 test('`baton --config FILE daemon` (flags before the verb) runs the daemon as `baton daemon` does, small semi-space included', async (t) => {
-  const d = await createDaemon({ start: false });
+  // Started by hand, as an operator would: the daemon binds a port of its own (the harness holds its ports for start() only).
+  const d = await createDaemon({ start: false, port: await freePort() });
   t.after(() => d.cleanup());
   const proc = spawn(process.execPath, [BATON, '--config', d.configFile, 'daemon'], { cwd: d.dir, stdio: 'ignore' });
   t.after(() => {

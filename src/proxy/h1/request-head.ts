@@ -91,8 +91,12 @@ function refusedName(buf: Buffer, at: number, len: number): boolean {
   }
 }
 
+const KEEP_ALIVE_TOKENS = { close: false, upgrade: false };
+
 /** The tokens of a Connection value: close asked, or an upgrade (node:http's). */
 function connectionTokens(value: string): { close: boolean; upgrade: boolean } {
+  // What browsers send, without splitting.
+  if (value.length === 10 && value.toLowerCase() === 'keep-alive') return KEEP_ALIVE_TOKENS;
   let close = false;
   let upgrade = false;
   for (const part of value.split(',')) {
