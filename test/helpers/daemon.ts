@@ -177,6 +177,8 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
     const p = proc;
     let exited = false;
     p.once('exit', () => (exited = true));
+    // A start takes a second or two; on a machine several times oversubscribed (a full
+    // suite beside benchmarks) a proxy-workers daemon was seen to need more than 20 s.
     await waitUntil('the daemon to answer on its control socket', async () => {
       if (exited) {
         const log = (await readFile(logFile, 'utf8')).slice(logStart);
@@ -185,7 +187,7 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
       }
       if (!existsSync(path.join(state, 'baton.sock'))) return false;
       return (await cli(['status', '--json'], 10_000)).code === 0;
-    }, 20_000, 100);
+    }, 60_000, 100);
     everStarted = true;
   };
 

@@ -274,7 +274,7 @@ export async function createFleet(opts: FleetOptions): Promise<TestFleet> {
           if (p.exitCode !== null) throw new Error(`${name}'s daemon exited:\n${await readFile(daemonLogFile, 'utf8')}`);
           if (!existsSync(path.join(state, 'baton.sock'))) return false;
           return (await cli(['status', '--json'], 10_000)).code === 0;
-        }, 20_000, 100);
+        }, 60_000, 100);
       },
       async stopDaemon() {
         if (daemon && daemon.exitCode === null) {
