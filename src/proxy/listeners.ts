@@ -143,6 +143,43 @@ export function paceTlsWrites(socket: tls.TLSSocket): void {
   };
 }
 
+/**
+ * Node copies the server's ALPN list into each connection's TLS options with
+ * Buffer.from, which takes the 12 bytes from Buffer's shared pool, and the copy
+ * lives as long as the connection. Since Node 24.x a pool slab is 64 KiB
+ * (Buffer.poolSize, nodejs/node#63597) and the proxy allocates from the pool
+ * between two accepts, so under a slow-read attack nearly every connection's
+ * copy sat in a slab of its own that nothing else used any more: 64 KiB per
+ * connection, 32 MB of 500 slow readers' 90 (bench/RESULTS.md, section 17).
+ * Given an ArrayBufferView that is not a Uint8Array, Node copies the list into
+ * an ArrayBuffer of its own of the list's size instead.
+ */
+export function alpnOutsideBufferPool(server: tls.Server): void {
+  const s = server as unknown as { ALPNProtocols?: unknown };
+  const list = s.ALPNProtocols;
+  if (!(list instanceof Uint8Array)) return;
+  const own = new ArrayBuffer(list.byteLength);
+  new Uint8Array(own).set(list);
+  s.ALPNProtocols = new DataView(own);
+}
+
+/**
+ * The plaintext an HTTP/1.1 TLS connection queues before a response write says
+ * "wait" (Node's default: 16 KiB). Over plain HTTP the kernel takes a slow
+ * reader's bytes (its send buffer grows to MBs on its own); over TLS every
+ * byte is encrypted first, one slice at a time, so the queue is what the
+ * connection holds while it waits, in response chunks that each keep Node's
+ * buffer pool slab (64 KiB) alive. At one slice, the queue is the chunk
+ * being sliced: 500 slow readers +30 MB instead of +40 to +47 MB
+ * (bench/RESULTS.md, section 17), with no measurable CPU cost on 256 MiB downloads.
+ */
+export const TLS_WRITE_HIGH_WATER_MARK = TLS_WRITE_SLICE;
+
+/** Apply TLS_WRITE_HIGH_WATER_MARK to a connection's writable side (Node has no option for it on accepted sockets). */
+export function lowerWriteHighWaterMark(socket: tls.TLSSocket): void {
+  (socket as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = TLS_WRITE_HIGH_WATER_MARK;
+}
+
 /** A bound TLS listener, closed by the proxy. */
 export interface TlsListener {
   readonly address: net.AddressInfo;
@@ -188,6 +225,47 @@ export interface TlsClientPolicy {
 const IGNORE = (): void => undefined;
 
 /**
+ * Wait for a connection's first bytes (the start of its ClientHello) and leave
+ * them in the socket's buffer, where the TLS socket wrapping it reads them
+ * first (Node's initRead). Why: Node's TLS layer allocates a connection's
+ * encrypted-input buffer at its first read and keeps it for the connection's
+ * life, sized by that read: 64 KiB (libuv's suggestion) when TLS reads the
+ * kernel itself, the bytes' own size (1 KiB at least) when it is handed them
+ * from JavaScript; once it exists, later reads fill it (and a 16 KiB one added
+ * when a read fills it) instead of allocating 64 KiB. Measured inside the
+ * daemon: 31.7 MB of 500 slow readers' malloc'd memory were these 64 KiB
+ * buffers (bench/RESULTS.md, section 17). A connection that sends nothing
+ * within `timeoutMs` is closed, as TLS's own handshake timeout would.
+ */
+function readFirstBytes(socket: net.Socket, timeoutMs: number, then: () => void): void {
+  const finish = (): void => {
+    socket.setTimeout(0);
+    socket.off('data', onData);
+    socket.off('end', drop);
+    socket.off('error', drop);
+    socket.off('timeout', drop);
+  };
+  const onData = (chunk: Buffer): void => {
+    finish();
+    socket.pause();
+    socket.unshift(chunk);
+    then();
+  };
+  const drop = (): void => {
+    finish();
+    socket.on('error', IGNORE);
+    socket.destroy();
+  };
+  socket.setTimeout(timeoutMs);
+  socket.on('data', onData);
+  // After a PROXY header the socket was paused (its rest, if any, unshifted): read on.
+  socket.resume();
+  socket.once('end', drop);
+  socket.once('error', drop);
+  socket.once('timeout', drop);
+}
+
+/**
  * Decide who each accepted connection's client is before TLS sees a byte (as
  * the plain listeners do, proxy.ts): the TCP peer, or on a PROXY protocol
  * listener the client a trusted balancer's header names; then cap open
@@ -222,6 +300,11 @@ function identifyClients(server: tls.Server, max: number, policy: TlsClientPolic
     setClient(socket, client);
     for (const h of tlsHandlers) h.call(server, socket);
   };
+  // TLS takes the connection over once its first bytes are in JavaScript (readFirstBytes).
+  const handOnAfterFirstBytes = (socket: net.Socket, client: ClientConnection): void => {
+    if (socket.readableLength > 0) return handOn(socket, client);
+    readFirstBytes(socket, headerTimeoutMs, () => handOn(socket, client));
+  };
   server.on('connection', (socket: net.Socket) => {
     sockets.add(socket);
     socket.once('close', () => sockets.delete(socket));
@@ -230,7 +313,7 @@ function identifyClients(server: tls.Server, max: number, policy: TlsClientPolic
     const peerTrusted = trusted !== null && trusted.matches(peer);
     if (!policy.proxyProtocol) {
       if (!peerTrusted && !admit(socket, peer)) return;
-      handOn(socket, { address: peer, proto: 'https', trusted: peerTrusted });
+      handOnAfterFirstBytes(socket, { address: peer, proto: 'https', trusted: peerTrusted });
       return;
     }
     if (!peerTrusted) {
@@ -252,7 +335,7 @@ function identifyClients(server: tls.Server, max: number, policy: TlsClientPolic
         socket.pause();
         if (rest.length > 0) socket.unshift(rest);
         // The balancer passed the client's bytes through: the client's own headers are trusted only if it is.
-        handOn(socket, { address, proto: 'https', trusted: trusted.matches(address) });
+        handOnAfterFirstBytes(socket, { address, proto: 'https', trusted: trusted.matches(address) });
       },
       (reason) => logger.warn('proxy: connection without a valid PROXY header closed (TLS listener)', { peer, reason }),
     );
@@ -431,6 +514,7 @@ export async function listenTls(
     s.on('upgrade', upgrade);
     server = s;
   }
+  alpnOutsideBufferPool(server);
   if (opts.acmeTlsAlpn) answerTlsAlpnChallenges(server, opts.acmeTlsAlpn, opts.http2 ? ['h2', 'http/1.1'] : ['http/1.1'], ctx.logger);
   const tlsServer = server;
   const lean = leanHttp1
@@ -452,7 +536,10 @@ export async function listenTls(
   server.on('clientError', answerClientError);
   // HTTP/1.1 connections only: an h2 session writes from nghttp2 straight into TLSWrap, not through these.
   server.on('secureConnection', (socket: tls.TLSSocket) => {
-    if (socket.alpnProtocol !== 'h2') paceTlsWrites(socket);
+    if (socket.alpnProtocol !== 'h2') {
+      paceTlsWrites(socket);
+      lowerWriteHighWaterMark(socket);
+    }
   });
   // A failed handshake (scanner, wrong name, timeout) is the client's business, not a daemon error.
   server.on('tlsClientError', (_err: Error, socket: tls.TLSSocket) => socket.destroy());

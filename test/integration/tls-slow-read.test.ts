@@ -1,6 +1,9 @@
 // What a client that reads slowly can make baton hold, over TLS and plain HTTP. Over TLS, Node encrypts each
 // write whole and keeps the encrypted copy until the kernel took it, so a TLS
-// connection's writes are sliced (src/proxy/listeners.ts, paceTlsWrites); a
+// connection's writes are sliced (src/proxy/listeners.ts, paceTlsWrites) and
+// its plaintext queue is one slice (lowerWriteHighWaterMark); each connection's
+// encrypted-input buffer is sized by its ClientHello (readFirstBytes) and its
+// copy of the ALPN list keeps no buffer pool slab (alpnOutsideBufferPool); a
 // pipelined request is forwarded only once the responses before it are sent
 // (src/proxy/dispatch.ts). Counted in bytes and requests, never in time.
 
@@ -10,10 +13,13 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import https from 'node:https';
 import tls from 'node:tls';
-import { paceTlsWrites, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
+import { alpnOutsideBufferPool, lowerWriteHighWaterMark, paceTlsWrites, TLS_WRITE_HIGH_WATER_MARK, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
+import { CertificateStore } from '../../src/tls/index.ts';
+import { silentLogger } from '../../src/core/log.ts';
 import { parsePrometheus, promValue, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
-import { makeCa } from '../fixtures/tls-certs.ts';
+import { listenTls, makeCa } from '../fixtures/tls-certs.ts';
 import { createDaemon, serviceYaml, type TestDaemon } from '../helpers/daemon.ts';
 import { startLoad } from '../helpers/load.ts';
 import { certificateLine, startWithTls } from '../helpers/tls-daemon.ts';
@@ -76,6 +82,112 @@ async function writeToStalledClient(t: TestContext, parts: Array<Buffer | string
   await withTimeout(new Promise<void>((resolve) => client.once('end', resolve)), 20_000, 'the client to read the whole answer');
   return { maxQueued, received: hash.digest('hex') };
 }
+
+test('a TLS connection queues one slice of plaintext before a write says wait', async (t) => {
+  const ca = makeCa(t);
+  const leaf = ca.issue(['slow.test']);
+  const answers: boolean[] = [];
+  const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (socket) => {
+    socket.on('error', () => undefined);
+    paceTlsWrites(socket);
+    lowerWriteHighWaterMark(socket);
+    // Node's default (16 KiB) would take both of these before saying wait.
+    answers.push(socket.write(Buffer.alloc(TLS_WRITE_HIGH_WATER_MARK / 2, 1)), socket.write(Buffer.alloc(TLS_WRITE_HIGH_WATER_MARK, 2)));
+    socket.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername: 'slow.test', ca: ca.caPem });
+  t.after(() => client.destroy());
+  let got = 0;
+  client.on('data', (d: Buffer) => (got += d.length));
+  await withTimeout(new Promise<void>((resolve, reject) => client.once('end', resolve).once('error', reject)), 10_000, 'the whole answer');
+  assert.deepEqual(answers, [true, false]);
+  assert.equal(got, TLS_WRITE_HIGH_WATER_MARK * 1.5);
+});
+
+test("each TLS connection's copy of the ALPN list has a store of its own, not a slab of Buffer's pool", async (t) => {
+  const ca = makeCa(t);
+  const leaf = ca.issue(['slow.test']);
+  const stores = async (outside: boolean): Promise<number> => {
+    const server = tls.createServer({ cert: leaf.cert, key: leaf.key, ALPNProtocols: ['h2', 'http/1.1'] });
+    if (outside) alpnOutsideBufferPool(server);
+    const accepted = new Promise<tls.TLSSocket>((resolve) => server.once('secureConnection', resolve));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername: 'slow.test', ca: ca.caPem, ALPNProtocols: ['http/1.1'] });
+    client.on('error', () => undefined);
+    try {
+      const socket = await withTimeout(accepted, 10_000, 'a TLS connection');
+      const list = (socket as unknown as { _tlsOptions: { ALPNProtocols: Buffer } })._tlsOptions.ALPNProtocols;
+      assert.equal(list.toString('latin1'), '\x02h2\x08http/1.1');
+      socket.destroy();
+      return list.buffer.byteLength;
+    } finally {
+      client.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  };
+  assert.equal(await stores(true), 12);
+  // What it is for: Node's own copy keeps a whole pool slab (64 KiB since Node 24.x) for the connection's life.
+  assert.equal(await stores(false), Buffer.poolSize);
+});
+
+/**
+ * Count what Node's TLS layer is handed from JavaScript (TLSWrap's receive()) rather than reading from the
+ * kernel itself: it sizes a connection's first encrypted-input buffer by that first piece, where its own
+ * first read asks for libuv's 64 KiB (buffers that are not visible from JavaScript: heaptrack in bench/RESULTS.md, section 17).
+ */
+function countReceives(t: TestContext): number[] {
+  const proto = Object.getPrototypeOf((new tls.TLSSocket(new net.Socket()) as unknown as { _handle: object })._handle) as { receive(buf: Buffer): void };
+  const original = proto.receive;
+  const sizes: number[] = [];
+  proto.receive = function (this: unknown, buf: Buffer) {
+    sizes.push(buf.length);
+    return original.call(this, buf);
+  };
+  t.after(() => {
+    proto.receive = original;
+  });
+  return sizes;
+}
+
+test("a TLS listener hands each connection's ClientHello to TLS from JavaScript, so TLS does not size its read buffer at 64 KiB", async (t) => {
+  const ca = makeCa(t);
+  const a = ca.write('a', ['a.test']);
+  const store = new CertificateStore({ logger: silentLogger });
+  await store.loadFiles([{ hosts: ['a.test'], certFile: a.certFile, keyFile: a.keyFile, isDefault: true }]);
+  t.after(() => store.close());
+  const up = await startServer(t, (_req, res) => res.end('ok'));
+  const { proxy } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
+  const port = await listenTls(proxy, store);
+  const received = countReceives(t);
+  const N = 20;
+  for (let i = 0; i < N; i++) {
+    const r = await new Promise<string>((resolve, reject) => {
+      https.get({ host: '127.0.0.1', port, servername: 'a.test', ca: ca.caPem, agent: false, path: '/', headers: { host: 'a.test' } }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve(body));
+      }).on('error', reject);
+    });
+    assert.equal(r, 'ok');
+  }
+  // One piece per connection, a ClientHello: more than a record header, less than libuv's read.
+  assert.equal(received.length, N, `TLS was handed ${received.length} pieces from JavaScript for ${N} connections`);
+  assert.ok(received.every((n) => n > 5 && n < 16 * 1024), `pieces of ${received.join(', ')} bytes`);
+
+  // What it is for: a plain Node TLS server reads the kernel itself (nothing handed over, a 64 KiB first read).
+  const leaf = ca.issue(['b.test']);
+  const server = tls.createServer({ cert: leaf.cert, key: leaf.key }, (s) => s.end('ok'));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const client = tls.connect({ host: '127.0.0.1', port: (server.address() as net.AddressInfo).port, servername: 'b.test', ca: ca.caPem });
+  client.on('error', () => undefined);
+  client.resume();
+  await withTimeout(new Promise<void>((resolve) => client.once('end', resolve)), 10_000, 'the plain TLS server to answer');
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  assert.equal(received.length, N);
+});
 
 function sha256(parts: Array<Buffer | string>): string {
   const h = createHash('sha256');
