@@ -10,7 +10,7 @@ import http2 from 'node:http2';
 import https from 'node:https';
 import net from 'node:net';
 import type tls from 'node:tls';
-import type { Duplex } from 'node:stream';
+import type { Duplex, Writable } from 'node:stream';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { onCheckContinue, onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
@@ -164,20 +164,21 @@ export function alpnOutsideBufferPool(server: tls.Server): void {
 }
 
 /**
- * The plaintext an HTTP/1.1 TLS connection queues before a response write says
- * "wait" (Node's default: 16 KiB). Over plain HTTP the kernel takes a slow
- * reader's bytes (its send buffer grows to MBs on its own); over TLS every
- * byte is encrypted first, one slice at a time, so the queue is what the
- * connection holds while it waits, in response chunks that each keep Node's
- * buffer pool slab (64 KiB) alive. At one slice, the queue is the chunk
- * being sliced: 500 slow readers +30 MB instead of +40 to +47 MB
- * (bench/RESULTS.md, section 17), with no measurable CPU cost on 256 MiB downloads.
+ * The plaintext an HTTP/1.1 TLS connection, or an HTTP/2 stream, queues before
+ * a response write says "wait" (Node's default: 16 KiB). Over plain HTTP the
+ * kernel takes a slow reader's bytes (its send buffer grows to MBs on its own);
+ * over TLS every byte is encrypted first, one slice at a time, and an HTTP/2
+ * stream waits for its client's flow-control window, so the queue is what a
+ * slow reader holds, in response chunks that each keep a slab of Node's buffer
+ * pool (64 KiB) alive. At one slice the queue is about one chunk: 500 HTTP/1.1
+ * slow readers +30 MB instead of +40 to +47 MB, 500 HTTP/2 streams +27 MB
+ * instead of +42 MB (bench/RESULTS.md, section 17), with no measurable CPU cost on 256 MiB downloads.
  */
 export const TLS_WRITE_HIGH_WATER_MARK = TLS_WRITE_SLICE;
 
-/** Apply TLS_WRITE_HIGH_WATER_MARK to a connection's writable side (Node has no option for it on accepted sockets). */
-export function lowerWriteHighWaterMark(socket: tls.TLSSocket): void {
-  (socket as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = TLS_WRITE_HIGH_WATER_MARK;
+/** Apply TLS_WRITE_HIGH_WATER_MARK to a connection's or stream's writable side (Node has no option for it on accepted sockets and streams). */
+export function lowerWriteHighWaterMark(stream: Writable): void {
+  (stream as unknown as { _writableState: { highWaterMark: number } })._writableState.highWaterMark = TLS_WRITE_HIGH_WATER_MARK;
 }
 
 /** A bound TLS listener, closed by the proxy. */
@@ -507,6 +508,7 @@ export async function listenTls(
       session.once('close', () => sessions.delete(session));
       closeWhenIdle(session, clientIdleTimeoutMs);
       session.on('error', () => undefined);
+      session.on('stream', lowerWriteHighWaterMark);
     });
     server = s;
   } else {

@@ -13,10 +13,12 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import net from 'node:net';
+import http2 from 'node:http2';
 import https from 'node:https';
 import tls from 'node:tls';
 import { alpnOutsideBufferPool, lowerWriteHighWaterMark, paceTlsWrites, TLS_WRITE_HIGH_WATER_MARK, TLS_WRITE_SLICE } from '../../src/proxy/listeners.ts';
 import { CertificateStore } from '../../src/tls/index.ts';
+import { H2Response } from '../../src/proxy/h2.ts';
 import { silentLogger } from '../../src/core/log.ts';
 import { parsePrometheus, promValue, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { listenTls, makeCa } from '../fixtures/tls-certs.ts';
@@ -187,6 +189,42 @@ test("a TLS listener hands each connection's ClientHello to TLS from JavaScript,
   await withTimeout(new Promise<void>((resolve) => client.once('end', resolve)), 10_000, 'the plain TLS server to answer');
   await new Promise<void>((resolve) => server.close(() => resolve()));
   assert.equal(received.length, N);
+});
+
+test('an HTTP/2 stream queues one slice of a response before a write says wait', async (t) => {
+  const ca = makeCa(t);
+  const a = ca.write('a', ['a.test']);
+  const store = new CertificateStore({ logger: silentLogger });
+  await store.loadFiles([{ hosts: ['a.test'], certFile: a.certFile, keyFile: a.keyFile, isDefault: true }]);
+  t.after(() => store.close());
+  const body = Buffer.alloc(256 * 1024, 7);
+  const up = await startServer(t, (_req, res) => res.end(body));
+  const { proxy } = await startProxy(t);
+  proxy.apply({ services: [service('s', [target('u', up.port)], { isDefault: true })] });
+  const port = await listenTls(proxy, store);
+  // What each response's stream says as the forwarder writes to it.
+  const marks = new Set<number>();
+  const write = H2Response.prototype.write;
+  H2Response.prototype.write = function (this: H2Response, ...args: Parameters<typeof write>) {
+    marks.add(this.stream.writableHighWaterMark);
+    return write.apply(this, args);
+  } as typeof write;
+  t.after(() => {
+    H2Response.prototype.write = write;
+  });
+  const session = http2.connect(`https://127.0.0.1:${port}`, { ca: ca.caPem, servername: 'a.test' });
+  session.on('error', () => undefined);
+  t.after(() => session.destroy());
+  const got = await withTimeout(new Promise<number>((resolve, reject) => {
+    const req = session.request({ ':path': '/', ':authority': 'a.test' });
+    let n = 0;
+    req.on('data', (d: Buffer) => (n += d.length));
+    req.on('end', () => resolve(n));
+    req.on('error', reject);
+    req.end();
+  }), 20_000, 'a 256 KiB response over HTTP/2');
+  assert.equal(got, body.length);
+  assert.deepEqual([...marks], [TLS_WRITE_HIGH_WATER_MARK]);
 });
 
 function sha256(parts: Array<Buffer | string>): string {
