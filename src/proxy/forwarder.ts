@@ -89,6 +89,8 @@ export interface ClientReply {
   cut(): void;
   /** baton's own page; `closeConnection` when the request's body may be left half-read. */
   page(code: ProxyErrorCode, closeConnection: boolean): void;
+  /** Optional: a read of the response was delivered, more comes later (send what waits for the body: a lean head). */
+  readDone?(): void;
   /** For the access log: the target of the current attempt, a retry, relayed body bytes. */
   noteTarget(target: TargetState): void;
   noteRetry(): void;
@@ -319,6 +321,10 @@ export class Exchange implements UpstreamHandler {
   onResponseData(controller: UpstreamController, chunk: Buffer): void {
     bodyBytes(chunk.length);
     if (!this.#reply.body(chunk)) controller.pause();
+  }
+
+  onReadDone(): void {
+    this.#reply.readDone?.();
   }
 
   onResponseEnd(): void {

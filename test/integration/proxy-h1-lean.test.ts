@@ -240,3 +240,33 @@ test('a client that ends its side while its request is under way has gone: the i
   await waitUntil(() => proxy.counters('a').requests === 1, 10_000, 'the exchange to be counted');
   assert.equal(proxy.counters('a').failed, 0);
 });
+
+test('a response head reaches the client before its body when the instance sends the body later', async (t) => {
+  let sendBody: (() => void) | null = null;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((s) => {
+    sockets.add(s);
+    s.on('error', () => undefined);
+    s.once('data', () => {
+      s.write('HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n');
+      sendBody = () => s.end('hello');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    return new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', (server.address() as net.AddressInfo).port)], { isDefault: true })] });
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  let got = '';
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  s.write('GET /later HTTP/1.1\r\nHost: a\r\n\r\n');
+  await waitUntil(() => got.includes('\r\n\r\n'), 10_000, 'the head before the body');
+  assert.equal(got.slice(got.indexOf('\r\n\r\n') + 4), '');
+  sendBody!();
+  await waitUntil(() => got.endsWith('hello'), 10_000, 'the body');
+  assert.match(got, /^HTTP\/1\.1 200 OK\r\ncontent-length: 5\r\n/);
+});

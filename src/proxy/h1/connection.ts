@@ -61,6 +61,8 @@ const READ_AHEAD_BYTES = 64 * 1024;
 /** node:http keeps an idle connection this much past the timeout it announces, so a client's reuse at the edge does not race the close. */
 const KEEP_ALIVE_GRACE_MS = 1000;
 const DEADLINE_TICK_MS = 100;
+/** A body chunk up to this size is sent in one write with the response head (as one latin1 string). */
+const HEAD_WITH_BODY_BYTES = 8 * 1024;
 
 let dateSecond = -1;
 let dateText = '';
@@ -313,12 +315,27 @@ class LeanConnection implements ClientReply {
     text += this.#connectionLines();
     this.#noBody = noBody;
     this.#chunked = !noBody && !length;
-    if (this.#chunked) text += 'transfer-encoding: chunked\r\n';
-    const socket = this.#socket;
-    // The head waits for the body's first piece, usually from the same read: one write for both.
-    socket.cork();
-    socket.write(`${text}\r\n`, 'latin1');
-    process.nextTick(uncork, socket);
+    if (this.#chunked) {
+      // Chunks and their framing: corked, sent together at the end of this tick.
+      const socket = this.#socket;
+      socket.cork();
+      socket.write(`${text}transfer-encoding: chunked\r\n\r\n`, 'latin1');
+      process.nextTick(uncork, socket);
+      return;
+    }
+    // The head waits for the body's first piece, usually from the same read, or
+    // the end of the response, or the end of that read (readDone): one write.
+    this.#headText = `${text}\r\n`;
+  }
+
+  /** The response's head, not written yet (a length-framed response whose body has not come). */
+  #headText: string | null = null;
+
+  readDone(): void {
+    const text = this.#headText;
+    if (text === null) return;
+    this.#headText = null;
+    this.#socket.write(text, 'latin1');
   }
 
   body(chunk: Buffer): boolean {
@@ -326,7 +343,19 @@ class LeanConnection implements ClientReply {
     if (this.#noBody || chunk.length === 0) return true;
     this.#bytes += chunk.length;
     const socket = this.#socket;
-    if (!this.#chunked) return socket.write(chunk);
+    if (!this.#chunked) {
+      const text = this.#headText;
+      if (text === null) return socket.write(chunk);
+      this.#headText = null;
+      // A small body goes out with the head as one string (latin1: byte for byte), one write;
+      // a large one after it, corked together.
+      if (chunk.length <= HEAD_WITH_BODY_BYTES) return socket.write(text + chunk.toString('latin1'), 'latin1');
+      socket.cork();
+      socket.write(text, 'latin1');
+      const more = socket.write(chunk);
+      socket.uncork();
+      return more;
+    }
     socket.cork();
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
     socket.write(chunk);
@@ -337,10 +366,12 @@ class LeanConnection implements ClientReply {
 
   end(): void {
     if (this.#chunked) this.#socket.write('0\r\n\r\n', 'latin1');
+    else this.readDone();
     this.#responseDone();
   }
 
   cut(): void {
+    this.#headText = null;
     this.destroy();
   }
 

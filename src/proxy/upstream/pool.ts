@@ -41,6 +41,8 @@ export interface UpstreamHandler {
   /** A piece of the body, the handler's to keep. */
   onResponseData(controller: UpstreamController, chunk: Buffer): void;
   onResponseEnd(controller: UpstreamController): void;
+  /** Optional: a read of the response was delivered and the response goes on in a later one (what waits for more may be sent now). */
+  onReadDone?(): void;
   /** `controller` is null when the attempt never had a connection (it was not sent). */
   onResponseError(controller: UpstreamController | null, err: Error): void;
 }
@@ -381,6 +383,7 @@ class Connection {
     if (!parser.done) {
       // The exchange paused in the middle of this read: the rest waits here, not in the client's queue.
       if (used < data.length) this.#held = shared ? Buffer.from(data.subarray(used)) : data.subarray(used);
+      a.handler.onReadDone?.();
       return;
     }
     // Complete. The connection carries another request only if nothing is left over or unsent.
