@@ -65,6 +65,7 @@ export function normalise(raw: RawConfig, file: string): DaemonConfig {
       maxConnectionsPerClient: raw.proxy?.max_connections_per_client ?? d.DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
       workers: raw.proxy?.workers === 'auto' ? availableParallelism() : (raw.proxy?.workers ?? 1),
       accessLog: normaliseAccessLog(raw.proxy?.access_log, dirname(paths.file)),
+      http1FastPath: raw.proxy?.http1_fast_path ?? true,
     },
     tls: raw.tls ? tls(raw.tls, dirname(paths.file)) : null,
     services: entries.filter(([, s]) => s.targets === undefined).map(([name, s]) => service(name, s, s.default ?? lone, dirname(paths.file))),

@@ -525,6 +525,7 @@ export const proxySchema = mapping('a mapping of proxy settings', {
   max_url_length: maxUrlLength.optional(),
   max_connections_per_client: integer(1, 1_000_000).optional(),
   access_log: accessLog.optional(),
+  http1_fast_path: bool.optional(),
   workers: leaf('an integer from 1 to 256, or "auto" (one per core)', (v) =>
     v === 'auto' || (typeof v === 'number' && Number.isInteger(v) && v >= 1 && v <= 256) ? v : undefined,
   ).optional(),

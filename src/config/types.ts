@@ -218,6 +218,12 @@ export interface ProxyConfig {
    * stream), rotated past maxBytes keeping `keep` older files (<path>.1 …).
    */
   accessLog: { path: string; maxBytes: number; keep: number } | null;
+  /**
+   * Plain HTTP/1.1 requests (no body, HTTP/1.1) are served by baton's own
+   * server path (src/proxy/h1/); false: node:http serves every request, as
+   * before it existed (`proxy.http1_fast_path`).
+   */
+  http1FastPath: boolean;
 }
 
 export interface CertificateFiles {

@@ -86,6 +86,7 @@ export class Daemon implements RuntimeHost {
       trustedProxies: config.proxy.trustedProxies,
       limits: requestLimits(config.proxy),
       maxConnectionsPerClient: config.proxy.maxConnectionsPerClient,
+      leanHttp1: config.proxy.http1FastPath,
     };
     // proxy.workers > 1: the same Proxy to the rest of the daemon, its public traffic served by worker processes.
     this.proxy = config.proxy.workers > 1

@@ -143,6 +143,8 @@ const PROXY: Rules<ProxyConfig> = {
   maxConnectionsPerClient: ['max_connections_per_client', 'next_connection'],
   // The worker processes are spawned with the listeners at start.
   workers: ['workers', 'restart'],
+  // Chosen when the listeners are opened.
+  http1FastPath: ['http1_fast_path', 'restart'],
   // Opened again by every reload (changed or not), so an outside rotation is followed.
   accessLog: ['access_log', 'now'],
 };

@@ -46,7 +46,7 @@ async function run(init: WorkerInit): Promise<void> {
   const logger: Logger = createLogger(init.logLevel, undefined, { component: 'proxy-worker', worker: init.index });
   // One insert per beta link use, atomic across the workers (SQLite WAL, busy timeout): a link works once.
   const store = Store.open(init.dbFile);
-  const proxy = new Proxy({ logger, ...init.settings, betaTokens: storedBetaTokens(store, logger) });
+  const proxy = new Proxy({ logger, ...init.settings, leanHttp1: init.leanHttp1, betaTokens: storedBetaTokens(store, logger) });
   proxy.setHostHealth(init.hostHealthy);
   // Routed before the first accept: a new worker never serves an older routing than the others.
   proxy.apply(init.spec);

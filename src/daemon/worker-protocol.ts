@@ -29,6 +29,8 @@ export interface WorkerInit {
   index: number;
   listeners: ListenerSpec[];
   settings: ProxySettings;
+  /** proxy.http1_fast_path (ProxyOptions.leanHttp1). */
+  leanHttp1: boolean;
   logLevel: LogLevel;
   /** The store, opened by the worker for one thing: claiming used beta link tokens (an atomic insert). */
   dbFile: string;

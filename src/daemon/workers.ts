@@ -171,12 +171,15 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
   /** During a hand-over: the access log, taken from the base (which closes its own at once), open until the workers are gone. */
   #draining: AccessLog | null = null;
 
+  readonly #leanHttp1: boolean;
+
   constructor(opts: WorkerProxyOptions) {
     super(opts);
     this.#n = opts.workers;
     this.#log = opts.logger;
     this.#dbFile = opts.dbFile;
     this.#logLevel = opts.logLevel;
+    this.#leanHttp1 = opts.leanHttp1 ?? true;
     this.#workers = new Array<Worker | null>(opts.workers).fill(null);
     this.#restarts = new Array<number>(opts.workers).fill(0);
     this.#settings = {
@@ -356,6 +359,7 @@ export class WorkerProxy extends Proxy implements TlsWorkers {
       index,
       listeners: this.#listeners,
       settings: this.#settings,
+      leanHttp1: this.#leanHttp1,
       logLevel: this.#logLevel,
       dbFile: this.#dbFile,
       hostHealthy: this.#hostHealthy,

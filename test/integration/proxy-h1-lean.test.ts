@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { rawExchange, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
+import { Proxy } from '../../src/proxy/index.ts';
+import { silentLogger } from '../../src/core/log.ts';
 
 /** Echoes method, URL and body. */
 const echo: http.RequestListener = (req, res) => {
@@ -269,4 +271,18 @@ test('a response head reaches the client before its body when the instance sends
   sendBody!();
   await waitUntil(() => got.endsWith('hello'), 10_000, 'the body');
   assert.match(got, /^HTTP\/1\.1 200 OK\r\ncontent-length: 5\r\n/);
+});
+
+test('proxy.http1_fast_path false (leanHttp1): node:http serves every request', async (t) => {
+  const app = await startServer(t, echo);
+  const proxy = new Proxy({ logger: silentLogger, clientIdleTimeoutMs: 5000, headersTimeoutMs: 5000, closeTimeoutMs: 3000, leanHttp1: false });
+  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  t.after(() => withTimeout(proxy.close(), 8000, 'proxy.close()'));
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const rs = responses(await rawExchange(addr!.port, 'GET /a HTTP/1.1\r\nHost: a\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n'));
+  assert.deepEqual(
+    rs.map((r) => r.body),
+    ['GET /a |', 'GET /b |'],
+  );
+  assert.match(rs[0]!.head, /\r\nConnection: keep-alive\r\n/);
 });

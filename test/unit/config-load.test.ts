@@ -101,7 +101,7 @@ test('a full file is normalised', () => {
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256, workers: 1, accessLog: null },
+    proxy: { clientIdleTimeoutMs: 120_000, headersTimeoutMs: 1500, trustedProxies: [], maxHeaderSize: 32768, maxHeaders: 50, maxUrlLength: 2048, maxConnectionsPerClient: 256, workers: 1, accessLog: null, http1FastPath: true },
     tls: null,
     services: [
       {
@@ -150,7 +150,7 @@ test('a minimal single-service file gets every default and is the default servic
     metricsListener: null,
     dashboard: null,
     agentCheckListener: null,
-    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256, workers: 1, accessLog: null },
+    proxy: { clientIdleTimeoutMs: 60_000, headersTimeoutMs: 10_000, trustedProxies: [], maxHeaderSize: 16 * 1024, maxHeaders: 100, maxUrlLength: 8 * 1024, maxConnectionsPerClient: 256, workers: 1, accessLog: null, http1FastPath: true },
     tls: null,
     services: [{ ...defaults, name: 'web', hosts: [], isDefault: true, command: 'node server.js' }],
     fronts: [],
