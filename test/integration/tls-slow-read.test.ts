@@ -140,7 +140,7 @@ test("each TLS connection's copy of the ALPN list has a store of its own, not a 
  * first read asks for libuv's 64 KiB (buffers that are not visible from JavaScript: heaptrack in bench/RESULTS.md, section 17).
  */
 function countReceives(t: TestContext): number[] {
-  const proto = Object.getPrototypeOf((new tls.TLSSocket(new net.Socket()) as unknown as { _handle: object })._handle) as { receive(buf: Buffer): void };
+  const proto = Object.getPrototypeOf((new tls.TLSSocket(new net.Socket()) as unknown as { _handle: object })._handle) as { receive: (this: unknown, buf: Buffer) => void };
   const original = proto.receive;
   const sizes: number[] = [];
   proto.receive = function (this: unknown, buf: Buffer) {
@@ -204,11 +204,12 @@ test('an HTTP/2 stream queues one slice of a response before a write says wait',
   const port = await listenTls(proxy, store);
   // What each response's stream says as the forwarder writes to it.
   const marks = new Set<number>();
-  const write = H2Response.prototype.write;
-  H2Response.prototype.write = function (this: H2Response, ...args: Parameters<typeof write>) {
+  // Taken as a plain function (Reflect.get): it is called back with its response as `this`.
+  const write = Reflect.get(H2Response.prototype, 'write') as H2Response['write'];
+  H2Response.prototype.write = function (this: H2Response, ...args: Parameters<H2Response['write']>) {
     marks.add(this.stream.writableHighWaterMark);
-    return write.apply(this, args);
-  } as typeof write;
+    return Reflect.apply(write, this, args) as boolean;
+  } as H2Response['write'];
   t.after(() => {
     H2Response.prototype.write = write;
   });
