@@ -5,31 +5,76 @@
 //   - HTTP/2 (h2load -c5 -m10: 5 connections × 10 streams, the same 50 in flight);
 //   - handshakes: HTTPS/1.1 with Connection: close (wrk), a new TLS
 //     handshake per request;
-//   - slow read (slowhttptest -X, 500 connections reading 512 KiB responses
-//     slowly): each proxy's RSS before and at its peak. Measured first, each
-//     proxy freshly started and warmed up the same way (a process that already
-//     peaked higher reuses that memory and shows less growth); baton's plain
-//     listener on a second daemon, fresh too.
+//   - slow readers: each proxy's RSS before and at its peak under HTTP/1.1
+//     slow reads (slowhttptest -X, 500 connections reading 512 KiB responses
+//     slowly) and HTTP/2 ones (bench/h2-slow-client.ts: 5 connections × 100
+//     streams paused, so the client's flow-control window stays closed).
+//     Measured first, each proxy freshly started and warmed up the same way (a
+//     process that already peaked higher reuses that memory and shows less
+//     growth); baton's plain listener on another fresh daemon. With --before
+//     REF, the same on a daemon built from this checkout with the files of
+//     --before-files as they were at REF (before/after in one run).
 // nginx runs one worker process without a master, HAProxy one thread (baton's
 // proxy is one thread too), all on CPU 0 beside the app; the load generator on
 // CPU 1. Rounds interleave the three; the median per target is reported.
 //
-//   node bench/tls.ts [--quick] [--rounds N] [--seconds S] [--no-pin]
+//   node bench/tls.ts [--quick] [--rounds N] [--seconds S] [--no-pin] [--slow-rounds N] [--before REF [--before-files a,b]] [--h2-slow C:S]
 // Needs wrk, h2load (nghttp2-client), haproxy, nginx (nginx-light), openssl, slowhttptest.
 
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createDaemon, freePort, waitUntil, type TestDaemon } from '../test/helpers/daemon.ts';
 import {
-  QUICK, collect, percentile, fixtureService, fmt, machineLine, mb, mdTable, median, onCleanup, pin, pinned, ratio, registerDaemon, rssKb, runBench, runWrk, spawnGroup, wrkBenchOptions, writeDaemonConfig,
+  QUICK, ROOT, collect, percentile, fixtureService, fmt, machineLine, mb, mdTable, median, onCleanup, pin, pinned, ratio, rssKb, runBench, runWrk, spawnGroup, wrkBenchOptions, writeDaemonConfig,
 } from './lib.ts';
 
 /** Terminal colour codes in a tool's output (ESC [ … letter). */
 const TERMINAL_COLOURS = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, 'g');
 
+// This bench's own options, taken out before the shared (strict) option parser sees the rest:
+//   --slow-rounds N   slow-reader measurements per baton variant, each on a fresh daemon (median reported; default 1)
+//   --before REF      also measure a "before" daemon: this checkout (HEAD) with --before-files as they were at REF
+//   --before-files F  comma-separated paths (default src/proxy/listeners.ts)
+//   --h2-slow C:S     HTTP/2 slow readers: C connections × S paused streams (default 5:100)
+const OWN = ['--slow-rounds', '--before', '--before-files', '--h2-slow'];
+const own: Record<string, string> = {};
+for (let i = 2; i < process.argv.length; i++) {
+  const [name, inline] = process.argv[i]!.split('=', 2) as [string, string | undefined];
+  if (!OWN.includes(name)) continue;
+  own[name] = inline ?? process.argv[i + 1] ?? '';
+  process.argv.splice(i, inline === undefined ? 2 : 1);
+  i--;
+}
+const SLOW_ROUNDS = Number(own['--slow-rounds'] ?? 1);
+const BEFORE = own['--before'];
+const BEFORE_FILES = (own['--before-files'] ?? 'src/proxy/listeners.ts').split(',');
+const [h2c, h2s] = (own['--h2-slow'] ?? '5:100').split(':').map(Number);
+const H2_SLOW = { connections: h2c ?? 5, streams: h2s ?? 100 };
+
 const { ROUNDS, SECONDS, CONNS, PIN, SERVER_CPU, LOAD_CPU } = wrkBenchOptions();
+
+interface SlowResult {
+  before: number;
+  peak: number;
+  /** Connections (HTTP/1.1) or streams (HTTP/2) the slow readers held. */
+  held: number;
+}
+
+/**
+ * A copy of this checkout's committed tree (HEAD) with BEFORE_FILES as they were at BEFORE, built: the
+ * "before" daemon of the same run. Its bin/baton.js.
+ */
+function beforeCheckout(dir: string): string {
+  const root = path.join(dir, 'before');
+  mkdirSync(root);
+  execFileSync('sh', ['-c', `git -C "${ROOT}" archive HEAD | tar -x -C "${root}"`]);
+  for (const f of BEFORE_FILES) writeFileSync(path.join(root, f), execFileSync('git', ['-C', ROOT, 'show', `${BEFORE}:${f}`]));
+  symlinkSync(path.join(ROOT, 'node_modules'), path.join(root, 'node_modules'));
+  execFileSync('npm', ['run', 'build'], { cwd: root, stdio: 'ignore' });
+  return path.join(root, 'bin/baton.js');
+}
 
 interface H2Result {
   rps: number;
@@ -72,9 +117,9 @@ async function main(): Promise<boolean> {
   writeFileSync(path.join(dir, 'combined.pem'), readFileSync(path.join(dir, 'site.pem'), 'utf8') + readFileSync(path.join(dir, 'site.key'), 'utf8'));
 
   // A daemon with the TLS listener and one instance of the fixture app; `warm` the URL of a listener to warm up.
-  const startBaton = async (): Promise<{ td: TestDaemon; tlsPort: number; instPort: number }> => {
-    const td = await createDaemon({ start: false });
-    registerDaemon(td);
+  const startBaton = async (bin?: string): Promise<{ td: TestDaemon; tlsPort: number; instPort: number; stop: () => Promise<void> }> => {
+    const td = await createDaemon({ start: false, bin });
+    const unregister = onCleanup(() => td.cleanup());
     const tlsPort = await freePort();
     writeDaemonConfig(td, fixtureService('web', { instances: 1 }), 'info', [
       'tls:',
@@ -88,14 +133,19 @@ async function main(): Promise<boolean> {
     if (dep.code !== 0) throw new Error(`deploy failed: ${dep.stdout}${dep.stderr}`);
     const inst = (await td.status('web')).services[0].instances[0];
     if (SERVER_CPU) pin(inst.pid, SERVER_CPU);
-    return { td, tlsPort, instPort: inst.port as number };
+    return { td, tlsPort, instPort: inst.port as number, stop: async () => {
+      unregister();
+      await td.cleanup();
+    } };
   };
   // The daemon of the HTTPS figures; nginx and HAProxy forward to its instance.
   const { td, tlsPort, instPort } = await startBaton();
   const inst = { port: instPort };
 
+  // HAProxy on a port of its own; `n` names its files (a fresh process for each measurement that needs one).
+  const startHaproxy = async (n: number): Promise<{ port: number; pid: number }> => {
   const haPort = await freePort();
-  const haCfg = path.join(dir, 'haproxy.cfg');
+  const haCfg = path.join(dir, `haproxy-${n}.cfg`);
   writeFileSync(haCfg, [
     'global',
     '  nbthread 1',
@@ -121,17 +171,20 @@ async function main(): Promise<boolean> {
     const r = spawnSync('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${haPort}/`]);
     return r.stdout?.toString() === '200';
   }, 10_000, 100);
-  const haPid = Number(spawnSync('pgrep', ['-f', `haproxy -db -f ${haCfg}`]).stdout.toString().trim().split('\n')[0]);
+  return { port: haPort, pid: Number(spawnSync('pgrep', ['-f', `haproxy -db -f ${haCfg}`]).stdout.toString().trim().split('\n')[0]) };
+  };
+  const { port: haPort, pid: haPid } = await startHaproxy(1);
 
   // nginx: one process (no master, one worker), HTTP/2 and HTTP/1.1 on the same TLS port, kept-alive upstream
   // connections, its default proxy buffering (memory buffers, then temporary files for a slow client).
+  const startNginx = async (n: number): Promise<{ port: number; pid: number }> => {
   const ngPort = await freePort();
-  const ngCfg = path.join(dir, 'nginx.conf');
+  const ngCfg = path.join(dir, `nginx-${n}.conf`);
   writeFileSync(ngCfg, [
     'daemon off;',
     'master_process off;',
     'worker_processes 1;',
-    `pid ${path.join(dir, 'nginx.pid')};`,
+    `pid ${path.join(dir, `nginx-${n}.pid`)};`,
     `error_log ${path.join(dir, 'nginx-error.log')} warn;`,
     'events { worker_connections 4096; }',
     'http {',
@@ -165,38 +218,63 @@ async function main(): Promise<boolean> {
     const r = spawnSync('curl', ['-sk', '-o', '/dev/null', '-w', '%{http_code}', `https://127.0.0.1:${ngPort}/`]);
     return r.stdout?.toString() === '200';
   }, 10_000, 100);
-  const ngPid = nginxProc.pid!;
+  return { port: ngPort, pid: nginxProc.pid! };
+  };
+  const { port: ngPort, pid: ngPid } = await startNginx(1);
 
   const targets = { baton: `https://127.0.0.1:${tlsPort}/`, nginx: `https://127.0.0.1:${ngPort}/`, haproxy: `https://127.0.0.1:${haPort}/` } as const;
   type Name = keyof typeof targets;
 
-  // Slow read first, on processes that have only been warmed up (3 s of wrk, 10 connections, on the listener attacked).
-  const slowRead = async (url: string, pid: number): Promise<{ before: number; peak: number; connected: number }> => {
+  // Slow readers first, on processes that have only been warmed up (3 s of wrk, 10 connections, on the listener
+  // attacked): HTTP/1.1 (slowhttptest -X) and HTTP/2 (bench/h2-slow-client.ts: paused streams), RSS peak of the process.
+  type SlowKind = 'h1' | 'h2';
+  const slowRead = async (url: string, pid: number, kind: SlowKind): Promise<SlowResult> => {
     await runWrk(url, { connections: 10, seconds: 3, cpus: LOAD_CPU });
     const before = rssKb(pid) ?? NaN;
     let peak = before;
     const timer = setInterval(() => (peak = Math.max(peak, rssKb(pid) ?? 0)), 250);
-    const [cmd, args] = pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', `${url}download?bytes=524288`]);
-    const out = (await collect(spawnGroup(cmd, args), 120_000, 'slowhttptest')).replace(TERMINAL_COLOURS, '');
+    const download = `${url}download?bytes=524288`;
+    const [cmd, args] = kind === 'h1'
+      ? pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', download])
+      : pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'h2-slow-client.ts'), download, path.join(dir, 'site.pem'), 'bench.test', String(H2_SLOW.connections), String(H2_SLOW.streams), String(QUICK ? 8 : 20)]);
+    const out = (await collect(spawnGroup(cmd, args), 120_000, kind === 'h1' ? 'slowhttptest' : 'the HTTP/2 slow readers')).replace(TERMINAL_COLOURS, '');
     clearInterval(timer);
-    const connected = Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])));
-    return { before, peak, connected };
+    const held = kind === 'h1'
+      ? Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])))
+      : (JSON.parse(/^\{.*\}$/m.exec(out)?.[0] ?? '{"answered":0}') as { answered: number }).answered;
+    return { before, peak, held };
   };
-  const sr = {
-    baton: await slowRead(targets.baton, td.proc.pid!),
-    nginx: await slowRead(targets.nginx, ngPid),
-    haproxy: await slowRead(targets.haproxy, haPid),
-    // Plain HTTP through a second, fresh daemon tells TLS's share from the proxy's own buffering
-    // (left idle until the end: its cleanup is registered).
-    'baton-plain': await (async () => {
-      const other = await startBaton();
-      return slowRead(`${other.td.url}/`, other.td.proc.pid!);
-    })(),
+  // Each baton measurement on a fresh daemon (this checkout's, and the "before" one), `SLOW_ROUNDS` times; the median growth is reported.
+  const batonSlow = async (bin: string | undefined, kind: SlowKind, plain = false): Promise<SlowResult[]> => {
+    const rounds: SlowResult[] = [];
+    for (let i = 0; i < (plain ? 1 : SLOW_ROUNDS); i++) {
+      const b = await startBaton(bin);
+      rounds.push(await slowRead(plain ? `${b.td.url}/` : `https://127.0.0.1:${b.tlsPort}/`, b.td.proc.pid!, kind));
+      await b.stop();
+    }
+    return rounds;
   };
-  const srLabel = { baton: 'baton, HTTPS', nginx: `nginx ${nginxVersion}, HTTPS`, haproxy: `HAProxy ${haproxyVersion}, HTTPS`, 'baton-plain': 'baton, plain HTTP (another fresh daemon)' } as const;
-  console.log(`slow read (slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses), RSS of each proxy process:\n\n${mdTable([
-    ['', 'RSS before', 'RSS peak', 'growth', 'connections held', 'growth per connection'],
-    ...(['baton', 'nginx', 'haproxy', 'baton-plain'] as const).map((n) => [srLabel[n], `${mb(sr[n].before)} MB`, `${mb(sr[n].peak)} MB`, `${mb(sr[n].peak - sr[n].before)} MB`, String(sr[n].connected), sr[n].connected > 0 ? `${fmt((sr[n].peak - sr[n].before) / sr[n].connected, 0)} kB` : '-']),
+  const beforeBin = BEFORE === undefined ? undefined : beforeCheckout(dir);
+  const slowRows: (string | number)[][] = [];
+  const addRows = (label: string, rs: SlowResult[]): void => {
+    const growth = rs.map((r) => r.peak - r.before);
+    const perHeld = rs.map((r) => (r.held > 0 ? (r.peak - r.before) / r.held : NaN));
+    const m = rs.length === 1 ? 0 : growth.indexOf([...growth].sort((x, y) => x - y)[Math.floor(growth.length / 2)]!);
+    slowRows.push([label, `${mb(rs[m]!.before)} MB`, `${mb(rs[m]!.peak)} MB`, `${mb(growth[m]!)} MB`, String(rs[m]!.held), Number.isFinite(perHeld[m]) ? `${fmt(perHeld[m]!, 0)} kB` : '-', rs.length > 1 ? growth.map((g) => mb(g)).join(' / ') : '']);
+  };
+  for (const kind of ['h1', 'h2'] as const) {
+    const what = kind === 'h1' ? 'HTTP/1.1' : 'HTTP/2';
+    addRows(`baton, ${what} over TLS`, await batonSlow(undefined, kind));
+    if (beforeBin !== undefined) addRows(`baton before (${BEFORE}: ${BEFORE_FILES.join(', ')}), ${what} over TLS`, await batonSlow(beforeBin, kind));
+    // nginx and HAProxy: the processes of the throughput rounds for HTTP/1.1 (fresh), fresh ones for HTTP/2.
+    addRows(`nginx ${nginxVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.nginx, ngPid, kind) : await (async () => { const n = await startNginx(2); return slowRead(`https://127.0.0.1:${n.port}/`, n.pid, kind); })()]);
+    addRows(`HAProxy ${haproxyVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.haproxy, haPid, kind) : await (async () => { const h = await startHaproxy(2); return slowRead(`https://127.0.0.1:${h.port}/`, h.pid, kind); })()]);
+  }
+  // Plain HTTP through a fresh daemon tells TLS's share from the proxy's own buffering.
+  addRows('baton, plain HTTP/1.1', await batonSlow(undefined, 'h1', true));
+  console.log(`slow readers, RSS of each proxy process (HTTP/1.1: slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses; HTTP/2: ${H2_SLOW.connections} connections × ${H2_SLOW.streams} paused streams of 512 KiB); baton: median of ${SLOW_ROUNDS} fresh daemon(s):\n\n${mdTable([
+    ['', 'RSS before', 'RSS peak', 'growth', 'held', 'growth per held', 'growth per round'],
+    ...slowRows,
   ])}\n`);
   const names = Object.keys(targets) as Name[];
   const h1 = Object.fromEntries(names.map((n) => [n, { rps: [] as number[], p99: [] as number[], errors: 0 }])) as Record<Name, { rps: number[]; p99: number[]; errors: number }>;

@@ -12,7 +12,7 @@ import { settlesWithin } from './timeouts.ts';
 import { freePort, HeldListeners, type BatonListenerRole } from './ports.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
-const BATON = path.join(ROOT, 'bin/baton.js');
+const BATON_JS = path.join(ROOT, 'bin/baton.js');
 const FIXTURE_APP = path.join(ROOT, 'test/fixtures/app.mjs');
 
 // The ports of the daemons started here are held from choice to use (test/helpers/ports.ts).
@@ -113,9 +113,12 @@ export interface DaemonOptions {
   port?: number;
   /** The proxy's listen address (default 127.0.0.1): another loopback address stands for another host. */
   listenHost?: string;
+  /** Another checkout's bin/baton.js, for the daemon and the CLI (a bench's "before" column). */
+  bin?: string;
 }
 
 export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon> {
+  const BATON = opts.bin ?? BATON_JS;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'baton-e2e-'));
   const listenHost = opts.listenHost ?? '127.0.0.1';
   // The harness's own ports (the proxy's, the metrics listener's): sockets bound
