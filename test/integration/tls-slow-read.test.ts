@@ -296,14 +296,13 @@ async function daemonRssKb(metricsPort: number): Promise<number> {
 }
 
 /**
- * What one slow reader may cost the daemon: a gross bound. Measured (bench/RESULTS.md, section 6):
- * 94–226 kB of RSS per connection held, from run to run (how much of it glibc's heap keeps resident
- * varies), against 185–305 kB before the slicing and the pipelining rule; nginx 43 kB, HAProxy 35 kB.
- * What is left is Node's TLS state (a 64 KiB read buffer per connection, OpenSSL's ~22 kB) and the
- * client's write queue (up to its 16 KiB high-water mark, and one 16 KiB read of the instance's
- * response: the upstream client stops handing over a read when the exchange pauses). A proxy that
- * buffered the responses (3 × 512 KiB per connection here) would pass 1.5 MB per connection; this
- * bound catches that, the byte counts of the tests above catch the mechanisms.
+ * What one slow reader may cost the daemon: a gross bound. Measured in this test over TLS (bench/RESULTS.md,
+ * section 17): 83–172 kB of RSS per connection held, from run to run (a normal client runs beside the attack;
+ * how much of glibc's heap stays resident varies), against 196–219 kB before the ALPN copy, the first read and
+ * the one-slice queue were fixed; nginx 36 kB, HAProxy 28 kB in the bench. What is left is OpenSSL's state
+ * (~21 kB), Node's TLS buffers and the queued slice with its response chunk. A proxy that buffered the
+ * responses (3 × 512 KiB per connection here) would pass 1.5 MB per connection; this bound catches that, the
+ * byte counts of the tests above catch the mechanisms.
  */
 const MAX_KB_PER_SLOW_READER = 384;
 
