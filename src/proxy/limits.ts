@@ -92,13 +92,26 @@ export function answerClientError(err: Error & { code?: string }, socket: Duplex
   const inProgress = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (socket.writable && (inProgress == null || inProgress.headersSent !== true)) {
     const answer = clientErrorAnswer(err.code);
-    socket.write(answer.raw);
     if (inProgress == null && (socket as Socket).bytesRead > 0) {
       logRefusal(socket as Socket, { status: answer.status, outcome: answer.outcome, reason: err.code ?? 'unknown', bytes: answer.bytes });
     }
+    // Closed once the answer is out, not at once: a TLS socket encrypts and
+    // writes later than this call (over a stream TLS was handed from
+    // JavaScript, listeners.ts), and destroying it now dropped the answer.
+    // Bounded: nothing more is read, and a peer that never takes ~200 bytes is cut.
+    socket.removeAllListeners('data');
+    socket.on('error', ignore);
+    socket.end(answer.raw, () => socket.destroy());
+    setTimeout(() => socket.destroy(), ANSWER_FLUSH_MS).unref();
+    return;
   }
   socket.destroy(err);
 }
+
+/** How long a refused connection's answer may take to leave before the connection is cut. */
+const ANSWER_FLUSH_MS = 5000;
+
+function ignore(): void {}
 
 // ---- the body (per service) ----
 

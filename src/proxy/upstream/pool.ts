@@ -62,6 +62,23 @@ const READ_BUFFER_BYTES = 16 * 1024;
 // within the read callback (JavaScript runs one callback at a time).
 const readBuffer = Buffer.allocUnsafe(READ_BUFFER_BYTES);
 
+/** Below this, a copy comes from Buffer's shared pool (cheaper); above, it has a store of its own. */
+const POOLED_COPY_BYTES = 1024;
+
+/**
+ * A copy of a view of the shared read buffer. A pooled copy keeps its whole
+ * pool slab (64 KiB since Node 24) alive for as long as it waits in a slow
+ * client's queue, one slab per slow reader (bench/RESULTS.md section 17): the
+ * reads of a large body (the ones that queue) get a store of their own; a
+ * small piece, usually a whole small response written at once, stays pooled.
+ */
+function ownCopy(view: Buffer): Buffer {
+  if (view.length < POOLED_COPY_BYTES) return Buffer.from(view);
+  const copy = Buffer.allocUnsafeSlow(view.length);
+  view.copy(copy);
+  return copy;
+}
+
 /** Connections with a deadline to watch (all open connections; deadline 0 = none now). */
 const watched = new Set<Connection>();
 let ticker: NodeJS.Timeout | null = null;
@@ -142,7 +159,7 @@ class Attempt implements UpstreamController, ResponseSink {
 
   onBody(chunk: Buffer): void {
     // A copy: `chunk` is a view of the shared read buffer.
-    if (chunk.length > 0) this.handler.onResponseData(this, Buffer.from(chunk));
+    if (chunk.length > 0) this.handler.onResponseData(this, ownCopy(chunk));
   }
 
   // ---- driven by the connection ----
@@ -382,7 +399,7 @@ class Connection {
     if (a.finished) return;
     if (!parser.done) {
       // The exchange paused in the middle of this read: the rest waits here, not in the client's queue.
-      if (used < data.length) this.#held = shared ? Buffer.from(data.subarray(used)) : data.subarray(used);
+      if (used < data.length) this.#held = shared ? ownCopy(data.subarray(used)) : data.subarray(used);
       a.handler.onReadDone?.();
       return;
     }
