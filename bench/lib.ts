@@ -264,7 +264,8 @@ export function collect(c: ChildProcess, timeoutMs: number, what: string): Promi
       clearTimeout(t);
       reject(e);
     });
-    c.on('exit', (code) => {
+    // 'close', not 'exit': the exit can be seen before the last of stdout is read.
+    c.on('close', (code) => {
       clearTimeout(t);
       if (code === 0) resolve(out);
       else reject(new Error(`${what} exited with ${code}: ${err || out}`));

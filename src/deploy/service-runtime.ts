@@ -426,13 +426,22 @@ export class ServiceRuntime implements InstanceListener {
     if (group.role !== 'standby') group.moveTo('standby');
     this.#clearStandby();
     this.#standby = group;
-    this.#standbyUntil = Date.now() + standbyMs;
-    this.#standbyTimer = setTimeout(() => {
+    const until = Date.now() + standbyMs;
+    this.#standbyUntil = until;
+    const expire = (): void => {
       if (this.#standby !== group || this.#claims.has(group)) return;
+      // A timer can fire a millisecond before the wall-clock time status shows ("warm until"): never stop before it.
+      const left = until - Date.now();
+      if (left > 0) {
+        this.#standbyTimer = setTimeout(expire, left);
+        this.#standbyTimer.unref();
+        return;
+      }
       // The release stays the rollback target (store's standby); only its processes stop.
       this.#log.info('standby period over, stopping previous release', { release: group.release });
       void this.stopGroup(group).catch((err) => this.#log.error('stopping standby failed', { error: errorMessage(err) }));
-    }, standbyMs);
+    };
+    this.#standbyTimer = setTimeout(expire, standbyMs);
     this.#standbyTimer.unref();
   }
 

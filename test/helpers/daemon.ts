@@ -152,7 +152,8 @@ export async function createDaemon(opts: DaemonOptions = {}): Promise<TestDaemon
         c.kill('SIGKILL');
         reject(new Error(`baton ${args.join(' ')} did not finish within ${timeoutMs} ms\n${stdout}\n${stderr}`));
       }, timeoutMs);
-      c.on('exit', (code) => {
+      // 'close', not 'exit': the exit can be seen before the last of stdout is read.
+      c.on('close', (code) => {
         clearTimeout(t);
         resolve({ code, stdout, stderr });
       });

@@ -103,7 +103,8 @@ function cliRunner(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string
       }
       reject(new Error(`baton ${args.join(' ')} did not finish within ${opts.timeoutMs} ms\n${stdout}\n${stderr}`));
     }, opts.timeoutMs);
-    c.on('exit', (code) => {
+    // 'close', not 'exit': the exit can be seen before the last of stdout is read.
+    c.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });

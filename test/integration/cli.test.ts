@@ -106,7 +106,7 @@ test('a socket that answers something other than baton\'s JSON gets a clear mess
     c.stdout.on('data', (d) => (stdout += d));
     c.stderr.on('data', (d) => (stderr += d));
     c.on('error', reject);
-    c.on('exit', (code) => resolve({ code, stdout, stderr }));
+    c.on('close', (code) => resolve({ code, stdout, stderr }));
   });
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'baton: the daemon\'s answer to /status is not JSON: "hello, I am not baton"\n');
@@ -216,7 +216,7 @@ function withClosedStdout(args: string[], env: Record<string, string> = {}): Pro
       c.kill('SIGKILL');
       reject(new Error(`baton ${args.join(' ')} did not end with its stdout closed`));
     }, 30_000);
-    c.on('exit', (code) => {
+    c.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout: '', stderr });
     });

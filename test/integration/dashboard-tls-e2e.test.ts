@@ -49,7 +49,7 @@ function cli(args: string[], extra: Record<string, string> = {}): Promise<{ code
       c.kill('SIGKILL');
       reject(new Error(`baton ${args.join(' ')} did not finish within 20 s`));
     }, 20_000);
-    c.on('exit', (code) => {
+    c.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });

@@ -15,6 +15,7 @@ test('the standby group is stopped when standby: elapses, traffic unaffected; ro
   const standby = (await d.status('web')).services[0].instances.map((i: any) => i.pid);
   assert.equal(standby.length, 2);
   const load = startLoad({ url: d.url + '/', concurrency: 4, maxMs: 90_000 });
+  t.after(() => load.stop());
   await load.waitFor(50, 10_000);
   const deployed = await d.cli(['deploy', 'web', await d.release('v2')]);
   assert.equal(deployed.code, 0, deployed.stdout + deployed.stderr);

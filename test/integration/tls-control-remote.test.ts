@@ -93,7 +93,7 @@ function remoteCli(args: string[], env: Record<string, string>): Promise<{ code:
     c.stdout!.on('data', (b: Buffer) => (stdout += b));
     c.stderr!.on('data', (b: Buffer) => (stderr += b));
     const t = setTimeout(() => c.kill('SIGKILL'), 20_000);
-    c.on('exit', (code) => {
+    c.on('close', (code) => {
       clearTimeout(t);
       resolve({ code, stdout, stderr });
     });
