@@ -267,6 +267,40 @@ function readFirstBytes(socket: net.Socket, timeoutMs: number, then: () => void)
 }
 
 /**
+ * The size of the first encrypted-input buffer Node's TLS layer gives a
+ * connection when it is handed bytes from JavaScript: the larger of this and
+ * the first piece handed (NodeBIO's kInitialBufferLength).
+ */
+export const TLS_FIRST_INPUT_BUFFER = 1024;
+
+/**
+ * Make the TLSSocket about to wrap `socket` take the bytes already read (the
+ * ClientHello, which readFirstBytes left in the socket's buffer) in pieces
+ * smaller than TLS_FIRST_INPUT_BUFFER. Why: Node's TLS layer sizes a
+ * connection's first encrypted-input buffer by the first piece it is handed
+ * and, as soon as a piece fills its buffer, adds a 16 KiB one that the
+ * connection keeps for its life (NodeBIO: the ring never shrinks below two
+ * buffers). A ClientHello of 1 KiB or more (Node 24's and current browsers'
+ * with a post-quantum key share: ~1.6 KB) handed whole is such a piece: 1.6 +
+ * 16 KiB per connection, against 1 KiB handed in pieces (OpenSSL takes a
+ * partial record into its own read buffer, so each piece leaves the buffer
+ * empty). Node's initRead calls read() on the socket until it returns null;
+ * until the buffer is empty each call returns one piece.
+ */
+function handInPieces(socket: net.Socket): void {
+  if (socket.readableLength < TLS_FIRST_INPUT_BUFFER) return;
+  const s = socket as net.Socket & { read: (n?: number) => unknown };
+  const read = net.Socket.prototype.read;
+  s.read = function (this: net.Socket, n?: number): unknown {
+    // Other callers (read(0) to start reading) get the usual answer.
+    if (n !== undefined) return read.call(this, n);
+    const piece = read.call(this, Math.min(this.readableLength, TLS_FIRST_INPUT_BUFFER - 1));
+    if (this.readableLength === 0) delete (s as { read?: unknown }).read;
+    return piece;
+  };
+}
+
+/**
  * Decide who each accepted connection's client is before TLS sees a byte (as
  * the plain listeners do, proxy.ts): the TCP peer, or on a PROXY protocol
  * listener the client a trusted balancer's header names; then cap open
@@ -299,6 +333,7 @@ function identifyClients(server: tls.Server, max: number, policy: TlsClientPolic
   };
   const handOn = (socket: net.Socket, client: ClientConnection): void => {
     setClient(socket, client);
+    handInPieces(socket);
     for (const h of tlsHandlers) h.call(server, socket);
   };
   // TLS takes the connection over once its first bytes are in JavaScript (readFirstBytes).
