@@ -231,7 +231,7 @@ const IGNORE = (): void => undefined;
  * first (Node's initRead). Why: Node's TLS layer allocates a connection's
  * encrypted-input buffer at its first read and keeps it for the connection's
  * life, sized by that read: 64 KiB (libuv's suggestion) when TLS reads the
- * kernel itself, the bytes' own size (1 KiB at least) when it is handed them
+ * kernel itself, the first piece's size (1 KiB at least: handInPieces) when it is handed them
  * from JavaScript; once it exists, later reads fill it (and a 16 KiB one added
  * when a read fills it) instead of allocating 64 KiB. Measured inside the
  * daemon: 31.7 MB of 500 slow readers' malloc'd memory were these 64 KiB
@@ -289,13 +289,12 @@ export const TLS_FIRST_INPUT_BUFFER = 1024;
  */
 function handInPieces(socket: net.Socket): void {
   if (socket.readableLength < TLS_FIRST_INPUT_BUFFER) return;
-  const s = socket as net.Socket & { read: (n?: number) => unknown };
-  const read = net.Socket.prototype.read;
-  s.read = function (this: net.Socket, n?: number): unknown {
-    // Other callers (read(0) to start reading) get the usual answer.
-    if (n !== undefined) return read.call(this, n);
-    const piece = read.call(this, Math.min(this.readableLength, TLS_FIRST_INPUT_BUFFER - 1));
-    if (this.readableLength === 0) delete (s as { read?: unknown }).read;
+  // An own property over Socket.prototype.read, removed once the buffer is empty.
+  const own = socket as unknown as { read?: (n?: number) => unknown };
+  // Other callers (read(0) to start reading) get the usual answer.
+  own.read = (n?: number): unknown => {
+    const piece: unknown = net.Socket.prototype.read.call(socket, n ?? Math.min(socket.readableLength, TLS_FIRST_INPUT_BUFFER - 1));
+    if (n === undefined && socket.readableLength === 0) delete own.read;
     return piece;
   };
 }
