@@ -7,8 +7,10 @@
 //     handshake per request;
 //   - slow readers: each proxy's RSS before and at its peak under HTTP/1.1
 //     slow reads (slowhttptest -X, 500 connections reading 512 KiB responses
-//     slowly) and HTTP/2 ones (bench/h2-slow-client.ts: 5 connections × 100
-//     streams paused, so the client's flow-control window stays closed).
+//     slowly; and bench/h1-slow-client.ts: the same from Node's own TLS
+//     client, whose ClientHello is a current browser's size) and HTTP/2 ones
+//     (bench/h2-slow-client.ts: 5 connections × 100 streams paused, so the
+//     client's flow-control window stays closed).
 //     Measured first, each proxy freshly started and warmed up the same way (a
 //     process that already peaked higher reuses that memory and shows less
 //     growth); baton's plain listener on another fresh daemon. With --before
@@ -227,7 +229,7 @@ async function main(): Promise<boolean> {
 
   // Slow readers first, on processes that have only been warmed up (3 s of wrk, 10 connections, on the listener
   // attacked): HTTP/1.1 (slowhttptest -X) and HTTP/2 (bench/h2-slow-client.ts: paused streams), RSS peak of the process.
-  type SlowKind = 'h1' | 'h2';
+  type SlowKind = 'h1' | 'h1node' | 'h2';
   const slowRead = async (url: string, pid: number, kind: SlowKind): Promise<SlowResult> => {
     await runWrk(url, { connections: 10, seconds: 3, cpus: LOAD_CPU });
     const before = rssKb(pid) ?? NaN;
@@ -236,8 +238,10 @@ async function main(): Promise<boolean> {
     const download = `${url}download?bytes=524288`;
     const [cmd, args] = kind === 'h1'
       ? pinned(LOAD_CPU, 'slowhttptest', ['-X', '-c', '500', '-r', '250', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '3', '-l', String(QUICK ? 8 : 20), '-p', '5', '-u', download])
-      : pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'h2-slow-client.ts'), download, path.join(dir, 'site.pem'), 'bench.test', String(H2_SLOW.connections), String(H2_SLOW.streams), String(QUICK ? 8 : 20)]);
-    const out = (await collect(spawnGroup(cmd, args), 120_000, kind === 'h1' ? 'slowhttptest' : 'the HTTP/2 slow readers')).replace(TERMINAL_COLOURS, '');
+      : kind === 'h1node'
+        ? pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'h1-slow-client.ts'), download, path.join(dir, 'site.pem'), 'bench.test', '500', String(QUICK ? 8 : 20)])
+        : pinned(LOAD_CPU, process.execPath, [path.join(import.meta.dirname, 'h2-slow-client.ts'), download, path.join(dir, 'site.pem'), 'bench.test', String(H2_SLOW.connections), String(H2_SLOW.streams), String(QUICK ? 8 : 20)]);
+    const out = (await collect(spawnGroup(cmd, args), 120_000, kind === 'h1' ? 'slowhttptest' : `the ${kind === 'h1node' ? 'HTTP/1.1' : 'HTTP/2'} slow readers`)).replace(TERMINAL_COLOURS, '');
     clearInterval(timer);
     const held = kind === 'h1'
       ? Math.max(0, ...[...out.matchAll(/connected:\s+(\d+)/g)].map((m) => Number(m[1])))
@@ -262,17 +266,18 @@ async function main(): Promise<boolean> {
     const m = rs.length === 1 ? 0 : growth.indexOf([...growth].sort((x, y) => x - y)[Math.floor(growth.length / 2)]!);
     slowRows.push([label, `${mb(rs[m]!.before)} MB`, `${mb(rs[m]!.peak)} MB`, `${mb(growth[m]!)} MB`, String(rs[m]!.held), Number.isFinite(perHeld[m]) ? `${fmt(perHeld[m]!, 0)} kB` : '-', rs.length > 1 ? growth.map((g) => mb(g)).join(' / ') : '']);
   };
-  for (const kind of ['h1', 'h2'] as const) {
-    const what = kind === 'h1' ? 'HTTP/1.1' : 'HTTP/2';
+  for (const kind of ['h1', 'h1node', 'h2'] as const) {
+    const what = kind === 'h1' ? 'HTTP/1.1' : kind === 'h1node' ? "HTTP/1.1 from Node's client" : 'HTTP/2';
     addRows(`baton, ${what} over TLS`, await batonSlow(undefined, kind));
     if (beforeBin !== undefined) addRows(`baton before (${BEFORE}: ${BEFORE_FILES.join(', ')}), ${what} over TLS`, await batonSlow(beforeBin, kind));
-    // nginx and HAProxy: the processes of the throughput rounds for HTTP/1.1 (fresh), fresh ones for HTTP/2.
-    addRows(`nginx ${nginxVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.nginx, ngPid, kind) : await (async () => { const n = await startNginx(2); return slowRead(`https://127.0.0.1:${n.port}/`, n.pid, kind); })()]);
-    addRows(`HAProxy ${haproxyVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.haproxy, haPid, kind) : await (async () => { const h = await startHaproxy(2); return slowRead(`https://127.0.0.1:${h.port}/`, h.pid, kind); })()]);
+    // nginx and HAProxy: the processes of the throughput rounds for slowhttptest (fresh), fresh ones for the others.
+    const n = kind === 'h1' ? 1 : kind === 'h1node' ? 2 : 3;
+    addRows(`nginx ${nginxVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.nginx, ngPid, kind) : await (async () => { const ng = await startNginx(n); return slowRead(`https://127.0.0.1:${ng.port}/`, ng.pid, kind); })()]);
+    addRows(`HAProxy ${haproxyVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.haproxy, haPid, kind) : await (async () => { const h = await startHaproxy(n); return slowRead(`https://127.0.0.1:${h.port}/`, h.pid, kind); })()]);
   }
   // Plain HTTP through a fresh daemon tells TLS's share from the proxy's own buffering.
   addRows('baton, plain HTTP/1.1', await batonSlow(undefined, 'h1', true));
-  console.log(`slow readers, RSS of each proxy process (HTTP/1.1: slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses; HTTP/2: ${H2_SLOW.connections} connections × ${H2_SLOW.streams} paused streams of 512 KiB); baton: median of ${SLOW_ROUNDS} fresh daemon(s):\n\n${mdTable([
+  console.log(`slow readers, RSS of each proxy process (HTTP/1.1: slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses; HTTP/1.1 from Node's client: bench/h1-slow-client.ts, 500 connections, one 512 KiB response each, paused after its first bytes; HTTP/2: ${H2_SLOW.connections} connections × ${H2_SLOW.streams} paused streams of 512 KiB); baton: median of ${SLOW_ROUNDS} fresh daemon(s):\n\n${mdTable([
     ['', 'RSS before', 'RSS peak', 'growth', 'held', 'growth per held', 'growth per round'],
     ...slowRows,
   ])}\n`);
@@ -322,4 +327,5 @@ async function main(): Promise<boolean> {
   return errors === 0;
 }
 
-await runBench('tls', 15 * 60_000, main);
+// The slow-reader rounds alone take ~35 s per fresh daemon (--slow-rounds 3 --before REF: ~15 min).
+await runBench('tls', 45 * 60_000, main);
