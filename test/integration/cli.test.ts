@@ -11,7 +11,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { createDaemon, freePort, waitUntil } from '../helpers/daemon.ts';
-import { locateConfig } from '../../src/cli/locate.ts';
+import { locateConfig } from '../../src/cli/config-file.ts';
 import { BatonError } from '../../src/core/errors.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');

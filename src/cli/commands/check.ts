@@ -4,7 +4,7 @@
 
 import path from 'node:path';
 import { loadConfig } from '../../config/index.ts';
-import { locateConfig } from '../locate.ts';
+import { locateConfig } from '../config-file.ts';
 import { stringFlag, type CliContext } from '../context.ts';
 
 export async function checkCommand(ctx: CliContext): Promise<number> {

@@ -2,8 +2,10 @@
 
 import { Daemon } from '../../daemon/daemon.ts';
 import { reportFailed, reportReady } from '../../daemon/handover.ts';
-import { locateConfig } from '../locate.ts';
-import { stringFlag, type CliContext } from '../context.ts';
+// Not src/cli/locate.ts nor context.ts's functions: they bring the YAML parser
+// and the control client, which would stay resident in the daemon for nothing.
+import { locateConfig } from '../config-file.ts';
+import type { CliContext } from '../context.ts';
 import { errorMessage } from '../../core/errors.ts';
 
 /**
@@ -19,7 +21,8 @@ function ignoreWhileStarting(signal: NodeJS.Signals): void {
 
 export async function daemonCommand(ctx: CliContext): Promise<number> {
   for (const sig of STARTING_SIGNALS) process.on(sig, ignoreWhileStarting);
-  const configFile = locateConfig(stringFlag(ctx, 'config')).file;
+  const flag = ctx.flags['config'];
+  const configFile = locateConfig(typeof flag === 'string' ? flag : undefined).file;
   let daemon: Daemon;
   try {
     daemon = await Daemon.start({ configFile });
