@@ -52,6 +52,9 @@ type State =
 
 const CR = 13;
 const LF = 10;
+const SP = 32;
+const HTAB = 9;
+const COLON = 58;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 /** A field value's characters (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
@@ -59,7 +62,19 @@ const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^[0-9]+$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
-const STATUS_LINE = /^HTTP\/1\.([01]) ([1-9][0-9][0-9])(?: ([\t\x20-\x7e\x80-\xff]*))?$/;
+
+/** Per latin1 character code: 1 for a tchar (a field name's characters, RFC 9110 5.6.2). */
+const TCHAR = new Uint8Array(256);
+/** Per latin1 character code: 1 for a field value's characters (HTAB, SP, VCHAR, obs-text). */
+const FIELD_CHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0; c < 256; c++) {
+  if ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)) TCHAR[c] = 1;
+  if (c === HTAB || (c >= 0x20 && c <= 0x7e) || c >= 0x80) FIELD_CHAR[c] = 1;
+}
+
+/** `"HTTP/1."` as character codes. */
+const HTTP1 = [72, 84, 84, 80, 47, 49, 46];
 
 export class ResponseParser {
   #sink: ResponseSink | null = null;
@@ -213,31 +228,46 @@ export class ResponseParser {
     if (stop - start > MAX_HEAD_BYTES) throw new ResponseProtocolError(`response head over ${MAX_HEAD_BYTES} bytes`);
     const consumed = prev === null ? stop + 4 - at : stop + 4 - prev.length;
     this.#pending = null;
-    this.#parseHead(buf.toString('latin1', start, stop));
+    // One string for the whole head, read by character code: no split, no regular expression per line.
+    this.#parseHead(buf.toString('latin1', start, stop + 2));
     return at + consumed;
   }
 
+  /** `text`: the status line and the field lines, each ended by CRLF (the head without its final empty line). */
   #parseHead(text: string): void {
-    const lines = text.split('\r\n');
-    if (lines.length > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
-    const m = STATUS_LINE.exec(lines[0]!);
-    if (m === null) throw new ResponseProtocolError(`malformed status line ${JSON.stringify(lines[0]!.slice(0, 80))}`);
-    const http10 = m[1] === '0';
-    const status = Number(m[2]);
+    const status = statusOf(text);
+    let at = text.indexOf('\r');
+    const reason = at > 13 ? text.slice(13, at) : '';
+    const http10 = text.charCodeAt(7) === 48; /* 0 */
+    at += 2;
     const headers: ResponseHeaders = {};
     let length: string | null = null;
     let te: string | null = null;
     let connection: string | null = null;
     let keepAlive: string | null = null;
-    for (let i = 1; i < lines.length; i++) {
-      const line = lines[i]!;
-      const colon = line.indexOf(':');
-      if (colon <= 0) throw new ResponseProtocolError(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
-      const name = line.slice(0, colon);
-      if (!TOKEN.test(name)) throw new ResponseProtocolError(`invalid header name ${JSON.stringify(name.slice(0, 80))}`);
-      const value = line.slice(colon + 1).trim();
-      if (INVALID_VALUE.test(value)) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
-      const lower = name.toLowerCase();
+    let lines = 1;
+    const end = text.length;
+    while (at < end) {
+      if (++lines > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
+      // name ":" OWS value OWS CRLF; the value's characters are checked to its CR, so a bare CR or LF is refused.
+      let i = at;
+      while (TCHAR[text.charCodeAt(i)] === 1) i++;
+      if (i === at || text.charCodeAt(i) !== COLON) throw malformedLine(text, at, i);
+      const name = text.slice(at, i);
+      i++;
+      let c = text.charCodeAt(i);
+      while (c === SP || c === HTAB) c = text.charCodeAt(++i);
+      const valueStart = i;
+      while (c !== CR) {
+        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
+        c = text.charCodeAt(++i);
+      }
+      if (text.charCodeAt(i + 1) !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
+      at = i + 2;
+      let valueEnd = i;
+      while (valueEnd > valueStart && ((c = text.charCodeAt(valueEnd - 1)) === SP || c === HTAB)) valueEnd--;
+      const value = text.slice(valueStart, valueEnd);
+      const lower = lowerName(name);
       switch (lower) {
         case 'content-length':
           length = length === null ? value : `${length},${value}`;
@@ -268,20 +298,17 @@ export class ResponseParser {
     }
 
     let reusable = true;
-    if (connection !== null) {
+    if (connection !== null && !(connection.length === 10 && connection.toLowerCase() === 'keep-alive')) {
       for (const token of connection.toLowerCase().split(',')) {
         const t = token.trim();
         if (t === 'close') reusable = false;
         else if (t === 'keep-alive' && http10) reusable = true;
       }
       if (http10 && !/(?:^|,)\s*keep-alive\s*(?:,|$)/i.test(connection)) reusable = false;
-    } else if (http10) {
+    } else if (connection === null && http10) {
       reusable = false;
     }
-    if (keepAlive !== null) {
-      const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(keepAlive);
-      if (t !== null) this.keepAliveHintMs = Number(t[1]) * 1000;
-    }
+    if (keepAlive !== null) this.keepAliveHintMs = keepAliveHint(keepAlive);
 
     // RFC 9112 6.3: how the body ends.
     let framing: 'none' | 'length' | 'chunked' | 'close';
@@ -312,7 +339,7 @@ export class ResponseParser {
     else if (framing === 'chunked') this.#state = 'chunk-size';
     else if (framing === 'close') this.#state = 'close';
     else this.#state = 'done';
-    this.#sink!.onHead(status, m[3] ?? '', headers);
+    this.#sink!.onHead(status, reason, headers);
   }
 
   /** Read up to a CRLF-terminated line; returns [line, next index] or null (held for the next read). */
@@ -385,4 +412,67 @@ export class ResponseParser {
       if (at >= data.length) return at;
     }
   }
+}
+
+/**
+ * The status code of a status line (RFC 9112 4): "HTTP/1.0" or "HTTP/1.1", SP,
+ * three digits (the first 1-9), then SP and a reason of field characters, or
+ * the line's end.
+ */
+function statusOf(text: string): number {
+  for (let i = 0; i < 7; i++) if (text.charCodeAt(i) !== HTTP1[i]) throw malformedStatus(text);
+  const minor = text.charCodeAt(7);
+  const d0 = text.charCodeAt(9) - 48;
+  const d1 = text.charCodeAt(10) - 48;
+  const d2 = text.charCodeAt(11) - 48;
+  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== SP || !(d0 >= 1 && d0 <= 9) || !(d1 >= 0 && d1 <= 9) || !(d2 >= 0 && d2 <= 9)) throw malformedStatus(text);
+  let i = 12;
+  let c = text.charCodeAt(i);
+  if (c === SP) {
+    c = text.charCodeAt(++i);
+    while (c !== CR) {
+      if (FIELD_CHAR[c] !== 1) throw malformedStatus(text);
+      c = text.charCodeAt(++i);
+    }
+  }
+  if (c !== CR || text.charCodeAt(i + 1) !== LF) throw malformedStatus(text);
+  return d0 * 100 + d1 * 10 + d2;
+}
+
+function malformedStatus(text: string): ResponseProtocolError {
+  const cr = text.indexOf('\r');
+  return new ResponseProtocolError(`malformed status line ${JSON.stringify(text.slice(0, Math.min(cr < 0 ? 80 : cr, 80)))}`);
+}
+
+/** Field names as read → their lowercase form. An instance sends the same few names every time: each is lowercased once, and its lowercase string is the same object every time (a property key V8 has already interned). Bounded. */
+const LOWER = new Map<string, string>();
+const LOWER_MAX = 512;
+
+function lowerName(name: string): string {
+  let lower = LOWER.get(name);
+  if (lower === undefined) {
+    lower = name.toLowerCase();
+    if (LOWER.size < LOWER_MAX) LOWER.set(name, lower);
+  }
+  return lower;
+}
+
+let lastKeepAlive = '';
+let lastHintMs = 0;
+
+/** The timeout a Keep-Alive field announces, in ms (0: none). An instance sends the same value every time: the last one is remembered. */
+function keepAliveHint(value: string): number {
+  if (value === lastKeepAlive) return lastHintMs;
+  const t = /(?:^|[,;\s])timeout\s*=\s*(\d{1,6})/i.exec(value);
+  lastKeepAlive = value;
+  lastHintMs = t === null ? 0 : Number(t[1]) * 1000;
+  return lastHintMs;
+}
+
+/** A field line whose name is not a token followed by a colon. */
+function malformedLine(text: string, from: number, stop: number): ResponseProtocolError {
+  const cr = text.indexOf('\r', from);
+  const line = text.slice(from, cr < 0 ? text.length : cr);
+  if (text.charCodeAt(stop) === CR || line.indexOf(':') <= 0) return new ResponseProtocolError(`malformed header line ${JSON.stringify(line.slice(0, 80))}`);
+  return new ResponseProtocolError(`invalid header name ${JSON.stringify(line.slice(0, line.indexOf(':')).slice(0, 80))}`);
 }
