@@ -203,7 +203,7 @@ function hasBody(req: IncomingMessage | null): boolean {
 }
 
 /** The request's method, target and rewritten header list (src/proxy/headers.ts). */
-export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers'>;
+export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked'>;
 
 export class Exchange implements UpstreamHandler {
   readonly #reply: ClientReply;
@@ -258,6 +258,7 @@ export class Exchange implements UpstreamHandler {
       method: head.method,
       path: head.path,
       headers: head.headers,
+      checked: head.checked === true,
       body: body ? (this.#bodyLimited ? limitedBody(req!, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null,
     };
     reply.attach(this);

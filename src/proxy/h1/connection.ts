@@ -274,7 +274,7 @@ class LeanConnection implements ClientReply {
       this.page('no_instance', false);
       return;
     }
-    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)) };
+    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)), checked: true };
     new Exchange(this, null, out, route, l.ref, start, canary, setCookie).start(target);
   }
 

@@ -11,6 +11,12 @@ export interface UpstreamRequest {
   headers: readonly string[];
   /** The body: a stream (Node's request objects) or an async iterable; null when there is none. */
   body: NodeJS.ReadableStream | AsyncIterable<Buffer> | null;
+  /**
+   * The method, target, names and values were read by baton's own strict parser
+   * (src/proxy/h1/request-head.ts: tokens, visible ASCII, field characters) and the
+   * fields added since are baton's own: requestHead does not check them again.
+   */
+  checked?: boolean;
 }
 
 /** The head as bytes go out, and how the body is framed. */
@@ -37,16 +43,19 @@ const INVALID_TARGET = /[^\x21-\x7e\x80-\xff]/;
  */
 export function requestHead(req: UpstreamRequest, defaultHost: string): RequestHead {
   const { method, path, headers } = req;
-  if (!TOKEN.test(method)) throw invalid('invalid method');
-  if (path.length === 0 || INVALID_TARGET.test(path)) throw invalid('invalid request target');
+  const check = req.checked !== true;
+  if (check && !TOKEN.test(method)) throw invalid('invalid method');
+  if (check && (path.length === 0 || INVALID_TARGET.test(path))) throw invalid('invalid request target');
   let host: string | null = null;
   let length: number | null = null;
   let fields = '';
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
-    if (!TOKEN.test(name)) throw invalid('invalid header name');
-    if (INVALID_VALUE.test(value)) throw invalid(`invalid ${name} header`);
+    if (check) {
+      if (!TOKEN.test(name)) throw invalid('invalid header name');
+      if (INVALID_VALUE.test(value)) throw invalid(`invalid ${name} header`);
+    }
     if (name.length === 4 && name.toLowerCase() === 'host') {
       if (host !== null) throw invalid('duplicate host header');
       host = value;
