@@ -14,17 +14,24 @@ const isDaemon = process.argv.slice(2).includes('daemon');
 
 /** kB of Rss by kind of mapping, from /proc/self/smaps. */
 function smaps() {
-  const out = { heap: 0, anon: 0, file: 0, stack: 0, other: 0, anonMappings: 0 };
+  // nodeText / nodeRead: the node binary's executable and read-only pages (also in `file`).
+  const out = { heap: 0, anon: 0, file: 0, stack: 0, other: 0, anonMappings: 0, nodeText: 0, nodeRead: 0 };
   let kind = 'other';
+  let node = null;
   for (const line of readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
-    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    const head = /^[0-9a-f]+-[0-9a-f]+ (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line);
     if (head !== null) {
-      const name = head[1];
+      const name = head[2];
       kind = name === '' ? 'anon' : name === '[heap]' ? 'heap' : name.startsWith('[stack') ? 'stack' : name.startsWith('/') ? 'file' : 'other';
+      node = name === process.execPath ? (head[1].includes('x') ? 'nodeText' : 'nodeRead') : null;
       if (kind === 'anon') out.anonMappings++;
       continue;
     }
-    if (line.startsWith('Rss:')) out[kind] += Number(line.slice(4).trim().split(' ')[0]);
+    if (line.startsWith('Rss:')) {
+      const kb = Number(line.slice(4).trim().split(' ')[0]);
+      out[kind] += kb;
+      if (node !== null) out[node] += kb;
+    }
   }
   return out;
 }

@@ -9,7 +9,10 @@
 // (bench/memory-probe.mjs: V8's heap, external memory, glibc's heap, other
 // anonymous and file-backed pages), at idle, at the end of the load and a minute after.
 //
-//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--daemon-node-options=--max-old-space-size=64]
+// `--bin PATH`: another checkout's bin/baton.js (built) for the daemon and the CLI,
+// for a "before" figure from the same command.
+//
+//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--bin ../before/bin/baton.js] [--daemon-node-options=--max-old-space-size=64]
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     // After the last sample: gdb makes the daemon call glibc's malloc_trim(0), and
     // the RSS is sampled again: how much of what stayed is memory malloc holds free.
     'gdb-trim': { type: 'boolean', default: false },
+    bin: { type: 'string' },
   },
 });
 const LOAD_SECONDS = Number(values.seconds ?? (QUICK ? 10 : 60));
@@ -60,7 +64,7 @@ interface Probe {
   v8Physical: number;
   v8Malloced: number;
   spaces: Record<string, number>;
-  smaps: { heap: number; anon: number; file: number; stack: number; other: number; anonMappings: number };
+  smaps: { heap: number; anon: number; file: number; stack: number; other: number; anonMappings: number; nodeText: number; nodeRead: number };
 }
 
 /** Anonymous mappings of a process with their resident kB, keyed by address range (/proc/PID/smaps). */
@@ -143,6 +147,8 @@ function printProbe(...at: (Probe | null)[]): void {
     row('smaps: glibc main heap [heap]', (p) => p.smaps.heap),
     row('smaps: anonymous mappings (V8 pages, other arenas, stacks)', (p) => p.smaps.anon),
     row('smaps: file-backed (node binary, libraries)', (p) => p.smaps.file),
+    row('  of which the node binary\'s code', (p) => p.smaps.nodeText),
+    row('  of which the node binary\'s read-only data (ICU, JS sources of its modules, snapshot)', (p) => p.smaps.nodeRead),
   ]));
 }
 
@@ -157,7 +163,8 @@ async function main(): Promise<boolean> {
     process.env['BATON_MEMORY_PROBE_FILE'] = probeFile;
     process.env['NODE_OPTIONS'] = `${process.env['NODE_OPTIONS'] ?? ''} --import=${path.join(import.meta.dirname, 'memory-probe.mjs')}`.trim();
   }
-  const td = await createDaemon({ start: false });
+  if (values.bin !== undefined) console.log(`daemon and CLI: ${path.resolve(values.bin)}`);
+  const td = await createDaemon({ start: false, ...(values.bin === undefined ? {} : { bin: path.resolve(values.bin) }) });
   registerDaemon(td);
   writeDaemonConfig(td, SERVICES.map((s) => fixtureService(s, { instances: 2, hosts: [host(s)] })).join('\n'), 'info');
   await td.start();
