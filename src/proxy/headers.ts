@@ -1,5 +1,6 @@
 // Header rewriting between client and instance: hop-by-hop removal and X-Forwarded-*.
 
+import { sameName } from './upstream/request-head.ts';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { ClientConnection } from './client.ts';
 
@@ -40,53 +41,31 @@ export function connectionNominated(value: string | readonly string[] | undefine
   return out;
 }
 
+/** The names the request rewrite looks at (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), by length. */
+const SPECIAL_BY_LENGTH: (string[] | undefined)[] = [];
+for (const n of ['te', 'trailer', 'upgrade', 'host', 'expect', 'forwarded', 'connection', 'keep-alive', 'x-forwarded-for', 'proxy-connection', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto']) {
+  (SPECIAL_BY_LENGTH[n.length] ??= []).push(n);
+}
+
 /**
- * The lowercase name when `name` may be one the request rewrite looks at
- * (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), null when it cannot be.
- * Decided by length and first letter before any lowercasing: a browser's
- * request head is mostly names that match neither (Accept, User-Agent,
- * Accept-Encoding...), and lowercasing a capitalised name allocates a string.
+ * The lowercase name when `name` is one the request rewrite looks at
+ * (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), as one constant string;
+ * null when it is not. Compared without lowercasing: a browser's request head
+ * is mostly other names (Accept, User-Agent, Accept-Encoding...), and
+ * lowercasing a capitalised name allocates a string.
  */
 function specialName(name: string): string | null {
-  const c = name.charCodeAt(0) | 0x20;
-  switch (name.length) {
-    case 2: // te
-    case 7: // trailer, upgrade
-      if (c !== 116 /* t */ && c !== 117 /* u */) return null;
-      break;
-    case 4: // host
-      if (c !== 104 /* h */) return null;
-      break;
-    case 6: // expect
-      if (c !== 101 /* e */) return null;
-      break;
-    case 9: // forwarded
-      if (c !== 102 /* f */) return null;
-      break;
-    case 10: // connection, keep-alive
-      if (c !== 99 /* c */ && c !== 107 /* k */) return null;
-      break;
-    case 15: // x-forwarded-for
-      if (c !== 120 /* x */) return null;
-      break;
-    case 16: // proxy-connection, x-forwarded-host
-    case 17: // transfer-encoding, x-forwarded-proto
-      if (c !== 112 /* p */ && c !== 120 /* x */ && c !== 116 /* t */) return null;
-      break;
-    default:
-      return null;
-  }
-  return name.toLowerCase();
+  const candidates = SPECIAL_BY_LENGTH[name.length];
+  if (candidates === undefined) return null;
+  for (const c of candidates) if (sameName(name, c)) return c;
+  return null;
 }
 
 const CONNECTION = 'connection';
 
 /** `name` is "connection" in any case (compared without allocating a lowercase copy). */
 function isConnection(name: string): boolean {
-  if (name.length !== 10) return false;
-  // Setting bit 5 lowercases an ASCII letter; "connection" has nothing but letters.
-  for (let i = 0; i < 10; i++) if ((name.charCodeAt(i) | 0x20) !== CONNECTION.charCodeAt(i)) return false;
-  return true;
+  return name.length === 10 && sameName(name, CONNECTION);
 }
 
 /** A quoted-string (RFC 9110 5.6.4); the escaping pass only when needed (it never is for a valid Host). */

@@ -12,6 +12,7 @@
 // right after its empty line.
 
 import type { RequestLimits } from '../limits.ts';
+import { sameName } from '../upstream/request-head.ts';
 
 /** A head the lean path serves. */
 export interface LeanHead {
@@ -96,7 +97,7 @@ const KEEP_ALIVE_TOKENS = { close: false, upgrade: false };
 /** The tokens of a Connection value: close asked, or an upgrade (node:http's). */
 function connectionTokens(value: string): { close: boolean; upgrade: boolean } {
   // What browsers send, without splitting.
-  if (value.length === 10 && value.toLowerCase() === 'keep-alive') return KEEP_ALIVE_TOKENS;
+  if (value.length === 10 && sameName(value, 'keep-alive')) return KEEP_ALIVE_TOKENS;
   let close = false;
   let upgrade = false;
   for (const part of value.split(',')) {

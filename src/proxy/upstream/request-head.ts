@@ -56,12 +56,12 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): RequestH
       if (!TOKEN.test(name)) throw invalid('invalid header name');
       if (INVALID_VALUE.test(value)) throw invalid(`invalid ${name} header`);
     }
-    if (name.length === 4 && name.toLowerCase() === 'host') {
+    if (name.length === 4 && sameName(name, 'host')) {
       if (host !== null) throw invalid('duplicate host header');
       host = value;
       continue;
     }
-    if (name.length === 14 && name.toLowerCase() === 'content-length') {
+    if (name.length === 14 && sameName(name, 'content-length')) {
       if (length !== null) throw invalid('duplicate content-length header');
       if (!DIGITS.test(value)) throw invalid('invalid content-length header');
       length = Number(value);
@@ -81,6 +81,17 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): RequestH
     text += 'transfer-encoding: chunked\r\n';
   }
   return { text: `${text}\r\n`, length };
+}
+
+/**
+ * `name` starts with `lower` (lowercase letters and '-') in any case, compared
+ * without allocating a lowercase copy: setting bit 5 lowercases an ASCII letter
+ * and keeps '-'. `name` is a token or a checked field value: the only other
+ * byte that bit 5 turns into one of those, CR into '-', is in neither.
+ */
+export function sameName(name: string, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
 }
 
 function invalid(message: string): UpstreamError {

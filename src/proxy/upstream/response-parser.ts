@@ -11,6 +11,7 @@
 // is not reused after it.
 
 import { UpstreamError } from './errors.ts';
+import { sameName } from './request-head.ts';
 
 /** Headers as the proxy reads them: lowercase names, repeated names as arrays. */
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -298,7 +299,7 @@ export class ResponseParser {
     }
 
     let reusable = true;
-    if (connection !== null && !(connection.length === 10 && connection.toLowerCase() === 'keep-alive')) {
+    if (connection !== null && !(connection.length === 10 && sameName(connection, 'keep-alive'))) {
       for (const token of connection.toLowerCase().split(',')) {
         const t = token.trim();
         if (t === 'close') reusable = false;
@@ -320,14 +321,7 @@ export class ResponseParser {
       // Both fields: the length is ignored, and this connection is not trusted with another request.
       if (length !== null) reusable = false;
     } else if (length !== null) {
-      const values = length.split(',');
-      const first = values[0]!.trim();
-      for (const v of values) {
-        const s = v.trim();
-        if (!DIGITS.test(s) || s !== first) throw new ResponseProtocolError(`invalid Content-Length ${JSON.stringify(length.slice(0, 80))}`);
-      }
-      const n = Number(first);
-      if (!Number.isSafeInteger(n)) throw new ResponseProtocolError(`Content-Length ${first} too large`);
+      const n = contentLength(length);
       framing = n === 0 ? 'none' : 'length';
       this.#remaining = n;
     } else {
@@ -467,6 +461,31 @@ function keepAliveHint(value: string): number {
   lastKeepAlive = value;
   lastHintMs = t === null ? 0 : Number(t[1]) * 1000;
   return lastHintMs;
+}
+
+/** A Content-Length value (or the values of repeated fields, joined by commas): all the same digits, a safe integer. */
+function contentLength(value: string): number {
+  // One field of digits, the usual form: read without splitting.
+  let n = 0;
+  let i = 0;
+  for (; i < value.length; i++) {
+    const d = value.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) break;
+    n = n * 10 + d;
+  }
+  if (i === value.length && i > 0) {
+    if (!Number.isSafeInteger(n)) throw new ResponseProtocolError(`Content-Length ${value} too large`);
+    return n;
+  }
+  const values = value.split(',');
+  const first = values[0]!.trim();
+  for (const v of values) {
+    const s = v.trim();
+    if (!DIGITS.test(s) || s !== first) throw new ResponseProtocolError(`invalid Content-Length ${JSON.stringify(value.slice(0, 80))}`);
+  }
+  const m = Number(first);
+  if (!Number.isSafeInteger(m)) throw new ResponseProtocolError(`Content-Length ${first} too large`);
+  return m;
 }
 
 /** A field line whose name is not a token followed by a colon. */
