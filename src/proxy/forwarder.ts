@@ -10,7 +10,7 @@ import { bodyBytes, onRequestBodyData } from './gc-pacer.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
 import { limitedBody, lingerOnClose } from './limits.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
-import type { ResponseHeaders, UpstreamController, UpstreamHandler, UpstreamRequest } from './upstream/pool.ts';
+import type { ResponseFields, UpstreamController, UpstreamHandler, UpstreamRequest } from './upstream/pool.ts';
 import { UPSTREAM_INVALID_REQUEST } from './upstream/errors.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
@@ -81,7 +81,7 @@ export interface ClientReply {
   /** The exchange answering on this reply now (null once it is done). */
   attach(exchange: Exchange | null): void;
   /** The instance's response head; throws when the head cannot be written as it is (then the attempt is aborted). */
-  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void;
+  head(status: number, reason: string, fields: ResponseFields, setCookie: string | null): void;
   /** A piece of the body; false: the client's queue is full, exchange.resumeUpstream() comes once it drained. */
   body(chunk: Buffer): boolean;
   end(): void;
@@ -114,8 +114,8 @@ class NodeReply implements ClientReply {
     if (exchange !== null) this.#res.on('close', onClientClose);
   }
 
-  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void {
-    const out = forwardResponseHeaders(headers);
+  head(status: number, reason: string, fields: ResponseFields, setCookie: string | null): void {
+    const out = forwardResponseHeaders(fields.toObject());
     if (setCookie !== null) {
       const prev = out['set-cookie'];
       out['set-cookie'] = prev === undefined ? setCookie : Array.isArray(prev) ? [...prev, setCookie] : [String(prev), setCookie];
@@ -302,11 +302,11 @@ export class Exchange implements UpstreamHandler {
     this.#responseStarted = true;
   }
 
-  onResponseStart(controller: UpstreamController, statusCode: number, headers: ResponseHeaders, statusMessage: string): void {
+  onResponseStart(controller: UpstreamController, statusCode: number, fields: ResponseFields, statusMessage: string): void {
     this.#responseStarted = true;
     const cookie = this.#setCookie;
     try {
-      this.#reply.head(statusCode, statusMessage, headers, cookie);
+      this.#reply.head(statusCode, statusMessage, fields, cookie);
     } catch (err) {
       // A head Node refuses to write (invalid header value): treat as a failed instance.
       controller.abort(err instanceof Error ? err : new Error(String(err)));

@@ -30,7 +30,7 @@ import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
 import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
 import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../headers.ts';
 import { answerClientError, type RequestLimits } from '../limits.ts';
-import type { ResponseHeaders } from '../upstream/pool.ts';
+import type { ResponseFields } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
 import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from './request-head.ts';
@@ -288,30 +288,32 @@ class LeanConnection implements ClientReply {
     this.#exchange = exchange;
   }
 
-  head(status: number, reason: string, headers: ResponseHeaders, setCookie: string | null): void {
+  head(status: number, reason: string, fields: ResponseFields, setCookie: string | null): void {
     const noBody = this.#current!.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     this.#status = status;
     let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
-    const nominated = connectionNominated(headers['connection']);
+    const nominated = connectionNominated(fields.connection ?? undefined);
     let length = false;
     let date = false;
+    let hsts = false;
     // With Transfer-Encoding the body was read chunked and its Content-Length is not its length (RFC 9112 6.3).
-    const te = headers['transfer-encoding'] !== undefined;
-    for (const name in headers) {
+    const te = fields.transferEncoding;
+    const list = fields.list;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
       if (isHopByHop(name) || (nominated !== null && nominated.includes(name))) continue;
       if (name === 'content-length') {
         if (te) continue;
         length = true;
       } else if (name === 'date') date = true;
-      const v = headers[name]!;
-      if (typeof v === 'string') text += `${name}: ${v}\r\n`;
-      else for (const one of v) text += `${name}: ${one}\r\n`;
+      else if (name === 'strict-transport-security') hsts = true;
+      text += `${name}: ${list[i + 1]!}\r\n`;
     }
     if (setCookie !== null) text += `set-cookie: ${setCookie}\r\n`;
     if (!date) text += `date: ${httpDate()}\r\n`;
     // The listener's own lines (HSTS): an instance's own value of the field wins.
     const extra = this.#listener.extraLines;
-    if (extra !== '' && headers['strict-transport-security'] === undefined) text += extra;
+    if (extra !== '' && !hsts) text += extra;
     text += this.#connectionLines();
     this.#noBody = noBody;
     this.#chunked = !noBody && !length;

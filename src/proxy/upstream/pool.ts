@@ -16,10 +16,10 @@
 import net from 'node:net';
 import { UpstreamError } from './errors.ts';
 import { requestHead, type RequestHead, type UpstreamRequest } from './request-head.ts';
-import { ResponseParser, type ResponseHeaders, type ResponseSink } from './response-parser.ts';
+import { ResponseParser, type ResponseFields, type ResponseSink } from './response-parser.ts';
 
 export type { UpstreamRequest } from './request-head.ts';
-export type { ResponseHeaders } from './response-parser.ts';
+export type { ResponseFields, ResponseHeaders } from './response-parser.ts';
 
 /** What the exchange may do to its attempt while it runs. */
 export interface UpstreamController {
@@ -37,7 +37,7 @@ export interface UpstreamHandler {
   /** The first byte of a response arrived. */
   onResponseStarted(): void;
   /** The final response's head (1xx responses are read and dropped). */
-  onResponseStart(controller: UpstreamController, status: number, headers: ResponseHeaders, reason: string): void;
+  onResponseStart(controller: UpstreamController, status: number, fields: ResponseFields, reason: string): void;
   /** A piece of the body, the handler's to keep. */
   onResponseData(controller: UpstreamController, chunk: Buffer): void;
   onResponseEnd(controller: UpstreamController): void;
@@ -152,9 +152,9 @@ class Attempt implements UpstreamController, ResponseSink {
 
   // ---- parser sink ----
 
-  onHead(status: number, reason: string, headers: ResponseHeaders): void {
+  onHead(status: number, reason: string, fields: ResponseFields): void {
     this.#conn.deadline = 0;
-    this.handler.onResponseStart(this, status, headers, reason);
+    this.handler.onResponseStart(this, status, fields, reason);
   }
 
   onBody(chunk: Buffer): void {

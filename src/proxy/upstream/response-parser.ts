@@ -13,8 +13,56 @@
 import { UpstreamError } from './errors.ts';
 import { sameName } from './request-head.ts';
 
-/** Headers as the proxy reads them: lowercase names, repeated names as arrays. */
+/** Headers as an object: lowercase names, repeated names as arrays (node:http's form). */
 export type ResponseHeaders = Record<string, string | string[]>;
+
+/**
+ * An instance's response fields as read: a flat list in the order received,
+ * and the framing facts the proxy needs, so the hot path never builds an
+ * object keyed by names (each response's own shape) to read and write them.
+ */
+export class ResponseFields {
+  /** [lowercase name, value, ...] as received (values without surrounding whitespace). */
+  readonly list: string[];
+  /** The Connection field's value (repeated fields joined by commas), or null. */
+  readonly connection: string | null;
+  /** A Transfer-Encoding field came: the body was read as its coding says, and a Content-Length beside it is not its length. */
+  readonly transferEncoding: boolean;
+
+  constructor(list: string[], connection: string | null, transferEncoding: boolean) {
+    this.list = list;
+    this.connection = connection;
+    this.transferEncoding = transferEncoding;
+  }
+
+  /** The value of `lowerName` (an array when repeated), or undefined. */
+  get(lowerName: string): string | string[] | undefined {
+    let out: string | string[] | undefined;
+    const list = this.list;
+    for (let i = 0; i < list.length; i += 2) {
+      if (list[i] !== lowerName) continue;
+      const v = list[i + 1]!;
+      out = out === undefined ? v : typeof out === 'string' ? [out, v] : [...out, v];
+    }
+    return out;
+  }
+
+  /** node:http's form: a null-prototype-free plain object; `__proto__` is never a key (it would set the prototype). */
+  toObject(): ResponseHeaders {
+    const out: ResponseHeaders = {};
+    const list = this.list;
+    for (let i = 0; i < list.length; i += 2) {
+      const name = list[i]!;
+      const value = list[i + 1]!;
+      if (name === '__proto__') continue;
+      const prev = Object.hasOwn(out, name) ? out[name] : undefined;
+      if (prev === undefined) out[name] = value;
+      else if (typeof prev === 'string') out[name] = [prev, value];
+      else prev.push(value);
+    }
+    return out;
+  }
+}
 
 /**
  * What the parser reports, in order: onHead once for the final response, then
@@ -23,7 +71,7 @@ export type ResponseHeaders = Record<string, string | string[]>;
  * byte after it before it hands the connection to another request.
  */
 export interface ResponseSink {
-  onHead(status: number, reason: string, headers: ResponseHeaders): void;
+  onHead(status: number, reason: string, fields: ResponseFields): void;
   /** `chunk` is a view of the buffer given to execute(): copy it to keep it past the call. */
   onBody(chunk: Buffer): void;
 }
@@ -241,7 +289,7 @@ export class ResponseParser {
     const reason = at > 13 ? text.slice(13, at) : '';
     const http10 = text.charCodeAt(7) === 48; /* 0 */
     at += 2;
-    const headers: ResponseHeaders = {};
+    const list: string[] = [];
     let length: string | null = null;
     let te: string | null = null;
     let connection: string | null = null;
@@ -282,15 +330,8 @@ export class ResponseParser {
         case 'keep-alive':
           keepAlive = value;
           break;
-        case '__proto__':
-          // Never a key of a plain object (it would set the prototype); no application needs it.
-          continue;
       }
-      const prevValue = headers[lower];
-      // A function: a name of Object.prototype's (constructor, toString...), not a field seen before.
-      if (prevValue === undefined || typeof prevValue === 'function') headers[lower] = value;
-      else if (typeof prevValue === 'string') headers[lower] = [prevValue, value];
-      else prevValue.push(value);
+      list.push(lower, value);
     }
     if (status < 200) {
       // 100 Continue, 103 Early Hints: not forwarded; the final response follows. 101 was never asked for.
@@ -333,7 +374,7 @@ export class ResponseParser {
     else if (framing === 'chunked') this.#state = 'chunk-size';
     else if (framing === 'close') this.#state = 'close';
     else this.#state = 'done';
-    this.#sink!.onHead(status, reason, headers);
+    this.#sink!.onHead(status, reason, new ResponseFields(list, connection, te !== null));
   }
 
   /** Read up to a CRLF-terminated line; returns [line, next index] or null (held for the next read). */
