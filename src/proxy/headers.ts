@@ -41,24 +41,42 @@ export function connectionNominated(value: string | readonly string[] | undefine
   return out;
 }
 
-/** The names the request rewrite looks at (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), by length. */
-const SPECIAL_BY_LENGTH: (string[] | undefined)[] = [];
-for (const n of ['te', 'trailer', 'upgrade', 'host', 'expect', 'forwarded', 'connection', 'keep-alive', 'x-forwarded-for', 'proxy-connection', 'x-forwarded-host', 'transfer-encoding', 'x-forwarded-proto']) {
-  (SPECIAL_BY_LENGTH[n.length] ??= []).push(n);
-}
-
 /**
- * The lowercase name when `name` is one the request rewrite looks at
- * (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded), as one constant string;
- * null when it is not. Compared without lowercasing: a browser's request head
- * is mostly other names (Accept, User-Agent, Accept-Encoding...), and
- * lowercasing a capitalised name allocates a string.
+ * The lowercase name, as one constant string, when `name` is one the request
+ * rewrite looks at (hop-by-hop, Host, Expect, X-Forwarded-*, Forwarded); null
+ * when it is not. Decided by length and first letter, then compared without
+ * lowercasing: a browser's request head is mostly other names (Accept,
+ * User-Agent, Accept-Encoding...), and lowercasing a capitalised name
+ * allocates a string.
  */
 function specialName(name: string): string | null {
-  const candidates = SPECIAL_BY_LENGTH[name.length];
-  if (candidates === undefined) return null;
-  for (const c of candidates) if (sameName(name, c)) return c;
-  return null;
+  const c = name.charCodeAt(0) | 0x20;
+  switch (name.length) {
+    case 2:
+      return c === 116 /* t */ && sameName(name, 'te') ? 'te' : null;
+    case 4:
+      return c === 104 /* h */ && sameName(name, 'host') ? 'host' : null;
+    case 6:
+      return c === 101 /* e */ && sameName(name, 'expect') ? 'expect' : null;
+    case 7:
+      if (c === 116 /* t */) return sameName(name, 'trailer') ? 'trailer' : null;
+      return c === 117 /* u */ && sameName(name, 'upgrade') ? 'upgrade' : null;
+    case 9:
+      return c === 102 /* f */ && sameName(name, 'forwarded') ? 'forwarded' : null;
+    case 10:
+      if (c === 99 /* c */) return sameName(name, 'connection') ? 'connection' : null;
+      return c === 107 /* k */ && sameName(name, 'keep-alive') ? 'keep-alive' : null;
+    case 15:
+      return c === 120 /* x */ && sameName(name, 'x-forwarded-for') ? 'x-forwarded-for' : null;
+    case 16:
+      if (c === 112 /* p */) return sameName(name, 'proxy-connection') ? 'proxy-connection' : null;
+      return c === 120 /* x */ && sameName(name, 'x-forwarded-host') ? 'x-forwarded-host' : null;
+    case 17:
+      if (c === 116 /* t */) return sameName(name, 'transfer-encoding') ? 'transfer-encoding' : null;
+      return c === 120 /* x */ && sameName(name, 'x-forwarded-proto') ? 'x-forwarded-proto' : null;
+    default:
+      return null;
+  }
 }
 
 const CONNECTION = 'connection';
