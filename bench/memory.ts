@@ -9,10 +9,12 @@
 // (bench/memory-probe.mjs: V8's heap, external memory, glibc's heap, other
 // anonymous and file-backed pages), at idle, at the end of the load and a minute after.
 //
+// `--node-pages`: at idle after traffic, which parts of the node binary the
+// daemon and one app instance have resident (bench/node-pages.ts).
 // `--bin PATH`: another checkout's bin/baton.js (built) for the daemon and the CLI,
 // for a "before" figure from the same command.
 //
-//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--bin ../before/bin/baton.js] [--daemon-node-options=--max-old-space-size=64]
+//   node bench/memory.ts [--quick] [--seconds S] [--probe] [--node-pages] [--bin ../before/bin/baton.js] [--daemon-node-options=--max-old-space-size=64]
 
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
@@ -21,6 +23,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { createDaemon } from '../test/helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../test/helpers/load.ts';
+import { nodePagesTable } from './node-pages.ts';
 import { fixtureService, fmt, machineLine, mb, mdTable, median, QUICK, ratio, registerDaemon, rssKb, runBench, sleep, verdict, writeDaemonConfig } from './lib.ts';
 
 const { values } = parseArgs({
@@ -36,6 +39,7 @@ const { values } = parseArgs({
     // the RSS is sampled again: how much of what stayed is memory malloc holds free.
     'gdb-trim': { type: 'boolean', default: false },
     bin: { type: 'string' },
+    'node-pages': { type: 'boolean', default: false },
   },
 });
 const LOAD_SECONDS = Number(values.seconds ?? (QUICK ? 10 : 60));
@@ -200,6 +204,7 @@ async function main(): Promise<boolean> {
   const idle = await sampleRss(pid, 10, 500);
   const probeIdle = probeNow(probeFile);
   const mapsIdle = anonMappings(pid);
+  const pagesIdle = values['node-pages'] ? nodePagesTable([{ name: 'daemon, idle after traffic', pid }, { name: 'one app instance', pid: instances[0]!.pid }]) : null;
 
   // Load: per service 4 keep-alive clients + 1 client with a new connection per
   // request; every 100th request is a 256 KB download (streamed through the proxy).
@@ -272,6 +277,7 @@ async function main(): Promise<boolean> {
   console.log(`target: peak under load ≤ ${PEAK_TARGET_MB} MB: ${fmt(peakMb, 1)} MB → ${verdict(peakMb <= PEAK_TARGET_MB)}`);
   console.log(`target: ${QUICK ? '15 s' : 'a minute'} after the load within ${BACK_WITHIN_MB} MB of idle: ${backMb >= 0 ? '+' : ''}${fmt(backMb, 1)} MB → ${verdict(backMb <= BACK_WITHIN_MB)}`);
   if (!clean) console.log('requests failed or misrouted → MISS');
+  if (pagesIdle !== null) console.log(`\nThe node binary's pages resident (bench/node-pages.ts):\n\n${pagesIdle}`);
   if (probeFile !== null) {
     printProbe(probeBefore, probeIdle, probeEnd, probeAfter);
     printAnonDiff(mapsBefore, mapsIdle, 'from before any proxied request to idle after traffic');
