@@ -24,7 +24,7 @@ import { parseArgs } from 'node:util';
 import { createDaemon } from '../test/helpers/daemon.ts';
 import { startLoad, type LoadResult } from '../test/helpers/load.ts';
 import { nodePagesTable } from './node-pages.ts';
-import { fixtureService, fmt, machineLine, mb, mdTable, median, QUICK, ratio, registerDaemon, rssKb, runBench, sleep, verdict, writeDaemonConfig } from './lib.ts';
+import { fixtureService, fmt, machineLine, mb, mdTable, median, onCleanup, QUICK, ratio, registerDaemon, rssKb, runBench, sleep, verdict, writeDaemonConfig } from './lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -164,6 +164,7 @@ async function main(): Promise<boolean> {
   }
   const probeFile = values.probe ? path.join(os.tmpdir(), `baton-memory-probe-${process.pid}.jsonl`) : null;
   if (probeFile !== null) {
+    onCleanup(() => rmSync(probeFile, { force: true }));
     process.env['BATON_MEMORY_PROBE_FILE'] = probeFile;
     process.env['NODE_OPTIONS'] = `${process.env['NODE_OPTIONS'] ?? ''} --import=${path.join(import.meta.dirname, 'memory-probe.mjs')}`.trim();
   }
