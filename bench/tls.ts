@@ -36,7 +36,7 @@ import {
 const TERMINAL_COLOURS = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, 'g');
 
 // This bench's own options, taken out before the shared (strict) option parser sees the rest:
-//   --slow-rounds N   slow-reader measurements per baton variant, each on a fresh daemon (median reported; default 1)
+//   --slow-rounds N   slow-reader measurements per baton variant, each on a fresh daemon (median reported; default 1; 0: none)
 //   --before REF      also measure a "before" daemon: this checkout (HEAD) with --before-files as they were at REF
 //   --before-files F  comma-separated paths (default src/proxy/listeners.ts)
 //   --h2-slow C:S     HTTP/2 slow readers: C connections × S paused streams (default 5:100)
@@ -266,7 +266,8 @@ async function main(): Promise<boolean> {
     const m = rs.length === 1 ? 0 : growth.indexOf([...growth].sort((x, y) => x - y)[Math.floor(growth.length / 2)]!);
     slowRows.push([label, `${mb(rs[m]!.before)} MB`, `${mb(rs[m]!.peak)} MB`, `${mb(growth[m]!)} MB`, String(rs[m]!.held), Number.isFinite(perHeld[m]) ? `${fmt(perHeld[m]!, 0)} kB` : '-', rs.length > 1 ? growth.map((g) => mb(g)).join(' / ') : '']);
   };
-  for (const kind of ['h1', 'h1node', 'h2'] as const) {
+  // --slow-rounds 0: the throughput rounds only (for a quiet moment of the machine).
+  for (const kind of SLOW_ROUNDS === 0 ? [] : (['h1', 'h1node', 'h2'] as const)) {
     const what = kind === 'h1' ? 'HTTP/1.1' : kind === 'h1node' ? "HTTP/1.1 from Node's client" : 'HTTP/2';
     addRows(`baton, ${what} over TLS`, await batonSlow(undefined, kind));
     if (beforeBin !== undefined) addRows(`baton before (${BEFORE}: ${BEFORE_FILES.join(', ')}), ${what} over TLS`, await batonSlow(beforeBin, kind));
@@ -276,8 +277,8 @@ async function main(): Promise<boolean> {
     addRows(`HAProxy ${haproxyVersion}, ${what} over TLS`, [kind === 'h1' ? await slowRead(targets.haproxy, haPid, kind) : await (async () => { const h = await startHaproxy(n); return slowRead(`https://127.0.0.1:${h.port}/`, h.pid, kind); })()]);
   }
   // Plain HTTP through a fresh daemon tells TLS's share from the proxy's own buffering.
-  addRows('baton, plain HTTP/1.1', await batonSlow(undefined, 'h1', true));
-  console.log(`slow readers, RSS of each proxy process (HTTP/1.1: slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses; HTTP/1.1 from Node's client: bench/h1-slow-client.ts, 500 connections, one 512 KiB response each, paused after its first bytes; HTTP/2: ${H2_SLOW.connections} connections × ${H2_SLOW.streams} paused streams of 512 KiB); baton: median of ${SLOW_ROUNDS} fresh daemon(s):\n\n${mdTable([
+  if (SLOW_ROUNDS > 0) addRows('baton, plain HTTP/1.1', await batonSlow(undefined, 'h1', true));
+  if (SLOW_ROUNDS > 0) console.log(`slow readers, RSS of each proxy process (HTTP/1.1: slowhttptest -X, 500 connections, 512 KiB × 3 pipelined responses; HTTP/1.1 from Node's client: bench/h1-slow-client.ts, 500 connections, one 512 KiB response each, paused after its first bytes; HTTP/2: ${H2_SLOW.connections} connections × ${H2_SLOW.streams} paused streams of 512 KiB); baton: median of ${SLOW_ROUNDS} fresh daemon(s):\n\n${mdTable([
     ['', 'RSS before', 'RSS peak', 'growth', 'held', 'growth per held', 'growth per round'],
     ...slowRows,
   ])}\n`);
