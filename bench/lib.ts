@@ -37,10 +37,31 @@ function killGroup(pid: number, signal: NodeJS.Signals = 'SIGKILL'): void {
 }
 
 /** Spawn a child in its own process group; it is killed (the whole group) at cleanup. */
+/**
+ * BATON_BENCH_NICE=N (root, e.g. -15): the CPU weight of every process the bench
+ * starts or pins, and its own, against the rest of the machine (other
+ * engineers' tests on the same 2 cores). A process spawned in a session of its
+ * own is an autogroup of its own, and the scheduler shares a CPU between
+ * autogroups by their nice value (/proc/PID/autogroup). Every target (baton,
+ * nginx, HAProxy, the app, the load generator) gets the same weight.
+ */
+const BENCH_NICE = process.env['BATON_BENCH_NICE'];
+
+export function weigh(pid: number): void {
+  if (BENCH_NICE === undefined) return;
+  try {
+    writeFileSync(`/proc/${pid}/autogroup`, BENCH_NICE);
+  } catch (err) {
+    console.log(`BATON_BENCH_NICE: ${pid}: ${(err as Error).message}`);
+  }
+}
+weigh(process.pid);
+
 export function spawnGroup(cmd: string, args: string[], opts: { stdio?: 'pipe' | 'ignore' | 'inherit'; env?: NodeJS.ProcessEnv; cwd?: string; outFd?: number } = {}): ChildProcess {
   const stdio = opts.stdio ?? 'pipe';
   // outFd: stdout and stderr to this open file.
   const c = spawn(cmd, args, { detached: true, stdio: opts.outFd !== undefined ? ['ignore', opts.outFd, opts.outFd] : stdio === 'pipe' ? ['ignore', 'pipe', 'pipe'] : stdio, env: opts.env ?? process.env, cwd: opts.cwd ?? ROOT });
+  if (c.pid !== undefined) weigh(c.pid);
   // The group stays in the set after the leader exits (it may still hold children):
   // cleanup kills it, a no-op once it is empty.
   if (c.pid !== undefined) groups.add(c.pid);
@@ -116,6 +137,7 @@ export const NCPU = os.availableParallelism();
 
 /** Pin a process and all its threads to the given CPU list (e.g. "0"); no-op without taskset or with 1 CPU. */
 export function pin(pid: number, cpus: string): boolean {
+  weigh(pid);
   if (!hasTaskset || NCPU < 2) return false;
   return spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' }).status === 0;
 }
