@@ -126,7 +126,8 @@ async function main(): Promise<boolean> {
   const td2 = await createDaemon({ start: false, port: await freePort() });
   registerDaemon(td2);
   writeDaemonConfig(td2, fixtureService('web', { instances: 1 }), 'info');
-  const d2 = spawnGroup(process.execPath, [DAEMON_SEMI_SPACE, '--max-semi-space-size=0', path.join(ROOT, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
+  // BATON_BENCH_B_SEMI=N (MB): another size for this second daemon instead of V8's default.
+  const d2 = spawnGroup(process.execPath, [DAEMON_SEMI_SPACE, `--max-semi-space-size=${Number(process.env['BATON_BENCH_B_SEMI'] ?? 0)}`, path.join(ROOT, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
   onCleanup(async () => {
     await td2.cli(['shutdown', '--stop-instances'], 15_000).catch(() => undefined);
   });
