@@ -203,7 +203,10 @@ function hasBody(req: IncomingMessage | null): boolean {
 }
 
 /** The request's method, target and rewritten header list (src/proxy/headers.ts). */
-export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked'>;
+export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked'> & {
+  /** baton's own HTTP/1.1 path: the body of the request's Content-Length as it arrives (node:http's requests carry theirs). */
+  body?: NodeJS.ReadableStream;
+};
 
 export class Exchange implements UpstreamHandler {
   readonly #reply: ClientReply;
@@ -249,17 +252,18 @@ export class Exchange implements UpstreamHandler {
     this.#start = start;
     this.#canary = canary;
     this.#setCookie = setCookie;
-    const body = hasBody(req);
+    const lean = head.body ?? null;
+    const body = lean !== null || hasBody(req);
     this.#hasBody = body;
     const max = route.maxBodyBytes;
-    // A declared length over the limit never gets here (dispatch's 413); a declared one within it is exact (llhttp).
-    this.#bodyLimited = body && max !== null && req!.headers['content-length'] === undefined;
+    // A declared length over the limit never gets here (dispatch's 413, or the lean path hands it to node:http); a declared one within it is exact.
+    this.#bodyLimited = lean === null && body && max !== null && req!.headers['content-length'] === undefined;
     this.#opts = {
       method: head.method,
       path: head.path,
       headers: head.headers,
       checked: head.checked === true,
-      body: body ? (this.#bodyLimited ? limitedBody(req!, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null,
+      body: lean ?? (body ? (this.#bodyLimited ? limitedBody(req!, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null),
     };
     reply.attach(this);
   }
@@ -295,7 +299,7 @@ export class Exchange implements UpstreamHandler {
     // this same synchronous step, so the stream starts flowing (next tick) with both
     // listeners on, and no chunk can pass before the pool reads it. A body is sent
     // once at most (never resent once on a connection), so this runs once per request.
-    if (this.#hasBody && !this.#bodyLimited) this.#req!.on('data', onRequestBodyData);
+    if (this.#hasBody && !this.#bodyLimited) (this.#opts.body as NodeJS.ReadableStream).on('data', onRequestBodyData);
   }
 
   onResponseStarted(): void {
@@ -428,8 +432,9 @@ export class Exchange implements UpstreamHandler {
 
   #fail(code: ProxyErrorCode): void {
     const req = this.#req;
-    // A body the pool began to read may not have been read to its end: close after the page.
-    const closeConnection = this.#hasBody && this.#sent && !req!.complete;
+    // A body the pool began to read may not have been read to its end: close after the page
+    // (the lean path knows for itself whether its body arrived whole).
+    const closeConnection = this.#hasBody && this.#sent && req !== null && !req.complete;
     this.#recorded = true;
     const status = errorStatus(code);
     this.#target!.metrics.batonAnswer(status, performance.now() - this.#start);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
+import { createHash } from 'node:crypto';
 import { rawExchange, service, startProxy, startServer, target, waitUntil, withTimeout } from '../fixtures/proxy-harness.ts';
 import { Proxy } from '../../src/proxy/index.ts';
 import { silentLogger } from '../../src/core/log.ts';
@@ -57,7 +58,7 @@ function responses(raw: string, headAt: readonly number[] = []): { status: numbe
   return out;
 }
 
-test('pipelined requests: plain ones on the lean path, the first with a body hands the connection to node:http, answers in order', async (t) => {
+test('pipelined requests: plain ones on the lean path, the first with a chunked body hands the connection to node:http, answers in order', async (t) => {
   const app = await startServer(t, echo);
   const { proxy, port } = await startProxy(t);
   proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
@@ -65,7 +66,7 @@ test('pipelined requests: plain ones on the lean path, the first with a body han
     port,
     'GET /1 HTTP/1.1\r\nHost: a\r\n\r\n' +
       'HEAD /2 HTTP/1.1\r\nHost: a\r\n\r\n' +
-      'POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello' +
+      'POST /3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n' +
       'GET /4 HTTP/1.1\r\nHost: a\r\n\r\n' +
       'GET /5 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n',
   );
@@ -78,13 +79,150 @@ test('pipelined requests: plain ones on the lean path, the first with a body han
     rs.map((r) => r.body),
     ['GET /1 |', '', 'POST /3 hello|', 'GET /4 |', 'GET /5 |'],
   );
-  // Lean until the body; node:http from there on, for the connection's life.
+  // Lean until the chunked body; node:http from there on, for the connection's life.
   assert.match(rs[0]!.head, /\r\nconnection: keep-alive\r\n/);
   assert.match(rs[1]!.head, /\r\nconnection: keep-alive\r\n/);
   assert.match(rs[2]!.head, /\r\nConnection: keep-alive\r\n/);
   assert.match(rs[4]!.head, /\r\nConnection: close\r\n/);
   assert.equal(proxy.counters('a').requests, 5);
   assert.equal(proxy.counters('a').failed, 0);
+});
+
+test('bodies of one Content-Length stay on the lean path: pipelined, split at every byte, empty; the next request starts right after', async (t) => {
+  const app = await startServer(t, echo);
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const text =
+    'POST /1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello' +
+    'PUT /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nGET / HTTP/' +
+    'POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n' +
+    'PATCH /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc';
+  // All at once, then one byte per write (every split of head and body).
+  for (const split of [false, true]) {
+    const raw = await withTimeout(
+      new Promise<string>((resolve, reject) => {
+        const s = net.connect(port, '127.0.0.1');
+        let got = '';
+        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+        s.on('close', () => resolve(got));
+        s.on('error', reject);
+        if (!split) s.write(text);
+        else for (let i = 0; i < text.length; i++) s.write(text[i]!);
+      }),
+      10_000,
+      'the four answers',
+    );
+    const rs = responses(raw);
+    assert.deepEqual(
+      rs.map((r) => r.body),
+      ['POST /1 hello|', 'PUT /2 GET / HTTP/|', 'POST /3 |', 'PATCH /4 abc|'],
+    );
+    for (const r of rs.slice(0, 3)) assert.match(r.head, /\r\nconnection: keep-alive\r\n/, 'answered by the lean path');
+    assert.match(rs[3]!.head, /\r\nconnection: close\r\n/);
+  }
+  assert.equal(proxy.counters('a').failed, 0);
+});
+
+test('a large body on the lean path reaches a slow instance whole', async (t) => {
+  const size = 8 * 1024 * 1024;
+  let received = 0;
+  const app = await startServer(t, (req, res) => {
+    const hash = createHash('sha256');
+    // Read slowly: the proxy must stop reading the client, not hold the body.
+    req.on('data', (d: Buffer) => {
+      hash.update(d);
+      received += d.length;
+      req.pause();
+      setImmediate(() => req.resume());
+    });
+    req.on('end', () => res.end(hash.digest('hex')));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const body = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 7919) & 0xff;
+  const sent = createHash('sha256').update(body).digest('hex');
+  const res = await withTimeout(
+    new Promise<{ head: string; body: string }>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.on('close', () => {
+        const end = got.indexOf('\r\n\r\n');
+        resolve({ head: got.slice(0, end), body: got.slice(end + 4) });
+      });
+      s.on('error', reject);
+      s.write(`POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: ${size}\r\nConnection: close\r\n\r\n`);
+      s.write(body);
+    }),
+    30_000,
+    'the answer to the large body',
+  );
+  assert.equal(received, size);
+  assert.match(res.head, /\r\nconnection: close/);
+  assert.equal(res.body, sent);
+});
+
+test('an answer before the body arrived whole closes the connection after it, and the client reads it whole (no reset)', async (t) => {
+  // The instance answers without reading the body: the proxy stops reading the client, whose
+  // unread bytes then wait in the proxy's socket. Closed with them unread, the connection would
+  // be reset, and a reset can destroy the answer before the client reads it.
+  let answer: (() => void) | null = null;
+  const app = await startServer(t, (_req, res) => {
+    answer = () => res.end('early');
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  let got = '';
+  let error: Error | null = null;
+  let closed = false;
+  s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+  s.on('error', (err) => (error = err));
+  s.on('close', () => (closed = true));
+  s.write('POST /early HTTP/1.1\r\nHost: a\r\nContent-Length: 100000000\r\n\r\n');
+  await waitUntil(() => answer !== null, 10_000, 'the request to reach the instance');
+  // Fill every buffer on the way until the client's own writes wait.
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  let sent = 0;
+  while (s.write(chunk)) {
+    sent += chunk.length;
+    assert.ok(sent < 100_000_000, 'the proxy read the whole body: it did not hold the client back');
+    await new Promise((r) => setImmediate(r));
+  }
+  answer!();
+  await waitUntil(() => closed, 10_000, 'the connection to close after the answer');
+  assert.equal(error, null, `the client saw ${String(error)}`);
+  const rs = responses(got);
+  assert.equal(rs.length, 1);
+  assert.equal(rs[0]!.body, 'early');
+  assert.match(rs[0]!.head, /\r\nconnection: close\r\n/);
+});
+
+test('a body over the service\'s limit goes to node:http\'s 413; a client gone mid-body abandons the request', async (t) => {
+  let arrived = 0;
+  let abandoned = false;
+  const app = await startServer(t, (req, res) => {
+    arrived++;
+    req.on('aborted', () => (abandoned = true));
+    req.on('error', () => (abandoned = true));
+    req.resume();
+    req.on('end', () => res.end('whole'));
+  });
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true, limits: { maxBodyBytes: 10, maxInflight: null, maxQueued: 0, queueTimeoutMs: 1000 } })] });
+  const over = responses(await rawExchange(port, 'POST /big HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\nhello world'));
+  assert.equal(over[0]!.status, 413);
+  assert.equal(arrived, 0, 'the instance saw nothing of it');
+  const s = net.connect(port, '127.0.0.1');
+  t.after(() => s.destroy());
+  s.on('error', () => undefined);
+  s.write('POST /cut HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nhalf');
+  await waitUntil(() => arrived === 1, 10_000, 'the request to reach the instance');
+  s.destroy();
+  await waitUntil(() => abandoned, 10_000, 'the instance to see the body cut');
+  await waitUntil(() => proxy.counters('a').requests === 2, 10_000, 'the exchange to be counted');
 });
 
 test('a whole connection of plain requests stays lean and closes when asked', async (t) => {

@@ -7,29 +7,32 @@
 // node:http and 25.5k with its own reads and writes on both sides (nginx: 31k).
 //
 // What: a connection starts here. Each request head is read by
-// request-head.ts. A plain one (GET, HEAD, DELETE or OPTIONS without a body,
-// in HTTP/1.1) to a service that is not gated (maintenance, pause), within its
-// in-flight cap if it has one, is forwarded by the same Exchange as
-// node:http's requests (a canary's split made as node:http's path makes it),
-// its response head and body written on the socket here. The first
+// request-head.ts. A plain one (HTTP/1.1, no body or a body of one
+// Content-Length within the service's limit) to a service that is not gated
+// (maintenance, pause), within its in-flight cap if it has one, is forwarded
+// by the same Exchange as node:http's requests (a canary's split made as
+// node:http's path makes it), its body streamed to the instance as it
+// arrives, its response head and body written on the socket here. The first
 // request that is anything else, or a head that has not fully arrived, hands
 // the connection to node:http for the rest of its life, with every byte not
 // yet answered, between two responses, never during one. So anything unusual
-// (bodies, upgrades, 100-continue, pipelined bodies, malformed or slow heads,
-// baton's own endpoints and pages for the limits) is handled exactly as before.
+// (chunked bodies, bodies over the limit, upgrades, 100-continue, malformed or
+// slow heads, baton's own endpoints and pages for the limits) is handled
+// exactly as before.
 //
 // Timers: none per request. One interval checks each connection's deadline:
 // the headers timeout of a new connection (408, as node:http), the idle
 // timeout between requests (closed, as node:http).
 
 import type { Socket } from 'node:net';
+import { Readable } from 'node:stream';
 import { STATUS_CODES } from 'node:http';
 import { pick } from '../balancer.ts';
 import { clientOf } from '../client.ts';
 import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
 import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
 import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../headers.ts';
-import { answerClientError, type RequestLimits } from '../limits.ts';
+import { answerClientError, lingerOnClose, type RequestLimits } from '../limits.ts';
 import type { ResponseFields } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
@@ -161,6 +164,12 @@ class LeanConnection implements ClientReply {
   #readEnded = false;
   /** Reading stopped: pipelined bytes over READ_AHEAD_BYTES. */
   #readsPaused = false;
+  /** The current request's body (null: none, or the exchange no longer reads it). */
+  #body: LeanBody | null = null;
+  /** Bytes of the current request's body still to come from the client. */
+  #bodyLeft = 0;
+  /** Reading stopped: the body's reader (the instance's connection) is behind. */
+  #bodyPaused = false;
   /** No request was answered yet: the headers timeout applies, not the idle one. */
   #fresh = true;
   /** node:http has the connection. */
@@ -199,6 +208,11 @@ class LeanConnection implements ClientReply {
   }
 
   received(chunk: Buffer): void {
+    if (this.#bodyLeft > 0) {
+      const rest = this.#bodyBytes(chunk);
+      if (rest === null) return;
+      chunk = rest;
+    }
     const prev = this.#pending;
     this.#pending = prev === null ? chunk : Buffer.concat([prev, chunk]);
     if (this.#current === null) {
@@ -226,7 +240,8 @@ class LeanConnection implements ClientReply {
       return;
     }
     const route = l.ref.current.route(head.host);
-    if (route === null || route.gated) {
+    // A body over the service's limit: node:http's path answers 413 and closes with a lingering close.
+    if (route === null || route.gated || (head.bodyLength > 0 && route.maxBodyBytes !== null && head.bodyLength > route.maxBodyBytes)) {
       this.#handOff();
       return;
     }
@@ -255,6 +270,18 @@ class LeanConnection implements ClientReply {
     }
     const start = performance.now();
     this.#pending = head.end === buf.length ? null : buf.subarray(head.end);
+    let body: LeanBody | null = null;
+    if (head.bodyLength > 0) {
+      body = new LeanBody(this);
+      this.#body = body;
+      this.#bodyLeft = head.bodyLength;
+      const read = this.#pending;
+      this.#pending = null;
+      if (read !== null) {
+        const rest = this.#bodyBytes(read);
+        if (rest !== null) this.#pending = rest;
+      }
+    }
     this.#current = head;
     this.#fresh = false;
     this.deadline = 0;
@@ -274,8 +301,36 @@ class LeanConnection implements ClientReply {
       this.page('no_instance', false);
       return;
     }
-    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)), checked: true };
+    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)), checked: true, ...(body === null ? {} : { body }) };
     new Exchange(this, null, out, route, l.ref, start, canary, setCookie).start(target);
+  }
+
+  /**
+   * Hand what belongs to the current body from `chunk` to it; returns the
+   * bytes after the body (the next request), or null when all of `chunk` was
+   * body. Once the exchange stopped reading it (#body null) the rest is dropped.
+   */
+  #bodyBytes(chunk: Buffer): Buffer | null {
+    const take = Math.min(chunk.length, this.#bodyLeft);
+    this.#bodyLeft -= take;
+    const body = this.#body;
+    if (body !== null && !body.destroyed) {
+      const more = body.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+      if (this.#bodyLeft === 0) {
+        body.push(null);
+      } else if (!more && !this.#bodyPaused) {
+        this.#bodyPaused = true;
+        this.#socket.pause();
+      }
+    }
+    return take === chunk.length ? null : chunk.subarray(take);
+  }
+
+  /** The body's reader wants more: read the client again (unless pipelined bytes hold reading). */
+  bodyWanted(): void {
+    if (!this.#bodyPaused) return;
+    this.#bodyPaused = false;
+    if (!this.#readsPaused) this.#socket.resume();
   }
 
   // ---- ClientReply ----
@@ -378,6 +433,7 @@ class LeanConnection implements ClientReply {
   }
 
   page(code: ProxyErrorCode, closeConnection: boolean): void {
+    // (A body not yet whole closes the connection too: #connectionLines.)
     if (closeConnection) this.#closeAfter = true;
     const head = this.#current!;
     const answer = errorResponse(code, head.accept, head.method === 'HEAD', `date: ${httpDate()}\r\n${this.#listener.extraLines}${this.#connectionLines()}`);
@@ -410,7 +466,8 @@ class LeanConnection implements ClientReply {
   }
 
   #connectionLines(): string {
-    if (!this.#closeAfter && !this.#readEnded && !this.#listener.closing()) return this.#owner.keepAliveLines();
+    // A response before the request's body arrived whole (an early answer, an error): the rest of the body is not read, the connection ends.
+    if (!this.#closeAfter && !this.#readEnded && this.#bodyLeft === 0 && !this.#listener.closing()) return this.#owner.keepAliveLines();
     this.#closeAfter = true;
     return 'connection: close\r\n';
   }
@@ -441,15 +498,19 @@ class LeanConnection implements ClientReply {
     this.#freeSlot();
     this.#current = null;
     this.#exchange = null;
+    this.#body = null;
     const socket = this.#socket;
     if (this.#closeAfter || (this.#readEnded && this.#pending === null)) {
       this.#owner.forget(this);
+      // The rest of a body the client still sends is read and dropped while the response drains (a reset would destroy it).
+      if (this.#bodyLeft > 0) lingerOnClose(socket);
       socket.destroySoon();
       return;
     }
     this.deadline = performance.now() + this.#listener.timeouts().clientIdleTimeoutMs + KEEP_ALIVE_GRACE_MS;
-    if (this.#readsPaused) {
+    if (this.#readsPaused || this.#bodyPaused) {
       this.#readsPaused = false;
+      this.#bodyPaused = false;
       socket.resume();
     }
     // A pipelined request goes on once this response's last write is queued, outside the pool's callback.
@@ -507,6 +568,25 @@ class LeanConnection implements ClientReply {
     if (this.#log !== null) this.#logLine(false);
     this.#freeSlot();
     this.#exchange?.clientClosed();
+  }
+}
+
+/**
+ * A request body on the lean path: the bytes of its Content-Length as the
+ * client sends them. The exchange's upstream connection reads it as it reads
+ * node:http's requests (data, pause, resume); when it falls behind, the
+ * client's socket stops being read until it asks for more.
+ */
+class LeanBody extends Readable {
+  readonly #conn: LeanConnection;
+
+  constructor(conn: LeanConnection) {
+    super();
+    this.#conn = conn;
+  }
+
+  override _read(): void {
+    this.#conn.bodyWanted();
   }
 }
 

@@ -2,14 +2,15 @@
 // node:http's parser (llhttp, strict mode) accepts, read the same way. Pure.
 //
 // The lean path never decides what llhttp would decide differently. It takes a
-// head only when every byte is of the plain form below; anything else (a body,
-// an upgrade, Expect, HTTP/1.0, obs-fold, a bare CR or LF, a byte outside
-// printable ASCII, a second Host, a limit reached, an incomplete head) is
-// handed with its bytes untouched to node:http, whose answer stays the one
-// baton always gave. So the request-smuggling forms (two lengths, a
-// Transfer-Encoding spelled oddly, whitespace before the colon) never reach
-// this path's framing: a request here has no body, and the next one starts
-// right after its empty line.
+// head only when every byte is of the plain form below; anything else (a
+// Transfer-Encoding, two Content-Length fields, an upgrade, Expect, HTTP/1.0,
+// obs-fold, a bare CR or LF, a byte outside printable ASCII, a second Host, a
+// limit reached, an incomplete head) is handed with its bytes untouched to
+// node:http, whose answer stays the one baton always gave. So the
+// request-smuggling forms (two lengths, a Transfer-Encoding spelled oddly,
+// whitespace before the colon) never reach this path's framing: a request
+// here has no body or exactly one Content-Length of digits, and the next one
+// starts right after that many bytes.
 
 import type { RequestLimits } from '../limits.ts';
 import { sameName } from '../upstream/request-head.ts';
@@ -26,6 +27,8 @@ export interface LeanHead {
   readonly accept: string | undefined;
   /** Connection: close was asked for. */
   readonly close: boolean;
+  /** The body's length (its one Content-Length field), 0 without one. */
+  readonly bodyLength: number;
   /** Offset just past the head's empty line: where the next request starts. */
   readonly end: number;
 }
@@ -43,8 +46,8 @@ const COLON = 58;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
 
-/** Methods that carry no body when they declare none (a POST without a body is unusual: node:http reads it). */
-const METHODS = ['GET', 'HEAD', 'DELETE', 'OPTIONS'].map((m) => ({ name: m, bytes: Buffer.from(`${m} `, 'latin1') }));
+/** The methods taken (others, CONNECT among them, go to node:http). */
+const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => ({ name: m, bytes: Buffer.from(`${m} `, 'latin1') }));
 
 /** tchar (RFC 9110 5.6.2). */
 const TCHAR = new Uint8Array(256);
@@ -76,20 +79,30 @@ function nameIs(buf: Buffer, at: number, len: number, name: string): boolean {
   return true;
 }
 
-/** Fields the lean path never serves: the request has a body, asks for an upgrade or a 100 Continue. */
+/** Fields the lean path never serves: a body framed by Transfer-Encoding, an upgrade or a 100 Continue. */
 function refusedName(buf: Buffer, at: number, len: number): boolean {
   switch (len) {
     case 6:
       return nameIs(buf, at, len, 'expect');
     case 7:
       return nameIs(buf, at, len, 'upgrade');
-    case 14:
-      return nameIs(buf, at, len, 'content-length');
     case 17:
       return nameIs(buf, at, len, 'transfer-encoding');
     default:
       return false;
   }
+}
+
+/** Digits only (what llhttp's strict mode takes), within a safe integer; -1 for anything else. */
+function lengthOf(buf: Buffer, from: number, to: number): number {
+  if (to === from || to - from > 15) return -1;
+  let n = 0;
+  for (let i = from; i < to; i++) {
+    const d = buf[i]! - 48;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 const KEEP_ALIVE_TOKENS = { close: false, upgrade: false };
@@ -146,6 +159,7 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
   let host: string | null = null;
   let accept: string | undefined;
   let close = false;
+  let bodyLength = -1;
   while (at < end - 2) {
     const nameStart = at;
     while (TCHAR[buf[at]!] === 1) at++;
@@ -173,9 +187,14 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
       const t = connectionTokens(value);
       if (t.upgrade) return HAND_OFF;
       if (t.close) close = true;
+    } else if (nameLen === 14 && nameIs(buf, nameStart, 14, 'content-length')) {
+      // One field of digits; a second one, even with the same value, is llhttp's to refuse.
+      if (bodyLength >= 0) return HAND_OFF;
+      bodyLength = lengthOf(buf, valueStart, valueEnd);
+      if (bodyLength < 0) return HAND_OFF;
     }
   }
   // HTTP/1.1 requires Host; node:http answers its absence.
   if (host === null) return HAND_OFF;
-  return { method, url, rawHeaders, host, accept, close, end };
+  return { method, url, rawHeaders, host, accept, close, bodyLength: bodyLength < 0 ? 0 : bodyLength, end };
 }
