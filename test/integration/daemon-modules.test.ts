@@ -47,14 +47,17 @@ async function probedDaemon(): Promise<{ d: TestDaemon; file: string }> {
 }
 
 const yamlModules = (l: Loaded): string[] => l.modules.filter((u) => u.includes('/node_modules/yaml/'));
+/** Node's own bundled undici (loaded by an ES import of node:http, whose WebSocket getters pull it in): baton never uses it. */
+const bundledUndici = (l: Loaded): string[] => l.builtins.filter((b) => b.includes('internal/deps/undici'));
 
-test('the daemon never loads the YAML parser: not at start, not serving, not on reload (a child process reads the config)', async (t) => {
+test('the daemon never loads the YAML parser nor Node\'s bundled undici: not at start, not serving, not on reload (a child process reads the config)', async (t) => {
   const { d, file } = await probedDaemon();
   t.after(() => d.cleanup());
   const atStart = await loadedNow(file, 1);
   // The probe sees the daemon's own modules load: a list that misses them would prove nothing.
   assert.ok(atStart.modules.some((u) => /\/daemon\/daemon\.(ts|js)$/.test(u)), `the probe saw no daemon module: ${atStart.modules.slice(0, 5).join(', ')}`);
   assert.deepEqual(yamlModules(atStart), []);
+  assert.deepEqual(bundledUndici(atStart), []);
 
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
@@ -69,5 +72,7 @@ test('the daemon never loads the YAML parser: not at start, not serving, not on 
   const st = await d.status();
   assert.deepEqual(st.services.map((s: { name: string }) => s.name).sort(), ['api', 'web']);
 
-  assert.deepEqual(yamlModules(await loadedNow(file, 2)), []);
+  const after = await loadedNow(file, 2);
+  assert.deepEqual(yamlModules(after), []);
+  assert.deepEqual(bundledUndici(after), []);
 });

@@ -26,7 +26,7 @@
 
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
-import { STATUS_CODES } from 'node:http';
+import { nodeHttp } from '../../core/node-http.ts';
 import { pick } from '../balancer.ts';
 import { clientOf } from '../client.ts';
 import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
@@ -346,7 +346,7 @@ class LeanConnection implements ClientReply {
   head(status: number, reason: string, fields: ResponseFields, setCookie: string | null): void {
     const noBody = this.#current!.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     this.#status = status;
-    let text = `HTTP/1.1 ${status} ${reason || STATUS_CODES[status] || 'unknown'}\r\n`;
+    let text = `HTTP/1.1 ${status} ${reason || nodeHttp.STATUS_CODES[status] || 'unknown'}\r\n`;
     const nominated = connectionNominated(fields.connection ?? undefined);
     let length = false;
     let date = false;
