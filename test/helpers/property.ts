@@ -27,6 +27,18 @@ export function checkProperty<T>(t: TestContext, property: fc.IProperty<T>, numR
   fc.assert(property, { seed: PROP_SEED, numRuns: runs, endOnFailure: opts.shrink === false });
 }
 
+/** One of `plain`, with up to `maxOdd` characters of `odd` inserted anywhere (the forms parsers disagree on or refuse, among plain ones). */
+export function withOddBytes(plain: string[], odd: fc.Arbitrary<string>, maxOdd: number): fc.Arbitrary<string> {
+  return fc.tuple(fc.constantFrom(...plain), fc.array(fc.tuple(fc.nat(40), odd), { maxLength: maxOdd })).map(([str, inserts]) => {
+    let out = str;
+    for (const [at, c] of inserts) {
+      const i = at % (out.length + 1);
+      out = out.slice(0, i) + c + out.slice(i);
+    }
+    return out;
+  });
+}
+
 /** A string of latin1 characters (what Node's HTTP parser hands over as header text). */
 export function latin1(constraints: { minLength?: number; maxLength?: number } = {}): fc.Arbitrary<string> {
   return fc.string({ ...constraints, unit: fc.integer({ min: 0, max: 255 }).map((c) => String.fromCharCode(c)) });

@@ -98,21 +98,8 @@ test('bodies of one Content-Length stay on the lean path: pipelined, split at ev
     'POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n\r\n' +
     'PATCH /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc';
   // All at once, then one byte per write (every split of head and body).
-  for (const split of [false, true]) {
-    const raw = await withTimeout(
-      new Promise<string>((resolve, reject) => {
-        const s = net.connect(port, '127.0.0.1');
-        let got = '';
-        s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-        s.on('close', () => resolve(got));
-        s.on('error', reject);
-        if (!split) s.write(text);
-        else for (let i = 0; i < text.length; i++) s.write(text[i]!);
-      }),
-      10_000,
-      'the four answers',
-    );
-    const rs = responses(raw);
+  for (const byteByByte of [false, true]) {
+    const rs = responses(await rawExchange(port, text, { byteByByte }));
     assert.deepEqual(
       rs.map((r) => r.body),
       ['POST /1 hello|', 'PUT /2 GET / HTTP/|', 'POST /3 |', 'PATCH /4 abc|'],

@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
-import { checkProperty, latin1 } from '../helpers/property.ts';
+import { checkProperty, latin1, withOddBytes } from '../helpers/property.ts';
 import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../../src/proxy/limits.ts';
 import { nodeHeaders } from '../../src/proxy/h1/node-headers.ts';
@@ -78,15 +78,7 @@ function lean(bytes: Buffer): LeanHead | typeof INCOMPLETE | typeof HAND_OFF {
 const pick = <T>(...xs: T[]): fc.Arbitrary<T> => fc.constantFrom(...xs);
 /** Bytes that parsers disagree on or refuse, among plain ones. */
 const oddByte = pick('\x00', '\x7f', '\x80', '\xff', '\t', ' ', '"', '#', '\\', '{', '<', '%', '\r', '\n', ',', ';', ':', '=', 'a', '0');
-const piece = (plain: string[], maxOdd: number): fc.Arbitrary<string> =>
-  fc.tuple(pick(...plain), fc.array(fc.tuple(fc.nat(40), oddByte), { maxLength: maxOdd })).map(([s, odd]) => {
-    let out = s;
-    for (const [at, c] of odd) {
-      const i = at % (out.length + 1);
-      out = out.slice(0, i) + c + out.slice(i);
-    }
-    return out;
-  });
+const piece = (plain: string[], maxOdd: number): fc.Arbitrary<string> => withOddBytes(plain, oddByte, maxOdd);
 
 const methodArb = fc.oneof({ weight: 5, arbitrary: pick('GET', 'HEAD', 'DELETE', 'OPTIONS', 'POST', 'PUT', 'PATCH') }, { weight: 1, arbitrary: piece(['GET', 'POST', 'PUT', 'get', 'CONNECT', 'PRI', 'OPTIONS'], 1) });
 const targetArb = fc.oneof({ weight: 4, arbitrary: pick('/', '/a/b?c=d&e=%20', '/x.js', '/?q=1#f') }, { weight: 2, arbitrary: piece(['/', '/path', '/a?b', '*', 'http://h/x', '/_baton/health'], 2) });

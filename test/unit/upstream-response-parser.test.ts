@@ -7,7 +7,7 @@ import fc from 'fast-check';
 import { ResponseParser, type ResponseHeaders } from '../../src/proxy/upstream/response-parser.ts';
 import { requestHead } from '../../src/proxy/upstream/request-head.ts';
 import { createRequire } from 'node:module';
-import { checkProperty } from '../helpers/property.ts';
+import { checkProperty, withOddBytes } from '../helpers/property.ts';
 
 interface Parsed {
   heads: { status: number; reason: string; headers: ResponseHeaders; list: string[] }[];
@@ -168,15 +168,7 @@ function llhttpResponse(bytes: Buffer): LlhttpHead {
 const pickOf = <T>(...xs: T[]): fc.Arbitrary<T> => fc.constantFrom(...xs);
 /** Bytes parsers disagree on or refuse, among plain ones. */
 const oddByte = pickOf('\x00', '\x01', '\x0b', '\x7f', '\x80', '\xa0', '\xff', '\t', ' ', '"', ':', '\r', '\n', ',', ';', '(', '@', 'a', '0');
-const mutated = (plain: string[], maxOdd: number): fc.Arbitrary<string> =>
-  fc.tuple(pickOf(...plain), fc.array(fc.tuple(fc.nat(40), oddByte), { maxLength: maxOdd })).map(([str, odd]) => {
-    let out = str;
-    for (const [at, c] of odd) {
-      const i = at % (out.length + 1);
-      out = out.slice(0, i) + c + out.slice(i);
-    }
-    return out;
-  });
+const mutated = (plain: string[], maxOdd: number): fc.Arbitrary<string> => withOddBytes(plain, oddByte, maxOdd);
 // Framing fields are left out: where baton deliberately differs (a repeated identical
 // Content-Length is one length; Transfer-Encoding beside Content-Length is read as chunked
 // and the connection not reused) the framing tests above and below say what it does.
