@@ -4,7 +4,7 @@
 import { bindListener } from '../core/listen-fds.ts';
 import type * as http from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';
-import https from 'node:https';
+import type https from 'node:https';
 import net from 'node:net';
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { chmod, chown, mkdir, rename, unlink } from 'node:fs/promises';
@@ -111,7 +111,8 @@ export class ControlServer {
   async listenRemote(opts: RemoteControlOptions): Promise<{ host: string; port: number }> {
     const expected = digest(opts.token);
     const web = opts.web;
-    const server = https.createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, (req, res) => {
+    // node:https only for a TCP control listener: a daemon without one never loads it.
+    const server = process.getBuiltinModule('node:https').createServer({ cert: opts.cert, key: opts.key, minVersion: 'TLSv1.2' }, (req, res) => {
       if (web && !(req.url ?? '/').startsWith(API_PREFIX + '/')) return web(req, res);
       const auth = req.headers.authorization ?? '';
       const given = auth.startsWith('Bearer ') ? auth.slice(7).trim() : '';

@@ -6,15 +6,14 @@
 import type * as http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';
-import http2 from 'node:http2';
-import https from 'node:https';
+import type * as http2 from 'node:http2';
+import type * as https from 'node:https';
 import net from 'node:net';
 import type tls from 'node:tls';
 import type { Duplex, Writable } from 'node:stream';
 import { BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { onCheckContinue, onRequest, onUpgrade, HEALTH_PATH, type DispatchContext } from './dispatch.ts';
 import { isWebSocketUpgrade } from './websocket.ts';
-import { H2Request, H2Response } from './h2.ts';
 import { bindListener } from '../core/listen-fds.ts';
 import { answerClientError, DEFAULT_REQUEST_LIMITS, type RequestLimits } from './limits.ts';
 import type { Logger } from '../core/log.ts';
@@ -522,7 +521,9 @@ export async function listenTls(
   let server: tls.Server;
   const sessions = new Set<http2.ServerHttp2Session>();
   if (opts.http2) {
-    const s = http2.createSecureServer({
+    // Loaded here, not at start: a daemon without TLS never loads node:tls, node:https or node:http2 (2-6 MB).
+    const { H2Request, H2Response } = await import('./h2.ts');
+    const s = process.getBuiltinModule('node:http2').createSecureServer({
       ...secure,
       allowHTTP1: true,
       http1Options: h1 as never,
@@ -546,7 +547,7 @@ export async function listenTls(
     });
     server = s;
   } else {
-    const s = https.createServer({ ...secure, ...h1, shouldUpgradeCallback: isWebSocketUpgrade } as https.ServerOptions<typeof IncomingMessage, typeof BatonResponse>, handler);
+    const s = process.getBuiltinModule('node:https').createServer({ ...secure, ...h1, shouldUpgradeCallback: isWebSocketUpgrade } as https.ServerOptions<typeof IncomingMessage, typeof BatonResponse>, handler);
     s.on('upgrade', upgrade);
     server = s;
   }

@@ -11,9 +11,8 @@
 // does not keep the library (and its axios/forge dependencies) resident.
 
 import { mkdir, readFile, rename, writeFile, chmod } from 'node:fs/promises';
-import https from 'node:https';
 import path from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { AcmeConfig } from '../config/types.ts';
@@ -244,7 +243,7 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
       const ca = await readFile(cfg.caFile, 'utf8').catch((err: unknown) => {
         throw new BatonError('ACME_FAILED', `cannot read tls.acme.ca_file ${cfg.caFile}: ${errorMessage(err)}`);
       });
-      acme.axios.defaults.httpsAgent = new https.Agent({ ca: [...tls.rootCertificates, ca] });
+      acme.axios.defaults.httpsAgent = new (process.getBuiltinModule('node:https').Agent)({ ca: [...process.getBuiltinModule('node:tls').rootCertificates, ca] });
     }
     await mkdir(this.#dir, { recursive: true, mode: 0o700 });
     const { key: accountKey, existed } = await this.#accountKey(acme);
@@ -276,7 +275,7 @@ export class AcmeManager implements AcmeTlsAlpnResponder {
             // RFC 8737: a self-signed certificate for the name carrying the key authorization's digest, served only to acme-tls/1.
             const [key, cert] = await acme.crypto.createAlpnCertificate(authz, keyAuthorization, await acme.crypto.createPrivateEcdsaKey());
             const name = authz.identifier.value.toLowerCase();
-            this.#alpn.set(name, tls.createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION }));
+            this.#alpn.set(name, process.getBuiltinModule('node:tls').createSecureContext({ cert, key, minVersion: TLS_MIN_VERSION }));
             this.#alpnPairs.set(name, { cert: cert.toString(), key: key.toString() });
           }
           // Whichever worker the CA's connection reaches must know the answer before the CA is told to look.

@@ -9,7 +9,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { BatonError, errorMessage } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import type { CertificateFiles } from '../config/types.ts';
@@ -66,7 +66,8 @@ export interface CertificateStoreOptions {
 
 /** Build the context once: OpenSSL parses and checks the pair here (mismatched key → throws). */
 export function secureContext(pair: KeyPair): tls.SecureContext {
-  return tls.createSecureContext({ cert: pair.cert, key: pair.key, minVersion: TLS_MIN_VERSION, ciphers: TLS12_CIPHERS });
+  // node:tls when a certificate is first used, not at start: a daemon without TLS never loads it.
+  return process.getBuiltinModule('node:tls').createSecureContext({ cert: pair.cert, key: pair.key, minVersion: TLS_MIN_VERSION, ciphers: TLS12_CIPHERS });
 }
 
 /** The leaf certificate of a PEM chain. */

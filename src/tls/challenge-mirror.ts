@@ -6,7 +6,7 @@
 // sends the whole set on each change and tells the CA to look only once every
 // worker has acknowledged it.
 
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import type { AcmeTlsAlpnResponder } from '../proxy/listeners.ts';
 import type { PendingChallenges } from './acme.ts';
 import { TLS_MIN_VERSION } from './certificates.ts';
@@ -18,7 +18,7 @@ export class ChallengeMirror implements AcmeTlsAlpnResponder {
   /** Answer exactly these from now on. */
   set(c: PendingChallenges): void {
     this.#http01 = new Map(Object.entries(c.http01));
-    this.#alpn = new Map(Object.entries(c.tlsAlpn01).map(([name, pair]) => [name, tls.createSecureContext({ cert: pair.cert, key: pair.key, minVersion: TLS_MIN_VERSION })]));
+    this.#alpn = new Map(Object.entries(c.tlsAlpn01).map(([name, pair]) => [name, process.getBuiltinModule('node:tls').createSecureContext({ cert: pair.cert, key: pair.key, minVersion: TLS_MIN_VERSION })]));
   }
 
   /** The key authorization for a pending HTTP-01 token. */

@@ -49,8 +49,10 @@ async function probedDaemon(): Promise<{ d: TestDaemon; file: string }> {
 const yamlModules = (l: Loaded): string[] => l.modules.filter((u) => u.includes('/node_modules/yaml/'));
 /** Node's own bundled undici (loaded by an ES import of node:http, whose WebSocket getters pull it in): baton never uses it. */
 const bundledUndici = (l: Loaded): string[] => l.builtins.filter((b) => b.includes('internal/deps/undici'));
+/** Node's TLS, HTTPS and HTTP/2 modules: a daemon without a TLS listener, ACME or a TCP control listener needs none of them. */
+const tlsModules = (l: Loaded): string[] => l.builtins.filter((b) => /^NativeModule (tls|_tls_wrap|https|http2|internal\/http2\/.*)$/.test(b));
 
-test('the daemon never loads the YAML parser nor Node\'s bundled undici: not at start, not serving, not on reload (a child process reads the config)', async (t) => {
+test('the daemon never loads the YAML parser nor Node\'s bundled undici, and without TLS no TLS module: not at start, not serving, not on reload (a child process reads the config)', async (t) => {
   const { d, file } = await probedDaemon();
   t.after(() => d.cleanup());
   const atStart = await loadedNow(file, 1);
@@ -58,6 +60,7 @@ test('the daemon never loads the YAML parser nor Node\'s bundled undici: not at 
   assert.ok(atStart.modules.some((u) => /\/daemon\/daemon\.(ts|js)$/.test(u)), `the probe saw no daemon module: ${atStart.modules.slice(0, 5).join(', ')}`);
   assert.deepEqual(yamlModules(atStart), []);
   assert.deepEqual(bundledUndici(atStart), []);
+  assert.deepEqual(tlsModules(atStart), []);
 
   const dep = await d.cli(['deploy', 'web', await d.release('v1')]);
   assert.equal(dep.code, 0, dep.stdout + dep.stderr);
@@ -75,4 +78,5 @@ test('the daemon never loads the YAML parser nor Node\'s bundled undici: not at 
   const after = await loadedNow(file, 2);
   assert.deepEqual(yamlModules(after), []);
   assert.deepEqual(bundledUndici(after), []);
+  assert.deepEqual(tlsModules(after), []);
 });
