@@ -212,6 +212,18 @@ test('a body over the service\'s limit goes to node:http\'s 413; a client gone m
   await waitUntil(() => proxy.counters('a').requests === 2, 10_000, 'the exchange to be counted');
 });
 
+test('a request after one that asked for Connection: close is not answered (the connection ends after that response)', async (t) => {
+  const app = await startServer(t, echo);
+  const { proxy, port } = await startProxy(t);
+  proxy.apply({ services: [service('a', [target('a1', app.port)], { isDefault: true })] });
+  const rs = responses(await rawExchange(port, 'GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n'));
+  assert.deepEqual(
+    rs.map((r) => r.body),
+    ['GET /a |'],
+  );
+  assert.equal(proxy.counters('a').requests, 1);
+});
+
 test('a whole connection of plain requests stays lean and closes when asked', async (t) => {
   const app = await startServer(t, echo);
   const { proxy, port } = await startProxy(t);

@@ -539,6 +539,8 @@ class LeanConnection implements ClientReply {
 
   #ended(): void {
     this.#readEnded = true;
+    // The connection is already closing after its last response: what the client sent after it is not answered.
+    if (this.#closeAfter && this.#current === null) return;
     if (this.#current !== null) {
       // As node:http (without httpAllowHalfOpen): a client that ends its side has gone; its request is abandoned.
       this.#closeAfter = true;
