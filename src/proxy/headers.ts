@@ -1,6 +1,6 @@
 // Header rewriting between client and instance: hop-by-hop removal and X-Forwarded-*.
 
-import { sameName } from './upstream/request-head.ts';
+import { sameName } from './upstream/tokens.ts';
 import type { OutgoingHttpHeaders } from 'node:http';
 import type { ClientConnection } from './client.ts';
 

@@ -13,7 +13,7 @@
 // starts right after that many bytes.
 
 import type { RequestLimits } from '../limits.ts';
-import { sameName } from '../upstream/request-head.ts';
+import { sameName, TCHAR } from '../upstream/tokens.ts';
 
 /** A head the lean path serves. */
 export interface LeanHead {
@@ -48,13 +48,6 @@ const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
 
 /** The methods taken (others, CONNECT among them, go to node:http). */
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => ({ name: m, bytes: Buffer.from(`${m} `, 'latin1') }));
-
-/** tchar (RFC 9110 5.6.2). */
-const TCHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 48; c <= 57; c++) TCHAR[c] = 1;
-for (let c = 65; c <= 90; c++) TCHAR[c] = 1;
-for (let c = 97; c <= 122; c++) TCHAR[c] = 1;
 
 /** Bytes of a field value here: printable ASCII, SP and HTAB (obs-text goes to node:http). */
 const VALUE = new Uint8Array(256);

@@ -1,6 +1,7 @@
 // The head of a request to an instance, checked and written out. Pure.
 
 import { UpstreamError } from './errors.ts';
+import { sameName } from './tokens.ts';
 
 /** What the proxy sends to an instance. */
 export interface UpstreamRequest {
@@ -81,17 +82,6 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): RequestH
     text += 'transfer-encoding: chunked\r\n';
   }
   return { text: `${text}\r\n`, length };
-}
-
-/**
- * `name` starts with `lower` (lowercase letters and '-') in any case, compared
- * without allocating a lowercase copy: setting bit 5 lowercases an ASCII letter
- * and keeps '-'. `name` is a token or a checked field value: the only other
- * byte that bit 5 turns into one of those, CR into '-', is in neither.
- */
-export function sameName(name: string, lower: string): boolean {
-  for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
-  return true;
 }
 
 function invalid(message: string): UpstreamError {

@@ -11,7 +11,7 @@
 // is not reused after it.
 
 import { UpstreamError } from './errors.ts';
-import { sameName } from './request-head.ts';
+import { sameName, TCHAR } from './tokens.ts';
 
 /** Headers as an object: lowercase names, repeated names as arrays (node:http's form). */
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -35,19 +35,7 @@ export class ResponseFields {
     this.transferEncoding = transferEncoding;
   }
 
-  /** The value of `lowerName` (an array when repeated), or undefined. */
-  get(lowerName: string): string | string[] | undefined {
-    let out: string | string[] | undefined;
-    const list = this.list;
-    for (let i = 0; i < list.length; i += 2) {
-      if (list[i] !== lowerName) continue;
-      const v = list[i + 1]!;
-      out = out === undefined ? v : typeof out === 'string' ? [out, v] : [...out, v];
-    }
-    return out;
-  }
-
-  /** node:http's form: a null-prototype-free plain object; `__proto__` is never a key (it would set the prototype). */
+  /** node:http's form: a plain object, repeated names as arrays; `__proto__` is never a key (it would set the prototype). */
   toObject(): ResponseHeaders {
     const out: ResponseHeaders = {};
     const list = this.list;
@@ -112,15 +100,9 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const DIGITS = /^[0-9]+$/;
 const CHUNK_SIZE = /^([0-9A-Fa-f]{1,13})[ \t]*(?:;[\t\x20-\x7e\x80-\xff]*)?$/;
 
-/** Per latin1 character code: 1 for a tchar (a field name's characters, RFC 9110 5.6.2). */
-const TCHAR = new Uint8Array(256);
 /** Per latin1 character code: 1 for a field value's characters (HTAB, SP, VCHAR, obs-text). */
 const FIELD_CHAR = new Uint8Array(256);
-for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
-for (let c = 0; c < 256; c++) {
-  if ((c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a)) TCHAR[c] = 1;
-  if (c === HTAB || (c >= 0x20 && c <= 0x7e) || c >= 0x80) FIELD_CHAR[c] = 1;
-}
+for (let c = 0; c < 256; c++) if (c === HTAB || (c >= 0x20 && c <= 0x7e) || c >= 0x80) FIELD_CHAR[c] = 1;
 
 /** `"HTTP/1."` as character codes. */
 const HTTP1 = [72, 84, 84, 80, 47, 49, 46];
