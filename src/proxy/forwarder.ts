@@ -203,9 +203,9 @@ function hasBody(req: IncomingMessage | null): boolean {
 }
 
 /** The request's method, target and rewritten header list (src/proxy/headers.ts). */
-export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked'> & {
+export type RequestHeadOut = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked' | 'fields'> & {
   /** baton's own HTTP/1.1 path: the body of the request's Content-Length as it arrives (node:http's requests carry theirs). */
-  body?: NodeJS.ReadableStream;
+  body?: NodeJS.ReadableStream | undefined;
 };
 
 export class Exchange implements UpstreamHandler {
@@ -262,6 +262,7 @@ export class Exchange implements UpstreamHandler {
       method: head.method,
       path: head.path,
       headers: head.headers,
+      fields: head.fields,
       checked: head.checked === true,
       body: lean ?? (body ? (this.#bodyLimited ? limitedBody(req!, max!, bodyBytes, () => (this.#bodyOver = true)) : req) : null),
     };

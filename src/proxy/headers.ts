@@ -176,6 +176,18 @@ export function forwardRequestHeaders(raw: readonly string[], facts: ClientConne
 }
 
 /**
+ * This hop's forwarding fields as field lines, for a request that sent none of
+ * the fields forwardRequestHeaders rewrites (hop-by-hop beyond Connection:
+ * keep-alive/close, X-Forwarded-*, Forwarded, Expect): what it would add for
+ * such a request, in the same order. The lean path sends the client's other
+ * lines as they came and these after them (UpstreamRequest.fields): the same
+ * head, made with a few strings instead of a list.
+ */
+export function forwardingLines(host: string, facts: ClientConnection): string {
+  return `x-forwarded-for: ${facts.address}\r\nx-forwarded-proto: ${facts.proto}\r\nx-forwarded-host: ${host}\r\nforwarded: ${forwardedElement(facts, host)}\r\n`;
+}
+
+/**
  * Response headers for the client from the upstream parser's (lowercase-keyed)
  * headers, without hop-by-hop headers: Node adds its own Connection,
  * Keep-Alive and framing for the client connection.

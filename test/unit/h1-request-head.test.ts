@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { checkProperty, latin1, withOddBytes } from '../helpers/property.ts';
-import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
+import { HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../../src/proxy/limits.ts';
 import { nodeHeaders } from '../../src/proxy/h1/node-headers.ts';
 import { IncomingMessage } from 'node:http';
@@ -121,6 +121,7 @@ const headArb = fc
 test('a head the lean path takes is read by llhttp the same way, and its message ends where the lean path says: after its Content-Length, or at the empty line', (t) => {
   let taken = 0;
   let withBody = 0;
+  let asIs = 0;
   checkProperty(
     t,
     fc.property(headArb, (bytes) => {
@@ -153,10 +154,19 @@ test('a head the lean path takes is read by llhttp the same way, and its message
       // The instance's request skips requestHead's checks for a head read here (`checked`): they would all pass.
       const out = { method: head.method, path: head.url, headers: forwardRequestHeaders(head.rawHeaders, { address: '127.0.0.1', proto: 'http', trusted: true }), body: head.bodyLength > 0 ? Readable.from([bytes.subarray(head.end, messageEnd)]) : null };
       assert.equal(requestHead({ ...out, checked: true }, 'h').text, requestHead(out, 'h').text);
+      // The instance's head as the lean path makes it (the client's lines as they came when
+      // no rewrite touches them) is the head of the rewrite field by field, trusted client or not.
+      if (head.fields !== null) asIs++;
+      for (const trusted of [false, true]) {
+        const facts = { address: '127.0.0.1', proto: 'http' as const, trusted };
+        const rewritten: string = requestHead({ ...out, headers: forwardRequestHeaders(head.rawHeaders, facts) }, 'h').text;
+        assert.equal(requestHead({ ...instanceRequest(head, facts, undefined), body: out.body }, 'h').text, rewritten, text);
+      }
     }),
     3000,
   );
   assert.ok(withBody > 20, `only ${withBody} heads with a body ended`);
+  assert.ok(asIs > 200, `only ${asIs} heads had their lines sent as they came`);
   // Most generated heads are plain ones: the property was not checked on nothing.
   assert.ok(taken > 400, `only ${taken} heads taken`);
 });

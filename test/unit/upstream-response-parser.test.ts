@@ -296,7 +296,7 @@ test('the server\'s Keep-Alive timeout hint is read', () => {
 
 test('request heads: Host first (or the instance address), framing by the body, what cannot be sent refused', () => {
   const h = requestHead({ method: 'GET', path: '/a?b', headers: ['Accept', '*/*', 'Host', 'example.com'], body: null }, '127.0.0.1:9');
-  assert.equal(h.text, 'GET /a?b HTTP/1.1\r\nhost: example.com\r\nconnection: keep-alive\r\nAccept: */*\r\n\r\n');
+  assert.equal(h.text, 'GET /a?b HTTP/1.1\r\nhost: example.com\r\nAccept: */*\r\n\r\n');
   assert.match(requestHead({ method: 'GET', path: '/', headers: [], body: null }, '[::1]:9').text, /^GET \/ HTTP\/1\.1\r\nhost: \[::1\]:9\r\n/);
   assert.match(requestHead({ method: 'POST', path: '/', headers: [], body: null }, 'h').text, /content-length: 0\r\n\r\n$/);
   const body = (async function* () {})();

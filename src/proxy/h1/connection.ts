@@ -31,12 +31,12 @@ import { pick } from '../balancer.ts';
 import { clientOf } from '../client.ts';
 import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
 import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
-import { connectionNominated, forwardRequestHeaders, isHopByHop } from '../headers.ts';
+import { connectionNominated, isHopByHop } from '../headers.ts';
 import { answerClientError, lingerOnClose, type RequestLimits } from '../limits.ts';
 import type { ResponseFields } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
-import { HAND_OFF, INCOMPLETE, parseLeanHead, type LeanHead } from './request-head.ts';
+import { HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from './request-head.ts';
 import { nodeHeaders } from './node-headers.ts';
 import { chooseWithCanary } from '../split.ts';
 
@@ -301,7 +301,7 @@ class LeanConnection implements ClientReply {
       this.page('no_instance', false);
       return;
     }
-    const out = { method: head.method, path: url, headers: forwardRequestHeaders(head.rawHeaders, clientOf(this.#socket)), checked: true, ...(body === null ? {} : { body }) };
+    const out = instanceRequest(head, clientOf(this.#socket), body ?? undefined);
     new Exchange(this, null, out, route, l.ref, start, canary, setCookie).start(target);
   }
 

@@ -12,7 +12,10 @@
 // here has no body or exactly one Content-Length of digits, and the next one
 // starts right after that many bytes.
 
+import type { ClientConnection } from '../client.ts';
+import { forwardingLines, forwardRequestHeaders } from '../headers.ts';
 import type { RequestLimits } from '../limits.ts';
+import type { UpstreamRequest } from '../upstream/request-head.ts';
 import { sameName, TCHAR } from '../upstream/tokens.ts';
 
 /** A head the lean path serves. */
@@ -20,8 +23,18 @@ export interface LeanHead {
   readonly method: string;
   /** Origin form, as sent. */
   readonly url: string;
-  /** [name, value, ...] as sent (values without surrounding whitespace), like node:http's rawHeaders. */
+  /** [name, value, ...] as sent (values without surrounding whitespace), like node:http's rawHeaders. Read from `text` when first asked for. */
   readonly rawHeaders: string[];
+  /**
+   * The field lines the instance gets as they came ("name: value\r\n" each: all
+   * but Host, Content-Length and Connection), or null when the head has a field
+   * that the forwarding rewrite must look at (src/proxy/headers.ts): another
+   * hop-by-hop field, a Connection naming more than keep-alive or close,
+   * X-Forwarded-*, Forwarded, or a line not of that exact form.
+   */
+  readonly fields: string | null;
+  /** The Content-Length value as sent, or null. */
+  readonly contentLength: string | null;
   readonly host: string;
   /** The Accept value (baton's pages answer in HTML or text), or undefined. */
   readonly accept: string | undefined;
@@ -98,20 +111,44 @@ function lengthOf(buf: Buffer, from: number, to: number): number {
   return n;
 }
 
-const KEEP_ALIVE_TOKENS = { close: false, upgrade: false };
+const KEEP_ALIVE_TOKENS = { close: false, upgrade: false, other: false };
 
-/** The tokens of a Connection value: close asked, or an upgrade (node:http's). */
-function connectionTokens(value: string): { close: boolean; upgrade: boolean } {
+/** The tokens of a Connection value: close asked, an upgrade (node:http's), or another token (a field it names is hop-by-hop). */
+function connectionTokens(value: string): { close: boolean; upgrade: boolean; other: boolean } {
   // What browsers send, without splitting.
   if (value.length === 10 && sameName(value, 'keep-alive')) return KEEP_ALIVE_TOKENS;
   let close = false;
   let upgrade = false;
+  let other = false;
   for (const part of value.split(',')) {
     const t = part.trim().toLowerCase();
     if (t === 'close') close = true;
     else if (t === 'upgrade') upgrade = true;
+    else if (t !== 'keep-alive' && t !== '') other = true;
   }
-  return { close, upgrade };
+  return { close, upgrade, other };
+}
+
+/** Fields the forwarding rewrite changes or removes (besides Host, Content-Length and Connection): a head with one is rewritten field by field. */
+function rewrittenName(buf: Buffer, at: number, len: number): boolean {
+  switch (len) {
+    case 2:
+      return nameIs(buf, at, len, 'te');
+    case 7:
+      return nameIs(buf, at, len, 'trailer');
+    case 9:
+      return nameIs(buf, at, len, 'forwarded');
+    case 10:
+      return nameIs(buf, at, len, 'keep-alive');
+    case 15:
+      return nameIs(buf, at, len, 'x-forwarded-for');
+    case 16:
+      return nameIs(buf, at, len, 'x-forwarded-host') || nameIs(buf, at, len, 'proxy-connection');
+    case 17:
+      return nameIs(buf, at, len, 'x-forwarded-proto');
+    default:
+      return false;
+  }
 }
 
 /**
@@ -140,20 +177,27 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
   while (at < stop && targetByte(buf[at]!)) at++;
   if (!startsWith(buf, at, VERSION)) return HAND_OFF;
   if (at - urlStart > limits.maxUrlLength) return HAND_OFF;
-  // One string for the head; its pieces are slices of it (latin1: a byte is a character, the
-  // offsets are the same). A Buffer's toString is a call into C++ whose own cost, made for
-  // every name and value, was more than the reading.
-  const text = buf.toString('latin1', start, stop);
+  // One string for the head (through its last field's CRLF); its pieces are slices
+  // of it (latin1: a byte is a character, the offsets are the same). A Buffer's
+  // toString is a call into C++ whose own cost, made for every name and value,
+  // was more than the reading.
+  const text = buf.toString('latin1', start, stop + 2);
   const url = text.slice(urlStart - start, at - start);
   at += VERSION.length;
 
-  // Field lines: token ":" OWS value OWS CRLF, up to the empty line.
-  const rawHeaders: string[] = [];
+  // Field lines: token ":" OWS value OWS CRLF, up to the empty line. Only the
+  // values read here are sliced; the lines the instance gets as they came are
+  // gathered as runs of `text` (most heads: one or two slices).
+  let count = 0;
   let host: string | null = null;
   let accept: string | undefined;
   let close = false;
   let bodyLength = -1;
+  let contentLength: string | null = null;
+  let fields: string | null = '';
+  let run = -1; // where the current run of lines sent as they came starts, or -1
   while (at < end - 2) {
+    const lineStart = at;
     const nameStart = at;
     while (TCHAR[buf[at]!] === 1) at++;
     const nameLen = at - nameStart;
@@ -166,28 +210,110 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
     if (buf[at] !== CR || buf[at + 1] !== LF) return HAND_OFF;
     let valueEnd = at;
     while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;
+    // "name: value" exactly: what forwardRequestHeaders would write for it.
+    const plain = valueStart === nameStart + nameLen + 2 && buf[valueStart - 1] === SP && valueEnd === at;
     at += 2;
-    if (rawHeaders.length >= limits.maxHeaders * 2) return HAND_OFF;
-    const name = text.slice(nameStart - start, nameStart - start + nameLen);
-    const value = text.slice(valueStart - start, valueEnd - start);
-    rawHeaders.push(name, value);
+    if (++count > limits.maxHeaders) return HAND_OFF;
+    let sent = true; // the line goes to the instance as it came
     if (nameLen === 4 && nameIs(buf, nameStart, 4, 'host')) {
       if (host !== null) return HAND_OFF;
-      host = value;
+      host = text.slice(valueStart - start, valueEnd - start);
+      sent = false;
     } else if (nameLen === 6 && nameIs(buf, nameStart, 6, 'accept')) {
+      const value = text.slice(valueStart - start, valueEnd - start);
       accept = accept === undefined ? value : `${accept}, ${value}`;
     } else if (nameLen === 10 && nameIs(buf, nameStart, 10, 'connection')) {
-      const t = connectionTokens(value);
+      const t = connectionTokens(text.slice(valueStart - start, valueEnd - start));
       if (t.upgrade) return HAND_OFF;
       if (t.close) close = true;
+      if (t.other) fields = null;
+      sent = false;
     } else if (nameLen === 14 && nameIs(buf, nameStart, 14, 'content-length')) {
       // One field of digits; a second one, even with the same value, is llhttp's to refuse.
       if (bodyLength >= 0) return HAND_OFF;
       bodyLength = lengthOf(buf, valueStart, valueEnd);
       if (bodyLength < 0) return HAND_OFF;
+      contentLength = text.slice(valueStart - start, valueEnd - start);
+      sent = false;
+    } else if (rewrittenName(buf, nameStart, nameLen)) {
+      fields = null;
+    }
+    if (sent && !plain) fields = null;
+    if (fields === null) continue;
+    if (sent) {
+      if (run < 0) run = lineStart;
+    } else if (run >= 0) {
+      fields += text.slice(run - start, lineStart - start);
+      run = -1;
     }
   }
   // HTTP/1.1 requires Host; node:http answers its absence.
   if (host === null) return HAND_OFF;
-  return { method, url, rawHeaders, host, accept, close, bodyLength: bodyLength < 0 ? 0 : bodyLength, end };
+  if (fields !== null && run >= 0) fields += text.slice(run - start);
+  return new Head(method, url, text, fields, contentLength, host, accept, close, bodyLength < 0 ? 0 : bodyLength, end);
+}
+
+/**
+ * What the instance is sent for a lean head: the client's fields as they came
+ * when no rewrite touches them (then only Host, Content-Length and this hop's
+ * forwarding fields are added), else the list rewritten field by field. Both
+ * give the same head (test/unit/h1-request-head.test.ts).
+ */
+export function instanceRequest(head: LeanHead, facts: ClientConnection, body: NodeJS.ReadableStream | undefined): InstanceRequest {
+  const fields = head.fields;
+  if (fields === null) return { method: head.method, path: head.url, headers: forwardRequestHeaders(head.rawHeaders, facts), fields: undefined, checked: true, body };
+  const length = head.contentLength;
+  return { method: head.method, path: head.url, headers: length === null ? ['host', head.host] : ['host', head.host, 'content-length', length], fields: fields + forwardingLines(head.host, facts), checked: true, body };
+}
+
+/** The request for the instance as the forwarder takes it: the body is the one of the head's Content-Length, when it has one. */
+export type InstanceRequest = Pick<UpstreamRequest, 'method' | 'path' | 'headers' | 'checked' | 'fields'> & { body: NodeJS.ReadableStream | undefined };
+
+/** A LeanHead; its rawHeaders list is made only for those who read it (the canary split, the access log, a head with fields to rewrite). */
+class Head implements LeanHead {
+  readonly method: string;
+  readonly url: string;
+  /** The request line and the field lines, each with its CRLF. */
+  readonly text: string;
+  readonly fields: string | null;
+  readonly contentLength: string | null;
+  readonly host: string;
+  readonly accept: string | undefined;
+  readonly close: boolean;
+  readonly bodyLength: number;
+  readonly end: number;
+  #raw: string[] | null = null;
+
+  constructor(method: string, url: string, text: string, fields: string | null, contentLength: string | null, host: string, accept: string | undefined, close: boolean, bodyLength: number, end: number) {
+    this.method = method;
+    this.url = url;
+    this.text = text;
+    this.fields = fields;
+    this.contentLength = contentLength;
+    this.host = host;
+    this.accept = accept;
+    this.close = close;
+    this.bodyLength = bodyLength;
+    this.end = end;
+  }
+
+  get rawHeaders(): string[] {
+    if (this.#raw !== null) return this.#raw;
+    // The head was read whole and checked: lines end in CRLF, a name ends at the first colon.
+    const raw: string[] = [];
+    const text = this.text;
+    let at = text.indexOf('\r\n') + 2;
+    while (at < text.length) {
+      const eol = text.indexOf('\r\n', at);
+      const colon = text.indexOf(':', at);
+      let v = colon + 1;
+      while (text.charCodeAt(v) === SP || text.charCodeAt(v) === HTAB) v++;
+      let ve = eol;
+      while (ve > v && (text.charCodeAt(ve - 1) === SP || text.charCodeAt(ve - 1) === HTAB)) ve--;
+      raw.push(text.slice(at, colon), text.slice(v, ve));
+      at = eol + 2;
+    }
+    this.#raw = raw;
+    return raw;
+  }
 }

@@ -18,6 +18,13 @@ export interface UpstreamRequest {
    * fields added since are baton's own: requestHead does not check them again.
    */
   checked?: boolean;
+  /**
+   * Field lines sent as they are, before `headers` ("name: value\r\n" each; no
+   * Host or framing field among them): the lean path's request, whose client
+   * fields no rewrite touches, with this hop's forwarding fields after them.
+   * `headers` then holds only Host and Content-Length.
+   */
+  fields?: string | undefined;
 }
 
 /** The head as bytes go out, and how the body is framed. */
@@ -49,7 +56,7 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): RequestH
   if (check && (path.length === 0 || INVALID_TARGET.test(path))) throw invalid('invalid request target');
   let host: string | null = null;
   let length: number | null = null;
-  let fields = '';
+  let fields = req.fields ?? '';
   for (let i = 0; i < headers.length; i += 2) {
     const name = headers[i]!;
     const value = headers[i + 1]!;
@@ -71,7 +78,9 @@ export function requestHead(req: UpstreamRequest, defaultHost: string): RequestH
     fields += `${name}: ${value}\r\n`;
   }
   // Host right after the request line, as RFC 9112 3.2 advises.
-  let text = `${method} ${path} HTTP/1.1\r\nhost: ${host ?? defaultHost}\r\nconnection: keep-alive\r\n${fields}`;
+  // No Connection field: HTTP/1.1 connections persist unless one side says close
+  // (RFC 9112 9.3), and an instance's server reads every field it is sent.
+  let text = `${method} ${path} HTTP/1.1\r\nhost: ${host ?? defaultHost}\r\n${fields}`;
   if (req.body === null) {
     if (length !== null && length !== 0) throw invalid(`content-length ${length} without a body`);
     if (length !== null || EXPECTS_PAYLOAD.has(method)) text += 'content-length: 0\r\n';
