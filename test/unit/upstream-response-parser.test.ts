@@ -4,13 +4,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { ResponseParser, type ResponseHeaders } from '../../src/proxy/upstream/response-parser.ts';
+import { ResponseParser, type ResponseFields, type ResponseHeaders } from '../../src/proxy/upstream/response-parser.ts';
+import { isHopByHop } from '../../src/proxy/headers.ts';
 import { requestHead } from '../../src/proxy/upstream/request-head.ts';
 import { createRequire } from 'node:module';
 import { checkProperty, withOddBytes } from '../helpers/property.ts';
 
 interface Parsed {
-  heads: { status: number; reason: string; headers: ResponseHeaders; list: string[] }[];
+  heads: { status: number; reason: string; headers: ResponseHeaders; list: string[]; fields: ResponseFields }[];
   body: Buffer;
   done: boolean;
   reusable: boolean;
@@ -24,7 +25,7 @@ function parse(method: string, pieces: Buffer[], eof = false): Parsed {
   const out: Parsed = { heads: [], body: Buffer.alloc(0), done: false, reusable: false, stoppedAt: 0 };
   const bodies: Buffer[] = [];
   p.expect(method, {
-    onHead: (status, reason, fields) => out.heads.push({ status, reason, headers: fields.toObject(), list: fields.list }),
+    onHead: (status, reason, fields) => out.heads.push({ status, reason, headers: fields.toObject(), list: fields.list, fields }),
     onBody: (chunk) => bodies.push(Buffer.from(chunk)),
   });
   const shared = Buffer.alloc(Math.max(16 * 1024, ...pieces.map((x) => x.length)));
@@ -178,6 +179,8 @@ const statusLineArb = fc.oneof(
 );
 const fieldNameArb = fc.oneof(
   { weight: 8, arbitrary: pickOf('Content-Type', 'content-type', 'Date', 'Set-Cookie', 'X-Request-Id', 'Vary', 'ETag', 'Cache-Control', "x-!#$%&'*+-.^_`|~") },
+  // Hop-by-hop fields, and those the client's side adds when absent.
+  { weight: 2, arbitrary: pickOf('Connection', 'Keep-Alive', 'Upgrade', 'TE', 'Trailer', 'Proxy-Connection', 'Strict-Transport-Security', 'DATE') },
   { weight: 2, arbitrary: mutated(['Content-Type', 'X-A', 'Server'], 1) },
 );
 const fieldValueArb = fc.oneof(
@@ -196,6 +199,7 @@ const responseHeadArb = fc
 
 test('a response head the pool takes is read by llhttp (strict, as Node\'s client) the same way: status, reason, fields, its end', (t) => {
   let taken = 0;
+  let asIs = 0;
   checkProperty(
     t,
     fc.property(responseHeadArb, (bytes) => {
@@ -226,10 +230,32 @@ test('a response head the pool takes is read by llhttp (strict, as Node\'s clien
       assert.deepEqual({ ...head.headers }, expected, text);
       // The flat list the lean path writes from: llhttp's, in order, names lowercased.
       assert.deepEqual(head.list, read.headers.map((x, i) => (i % 2 === 0 ? x.toLowerCase() : x)), text);
+      // The lines the lean path sends as they came: llhttp's fields but the hop-by-hop ones, in order.
+      const lines = head.fields.lines;
+      const names = head.list.filter((_, i) => i % 2 === 0);
+      assert.equal(head.fields.hasDate, names.includes('date'), text);
+      assert.equal(head.fields.hasHsts, names.includes('strict-transport-security'), text);
+      assert.equal(head.fields.hasLength, names.includes('content-length'), text);
+      if (lines === null) return;
+      asIs++;
+      const sent: string[] = [];
+      for (const line of lines.split('\r\n').slice(0, -1)) {
+        const colon = line.indexOf(':');
+        assert.equal(line.slice(colon, colon + 2), ': ', text);
+        sent.push(line.slice(0, colon).toLowerCase(), line.slice(colon + 2));
+      }
+      const endToEnd: string[] = [];
+      for (let i = 0; i < read.headers.length; i += 2) {
+        const name = read.headers[i]!.toLowerCase();
+        if (!isHopByHop(name)) endToEnd.push(name, read.headers[i + 1]!);
+      }
+      assert.deepEqual(sent, endToEnd, text);
+      assert.ok(lines.endsWith('\r\n') || lines === '', text);
     }),
     3000,
   );
   assert.ok(taken > 400, `only ${taken} heads taken`);
+  assert.ok(asIs > 200, `only ${asIs} heads had their lines sent as they came`);
 });
 
 function fails(method: string, text: string, eof = false): string {

@@ -347,22 +347,34 @@ class LeanConnection implements ClientReply {
     const noBody = this.#current!.method === 'HEAD' || status === 204 || status === 304 || status < 200;
     this.#status = status;
     let text = `HTTP/1.1 ${status} ${reason || nodeHttp.STATUS_CODES[status] || 'unknown'}\r\n`;
-    const nominated = connectionNominated(fields.connection ?? undefined);
-    let length = false;
-    let date = false;
-    let hsts = false;
-    // With Transfer-Encoding the body was read chunked and its Content-Length is not its length (RFC 9112 6.3).
-    const te = fields.transferEncoding;
-    const list = fields.list;
-    for (let i = 0; i < list.length; i += 2) {
-      const name = list[i]!;
-      if (isHopByHop(name) || (nominated !== null && nominated.includes(name))) continue;
-      if (name === 'content-length') {
-        if (te) continue;
-        length = true;
-      } else if (name === 'date') date = true;
-      else if (name === 'strict-transport-security') hsts = true;
-      text += `${name}: ${list[i + 1]!}\r\n`;
+    let length: boolean;
+    let date: boolean;
+    let hsts: boolean;
+    const lines = fields.lines;
+    if (lines !== null) {
+      // The instance's lines but the hop-by-hop ones, as they came.
+      text += lines;
+      length = fields.hasLength;
+      date = fields.hasDate;
+      hsts = fields.hasHsts;
+    } else {
+      length = false;
+      date = false;
+      hsts = false;
+      const nominated = connectionNominated(fields.connection ?? undefined);
+      // With Transfer-Encoding the body was read chunked and its Content-Length is not its length (RFC 9112 6.3).
+      const te = fields.transferEncoding;
+      const list = fields.list;
+      for (let i = 0; i < list.length; i += 2) {
+        const name = list[i]!;
+        if (isHopByHop(name) || (nominated !== null && nominated.includes(name))) continue;
+        if (name === 'content-length') {
+          if (te) continue;
+          length = true;
+        } else if (name === 'date') date = true;
+        else if (name === 'strict-transport-security') hsts = true;
+        text += `${name}: ${list[i + 1]!}\r\n`;
+      }
     }
     if (setCookie !== null) text += `set-cookie: ${setCookie}\r\n`;
     if (!date) text += `date: ${httpDate()}\r\n`;

@@ -22,17 +22,55 @@ export type ResponseHeaders = Record<string, string | string[]>;
  * object keyed by names (each response's own shape) to read and write them.
  */
 export class ResponseFields {
-  /** [lowercase name, value, ...] as received (values without surrounding whitespace). */
-  readonly list: string[];
   /** The Connection field's value (repeated fields joined by commas), or null. */
   readonly connection: string | null;
   /** A Transfer-Encoding field came: the body was read as its coding says, and a Content-Length beside it is not its length. */
   readonly transferEncoding: boolean;
+  /**
+   * The field lines a client on HTTP/1.1 gets as they came: all but the
+   * hop-by-hop ones, each "name: value\r\n". Null when the fields must be
+   * rewritten one by one (a Transfer-Encoding, a Connection naming other
+   * fields, a line not of that exact form): then `list` is what to read.
+   */
+  readonly lines: string | null;
+  /** Fields among `lines` the client's side adds when absent. */
+  readonly hasLength: boolean;
+  readonly hasDate: boolean;
+  readonly hasHsts: boolean;
+  /** The head: the status line and the field lines, each with its CRLF; the list is read from it when asked for. */
+  readonly #text: string;
+  #list: string[] | null = null;
 
-  constructor(list: string[], connection: string | null, transferEncoding: boolean) {
-    this.list = list;
+  constructor(text: string, connection: string | null, transferEncoding: boolean, lines: string | null, hasLength: boolean, hasDate: boolean, hasHsts: boolean) {
+    this.#text = text;
     this.connection = connection;
     this.transferEncoding = transferEncoding;
+    this.lines = lines;
+    this.hasLength = hasLength;
+    this.hasDate = hasDate;
+    this.hasHsts = hasHsts;
+  }
+
+  /** [lowercase name, value, ...] as received (values without surrounding whitespace). */
+  get list(): string[] {
+    if (this.#list !== null) return this.#list;
+    // The head was checked whole when read: each line ends in CRLF, a name ends at the first colon.
+    const text = this.#text;
+    const list: string[] = [];
+    let at = text.indexOf('\r\n') + 2;
+    while (at < text.length) {
+      const eol = text.indexOf('\r\n', at);
+      const colon = text.indexOf(':', at);
+      let v = colon + 1;
+      let c = text.charCodeAt(v);
+      while (c === SP || c === HTAB) c = text.charCodeAt(++v);
+      let ve = eol;
+      while (ve > v && ((c = text.charCodeAt(ve - 1)) === SP || c === HTAB)) ve--;
+      list.push(lowerName(text.slice(at, colon)), text.slice(v, ve));
+      at = eol + 2;
+    }
+    this.#list = list;
+    return list;
   }
 
   /** node:http's form: a plain object, repeated names as arrays; `__proto__` is never a key (it would set the prototype). */
@@ -271,50 +309,84 @@ export class ResponseParser {
     const reason = at > 13 ? text.slice(13, at) : '';
     const http10 = text.charCodeAt(7) === 48; /* 0 */
     at += 2;
-    const list: string[] = [];
     let length: string | null = null;
     let te: string | null = null;
     let connection: string | null = null;
     let keepAlive: string | null = null;
-    let lines = 1;
+    let hasDate = false;
+    let hasHsts = false;
+    // The lines the client gets as they came: runs of `text` between the hop-by-hop ones.
+    let lines: string | null = '';
+    let run = -1;
+    let count = 1;
     const end = text.length;
     while (at < end) {
-      if (++lines > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
+      if (++count > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
       // name ":" OWS value OWS CRLF; the value's characters are checked to its CR, so a bare CR or LF is refused.
+      const lineStart = at;
       let i = at;
       while (TCHAR[text.charCodeAt(i)] === 1) i++;
       if (i === at || text.charCodeAt(i) !== COLON) throw malformedLine(text, at, i);
-      const name = text.slice(at, i);
+      const nameLen = i - at;
       i++;
       let c = text.charCodeAt(i);
       while (c === SP || c === HTAB) c = text.charCodeAt(++i);
       const valueStart = i;
       while (c !== CR) {
-        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
+        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart, lineStart + nameLen)}`);
         c = text.charCodeAt(++i);
       }
-      if (text.charCodeAt(i + 1) !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${name}`);
+      if (text.charCodeAt(i + 1) !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart, lineStart + nameLen)}`);
       at = i + 2;
       let valueEnd = i;
       while (valueEnd > valueStart && ((c = text.charCodeAt(valueEnd - 1)) === SP || c === HTAB)) valueEnd--;
-      const value = text.slice(valueStart, valueEnd);
-      const lower = lowerName(name);
-      switch (lower) {
-        case 'content-length':
+      // "name: value" exactly, as the list's form would be written.
+      const plain = valueStart === lineStart + nameLen + 2 && text.charCodeAt(valueStart - 1) === SP && valueEnd === i;
+      let sent = true;
+      switch (fieldKind(text, lineStart, nameLen)) {
+        case LENGTH: {
+          const value = text.slice(valueStart, valueEnd);
           length = length === null ? value : `${length},${value}`;
           break;
-        case 'transfer-encoding':
+        }
+        case TRANSFER_ENCODING: {
+          const value = text.slice(valueStart, valueEnd);
           te = te === null ? value : `${te},${value}`;
+          lines = null;
           break;
-        case 'connection':
+        }
+        case CONNECTION: {
+          const value = text.slice(valueStart, valueEnd);
           connection = connection === null ? value : `${connection},${value}`;
+          sent = false;
           break;
-        case 'keep-alive':
-          keepAlive = value;
+        }
+        case KEEP_ALIVE:
+          keepAlive = text.slice(valueStart, valueEnd);
+          sent = false;
+          break;
+        case HOP_BY_HOP:
+          sent = false;
+          break;
+        case DATE:
+          hasDate = true;
+          break;
+        case HSTS:
+          hasHsts = true;
           break;
       }
-      list.push(lower, value);
+      if (sent && !plain) lines = null;
+      if (lines === null) continue;
+      if (sent) {
+        if (run < 0) run = lineStart;
+      } else if (run >= 0) {
+        lines += text.slice(run, lineStart);
+        run = -1;
+      }
     }
+    if (lines !== null && run >= 0) lines += text.slice(run);
+    // A Connection naming fields (other than close and keep-alive): those are hop-by-hop too, read one by one.
+    if (lines !== null && connection !== null && connectionNamesFields(connection)) lines = null;
     if (status < 200) {
       // 100 Continue, 103 Early Hints: not forwarded; the final response follows. 101 was never asked for.
       if (status === 101) throw new ResponseProtocolError('101 Switching Protocols to a request that asked for no upgrade');
@@ -356,7 +428,7 @@ export class ResponseParser {
     else if (framing === 'chunked') this.#state = 'chunk-size';
     else if (framing === 'close') this.#state = 'close';
     else this.#state = 'done';
-    this.#sink!.onHead(status, reason, new ResponseFields(list, connection, te !== null));
+    this.#sink!.onHead(status, reason, new ResponseFields(text, connection, te !== null, lines, length !== null, hasDate, hasHsts));
   }
 
   /** Read up to a CRLF-terminated line; returns [line, next index] or null (held for the next read). */
@@ -459,6 +531,56 @@ function statusOf(text: string): number {
 function malformedStatus(text: string): ResponseProtocolError {
   const cr = text.indexOf('\r');
   return new ResponseProtocolError(`malformed status line ${JSON.stringify(text.slice(0, Math.min(cr < 0 ? 80 : cr, 80)))}`);
+}
+
+const OTHER = 0;
+const LENGTH = 1;
+const TRANSFER_ENCODING = 2;
+const CONNECTION = 3;
+const KEEP_ALIVE = 4;
+const HOP_BY_HOP = 5;
+const DATE = 6;
+const HSTS = 7;
+
+/** text[at, at + name.length) is `name` (lowercase) in any case. */
+function nameAt(text: string, at: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) if ((text.charCodeAt(at + i) | 0x20) !== name.charCodeAt(i)) return false;
+  return true;
+}
+
+/** What the field named at text[at, at + len) is to the framing and the client's side; decided by length, then compared without a copy. */
+function fieldKind(text: string, at: number, len: number): number {
+  switch (len) {
+    case 2:
+      return nameAt(text, at, 'te') ? HOP_BY_HOP : OTHER;
+    case 4:
+      return nameAt(text, at, 'date') ? DATE : OTHER;
+    case 7:
+      return nameAt(text, at, 'upgrade') || nameAt(text, at, 'trailer') ? HOP_BY_HOP : OTHER;
+    case 10:
+      if (nameAt(text, at, 'connection')) return CONNECTION;
+      return nameAt(text, at, 'keep-alive') ? KEEP_ALIVE : OTHER;
+    case 14:
+      return nameAt(text, at, 'content-length') ? LENGTH : OTHER;
+    case 16:
+      return nameAt(text, at, 'proxy-connection') ? HOP_BY_HOP : OTHER;
+    case 17:
+      return nameAt(text, at, 'transfer-encoding') ? TRANSFER_ENCODING : OTHER;
+    case 25:
+      return nameAt(text, at, 'strict-transport-security') ? HSTS : OTHER;
+    default:
+      return OTHER;
+  }
+}
+
+/** A Connection value names a token other than close and keep-alive (that field is hop-by-hop too). */
+function connectionNamesFields(value: string): boolean {
+  if (value.length === 10 && sameName(value, 'keep-alive')) return false;
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') return true;
+  }
+  return false;
 }
 
 /** Field names as read → their lowercase form. An instance sends the same few names every time: each is lowercased once, and its lowercase string is the same object every time (a property key V8 has already interned). Bounded. */
