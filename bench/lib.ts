@@ -123,7 +123,7 @@ export async function runBench(name: string, hardLimitMs: number, main: () => Pr
 }
 
 /** The daemon's young-generation flag as bin/baton.js sets it (a daemon started with it is not re-executed). */
-export const DAEMON_SEMI_SPACE = '--max-semi-space-size=1';
+export const DAEMON_SEMI_SPACE = '--max-semi-space-size=4';
 
 // ---- machine -------------------------------------------------------------
 

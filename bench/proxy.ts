@@ -7,7 +7,7 @@
 //       server + undici Pool dispatch, no baton logic), to tell the cost of
 //       baton's logic from the cost of the stack it is built on,
 //   (e) "baton-v8-young": a second daemon (same config, its own instance) with
-//       V8's default young generation instead of the 1 MB semi-space that
+//       V8's default young generation instead of the 4 MB semi-space that
 //       bin/baton.js sets: an A/B of that memory setting.
 // Throughput: wrk -t1 -c50 -d10s --latency, rounds interleaved a,b,c,a,b,c…,
 // median per target. Then p99 at half load: each target at 50% of the direct
@@ -118,7 +118,7 @@ async function main(): Promise<boolean> {
   const floor = await startChild('undici-proxy-server.ts');
 
 
-  // The same daemon with V8's default young generation, for an A/B of the 1 MB
+  // The same daemon with V8's default young generation, for an A/B of the 4 MB
   // semi-space bin/baton.js sets: started by hand with the flag given twice
   // (bin/baton.js does not re-execute a process that has it; V8 takes the last
   // value, 0 = V8's default).
@@ -273,7 +273,7 @@ async function main(): Promise<boolean> {
     ['baton p99 < 2x direct at half load', `${p99x.toFixed(2)}x`, verdict(p99x < 2)],
     ['(info) baton p99 vs direct at 50% of baton max', `${p99b.toFixed(2)}x`, '-'],
     ['(info) baton CPU per request vs undici-floor', ratio(med('baton', 'proxyCpuUsPerReq'), med('undici-floor', 'proxyCpuUsPerReq')), '-'],
-    ['(info) baton (1 MB semi-space) vs baton-v8-young: req/s', ratio(med('baton', 'rps'), med('baton-v8-young', 'rps')), '-'],
+    ['(info) baton (4 MB semi-space) vs baton-v8-young: req/s', ratio(med('baton', 'rps'), med('baton-v8-young', 'rps')), '-'],
     ['(info) baton vs baton-v8-young: CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('baton-v8-young', 'proxyCpuUsPerReq')), '-'],
     ['(info) baton vs baton-v8-young: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton['baton-v8-young'].p99Ms), '-'],
     ...(WORKERS > 1

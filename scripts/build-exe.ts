@@ -10,7 +10,7 @@
 //      sentinel fuse string must be exactly Node's, or postject fails with
 //      "Could not find the sentinel")
 //
-// The daemon's 1 MB young generation (bin/baton.js re-executes itself for it)
+// The daemon's 4 MB young generation (bin/baton.js re-executes itself for it)
 // is baked into the executable's execArgv instead: the SEA cannot be given
 // Node flags on its command line.
 
@@ -64,7 +64,7 @@ await build({
 
 const blob = path.join(WORK, 'baton.blob');
 /** The daemon's flags (bin/baton.js sets them by execve; here they are baked in). */
-const EXEC_ARGV = ['--max-semi-space-size=1', '--expose-gc'];
+const EXEC_ARGV = ['--max-semi-space-size=4', '--expose-gc'];
 const seaConfig = path.join(WORK, 'sea-config.json');
 writeFileSync(
   seaConfig,

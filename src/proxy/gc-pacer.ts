@@ -9,7 +9,7 @@
 // daemon's RSS after a 1 GiB download and upload, all of it in [heap]).
 // Collecting the young generation after every few MiB streamed keeps the dead
 // buffers, and so the heap's high-water mark, to that bound. A scavenge of the
-// daemon's small young generation (1 MB semi-spaces) costs a fraction of a
+// daemon's small young generation (4 MB semi-spaces) costs a fraction of a
 // millisecond; small requests never reach the step.
 //
 // Once a burst of traffic is over (a check every IDLE_CHECK_MS saw body bytes,

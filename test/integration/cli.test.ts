@@ -261,7 +261,7 @@ test('`baton --config FILE daemon` (flags before the verb) runs the daemon as `b
   });
   await waitUntil('the daemon to answer', () => baton(['status', '--config', d.configFile]).code === 0, 20_000);
   const cmdline = spawnSync('cat', [`/proc/${proc.pid}/cmdline`], { encoding: 'utf8' }).stdout.split('\0');
-  assert.ok(cmdline.includes('--max-semi-space-size=1'), cmdline.join(' '));
+  assert.ok(cmdline.includes('--max-semi-space-size=4'), cmdline.join(' '));
   const exited = new Promise((resolve) => proc.once('exit', resolve));
   assert.equal(baton(['shutdown', '--config', d.configFile]).code, 0);
   await exited;
