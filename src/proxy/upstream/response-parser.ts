@@ -297,17 +297,20 @@ export class ResponseParser {
     if (stop - start > MAX_HEAD_BYTES) throw new ResponseProtocolError(`response head over ${MAX_HEAD_BYTES} bytes`);
     const consumed = prev === null ? stop + 4 - at : stop + 4 - prev.length;
     this.#pending = null;
-    // One string for the whole head, read by character code: no split, no regular expression per line.
-    this.#parseHead(buf.toString('latin1', start, stop + 2));
+    // One string for the whole head, its pieces slices of it: no split, no regular expression per line.
+    this.#parseHead(buf, start, stop + 2);
     return at + consumed;
   }
 
   /** `text`: the status line and the field lines, each ended by CRLF (the head without its final empty line). */
-  #parseHead(text: string): void {
-    const status = statusOf(text);
-    let at = text.indexOf('\r');
-    const reason = at > 13 ? text.slice(13, at) : '';
-    const http10 = text.charCodeAt(7) === 48; /* 0 */
+  #parseHead(buf: Buffer, start: number, end: number): void {
+    // Read by byte from the buffer (a typed array's element is cheaper to read than a
+    // string's character); the string is for the slices: text[k] is buf[start + k].
+    const text = buf.toString('latin1', start, end);
+    const status = statusOf(buf, start, text);
+    let at = buf.indexOf(CR, start);
+    const reason = at - start > 13 ? text.slice(13, at - start) : '';
+    const http10 = buf[start + 7] === 48; /* 0 */
     at += 2;
     let length: string | null = null;
     let te: string | null = null;
@@ -319,50 +322,50 @@ export class ResponseParser {
     let lines: string | null = '';
     let run = -1;
     let count = 1;
-    const end = text.length;
     while (at < end) {
       if (++count > MAX_HEADER_LINES) throw new ResponseProtocolError(`more than ${MAX_HEADER_LINES} header lines`);
-      // name ":" OWS value OWS CRLF; the value's characters are checked to its CR, so a bare CR or LF is refused.
+      // name ":" OWS value OWS CRLF; the value's bytes are checked to its CR, so a bare CR or LF is
+      // refused (and every line of the head ends in CRLF, so no loop passes `end`).
       const lineStart = at;
       let i = at;
-      while (TCHAR[text.charCodeAt(i)] === 1) i++;
-      if (i === at || text.charCodeAt(i) !== COLON) throw malformedLine(text, at, i);
+      while (TCHAR[buf[i]!] === 1) i++;
+      if (i === at || buf[i] !== COLON) throw malformedLine(text, at - start, i - start);
       const nameLen = i - at;
       i++;
-      let c = text.charCodeAt(i);
-      while (c === SP || c === HTAB) c = text.charCodeAt(++i);
+      let c = buf[i]!;
+      while (c === SP || c === HTAB) c = buf[++i]!;
       const valueStart = i;
       while (c !== CR) {
-        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart, lineStart + nameLen)}`);
-        c = text.charCodeAt(++i);
+        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart - start, lineStart - start + nameLen)}`);
+        c = buf[++i]!;
       }
-      if (text.charCodeAt(i + 1) !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart, lineStart + nameLen)}`);
+      if (buf[i + 1] !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart - start, lineStart - start + nameLen)}`);
       at = i + 2;
       let valueEnd = i;
-      while (valueEnd > valueStart && ((c = text.charCodeAt(valueEnd - 1)) === SP || c === HTAB)) valueEnd--;
+      while (valueEnd > valueStart && ((c = buf[valueEnd - 1]!) === SP || c === HTAB)) valueEnd--;
       // "name: value" exactly, as the list's form would be written.
-      const plain = valueStart === lineStart + nameLen + 2 && text.charCodeAt(valueStart - 1) === SP && valueEnd === i;
+      const plain = valueStart === lineStart + nameLen + 2 && buf[valueStart - 1] === SP && valueEnd === i;
       let sent = true;
-      switch (fieldKind(text, lineStart, nameLen)) {
+      switch (fieldKind(buf, lineStart, nameLen)) {
         case LENGTH: {
-          const value = text.slice(valueStart, valueEnd);
+          const value = text.slice(valueStart - start, valueEnd - start);
           length = length === null ? value : `${length},${value}`;
           break;
         }
         case TRANSFER_ENCODING: {
-          const value = text.slice(valueStart, valueEnd);
+          const value = text.slice(valueStart - start, valueEnd - start);
           te = te === null ? value : `${te},${value}`;
           lines = null;
           break;
         }
         case CONNECTION: {
-          const value = text.slice(valueStart, valueEnd);
+          const value = text.slice(valueStart - start, valueEnd - start);
           connection = connection === null ? value : `${connection},${value}`;
           sent = false;
           break;
         }
         case KEEP_ALIVE:
-          keepAlive = text.slice(valueStart, valueEnd);
+          keepAlive = text.slice(valueStart - start, valueEnd - start);
           sent = false;
           break;
         case HOP_BY_HOP:
@@ -380,11 +383,11 @@ export class ResponseParser {
       if (sent) {
         if (run < 0) run = lineStart;
       } else if (run >= 0) {
-        lines += text.slice(run, lineStart);
+        lines += text.slice(run - start, lineStart - start);
         run = -1;
       }
     }
-    if (lines !== null && run >= 0) lines += text.slice(run);
+    if (lines !== null && run >= 0) lines += text.slice(run - start);
     // A Connection naming fields (other than close and keep-alive): those are hop-by-hop too, read one by one.
     if (lines !== null && connection !== null && connectionNamesFields(connection)) lines = null;
     if (status < 200) {
@@ -508,23 +511,23 @@ export class ResponseParser {
  * three digits (the first 1-9), then SP and a reason of field characters, or
  * the line's end.
  */
-function statusOf(text: string): number {
-  for (let i = 0; i < 7; i++) if (text.charCodeAt(i) !== HTTP1[i]) throw malformedStatus(text);
-  const minor = text.charCodeAt(7);
-  const d0 = text.charCodeAt(9) - 48;
-  const d1 = text.charCodeAt(10) - 48;
-  const d2 = text.charCodeAt(11) - 48;
-  if ((minor !== 48 && minor !== 49) || text.charCodeAt(8) !== SP || !(d0 >= 1 && d0 <= 9) || !(d1 >= 0 && d1 <= 9) || !(d2 >= 0 && d2 <= 9)) throw malformedStatus(text);
-  let i = 12;
-  let c = text.charCodeAt(i);
+function statusOf(buf: Buffer, start: number, text: string): number {
+  for (let i = 0; i < 7; i++) if (buf[start + i] !== HTTP1[i]) throw malformedStatus(text);
+  const minor = buf[start + 7];
+  const d0 = buf[start + 9]! - 48;
+  const d1 = buf[start + 10]! - 48;
+  const d2 = buf[start + 11]! - 48;
+  if ((minor !== 48 && minor !== 49) || buf[start + 8] !== SP || !(d0 >= 1 && d0 <= 9) || !(d1 >= 0 && d1 <= 9) || !(d2 >= 0 && d2 <= 9)) throw malformedStatus(text);
+  let i = start + 12;
+  let c = buf[i];
   if (c === SP) {
-    c = text.charCodeAt(++i);
+    c = buf[++i];
     while (c !== CR) {
-      if (FIELD_CHAR[c] !== 1) throw malformedStatus(text);
-      c = text.charCodeAt(++i);
+      if (FIELD_CHAR[c!] !== 1) throw malformedStatus(text);
+      c = buf[++i];
     }
   }
-  if (c !== CR || text.charCodeAt(i + 1) !== LF) throw malformedStatus(text);
+  if (c !== CR || buf[i + 1] !== LF) throw malformedStatus(text);
   return d0 * 100 + d1 * 10 + d2;
 }
 
@@ -542,32 +545,32 @@ const HOP_BY_HOP = 5;
 const DATE = 6;
 const HSTS = 7;
 
-/** text[at, at + name.length) is `name` (lowercase) in any case. */
-function nameAt(text: string, at: number, name: string): boolean {
-  for (let i = 0; i < name.length; i++) if ((text.charCodeAt(at + i) | 0x20) !== name.charCodeAt(i)) return false;
+/** buf[at, at + name.length) is `name` (lowercase) in any case. */
+function nameAt(buf: Buffer, at: number, name: string): boolean {
+  for (let i = 0; i < name.length; i++) if ((buf[at + i]! | 0x20) !== name.charCodeAt(i)) return false;
   return true;
 }
 
-/** What the field named at text[at, at + len) is to the framing and the client's side; decided by length, then compared without a copy. */
-function fieldKind(text: string, at: number, len: number): number {
+/** What the field named at buf[at, at + len) is to the framing and the client's side; decided by length, then compared without a copy. */
+function fieldKind(buf: Buffer, at: number, len: number): number {
   switch (len) {
     case 2:
-      return nameAt(text, at, 'te') ? HOP_BY_HOP : OTHER;
+      return nameAt(buf, at, 'te') ? HOP_BY_HOP : OTHER;
     case 4:
-      return nameAt(text, at, 'date') ? DATE : OTHER;
+      return nameAt(buf, at, 'date') ? DATE : OTHER;
     case 7:
-      return nameAt(text, at, 'upgrade') || nameAt(text, at, 'trailer') ? HOP_BY_HOP : OTHER;
+      return nameAt(buf, at, 'upgrade') || nameAt(buf, at, 'trailer') ? HOP_BY_HOP : OTHER;
     case 10:
-      if (nameAt(text, at, 'connection')) return CONNECTION;
-      return nameAt(text, at, 'keep-alive') ? KEEP_ALIVE : OTHER;
+      if (nameAt(buf, at, 'connection')) return CONNECTION;
+      return nameAt(buf, at, 'keep-alive') ? KEEP_ALIVE : OTHER;
     case 14:
-      return nameAt(text, at, 'content-length') ? LENGTH : OTHER;
+      return nameAt(buf, at, 'content-length') ? LENGTH : OTHER;
     case 16:
-      return nameAt(text, at, 'proxy-connection') ? HOP_BY_HOP : OTHER;
+      return nameAt(buf, at, 'proxy-connection') ? HOP_BY_HOP : OTHER;
     case 17:
-      return nameAt(text, at, 'transfer-encoding') ? TRANSFER_ENCODING : OTHER;
+      return nameAt(buf, at, 'transfer-encoding') ? TRANSFER_ENCODING : OTHER;
     case 25:
-      return nameAt(text, at, 'strict-transport-security') ? HSTS : OTHER;
+      return nameAt(buf, at, 'strict-transport-security') ? HSTS : OTHER;
     default:
       return OTHER;
   }
