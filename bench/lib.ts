@@ -438,8 +438,26 @@ export function wrkBenchOptions(): { ROUNDS: number; SECONDS: number; CONNS: num
   };
 }
 
+/**
+ * BATON_BENCH_PEER_XFF_ONLY=1: nginx and HAProxy send X-Forwarded-For alone, as
+ * before section 22; by default they send the four forwarding fields baton sends
+ * (X-Forwarded-For, -Proto, -Host, Forwarded) and the Host as the client sent it,
+ * so that the app behind each does the same work: the app's reading of three more
+ * fields was otherwise charged to baton alone on the shared core.
+ */
+export const PEER_XFF_ONLY = process.env['BATON_BENCH_PEER_XFF_ONLY'] === '1';
+
 /** nginx, one worker process (no master), proxying to `app` with keep-alive upstream connections. */
 export function nginxConfig(dir: string, port: number, app: URL): string {
+  const forwarding = PEER_XFF_ONLY
+    ? 'proxy_set_header Host $host;\n      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;'
+    : [
+        'proxy_set_header Host $http_host;',
+        'proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;',
+        'proxy_set_header X-Forwarded-Proto $scheme;',
+        'proxy_set_header X-Forwarded-Host $http_host;',
+        'proxy_set_header Forwarded "for=$remote_addr;host=\\"$http_host\\";proto=$scheme";',
+      ].join('\n      ');
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -456,8 +474,7 @@ http {
       proxy_pass http://app;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      ${forwarding}
     }
   }
 }

@@ -24,7 +24,8 @@
 //   (g) "nginx" (one worker process, upstream keep-alive) and "haproxy" (one
 //       thread, http-reuse always) in front of the same app, when installed
 //       (`apt-get install -y nginx-light haproxy`): issue 13's peers. Both add
-//       X-Forwarded-For, as baton does.
+//       the four forwarding fields baton sends (BATON_BENCH_PEER_XFF_ONLY=1:
+//       X-Forwarded-For alone, as before bench/RESULTS.md section 22).
 //
 //   node bench/proxy.ts [--quick] [--rounds N] [--seconds S] [--no-pin] [--workers N]
 // Needs wrk: apt-get update && apt-get install -y wrk
@@ -34,7 +35,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { createDaemon, freePort, waitUntil } from '../test/helpers/daemon.ts';
 import {
-  BENCH_DIR, DAEMON_SEMI_SPACE, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, nginxConfig, pin, pinned, ratio,
+  BENCH_DIR, DAEMON_SEMI_SPACE, QUICK, ROOT, WRK_MISSING, cpuMs, fixtureService, onCleanup, fmt, hasWrk, machineLine, mdTable, median, nginxConfig, PEER_XFF_ONLY, pin, pinned, ratio,
   registerDaemon, wrkBenchOptions, runBench, runOpenLoop, runWrk, sleep, spawnGroup, verdict, writeDaemonConfig, type OpenLoopResult, type WrkResult,
 } from './lib.ts';
 
@@ -59,7 +60,10 @@ defaults
   option forwardfor
 frontend fe
   bind 127.0.0.1:${port}
-  default_backend be
+${PEER_XFF_ONLY ? '' : `  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header Forwarded "for=%[src];host=\\"%[req.hdr(host)]\\";proto=http"
+`}  default_backend be
 backend be
   server app ${app.host}
 `;
