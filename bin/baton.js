@@ -23,10 +23,11 @@ function verb(args) {
 
 // A small young generation keeps the mostly idle daemon's memory low (V8's
 // default grew the daemon's peak under load to 119 MB). 1 MB was the size
-// until the lean path allocated 25% less per request: with 5.4 kB a request,
-// 4 MB spends a third of 1 MB's time in scavenges (1.3 against 3.6 µs a
-// request) and lets the daemon serve 5-7% more on a shared core, for 4.5 MB
-// more at peak and nothing idle (bench/RESULTS.md section 22).
+// until the lean path allocated 25% less per request: with 5.3 kB a request,
+// 4 MB stops the event loop for scavenges 3.6 times less often (a third of the
+// pause time: 1.3 against 3.8 µs a request; the CPU per request the same) and
+// gave the lower p99 at a fixed rate in 5 of 6 runs, for 4.5 MB more at peak
+// and nothing idle (bench/RESULTS.md section 22).
 const SEMI_SPACE = '--max-semi-space-size=4';
 // The proxy collects the young generation after every few MiB it streams, so
 // that dead read buffers do not pile up on glibc's heap (src/proxy/gc-pacer.ts).
