@@ -16,7 +16,7 @@ import type { ClientConnection } from '../client.ts';
 import { forwardingLines, forwardRequestHeaders } from '../headers.ts';
 import type { RequestLimits } from '../limits.ts';
 import type { UpstreamRequest } from '../upstream/request-head.ts';
-import { sameName, TCHAR } from '../upstream/tokens.ts';
+import { fieldList, sameName, TCHAR } from '../upstream/tokens.ts';
 
 /** A head the lean path serves. */
 export interface LeanHead {
@@ -253,6 +253,8 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
   return new Head(method, url, text, fields, contentLength, host, accept, close, bodyLength < 0 ? 0 : bodyLength, end);
 }
 
+const asRead = (name: string): string => name;
+
 /**
  * What the instance is sent for a lean head: the client's fields as they came
  * when no rewrite touches them (then only Host, Content-Length and this hop's
@@ -298,22 +300,7 @@ class Head implements LeanHead {
   }
 
   get rawHeaders(): string[] {
-    if (this.#raw !== null) return this.#raw;
-    // The head was read whole and checked: lines end in CRLF, a name ends at the first colon.
-    const raw: string[] = [];
-    const text = this.text;
-    let at = text.indexOf('\r\n') + 2;
-    while (at < text.length) {
-      const eol = text.indexOf('\r\n', at);
-      const colon = text.indexOf(':', at);
-      let v = colon + 1;
-      while (text.charCodeAt(v) === SP || text.charCodeAt(v) === HTAB) v++;
-      let ve = eol;
-      while (ve > v && (text.charCodeAt(ve - 1) === SP || text.charCodeAt(ve - 1) === HTAB)) ve--;
-      raw.push(text.slice(at, colon), text.slice(v, ve));
-      at = eol + 2;
-    }
-    this.#raw = raw;
-    return raw;
+    return (this.#raw ??= fieldList(this.text, asRead));
   }
+
 }

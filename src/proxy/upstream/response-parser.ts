@@ -11,7 +11,7 @@
 // is not reused after it.
 
 import { UpstreamError } from './errors.ts';
-import { sameName, TCHAR } from './tokens.ts';
+import { fieldList, sameName, TCHAR } from './tokens.ts';
 
 /** Headers as an object: lowercase names, repeated names as arrays (node:http's form). */
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -53,25 +53,9 @@ export class ResponseFields {
 
   /** [lowercase name, value, ...] as received (values without surrounding whitespace). */
   get list(): string[] {
-    if (this.#list !== null) return this.#list;
-    // The head was checked whole when read: each line ends in CRLF, a name ends at the first colon.
-    const text = this.#text;
-    const list: string[] = [];
-    let at = text.indexOf('\r\n') + 2;
-    while (at < text.length) {
-      const eol = text.indexOf('\r\n', at);
-      const colon = text.indexOf(':', at);
-      let v = colon + 1;
-      let c = text.charCodeAt(v);
-      while (c === SP || c === HTAB) c = text.charCodeAt(++v);
-      let ve = eol;
-      while (ve > v && ((c = text.charCodeAt(ve - 1)) === SP || c === HTAB)) ve--;
-      list.push(lowerName(text.slice(at, colon)), text.slice(v, ve));
-      at = eol + 2;
-    }
-    this.#list = list;
-    return list;
+    return (this.#list ??= fieldList(this.#text, lowerName));
   }
+
 
   /** node:http's form: a plain object, repeated names as arrays; `__proto__` is never a key (it would set the prototype). */
   toObject(): ResponseHeaders {

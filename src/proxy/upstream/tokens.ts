@@ -17,3 +17,27 @@ export function sameName(name: string, lower: string): boolean {
   for (let i = 0; i < lower.length; i++) if ((name.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
   return true;
 }
+
+/**
+ * The [name, value, ...] list of a head already checked whole: `text` is its
+ * start line and its field lines, each ended by CRLF. A name ends at its line's
+ * first colon; a value is trimmed of SP and HTAB. `name` maps each name as read
+ * (the response side keeps them lowercase). For the parsers' lazy lists: the
+ * lean path reads a head without making one.
+ */
+export function fieldList(text: string, name: (raw: string) => string): string[] {
+  const list: string[] = [];
+  let at = text.indexOf('\r\n') + 2;
+  while (at < text.length) {
+    const eol = text.indexOf('\r\n', at);
+    const colon = text.indexOf(':', at);
+    let v = colon + 1;
+    let c = text.charCodeAt(v);
+    while (c === 32 || c === 9) c = text.charCodeAt(++v);
+    let ve = eol;
+    while (ve > v && ((c = text.charCodeAt(ve - 1)) === 32 || c === 9)) ve--;
+    list.push(name(text.slice(at, colon)), text.slice(v, ve));
+    at = eol + 2;
+  }
+  return list;
+}
