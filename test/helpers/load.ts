@@ -80,14 +80,14 @@ export function startLoad(opts: LoadOptions): RunningLoad {
   const completed: number[] = [];
   const eachWaiters: { targets: number[]; resolve: () => void }[] = [];
 
-  const record = (client: ClientRecord, status: number | null, body: string | null, err: string | null): void => {
+  const record = (client: ClientRecord, status: number | null, body: string | null, err: string | null, reason: string | null = null): void => {
     const seq = client.sequence;
     res.total++;
     if (status !== null) res.statuses[String(status)] = (res.statuses[String(status)] ?? 0) + 1;
     if (err !== null || status === null || status >= 500) {
       res.failed++;
       client.failed++;
-      const what = err ?? `status ${status}: ${body?.slice(0, 120)}`;
+      const what = err ?? `status ${status}${reason === null ? '' : ` (x-baton-error ${reason})`}: ${body?.slice(0, 120)}`;
       if (client.failures.length < 5) client.failures.push(what);
       if (res.errors.length < 20) res.errors.push(what);
     } else {
@@ -133,7 +133,9 @@ export function startLoad(opts: LoadOptions): RunningLoad {
           });
           const body = await r.body.text();
           if (opts.cookies) keepCookies(rec.cookies, r.headers['set-cookie']);
-          record(rec, r.statusCode, body, null);
+          // baton's own answers name their reason (x-baton-error): a failure's message carries it.
+          const reason = r.headers['x-baton-error'];
+          record(rec, r.statusCode, body, null, reason === undefined ? null : String(reason));
         } catch (e) {
           record(rec, null, null, `${(e as Error & { code?: string }).code ?? ''} ${(e as Error).message}`);
         }
