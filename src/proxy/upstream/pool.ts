@@ -99,9 +99,24 @@ function unwatch(c: Connection): void {
   }
 }
 
+/**
+ * Deadlines passed are declared after this turn's I/O, not before it. Timers run
+ * before the event loop polls, so after a stall (a long collection, a starved
+ * CPU) a connection the kernel completed meanwhile, or a response head already
+ * waiting in its socket, would be timed out unread; `setImmediate` runs after
+ * the poll, which reads them first (as nginx handles its events before its
+ * expired timers). A deadline still passed then is a real one.
+ */
 function checkDeadlines(): void {
   const now = performance.now();
-  for (const c of watched) if (c.deadline !== 0 && now >= c.deadline) c.deadlinePassed();
+  let passed: Connection[] | null = null;
+  for (const c of watched) if (c.deadline !== 0 && now >= c.deadline) (passed ??= []).push(c);
+  if (passed !== null) setImmediate(declarePassed, passed);
+}
+
+function declarePassed(candidates: Connection[]): void {
+  const now = performance.now();
+  for (const c of candidates) if (!c.closed && c.deadline !== 0 && now >= c.deadline) c.deadlinePassed();
 }
 
 function isStream(body: UpstreamRequest['body']): body is NodeJS.ReadableStream {
