@@ -3,7 +3,7 @@
 // deadline is declared passed. The stall is made here with a busy loop, the way
 // a long collection or a starved CPU makes one in production.
 
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
