@@ -16,7 +16,7 @@ import type { ClientConnection } from '../client.ts';
 import { forwardingLines, forwardRequestHeaders } from '../headers.ts';
 import type { RequestLimits } from '../limits.ts';
 import type { UpstreamRequest } from '../upstream/request-head.ts';
-import { fieldList, sameName, TCHAR } from '../upstream/tokens.ts';
+import { connectionNamesFields, fieldList, nameAt, sameName, TCHAR } from '../upstream/tokens.ts';
 
 /** A head the lean path serves. */
 export interface LeanHead {
@@ -78,22 +78,15 @@ function startsWith(buf: Buffer, at: number, bytes: Buffer): boolean {
   return true;
 }
 
-/** buf[at, at + name.length) is `name` (lowercase ASCII) in any case. */
-function nameIs(buf: Buffer, at: number, len: number, name: string): boolean {
-  if (len !== name.length) return false;
-  for (let i = 0; i < len; i++) if ((buf[at + i]! | 0x20) !== name.charCodeAt(i)) return false;
-  return true;
-}
-
 /** Fields the lean path never serves: a body framed by Transfer-Encoding, an upgrade or a 100 Continue. */
 function refusedName(buf: Buffer, at: number, len: number): boolean {
   switch (len) {
     case 6:
-      return nameIs(buf, at, len, 'expect');
+      return nameAt(buf, at, 'expect');
     case 7:
-      return nameIs(buf, at, len, 'upgrade');
+      return nameAt(buf, at, 'upgrade');
     case 17:
-      return nameIs(buf, at, len, 'transfer-encoding');
+      return nameAt(buf, at, 'transfer-encoding');
     default:
       return false;
   }
@@ -111,41 +104,39 @@ function lengthOf(buf: Buffer, from: number, to: number): number {
   return n;
 }
 
-const KEEP_ALIVE_TOKENS = { close: false, upgrade: false, other: false };
+const KEEP_ALIVE_TOKENS = { close: false, upgrade: false };
 
-/** The tokens of a Connection value: close asked, an upgrade (node:http's), or another token (a field it names is hop-by-hop). */
-function connectionTokens(value: string): { close: boolean; upgrade: boolean; other: boolean } {
+/** The tokens of a Connection value: close asked, or an upgrade (node:http's). */
+function connectionTokens(value: string): { close: boolean; upgrade: boolean } {
   // What browsers send, without splitting.
   if (value.length === 10 && sameName(value, 'keep-alive')) return KEEP_ALIVE_TOKENS;
   let close = false;
   let upgrade = false;
-  let other = false;
   for (const part of value.split(',')) {
     const t = part.trim().toLowerCase();
     if (t === 'close') close = true;
     else if (t === 'upgrade') upgrade = true;
-    else if (t !== 'keep-alive' && t !== '') other = true;
   }
-  return { close, upgrade, other };
+  return { close, upgrade };
 }
 
 /** Fields the forwarding rewrite changes or removes (besides Host, Content-Length and Connection): a head with one is rewritten field by field. */
 function rewrittenName(buf: Buffer, at: number, len: number): boolean {
   switch (len) {
     case 2:
-      return nameIs(buf, at, len, 'te');
+      return nameAt(buf, at, 'te');
     case 7:
-      return nameIs(buf, at, len, 'trailer');
+      return nameAt(buf, at, 'trailer');
     case 9:
-      return nameIs(buf, at, len, 'forwarded');
+      return nameAt(buf, at, 'forwarded');
     case 10:
-      return nameIs(buf, at, len, 'keep-alive');
+      return nameAt(buf, at, 'keep-alive');
     case 15:
-      return nameIs(buf, at, len, 'x-forwarded-for');
+      return nameAt(buf, at, 'x-forwarded-for');
     case 16:
-      return nameIs(buf, at, len, 'x-forwarded-host') || nameIs(buf, at, len, 'proxy-connection');
+      return nameAt(buf, at, 'x-forwarded-host') || nameAt(buf, at, 'proxy-connection');
     case 17:
-      return nameIs(buf, at, len, 'x-forwarded-proto');
+      return nameAt(buf, at, 'x-forwarded-proto');
     default:
       return false;
   }
@@ -197,7 +188,6 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
   let fields: string | null = '';
   let run = -1; // where the current run of lines sent as they came starts, or -1
   while (at < end - 2) {
-    const lineStart = at;
     const nameStart = at;
     while (TCHAR[buf[at]!] === 1) at++;
     const nameLen = at - nameStart;
@@ -215,20 +205,21 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
     at += 2;
     if (++count > limits.maxHeaders) return HAND_OFF;
     let sent = true; // the line goes to the instance as it came
-    if (nameLen === 4 && nameIs(buf, nameStart, 4, 'host')) {
+    if (nameLen === 4 && nameAt(buf, nameStart, 'host')) {
       if (host !== null) return HAND_OFF;
       host = text.slice(valueStart - start, valueEnd - start);
       sent = false;
-    } else if (nameLen === 6 && nameIs(buf, nameStart, 6, 'accept')) {
+    } else if (nameLen === 6 && nameAt(buf, nameStart, 'accept')) {
       const value = text.slice(valueStart - start, valueEnd - start);
       accept = accept === undefined ? value : `${accept}, ${value}`;
-    } else if (nameLen === 10 && nameIs(buf, nameStart, 10, 'connection')) {
-      const t = connectionTokens(text.slice(valueStart - start, valueEnd - start));
+    } else if (nameLen === 10 && nameAt(buf, nameStart, 'connection')) {
+      const value = text.slice(valueStart - start, valueEnd - start);
+      const t = connectionTokens(value);
       if (t.upgrade) return HAND_OFF;
       if (t.close) close = true;
-      if (t.other) fields = null;
+      if (connectionNamesFields(value)) fields = null;
       sent = false;
-    } else if (nameLen === 14 && nameIs(buf, nameStart, 14, 'content-length')) {
+    } else if (nameLen === 14 && nameAt(buf, nameStart, 'content-length')) {
       // One field of digits; a second one, even with the same value, is llhttp's to refuse.
       if (bodyLength >= 0) return HAND_OFF;
       bodyLength = lengthOf(buf, valueStart, valueEnd);
@@ -241,9 +232,9 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
     if (sent && !plain) fields = null;
     if (fields === null) continue;
     if (sent) {
-      if (run < 0) run = lineStart;
+      if (run < 0) run = nameStart;
     } else if (run >= 0) {
-      fields += text.slice(run - start, lineStart - start);
+      fields += text.slice(run - start, nameStart - start);
       run = -1;
     }
   }
@@ -302,5 +293,4 @@ class Head implements LeanHead {
   get rawHeaders(): string[] {
     return (this.#raw ??= fieldList(this.text, asRead));
   }
-
 }

@@ -11,7 +11,7 @@
 // is not reused after it.
 
 import { UpstreamError } from './errors.ts';
-import { fieldList, sameName, TCHAR } from './tokens.ts';
+import { connectionNamesFields, fieldList, nameAt, sameName, TCHAR } from './tokens.ts';
 
 /** Headers as an object: lowercase names, repeated names as arrays (node:http's form). */
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -55,7 +55,6 @@ export class ResponseFields {
   get list(): string[] {
     return (this.#list ??= fieldList(this.#text, lowerName));
   }
-
 
   /** node:http's form: a plain object, repeated names as arrays; `__proto__` is never a key (it would set the prototype). */
   toObject(): ResponseHeaders {
@@ -286,7 +285,7 @@ export class ResponseParser {
     return at + consumed;
   }
 
-  /** `text`: the status line and the field lines, each ended by CRLF (the head without its final empty line). */
+  /** buf[start, end): the status line and the field lines, each ended by CRLF (the head without its final empty line). */
   #parseHead(buf: Buffer, start: number, end: number): void {
     // Read by byte from the buffer (a typed array's element is cheaper to read than a
     // string's character); the string is for the slices: text[k] is buf[start + k].
@@ -529,12 +528,6 @@ const HOP_BY_HOP = 5;
 const DATE = 6;
 const HSTS = 7;
 
-/** buf[at, at + name.length) is `name` (lowercase) in any case. */
-function nameAt(buf: Buffer, at: number, name: string): boolean {
-  for (let i = 0; i < name.length; i++) if ((buf[at + i]! | 0x20) !== name.charCodeAt(i)) return false;
-  return true;
-}
-
 /** What the field named at buf[at, at + len) is to the framing and the client's side; decided by length, then compared without a copy. */
 function fieldKind(buf: Buffer, at: number, len: number): number {
   switch (len) {
@@ -558,16 +551,6 @@ function fieldKind(buf: Buffer, at: number, len: number): number {
     default:
       return OTHER;
   }
-}
-
-/** A Connection value names a token other than close and keep-alive (that field is hop-by-hop too). */
-function connectionNamesFields(value: string): boolean {
-  if (value.length === 10 && sameName(value, 'keep-alive')) return false;
-  for (const part of value.split(',')) {
-    const t = part.trim().toLowerCase();
-    if (t !== '' && t !== 'close' && t !== 'keep-alive') return true;
-  }
-  return false;
 }
 
 /** Field names as read → their lowercase form. An instance sends the same few names every time: each is lowercased once, and its lowercase string is the same object every time (a property key V8 has already interned). Bounded. */

@@ -18,6 +18,27 @@ export function sameName(name: string, lower: string): boolean {
   return true;
 }
 
+/** buf[at, at + lower.length) is `lower` (lowercase letters and '-') in any case: sameName on a head's bytes. */
+export function nameAt(buf: Buffer, at: number, lower: string): boolean {
+  for (let i = 0; i < lower.length; i++) if ((buf[at + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * A Connection value names a token other than close and keep-alive: a field of
+ * that name is hop-by-hop too (an upgrade's too: both sides' lean paths leave
+ * those to node:http or to the field-by-field rewrite).
+ */
+export function connectionNamesFields(value: string): boolean {
+  // What browsers and servers send, without splitting.
+  if ((value.length === 10 && sameName(value, 'keep-alive')) || (value.length === 5 && sameName(value, 'close'))) return false;
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive') return true;
+  }
+  return false;
+}
+
 /**
  * The [name, value, ...] list of a head already checked whole: `text` is its
  * start line and its field lines, each ended by CRLF. A name ends at its line's
