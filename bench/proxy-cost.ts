@@ -14,6 +14,8 @@
 // checks) and reports the heap's growth over N2 − N1 requests after N1 of warm-up.
 //
 //   node bench/proxy-cost.ts [--n1 15000] [--n2 17000] [--no-callgrind] [--node-options '...']
+//   PROXY_COST_HEADERS=host: wrk's request head (Host alone) instead of a browser's
+//   PROXY_COST_FLOOR=1: a bare TCP relay instead of baton, the floor of Node's sockets
 //
 // Not part of `npm run bench`. Needs valgrind for the instruction count.
 
@@ -29,13 +31,39 @@ const HERE = path.dirname(new URL(import.meta.url).pathname);
 
 // ---- the child: the proxy alone ----
 
+/**
+ * PROXY_COST_FLOOR=1: the client is served by a bare TCP relay instead (one
+ * connection to the app per client connection, bytes passed both ways, with
+ * the same Node primitives baton's path uses: a 'data' listener on the client,
+ * an `onread` buffer on the app's side, a copy per response). What Node's
+ * sockets cost before any HTTP is read: the floor under baton's figure.
+ */
+async function relayFloor(appPort: number): Promise<{ host: string; port: number }> {
+  const net = await import('node:net');
+  const server = net.createServer({ noDelay: true }, (client) => {
+    const buffer = Buffer.allocUnsafe(64 * 1024);
+    const app = net.connect({ host: '127.0.0.1', port: appPort, noDelay: true, onread: { buffer, callback: (n: number) => {
+      client.write(Buffer.from(buffer.subarray(0, n)));
+      return true;
+    } } });
+    client.on('data', (d: Buffer) => app.write(d));
+    client.on('close', () => app.destroy());
+    app.on('close', () => client.destroy());
+    client.on('error', () => {});
+    app.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { host: '127.0.0.1', port: (server.address() as AddressInfo).port };
+}
+
 async function child(appPort: number): Promise<void> {
   const { Proxy } = await import('../src/proxy/proxy.ts');
   const logger = { debug() {}, info() {}, warn() {}, error() {}, child() { return logger; } };
   // BATON_BENCH_LEAN=0: node:http serves every request (the path before src/proxy/h1/), for a before/after in one run.
   const leanHttp1 = process.env['BATON_BENCH_LEAN'] !== '0';
   const proxy = new Proxy({ logger: logger as never, clientIdleTimeoutMs: 60_000, headersTimeoutMs: 60_000, closeTimeoutMs: 3000, leanHttp1 });
-  const [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  let [addr] = await proxy.listen([{ host: '127.0.0.1', port: 0 }]);
+  if (process.env['PROXY_COST_FLOOR'] === '1') addr = await relayFloor(appPort);
   proxy.apply({
     services: [
       {
@@ -154,13 +182,16 @@ const BROWSER_HEADERS = {
   'Accept-Language': 'en-GB,en;q=0.9',
 };
 
+// PROXY_COST_HEADERS=host: Host alone (and Node's Connection), as wrk sends (bench/proxy.ts's load).
+const HEADERS = process.env['PROXY_COST_HEADERS'] === 'host' ? { Host: 'app.test' } : BROWSER_HEADERS;
+
 async function drive(port: number, n: number, agent: http.Agent): Promise<void> {
   let sent = 0;
   let failed = 0;
   const one = (): Promise<void> =>
     new Promise((resolve) => {
       const req = http.request(
-        { host: '127.0.0.1', port, path: '/', agent, headers: BROWSER_HEADERS },
+        { host: '127.0.0.1', port, path: '/', agent, headers: HEADERS },
         (res) => {
           if (res.statusCode !== 200) failed++;
           res.resume();

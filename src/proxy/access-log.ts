@@ -15,6 +15,9 @@
 // 431: limits.ts answerClientError) gets a line too, with what is known of it
 // (logRefusal); that path runs only for such refusals.
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
+import process from 'node:process';
 import { createWriteStream, fstatSync, openSync, renameSync, rmSync, type WriteStream } from 'node:fs';
 import { BatonError } from '../core/errors.ts';
 import type { IncomingMessage } from 'node:http';

@@ -13,6 +13,7 @@
 // free slot at once (tryEnter); a request that would wait goes to node:http's
 // path, which queues it here.
 
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import { forward, type BatonResponse, type SnapshotRef } from './forwarder.ts';
 import { sendErrorPage } from './error-page.ts';

@@ -1,6 +1,8 @@
 // What happens to a request (or WebSocket upgrade) before it is forwarded: baton's own endpoints
 // (/_baton/health, /_baton/beta), routing by Host, maintenance, pause (hold, release, expiry).
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import type net from 'node:net';
 import type { Logger } from '../core/log.ts';

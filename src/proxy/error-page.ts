@@ -1,5 +1,6 @@
 // Responses baton writes itself (404, 502, 503, 504, 400, and the limits' 408, 413, 414, 431): small HTML or text pages with x-baton-error.
 
+import { Buffer } from 'node:buffer';
 import type { ServerResponse } from 'node:http';
 
 /** Stable machine-readable reason, sent as the `x-baton-error` header. */

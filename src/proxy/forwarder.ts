@@ -1,5 +1,6 @@
 // One proxied HTTP exchange: client request → chosen target (its upstream pool) → client response, with the retry rules.
 
+import { performance } from 'node:perf_hooks';
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';
 import { pick } from './balancer.ts';
@@ -10,7 +11,7 @@ import { bodyBytes, onRequestBodyData } from './gc-pacer.ts';
 import { errorStatus, sendErrorPage, type ProxyErrorCode } from './error-page.ts';
 import { limitedBody, lingerOnClose } from './limits.ts';
 import { chooseWithCanary, pickTarget } from './split.ts';
-import type { ResponseFields, UpstreamController, UpstreamHandler, UpstreamRequest } from './upstream/pool.ts';
+import { ownCopy, type ResponseFields, type UpstreamController, type UpstreamHandler, type UpstreamRequest } from './upstream/pool.ts';
 import { UPSTREAM_INVALID_REQUEST } from './upstream/errors.ts';
 import type { RoutingSnapshot, ServiceRoute } from './snapshot.ts';
 import type { TargetState } from './target.ts';
@@ -82,7 +83,11 @@ export interface ClientReply {
   attach(exchange: Exchange | null): void;
   /** The instance's response head; throws when the head cannot be written as it is (then the attempt is aborted). */
   head(status: number, reason: string, fields: ResponseFields, setCookie: string | null): void;
-  /** A piece of the body; false: the client's queue is full, exchange.resumeUpstream() comes once it drained. */
+  /**
+   * A piece of the body, valid during this call only (a view of the upstream
+   * connection's read buffer: what is queued is copied, ownCopy); false: the
+   * client's queue is full, exchange.resumeUpstream() comes once it drained.
+   */
   body(chunk: Buffer): boolean;
   end(): void;
   /** Cut the connection: a response that cannot be completed must not look complete. */
@@ -126,7 +131,7 @@ class NodeReply implements ClientReply {
   body(chunk: Buffer): boolean {
     const res = this.#res;
     res.relayedBytes += chunk.length;
-    if (res.write(chunk)) return true;
+    if (res.write(ownCopy(chunk))) return true;
     if (!this.#drainHooked) {
       this.#drainHooked = true;
       res.on('drain', onClientDrain);

@@ -12,6 +12,7 @@
 // A parser's refusal answered here is written to the access log when it is on
 // (access-log.ts logRefusal), as nginx logs its 400/408/414 answers.
 
+import { Buffer } from 'node:buffer';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

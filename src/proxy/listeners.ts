@@ -3,6 +3,8 @@
 // challenges, the redirect to https://). Requests go through the same
 // dispatch as plain HTTP: onRequest / onUpgrade with the same snapshot.
 
+import { Buffer } from 'node:buffer';
+import process from 'node:process';
 import type * as http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';

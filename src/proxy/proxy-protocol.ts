@@ -2,6 +2,7 @@
 // balancer sends before the client's bytes, naming the client's address. The
 // parser is pure; acceptProxyHeader() reads one header off a fresh connection.
 
+import { Buffer } from 'node:buffer';
 import net from 'node:net';
 
 /** What a header says about the connection. */

@@ -1,5 +1,8 @@
 // The Proxy: public listeners, routing snapshot swaps, target registry, drain/forget and counters.
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
+import process from 'node:process';
 import type * as http from 'node:http';
 import type { IncomingMessage } from 'node:http';
 import { nodeHttp } from '../core/node-http.ts';

@@ -1,5 +1,6 @@
 // The immutable routing snapshot: Host header → service route → targets. Built from a ProxySpec.
 
+import { Buffer } from 'node:buffer';
 import { BatonError } from '../core/errors.ts';
 import type { BalancePolicy, UpstreamConfig } from '../config/types.ts';
 import type { CanarySpec, MaintenanceSpec, PauseSpec, ProxySpec, RoutingCounters, ServiceCounters, ServiceRouteSpec, UpstreamTarget } from './types.ts';

@@ -8,6 +8,7 @@
 // A bucket's signature is computed once per secret and kept (10,000 buckets at
 // most), so checking a cookie on the hot path is a string comparison.
 
+import { Buffer } from 'node:buffer';
 import { createHmac, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { BatonError } from '../core/errors.ts';
 

@@ -1,5 +1,7 @@
 // WebSocket upgrades: pick a target, open a TCP tunnel to it, relay both ways, and close it cleanly (1001) on drain.
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import net from 'node:net';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from '../core/log.ts';

@@ -4,6 +4,7 @@
 // stream, whether it sits between two frames, so a close frame of its own can
 // be inserted without splitting an application frame.
 
+import { Buffer } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 
 const OPCODE_CLOSE = 0x8;

@@ -24,6 +24,9 @@
 // the headers timeout of a new connection (408, as node:http), the idle
 // timeout between requests (closed, as node:http).
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
+import process from 'node:process';
 import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { nodeHttp } from '../../core/node-http.ts';
@@ -33,7 +36,7 @@ import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
 import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
 import { connectionNominated, isHopByHop } from '../headers.ts';
 import { answerClientError, lingerOnClose, type RequestLimits } from '../limits.ts';
-import type { ResponseFields } from '../upstream/pool.ts';
+import { ownCopy, type ResponseFields } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
 import { HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from './request-head.ts';
@@ -414,20 +417,20 @@ class LeanConnection implements ClientReply {
     const socket = this.#socket;
     if (!this.#chunked) {
       const text = this.#headText;
-      if (text === null) return socket.write(chunk);
+      if (text === null) return socket.write(ownCopy(chunk));
       this.#headText = null;
-      // A small body goes out with the head as one string (latin1: byte for byte), one write;
-      // a large one after it, corked together.
+      // A small body goes out with the head as one string (latin1: byte for byte), one write,
+      // without a copy of the view; a large one after it, corked together.
       if (chunk.length <= HEAD_WITH_BODY_BYTES) return socket.write(text + chunk.toString('latin1'), 'latin1');
       socket.cork();
       socket.write(text, 'latin1');
-      const more = socket.write(chunk);
+      const more = socket.write(ownCopy(chunk));
       socket.uncork();
       return more;
     }
     socket.cork();
     socket.write(`${chunk.length.toString(16)}\r\n`, 'latin1');
-    socket.write(chunk);
+    socket.write(ownCopy(chunk));
     const more = socket.write('\r\n', 'latin1');
     socket.uncork();
     return more;

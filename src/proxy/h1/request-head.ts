@@ -12,11 +12,12 @@
 // here has no body or exactly one Content-Length of digits, and the next one
 // starts right after that many bytes.
 
+import { Buffer } from 'node:buffer';
 import type { ClientConnection } from '../client.ts';
 import { forwardingLines, forwardRequestHeaders } from '../headers.ts';
 import type { RequestLimits } from '../limits.ts';
 import type { UpstreamRequest } from '../upstream/request-head.ts';
-import { connectionNamesFields, fieldList, nameAt, sameName, TCHAR } from '../upstream/tokens.ts';
+import { connectionNamesFields, fieldList, nameAt, sameName, tokenEnd } from '../upstream/tokens.ts';
 
 /** A head the lean path serves. */
 export interface LeanHead {
@@ -62,10 +63,7 @@ const VERSION = Buffer.from(' HTTP/1.1\r\n', 'latin1');
 /** The methods taken (others, CONNECT among them, go to node:http). */
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => ({ name: m, bytes: Buffer.from(`${m} `, 'latin1') }));
 
-/** Bytes of a field value here: printable ASCII, SP and HTAB (obs-text goes to node:http). */
-const VALUE = new Uint8Array(256);
-for (let c = 32; c <= 126; c++) VALUE[c] = 1;
-VALUE[HTAB] = 1;
+const DEL = 127;
 
 /** Bytes of a request target here: visible ASCII. */
 function targetByte(c: number): boolean {
@@ -189,14 +187,15 @@ export function parseLeanHead(buf: Buffer, start: number, limits: RequestLimits)
   let run = -1; // where the current run of lines sent as they came starts, or -1
   while (at < end - 2) {
     const nameStart = at;
-    while (TCHAR[buf[at]!] === 1) at++;
+    at = tokenEnd(buf, at);
     const nameLen = at - nameStart;
     if (nameLen === 0 || buf[at] !== COLON) return HAND_OFF;
     if (refusedName(buf, nameStart, nameLen)) return HAND_OFF;
     at++;
     while (buf[at] === SP || buf[at] === HTAB) at++;
     const valueStart = at;
-    while (VALUE[buf[at]!] === 1) at++;
+    // A value's bytes here: printable ASCII, SP and HTAB (obs-text goes to node:http), compared, not looked up.
+    for (let c = buf[at]!; (c >= SP && c < DEL) || c === HTAB; c = buf[++at]!);
     if (buf[at] !== CR || buf[at + 1] !== LF) return HAND_OFF;
     let valueEnd = at;
     while (valueEnd > valueStart && (buf[valueEnd - 1] === SP || buf[valueEnd - 1] === HTAB)) valueEnd--;

@@ -13,6 +13,8 @@
 // deadline of each connection (connect, response head, idle); a pooled
 // connection past its idle deadline is also closed when it would be reused.
 
+import { Buffer } from 'node:buffer';
+import { performance } from 'node:perf_hooks';
 import net from 'node:net';
 import { UpstreamError } from './errors.ts';
 import { requestHead, type RequestHead, type UpstreamRequest } from './request-head.ts';
@@ -38,7 +40,11 @@ export interface UpstreamHandler {
   onResponseStarted(): void;
   /** The final response's head (1xx responses are read and dropped). */
   onResponseStart(controller: UpstreamController, status: number, fields: ResponseFields, reason: string): void;
-  /** A piece of the body, the handler's to keep. */
+  /**
+   * A piece of the body: a view of the connection's read buffer, valid during
+   * this call only (what is kept is copied: ownCopy). A small response is
+   * usually written at once, as a string with its head: then no copy is made.
+   */
   onResponseData(controller: UpstreamController, chunk: Buffer): void;
   onResponseEnd(controller: UpstreamController): void;
   /** Optional: a read of the response was delivered and the response goes on in a later one (what waits for more may be sent now). */
@@ -72,7 +78,7 @@ const POOLED_COPY_BYTES = 1024;
  * reads of a large body (the ones that queue) get a store of their own; a
  * small piece, usually a whole small response written at once, stays pooled.
  */
-function ownCopy(view: Buffer): Buffer {
+export function ownCopy(view: Buffer): Buffer {
   if (view.length < POOLED_COPY_BYTES) return Buffer.from(view);
   const copy = Buffer.allocUnsafeSlow(view.length);
   view.copy(copy);
@@ -173,8 +179,8 @@ class Attempt implements UpstreamController, ResponseSink {
   }
 
   onBody(chunk: Buffer): void {
-    // A copy: `chunk` is a view of the shared read buffer.
-    if (chunk.length > 0) this.handler.onResponseData(this, ownCopy(chunk));
+    // A view of the shared read buffer: the handler copies what it keeps.
+    if (chunk.length > 0) this.handler.onResponseData(this, chunk);
   }
 
   // ---- driven by the connection ----

@@ -10,8 +10,9 @@
 // next to a Content-Length) is read as RFC 9112 6.3 says, and the connection
 // is not reused after it.
 
+import { Buffer } from 'node:buffer';
 import { UpstreamError } from './errors.ts';
-import { connectionNamesFields, fieldList, nameAt, sameName, TCHAR } from './tokens.ts';
+import { connectionNamesFields, fieldList, nameAt, sameName, tokenEnd } from './tokens.ts';
 
 /** Headers as an object: lowercase names, repeated names as arrays (node:http's form). */
 export type ResponseHeaders = Record<string, string | string[]>;
@@ -112,6 +113,7 @@ const CR = 13;
 const LF = 10;
 const SP = 32;
 const HTAB = 9;
+const DEL = 127;
 const COLON = 58;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 /** A field value's characters (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
@@ -311,18 +313,16 @@ export class ResponseParser {
       // refused (and every line of the head ends in CRLF, so no loop passes `end`).
       const lineStart = at;
       let i = at;
-      while (TCHAR[buf[i]!] === 1) i++;
+      i = tokenEnd(buf, i);
       if (i === at || buf[i] !== COLON) throw malformedLine(text, at - start, i - start);
       const nameLen = i - at;
       i++;
       let c = buf[i]!;
       while (c === SP || c === HTAB) c = buf[++i]!;
       const valueStart = i;
-      while (c !== CR) {
-        if (FIELD_CHAR[c] !== 1) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart - start, lineStart - start + nameLen)}`);
-        c = buf[++i]!;
-      }
-      if (buf[i + 1] !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart - start, lineStart - start + nameLen)}`);
+      // A field value's bytes (FIELD_CHAR) compared, not looked up: no table read per byte.
+      while ((c >= SP && c !== DEL) || c === HTAB) c = buf[++i]!;
+      if (c !== CR || buf[i + 1] !== LF) throw new ResponseProtocolError(`invalid characters in the value of ${text.slice(lineStart - start, lineStart - start + nameLen)}`);
       at = i + 2;
       let valueEnd = i;
       while (valueEnd > valueStart && ((c = buf[valueEnd - 1]!) === SP || c === HTAB)) valueEnd--;

@@ -8,6 +8,20 @@ for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 1;
 for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
 
 /**
+ * Where the token starting at buf[at] ends (at itself when none starts there).
+ * Letters and '-', nearly every byte of a field name, are compared; only the
+ * other bytes are looked up in TCHAR (a table read per byte cost more).
+ */
+export function tokenEnd(buf: Buffer, at: number): number {
+  for (;;) {
+    const c = buf[at]!;
+    const lower = c | 0x20;
+    if ((lower >= 0x61 && lower <= 0x7a) || c === 0x2d || TCHAR[c] === 1) at++;
+    else return at;
+  }
+}
+
+/**
  * `name` starts with `lower` (lowercase letters and '-') in any case, compared
  * without allocating a lowercase copy: setting bit 5 lowercases an ASCII letter
  * and keeps '-'. `name` is a token or a checked field value: the only other
