@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { checkProperty, latin1, withOddBytes } from '../helpers/property.ts';
-import { HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
+import { Forwarding, HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from '../../src/proxy/h1/request-head.ts';
 import { DEFAULT_REQUEST_LIMITS } from '../../src/proxy/limits.ts';
 import { nodeHeaders } from '../../src/proxy/h1/node-headers.ts';
 import { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
-import { forwardRequestHeaders } from '../../src/proxy/headers.ts';
+import { forwardingLines, forwardRequestHeaders } from '../../src/proxy/headers.ts';
 import { requestHead } from '../../src/proxy/upstream/request-head.ts';
 
 interface LlhttpParser {
@@ -160,7 +160,7 @@ test('a head the lean path takes is read by llhttp the same way, and its message
       for (const trusted of [false, true]) {
         const facts = { address: '127.0.0.1', proto: 'http' as const, trusted };
         const rewritten: string = requestHead({ ...out, headers: forwardRequestHeaders(head.rawHeaders, facts) }, 'h').text;
-        assert.equal(requestHead({ ...instanceRequest(head, facts, undefined), body: out.body }, 'h').text, rewritten, text);
+        assert.equal(requestHead({ ...instanceRequest(head, new Forwarding(facts), undefined), body: out.body }, 'h').text, rewritten, text);
       }
     }),
     3000,
@@ -228,4 +228,10 @@ test('nodeHeaders gives what node:http gives as req.headers for the same raw lis
     }),
     1000,
   );
+});
+
+test("a connection's Forwarding gives this hop's lines for each request's Host, made again when the Host changes", () => {
+  const facts = { address: '2001:db8::1', proto: 'https' as const, trusted: false };
+  const forwarding = new Forwarding(facts);
+  for (const host of ['a.test', 'a.test', 'b.test:8443', 'a.test', 'q"uote.test']) assert.equal(forwarding.lines(host), forwardingLines(host, facts), host);
 });

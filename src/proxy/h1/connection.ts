@@ -39,7 +39,7 @@ import { answerClientError, lingerOnClose, type RequestLimits } from '../limits.
 import { ownCopy, type ResponseFields } from '../upstream/pool.ts';
 import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
-import { HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from './request-head.ts';
+import { Forwarding, HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from './request-head.ts';
 import { nodeHeaders } from './node-headers.ts';
 import { chooseWithCanary } from '../split.ts';
 
@@ -187,6 +187,8 @@ class LeanConnection implements ClientReply {
   #target: TargetState | null = null;
   #retries = 0;
   #error: string | null = null;
+  /** This hop's forwarding lines for the instance (made at the first request: the client is identified by then). */
+  #forwarding: Forwarding | null = null;
   /** performance.now() past which the connection is closed (0: none, a request is under way). */
   deadline: number;
   readonly #onData = (chunk: Buffer): void => this.received(chunk);
@@ -304,7 +306,7 @@ class LeanConnection implements ClientReply {
       this.page('no_instance', false);
       return;
     }
-    const out = instanceRequest(head, clientOf(this.#socket), body ?? undefined);
+    const out = instanceRequest(head, (this.#forwarding ??= new Forwarding(clientOf(this.#socket))), body ?? undefined);
     new Exchange(this, null, out, route, l.ref, start, canary, setCookie).start(target);
   }
 

@@ -251,11 +251,34 @@ const asRead = (name: string): string => name;
  * forwarding fields are added), else the list rewritten field by field. Both
  * give the same head (test/unit/h1-request-head.test.ts).
  */
-export function instanceRequest(head: LeanHead, facts: ClientConnection, body: NodeJS.ReadableStream | undefined): InstanceRequest {
+export function instanceRequest(head: LeanHead, forwarding: Forwarding, body: NodeJS.ReadableStream | undefined): InstanceRequest {
   const fields = head.fields;
-  if (fields === null) return { method: head.method, path: head.url, headers: forwardRequestHeaders(head.rawHeaders, facts), fields: undefined, checked: true, body };
+  if (fields === null) return { method: head.method, path: head.url, headers: forwardRequestHeaders(head.rawHeaders, forwarding.facts), fields: undefined, checked: true, body };
   const length = head.contentLength;
-  return { method: head.method, path: head.url, headers: length === null ? ['host', head.host] : ['host', head.host, 'content-length', length], fields: fields + forwardingLines(head.host, facts), checked: true, body };
+  return { method: head.method, path: head.url, headers: length === null ? ['host', head.host] : ['host', head.host, 'content-length', length], fields: fields + forwarding.lines(head.host), checked: true, body };
+}
+
+/**
+ * This hop's forwarding lines for one client connection (forwardingLines):
+ * made again only when the Host changes, which a connection's requests
+ * almost never do. Their making was a tenth of a request's own JavaScript.
+ */
+export class Forwarding {
+  readonly facts: ClientConnection;
+  #host: string | null = null;
+  #lines = '';
+
+  constructor(facts: ClientConnection) {
+    this.facts = facts;
+  }
+
+  lines(host: string): string {
+    if (host !== this.#host) {
+      this.#host = host;
+      this.#lines = forwardingLines(host, this.facts);
+    }
+    return this.#lines;
+  }
 }
 
 /** The request for the instance as the forwarder takes it: the body is the one of the head's Content-Length, when it has one. */
