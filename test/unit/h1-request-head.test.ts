@@ -235,3 +235,19 @@ test("a connection's Forwarding gives this hop's lines for each request's Host, 
   const forwarding = new Forwarding(facts);
   for (const host of ['a.test', 'a.test', 'b.test:8443', 'a.test', 'q"uote.test']) assert.equal(forwarding.lines(host), forwardingLines(host, facts), host);
 });
+
+test('a head whose end lies around or past the first 4 KiB read into one string is found, with what follows it left for the next request', () => {
+  for (let pad = 4000; pad < 4110; pad++) {
+    const head = `GET /p HTTP/1.1\r\nHost: a\r\nX-Pad: ${'p'.repeat(pad)}\r\n\r\n`;
+    for (const after of ['', 'GET / HTTP/1.1\r\n', 'x'.repeat(5000)]) {
+      const parsed = lean(Buffer.from(head + after, 'latin1'));
+      assert.ok(typeof parsed === 'object', `pad ${pad}, ${after.length} bytes after`);
+      assert.equal(parsed.end, head.length, `pad ${pad}`);
+      assert.deepEqual(parsed.rawHeaders, ['Host', 'a', 'X-Pad', 'p'.repeat(pad)], `pad ${pad}`);
+      assert.equal(parsed.url, '/p');
+    }
+    assert.equal(lean(Buffer.from(head.slice(0, -1), 'latin1')), INCOMPLETE, `pad ${pad}, last byte missing`);
+  }
+  const limit = DEFAULT_REQUEST_LIMITS.maxHeaderSize;
+  assert.equal(lean(Buffer.from(`GET / HTTP/1.1\r\nHost: a\r\nX: ${'v'.repeat(limit)}\r\n\r\n`, 'latin1')), HAND_OFF, 'over the limit, whole');
+});

@@ -340,3 +340,18 @@ test('request heads: Host first (or the instance address), framing by the body, 
     assert.throws(() => requestHead({ method: 'GET', path, headers, body: null }, 'h'), (err: Error & { code?: string }) => err.code === 'BATON_UPSTREAM_INVALID_REQUEST' && msg.test(err.message));
   }
 });
+
+test('a head whose end lies around or past the first KiB of a read is found, whole or split, with its body after it', () => {
+  for (let pad = 960; pad < 1060; pad++) {
+    const head = `HTTP/1.1 200 OK\r\nX-Pad: ${'p'.repeat(pad)}\r\nContent-Length: 5\r\n\r\n`;
+    const bytes = Buffer.from(`${head}hello`, 'latin1');
+    for (const pieces of [[bytes], cut(bytes, [head.length - 2]), cut(bytes, [1030]), cut(bytes, [head.length + 1])]) {
+      const r = parse('GET', pieces);
+      assert.equal(r.heads.length, 1, `pad ${pad}`);
+      assert.deepEqual(r.heads[0]!.list, ['x-pad', 'p'.repeat(pad), 'content-length', '5'], `pad ${pad}`);
+      assert.equal(r.body.toString('latin1'), 'hello', `pad ${pad}`);
+      assert.equal(r.stoppedAt, bytes.length, `pad ${pad}`);
+      assert.ok(r.done && r.reusable, `pad ${pad}`);
+    }
+  }
+});

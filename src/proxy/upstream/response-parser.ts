@@ -116,6 +116,8 @@ const HTAB = 9;
 const DEL = 127;
 const COLON = 58;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+/** The first bytes of a read taken into one string to find the head's end in (most heads are shorter; longer ones are searched in the Buffer). */
+const PROBE_BYTES = 1024;
 /** A field value's characters (RFC 9110 5.5): HTAB, SP, VCHAR, obs-text. */
 const INVALID_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
 /** A field name (RFC 9110 5.1, token). */
@@ -263,6 +265,16 @@ export class ResponseParser {
     let buf = data;
     let start = at;
     const prev = this.#pending;
+    if (prev === null) {
+      // The head, usually whole in this read, found in one string of its first bytes by
+      // V8's own string search (a Buffer's indexOf is a call into C++, as the toString is).
+      const text = data.toString('latin1', at, Math.min(data.length, at + PROBE_BYTES));
+      const stop = text.indexOf('\r\n\r\n');
+      if (stop >= 0) {
+        this.#parseHead(data, at, at + stop + 2, text.length === stop + 2 ? text : text.slice(0, stop + 2));
+        return at + stop + 4;
+      }
+    }
     if (prev !== null) {
       // Join only what can hold the end of the head (3 bytes back for a split CRLFCRLF).
       const take = Math.min(data.length - at, MAX_HEAD_BYTES + 4 - prev.length);
@@ -283,15 +295,17 @@ export class ResponseParser {
     const consumed = prev === null ? stop + 4 - at : stop + 4 - prev.length;
     this.#pending = null;
     // One string for the whole head, its pieces slices of it: no split, no regular expression per line.
-    this.#parseHead(buf, start, stop + 2);
+    this.#parseHead(buf, start, stop + 2, buf.toString('latin1', start, stop + 2));
     return at + consumed;
   }
 
-  /** buf[start, end): the status line and the field lines, each ended by CRLF (the head without its final empty line). */
-  #parseHead(buf: Buffer, start: number, end: number): void {
-    // Read by byte from the buffer (a typed array's element is cheaper to read than a
-    // string's character); the string is for the slices: text[k] is buf[start + k].
-    const text = buf.toString('latin1', start, end);
+  /**
+   * buf[start, end): the status line and the field lines, each ended by CRLF (the
+   * head without its final empty line); `text` is the same bytes as a string. Read
+   * by byte from the buffer (a typed array's element is cheaper to read than a
+   * string's character); the string is for the slices: text[k] is buf[start + k].
+   */
+  #parseHead(buf: Buffer, start: number, end: number, text: string): void {
     const status = statusOf(buf, start, text);
     let at = buf.indexOf(CR, start);
     const reason = at - start > 13 ? text.slice(13, at - start) : '';
