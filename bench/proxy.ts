@@ -219,6 +219,8 @@ async function main(): Promise<boolean> {
   }
 
   const med = (t: Target, k: 'rps' | 'p50Ms' | 'p99Ms' | 'proxyCpuUsPerReq' | 'appCpuUsPerReq'): number => median(runs[t].map((x) => x[k]));
+  /** The median of round-by-round ratios a/b: each pair ran within the same round, a minute apart at most. */
+  const pairedRatio = (a: Target, b: Target): number => median(runs[a].map((x, i) => x.rps / runs[b][i]!.rps));
   const errs = (t: Target): number => runs[t].reduce((a, x) => a + x.non2xx + x.socketErrors, 0);
   console.log(`\n## Throughput (median of ${ROUNDS}, ${CONNS} keep-alive connections, ${SECONDS} s each)\n`);
   console.log(mdTable([
@@ -233,6 +235,7 @@ async function main(): Promise<boolean> {
     console.log(`\nbaton-workers: requests per worker so far ${ws.map((w) => `#${w.index} ${w.requests}${w.restarts ? ` (${w.restarts} restarts)` : ''}`).join(', ')}`);
   }
   console.log(`\nper round req/s: ${targets.map((t) => `${t} [${runs[t].map((x) => fmt(x.rps, 0)).join(', ')}]`).join('; ')}`);
+  if (nginx !== null) console.log(`per round baton / nginx: ${runs.baton.map((x, i) => fmt(x.rps / runs.nginx[i]!.rps)).join(', ')}`);
 
   // p99 at half load: every target at 50% of the direct max rate (the issue's
   // measure), then at 50% of baton's own max rate (latency when nobody saturates).
@@ -290,6 +293,7 @@ async function main(): Promise<boolean> {
     ...(nginx !== null
       ? [
           ['(info, issue 13: ≥ 0.75) baton vs nginx: req/s', ratio(med('baton', 'rps'), med('nginx', 'rps')), '-'],
+          ['(info) baton vs nginx: req/s, median of the rounds\' own ratios (paired: a slow minute of the host weighs on both)', ratio(pairedRatio('baton', 'nginx'), 1), '-'],
           ['(info) baton vs nginx: proxy CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('nginx', 'proxyCpuUsPerReq')), '-'],
           ['(info) baton vs nginx: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton.nginx.p99Ms), '-'],
           ['(info, issue 13: ≤ 1.5) baton vs nginx: p99 at 50% of nginx max', ratio(halfNginx!.baton.p99Ms, halfNginx!.nginx.p99Ms), '-'],
