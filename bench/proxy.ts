@@ -131,7 +131,11 @@ async function main(): Promise<boolean> {
   registerDaemon(td2);
   writeDaemonConfig(td2, fixtureService('web', { instances: 1 }), 'info');
   // BATON_BENCH_B_SEMI=N (MB): another size for this second daemon instead of V8's default.
-  const d2 = spawnGroup(process.execPath, [DAEMON_SEMI_SPACE, `--max-semi-space-size=${Number(process.env['BATON_BENCH_B_SEMI'] ?? 0)}`, path.join(ROOT, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
+  // BATON_BENCH_B_ROOT=DIR: it runs that checkout's code (built), for a before/after of code in one run
+  // (with BATON_BENCH_B_SEMI=4 both daemons have the same flags).
+  const bRoot = path.resolve(process.env['BATON_BENCH_B_ROOT'] ?? ROOT);
+  if (bRoot !== ROOT) console.log(`baton-v8-young runs the code of ${bRoot}`);
+  const d2 = spawnGroup(process.execPath, [DAEMON_SEMI_SPACE, `--max-semi-space-size=${Number(process.env['BATON_BENCH_B_SEMI'] ?? 0)}`, path.join(bRoot, 'bin/baton.js'), 'daemon', '--config', td2.configFile], { cwd: td2.dir, stdio: 'ignore' });
   onCleanup(async () => {
     await td2.cli(['shutdown', '--stop-instances'], 15_000).catch(() => undefined);
   });
@@ -294,6 +298,7 @@ async function main(): Promise<boolean> {
       ? [
           ['(info, issue 13: ≥ 0.75) baton vs nginx: req/s', ratio(med('baton', 'rps'), med('nginx', 'rps')), '-'],
           ['(info) baton vs nginx: req/s, median of the rounds\' own ratios (paired: a slow minute of the host weighs on both)', ratio(pairedRatio('baton', 'nginx'), 1), '-'],
+          ['(info) baton-v8-young vs nginx: req/s, median of the rounds\' own ratios', ratio(pairedRatio('baton-v8-young', 'nginx'), 1), '-'],
           ['(info) baton vs nginx: proxy CPU per request', ratio(med('baton', 'proxyCpuUsPerReq'), med('nginx', 'proxyCpuUsPerReq')), '-'],
           ['(info) baton vs nginx: p99 at 50% of baton max', ratio(halfBaton.baton.p99Ms, halfBaton.nginx.p99Ms), '-'],
           ['(info, issue 13: ≤ 1.5) baton vs nginx: p99 at 50% of nginx max', ratio(halfNginx!.baton.p99Ms, halfNginx!.nginx.p99Ms), '-'],
