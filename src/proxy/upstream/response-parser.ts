@@ -326,8 +326,7 @@ export class ResponseParser {
       // name ":" OWS value OWS CRLF; the value's bytes are checked to its CR, so a bare CR or LF is
       // refused (and every line of the head ends in CRLF, so no loop passes `end`).
       const lineStart = at;
-      let i = at;
-      i = tokenEnd(buf, i);
+      let i = tokenEnd(buf, at);
       if (i === at || buf[i] !== COLON) throw malformedLine(text, at - start, i - start);
       const nameLen = i - at;
       i++;
