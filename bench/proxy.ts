@@ -223,8 +223,9 @@ async function main(): Promise<boolean> {
   }
 
   const med = (t: Target, k: 'rps' | 'p50Ms' | 'p99Ms' | 'proxyCpuUsPerReq' | 'appCpuUsPerReq'): number => median(runs[t].map((x) => x[k]));
-  /** The median of round-by-round ratios a/b: each pair ran within the same round, a minute apart at most. */
-  const pairedRatio = (a: Target, b: Target): number => median(runs[a].map((x, i) => x.rps / runs[b][i]!.rps));
+  /** Round by round a/b: each pair ran within the same round, a minute apart at most. */
+  const roundRatios = (a: Target, b: Target): number[] => runs[a].map((x, i) => x.rps / runs[b][i]!.rps);
+  const pairedRatio = (a: Target, b: Target): number => median(roundRatios(a, b));
   const errs = (t: Target): number => runs[t].reduce((a, x) => a + x.non2xx + x.socketErrors, 0);
   console.log(`\n## Throughput (median of ${ROUNDS}, ${CONNS} keep-alive connections, ${SECONDS} s each)\n`);
   console.log(mdTable([
@@ -239,7 +240,7 @@ async function main(): Promise<boolean> {
     console.log(`\nbaton-workers: requests per worker so far ${ws.map((w) => `#${w.index} ${w.requests}${w.restarts ? ` (${w.restarts} restarts)` : ''}`).join(', ')}`);
   }
   console.log(`\nper round req/s: ${targets.map((t) => `${t} [${runs[t].map((x) => fmt(x.rps, 0)).join(', ')}]`).join('; ')}`);
-  if (nginx !== null) console.log(`per round baton / nginx: ${runs.baton.map((x, i) => fmt(x.rps / runs.nginx[i]!.rps)).join(', ')}`);
+  if (nginx !== null) console.log(`per round baton / nginx: ${roundRatios('baton', 'nginx').map((r) => fmt(r)).join(', ')}`);
 
   // p99 at half load: every target at 50% of the direct max rate (the issue's
   // measure), then at 50% of baton's own max rate (latency when nobody saturates).

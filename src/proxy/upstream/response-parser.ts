@@ -265,23 +265,28 @@ export class ResponseParser {
     let buf = data;
     let start = at;
     const prev = this.#pending;
+    /** Where the Buffer's search for the head's end starts. */
+    let from = at;
     if (prev === null) {
       // The head, usually whole in this read, found in one string of its first bytes by
       // V8's own string search (a Buffer's indexOf is a call into C++, as the toString is).
-      const text = data.toString('latin1', at, Math.min(data.length, at + PROBE_BYTES));
+      const probe = Math.min(data.length, at + PROBE_BYTES);
+      const text = data.toString('latin1', at, probe);
       const stop = text.indexOf('\r\n\r\n');
       if (stop >= 0) {
         this.#parseHead(data, at, at + stop + 2, text.length === stop + 2 ? text : text.slice(0, stop + 2));
         return at + stop + 4;
       }
-    }
-    if (prev !== null) {
+      // Not in the probe: only an end that starts in its last 3 bytes or after is left to find.
+      from = Math.max(at, probe - 3);
+    } else {
       // Join only what can hold the end of the head (3 bytes back for a split CRLFCRLF).
       const take = Math.min(data.length - at, MAX_HEAD_BYTES + 4 - prev.length);
       buf = Buffer.concat([prev, data.subarray(at, at + take)]);
       start = 0;
+      from = 0;
     }
-    const stop = buf.indexOf(HEAD_END, start);
+    const stop = buf.indexOf(HEAD_END, from);
     if (stop < 0) {
       if (prev !== null) {
         this.#pending = null;
