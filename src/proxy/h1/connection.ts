@@ -31,7 +31,7 @@ import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { nodeHttp } from '../../core/node-http.ts';
 import { pick } from '../balancer.ts';
-import { clientOf } from '../client.ts';
+import { clientOf, setClient } from '../client.ts';
 import { errorResponse, type ProxyErrorCode } from '../error-page.ts';
 import { countNoInstance, Exchange, type ClientReply, type SnapshotRef } from '../forwarder.ts';
 import { connectionNominated, isHopByHop } from '../headers.ts';
@@ -41,6 +41,7 @@ import type { TargetState } from '../target.ts';
 import type { AccessLog } from '../access-log.ts';
 import { Forwarding, HAND_OFF, INCOMPLETE, instanceRequest, parseLeanHead, type LeanHead } from './request-head.ts';
 import { nodeHeaders } from './node-headers.ts';
+import { isSharedView, sharedReads, type SharedReads } from './shared-reads.ts';
 import { chooseWithCanary } from '../split.ts';
 
 /** What a listener's lean connections read from the proxy. */
@@ -114,9 +115,16 @@ export class LeanConnections {
     return this.#keepAliveLines;
   }
 
-  /** Serve `socket` (its client already identified); `first`: bytes already read from it (after a PROXY header). */
-  accept(socket: Socket, first: Buffer | null): void {
-    const c = new LeanConnection(socket, this.#listener, this);
+  /**
+   * Serve `socket` (its client already identified); `first`: bytes already
+   * read from it (after a PROXY header). `shareReads`: a plain socket just
+   * accepted, read into the shared buffer from now on (shared-reads.ts).
+   */
+  accept(socket: Socket, first: Buffer | null, shareReads = false): void {
+    let c: LeanConnection | null = null;
+    const shared = shareReads && first === null ? sharedReads(socket, (view) => c!.received(view)) : null;
+    if (shared !== null) setClient(shared.socket, clientOf(socket));
+    c = new LeanConnection(shared?.socket ?? socket, this.#listener, this, shared);
     this.#open.add(c);
     if (this.#ticker === null) {
       this.#ticker = setInterval(() => this.#checkDeadlines(), DEADLINE_TICK_MS);
@@ -191,17 +199,20 @@ class LeanConnection implements ClientReply {
   #forwarding: Forwarding | null = null;
   /** performance.now() past which the connection is closed (0: none, a request is under way). */
   deadline: number;
+  /** The socket is read into the shared buffer (null: through 'data'). */
+  readonly #shared: SharedReads | null;
   readonly #onData = (chunk: Buffer): void => this.received(chunk);
   readonly #onEnd = (): void => this.#ended();
   readonly #onClose = (): void => this.#closed();
   readonly #onDrain = (): void => this.#exchange?.resumeUpstream();
 
-  constructor(socket: Socket, listener: LeanListener, owner: LeanConnections) {
+  constructor(socket: Socket, listener: LeanListener, owner: LeanConnections, shared: SharedReads | null) {
     this.#socket = socket;
     this.#listener = listener;
     this.#owner = owner;
+    this.#shared = shared;
     this.deadline = performance.now() + listener.timeouts().headersTimeoutMs;
-    socket.on('data', this.#onData);
+    if (shared === null) socket.on('data', this.#onData);
     socket.on('end', this.#onEnd);
     socket.on('close', this.#onClose);
     socket.on('drain', this.#onDrain);
@@ -212,6 +223,7 @@ class LeanConnection implements ClientReply {
     return this.#current !== null;
   }
 
+  /** Bytes read from the client; with shared reads a view valid during this call only (what is kept is copied). */
   received(chunk: Buffer): void {
     if (this.#bodyLeft > 0) {
       const rest = this.#bodyBytes(chunk);
@@ -219,13 +231,17 @@ class LeanConnection implements ClientReply {
       chunk = rest;
     }
     const prev = this.#pending;
-    this.#pending = prev === null ? chunk : Buffer.concat([prev, chunk]);
+    const pending = prev === null ? chunk : Buffer.concat([prev, chunk]);
+    this.#pending = pending;
     if (this.#current === null) {
       this.serve();
-    } else if (!this.#readsPaused && this.#pending.length > READ_AHEAD_BYTES) {
+    } else if (!this.#readsPaused && pending.length > READ_AHEAD_BYTES) {
       this.#readsPaused = true;
       this.#socket.pause();
     }
+    // What is left unanswered (a head in pieces, a pipelined request) outlives this read.
+    const left = this.#pending;
+    if (left !== null && this.#shared !== null && isSharedView(left)) this.#pending = ownCopy(left);
   }
 
   /** Answer the next request from the bytes read, or hand the connection over. */
@@ -320,7 +336,9 @@ class LeanConnection implements ClientReply {
     this.#bodyLeft -= take;
     const body = this.#body;
     if (body !== null && !body.destroyed) {
-      const more = body.push(take === chunk.length ? chunk : chunk.subarray(0, take));
+      const piece = take === chunk.length ? chunk : chunk.subarray(0, take);
+      // The body's reader may hold it past this read.
+      const more = body.push(this.#shared !== null && isSharedView(piece) ? ownCopy(piece) : piece);
       if (this.#bodyLeft === 0) {
         body.push(null);
       } else if (!more && !this.#bodyPaused) {
@@ -548,7 +566,10 @@ class LeanConnection implements ClientReply {
     socket.off('end', this.#onEnd);
     socket.off('close', this.#onClose);
     socket.off('drain', this.#onDrain);
-    const pending = this.#pending;
+    // node:http reads the socket's Readable from now on, and may keep what it is given.
+    this.#shared?.release();
+    let pending = this.#pending;
+    if (pending !== null && isSharedView(pending)) pending = ownCopy(pending);
     this.#pending = null;
     this.#listener.handOff(socket);
     if (pending !== null) socket.emit('data', pending);
