@@ -217,8 +217,8 @@ export class Proxy {
     // baton's own HTTP/1.1 path serves the connection, or node:http does from the start (it would hand every request over).
     const serve = (socket: Socket, first: Buffer | null): void => {
       if (lean !== null && !this.#leanBypass()) {
-        // A socket not read yet (no PROXY header before) is read into the shared buffer (h1/shared-reads.ts).
-        lean.accept(socket, first, first === null);
+        // Read into the shared buffer from now on (h1/shared-reads.ts).
+        lean.accept(socket, first, true);
         return;
       }
       nodeHttpTakes(socket);

@@ -127,3 +127,36 @@ test("the server's close waits for a shared-read connection and completes when i
   client.end();
   await until("the server's close", () => closed);
 });
+
+test("a socket already read through 'data' (a PROXY header) is taken over inside its listener; one with a reader left is not", async (t) => {
+  const adopted: { shared: SharedReads; copies: string[] }[] = [];
+  const refused: boolean[] = [];
+  const server = net.createServer({ allowHalfOpen: true }, (accepted) => {
+    const onData = (chunk: Buffer): void => {
+      // While a listener still reads it, the socket is not taken.
+      refused.push(sharedReads(accepted, () => undefined) === null);
+      accepted.off('data', onData);
+      const copies: string[] = [`first:${chunk.toString('latin1')}`];
+      const shared = sharedReads(accepted, (view) => copies.push(view.toString('latin1')));
+      assert.ok(shared !== null, 'taken over inside its last data listener');
+      shared.socket.on('error', () => undefined);
+      adopted.push({ shared, copies });
+    };
+    accepted.on('data', onData);
+  });
+  server.listen(0, '127.0.0.1');
+  await withTimeout(once(server, 'listening'), WAIT_MS, 'server listening');
+  t.after(() => server.close());
+  const client = await connect((server.address() as net.AddressInfo).port, t);
+  client.write('PROXY header\r\n');
+  await until('the take-over', () => adopted.length === 1);
+  assert.deepEqual(refused, [true]);
+  client.write('GET / HTTP/1.1\r\n\r\n');
+  const { shared, copies } = adopted[0]!;
+  await until('the read after the take-over', () => copies.slice(1).join('') === 'GET / HTTP/1.1\r\n\r\n');
+  assert.equal(copies[0], 'first:PROXY header\r\n');
+  const ended = once(shared.socket, 'end');
+  client.end();
+  await withTimeout(ended, WAIT_MS, "the client's end");
+  shared.socket.destroy();
+});

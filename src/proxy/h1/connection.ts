@@ -117,12 +117,12 @@ export class LeanConnections {
 
   /**
    * Serve `socket` (its client already identified); `first`: bytes already
-   * read from it (after a PROXY header). `shareReads`: a plain socket just
-   * accepted, read into the shared buffer from now on (shared-reads.ts).
+   * read from it (after a PROXY header). `shareReads`: a plain TCP socket,
+   * read into the shared buffer from now on (shared-reads.ts).
    */
   accept(socket: Socket, first: Buffer | null, shareReads = false): void {
     let c: LeanConnection | null = null;
-    const shared = shareReads && first === null ? sharedReads(socket, (view) => c!.received(view)) : null;
+    const shared = shareReads ? sharedReads(socket, (view) => c!.received(view)) : null;
     if (shared !== null) setClient(shared.socket, clientOf(socket));
     c = new LeanConnection(shared?.socket ?? socket, this.#listener, this, shared);
     this.#open.add(c);

@@ -78,14 +78,16 @@ export class SharedReads {
 }
 
 /**
- * Move a just-accepted plain socket's handle into a socket read into the
- * shared buffer, reads going to `reader`. Null (the socket stays as it is)
- * when its handle is not the kind this knows, or a byte was read already.
+ * Move an accepted plain socket's handle into a socket read into the shared
+ * buffer, reads going to `reader`. The accepted socket may have been read
+ * (a PROXY header: this may run in its 'data' listener) but must hold no
+ * unread bytes and have no other reader. Null (the socket stays as it is)
+ * when its handle is not the kind this knows, or it holds bytes or readers.
  */
 export function sharedReads(accepted: Socket, reader: (view: Buffer) => void): SharedReads | null {
   const holder = accepted as unknown as { _handle: unknown };
   const handle = holder._handle;
-  if (!isStreamHandle(handle) || accepted.bytesRead !== 0 || accepted.readableLength !== 0 || accepted.destroyed) return null;
+  if (!isStreamHandle(handle) || accepted.readableLength !== 0 || accepted.listenerCount('data') !== 0 || accepted.destroyed) return null;
   let shared: SharedReads | null = null;
   holder._handle = null;
   const socket = new net.Socket({
