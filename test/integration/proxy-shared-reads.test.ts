@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { isSharedView, sharedReads, type SharedReads } from '../../src/proxy/h1/shared-reads.ts';
+import { waitUntil } from '../helpers/daemon.ts';
 import { withTimeout } from '../helpers/timeouts.ts';
 
 const WAIT_MS = 10_000;
@@ -35,10 +36,7 @@ async function serverWithSharedReads(t: { after(fn: () => unknown): void }): Pro
     shared.socket.on('error', () => undefined);
     waiting.shift()?.({ shared, accepted, views, copies });
   });
-  server.listen(0, '127.0.0.1');
-  await withTimeout(once(server, 'listening'), WAIT_MS, 'server listening');
-  t.after(() => server.close());
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listening(server, t);
   return { server, port, next: () => new Promise<Accepted>((resolve) => waiting.push(resolve)) };
 }
 
@@ -50,12 +48,13 @@ async function connect(port: number, t: { after(fn: () => unknown): void }): Pro
   return client;
 }
 
-async function until(what: string, cond: () => boolean): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${WAIT_MS} ms waiting for ${what}`);
-    await new Promise((r) => setImmediate(r));
-  }
+const until = (what: string, cond: () => boolean): Promise<void> => waitUntil(what, cond, WAIT_MS, 5);
+
+async function listening(server: net.Server, t: { after(fn: () => unknown): void }): Promise<number> {
+  server.listen(0, '127.0.0.1');
+  await withTimeout(once(server, 'listening'), WAIT_MS, 'server listening');
+  t.after(() => server.close());
+  return (server.address() as net.AddressInfo).port;
 }
 
 test('reads reach the reader as views of the shared buffer; the socket writes, sees the end, and its close closes the accepted one', async (t) => {
@@ -144,10 +143,7 @@ test("a socket already read through 'data' (a PROXY header) is taken over inside
     };
     accepted.on('data', onData);
   });
-  server.listen(0, '127.0.0.1');
-  await withTimeout(once(server, 'listening'), WAIT_MS, 'server listening');
-  t.after(() => server.close());
-  const client = await connect((server.address() as net.AddressInfo).port, t);
+  const client = await connect(await listening(server, t), t);
   client.write('PROXY header\r\n');
   await until('the take-over', () => adopted.length === 1);
   assert.deepEqual(refused, [true]);

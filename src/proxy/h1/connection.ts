@@ -121,10 +121,7 @@ export class LeanConnections {
    * read into the shared buffer from now on (shared-reads.ts).
    */
   accept(socket: Socket, first: Buffer | null, shareReads = false): void {
-    let c: LeanConnection | null = null;
-    const shared = shareReads ? sharedReads(socket, (view) => c!.received(view)) : null;
-    if (shared !== null) setClient(shared.socket, clientOf(socket));
-    c = new LeanConnection(shared?.socket ?? socket, this.#listener, this, shared);
+    const c = new LeanConnection(socket, this.#listener, this, shareReads);
     this.#open.add(c);
     if (this.#ticker === null) {
       this.#ticker = setInterval(() => this.#checkDeadlines(), DEADLINE_TICK_MS);
@@ -206,7 +203,10 @@ class LeanConnection implements ClientReply {
   readonly #onClose = (): void => this.#closed();
   readonly #onDrain = (): void => this.#exchange?.resumeUpstream();
 
-  constructor(socket: Socket, listener: LeanListener, owner: LeanConnections, shared: SharedReads | null) {
+  constructor(accepted: Socket, listener: LeanListener, owner: LeanConnections, shareReads: boolean) {
+    const shared = shareReads ? sharedReads(accepted, (view) => this.received(view)) : null;
+    const socket = shared?.socket ?? accepted;
+    if (shared !== null) setClient(socket, clientOf(accepted));
     this.#socket = socket;
     this.#listener = listener;
     this.#owner = owner;

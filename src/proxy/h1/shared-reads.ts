@@ -10,8 +10,9 @@
 //
 // How: net.Server takes no `onread` for the connections it accepts (only
 // net.connect and `new net.Socket` do), so the accepted socket's handle moves
-// into a new net.Socket made with one, before any byte is read (Node's own
-// child_process moves handles between sockets the same way). The accepted
+// into a new net.Socket made with one, before its first unread byte (Node's
+// own child_process and cluster move handles between sockets the same way;
+// behind the PROXY protocol, inside the header's 'data' listener). The accepted
 // socket, left without a handle, is destroyed when the new one closes: the
 // server's connection count (its close waits for it) and whatever listens
 // for that socket's 'close' (the per-client connection cap) stay right.
@@ -37,12 +38,11 @@ export function isSharedView(buf: Buffer): boolean {
   return buf.buffer === readBuffer.buffer;
 }
 
-/** The part of a stream handle this module uses (Node's TCPWrap). */
+/** What net's `onread` needs of a stream handle (Node's TCPWrap). */
 interface StreamHandle {
   readStart(): number;
   readStop(): number;
   useUserBuffer(buf: Uint8Array): void;
-  reading?: boolean;
 }
 
 function isStreamHandle(h: unknown): h is StreamHandle {
@@ -55,9 +55,15 @@ export class SharedReads {
   readonly socket: Socket;
   #reader: ((view: Buffer) => void) | null;
 
-  constructor(socket: Socket, reader: (view: Buffer) => void) {
-    this.socket = socket;
+  constructor(handle: StreamHandle, allowHalfOpen: boolean, reader: (view: Buffer) => void) {
     this.#reader = reader;
+    this.socket = new net.Socket({
+      handle: handle as never,
+      allowHalfOpen,
+      readable: true,
+      writable: true,
+      onread: { buffer: readBuffer, callback: (n: number): boolean => this.#read(n) },
+    } as net.SocketConstructorOpts);
   }
 
   /** From now on the socket is read as any other (its Readable gets a copy of each read). */
@@ -66,7 +72,7 @@ export class SharedReads {
   }
 
   /** net's onread callback: false stops reading until the Readable is read again (node:http's backpressure). */
-  read(n: number): boolean {
+  #read(n: number): boolean {
     const view = readBuffer.subarray(0, n);
     const reader = this.#reader;
     if (reader !== null) {
@@ -88,17 +94,9 @@ export function sharedReads(accepted: Socket, reader: (view: Buffer) => void): S
   const holder = accepted as unknown as { _handle: unknown };
   const handle = holder._handle;
   if (!isStreamHandle(handle) || accepted.readableLength !== 0 || accepted.listenerCount('data') !== 0 || accepted.destroyed) return null;
-  let shared: SharedReads | null = null;
   holder._handle = null;
-  const socket = new net.Socket({
-    handle: handle as never,
-    allowHalfOpen: accepted.allowHalfOpen,
-    readable: true,
-    writable: true,
-    onread: { buffer: readBuffer, callback: (n: number): boolean => shared!.read(n) },
-  } as net.SocketConstructorOpts);
-  shared = new SharedReads(socket, reader);
+  const shared = new SharedReads(handle, accepted.allowHalfOpen, reader);
   // The accepted socket stands for the connection to its server and to those who listen on it.
-  socket.once('close', () => accepted.destroy());
+  shared.socket.once('close', () => accepted.destroy());
   return shared;
 }
